@@ -1,0 +1,17 @@
+-- Runs a connector shipped with luabyte (lua/connectors/<name>.lua) as the
+-- current process: `luabyte connector NAME COMMAND ARGS...` lands here, so
+-- built-in connectors are real child processes like any other.
+local M = {}
+
+function M.run(name, argv)
+  local ok, connector = pcall(require, "connectors." .. name)
+  if not ok then
+    io.stderr:write(("luabyte: no built-in connector '%s' (%s)\n"):format(name, connector))
+    os.exit(2)
+  end
+  local code = require("airbyte.cdk").main(connector, argv)
+  io.stdout:flush()
+  if code ~= 0 then os.exit(code) end
+end
+
+return M

@@ -1,0 +1,873 @@
+-- airbyte.cdk: a small kit for writing Airbyte connectors in Lua.
+--
+-- A connector module returns `cdk.source{...}` (or `cdk.destination{...}`) and
+-- a host runs it with `cdk.main(connector, argv)`, which speaks the Airbyte
+-- protocol: it parses the command line, loads the JSON files, validates the
+-- config against the spec, calls the connector and prints one protocol
+-- message per stdout line.
+--
+-- API (all functions, no globals):
+--   cdk.source{ spec = tbl, check = fn(config) -> ok, msg,
+--               discover = fn(config) -> { stream, ... },
+--               read = fn(config, configured_catalog, state_array, emit) }
+--       -> connector { kind = "source", spec, check, discover, read }
+--   cdk.destination{ spec = tbl, check = fn, write = fn(config, catalog, messages, emit) }
+--       -> connector { kind = "destination", ... }            (a sketch)
+--   cdk.main(connector, argv [, opts]) -> exit code
+--       opts.out: a file-like object with :write/:flush (default io.stdout)
+--       opts.input: an iterator of stdin lines for `write` (default io.lines())
+--   cdk.obj(k1, v1, k2, v2, ...) -> table whose keys encode in that order
+--   cdk.array([t])                -> t, always encoded as a JSON array
+--   cdk.null                      -> JSON null (cjson.null)
+--   cdk.encode(value) -> JSON text (ordered objects, integers stay integers)
+--   cdk.escape(s)     -> s with JSON string escapes applied (no quotes)
+--   cdk.validate(schema, value) -> nil | { "path: problem", ... } (draft-07 subset)
+--   cdk.stream_state(state_array, name [, namespace]) -> stream_state | nil
+--   cdk.error(message [, failure_type [, internal]]) raises a structured error
+--   cdk.config_error(message) raises one with failure_type "config_error"
+--   cdk.clock() -> epoch milliseconds (integer); replaceable by a host
+--
+-- The emitter handed to read():
+--   emit.stream(name [, opts]) -> handle        opts.schema: the stream's JSON
+--       schema whose property order the records follow (default: the configured
+--       catalog's), opts.exact_fields: records never carry keys outside the schema
+--       (skips the per-record check for extra keys), opts.namespace.
+--   handle:started()            STARTED status (implicit on first use)
+--   handle:record(data)         RECORD; RUNNING status at the first record
+--   handle:state(stream_state)  STREAM state with sourceStats.recordCount =
+--                               records of this stream since its previous state
+--   handle:estimate(rows [, bytes])   ESTIMATE trace
+--   handle:complete() / handle:incomplete()
+--   emit.log(level, message)    LOG message
+--   emit.record(name, data), emit.state(name, stream_state): shortcuts
+-- Streams started but not finished get COMPLETE when read() returns, or
+-- INCOMPLETE when it raises (followed by a TRACE ERROR and exit code 1).
+
+local cjson = require "cjson"
+
+local M = {}
+
+local concat, sort = table.concat, table.sort
+local find, gsub, format, sub, char = string.find, string.gsub, string.format, string.sub, string.char
+local mtype, tointeger, huge = math.type, math.tointeger, math.huge
+local type, pairs, ipairs, next, select, tostring, tonumber, error, setmetatable, getmetatable =
+  type, pairs, ipairs, next, select, tostring, tonumber, error, setmetatable, getmetatable
+
+local NULL = cjson.null
+M.null = NULL
+
+---------------------------------------------------------------------------
+-- JSON encoding
+---------------------------------------------------------------------------
+
+-- Escapes for the characters JSON forbids raw inside strings. %c also matches
+-- DEL (127), which JSON allows raw; escaping it is harmless.
+local ESCAPES = { ['"'] = '\\"', ['\\'] = '\\\\', ['\b'] = '\\b', ['\f'] = '\\f',
+                  ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t' }
+for c = 0, 31 do
+  local ch = char(c)
+  if not ESCAPES[ch] then ESCAPES[ch] = format("\\u%04x", c) end
+end
+ESCAPES["\127"] = "\\u007f"
+local NEEDS_ESCAPE = '[%c"\\]'
+
+-- Most strings need no escaping: a find() is much cheaper than a gsub().
+local function escape(s)
+  if not find(s, NEEDS_ESCAPE) then return s end
+  return (gsub(s, NEEDS_ESCAPE, ESCAPES))
+end
+M.escape = escape
+
+-- Shortest text that reads back as the same double, always recognisable as
+-- a float (a '.' or an exponent), so consumers keep integer/float apart.
+local function encode_float(v)
+  if v ~= v or v == huge or v == -huge then return "null" end -- JSON has no NaN/Inf
+  local s = format("%.14g", v)
+  if tonumber(s) ~= v then
+    s = format("%.15g", v)
+    if tonumber(s) ~= v then
+      s = format("%.16g", v)
+      if tonumber(s) ~= v then s = format("%.17g", v) end
+    end
+  end
+  if not find(s, "[.eEn]") then s = s .. ".0" end
+  return s
+end
+
+-- Key order and array-ness can't be seen in a Lua table, so they are kept on
+-- the side, weakly, for tables built with M.obj / M.array.
+local key_order = setmetatable({}, { __mode = "k" })
+local array_mark = setmetatable({}, { __mode = "k" })
+
+function M.obj(...)
+  local n = select("#", ...)
+  local args, t, keys = { ... }, {}, {}
+  for i = 1, n, 2 do
+    local k = args[i]
+    keys[#keys + 1] = k
+    t[k] = args[i + 1]
+  end
+  key_order[t] = keys
+  return t
+end
+
+function M.array(t)
+  t = t or {}
+  array_mark[t] = true
+  return t
+end
+
+local function is_array(t)
+  if array_mark[t] then return true end
+  if t[1] == nil then return false end -- empty tables encode as {}
+  local n = #t
+  for k in pairs(t) do
+    if mtype(k) ~= "integer" or k < 1 or k > n then return false end
+  end
+  return true
+end
+
+-- Keys of an object in encoding order: the declared order first, then any
+-- other keys sorted so output is deterministic.
+local function ordered_keys(t)
+  local declared = key_order[t]
+  local keys, seen = {}, {}
+  if declared then
+    for _, k in ipairs(declared) do
+      if t[k] ~= nil and not seen[k] then keys[#keys + 1] = k; seen[k] = true end
+    end
+  end
+  local extra
+  for k in pairs(t) do
+    if not seen[k] then
+      extra = extra or {}
+      extra[#extra + 1] = k
+    end
+  end
+  if extra then
+    for i, k in ipairs(extra) do extra[i] = tostring(k) end
+    sort(extra)
+    for _, k in ipairs(extra) do keys[#keys + 1] = k end
+  end
+  return keys
+end
+
+local encode_value
+
+local function encode_table(t, buf, n, depth)
+  if depth > 200 then error("cannot encode: nesting too deep (a cycle?)", 0) end
+  if is_array(t) then
+    n = n + 1; buf[n] = "["
+    for i = 1, #t do
+      if i > 1 then n = n + 1; buf[n] = "," end
+      n = encode_value(t[i], buf, n, depth + 1)
+    end
+    n = n + 1; buf[n] = "]"
+    return n
+  end
+  n = n + 1; buf[n] = "{"
+  for i, k in ipairs(ordered_keys(t)) do
+    local v = t[k]
+    if v == nil then v = t[tonumber(k)] end -- numeric keys were stringified
+    n = n + 1; buf[n] = (i > 1 and ',"' or '"') .. escape(k) .. '":'
+    n = encode_value(v, buf, n, depth + 1)
+  end
+  n = n + 1; buf[n] = "}"
+  return n
+end
+
+function encode_value(v, buf, n, depth)
+  local tv = type(v)
+  n = n + 1
+  if tv == "string" then
+    buf[n] = '"'; buf[n + 1] = escape(v); buf[n + 2] = '"'
+    return n + 2
+  elseif tv == "number" then
+    buf[n] = mtype(v) == "integer" and tostring(v) or encode_float(v)
+  elseif tv == "boolean" then
+    buf[n] = v and "true" or "false"
+  elseif v == nil or v == NULL then
+    buf[n] = "null"
+  elseif tv == "table" then
+    return encode_table(v, buf, n - 1, depth or 0)
+  else
+    error("cannot encode a " .. tv .. " as JSON", 0)
+  end
+  return n
+end
+
+function M.encode(v)
+  local buf = {}
+  local n = encode_value(v, buf, 0, 0)
+  return concat(buf, "", 1, n)
+end
+
+---------------------------------------------------------------------------
+-- Record encoding: a stream schema compiled into pre-escaped key pieces
+---------------------------------------------------------------------------
+
+local function schema_types(schema)
+  local t = schema.type
+  if type(t) == "string" then return { [t] = true } end
+  local set = {}
+  if type(t) == "table" then for _, name in ipairs(t) do set[name] = true end end
+  return set
+end
+
+-- compile(schema) -> encoder for objects of that schema, or nil when the
+-- schema declares no properties. Each field i has: names[i], the key pieces
+-- keys0[i] ('{"k":', used for the first present field) and keys[i] (',"k":'),
+-- and subs[i], the encoder of a nested object (or of array items).
+local function compile(schema)
+  if type(schema) ~= "table" or type(schema.properties) ~= "table" then return nil end
+  local props = schema.properties
+  local enc = { names = {}, keys0 = {}, keys = {}, subs = {}, items = {}, count = 0, index = {} }
+  for i, name in ipairs(ordered_keys(props)) do
+    local prop = props[name]
+    local quoted = '"' .. escape(name) .. '":'
+    enc.names[i], enc.keys0[i], enc.keys[i] = name, "{" .. quoted, "," .. quoted
+    enc.index[name] = true
+    if type(prop) == "table" then
+      local types = schema_types(prop)
+      if types.object or prop.properties then enc.subs[i] = compile(prop) or false end
+      if types.array and type(prop.items) == "table" then enc.items[i] = compile(prop.items) or false end
+    end
+    enc.count = i
+  end
+  return enc
+end
+
+local encode_fields
+
+-- Extra keys (not in the schema) go after the schema's keys, sorted.
+local function encode_extra(enc, data, buf, n, first, depth)
+  local extra
+  for k in pairs(data) do
+    if not enc.index[k] then extra = extra or {}; extra[#extra + 1] = tostring(k) end
+  end
+  if not extra then return n, first end
+  sort(extra)
+  for _, k in ipairs(extra) do
+    n = n + 1
+    buf[n] = (first and '{"' or ',"') .. escape(k) .. '":'
+    first = false
+    n = encode_value(data[k], buf, n, depth + 1)
+  end
+  return n, first
+end
+
+local function encode_array_items(sub, arr, buf, n, depth)
+  if not is_array(arr) then return encode_table(arr, buf, n, depth) end
+  n = n + 1; buf[n] = "["
+  for i = 1, #arr do
+    if i > 1 then n = n + 1; buf[n] = "," end
+    local v = arr[i]
+    if type(v) == "table" and not is_array(v) then
+      n = encode_fields(sub, v, buf, n, false, depth + 1)
+    else
+      n = encode_value(v, buf, n, depth + 1)
+    end
+  end
+  n = n + 1; buf[n] = "]"
+  return n
+end
+
+-- The hot path: append the pieces of one object to buf, return the new top.
+function encode_fields(enc, data, buf, n, exact, depth)
+  local names, keys0, keys, subs, items = enc.names, enc.keys0, enc.keys, enc.subs, enc.items
+  local first = true
+  for i = 1, enc.count do
+    local v = data[names[i]]
+    if v ~= nil then
+      n = n + 1
+      if first then buf[n] = keys0[i]; first = false else buf[n] = keys[i] end
+      local tv = type(v)
+      if tv == "string" then
+        if find(v, NEEDS_ESCAPE) then v = gsub(v, NEEDS_ESCAPE, ESCAPES) end
+        buf[n + 1] = '"'; buf[n + 2] = v; buf[n + 3] = '"'
+        n = n + 3
+      elseif tv == "number" then
+        n = n + 1
+        if mtype(v) == "integer" then buf[n] = v else buf[n] = encode_float(v) end
+      elseif tv == "table" then
+        local s, it = subs[i], items[i]
+        if s and not is_array(v) then
+          n = encode_fields(s, v, buf, n, exact, (depth or 0) + 1)
+        elseif it then
+          n = encode_array_items(it, v, buf, n, (depth or 0) + 1)
+        else
+          n = encode_table(v, buf, n, (depth or 0) + 1)
+        end
+      elseif tv == "boolean" then
+        n = n + 1; buf[n] = v and "true" or "false"
+      elseif v == NULL then
+        n = n + 1; buf[n] = "null"
+      else
+        error("field " .. names[i] .. ": cannot encode a " .. tv .. " as JSON", 0)
+      end
+    end
+  end
+  if not exact then n, first = encode_extra(enc, data, buf, n, first, depth or 0) end
+  n = n + 1
+  buf[n] = first and "{}" or "}"
+  return n
+end
+
+---------------------------------------------------------------------------
+-- Config validation: the draft-07 subset connector specs use
+---------------------------------------------------------------------------
+
+local function json_type_of(v)
+  local tv = type(v)
+  if tv == "string" or tv == "boolean" then return tv end
+  if tv == "number" then
+    if mtype(v) == "integer" or (v == v and v % 1 == 0 and v ~= huge and v ~= -huge) then
+      return "integer"
+    end
+    return "number"
+  end
+  if v == NULL or v == nil then return "null" end
+  if tv == "table" then return is_array(v) and "array" or "object" end
+  return tv
+end
+
+local function type_matches(allowed, actual, v)
+  if allowed == actual then return true end
+  if allowed == "number" and actual == "integer" then return true end
+  -- an empty Lua table may have come from a JSON []
+  if allowed == "array" and actual == "object" and next(v) == nil then return true end
+  return false
+end
+
+local function check_type(schema, v, path, errs)
+  local allowed = schema.type
+  if allowed == nil then return true end
+  local actual = json_type_of(v)
+  local list = type(allowed) == "table" and allowed or { allowed }
+  for _, a in ipairs(list) do
+    if type_matches(a, actual, v) then return true end
+  end
+  local names = {}
+  for i, a in ipairs(list) do names[i] = tostring(a) end
+  errs[#errs + 1] = format("%s: expected %s, got %s", path, concat(names, " or "), actual)
+  return false
+end
+
+local function validate(schema, v, path, errs)
+  if type(schema) ~= "table" then return end
+  if not check_type(schema, v, path, errs) then return end
+  if schema.enum then
+    local found = false
+    for _, e in ipairs(schema.enum) do if e == v then found = true break end end
+    if not found then errs[#errs + 1] = path .. ": not one of the allowed values" end
+  end
+  if schema.const ~= nil and schema.const ~= v and type(v) ~= "table" then
+    errs[#errs + 1] = path .. ": must be " .. tostring(schema.const)
+  end
+  if type(v) == "number" then
+    if schema.minimum and v < schema.minimum then
+      errs[#errs + 1] = format("%s: %s is less than the minimum of %s", path, tostring(v), tostring(schema.minimum))
+    end
+    if schema.maximum and v > schema.maximum then
+      errs[#errs + 1] = format("%s: %s is greater than the maximum of %s", path, tostring(v), tostring(schema.maximum))
+    end
+    if type(schema.exclusiveMinimum) == "number" and v <= schema.exclusiveMinimum then
+      errs[#errs + 1] = format("%s: %s must be greater than %s", path, tostring(v), tostring(schema.exclusiveMinimum))
+    end
+    if type(schema.exclusiveMaximum) == "number" and v >= schema.exclusiveMaximum then
+      errs[#errs + 1] = format("%s: %s must be less than %s", path, tostring(v), tostring(schema.exclusiveMaximum))
+    end
+  elseif type(v) == "string" then
+    local len = utf8.len(v) or #v
+    if schema.minLength and len < schema.minLength then errs[#errs + 1] = path .. ": string too short" end
+    if schema.maxLength and len > schema.maxLength then errs[#errs + 1] = path .. ": string too long" end
+  elseif type(v) == "table" and v ~= NULL then
+    if is_array(v) or (next(v) == nil and schema.type == "array") then
+      if type(schema.items) == "table" then
+        for i, item in ipairs(v) do validate(schema.items, item, path .. "[" .. i .. "]", errs) end
+      end
+      if schema.minItems and #v < schema.minItems then errs[#errs + 1] = path .. ": too few items" end
+      if schema.maxItems and #v > schema.maxItems then errs[#errs + 1] = path .. ": too many items" end
+    else
+      for _, key in ipairs(schema.required or {}) do
+        if v[key] == nil then errs[#errs + 1] = format("%s: '%s' is a required property", path, key) end
+      end
+      local props = schema.properties or {}
+      for key, sub_schema in pairs(props) do
+        if v[key] ~= nil then validate(sub_schema, v[key], path .. "." .. key, errs) end
+      end
+      if schema.additionalProperties == false then
+        for key in pairs(v) do
+          if props[key] == nil then errs[#errs + 1] = format("%s: unexpected property '%s'", path, tostring(key)) end
+        end
+      end
+    end
+  end
+end
+
+function M.validate(schema, value)
+  local errs = {}
+  validate(schema, value, "config", errs)
+  if #errs == 0 then return nil end
+  return errs
+end
+
+---------------------------------------------------------------------------
+-- Errors
+---------------------------------------------------------------------------
+
+local ConnectorError = {}
+ConnectorError.__index = ConnectorError
+ConnectorError.__tostring = function(e) return e.message end
+
+function M.error(message, failure_type, internal)
+  error(setmetatable({ message = tostring(message), failure_type = failure_type or "system_error",
+                       internal_message = internal }, ConnectorError), 2)
+end
+
+function M.config_error(message)
+  error(setmetatable({ message = tostring(message), failure_type = "config_error" }, ConnectorError), 2)
+end
+
+-- xpcall handler: every error becomes a ConnectorError with a stack trace.
+local function capture(err)
+  local e
+  if getmetatable(err) == ConnectorError then
+    e = err
+  elseif type(err) == "table" and type(err.message) == "string" then
+    e = setmetatable({ message = err.message, failure_type = err.failure_type or "system_error",
+                       internal_message = err.internal_message }, ConnectorError)
+  else
+    e = setmetatable({ message = tostring(err), failure_type = "system_error" }, ConnectorError)
+  end
+  e.stack_trace = e.stack_trace or debug.traceback(tostring(e.message), 2)
+  return e
+end
+
+---------------------------------------------------------------------------
+-- Files, clock, state helpers
+---------------------------------------------------------------------------
+
+function M.clock()
+  return os.time() * 1000
+end
+
+local function now_ms() return tointeger(M.clock()) or 0 end
+
+-- cjson decodes every number as a float; integral ones become integers so
+-- connectors see config.count == 10, not 10.0.
+local function integralize(v)
+  if type(v) == "number" then
+    if mtype(v) == "float" and v % 1 == 0 and v >= -2^63 and v < 2^63 then return tointeger(v) end
+    return v
+  end
+  if type(v) == "table" and v ~= NULL then
+    for k, x in pairs(v) do v[k] = integralize(x) end
+  end
+  return v
+end
+
+local function read_json(path, what)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, format("cannot open %s file: %s", what, err) end
+  local text = f:read("a")
+  f:close()
+  local ok, v = pcall(cjson.decode, text)
+  if not ok then return nil, format("%s file %s is not valid JSON: %s", what, path, tostring(v)) end
+  return integralize(v)
+end
+
+-- The --state file is an array of AirbyteStateMessage; older sources got a
+-- bare per-stream object (LEGACY), which becomes { {type="LEGACY", data=obj} }.
+local function normalize_state(v)
+  if type(v) ~= "table" or v == NULL or next(v) == nil then return {} end
+  if is_array(v) then return v end
+  if type(v.type) == "string" and (v.stream or v.global or v.data) then return { v } end
+  return { { type = "LEGACY", data = v } }
+end
+
+function M.stream_state(state_array, name, namespace)
+  for i = #(state_array or {}), 1, -1 do -- the last one wins
+    local s = state_array[i]
+    if type(s) == "table" then
+      local kind = s.type or ((s.stream and "STREAM") or (s.global and "GLOBAL") or "LEGACY")
+      if kind == "STREAM" and type(s.stream) == "table" then
+        local d = s.stream.stream_descriptor or {}
+        if d.name == name and (namespace == nil or d.namespace == namespace) then
+          local st = s.stream.stream_state
+          if st == NULL then return nil end
+          return st
+        end
+      elseif kind == "GLOBAL" and type(s.global) == "table" then
+        for _, ss in ipairs(s.global.stream_states or {}) do
+          local d = type(ss) == "table" and ss.stream_descriptor or {}
+          if d.name == name and (namespace == nil or d.namespace == namespace) then
+            local st = ss.stream_state
+            if st == NULL then return nil end
+            return st
+          end
+        end
+      elseif kind == "LEGACY" and type(s.data) == "table" then
+        local st = s.data[name]
+        if st ~= nil and st ~= NULL then return st end
+      end
+    end
+  end
+  return nil
+end
+
+---------------------------------------------------------------------------
+-- Emitting protocol messages
+---------------------------------------------------------------------------
+
+local function descriptor(name, namespace)
+  return M.obj("name", name, "namespace", namespace)
+end
+
+local function trace(kind, payload_key, payload)
+  return M.obj("type", "TRACE", "trace",
+    M.obj("type", kind, "emitted_at", now_ms() + 0.0, payload_key, payload))
+end
+
+local Emitter = {}
+Emitter.__index = Emitter
+
+local Stream = {}
+Stream.__index = Stream
+
+local CLOCK_EVERY = 1024 -- records between clock reads
+
+local function new_emitter(out, catalog)
+  local configured = {}
+  for _, cs in ipairs(type(catalog) == "table" and catalog.streams or {}) do
+    if type(cs) == "table" and type(cs.stream) == "table" and cs.stream.name then
+      configured[cs.stream.name] = cs
+    end
+  end
+  local self = setmetatable({ out = out, configured = configured, handles = {}, order = {},
+                              ticks = 0 }, Emitter)
+  self:refresh_clock()
+  return self
+end
+
+function Emitter:write(msg)
+  self.out:write(M.encode(msg), "\n")
+end
+
+function Emitter:refresh_clock()
+  self.ms = now_ms()
+  self.suffix = ',"emitted_at":' .. self.ms .. "}}\n"
+  self.ticks = 0
+end
+
+function Emitter:log(level, message)
+  self:write(M.obj("type", "LOG", "log", M.obj("level", level, "message", tostring(message))))
+end
+
+function Emitter:stream(name, opts)
+  local h = self.handles[name]
+  if h then return h end
+  local cs = self.configured[name]
+  if not cs then error("stream '" .. tostring(name) .. "' is not in the configured catalog", 2) end
+  opts = opts or {}
+  local namespace = opts.namespace or cs.stream.namespace
+  if namespace == NULL then namespace = nil end
+  local schema = opts.schema or cs.stream.json_schema
+  local prefix = '{"type":"RECORD","record":{"stream":"' .. escape(name) .. '",'
+  if namespace then prefix = prefix .. '"namespace":"' .. escape(namespace) .. '",' end
+  h = setmetatable({
+    emitter = self, name = name, namespace = namespace, status = nil, count = 0, total = 0,
+    enc = compile(schema), exact = opts.exact_fields and true or false,
+    buf = { prefix .. '"data":' },
+  }, Stream)
+  self.handles[name] = h
+  self.order[#self.order + 1] = h
+  return h
+end
+
+function Emitter:record(name, data) return self:stream(name):record(data) end
+function Emitter:state(name, stream_state) return self:stream(name):state(stream_state) end
+
+function Stream:set_status(status)
+  self.status = status
+  self.emitter:write(trace("STREAM_STATUS", "stream_status",
+    M.obj("stream_descriptor", descriptor(self.name, self.namespace), "status", status)))
+end
+
+function Stream:started()
+  if self.status == nil then self:set_status("STARTED") end
+end
+
+-- First record: STARTED if the connector didn't say so, then RUNNING.
+function Stream:running()
+  self:started()
+  self:set_status("RUNNING")
+end
+
+function Stream:record(data)
+  if self.status ~= "RUNNING" then self:running() end
+  local e = self.emitter
+  local buf = self.buf
+  local n
+  if self.enc then
+    n = encode_fields(self.enc, data, buf, 1, self.exact, 0)
+  else
+    n = encode_table(data, buf, 1, 0)
+  end
+  local ticks = e.ticks + 1
+  if ticks >= CLOCK_EVERY then e:refresh_clock() else e.ticks = ticks end
+  n = n + 1
+  buf[n] = e.suffix
+  e.out:write(concat(buf, "", 1, n))
+  self.count = self.count + 1
+end
+
+function Stream:state(stream_state)
+  self:started()
+  local count = self.count
+  self.total = self.total + count
+  self.count = 0
+  local e = self.emitter
+  e:write(M.obj("type", "STATE", "state", M.obj(
+    "type", "STREAM",
+    "stream", M.obj("stream_descriptor", descriptor(self.name, self.namespace),
+                    "stream_state", stream_state == nil and NULL or stream_state),
+    "sourceStats", M.obj("recordCount", count + 0.0))))
+end
+
+function Stream:estimate(rows, bytes)
+  self.emitter:write(trace("ESTIMATE", "estimate", M.obj("name", self.name, "type", "STREAM",
+    "namespace", self.namespace, "row_estimate", rows, "byte_estimate", bytes)))
+end
+
+function Stream:complete()
+  self:started()
+  if self.status ~= "COMPLETE" and self.status ~= "INCOMPLETE" then self:set_status("COMPLETE") end
+end
+
+function Stream:incomplete()
+  self:started()
+  if self.status ~= "COMPLETE" and self.status ~= "INCOMPLETE" then self:set_status("INCOMPLETE") end
+end
+
+-- After read(): close what the connector left open.
+function Emitter:finish(ok)
+  for _, h in ipairs(self.order) do
+    if ok then h:complete() else h:incomplete() end
+  end
+end
+
+-- The emitter is used with '.' from read functions (emit.log(...)), so bind
+-- the methods to the instance.
+local function bound(emitter)
+  return {
+    stream = function(name, opts) return emitter:stream(name, opts) end,
+    record = function(name, data) return emitter:record(name, data) end,
+    state = function(name, st) return emitter:state(name, st) end,
+    log = function(level, msg) return emitter:log(level, msg) end,
+    now_ms = function() return emitter.ms end,
+  }
+end
+
+---------------------------------------------------------------------------
+-- Connectors
+---------------------------------------------------------------------------
+
+function M.source(def)
+  assert(type(def) == "table", "cdk.source expects a table")
+  assert(type(def.spec) == "table", "cdk.source: spec is required")
+  assert(type(def.read) == "function", "cdk.source: read is required")
+  return { kind = "source", spec = def.spec, check = def.check, discover = def.discover, read = def.read }
+end
+
+function M.destination(def)
+  assert(type(def) == "table", "cdk.destination expects a table")
+  assert(type(def.spec) == "table", "cdk.destination: spec is required")
+  assert(type(def.write) == "function", "cdk.destination: write is required")
+  return { kind = "destination", spec = def.spec, check = def.check, write = def.write }
+end
+
+---------------------------------------------------------------------------
+-- Command line
+---------------------------------------------------------------------------
+
+local USAGE = [[
+usage: <connector> spec
+       <connector> check --config CONFIG
+       <connector> discover --config CONFIG
+       <connector> read --config CONFIG --catalog CATALOG [--state STATE]
+       <connector> write --config CONFIG --catalog CATALOG
+]]
+
+local COMMAND_OPTIONS = {
+  spec = {}, check = { config = true }, discover = { config = true },
+  read = { config = true, catalog = true, state = false },
+  write = { config = true, catalog = true },
+}
+
+local function parse_args(argv)
+  local cmd = argv[1]
+  local allowed = COMMAND_OPTIONS[cmd or ""]
+  if not allowed then return nil, cmd and ("unknown command '" .. tostring(cmd) .. "'") or "no command" end
+  local opts = { command = cmd }
+  local i = 2
+  while argv[i] ~= nil do
+    local a = argv[i]
+    if a == "--debug" then
+      opts.debug = true
+      i = i + 1
+    else
+      local name, value = a:match("^%-%-(%w+)=(.*)$")
+      if not name then name = a:match("^%-%-(%w+)$"); value = argv[i + 1]; i = i + 1 end
+      if not name or allowed[name] == nil then return nil, "unexpected argument '" .. tostring(a) .. "'" end
+      if value == nil then return nil, "--" .. name .. " needs a file" end
+      opts[name] = value
+      i = i + 1
+    end
+  end
+  for name, required in pairs(allowed) do
+    if required and not opts[name] then return nil, cmd .. " needs --" .. name end
+  end
+  return opts
+end
+
+local function connection_status(e, status, message)
+  e:write(M.obj("type", "CONNECTION_STATUS", "connectionStatus", M.obj("status", status, "message", message)))
+end
+
+-- Load and validate the config; problems raise config errors.
+local function load_config(connector, path)
+  local config, err = read_json(path, "config")
+  if config == nil then M.config_error(err) end
+  if type(config) ~= "table" or is_array(config) then M.config_error("config must be a JSON object") end
+  local cs = connector.spec.connectionSpecification
+  local errs = cs and M.validate(cs, config)
+  if errs then M.config_error("Config validation error: " .. concat(errs, "; ")) end
+  return config
+end
+
+local function run_check(connector, opts, e)
+  local ok, res = xpcall(load_config, capture, connector, opts.config)
+  if ok and connector.check then
+    local msg
+    ok, res, msg = xpcall(connector.check, capture, res)
+    if ok then
+      if res then connection_status(e, "SUCCEEDED", msg) else connection_status(e, "FAILED", msg) end
+      return 0
+    end
+  elseif ok then
+    connection_status(e, "SUCCEEDED")
+    return 0
+  end
+  if res.failure_type == "config_error" then
+    connection_status(e, "FAILED", res.message)
+    return 0
+  end
+  error(res, 0)
+end
+
+-- Streams in discover output: the usual keys first, in the protocol's order.
+local STREAM_KEYS = { "name", "namespace", "json_schema", "supported_sync_modes", "source_defined_cursor",
+                      "default_cursor_field", "source_defined_primary_key", "is_resumable" }
+
+local function catalog_stream(s)
+  if key_order[s] then return s end
+  local args = {}
+  for _, k in ipairs(STREAM_KEYS) do args[#args + 1] = k; args[#args + 1] = s[k] end
+  local o = M.obj(table.unpack(args))
+  for k, v in pairs(s) do if o[k] == nil then o[k] = v end end
+  return o
+end
+
+local function run_discover(connector, opts, e)
+  if not connector.discover then error("this connector does not support discover", 0) end
+  local config = load_config(connector, opts.config)
+  local streams = M.array()
+  for i, s in ipairs(connector.discover(config) or {}) do streams[i] = catalog_stream(s) end
+  e:write(M.obj("type", "CATALOG", "catalog", M.obj("streams", streams)))
+  return 0
+end
+
+local function run_read(connector, opts, e)
+  if connector.kind ~= "source" then error("read needs a source connector", 0) end
+  local config = load_config(connector, opts.config)
+  local catalog, err = read_json(opts.catalog, "catalog")
+  if catalog == nil then error(err, 0) end
+  local state = {}
+  if opts.state then
+    local raw, serr = read_json(opts.state, "state")
+    if raw == nil then error(serr, 0) end
+    state = normalize_state(raw)
+  end
+  local emitter = new_emitter(e.out, catalog)
+  local ok, res = xpcall(connector.read, capture, config, catalog, state, bound(emitter))
+  emitter:finish(ok)
+  if not ok then error(res, 0) end
+  return 0
+end
+
+-- Destinations (a sketch): messages is an iterator of decoded stdin messages;
+-- non-JSON lines are skipped as the protocol asks.
+local function run_write(connector, opts, e, input)
+  if connector.kind ~= "destination" then error("write needs a destination connector", 0) end
+  local config = load_config(connector, opts.config)
+  local catalog, err = read_json(opts.catalog, "catalog")
+  if catalog == nil then error(err, 0) end
+  local lines = input or io.lines()
+  local function messages()
+    for line in lines do
+      local ok, msg = pcall(cjson.decode, line)
+      if ok and type(msg) == "table" and type(msg.type) == "string" then return integralize(msg) end
+    end
+    return nil
+  end
+  local emitter = new_emitter(e.out, catalog)
+  connector.write(config, catalog, messages, bound(emitter))
+  return 0
+end
+
+local function dispatch(connector, opts, e, input)
+  local cmd = opts.command
+  if cmd == "spec" then
+    e:write(M.obj("type", "SPEC", "spec", connector.spec))
+    return 0
+  elseif cmd == "check" then
+    return run_check(connector, opts, e)
+  elseif cmd == "discover" then
+    return run_discover(connector, opts, e)
+  elseif cmd == "read" then
+    return run_read(connector, opts, e)
+  else
+    return run_write(connector, opts, e, input)
+  end
+end
+
+local function trace_error(e, err)
+  e:write(trace("ERROR", "error", M.obj(
+    "message", err.message,
+    "internal_message", err.internal_message or err.message,
+    "stack_trace", err.stack_trace,
+    "failure_type", err.failure_type or "system_error")))
+end
+
+function M.main(connector, argv, opts)
+  opts = opts or {}
+  local out = opts.out or io.stdout
+  if out == io.stdout then out:setvbuf("full", 65536) end
+  local args, why = parse_args(argv or {})
+  if not args then
+    io.stderr:write("error: ", why, "\n", USAGE)
+    return 2
+  end
+  local e = { out = out }
+  e.write = Emitter.write
+  local ok, res = xpcall(dispatch, capture, connector, args, e, opts.input)
+  if not ok then
+    trace_error(e, res)
+    res = 1
+  end
+  out:flush()
+  return res
+end
+
+return M

@@ -1,0 +1,142 @@
+/*
+** luabyte.h - the public embedding API of libluabyte.
+**
+** A runtime owns one Lua 5.4 state and runs Lua scripts as tasks
+** (coroutines) over a libuv event loop. Hosts drive it in one of three ways:
+**   LB_LOOP_OWN       the runtime owns its loop; call lb_run() (CLI) or
+**                     lb_step() once a frame (game loops);
+**   LB_LOOP_SHARED    the host passes its own uv_loop_t and runs it; the
+**                     runtime resumes tasks from a uv_check handle;
+**   LB_LOOP_EXTERNAL  the runtime owns a loop whose backend fd the host
+**                     watches (epoll, nginx-like): when lb_backend_fd()
+**                     is readable or lb_backend_timeout() ms have passed,
+**                     call lb_step(rt, 0, budget).
+** Functions return 0 or a negative LB_E* code. No Lua or libuv header is
+** needed to use this one.
+*/
+#ifndef LUABYTE_H
+#define LUABYTE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#ifndef LB_API
+# if defined(__GNUC__)
+#  define LB_API __attribute__((visibility("default")))
+# else
+#  define LB_API
+# endif
+#endif
+
+#define LB_VERSION_MAJOR 0
+#define LB_VERSION_MINOR 1
+#define LB_VERSION_PATCH 0
+#define LB_VERSION_STRING "0.1.0"
+
+struct lua_State;
+struct uv_loop_s;
+
+typedef struct lb_runtime lb_runtime;   /* opaque */
+typedef struct lb_task    lb_task;      /* opaque: one script coroutine */
+
+typedef enum lb_loop_mode {
+  LB_LOOP_OWN = 0,
+  LB_LOOP_SHARED,
+  LB_LOOP_EXTERNAL
+} lb_loop_mode;
+
+typedef void (*lb_log_fn)(void *ud, int level, const char *msg, size_t len);
+
+typedef struct lb_options {
+  uint32_t          size;        /* = sizeof(lb_options), set by lb_options_init */
+  lb_loop_mode      loop_mode;
+  struct uv_loop_s *loop;        /* LB_LOOP_SHARED: the host's loop; else NULL */
+  size_t            mem_limit;   /* bytes of Lua memory, 0 = no limit */
+  const char       *lua_dir;     /* load Lua modules from this directory before the
+                                    embedded copies; NULL = $LUABYTE_LUA_DIR or none */
+  const char       *exe_path;    /* path of a luabyte binary, used to start built-in
+                                    connectors as child processes; NULL = /proc/self/exe */
+  uint32_t          kill_grace_ms; /* SIGTERM -> SIGKILL delay for children, 0 = 2000 */
+  lb_log_fn         log;         /* runtime diagnostics; NULL = stderr */
+  void             *log_ud;
+} lb_options;
+
+/* Error codes: negative, libuv style. */
+#define LB_ERRNO_MAP(XX)                                   \
+  XX(ENOMEM,    -1, "out of memory")                       \
+  XX(EINVAL,    -2, "invalid argument")                    \
+  XX(EBUSY,     -3, "runtime is already stepping")         \
+  XX(ELUA,      -4, "Lua error (see lb_last_error)")       \
+  XX(ECANCELED, -5, "task cancelled")                      \
+  XX(ELOOP,     -6, "event loop error")                    \
+  XX(ENOENT,    -7, "file not found")                      \
+  XX(ESTATE,    -8, "operation not valid in this state")
+
+enum {
+#define LB__ERRDEF(name, code, msg) LB_##name = code,
+  LB_ERRNO_MAP(LB__ERRDEF)
+#undef LB__ERRDEF
+  LB_ERRNO_MIN = -8
+};
+
+typedef enum lb_task_state {
+  LB_TASK_READY = 0,    /* queued to run at the next step */
+  LB_TASK_WAITING,      /* blocked on I/O, a timer, a child or another task */
+  LB_TASK_DONE,
+  LB_TASK_FAILED,
+  LB_TASK_CANCELLED
+} lb_task_state;
+
+LB_API const char *lb_version(void);
+LB_API const char *lb_strerror(int err);
+LB_API const char *lb_err_name(int err);
+
+LB_API void lb_options_init(lb_options *o);
+LB_API int  lb_runtime_new(const lb_options *o, lb_runtime **out);
+/* Cancels every task, terminates children, closes handles, closes Lua. */
+LB_API void lb_runtime_close(lb_runtime *rt);
+LB_API const char *lb_last_error(const lb_runtime *rt);
+
+/* Tasks. A task starts at the next step. `out` may be NULL (then the
+** runtime frees the task when it ends); otherwise release it with
+** lb_task_release(). argv becomes the script's `arg` table and `...`. */
+LB_API int lb_spawn_file(lb_runtime *rt, const char *path, int argc,
+                         const char *const *argv, lb_task **out);
+LB_API int lb_spawn_string(lb_runtime *rt, const char *src, size_t len,
+                           const char *chunkname, lb_task **out);
+LB_API lb_task_state lb_task_get_state(const lb_task *t);
+/* Error text (message and traceback) of a failed task, else NULL. */
+LB_API const char *lb_task_error(const lb_task *t);
+LB_API int  lb_task_cancel(lb_task *t);
+LB_API void lb_task_release(lb_task *t);
+
+/* Driving. lb_run blocks until no task is left (LB_LOOP_OWN/EXTERNAL).
+** Returns 0, or LB_ELUA when a task failed. */
+LB_API int lb_run(lb_runtime *rt);
+/* Polls I/O for at most timeout_ms (-1 = until something happens, 0 =
+** never block), then resumes ready tasks until none is ready or budget_us
+** microseconds are spent (0 = no budget; a task over budget is paused at
+** its next instruction check and resumed at the next step).
+** Returns 1 while tasks remain, 0 when none is left, <0 on error. */
+LB_API int lb_step(lb_runtime *rt, int timeout_ms, uint32_t budget_us);
+LB_API int lb_alive(const lb_runtime *rt);
+/* LB_LOOP_EXTERNAL/OWN: an fd that becomes readable when lb_step has
+** I/O to handle, and the ms until lb_step is due (0 = now, -1 = no timer). */
+LB_API int lb_backend_fd(const lb_runtime *rt);
+LB_API int lb_backend_timeout(const lb_runtime *rt);
+/* Async-signal-safe: cancels all running tasks at the next opportunity
+** (children get SIGTERM, then SIGKILL after the grace period). */
+LB_API void lb_interrupt(lb_runtime *rt);
+
+/* Escape hatches. */
+LB_API struct lua_State *lb_lua(lb_runtime *rt);
+LB_API struct uv_loop_s *lb_loop(lb_runtime *rt);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

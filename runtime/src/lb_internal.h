@@ -1,0 +1,106 @@
+/*
+** lb_internal.h - declarations shared by the files of the core.
+** Cross-file helpers use the lb__ prefix; file-local ones are static.
+*/
+#ifndef LB_INTERNAL_H
+#define LB_INTERNAL_H
+
+#include <signal.h>
+#include <lua.h>
+#include <lauxlib.h>
+#include <uv.h>
+#include "luabyte.h"
+
+typedef void (*lb_cleanup_fn)(void *data);
+typedef struct lb_proc lb_proc;
+typedef struct lb_tmpfile lb_tmpfile;
+
+struct lb_task {
+  lb_runtime   *rt;
+  lua_State    *co;            /* the coroutine, anchored by co_ref */
+  int           co_ref;
+  int           res_ref;       /* results table (DONE) or error value (FAILED) */
+  lb_task_state state;
+  int           nargs;         /* values waiting on co's stack for the first resume */
+  int           preempted;     /* yielded by the budget hook: requeue, not I/O */
+  int           queued;        /* in the ready queue */
+  int           host_held;     /* the host has not released it yet */
+  int           lua_refs;      /* Task handles alive in Lua */
+  lb_cleanup_fn cleanup;       /* undoes the current wait (cancel, timeout) */
+  void         *cleanup_data;
+  char         *error;         /* message and traceback of a failed task */
+  lb_task      *qnext;         /* ready queue link */
+  lb_task      *prev, *next;   /* rt->tasks */
+  lb_task      *joiners;       /* tasks waiting for this one to end */
+  lb_task      *join_next;     /* link in the target's joiners list */
+  lb_task      *join_target;
+};
+
+struct lb_runtime {
+  lua_State    *L;
+  uv_loop_t    *loop;
+  uv_loop_t     own_loop;
+  lb_loop_mode  mode;
+  lb_task      *ready_head, *ready_tail;
+  lb_task      *tasks;         /* every task not yet freed */
+  lb_task      *current;       /* the task being resumed, or NULL */
+  int           live;          /* tasks not yet ended */
+  int           failed;        /* tasks that ended with an error */
+  int           stepping;      /* guards uv_run against re-entry */
+  int           closing;       /* lb_runtime_close is closing the Lua state */
+  volatile sig_atomic_t interrupted;
+  int           interrupt_done;
+  uint64_t      deadline;      /* uv_hrtime() at which the step budget ends, 0 = none */
+  uv_async_t    async;         /* lb_interrupt wakes the loop with it */
+  uv_timer_t    step_timer;    /* bounds the wait in lb_step */
+  uv_check_t    check;         /* LB_LOOP_SHARED: resumes tasks after each poll */
+  uv_idle_t     idle;          /* LB_LOOP_SHARED: keeps the poll from blocking */
+  int           open_handles;  /* of the runtime itself, for close */
+  lb_proc      *procs;         /* child processes whose handles are open */
+  lb_tmpfile   *tmpfiles;      /* removed at close */
+  char         *exe_path;
+  char         *lua_dir;
+  uint32_t      kill_grace_ms;
+  lb_log_fn     log;
+  void         *log_ud;
+  char          errmsg[512];
+};
+
+/* runtime.c */
+lb_runtime *lb__rt(lua_State *L);
+void lb__set_error(lb_runtime *rt, const char *fmt, ...);
+void lb__log(lb_runtime *rt, int level, const char *fmt, ...);
+/* Temporary files (mode 0600) removed at lb_runtime_close at the latest. */
+lb_tmpfile *lb__tmpfile_new(lb_runtime *rt, const char *content, size_t len,
+                            const char *suffix, const char **path);
+void lb__tmpfile_remove(lb_runtime *rt, lb_tmpfile *f);
+
+/* sched.c */
+extern const char lb__io_sentinel;   /* yielded value that marks an I/O wait */
+lb_task *lb__task_new(lb_runtime *rt, lua_State *from, int nargs);
+void lb__task_free_if_unused(lb_task *t);
+void lb__wake(lb_task *t);
+/* Suspends the running task until lb__wake(); the continuation k then runs
+** (it must re-check its condition). cleanup(data) undoes the wait if the
+** task is cancelled first. Raises when called outside a task. */
+int  lb__wait(lua_State *L, lb_cleanup_fn cleanup, void *data,
+              lua_KContext ctx, lua_KFunction k);
+lb_task *lb__current(lua_State *L, const char *what);
+int  lb__drain(lb_runtime *rt, uint32_t budget_us);
+void lb__cancel_all(lb_runtime *rt);
+int  lb__task_cancel(lb_task *t, const char *why);
+int  lb__budget_spent(lb_runtime *rt);
+
+/* proc.c */
+void lb__procs_terminate_owned(lb_runtime *rt, lb_task *owner);
+void lb__procs_terminate_all(lb_runtime *rt, int force);
+void lb__procs_forget_owner(lb_runtime *rt, lb_task *owner);
+
+/* Lua modules written in C, registered in package.preload by runtime.c. */
+int luaopen_airbyte_core(lua_State *L);    /* lua_core.c: tasks, sleep, temp files */
+int luaopen_airbyte_process(lua_State *L); /* lua_proc.c: child processes, messages */
+int luaopen_airbyte_json(lua_State *L);    /* lua_json.c: decode/encode, null, BigInt */
+int luaopen_airbyte_sqlite(lua_State *L);  /* lua_cache.c: the SQLite cache */
+int luaopen_cjson(lua_State *L);           /* lua-cjson, linked in */
+
+#endif

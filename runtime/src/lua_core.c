@@ -1,0 +1,321 @@
+/*
+** lua_core.c - the `airbyte.core` module: tasks, sleeping, temporary files.
+**
+**   local core = require "airbyte.core"
+**   local t = core.spawn(fn, ...)     -- a new task; t:wait() returns fn's results
+**   core.sleep(ms)                    -- waits without blocking other tasks
+**   core.yield()                      -- lets other ready tasks run
+**   local f <close> = core.tempfile(content, ".json")  -- f.path, mode 0600
+*/
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include "lb_internal.h"
+
+#define TASK_MT "airbyte.Task"
+#define TMPFILE_MT "airbyte.TempFile"
+
+typedef struct task_ud {
+  lb_task *t;
+} task_ud;
+
+/* --- tasks ----------------------------------------------------------------- */
+
+static lb_task *checktask(lua_State *L, int idx) {
+  task_ud *u = luaL_checkudata(L, idx, TASK_MT);
+  return u->t;
+}
+
+static int l_spawn(lua_State *L) {
+  lb_runtime *rt = lb__rt(L);
+  int nargs = lua_gettop(L) - 1;
+  lb_task *t;
+  task_ud *u;
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  u = lua_newuserdatauv(L, sizeof *u, 0);
+  u->t = NULL;
+  luaL_setmetatable(L, TASK_MT);
+  lua_insert(L, 1);                  /* stack: ud, fn, args... */
+  t = lb__task_new(rt, L, nargs);    /* moves fn and args */
+  if (t == NULL) return luaL_error(L, "out of memory");
+  t->lua_refs++;
+  u->t = t;
+  return 1;
+}
+
+static const char *state_name(lb_task *t) {
+  if (t->rt->current == t) return "running";
+  switch (t->state) {
+    case LB_TASK_READY: return "ready";
+    case LB_TASK_WAITING: return "waiting";
+    case LB_TASK_DONE: return "done";
+    case LB_TASK_FAILED: return "failed";
+    default: return "cancelled";
+  }
+}
+
+static void cleanup_join(void *data) {
+  lb_task *self = data, *target = self->join_target, **pp;
+  if (target == NULL) return;
+  for (pp = &target->joiners; *pp; pp = &(*pp)->join_next) {
+    if (*pp == self) { *pp = self->join_next; break; }
+  }
+  self->join_next = NULL;
+  self->join_target = NULL;
+}
+
+static int task_wait_k(lua_State *L, int status, lua_KContext ctx);
+
+static int l_task_wait(lua_State *L) {
+  lb_task *t = checktask(L, 1), *self;
+  lua_settop(L, 1);
+  switch (t->state) {
+    case LB_TASK_DONE: {
+      lua_Integer i, n;
+      lua_rawgeti(L, LUA_REGISTRYINDEX, t->res_ref);
+      lua_getfield(L, 2, "n");
+      n = lua_tointeger(L, -1);
+      lua_pop(L, 1);
+      luaL_checkstack(L, (int)n, "too many results");
+      for (i = 1; i <= n; i++) lua_rawgeti(L, 2, i);
+      return (int)n;
+    }
+    case LB_TASK_FAILED:
+    case LB_TASK_CANCELLED:
+      lua_rawgeti(L, LUA_REGISTRYINDEX, t->res_ref);   /* the original error value */
+      return lua_error(L);
+    default:
+      break;
+  }
+  self = lb__current(L, "task:wait()");
+  if (self == t) return luaL_error(L, "a task cannot wait for itself");
+  self->join_target = t;
+  self->join_next = t->joiners;
+  t->joiners = self;
+  return lb__wait(L, cleanup_join, self, 0, task_wait_k);
+}
+
+static int task_wait_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  return l_task_wait(L);
+}
+
+static int l_task_status(lua_State *L) {
+  lua_pushstring(L, state_name(checktask(L, 1)));
+  return 1;
+}
+
+static int l_task_cancel(lua_State *L) {
+  lb_task *t = checktask(L, 1);
+  int rc = lb__task_cancel(t, luaL_optstring(L, 2, "task cancelled"));
+  if (rc == LB_EBUSY) return luaL_error(L, "a task cannot cancel itself (return or error instead)");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_task_error(lua_State *L) {
+  lb_task *t = checktask(L, 1);
+  if (t->state == LB_TASK_FAILED || t->state == LB_TASK_CANCELLED)
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->res_ref);
+  else lua_pushnil(L);
+  return 1;
+}
+
+static int l_task_gc(lua_State *L) {
+  task_ud *u = luaL_checkudata(L, 1, TASK_MT);
+  if (u->t) {
+    lb_task *t = u->t;
+    u->t = NULL;
+    t->lua_refs--;
+    lb__task_free_if_unused(t);
+  }
+  return 0;
+}
+
+static int l_task_tostring(lua_State *L) {
+  lua_pushfstring(L, "airbyte.Task(%s)", state_name(checktask(L, 1)));
+  return 1;
+}
+
+/* --- sleep and yield ----------------------------------------------------- */
+
+typedef struct sleeper {
+  uv_timer_t timer;
+  lb_task *waiter;
+} sleeper;
+
+static void on_sleeper_closed(uv_handle_t *h) {
+  free(h->data);
+}
+
+static void on_sleep_done(uv_timer_t *h) {
+  sleeper *s = h->data;
+  lb_task *t = s->waiter;
+  s->waiter = NULL;
+  uv_close((uv_handle_t *)h, on_sleeper_closed);
+  if (t) lb__wake(t);
+}
+
+static void cleanup_sleep(void *data) {
+  sleeper *s = data;
+  s->waiter = NULL;
+  uv_timer_stop(&s->timer);
+  uv_close((uv_handle_t *)&s->timer, on_sleeper_closed);
+}
+
+static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)L; (void)status; (void)ctx;
+  return 0;
+}
+
+static int l_sleep(lua_State *L) {
+  lb_runtime *rt = lb__rt(L);
+  lua_Number ms = luaL_checknumber(L, 1);
+  lb_task *t = lb__current(L, "sleep()");
+  sleeper *s;
+  if (ms < 0) ms = 0;
+  s = malloc(sizeof *s);
+  if (s == NULL) return luaL_error(L, "out of memory");
+  uv_timer_init(rt->loop, &s->timer);
+  s->timer.data = s;
+  s->waiter = t;
+  uv_timer_start(&s->timer, on_sleep_done, (uint64_t)ms, 0);
+  return lb__wait(L, cleanup_sleep, s, 0, sleep_k);
+}
+
+static int l_yield(lua_State *L) {
+  lb_task *t = lb__current(L, "yield()");
+  lb__wake(t);             /* back in the queue, behind the tasks already ready */
+  return lb__wait(L, NULL, NULL, 0, sleep_k);
+}
+
+static int l_now(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)uv_hrtime() / 1e6);
+  return 1;
+}
+
+static int l_interrupted(lua_State *L) {
+  lua_pushboolean(L, lb__rt(L)->interrupted);
+  return 1;
+}
+
+static int l_exe_path(lua_State *L) {
+  lb_runtime *rt = lb__rt(L);
+  if (rt->exe_path) lua_pushstring(L, rt->exe_path);
+  else lua_pushnil(L);
+  return 1;
+}
+
+static int l_in_task(lua_State *L) {
+  lb_runtime *rt = lb__rt(L);
+  lua_pushboolean(L, rt->current != NULL && lua_isyieldable(L));
+  return 1;
+}
+
+/* --- temporary files ------------------------------------------------------- */
+
+typedef struct tmpfile_ud {
+  lb_tmpfile *f;
+  const char *path;
+} tmpfile_ud;
+
+static int l_tempfile(lua_State *L) {
+  lb_runtime *rt = lb__rt(L);
+  size_t len;
+  const char *content = luaL_checklstring(L, 1, &len);
+  const char *suffix = luaL_optstring(L, 2, "");
+  tmpfile_ud *u = lua_newuserdatauv(L, sizeof *u, 1);
+  u->f = NULL;
+  luaL_setmetatable(L, TMPFILE_MT);
+  if (strchr(suffix, '/')) return luaL_argerror(L, 2, "suffix must not contain '/'");
+  u->f = lb__tmpfile_new(rt, content, len, suffix, &u->path);
+  if (u->f == NULL) {
+    int e = errno;
+    luaL_pushfail(L);
+    lua_pushfstring(L, "cannot create a temporary file: %s", strerror(e));
+    lua_pushstring(L, uv_err_name(uv_translate_sys_error(e)));
+    return 3;
+  }
+  lua_pushstring(L, u->path);
+  lua_setiuservalue(L, -2, 1);
+  return 1;
+}
+
+static int l_tmp_remove(lua_State *L) {
+  tmpfile_ud *u = luaL_checkudata(L, 1, TMPFILE_MT);
+  if (u->f) {
+    lb__tmpfile_remove(lb__rt(L), u->f);
+    u->f = NULL;
+  }
+  return 0;
+}
+
+static int l_tmp_index(lua_State *L) {
+  tmpfile_ud *u = luaL_checkudata(L, 1, TMPFILE_MT);
+  const char *k = luaL_checkstring(L, 2);
+  if (strcmp(k, "path") == 0) {
+    lua_getiuservalue(L, 1, 1);
+    return 1;
+  }
+  if (strcmp(k, "remove") == 0) {
+    lua_pushcfunction(L, l_tmp_remove);
+    return 1;
+  }
+  if (strcmp(k, "exists") == 0) {
+    lua_pushboolean(L, u->f != NULL);
+    return 1;
+  }
+  return 0;
+}
+
+static int l_tmp_tostring(lua_State *L) {
+  lua_getiuservalue(L, 1, 1);
+  return 1;
+}
+
+static const luaL_Reg task_methods[] = {
+  {"wait", l_task_wait},
+  {"status", l_task_status},
+  {"cancel", l_task_cancel},
+  {"error", l_task_error},
+  {NULL, NULL}
+};
+
+static const luaL_Reg funcs[] = {
+  {"spawn", l_spawn},
+  {"sleep", l_sleep},
+  {"yield", l_yield},
+  {"now", l_now},
+  {"interrupted", l_interrupted},
+  {"exe_path", l_exe_path},
+  {"in_task", l_in_task},
+  {"tempfile", l_tempfile},
+  {NULL, NULL}
+};
+
+int luaopen_airbyte_core(lua_State *L) {
+  luaL_newmetatable(L, TASK_MT);
+  luaL_newlib(L, task_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_task_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, l_task_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, TMPFILE_MT);
+  lua_pushcfunction(L, l_tmp_index);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_tmp_remove);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, l_tmp_remove);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, l_tmp_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+  luaL_newlib(L, funcs);
+  lua_pushlightuserdata(L, (void *)&lb__io_sentinel);
+  lua_setfield(L, -2, "io_sentinel");
+  lua_pushstring(L, LB_VERSION_STRING);
+  lua_setfield(L, -2, "version");
+  return 1;
+}

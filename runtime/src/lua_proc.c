@@ -1,0 +1,621 @@
+/*
+** lua_proc.c - the `airbyte.process` module: child processes for Lua.
+**
+**   local proc = require "airbyte.process"
+**   local p, err, code = proc.spawn{ argv = {...}, env = {K = "v"}, cwd = ...,
+**                                    name = "source-x", log_file = path,
+**                                    stdin = true, max_line = bytes,
+**                                    idle_timeout = ms, timeout = ms }
+**   for msg in p:messages() do ... end      -- Airbyte messages; log lines kept aside
+**   local line, err, code = p:read_line()   -- raw stdout lines
+**   p:write(s); p:close_stdin(); local code, signal = p:wait()
+**
+** Misuse raises; environmental failures (spawn, write) return nil, msg, code.
+** messages() raises when the connector breaks the framing (a line over
+** max_line) or times out: a loop must not end silently on a failure.
+*/
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include "proc.h"
+#include "protocol.h"
+#include "record.h"
+
+#define PROC_MT "airbyte.Process"
+#define MSG_MT  "airbyte.Message"
+
+extern char **environ;
+
+/* Private registry / table keys: addresses of statics, never strings. */
+static const char names_key = 0;     /* registry: message type names */
+static const char decoded_key = 0;   /* message: the whole line was decoded */
+
+typedef struct proc_ud {
+  lb_proc *p;
+} proc_ud;
+
+static lb_proc *checkproc(lua_State *L, int idx) {
+  proc_ud *u = luaL_checkudata(L, idx, PROC_MT);
+  if (u->p == NULL) luaL_error(L, "attempt to use a closed process");
+  return u->p;
+}
+
+/* --- spawn ----------------------------------------------------------------- */
+
+/* Builds a NULL-terminated array of the strings in table idx (array part),
+** stored in a userdata box so nothing leaks if a later step raises. */
+static const char **string_array(lua_State *L, int idx, const char *what) {
+  lua_Integer n = luaL_len(L, idx), i;
+  const char **a;
+  if (n < 1) luaL_error(L, "%s must not be empty", what);
+  a = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 1), 0);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, idx, i);
+    if (!lua_isstring(L, -1)) luaL_error(L, "%s[%d] must be a string", what, (int)i);
+    a[i - 1] = lua_tostring(L, -1);
+    lua_pop(L, 1);   /* still referenced by the table */
+  }
+  a[n] = NULL;
+  return a;
+}
+
+/* The inherited environment with the table's entries set (false removes). */
+static const char **build_env(lua_State *L, int idx) {
+  size_t n = 0, k = 0, i;
+  const char **a;
+  int tbl;
+  for (i = 0; environ[i]; i++) n++;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) { n++; lua_pop(L, 1); }
+  a = lua_newuserdatauv(L, sizeof(char *) * (n + 1), 0);
+  lua_newtable(L);                 /* keeps the "K=V" strings alive */
+  tbl = lua_gettop(L);
+  for (i = 0; environ[i]; i++) {
+    const char *eq = strchr(environ[i], '=');
+    if (eq) {
+      lua_pushlstring(L, environ[i], (size_t)(eq - environ[i]));
+      lua_gettable(L, idx);
+      if (!lua_isnil(L, -1)) { lua_pop(L, 1); continue; }   /* overridden */
+      lua_pop(L, 1);
+    }
+    a[k++] = environ[i];
+  }
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (lua_type(L, -2) != LUA_TSTRING)
+      luaL_error(L, "env keys must be strings");
+    if (lua_toboolean(L, -1)) {
+      if (!lua_isstring(L, -1)) luaL_error(L, "env.%s must be a string", lua_tostring(L, -2));
+      lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), lua_tostring(L, -1));
+      a[k++] = lua_tostring(L, -1);
+      lua_rawseti(L, tbl, (lua_Integer)k);
+    }
+    lua_pop(L, 1);
+  }
+  a[k] = NULL;
+  return a;
+}
+
+static lua_Integer opt_int_field(lua_State *L, int idx, const char *key, lua_Integer def) {
+  lua_Integer v;
+  lua_getfield(L, idx, key);
+  if (lua_isnil(L, -1)) v = def;
+  else if (lua_isinteger(L, -1) || lua_type(L, -1) == LUA_TNUMBER) {
+    lua_Number d = lua_tonumber(L, -1);
+    if (d < 0) luaL_error(L, "'%s' must not be negative", key);
+    v = (lua_Integer)d;
+  } else return luaL_error(L, "'%s' must be a number", key);
+  lua_pop(L, 1);
+  return v;
+}
+
+static const char *opt_str_field(lua_State *L, int idx, const char *key) {
+  const char *s;
+  lua_getfield(L, idx, key);
+  if (lua_isnil(L, -1)) { lua_pop(L, 1); return NULL; }
+  if (!lua_isstring(L, -1)) luaL_error(L, "'%s' must be a string", key);
+  s = lua_tostring(L, -1);
+  lua_pop(L, 1);   /* the options table keeps it alive */
+  return s;
+}
+
+static int l_spawn(lua_State *L) {
+  lb_runtime *rt = lb__rt(L);
+  lb_proc_opts o;
+  lb_proc *p;
+  proc_ud *u;
+  char err[512];
+  int rc;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  memset(&o, 0, sizeof o);
+  lua_getfield(L, 1, "argv");
+  if (!lua_istable(L, -1)) return luaL_error(L, "spawn: 'argv' must be a table of strings");
+  o.argv = string_array(L, lua_gettop(L), "argv");
+  lua_getfield(L, 1, "env");
+  if (!lua_isnil(L, -1)) {
+    if (!lua_istable(L, -1)) return luaL_error(L, "spawn: 'env' must be a table");
+    o.env = build_env(L, lua_gettop(L));
+  }
+  o.cwd = opt_str_field(L, 1, "cwd");
+  o.name = opt_str_field(L, 1, "name");
+  o.log_path = opt_str_field(L, 1, "log_file");
+  o.max_line = (size_t)opt_int_field(L, 1, "max_line", 0);
+  o.idle_timeout_ms = (uint64_t)opt_int_field(L, 1, "idle_timeout", 0);
+  o.timeout_ms = (uint64_t)opt_int_field(L, 1, "timeout", 0);
+  lua_getfield(L, 1, "stdin");
+  o.pipe_stdin = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  u = lua_newuserdatauv(L, sizeof *u, 0);
+  u->p = NULL;
+  luaL_setmetatable(L, PROC_MT);
+  rc = lb__proc_spawn(rt, &o, &p, err, sizeof err);
+  if (rc < 0) {
+    luaL_pushfail(L);
+    lua_pushstring(L, err);
+    lua_pushstring(L, uv_err_name(rc));
+    return 3;
+  }
+  u->p = p;
+  return 1;
+}
+
+/* --- reading --------------------------------------------------------------- */
+
+static void cleanup_out(void *data) {
+  ((lb_proc *)data)->out_waiter = NULL;
+}
+
+static void cleanup_exit(void *data) {
+  ((lb_proc *)data)->exit_waiter = NULL;
+}
+
+static void cleanup_write(void *data) {
+  ((lb_proc *)data)->write_waiter = NULL;
+}
+
+static int wait_output(lua_State *L, lb_proc *p, lua_KContext ctx, lua_KFunction k) {
+  p->out_waiter = lb__current(L, "reading a connector's output");
+  lb__proc_want_output(p);
+  return lb__wait(L, cleanup_out, p, ctx, k);
+}
+
+/* Pushes the reason output ended early (nil, msg, code), or returns 0 when
+** the stream simply ended. */
+static int push_read_failure(lua_State *L, lb_proc *p) {
+  if (p->timed_out) {
+    luaL_pushfail(L);
+    if (p->timed_out == LB_TIMEOUT_IDLE)
+      lua_pushfstring(L, "connector '%s' timed out: no output for %d ms", p->name,
+                      (int)p->idle_timeout_ms);
+    else
+      lua_pushfstring(L, "connector '%s' timed out: still running after %d ms", p->name,
+                      (int)p->timeout_ms);
+    lua_pushliteral(L, "timeout");
+    return 3;
+  }
+  if (p->out_error) {
+    luaL_pushfail(L);
+    lua_pushfstring(L, "reading the output of connector '%s' failed: %s", p->name,
+                    uv_strerror(p->out_error));
+    lua_pushstring(L, uv_err_name(p->out_error));
+    return 3;
+  }
+  return 0;
+}
+
+static int push_too_long(lua_State *L, lb_proc *p) {
+  p->too_long_lines++;
+  luaL_pushfail(L);
+  lua_pushfstring(L, "connector '%s' printed a line longer than the limit of %I bytes "
+                     "(max_line); the line was dropped", p->name,
+                  (lua_Integer)p->outbuf.max_line);
+  lua_pushliteral(L, "ELINE");
+  return 3;
+}
+
+static int read_line_k(lua_State *L, int status, lua_KContext ctx);
+
+static int l_read_line(lua_State *L) {
+  lb_proc *p = checkproc(L, 1);
+  const char *line;
+  size_t len;
+  int rc;
+  lua_settop(L, 1);
+  rc = lb_lines_next(&p->outbuf, &line, &len);
+  if (rc == LB_LINES_OK) {
+    p->stdout_lines++;
+    lua_pushlstring(L, line, len);
+    return 1;
+  }
+  if (rc == LB_LINES_TOOLONG) return push_too_long(L, p);
+  if ((rc = push_read_failure(L, p)) != 0) return rc;
+  if (p->out_eof) {
+    luaL_pushfail(L);
+    lua_pushliteral(L, "eof");
+    lua_pushliteral(L, "EOF");
+    return 3;
+  }
+  return wait_output(L, p, 0, read_line_k);
+}
+
+static int read_line_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  return l_read_line(L);
+}
+
+/* --- messages -------------------------------------------------------------- */
+
+static void push_jstring(lua_State *L, const lb_jval *s) {
+  if (!lb_jstr_has_escapes(s)) {
+    lua_pushlstring(L, s->p + 1, s->n - 2);
+  } else {
+    luaL_Buffer b;
+    char *out = luaL_buffinitsize(L, &b, s->n);
+    size_t n = lb_jstr_decode(s, out, s->n);
+    luaL_pushresultsize(&b, n);
+  }
+}
+
+/* A LOG message also goes to the connector's log file and error tail. */
+static void log_message(lb_proc *p, const lb_msg *m) {
+  lb_jval level, message;
+  char lv[16] = "LOG", buf[1024], prefix[32];
+  size_t n;
+  if (lb_jobj_find(&m->payload, "level", 5, &level) && level.type == LB_JSTRING &&
+      level.n - 2 < sizeof lv)
+    lv[lb_jstr_decode(&level, lv, sizeof lv - 1)] = '\0';
+  snprintf(prefix, sizeof prefix, "[%s] ", lv);
+  if (lb_jobj_find(&m->payload, "message", 7, &message) && message.type == LB_JSTRING) {
+    n = lb_jstr_decode(&message, buf, sizeof buf);
+    if (n > sizeof buf) n = sizeof buf;
+    lb__proc_log_line(p, prefix, buf, n);
+  }
+  p->log_lines++;
+}
+
+static void push_message(lua_State *L, lb_proc *p, const lb_msg *m,
+                         const char *line, size_t len) {
+  (void)p;
+  lua_createtable(L, 0, 6);
+  lua_rawgeti(L, lua_upvalueindex(2), (lua_Integer)m->type);   /* interned name */
+  lua_setfield(L, -2, "type");
+  lua_pushlstring(L, line, len);
+  lua_setfield(L, -2, "line");
+  if (m->type == LB_MSG_RECORD) {
+    long long ms;
+    push_jstring(L, &m->stream);
+    lua_setfield(L, -2, "stream");
+    if (m->ns.type == LB_JSTRING) {
+      push_jstring(L, &m->ns);
+      lua_setfield(L, -2, "namespace");
+    }
+    if (m->emitted_at.type == LB_JNUMBER) {
+      if (lb_jnum_to_int64(&m->emitted_at, &ms)) lua_pushinteger(L, (lua_Integer)ms);
+      else lua_pushnumber(L, lb_jnum_to_double(&m->emitted_at));
+      lua_setfield(L, -2, "emitted_at");
+    }
+  }
+  luaL_setmetatable(L, MSG_MT);
+}
+
+static int messages_next_k(lua_State *L, int status, lua_KContext ctx);
+
+/* upvalues: 1 = process, 2 = type names, 3 = include log lines? */
+static int messages_next(lua_State *L) {
+  proc_ud *u = lua_touserdata(L, lua_upvalueindex(1));
+  int with_logs = lua_toboolean(L, lua_upvalueindex(3));
+  lb_proc *p = u->p;
+  const char *line;
+  size_t len;
+  lb_msg m;
+  int rc;
+  if (p == NULL) return luaL_error(L, "attempt to use a closed process");
+  lua_settop(L, 0);
+  for (;;) {
+    rc = lb_lines_next(&p->outbuf, &line, &len);
+    if (rc == LB_LINES_OK) {
+      p->stdout_lines++;
+      if (lb_msg_parse(line, len, &m) == LB_MSG_NONE) {
+        lb__proc_log_line(p, "", line, len);
+        p->log_lines++;
+        if (!with_logs) continue;
+      } else if (m.type == LB_MSG_LOG) {
+        log_message(p, &m);
+      }
+      push_message(L, p, &m, line, len);
+      return 1;
+    }
+    if (rc == LB_LINES_TOOLONG) {
+      push_too_long(L, p);
+      return lua_error(L);     /* the message is on top */
+    }
+    if (push_read_failure(L, p)) return lua_error(L);
+    if (p->out_eof) return 0;
+    return wait_output(L, p, 0, messages_next_k);
+  }
+}
+
+static int messages_next_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  return messages_next(L);
+}
+
+static int l_messages(lua_State *L) {
+  int with_logs = 0;
+  checkproc(L, 1);
+  if (lua_istable(L, 2)) {
+    lua_getfield(L, 2, "logs");
+    with_logs = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_settop(L, 1);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &names_key);
+  lua_pushboolean(L, with_logs);
+  lua_pushcclosure(L, messages_next, 3);
+  return 1;
+}
+
+/* Message fields beyond the skimmed ones decode the whole line on demand. */
+static int msg_index(lua_State *L) {
+  const char *line;
+  size_t len, err;
+  lb_jval top;
+  const char *k = lua_tostring(L, 2);
+  lua_getfield(L, 1, "line");
+  line = lua_tolstring(L, -1, &len);
+  if (line == NULL || lua_rawgetp(L, 1, &decoded_key) != LUA_TNIL) {
+    lua_settop(L, 2);
+    lua_pushnil(L);
+    return 1;     /* decoded already: the field does not exist */
+  }
+  lua_pop(L, 1);
+  if (lb_jskim_validate(line, len, &top, &err) != 0 || top.type != LB_JOBJECT) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lb__json_push(L, &top);             /* stack: msg, key, line, decoded */
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, 1);
+  }
+  lua_pushboolean(L, 1);
+  lua_rawsetp(L, 1, &decoded_key);   /* mark: decoded */
+  if (k && strcmp(k, "data") == 0) {   /* msg.data: the record's data */
+    lua_getfield(L, 1, "record");
+    if (lua_istable(L, -1)) {
+      lua_getfield(L, -1, "data");
+      return 1;
+    }
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushvalue(L, 2);
+  lua_rawget(L, 1);
+  return 1;
+}
+
+/* --- writing ------------------------------------------------------------- */
+
+static int write_k(lua_State *L, int status, lua_KContext ctx);
+
+static int do_write(lua_State *L, size_t off) {
+  lb_proc *p = checkproc(L, 1);
+  size_t len;
+  const char *s = luaL_checklstring(L, 2, &len);
+  while (off < len) {
+    ssize_t n = lb__proc_write(p, s + off, len - off);
+    if (n < 0) {
+      luaL_pushfail(L);
+      lua_pushfstring(L, "writing to connector '%s' failed: %s", p->name,
+                      n == UV_EPIPE ? "it closed its input (broken pipe)" : uv_strerror((int)n));
+      lua_pushstring(L, uv_err_name((int)n));
+      return 3;
+    }
+    off += (size_t)n;
+    if (off < len) {
+      lua_settop(L, 2);
+      p->write_waiter = lb__current(L, "writing to a connector");
+      return lb__wait(L, cleanup_write, p, (lua_KContext)off, write_k);
+    }
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int write_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  lua_settop(L, 2);
+  return do_write(L, (size_t)ctx);
+}
+
+static int l_write(lua_State *L) {
+  return do_write(L, 0);
+}
+
+static int l_close_stdin(lua_State *L) {
+  lb__proc_close_stdin(checkproc(L, 1));
+  return 0;
+}
+
+/* --- exit ------------------------------------------------------------------ */
+
+static int wait_k(lua_State *L, int status, lua_KContext ctx);
+
+static int l_wait(lua_State *L) {
+  lb_proc *p = checkproc(L, 1);
+  lua_settop(L, 1);
+  if (p->exited) {
+    if (p->term_signal) luaL_pushfail(L);
+    else lua_pushinteger(L, (lua_Integer)p->exit_status);
+    if (p->term_signal) lua_pushinteger(L, p->term_signal);
+    else lua_pushnil(L);
+    return 2;
+  }
+  p->exit_waiter = lb__current(L, "waiting for a connector to exit");
+  return lb__wait(L, cleanup_exit, p, 0, wait_k);
+}
+
+static int wait_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  return l_wait(L);
+}
+
+static int l_kill(lua_State *L) {
+  lb_proc *p = checkproc(L, 1);
+  int sig = (int)luaL_optinteger(L, 2, SIGTERM);
+  int rc = lb__proc_kill(p, sig);
+  if (rc < 0) {
+    luaL_pushfail(L);
+    lua_pushstring(L, uv_strerror(rc));
+    lua_pushstring(L, uv_err_name(rc));
+    return 3;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_terminate(lua_State *L) {
+  lb__proc_terminate(checkproc(L, 1), lua_toboolean(L, 2));
+  return 0;
+}
+
+static int l_pid(lua_State *L) {
+  lb_proc *p = checkproc(L, 1);
+  lua_pushinteger(L, p->running || p->exited ? p->process.pid : 0);
+  return 1;
+}
+
+static int l_running(lua_State *L) {
+  lua_pushboolean(L, checkproc(L, 1)->running);
+  return 1;
+}
+
+static int l_name(lua_State *L) {
+  lua_pushstring(L, checkproc(L, 1)->name);
+  return 1;
+}
+
+static int l_exit_description(lua_State *L) {
+  char buf[128];
+  lb__proc_describe_exit(checkproc(L, 1), buf, sizeof buf);
+  lua_pushstring(L, buf);
+  return 1;
+}
+
+static int l_timed_out(lua_State *L) {
+  lb_proc *p = checkproc(L, 1);
+  if (p->timed_out == LB_TIMEOUT_IDLE) lua_pushliteral(L, "idle");
+  else if (p->timed_out == LB_TIMEOUT_OVERALL) lua_pushliteral(L, "overall");
+  else lua_pushnil(L);
+  return 1;
+}
+
+static int l_tail(lua_State *L) {
+  lb_proc *p = checkproc(L, 1);
+  int i, start = (p->tail_next - p->tail_count + LB_PROC_TAIL) % LB_PROC_TAIL;
+  lua_createtable(L, p->tail_count, 0);
+  for (i = 0; i < p->tail_count; i++) {
+    lua_pushstring(L, p->tail[(start + i) % LB_PROC_TAIL]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
+static int l_stats(lua_State *L) {
+  lb_proc *p = checkproc(L, 1);
+  lua_createtable(L, 0, 6);
+  lua_pushinteger(L, (lua_Integer)p->stdout_lines); lua_setfield(L, -2, "stdout_lines");
+  lua_pushinteger(L, (lua_Integer)p->stdout_bytes); lua_setfield(L, -2, "stdout_bytes");
+  lua_pushinteger(L, (lua_Integer)p->log_lines); lua_setfield(L, -2, "log_lines");
+  lua_pushinteger(L, (lua_Integer)p->stderr_lines); lua_setfield(L, -2, "stderr_lines");
+  lua_pushinteger(L, (lua_Integer)p->too_long_lines); lua_setfield(L, -2, "too_long_lines");
+  return 1;
+}
+
+static int l_log_file(lua_State *L) {
+  lb_proc *p = checkproc(L, 1);
+  if (p->log_path) lua_pushstring(L, p->log_path);
+  else lua_pushnil(L);
+  return 1;
+}
+
+static int l_log(lua_State *L) {
+  lb_proc *p = checkproc(L, 1);
+  size_t len;
+  const char *s = luaL_checklstring(L, 2, &len);
+  lb__proc_log_line(p, luaL_optstring(L, 3, ""), s, len);
+  return 0;
+}
+
+static int l_close(lua_State *L) {
+  proc_ud *u = luaL_checkudata(L, 1, PROC_MT);
+  if (u->p) {
+    lb_proc *p = u->p;
+    u->p = NULL;
+    lb__proc_release(p);
+  }
+  return 0;
+}
+
+static int l_tostring(lua_State *L) {
+  proc_ud *u = luaL_checkudata(L, 1, PROC_MT);
+  if (u->p) lua_pushfstring(L, "airbyte.Process(%s, pid %d)", u->p->name, (int)u->p->process.pid);
+  else lua_pushliteral(L, "airbyte.Process(closed)");
+  return 1;
+}
+
+static const luaL_Reg proc_methods[] = {
+  {"read_line", l_read_line},
+  {"messages", l_messages},
+  {"write", l_write},
+  {"close_stdin", l_close_stdin},
+  {"wait", l_wait},
+  {"kill", l_kill},
+  {"terminate", l_terminate},
+  {"pid", l_pid},
+  {"running", l_running},
+  {"name", l_name},
+  {"exit_description", l_exit_description},
+  {"timed_out", l_timed_out},
+  {"tail", l_tail},
+  {"stats", l_stats},
+  {"log_file", l_log_file},
+  {"log", l_log},
+  {"close", l_close},
+  {NULL, NULL}
+};
+
+static const luaL_Reg proc_meta[] = {
+  {"__gc", l_close},
+  {"__close", l_close},
+  {"__tostring", l_tostring},
+  {NULL, NULL}
+};
+
+static const luaL_Reg funcs[] = {
+  {"spawn", l_spawn},
+  {NULL, NULL}
+};
+
+int luaopen_airbyte_process(lua_State *L) {
+  int t;
+  luaL_newmetatable(L, PROC_MT);
+  luaL_setfuncs(L, proc_meta, 0);
+  luaL_newlib(L, proc_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, MSG_MT);
+  lua_pushcfunction(L, msg_index);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  lua_createtable(L, LB_MSG__COUNT, 0);        /* type names, interned once */
+  for (t = 0; t < LB_MSG__COUNT; t++) {
+    lua_pushstring(L, t == LB_MSG_NONE ? "LOG_LINE" : lb_msg_type_name((lb_msg_type)t));
+    lua_rawseti(L, -2, t);
+  }
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &names_key);
+  luaL_newlib(L, funcs);
+  return 1;
+}

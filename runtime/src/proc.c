@@ -1,0 +1,447 @@
+/*
+** proc.c - child processes (see proc.h). Callbacks here only move bytes,
+** record what happened and wake the waiting task: no Lua runs in them.
+*/
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "proc.h"
+
+#define WRITE_QUEUE_MAX (1024 * 1024)
+#define STDERR_MAX_LINE (64 * 1024)
+
+typedef struct write_req {
+  uv_write_t req;
+  lb_proc *p;
+  char data[1];
+} write_req;
+
+static char *xstrdup(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *d = malloc(n);
+  if (d) memcpy(d, s, n);
+  return d;
+}
+
+static void wake(lb_task **slot) {
+  lb_task *t = *slot;
+  if (t) {
+    *slot = NULL;
+    lb__wake(t);
+  }
+}
+
+static void wake_all(lb_proc *p) {
+  wake(&p->out_waiter);
+  wake(&p->exit_waiter);
+  wake(&p->write_waiter);
+}
+
+static void maybe_free(lb_proc *p) {
+  lb_runtime *rt = p->rt;
+  int i;
+  if (p->open_handles > 0 || !p->lua_gone) return;
+  if (p->prev) p->prev->next = p->next;
+  else if (rt->procs == p) rt->procs = p->next;
+  if (p->next) p->next->prev = p->prev;
+  lb_lines_free(&p->outbuf);
+  lb_lines_free(&p->errbuf);
+  for (i = 0; i < LB_PROC_TAIL; i++) free(p->tail[i]);
+  if (p->log_fd >= 0) close(p->log_fd);
+  free(p->log_path);
+  free(p->name);
+  free(p);
+}
+
+static void on_closed(uv_handle_t *h) {
+  lb_proc *p = h->data;
+  p->open_handles--;
+  maybe_free(p);
+}
+
+static void close_handle(uv_handle_t *h) {
+  if (!uv_is_closing(h)) uv_close(h, on_closed);
+}
+
+/* --- logs ------------------------------------------------------------------ */
+
+void lb__proc_log_line(lb_proc *p, const char *prefix, const char *line, size_t len) {
+  size_t plen = strlen(prefix), keep;
+  char *slot;
+  if (p->log_fd >= 0) {
+    /* one writev-like write keeps lines whole when several writers append */
+    char small[4096];
+    size_t total = plen + len + 1;
+    char *buf = total <= sizeof small ? small : malloc(total);
+    if (buf) {
+      memcpy(buf, prefix, plen);
+      memcpy(buf + plen, line, len);
+      buf[total - 1] = '\n';
+      if (write(p->log_fd, buf, total) < 0) { /* a full disk must not stop the sync */ }
+      if (buf != small) free(buf);
+    }
+  }
+  keep = plen + len;
+  if (keep > LB_PROC_TAIL_LINE) keep = LB_PROC_TAIL_LINE;
+  slot = realloc(p->tail[p->tail_next], keep + 1);
+  if (slot == NULL) return;
+  if (keep <= plen) memcpy(slot, prefix, keep);
+  else {
+    memcpy(slot, prefix, plen);
+    memcpy(slot + plen, line, keep - plen);
+  }
+  slot[keep] = '\0';
+  p->tail[p->tail_next] = slot;
+  p->tail_next = (p->tail_next + 1) % LB_PROC_TAIL;
+  if (p->tail_count < LB_PROC_TAIL) p->tail_count++;
+}
+
+/* --- reading ------------------------------------------------------------- */
+
+static void alloc_out(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  lb_proc *p = h->data;
+  size_t len;
+  char *base = lb_lines_reserve(&p->outbuf, &len);
+  (void)hint;
+  buf->base = base;
+  buf->len = base ? len : 0;    /* 0 makes libuv report UV_ENOBUFS */
+}
+
+static void on_out(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  lb_proc *p = s->data;
+  (void)buf;
+  if (n > 0) {
+    lb_lines_commit(&p->outbuf, (size_t)n);
+    p->stdout_bytes += (uint64_t)n;
+    p->last_output_ms = uv_now(p->rt->loop);
+    if (lb_lines_pending(&p->outbuf) > p->high_water) {
+      uv_read_stop(s);            /* backpressure: the child blocks on its pipe */
+      p->out_reading = 0;
+    }
+  } else if (n < 0) {
+    if (n != UV_EOF) p->out_error = (int)n;
+    p->out_eof = 1;
+    p->outbuf.eof = 1;
+    p->out_reading = 0;
+    uv_read_stop(s);
+    close_handle((uv_handle_t *)s);
+  }
+  if (n != 0) wake(&p->out_waiter);
+}
+
+void lb__proc_want_output(lb_proc *p) {
+  if (!p->out_eof && !p->out_reading && !uv_is_closing((uv_handle_t *)&p->out)) {
+    if (uv_read_start((uv_stream_t *)&p->out, alloc_out, on_out) == 0)
+      p->out_reading = 1;
+  }
+}
+
+static void alloc_err(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  lb_proc *p = h->data;
+  size_t len;
+  char *base = lb_lines_reserve(&p->errbuf, &len);
+  (void)hint;
+  buf->base = base;
+  buf->len = base ? len : 0;
+}
+
+static void on_err(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  lb_proc *p = s->data;
+  const char *line;
+  size_t len;
+  (void)buf;
+  if (n > 0) {
+    lb_lines_commit(&p->errbuf, (size_t)n);
+    p->last_output_ms = uv_now(p->rt->loop);
+  } else if (n < 0) {
+    p->err_eof = 1;
+    p->errbuf.eof = 1;
+    uv_read_stop(s);
+    close_handle((uv_handle_t *)s);
+  }
+  /* stderr never waits for a reader: lines go to the log as they come,
+  ** so a child flooding stderr costs disk, never memory. */
+  while (lb_lines_next(&p->errbuf, &line, &len) == LB_LINES_OK) {
+    p->stderr_lines++;
+    lb__proc_log_line(p, "[stderr] ", line, len);
+  }
+}
+
+/* --- exit and termination -------------------------------------------------- */
+
+static void on_exit_cb(uv_process_t *proc, int64_t status, int signum) {
+  lb_proc *p = proc->data;
+  p->running = 0;
+  p->exited = 1;
+  p->exit_status = status;
+  p->term_signal = signum;
+  uv_timer_stop(&p->timer);
+  uv_timer_stop(&p->kill_timer);
+  close_handle((uv_handle_t *)&p->process);
+  close_handle((uv_handle_t *)&p->timer);
+  close_handle((uv_handle_t *)&p->kill_timer);
+  if (p->has_stdin) close_handle((uv_handle_t *)&p->in);
+  wake_all(p);
+}
+
+static void on_kill_timer(uv_timer_t *h) {
+  lb_proc *p = h->data;
+  if (p->running) {
+    uv_process_kill(&p->process, SIGKILL);
+    p->kill_sent = SIGKILL;
+  }
+}
+
+void lb__proc_terminate(lb_proc *p, int force) {
+  if (!p->running) return;
+  if (force || p->kill_sent == SIGTERM) {
+    uv_process_kill(&p->process, SIGKILL);
+    p->kill_sent = SIGKILL;
+    return;
+  }
+  if (p->kill_sent) return;
+  uv_process_kill(&p->process, SIGTERM);
+  p->kill_sent = SIGTERM;
+  uv_timer_start(&p->kill_timer, on_kill_timer, p->rt->kill_grace_ms, 0);
+}
+
+int lb__proc_kill(lb_proc *p, int signum) {
+  if (!p->running) return UV_ESRCH;
+  return uv_process_kill(&p->process, signum);
+}
+
+static void arm_timer(lb_proc *p);
+
+static void on_timer(uv_timer_t *h) {
+  lb_proc *p = h->data;
+  uint64_t now = uv_now(p->rt->loop);
+  if (!p->running) return;
+  if (p->timeout_ms && now - p->started_ms >= p->timeout_ms)
+    p->timed_out = LB_TIMEOUT_OVERALL;
+  else if (p->idle_timeout_ms && now - p->last_output_ms >= p->idle_timeout_ms)
+    p->timed_out = LB_TIMEOUT_IDLE;
+  if (p->timed_out) {
+    lb__proc_terminate(p, 0);
+    wake_all(p);
+    return;
+  }
+  arm_timer(p);
+}
+
+static void arm_timer(lb_proc *p) {
+  uint64_t now = uv_now(p->rt->loop), due = UINT64_MAX;
+  if (p->timeout_ms) due = p->started_ms + p->timeout_ms;
+  if (p->idle_timeout_ms && p->last_output_ms + p->idle_timeout_ms < due)
+    due = p->last_output_ms + p->idle_timeout_ms;
+  if (due == UINT64_MAX) return;
+  uv_timer_start(&p->timer, on_timer, due > now ? due - now : 0, 0);
+}
+
+void lb__proc_describe_exit(const lb_proc *p, char *buf, size_t len) {
+  if (!p->exited) snprintf(buf, len, "still running");
+  else if (p->term_signal)
+    snprintf(buf, len, "killed by signal %d (%s)", p->term_signal,
+             p->term_signal == SIGKILL ? "SIGKILL" : p->term_signal == SIGTERM ? "SIGTERM" :
+             p->term_signal == SIGSEGV ? "SIGSEGV" : p->term_signal == SIGABRT ? "SIGABRT" :
+             p->term_signal == SIGINT ? "SIGINT" : "signal");
+  else snprintf(buf, len, "exit code %lld", (long long)p->exit_status);
+}
+
+/* --- writing --------------------------------------------------------------- */
+
+static void on_written(uv_write_t *req, int status) {
+  write_req *w = (write_req *)req;
+  lb_proc *p = w->p;
+  if (status < 0 && status != UV_ECANCELED && p->write_error == 0) p->write_error = status;
+  free(w);
+  if (p->write_waiter &&
+      (p->write_error || uv_stream_get_write_queue_size((uv_stream_t *)&p->in) < WRITE_QUEUE_MAX / 2))
+    wake(&p->write_waiter);
+}
+
+int lb__proc_write_blocked(const lb_proc *p) {
+  return uv_stream_get_write_queue_size((const uv_stream_t *)&p->in) >= WRITE_QUEUE_MAX;
+}
+
+ssize_t lb__proc_write(lb_proc *p, const char *data, size_t len) {
+  uv_buf_t b;
+  size_t queued;
+  int rc;
+  write_req *w;
+  size_t done = 0;
+  if (!p->has_stdin || p->stdin_closed) return UV_EPIPE;
+  if (p->write_error) return p->write_error;
+  queued = uv_stream_get_write_queue_size((uv_stream_t *)&p->in);
+  if (queued == 0) {              /* nothing queued: try the fast path */
+    b = uv_buf_init((char *)data, (unsigned)(len > 0x40000000 ? 0x40000000 : len));
+    rc = uv_try_write((uv_stream_t *)&p->in, &b, 1);
+    if (rc >= 0) done = (size_t)rc;
+    else if (rc != UV_EAGAIN) { p->write_error = rc; return rc; }
+    if (done == len) return (ssize_t)done;
+  }
+  if (queued >= WRITE_QUEUE_MAX) return (ssize_t)done;
+  len -= done;
+  if (len > WRITE_QUEUE_MAX - queued) len = WRITE_QUEUE_MAX - queued;
+  w = malloc(sizeof *w + len);
+  if (w == NULL) return done ? (ssize_t)done : UV_ENOMEM;
+  w->p = p;
+  memcpy(w->data, data + done, len);
+  b = uv_buf_init(w->data, (unsigned)len);
+  rc = uv_write(&w->req, (uv_stream_t *)&p->in, &b, 1, on_written);
+  if (rc < 0) {
+    free(w);
+    p->write_error = rc;
+    return done ? (ssize_t)done : rc;
+  }
+  return (ssize_t)(done + len);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  lb_proc *p = req->data;
+  (void)status;
+  free(req);
+  close_handle((uv_handle_t *)&p->in);
+}
+
+void lb__proc_close_stdin(lb_proc *p) {
+  uv_shutdown_t *req;
+  if (!p->has_stdin || p->stdin_closed) return;
+  p->stdin_closed = 1;
+  if (uv_is_closing((uv_handle_t *)&p->in)) return;
+  req = malloc(sizeof *req);
+  if (req) {
+    req->data = p;
+    if (uv_shutdown(req, (uv_stream_t *)&p->in, on_shutdown) == 0) return;
+    free(req);
+  }
+  close_handle((uv_handle_t *)&p->in);
+}
+
+/* --- spawn ----------------------------------------------------------------- */
+
+int lb__proc_spawn(lb_runtime *rt, const lb_proc_opts *o, lb_proc **out,
+                   char *err, size_t errlen) {
+  uv_process_options_t po;
+  uv_stdio_container_t stdio[3];
+  lb_proc *p = calloc(1, sizeof *p);
+  int rc;
+  *out = NULL;
+  if (p == NULL) { snprintf(err, errlen, "out of memory"); return UV_ENOMEM; }
+  p->rt = rt;
+  p->log_fd = -1;
+  p->name = xstrdup(o->name ? o->name : o->argv[0]);
+  if (o->log_path) {
+    p->log_path = xstrdup(o->log_path);
+    p->log_fd = open(o->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (p->log_fd < 0)
+      lb__log(rt, 1, "connector '%s': cannot open log file '%s': %s (logs kept in memory only)",
+              p->name, o->log_path, strerror(errno));
+  }
+  lb_lines_init(&p->outbuf, o->max_line, 0);
+  lb_lines_init(&p->errbuf, STDERR_MAX_LINE, 1);
+  p->high_water = 4 * 1024 * 1024;
+  p->idle_timeout_ms = o->idle_timeout_ms;
+  p->timeout_ms = o->timeout_ms;
+  p->has_stdin = o->pipe_stdin;
+  p->owner = rt->current;
+
+  uv_pipe_init(rt->loop, &p->out, 0);
+  uv_pipe_init(rt->loop, &p->err, 0);
+  uv_timer_init(rt->loop, &p->timer);
+  uv_timer_init(rt->loop, &p->kill_timer);
+  p->open_handles = 4;
+  if (p->has_stdin) { uv_pipe_init(rt->loop, &p->in, 0); p->open_handles++; }
+  p->out.data = p->err.data = p->in.data = p->timer.data = p->kill_timer.data = p;
+  p->process.data = p;
+
+  memset(&po, 0, sizeof po);
+  po.file = o->file ? o->file : o->argv[0];
+  po.args = (char **)o->argv;
+  po.env = (char **)o->env;
+  po.cwd = o->cwd;
+  po.exit_cb = on_exit_cb;
+  po.stdio = stdio;
+  po.stdio_count = 3;
+  if (p->has_stdin) {
+    stdio[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE;
+    stdio[0].data.stream = (uv_stream_t *)&p->in;
+  } else {
+    stdio[0].flags = UV_IGNORE;   /* /dev/null */
+  }
+  stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+  stdio[1].data.stream = (uv_stream_t *)&p->out;
+  stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+  stdio[2].data.stream = (uv_stream_t *)&p->err;
+
+  /* link first: close callbacks find it in the list */
+  p->next = rt->procs;
+  if (rt->procs) rt->procs->prev = p;
+  rt->procs = p;
+
+  rc = uv_spawn(rt->loop, &p->process, &po);
+  if (rc < 0) {
+    snprintf(err, errlen, "cannot start connector '%s' (%s): %s", p->name, po.file,
+             uv_strerror(rc));
+    p->lua_gone = 1;
+    /* uv_spawn initialised the process handle even on failure */
+    p->open_handles++;
+    close_handle((uv_handle_t *)&p->process);
+    close_handle((uv_handle_t *)&p->out);
+    close_handle((uv_handle_t *)&p->err);
+    close_handle((uv_handle_t *)&p->timer);
+    close_handle((uv_handle_t *)&p->kill_timer);
+    if (p->has_stdin) close_handle((uv_handle_t *)&p->in);
+    return rc;
+  }
+  p->open_handles++;              /* the process handle */
+  p->running = 1;
+  p->started_ms = p->last_output_ms = uv_now(rt->loop);
+  lb__proc_want_output(p);
+  uv_read_start((uv_stream_t *)&p->err, alloc_err, on_err);
+  arm_timer(p);
+  *out = p;
+  return 0;
+}
+
+void lb__proc_release(lb_proc *p) {
+  if (p->lua_gone) return;
+  p->lua_gone = 1;
+  p->out_waiter = p->exit_waiter = p->write_waiter = NULL;
+  if (p->running) lb__proc_terminate(p, p->rt->closing);
+  if (!p->out_eof) {                /* nobody will read it any more */
+    uv_read_stop((uv_stream_t *)&p->out);
+    close_handle((uv_handle_t *)&p->out);
+  }
+  if (p->has_stdin) close_handle((uv_handle_t *)&p->in);
+  if (!p->running) {
+    close_handle((uv_handle_t *)&p->timer);
+    close_handle((uv_handle_t *)&p->kill_timer);
+  }
+  maybe_free(p);
+}
+
+/* --- runtime-wide ---------------------------------------------------------- */
+
+void lb__procs_terminate_owned(lb_runtime *rt, lb_task *owner) {
+  lb_proc *p;
+  for (p = rt->procs; p; p = p->next)
+    if (p->owner == owner) lb__proc_terminate(p, 0);
+}
+
+void lb__procs_terminate_all(lb_runtime *rt, int force) {
+  lb_proc *p, *n;
+  for (p = rt->procs; p; p = n) {
+    n = p->next;
+    lb__proc_terminate(p, force);
+    if (force) lb__proc_release(p);   /* may free p */
+  }
+}
+
+void lb__procs_forget_owner(lb_runtime *rt, lb_task *owner) {
+  lb_proc *p;
+  for (p = rt->procs; p; p = p->next)
+    if (p->owner == owner) p->owner = NULL;
+}

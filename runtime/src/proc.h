@@ -1,0 +1,95 @@
+/*
+** proc.h - child processes: uv_spawn, stdio pipes, line framing, timeouts,
+** graceful termination, exit status. The struct is malloc'd apart from any
+** Lua object because libuv decides when its handles are free (close
+** callbacks); it lives in rt->procs until every handle is closed and the
+** Lua side has let go.
+*/
+#ifndef LB_PROC_H
+#define LB_PROC_H
+
+#include <stdint.h>
+#include "lb_internal.h"
+#include "lines.h"
+
+#define LB_PROC_TAIL 40           /* last log lines kept for error messages */
+#define LB_PROC_TAIL_LINE 1024    /* each one cut at this many bytes */
+
+typedef enum lb_proc_timeout { LB_TIMEOUT_NONE = 0, LB_TIMEOUT_IDLE, LB_TIMEOUT_OVERALL } lb_proc_timeout;
+
+struct lb_proc {
+  lb_runtime   *rt;
+  lb_proc      *prev, *next;     /* rt->procs */
+  char         *name;            /* the connector's name, in every message */
+  uv_process_t  process;
+  uv_pipe_t     in, out, err;
+  uv_timer_t    timer;           /* idle / overall timeout */
+  uv_timer_t    kill_timer;      /* SIGTERM -> SIGKILL */
+  int           open_handles;
+  int           lua_gone;        /* the Lua object was collected or closed */
+  lb_task      *owner;           /* the task that started it */
+  /* stdout */
+  lb_lines      outbuf;
+  int           out_reading, out_eof;
+  int           out_error;       /* libuv error code of a failed read */
+  size_t        high_water;      /* stop reading above this many buffered bytes */
+  lb_task      *out_waiter;
+  /* stderr */
+  lb_lines      errbuf;
+  int           err_eof;
+  /* stdin */
+  int           has_stdin, stdin_closed;
+  int           write_error;     /* libuv error code of a failed write */
+  lb_task      *write_waiter;
+  /* exit */
+  int           running;
+  int           exited;
+  int64_t       exit_status;
+  int           term_signal;
+  int           kill_sent;       /* 0, SIGTERM or SIGKILL */
+  lb_task      *exit_waiter;
+  /* timeouts */
+  uint64_t      idle_timeout_ms, timeout_ms, started_ms, last_output_ms;
+  lb_proc_timeout timed_out;
+  /* logs: non-protocol stdout lines, LOG messages, stderr */
+  int           log_fd;
+  char         *log_path;
+  char         *tail[LB_PROC_TAIL];
+  int           tail_next, tail_count;
+  uint64_t      stderr_lines, log_lines, stdout_lines, stdout_bytes, too_long_lines;
+};
+
+typedef struct lb_proc_opts {
+  const char *file;              /* argv[0] when NULL */
+  const char *const *argv;       /* NULL-terminated */
+  const char *const *env;        /* NULL-terminated "K=V", NULL = inherit */
+  const char *cwd;
+  const char *name;
+  const char *log_path;          /* append logs here, NULL = keep only the tail */
+  size_t      max_line;          /* 0 = 64 MiB */
+  uint64_t    idle_timeout_ms;   /* 0 = none */
+  uint64_t    timeout_ms;        /* 0 = none */
+  int         pipe_stdin;        /* 0 = stdin is /dev/null */
+} lb_proc_opts;
+
+/* 0, or a negative libuv error code with a message in err. */
+int  lb__proc_spawn(lb_runtime *rt, const lb_proc_opts *o, lb_proc **out,
+                    char *err, size_t errlen);
+/* Start reading stdout again after backpressure stopped it. */
+void lb__proc_want_output(lb_proc *p);
+/* SIGTERM now, SIGKILL after the runtime's grace period (force: SIGKILL now). */
+void lb__proc_terminate(lb_proc *p, int force);
+int  lb__proc_kill(lb_proc *p, int signum);
+void lb__proc_close_stdin(lb_proc *p);
+/* Writes what it can now; returns bytes taken (the rest must be retried
+** after waiting), or a negative libuv error. Queues at most 1 MiB. */
+ssize_t lb__proc_write(lb_proc *p, const char *data, size_t len);
+int  lb__proc_write_blocked(const lb_proc *p);
+/* A line for the log file and the tail kept for error messages. */
+void lb__proc_log_line(lb_proc *p, const char *prefix, const char *line, size_t len);
+/* The Lua object is gone: terminate if running, free once closed. */
+void lb__proc_release(lb_proc *p);
+/* "exit code 3", "killed by signal 9 (SIGKILL)", "still running" */
+void lb__proc_describe_exit(const lb_proc *p, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,256 @@
+/*
+** protocol.c - classify one stdout line of a connector as an Airbyte message.
+**
+** One pass: the outer object (and, for a "record" payload, the record
+** object) is walked here, member by member, and every member value is
+** validated by lb_jskim_value() as it is met. So a RECORD line is read once:
+** no separate validation pass, and the record's `data` is never skipped
+** again to find the keys after it. Duplicate keys: the last one wins, as
+** when the line is decoded into a Lua table.
+*/
+#include <string.h>
+
+#include "protocol.h"
+
+typedef struct name { const char *s; size_t n; } name;
+#define NAME(s) { s, sizeof(s) - 1 }
+
+/* Indexed by lb_msg_type. */
+static const name type_names[LB_MSG__COUNT] = {
+  NAME("NONE"), NAME("RECORD"), NAME("STATE"), NAME("LOG"), NAME("SPEC"),
+  NAME("CONNECTION_STATUS"), NAME("CATALOG"), NAME("TRACE"), NAME("CONTROL"),
+  NAME("DESTINATION_CATALOG")
+};
+
+/* Top-level keys: 0 is "type", the others are the payload keys, indexed by
+** lb_msg_type. */
+static const name top_keys[LB_MSG__COUNT] = {
+  NAME("type"), NAME("record"), NAME("state"), NAME("log"), NAME("spec"),
+  NAME("connectionStatus"), NAME("catalog"), NAME("trace"), NAME("control"),
+  NAME("destination_catalog")
+};
+
+enum { RK_STREAM, RK_NAMESPACE, RK_EMITTED_AT, RK_DATA, RK__COUNT };
+static const name record_keys[RK__COUNT] = {
+  NAME("stream"), NAME("namespace"), NAME("emitted_at"), NAME("data")
+};
+
+const char *lb_msg_type_name(lb_msg_type t) {
+  if ((unsigned)t >= LB_MSG__COUNT) return "NONE";
+  return type_names[t].s;
+}
+
+const char *lb_msg_payload_key(lb_msg_type t) {
+  if (t == LB_MSG_NONE || (unsigned)t >= LB_MSG__COUNT) return NULL;
+  return top_keys[t].s;
+}
+
+/* Index of the string span s in tab[0..count), or -1. The longest name is
+** 19 bytes, so an escaped key is decoded into a small buffer; one that
+** decodes to more cannot match. */
+static int match(const lb_jval *s, const name *tab, int count) {
+  char buf[24];
+  const char *p = s->p + 1;
+  size_t n = s->n - 2;
+  int i;
+  if (memchr(p, '\\', n)) {
+    n = lb_jstr_decode(s, buf, sizeof buf);
+    if (n > sizeof buf) return -1;
+    p = buf;
+  }
+  for (i = 0; i < count; i++)
+    if (tab[i].n == n && memcmp(tab[i].s, p, n) == 0) return i;
+  return -1;
+}
+
+static const char *invalid_why(int rc) {
+  switch (rc) {
+    case LB_JSKIM_ETRUNC: return "invalid JSON: unexpected end of line";
+    case LB_JSKIM_EUTF8: return "invalid JSON: invalid UTF-8 in a string";
+    case LB_JSKIM_EESCAPE: return "invalid JSON: bad escape in a string";
+    case LB_JSKIM_EDEPTH: return "invalid JSON: nesting too deep";
+    case LB_JSKIM_ETRAIL: return "invalid JSON: bytes after the value";
+    case LB_JSKIM_ECTRL: return "invalid JSON: control character in a string";
+    default: return "invalid JSON: unexpected character";
+  }
+}
+
+#define SKIP_WS(s, n, pos)                                                 \
+  while ((pos) < (n) && ((s)[pos] == ' ' || (s)[pos] == '\t' ||           \
+                         (s)[pos] == '\n' || (s)[pos] == '\r'))            \
+    (pos)++
+
+/* The record fields of one "record" object. */
+typedef struct rec_fields { lb_jval f[RK__COUNT]; } rec_fields;
+
+/* Walk and validate the object at s[*pos] == '{' that is nested in `depth`
+** containers. For each member, `pick` tells where to store the value span
+** (NULL: validate only). */
+typedef lb_jval *(*pick_fn)(void *ctx, const lb_jval *key);
+
+static int walk_object(const char *s, size_t n, size_t *pos, int depth,
+                       pick_fn pick, void *ctx, lb_jval *obj) {
+  size_t p = *pos, start = p;
+  int rc;
+  p++;
+  SKIP_WS(s, n, p);
+  if (p == n) return LB_JSKIM_ETRUNC;
+  if (s[p] != '}') {
+    for (;;) {
+      lb_jval key, *dst;
+      if (s[p] != '"') return LB_JSKIM_ESYNTAX;
+      rc = lb_jskim_value(s, n, &p, depth + 1, &key, NULL);
+      if (rc) return rc;
+      SKIP_WS(s, n, p);
+      if (p == n) return LB_JSKIM_ETRUNC;
+      if (s[p] != ':') return LB_JSKIM_ESYNTAX;
+      p++;
+      SKIP_WS(s, n, p);
+      if (p == n) return LB_JSKIM_ETRUNC;
+      dst = pick(ctx, &key);
+      {
+        lb_jval v;
+        rc = lb_jskim_value(s, n, &p, depth + 1, &v, NULL);
+        if (rc) return rc;
+        if (dst) *dst = v;
+      }
+      SKIP_WS(s, n, p);
+      if (p == n) return LB_JSKIM_ETRUNC;
+      if (s[p] == ',') {
+        p++;
+        SKIP_WS(s, n, p);
+        if (p == n) return LB_JSKIM_ETRUNC;
+        continue;
+      }
+      if (s[p] == '}') break;
+      return LB_JSKIM_ESYNTAX;
+    }
+  }
+  p++;
+  if (obj) { obj->type = LB_JOBJECT; obj->p = s + start; obj->n = p - start; }
+  *pos = p;
+  return 0;
+}
+
+static lb_msg_type none(lb_msg *m, const char *why) {
+  m->type = LB_MSG_NONE;
+  m->payload.type = LB_JNONE;
+  m->stream.type = m->ns.type = m->emitted_at.type = m->data.type = LB_JNONE;
+  m->why = why;
+  return LB_MSG_NONE;
+}
+
+/* The state of one parse: the spans of "type" and of each payload key,
+** and the record fields of the last "record" object. */
+typedef struct top_state {
+  lb_jval keys[LB_MSG__COUNT];
+  rec_fields rec;
+} top_state;
+
+static lb_jval *pick_record(void *ctx, const lb_jval *key) {
+  int i = match(key, record_keys, RK__COUNT);
+  return i < 0 ? NULL : &((rec_fields *)ctx)->f[i];
+}
+
+static int walk_record(const char *s, size_t n, size_t *pos, rec_fields *rf,
+                       lb_jval *obj) {
+  memset(rf, 0, sizeof *rf);
+  return walk_object(s, n, pos, 1, pick_record, rf, obj);
+}
+
+static lb_msg_type parse(const char *s, size_t n, size_t p, lb_msg *m) {
+  top_state st;
+  size_t start = p;
+  lb_jval *t;
+  int rc;
+  lb_msg_type mt;
+
+  memset(&st, 0, sizeof st);
+  p++;
+  SKIP_WS(s, n, p);
+  if (p == n) return none(m, invalid_why(LB_JSKIM_ETRUNC));
+  if (s[p] != '}') {
+    for (;;) {
+      lb_jval key, v;
+      int k;
+      if (s[p] != '"') return none(m, invalid_why(LB_JSKIM_ESYNTAX));
+      rc = lb_jskim_value(s, n, &p, 1, &key, NULL);
+      if (rc) return none(m, invalid_why(rc));
+      SKIP_WS(s, n, p);
+      if (p == n) return none(m, invalid_why(LB_JSKIM_ETRUNC));
+      if (s[p] != ':') return none(m, invalid_why(LB_JSKIM_ESYNTAX));
+      p++;
+      SKIP_WS(s, n, p);
+      if (p == n) return none(m, invalid_why(LB_JSKIM_ETRUNC));
+      k = match(&key, top_keys, LB_MSG__COUNT);
+      if (k == LB_MSG_RECORD && s[p] == '{') {
+        rc = walk_record(s, n, &p, &st.rec, &v);
+      } else {
+        rc = lb_jskim_value(s, n, &p, 1, &v, NULL);
+        if (k == LB_MSG_RECORD) memset(&st.rec, 0, sizeof st.rec);
+      }
+      if (rc) return none(m, invalid_why(rc));
+      if (k >= 0) st.keys[k] = v;
+      SKIP_WS(s, n, p);
+      if (p == n) return none(m, invalid_why(LB_JSKIM_ETRUNC));
+      if (s[p] == ',') {
+        p++;
+        SKIP_WS(s, n, p);
+        if (p == n) return none(m, invalid_why(LB_JSKIM_ETRUNC));
+        continue;
+      }
+      if (s[p] == '}') break;
+      return none(m, invalid_why(LB_JSKIM_ESYNTAX));
+    }
+  }
+  p++;
+  m->whole.type = LB_JOBJECT;
+  m->whole.p = s + start;
+  m->whole.n = p - start;
+  SKIP_WS(s, n, p);
+  if (p != n) return none(m, invalid_why(LB_JSKIM_ETRAIL));
+
+  /* the line is valid JSON: now is it a message? */
+  t = &st.keys[0];
+  if (t->type == LB_JNONE) return none(m, "no \"type\"");
+  if (t->type != LB_JSTRING) return none(m, "\"type\" is not a string");
+  rc = match(t, type_names, LB_MSG__COUNT);
+  if (rc <= 0) return none(m, "unknown \"type\"");
+  mt = (lb_msg_type)rc;
+  if (st.keys[mt].type == LB_JNONE) return none(m, "no payload for the \"type\"");
+  if (st.keys[mt].type != LB_JOBJECT) return none(m, "payload is not an object");
+  m->payload = st.keys[mt];
+  if (mt == LB_MSG_RECORD) {
+    const lb_jval *f = st.rec.f;
+    if (f[RK_STREAM].type != LB_JSTRING)
+      return none(m, "RECORD without a string \"stream\"");
+    if (f[RK_DATA].type != LB_JOBJECT)
+      return none(m, "RECORD without an object \"data\"");
+    if (f[RK_EMITTED_AT].type != LB_JNONE && f[RK_EMITTED_AT].type != LB_JNUMBER)
+      return none(m, "RECORD with a non-numeric \"emitted_at\"");
+    if (f[RK_NAMESPACE].type != LB_JNONE && f[RK_NAMESPACE].type != LB_JSTRING &&
+        f[RK_NAMESPACE].type != LB_JNULL)
+      return none(m, "RECORD with a \"namespace\" that is not a string or null");
+    m->stream = f[RK_STREAM];
+    m->ns = f[RK_NAMESPACE];
+    m->emitted_at = f[RK_EMITTED_AT];
+    m->data = f[RK_DATA];
+  }
+  m->type = mt;
+  return mt;
+}
+
+lb_msg_type lb_msg_parse(const char *line, size_t n, lb_msg *m) {
+  size_t p = 0;
+  int rc;
+  memset(m, 0, sizeof *m);
+  m->why = NULL;
+  SKIP_WS(line, n, p);
+  if (p == n) return none(m, "empty line");
+  if (line[p] != '{') {
+    /* plain text most of the time: only say why */
+    rc = lb_jskim_validate(line, n, NULL, NULL);
+    return none(m, rc ? invalid_why(rc) : "not a JSON object");
+  }
+  return parse(line, n, p, m);
+}

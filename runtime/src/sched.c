@@ -1,0 +1,294 @@
+/*
+** sched.c - tasks (one coroutine each), the ready queue and the budget hook.
+**
+** A task runs until it finishes, fails, or yields. A yield whose first value
+** is &lb__io_sentinel means "waiting": something (a libuv callback, another
+** task) will call lb__wake(). Any other yield is cooperative, as is a yield
+** forced by the budget hook: the task goes back to the ready queue.
+*/
+#include <stdlib.h>
+#include <string.h>
+#include "lb_internal.h"
+
+const char lb__io_sentinel = 0;
+
+#define HOOK_COUNT 1000   /* instructions between budget/interrupt checks */
+
+/* LB_LOOP_SHARED: an active idle handle makes the host's poll return at
+** once, so the check handle resumes ready tasks without delay. */
+static void idle_noop(uv_idle_t *h) {
+  (void)h;
+}
+
+static void enqueue(lb_runtime *rt, lb_task *t) {
+  if (t->queued) return;
+  t->queued = 1;
+  t->qnext = NULL;
+  if (rt->ready_tail) rt->ready_tail->qnext = t;
+  else rt->ready_head = t;
+  rt->ready_tail = t;
+  if (rt->mode == LB_LOOP_SHARED && !uv_is_active((uv_handle_t *)&rt->idle))
+    uv_idle_start(&rt->idle, idle_noop);
+}
+
+static lb_task *dequeue(lb_runtime *rt) {
+  lb_task *t = rt->ready_head;
+  if (t == NULL) return NULL;
+  rt->ready_head = t->qnext;
+  if (rt->ready_head == NULL) rt->ready_tail = NULL;
+  t->queued = 0;
+  t->qnext = NULL;
+  return t;
+}
+
+static void unqueue(lb_runtime *rt, lb_task *t) {
+  lb_task **pp = &rt->ready_head, *prev = NULL;
+  if (!t->queued) return;
+  while (*pp && *pp != t) { prev = *pp; pp = &(*pp)->qnext; }
+  if (*pp) {
+    *pp = t->qnext;
+    if (rt->ready_tail == t) rt->ready_tail = prev;
+  }
+  t->queued = 0;
+  t->qnext = NULL;
+}
+
+lb_task *lb__task_new(lb_runtime *rt, lua_State *from, int nargs) {
+  /* stack of from: function, args... (nargs) */
+  lb_task *t = calloc(1, sizeof *t);
+  lua_State *co;
+  if (t == NULL) return NULL;
+  co = lua_newthread(rt->L);
+  t->co_ref = luaL_ref(rt->L, LUA_REGISTRYINDEX);
+  t->co = co;
+  t->rt = rt;
+  t->res_ref = LUA_NOREF;
+  t->state = LB_TASK_READY;
+  lua_xmove(from, co, nargs + 1);
+  t->nargs = nargs;
+  t->next = rt->tasks;
+  if (rt->tasks) rt->tasks->prev = t;
+  rt->tasks = t;
+  rt->live++;
+  enqueue(rt, t);
+  return t;
+}
+
+static int is_terminal(const lb_task *t) {
+  return t->state == LB_TASK_DONE || t->state == LB_TASK_FAILED ||
+         t->state == LB_TASK_CANCELLED;
+}
+
+void lb__task_free_if_unused(lb_task *t) {
+  lb_runtime *rt = t->rt;
+  if (!is_terminal(t) || t->host_held || t->lua_refs > 0 || rt->current == t)
+    return;
+  if (t->prev) t->prev->next = t->next;
+  else rt->tasks = t->next;
+  if (t->next) t->next->prev = t->prev;
+  if (!rt->closing) {   /* lua_close frees the registry by itself */
+    luaL_unref(rt->L, LUA_REGISTRYINDEX, t->co_ref);
+    luaL_unref(rt->L, LUA_REGISTRYINDEX, t->res_ref);
+  }
+  free(t->error);
+  free(t);
+}
+
+void lb__wake(lb_task *t) {
+  t->cleanup = NULL;
+  t->cleanup_data = NULL;
+  if (t->state == LB_TASK_WAITING) {
+    t->state = LB_TASK_READY;
+    enqueue(t->rt, t);
+  }
+}
+
+lb_task *lb__current(lua_State *L, const char *what) {
+  lb_runtime *rt = lb__rt(L);
+  if (rt->current == NULL || !lua_isyieldable(L))
+    luaL_error(L, "%s is not allowed here: it waits, and only code running in a "
+                  "task can wait (not inside a metamethod, iterator of a C "
+                  "function or a record hook)", what);
+  return rt->current;
+}
+
+int lb__wait(lua_State *L, lb_cleanup_fn cleanup, void *data,
+             lua_KContext ctx, lua_KFunction k) {
+  lb_task *t = lb__current(L, "waiting");
+  t->cleanup = cleanup;
+  t->cleanup_data = data;
+  lua_pushlightuserdata(L, (void *)&lb__io_sentinel);
+  return lua_yieldk(L, 1, ctx, k);
+}
+
+int lb__budget_spent(lb_runtime *rt) {
+  return rt->interrupted || (rt->deadline && uv_hrtime() >= rt->deadline);
+}
+
+/* Count hook: pauses a task whose step budget is spent, and stops tasks
+** when the runtime is interrupted. It only yields from the task's own
+** coroutine; elsewhere the task pauses at its next wait. */
+static void budget_hook(lua_State *L, lua_Debug *ar) {
+  lb_runtime *rt = lb__rt(L);
+  lb_task *t = rt->current;
+  (void)ar;
+  if (t == NULL || !lb__budget_spent(rt)) return;
+  if (L == t->co && lua_isyieldable(L)) {
+    t->preempted = 1;
+    lua_yield(L, 0);
+  }
+}
+
+static void wake_joiners(lb_task *t) {
+  lb_task *j = t->joiners;
+  t->joiners = NULL;
+  while (j) {
+    lb_task *n = j->join_next;
+    j->join_next = NULL;
+    j->join_target = NULL;
+    lb__wake(j);
+    j = n;
+  }
+}
+
+static void finish(lb_task *t, lb_task_state st) {
+  lb_runtime *rt = t->rt;
+  t->state = st;
+  rt->live--;
+  if (st == LB_TASK_FAILED) rt->failed++;
+  lb__procs_forget_owner(rt, t);
+  wake_joiners(t);
+}
+
+/* Keep the results (DONE) as a table in the registry. */
+static void keep_results(lb_task *t, int nres) {
+  lua_State *L = t->rt->L;
+  int i;
+  lua_createtable(L, nres, 1);
+  lua_xmove(t->co, L, nres);          /* stack: tbl, r1..rn */
+  for (i = nres; i >= 1; i--) lua_rawseti(L, -1 - i, i);
+  lua_pushinteger(L, nres);
+  lua_setfield(L, -2, "n");
+  t->res_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_settop(t->co, 0);
+}
+
+/* Keep the error value and its text with a traceback of the coroutine. */
+static void keep_error(lb_task *t) {
+  lua_State *L = t->rt->L;
+  const char *msg;
+  size_t len;
+  lua_xmove(t->co, L, 1);             /* the error value */
+  lua_pushvalue(L, -1);
+  t->res_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  msg = luaL_tolstring(L, -1, &len);  /* honours __tostring of error objects */
+  luaL_traceback(L, t->co, msg, 0);
+  msg = lua_tolstring(L, -1, &len);
+  free(t->error);
+  t->error = malloc(len + 1);
+  if (t->error) memcpy(t->error, msg, len + 1);
+  lua_pop(L, 3);
+}
+
+static void resume(lb_runtime *rt, lb_task *t) {
+  int nres = 0, status, nargs = t->nargs;
+  t->nargs = 0;
+  t->preempted = 0;
+  t->state = LB_TASK_WAITING;   /* until it says otherwise */
+  rt->current = t;
+  lua_sethook(t->co, budget_hook, LUA_MASKCOUNT, HOOK_COUNT);
+  status = lua_resume(t->co, rt->L, nargs, &nres);
+  lua_sethook(t->co, NULL, 0, 0);
+  rt->current = NULL;
+  if (status == LUA_YIELD) {
+    int io = nres >= 1 && lua_touserdata(t->co, -nres) == (void *)&lb__io_sentinel;
+    lua_pop(t->co, nres);
+    if (!io || t->preempted) {       /* cooperative: run again later */
+      t->state = LB_TASK_READY;
+      enqueue(rt, t);
+    }
+    return;
+  }
+  if (status == LUA_OK) {
+    keep_results(t, nres);
+    finish(t, LB_TASK_DONE);
+  } else {
+    keep_error(t);
+    finish(t, LB_TASK_FAILED);
+  }
+  lb__task_free_if_unused(t);
+}
+
+int lb__drain(lb_runtime *rt, uint32_t budget_us) {
+  lb_task *t;
+  int ran = 0;
+  rt->deadline = budget_us ? uv_hrtime() + (uint64_t)budget_us * 1000 : 0;
+  if (rt->interrupted && !rt->interrupt_done) {
+    rt->interrupt_done = 1;
+    lb__cancel_all(rt);
+  }
+  while ((t = dequeue(rt)) != NULL) {
+    resume(rt, t);
+    ran++;
+    if (rt->deadline && uv_hrtime() >= rt->deadline) break;
+  }
+  rt->deadline = 0;
+  if (rt->mode == LB_LOOP_SHARED && rt->ready_head == NULL)
+    uv_idle_stop(&rt->idle);
+  return ran;
+}
+
+int lb__task_cancel(lb_task *t, const char *why) {
+  lb_runtime *rt = t->rt;
+  if (is_terminal(t)) return 0;
+  if (rt->current == t) return LB_EBUSY;
+  if (t->cleanup) {
+    lb_cleanup_fn fn = t->cleanup;
+    t->cleanup = NULL;
+    fn(t->cleanup_data);
+  }
+  unqueue(rt, t);
+  lb__procs_terminate_owned(rt, t);
+  /* Runs pending __close handlers of the coroutine (temp files, processes). */
+  lua_resetthread(t->co);
+  lua_pushstring(rt->L, why);
+  t->res_ref = luaL_ref(rt->L, LUA_REGISTRYINDEX);
+  free(t->error);
+  t->error = strdup(why);
+  finish(t, LB_TASK_CANCELLED);
+  lb__task_free_if_unused(t);
+  return 0;
+}
+
+void lb__cancel_all(lb_runtime *rt) {
+  lb_task *t = rt->tasks;
+  while (t) {
+    lb_task *n = t->next;
+    if (!is_terminal(t) && t != rt->current) {
+      /* the cancel may free t; n stays valid because only t is freed */
+      lb__task_cancel(t, "interrupted");
+    }
+    t = n;
+  }
+}
+
+/* --- public API ----------------------------------------------------------- */
+
+LB_API lb_task_state lb_task_get_state(const lb_task *t) {
+  return t->state;
+}
+
+LB_API const char *lb_task_error(const lb_task *t) {
+  return (t->state == LB_TASK_FAILED || t->state == LB_TASK_CANCELLED) ? t->error : NULL;
+}
+
+LB_API int lb_task_cancel(lb_task *t) {
+  if (t == NULL) return LB_EINVAL;
+  return lb__task_cancel(t, "task cancelled");
+}
+
+LB_API void lb_task_release(lb_task *t) {
+  if (t == NULL) return;
+  t->host_held = 0;
+  lb__task_free_if_unused(t);
+}
