@@ -18,7 +18,10 @@
 
 #include "jskim.h"
 
-#if defined(__SSE2__)
+/* SSE2 is part of x86-64; LB_JSKIM_NO_SIMD forces the portable word loop
+** (to test it on x86 too). */
+#if defined(__SSE2__) && !defined(LB_JSKIM_NO_SIMD)
+#define JSKIM_SSE2 1
 #include <emmintrin.h>
 #endif
 
@@ -157,9 +160,17 @@ bad:
 
 /* Validate a string whose opening quote is at p[-1]. Returns the byte after
 ** the closing quote, or NULL with *err and *errp (the offending byte). */
-static const uchar *scan_str(const uchar *p, const uchar *end, int *err,
-                             const uchar **errp) {
-#if defined(__SSE2__)
+#if defined(__GNUC__)
+#define JSKIM_INLINE __attribute__((always_inline)) inline
+#else
+#define JSKIM_INLINE inline
+#endif
+
+/* Inlined into the state machine: strings are most of the work, and a call
+** per string costs more than the scan of a short key. */
+static JSKIM_INLINE const uchar *scan_str(const uchar *p, const uchar *end, int *err,
+                                          const uchar **errp) {
+#if defined(JSKIM_SSE2)
   const __m128i vq = _mm_set1_epi8('"');
   const __m128i vb = _mm_set1_epi8('\\');
   const __m128i vc = _mm_set1_epi8(0x20);
@@ -167,7 +178,7 @@ static const uchar *scan_str(const uchar *p, const uchar *end, int *err,
   const uchar *q;
   int k;
   for (;;) {
-#if defined(__SSE2__)
+#if defined(JSKIM_SSE2)
     /* signed compare: bytes >= 0x80 are negative, so "< 0x20" flags both
     ** control characters and non-ASCII bytes */
     while (end - p >= 16) {
@@ -197,9 +208,10 @@ static const uchar *scan_str(const uchar *p, const uchar *end, int *err,
 #endif
     while (p < end && str_class[*p] == S_PLAIN) p++;
     if (p >= end) { *err = LB_JSKIM_ETRUNC; *errp = end; return NULL; }
-#if defined(__SSE2__)
+#if defined(JSKIM_SSE2)
   special:
 #endif
+    if (*p == '"') return p + 1;        /* by far the most common stop */
     k = str_class[*p];
     switch (k) {
       case S_QUOTE:
@@ -279,9 +291,10 @@ static lb_jtype type_of(uchar c) {
 ** first allowed) nested inside depth0 containers. */
 static int scan_value(const uchar *p, const uchar *end, const uchar **pp,
                       int depth0, lb_jval *val, const uchar **errp) {
-  /* bit i set: level i is an object. Zeroed so no indeterminate bits are
-  ** ever read. */
-  uint64_t stk[(LB_JSKIM_MAXDEPTH + 63) / 64] = { 0 };
+  /* bit i set: level i is an object. A word is written whole when its
+  ** first level is pushed, so no indeterminate bit is ever read, and there
+  ** is nothing to clear on entry. */
+  uint64_t stk[(LB_JSKIM_MAXDEPTH + 63) / 64];
   const int maxd = LB_JSKIM_MAXDEPTH - depth0;
   int d = 0, in_obj = 0, err = 0;
   const uchar *start, *q;
@@ -293,14 +306,16 @@ static int scan_value(const uchar *p, const uchar *end, const uchar **pp,
   start = p;
 
 value:
+  if (*p == '"') {                  /* most values: test before the jump table */
+    p = scan_str(p + 1, end, &err, errp);
+    if (!p) return err;
+    goto after;
+  }
   switch (*p) {
-    case '"':
-      p = scan_str(p + 1, end, &err, errp);
-      if (!p) return err;
-      goto after;
     case '{':
       if (d >= maxd) { err = LB_JSKIM_EDEPTH; goto fail; }
-      stk[d >> 6] |= 1ULL << (d & 63);
+      if (d & 63) stk[d >> 6] |= 1ULL << (d & 63);
+      else stk[d >> 6] = 1;
       d++; in_obj = 1; p++;
       SKIP_WS(p, end);
       if (p == end) { err = LB_JSKIM_ETRUNC; goto fail; }
@@ -308,7 +323,8 @@ value:
       goto key;
     case '[':
       if (d >= maxd) { err = LB_JSKIM_EDEPTH; goto fail; }
-      stk[d >> 6] &= ~(1ULL << (d & 63));
+      if (d & 63) stk[d >> 6] &= ~(1ULL << (d & 63));
+      else stk[d >> 6] = 0;
       d++; in_obj = 0; p++;
       SKIP_WS(p, end);
       if (p == end) { err = LB_JSKIM_ETRUNC; goto fail; }
@@ -382,14 +398,27 @@ fail:
 
 int lb_jskim_value(const char *buf, size_t n, size_t *pos, int depth,
                    lb_jval *val, size_t *erroff) {
-  const uchar *b = (const uchar *)buf, *end = b + n, *p, *errp;
+  const uchar *b = (const uchar *)buf, *end, *p, *errp;
   int rc;
-  if (*pos > n) {
+  if (*pos >= n) {
     if (erroff) *erroff = n;
     return LB_JSKIM_ETRUNC;
   }
+  end = b + n;
   p = errp = b + *pos;
   if (depth < 0) depth = 0;
+  SKIP_WS(p, end);
+  if (p < end && *p == '"') {
+    /* keys and most member values: skip the state machine's set-up */
+    const uchar *q = scan_str(p + 1, end, &rc, &errp);
+    if (!q) {
+      if (erroff) *erroff = (size_t)(errp - b);
+      return rc;
+    }
+    if (val) { val->type = LB_JSTRING; val->p = (const char *)p; val->n = (size_t)(q - p); }
+    *pos = (size_t)(q - b);
+    return 0;
+  }
   rc = scan_value(p, end, &p, depth, val, &errp);
   if (rc) {
     if (erroff) *erroff = (size_t)(errp - b);
@@ -400,8 +429,14 @@ int lb_jskim_value(const char *buf, size_t n, size_t *pos, int depth,
 }
 
 int lb_jskim_validate(const char *buf, size_t n, lb_jval *top, size_t *erroff) {
-  const uchar *b = (const uchar *)buf, *end = b + n, *p = b, *errp = b;
-  int rc = scan_value(p, end, &p, 0, top, &errp);
+  const uchar *b = (const uchar *)buf, *end, *p, *errp;
+  int rc;
+  if (n == 0) {                     /* buf may then be NULL: no arithmetic on it */
+    if (erroff) *erroff = 0;
+    return LB_JSKIM_ETRUNC;
+  }
+  end = b + n; p = errp = b;
+  rc = scan_value(p, end, &p, 0, top, &errp);
   if (rc) {
     if (erroff) *erroff = (size_t)(errp - b);
     return rc;
@@ -438,7 +473,7 @@ const char *lb_jskim_strerror(int code) {
 static const uchar *skip_str(const uchar *p, const uchar *end) {
   for (;;) {
     const uchar *q, *b;
-#if defined(__SSE2__)
+#if defined(JSKIM_SSE2)
     const __m128i vq = _mm_set1_epi8('"');
     q = NULL;
     while (end - p >= 16) {

@@ -95,6 +95,7 @@ int  lb__budget_spent(lb_runtime *rt);
 void lb__procs_terminate_owned(lb_runtime *rt, lb_task *owner);
 void lb__procs_terminate_all(lb_runtime *rt, int force);
 void lb__procs_forget_owner(lb_runtime *rt, lb_task *owner);
+int  lb__procs_running(lb_runtime *rt);
 
 /* Lua modules written in C, registered in package.preload by runtime.c. */
 int luaopen_airbyte_core(lua_State *L);    /* lua_core.c: tasks, sleep, temp files */

@@ -67,6 +67,12 @@ int lb_lines_next(lb_lines *b, const char **line, size_t *len) {
     if (nl == NULL) {
       size_t have = b->tail - b->head;
       b->scan = b->tail;
+      if (b->discarding) {                 /* still inside an over-long line */
+        b->head = b->scan = b->tail;
+        if (!b->eof) return LB_LINES_AGAIN;
+        b->discarding = 0;
+        continue;
+      }
       if (have > b->max_line) {
         if (b->truncate) {                 /* hand out a max_line piece */
           *line = start;

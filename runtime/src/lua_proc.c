@@ -273,11 +273,11 @@ static void log_message(lb_proc *p, const lb_msg *m) {
   p->log_lines++;
 }
 
-static void push_message(lua_State *L, lb_proc *p, const lb_msg *m,
+/* names: index of the table of interned type names */
+static void push_message(lua_State *L, int names, const lb_msg *m,
                          const char *line, size_t len) {
-  (void)p;
   lua_createtable(L, 0, 6);
-  lua_rawgeti(L, lua_upvalueindex(2), (lua_Integer)m->type);   /* interned name */
+  lua_rawgeti(L, names, (lua_Integer)m->type);
   lua_setfield(L, -2, "type");
   lua_pushlstring(L, line, len);
   lua_setfield(L, -2, "line");
@@ -322,14 +322,18 @@ static int messages_next(lua_State *L) {
       } else if (m.type == LB_MSG_LOG) {
         log_message(p, &m);
       }
-      push_message(L, p, &m, line, len);
+      push_message(L, lua_upvalueindex(2), &m, line, len);
       return 1;
     }
     if (rc == LB_LINES_TOOLONG) {
-      push_too_long(L, p);
-      return lua_error(L);     /* the message is on top */
+      push_too_long(L, p);     /* nil, message, code */
+      lua_pop(L, 1);
+      return lua_error(L);
     }
-    if (push_read_failure(L, p)) return lua_error(L);
+    if (push_read_failure(L, p)) {
+      lua_pop(L, 1);
+      return lua_error(L);
+    }
     if (p->out_eof) return 0;
     return wait_output(L, p, 0, messages_next_k);
   }
@@ -355,43 +359,37 @@ static int l_messages(lua_State *L) {
   return 1;
 }
 
-/* Message fields beyond the skimmed ones decode the whole line on demand. */
+/* Message fields beyond the skimmed ones decode the whole line on demand;
+** msg.data is a shortcut for msg.record.data. */
 static int msg_index(lua_State *L) {
   const char *line;
   size_t len, err;
   lb_jval top;
   const char *k = lua_tostring(L, 2);
-  lua_getfield(L, 1, "line");
-  line = lua_tolstring(L, -1, &len);
-  if (line == NULL || lua_rawgetp(L, 1, &decoded_key) != LUA_TNIL) {
-    lua_settop(L, 2);
-    lua_pushnil(L);
-    return 1;     /* decoded already: the field does not exist */
-  }
-  lua_pop(L, 1);
-  if (lb_jskim_validate(line, len, &top, &err) != 0 || top.type != LB_JOBJECT) {
-    lua_pushnil(L);
-    return 1;
-  }
-  lb__json_push(L, &top);             /* stack: msg, key, line, decoded */
-  lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    lua_pushvalue(L, -2);
-    lua_insert(L, -2);
-    lua_rawset(L, 1);
-  }
-  lua_pushboolean(L, 1);
-  lua_rawsetp(L, 1, &decoded_key);   /* mark: decoded */
-  if (k && strcmp(k, "data") == 0) {   /* msg.data: the record's data */
-    lua_getfield(L, 1, "record");
-    if (lua_istable(L, -1)) {
-      lua_getfield(L, -1, "data");
-      return 1;
+  lua_settop(L, 2);
+  if (lua_rawgetp(L, 1, &decoded_key) == LUA_TNIL) {
+    lua_getfield(L, 1, "line");
+    line = lua_tolstring(L, -1, &len);
+    if (line != NULL && lb_jskim_validate(line, len, &top, &err) == 0 &&
+        top.type == LB_JOBJECT) {
+      lb__json_push(L, &top);             /* stack: msg, key, nil, line, decoded */
+      lua_pushnil(L);
+      while (lua_next(L, -2)) {
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, 1);
+      }
     }
-    lua_pushnil(L);
+    lua_pushboolean(L, 1);
+    lua_rawsetp(L, 1, &decoded_key);
+  }
+  lua_settop(L, 2);
+  if (k && strcmp(k, "data") == 0) {
+    lua_getfield(L, 1, "record");
+    if (!lua_istable(L, -1)) return 0;
+    lua_getfield(L, -1, "data");
     return 1;
   }
-  lua_pushvalue(L, 2);
   lua_rawget(L, 1);
   return 1;
 }
@@ -446,7 +444,8 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx);
 static int l_wait(lua_State *L) {
   lb_proc *p = checkproc(L, 1);
   lua_settop(L, 1);
-  if (p->exited) {
+  /* exited, and its last stderr lines are in the log and the tail */
+  if (p->exited && p->err_eof) {
     if (p->term_signal) luaL_pushfail(L);
     else lua_pushinteger(L, (lua_Integer)p->exit_status);
     if (p->term_signal) lua_pushinteger(L, p->term_signal);
@@ -594,8 +593,24 @@ static const luaL_Reg proc_meta[] = {
   {NULL, NULL}
 };
 
+/* parse(line) -> message table, or nil plus why it is not a message. */
+static int l_parse(lua_State *L) {
+  size_t len;
+  const char *line = luaL_checklstring(L, 1, &len);
+  lb_msg m;
+  if (lb_msg_parse(line, len, &m) == LB_MSG_NONE) {
+    luaL_pushfail(L);
+    lua_pushstring(L, m.why ? m.why : "not an Airbyte message");
+    return 2;
+  }
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &names_key);
+  push_message(L, lua_gettop(L), &m, line, len);
+  return 1;
+}
+
 static const luaL_Reg funcs[] = {
   {"spawn", l_spawn},
+  {"parse", l_parse},
   {NULL, NULL}
 };
 

@@ -161,6 +161,7 @@ static void on_err(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     p->errbuf.eof = 1;
     uv_read_stop(s);
     close_handle((uv_handle_t *)s);
+    wake(&p->exit_waiter);
   }
   /* stderr never waits for a reader: lines go to the log as they come,
   ** so a child flooding stderr costs disk, never memory. */
@@ -172,25 +173,72 @@ static void on_err(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
 
 /* --- exit and termination -------------------------------------------------- */
 
+/* After the exit, output still in the pipes is read; but a grandchild
+** that inherited stdout/stderr must not keep us waiting for an EOF that
+** may never come. After LINGER_MS with no new byte, the pipes are done. */
+#define LINGER_MS 1000
+
+static void on_linger(uv_timer_t *h) {
+  lb_proc *p = h->data;
+  uint64_t now = uv_now(p->rt->loop);
+  if (now - p->last_output_ms < LINGER_MS && !(p->out_eof && p->err_eof)) {
+    uv_timer_start(&p->timer, on_linger, LINGER_MS, 0);
+    return;
+  }
+  if (!p->err_eof) {
+    p->err_eof = 1;
+    p->errbuf.eof = 1;
+    uv_read_stop((uv_stream_t *)&p->err);
+    close_handle((uv_handle_t *)&p->err);
+  }
+  if (!p->out_eof) {
+    p->out_eof = 1;
+    p->outbuf.eof = 1;
+    p->out_reading = 0;
+    uv_read_stop((uv_stream_t *)&p->out);
+    close_handle((uv_handle_t *)&p->out);
+  }
+  close_handle((uv_handle_t *)&p->timer);
+  wake_all(p);
+}
+
 static void on_exit_cb(uv_process_t *proc, int64_t status, int signum) {
   lb_proc *p = proc->data;
   p->running = 0;
   p->exited = 1;
   p->exit_status = status;
   p->term_signal = signum;
-  uv_timer_stop(&p->timer);
   uv_timer_stop(&p->kill_timer);
   close_handle((uv_handle_t *)&p->process);
-  close_handle((uv_handle_t *)&p->timer);
   close_handle((uv_handle_t *)&p->kill_timer);
-  if (p->has_stdin) close_handle((uv_handle_t *)&p->in);
+  if (p->lua_gone) {                 /* nobody reads: close everything */
+    close_handle((uv_handle_t *)&p->out);
+    close_handle((uv_handle_t *)&p->err);
+    close_handle((uv_handle_t *)&p->timer);
+  } else if (p->out_eof && p->err_eof) {
+    close_handle((uv_handle_t *)&p->timer);
+  } else {
+    uv_timer_start(&p->timer, on_linger, LINGER_MS, 0);
+  }
+  if (p->has_stdin) {
+    /* a writer still waiting must learn that nobody will read its data */
+    if (!p->stdin_closed && p->write_error == 0) p->write_error = UV_EPIPE;
+    close_handle((uv_handle_t *)&p->in);
+  }
   wake_all(p);
+}
+
+/* Children run in their own process group (UV_PROCESS_DETACHED makes
+** them session leaders), so a signal reaches the connector and whatever it
+** started: a shell wrapper's children, a Python interpreter, docker run. */
+static void signal_group(lb_proc *p, int signum) {
+  if (kill(-p->process.pid, signum) != 0) uv_process_kill(&p->process, signum);
 }
 
 static void on_kill_timer(uv_timer_t *h) {
   lb_proc *p = h->data;
   if (p->running) {
-    uv_process_kill(&p->process, SIGKILL);
+    signal_group(p, SIGKILL);
     p->kill_sent = SIGKILL;
   }
 }
@@ -198,12 +246,12 @@ static void on_kill_timer(uv_timer_t *h) {
 void lb__proc_terminate(lb_proc *p, int force) {
   if (!p->running) return;
   if (force || p->kill_sent == SIGTERM) {
-    uv_process_kill(&p->process, SIGKILL);
+    signal_group(p, SIGKILL);
     p->kill_sent = SIGKILL;
     return;
   }
   if (p->kill_sent) return;
-  uv_process_kill(&p->process, SIGTERM);
+  signal_group(p, SIGTERM);
   p->kill_sent = SIGTERM;
   uv_timer_start(&p->kill_timer, on_kill_timer, p->rt->kill_grace_ms, 0);
 }
@@ -218,7 +266,7 @@ static void arm_timer(lb_proc *p);
 static void on_timer(uv_timer_t *h) {
   lb_proc *p = h->data;
   uint64_t now = uv_now(p->rt->loop);
-  if (!p->running) return;
+  if (!p->running) return;   /* the linger phase owns the timer now */
   if (p->timeout_ms && now - p->started_ms >= p->timeout_ms)
     p->timed_out = LB_TIMEOUT_OVERALL;
   else if (p->idle_timeout_ms && now - p->last_output_ms >= p->idle_timeout_ms)
@@ -363,6 +411,7 @@ int lb__proc_spawn(lb_runtime *rt, const lb_proc_opts *o, lb_proc **out,
   po.env = (char **)o->env;
   po.cwd = o->cwd;
   po.exit_cb = on_exit_cb;
+  po.flags = UV_PROCESS_DETACHED;   /* own process group: see signal_group */
   po.stdio = stdio;
   po.stdio_count = 3;
   if (p->has_stdin) {
@@ -417,10 +466,19 @@ void lb__proc_release(lb_proc *p) {
   }
   if (p->has_stdin) close_handle((uv_handle_t *)&p->in);
   if (!p->running) {
+    close_handle((uv_handle_t *)&p->err);
     close_handle((uv_handle_t *)&p->timer);
     close_handle((uv_handle_t *)&p->kill_timer);
   }
   maybe_free(p);
+}
+
+int lb__procs_running(lb_runtime *rt) {
+  lb_proc *p;
+  int n = 0;
+  for (p = rt->procs; p; p = p->next)
+    if (p->running) n++;
+  return n;
 }
 
 /* --- runtime-wide ---------------------------------------------------------- */

@@ -97,7 +97,7 @@ static int walk_object(const char *s, size_t n, size_t *pos, int depth,
   if (p == n) return LB_JSKIM_ETRUNC;
   if (s[p] != '}') {
     for (;;) {
-      lb_jval key, *dst;
+      lb_jval key, scratch, *dst;
       if (s[p] != '"') return LB_JSKIM_ESYNTAX;
       rc = lb_jskim_value(s, n, &p, depth + 1, &key, NULL);
       if (rc) return rc;
@@ -107,13 +107,11 @@ static int walk_object(const char *s, size_t n, size_t *pos, int depth,
       p++;
       SKIP_WS(s, n, p);
       if (p == n) return LB_JSKIM_ETRUNC;
+      /* written in place: copying a just-written lb_jval costs a
+      ** store-forwarding stall per member */
       dst = pick(ctx, &key);
-      {
-        lb_jval v;
-        rc = lb_jskim_value(s, n, &p, depth + 1, &v, NULL);
-        if (rc) return rc;
-        if (dst) *dst = v;
-      }
+      rc = lb_jskim_value(s, n, &p, depth + 1, dst ? dst : &scratch, NULL);
+      if (rc) return rc;
       SKIP_WS(s, n, p);
       if (p == n) return LB_JSKIM_ETRUNC;
       if (s[p] == ',') {
@@ -152,9 +150,14 @@ static lb_jval *pick_record(void *ctx, const lb_jval *key) {
   return i < 0 ? NULL : &((rec_fields *)ctx)->f[i];
 }
 
+static void clear_record(rec_fields *rf) {
+  int i;
+  for (i = 0; i < RK__COUNT; i++) rf->f[i].type = LB_JNONE;
+}
+
 static int walk_record(const char *s, size_t n, size_t *pos, rec_fields *rf,
                        lb_jval *obj) {
-  memset(rf, 0, sizeof *rf);
+  clear_record(rf);
   return walk_object(s, n, pos, 1, pick_record, rf, obj);
 }
 
@@ -165,13 +168,15 @@ static lb_msg_type parse(const char *s, size_t n, size_t p, lb_msg *m) {
   int rc;
   lb_msg_type mt;
 
-  memset(&st, 0, sizeof st);
+  /* only the types need clearing: a span is read only when its type is set */
+  for (rc = 0; rc < LB_MSG__COUNT; rc++) st.keys[rc].type = LB_JNONE;
+  clear_record(&st.rec);
   p++;
   SKIP_WS(s, n, p);
   if (p == n) return none(m, invalid_why(LB_JSKIM_ETRUNC));
   if (s[p] != '}') {
     for (;;) {
-      lb_jval key, v;
+      lb_jval key, scratch, *dst;
       int k;
       if (s[p] != '"') return none(m, invalid_why(LB_JSKIM_ESYNTAX));
       rc = lb_jskim_value(s, n, &p, 1, &key, NULL);
@@ -183,14 +188,14 @@ static lb_msg_type parse(const char *s, size_t n, size_t p, lb_msg *m) {
       SKIP_WS(s, n, p);
       if (p == n) return none(m, invalid_why(LB_JSKIM_ETRUNC));
       k = match(&key, top_keys, LB_MSG__COUNT);
+      dst = k >= 0 ? &st.keys[k] : &scratch;
       if (k == LB_MSG_RECORD && s[p] == '{') {
-        rc = walk_record(s, n, &p, &st.rec, &v);
+        rc = walk_record(s, n, &p, &st.rec, dst);
       } else {
-        rc = lb_jskim_value(s, n, &p, 1, &v, NULL);
-        if (k == LB_MSG_RECORD) memset(&st.rec, 0, sizeof st.rec);
+        rc = lb_jskim_value(s, n, &p, 1, dst, NULL);
+        if (k == LB_MSG_RECORD) clear_record(&st.rec);
       }
       if (rc) return none(m, invalid_why(rc));
-      if (k >= 0) st.keys[k] = v;
       SKIP_WS(s, n, p);
       if (p == n) return none(m, invalid_why(LB_JSKIM_ETRUNC));
       if (s[p] == ',') {

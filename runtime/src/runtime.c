@@ -416,7 +416,7 @@ LB_API int lb_run(lb_runtime *rt) {
   lua_gc(rt->L, LUA_GCCOLLECT);
   lb__procs_terminate_all(rt, 0);
   rt->stepping = 1;
-  while (rt->procs) uv_run(rt->loop, UV_RUN_ONCE);
+  while (lb__procs_running(rt)) uv_run(rt->loop, UV_RUN_ONCE);
   rt->stepping = 0;
   return rt->failed ? LB_ELUA : 0;
 }

@@ -1,0 +1,1278 @@
+/*
+** cache_sqlite.c - the SQLite cache (see cache.h for the layout and types).
+**
+** The hot path is lb_cache_stream_write: one pass over the members of a
+** record's data object, each key matched to a column (first against the
+** column that followed the previous match, since records usually list their
+** keys in schema order, then through a small hash table), each value bound
+** straight from the input bytes with SQLITE_STATIC. Strings with escapes are
+** decoded into a per-stream arena sized to the largest record seen, so that
+** they can be bound SQLITE_STATIC too: nothing is allocated per record.
+*/
+#define _GNU_SOURCE        /* clock_gettime, getrandom, O_CLOEXEC under -std=c99 */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#if defined(__linux__)
+# include <sys/random.h>
+#endif
+#include <sqlite3.h>
+#include "cache.h"
+
+#define RAW_ID_COL "_airbyte_raw_id"
+#define EXTRACTED_AT_COL "_airbyte_extracted_at"
+#define META_COL "_airbyte_meta"
+#define SHADOW_PREFIX "_airbyte_replace_"
+#define PK_INDEX_SUFFIX "_airbyte_pk"
+#define BUSY_TIMEOUT_MS 5000
+#define NORM_STACK 256
+
+/* Column kinds, from the JSON schema (or the declared type of an existing
+** column). Only K_TEXT changes how values are bound (see cache.h). */
+enum { K_TEXT, K_INT, K_NUM, K_BOOL, K_JSON };
+
+static const char *const kind_sql[] = {
+  "VARCHAR", "BIGINT", "DECIMAL(38,9)", "BOOLEAN", "JSON"
+};
+
+typedef struct col {
+  const char *name;       /* normalized, in the stream's string pool */
+  size_t namelen;
+  int kind;
+  int is_text;            /* the table's column has TEXT affinity */
+  unsigned gen;           /* == stream gen when bound for the current row */
+} col;
+
+/* A schema property: its raw name maps to a column. Several properties may
+** map to one column when their names normalize alike. */
+typedef struct prop {
+  const char *name;
+  size_t len;
+  int col;
+} prop;
+
+struct lb_cache {
+  sqlite3 *db;
+  lb_cache_stream *streams;     /* open streams, closed with the cache */
+  sqlite3_stmt *put_state, *del_state, *put_dstate, *del_dstate;
+  char *prefix;
+  uint64_t rng[2];              /* xorshift128+ state, never all zero */
+  uint64_t uuid_ms;             /* timestamp of the last UUID */
+  uint64_t uuid_hi, uuid_lo;    /* its 12 + 62 counter bits */
+  char errmsg[512];
+};
+
+struct lb_cache_stream {
+  lb_cache *c;
+  lb_cache_stream *prev, *next;
+  sqlite3_stmt *ins;
+  lb_write_strategy strategy;
+  char *table;                  /* final table name */
+  char *target;                 /* table written to: final or shadow */
+  char *pool;                   /* names of columns and properties */
+  col *cols;
+  int ncols;
+  prop *props;
+  int nprops;
+  int *pht;                     /* property hash table: index + 1, 0 = empty */
+  unsigned pmask;
+  int *cht;                     /* column-name hash table */
+  unsigned cmask;
+  int guess;                    /* property expected next */
+  unsigned gen;
+  char *arena;                  /* decoded strings of the current record */
+  size_t arena_cap;
+  long long rows;
+  long long ts_sec;             /* second that ts currently spells */
+  int ts_len;
+  int finished;
+  char uuid[37];
+  char ts[48];
+};
+
+/* --- small helpers -------------------------------------------------------- */
+
+static void seterr(lb_cache *c, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
+  va_end(ap);
+}
+
+static void copyerr(char *err, size_t errlen, const char *msg) {
+  if (err && errlen) snprintf(err, errlen, "%s", msg);
+}
+
+/* Records SQLite's message for a failed call on sql (cut to 200 bytes). */
+static int sqlerr(lb_cache *c, const char *sql) {
+  int n = sql ? (int)strlen(sql) : 0;
+  if (n > 200) n = 200;
+  if (sql)
+    seterr(c, "%s (in: %.*s%s)", sqlite3_errmsg(c->db), n, sql,
+           strlen(sql) > 200 ? "..." : "");
+  else
+    seterr(c, "%s", sqlite3_errmsg(c->db));
+  return sqlite3_errcode(c->db) == SQLITE_NOMEM ? LB_ENOMEM : LB_CACHE_ESQL;
+}
+
+static int exec_sql(lb_cache *c, const char *sql) {
+  if (sqlite3_exec(c->db, sql, NULL, NULL, NULL) != SQLITE_OK) return sqlerr(c, sql);
+  return 0;
+}
+
+static char *dupstr(const char *s, size_t n) {
+  char *p = malloc(n + 1);
+  if (p) { memcpy(p, s, n); p[n] = '\0'; }
+  return p;
+}
+
+/* A growable string for building SQL; `oom` latches allocation failure. */
+typedef struct sbuf {
+  char *p;
+  size_t n, cap;
+  int oom;
+} sbuf;
+
+static void sb_addn(sbuf *b, const char *s, size_t n) {
+  if (b->oom) return;
+  if (b->n + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    char *p;
+    while (cap < b->n + n + 1) cap *= 2;
+    if ((p = realloc(b->p, cap)) == NULL) { b->oom = 1; return; }
+    b->p = p;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->n, s, n);
+  b->n += n;
+  b->p[b->n] = '\0';
+}
+
+static void sb_add(sbuf *b, const char *s) { sb_addn(b, s, strlen(s)); }
+
+/* A double-quoted identifier; normalized names never hold quotes, but the
+** doubling keeps any other name safe too. */
+static void sb_ident(sbuf *b, const char *s) {
+  const char *q;
+  sb_addn(b, "\"", 1);
+  while ((q = strchr(s, '"')) != NULL) {
+    sb_addn(b, s, (size_t)(q - s) + 1);
+    sb_addn(b, "\"", 1);
+    s = q + 1;
+  }
+  sb_add(b, s);
+  sb_addn(b, "\"", 1);
+}
+
+static void sb_reset(sbuf *b) {
+  b->n = 0;
+  b->oom = 0;
+  if (b->p) b->p[0] = '\0';
+}
+
+static unsigned hash_bytes(const char *s, size_t n) {
+  unsigned h = 2166136261u;               /* FNV-1a */
+  size_t i;
+  for (i = 0; i < n; i++) { h ^= (unsigned char)s[i]; h *= 16777619u; }
+  return h;
+}
+
+/* --- random numbers, UUIDv7, timestamps ------------------------------------ */
+
+static uint64_t rng_next(lb_cache *c) {
+  uint64_t s1 = c->rng[0];
+  const uint64_t s0 = c->rng[1];
+  c->rng[0] = s0;
+  s1 ^= s1 << 23;
+  c->rng[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
+  return c->rng[1] + s0;
+}
+
+/* Seeds from the kernel; falls back on time and addresses, which is enough
+** for ids that only need to be unique, not secret. */
+static void rng_seed(lb_cache *c) {
+  uint64_t seed[2] = {0, 0};
+  int got = 0;
+#if defined(__linux__)
+  if (getrandom(seed, sizeof seed, GRND_NONBLOCK) == (ssize_t)sizeof seed) got = 1;
+#endif
+  if (!got) {
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      if (read(fd, seed, sizeof seed) == (ssize_t)sizeof seed) got = 1;
+      close(fd);
+    }
+  }
+  if (!got) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    seed[0] = (uint64_t)ts.tv_sec * 1000000007u ^ (uint64_t)ts.tv_nsec;
+    seed[1] = (uint64_t)(uintptr_t)c ^ ((uint64_t)getpid() << 32);
+  }
+  if (seed[0] == 0 && seed[1] == 0) seed[0] = 0x9e3779b97f4a7c15ull;
+  c->rng[0] = seed[0];
+  c->rng[1] = seed[1];
+}
+
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* RFC 9562 UUIDv7 with method 1 of its section 6.2: the 74 bits after the
+** timestamp are a counter that starts at a random value (top bit clear, so
+** it has room to grow) each new millisecond and is incremented within one.
+** A clock that steps back keeps the last timestamp. So ids of one cache are
+** strictly increasing, as text too. */
+void lb_cache_uuid7(lb_cache *c, char out[37]) {
+  static const char hex[] = "0123456789abcdef";
+  unsigned char b[16];
+  uint64_t ms = now_ms();
+  int i, j;
+  if (ms > c->uuid_ms) {
+    uint64_t r = rng_next(c);
+    c->uuid_ms = ms;
+    c->uuid_hi = (r >> 53) & 0x7ff;          /* 11 bits: top bit stays 0 */
+    c->uuid_lo = rng_next(c) >> 2;           /* 62 bits */
+  } else if (++c->uuid_lo >> 62) {
+    c->uuid_lo = 0;
+    if (++c->uuid_hi > 0xfff) {              /* 2^74 ids in one ms: move on */
+      c->uuid_ms++;
+      c->uuid_hi = 0;
+    }
+  }
+  ms = c->uuid_ms;
+  for (i = 0; i < 6; i++) b[i] = (unsigned char)(ms >> (40 - 8 * i));
+  b[6] = (unsigned char)(0x70 | ((c->uuid_hi >> 8) & 0x0f));
+  b[7] = (unsigned char)(c->uuid_hi & 0xff);
+  b[8] = (unsigned char)(0x80 | ((c->uuid_lo >> 56) & 0x3f));
+  for (i = 9; i < 16; i++) b[i] = (unsigned char)(c->uuid_lo >> (8 * (15 - i)));
+  for (i = 0, j = 0; i < 16; i++) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) out[j++] = '-';
+    out[j++] = hex[b[i] >> 4];
+    out[j++] = hex[b[i] & 15];
+  }
+  out[36] = '\0';
+}
+
+static long long floordiv(long long a, long long b) {
+  long long q = a / b;
+  if ((a % b) != 0 && ((a < 0) != (b < 0))) q--;
+  return q;
+}
+
+/* Days since 1970-01-01 to a proleptic Gregorian date (era arithmetic:
+** 400-year eras of 146097 days make the leap rules exact). */
+static void civil_from_days(long long z, long long *y, int *m, int *d) {
+  long long era, yoe, doy, mp;
+  z += 719468;
+  era = floordiv(z, 146097);
+  doy = z - era * 146097;                                  /* day of era */
+  yoe = (doy - doy / 1460 + doy / 36524 - doy / 146096) / 365;
+  *y = yoe + era * 400;
+  doy = doy - (365 * yoe + yoe / 4 - yoe / 100);           /* day of year */
+  mp = (5 * doy + 2) / 153;
+  *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+  *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+  if (*m <= 2) (*y)++;
+}
+
+/* _airbyte_extracted_at text for emitted_at: the seconds part is only
+** formatted again when the second changes (records of a batch share it). */
+static void format_ts(lb_cache_stream *s, long long ms) {
+  long long sec = floordiv(ms, 1000);
+  int frac = (int)(ms - sec * 1000);
+  if (sec != s->ts_sec || s->ts_len == 0) {
+    long long days = floordiv(sec, 86400), y;
+    int rem = (int)(sec - days * 86400), m, d;
+    civil_from_days(days, &y, &m, &d);
+    s->ts_len = snprintf(s->ts, sizeof s->ts, "%04lld-%02d-%02dT%02d:%02d:%02d.%03d+00:00",
+                         y, m, d, rem / 3600, rem / 60 % 60, rem % 60, frac);
+    s->ts_sec = sec;
+  } else {
+    char *p = s->ts + s->ts_len - 9;          /* the three digits after '.' */
+    p[0] = (char)('0' + frac / 100);
+    p[1] = (char)('0' + frac / 10 % 10);
+    p[2] = (char)('0' + frac % 10);
+  }
+}
+
+/* --- names ------------------------------------------------------------------ */
+
+long lb_cache_normalize(const char *name, size_t len, char *out, size_t cap) {
+  const unsigned char *p = (const unsigned char *)name, *end = p + len;
+  size_t n = 0;
+  int lead_digit = len > 0 && name[0] >= '0' && name[0] <= '9', only_us = 1;
+#define PUT(ch) do { char ch_ = (ch);                                          \
+    if (ch_ != '_') only_us = 0;                                               \
+    if (n + 1 < cap) out[n] = ch_;                                             \
+    n++;                                                                       \
+  } while (0)
+  if (lead_digit) PUT('_');
+  while (p < end) {
+    unsigned char ch = *p;
+    if (ch < 0x80) {
+      if (ch >= 'A' && ch <= 'Z') PUT((char)(ch + 32));
+      else if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')) PUT((char)ch);
+      else PUT('_');
+      p++;
+      continue;
+    }
+    /* Python lower-cases before substituting: U+0130 becomes "i" plus a
+    ** combining dot and the Kelvin sign becomes "k"; every other non-ASCII
+    ** code point stays non-ASCII and becomes one '_'. */
+    if (ch == 0xC4 && end - p >= 2 && p[1] == 0xB0) { PUT('i'); PUT('_'); p += 2; continue; }
+    if (ch == 0xE2 && end - p >= 3 && p[1] == 0x84 && p[2] == 0xAA) { PUT('k'); p += 3; continue; }
+    {
+      int k = ch >= 0xF0 ? 4 : ch >= 0xE0 ? 3 : ch >= 0xC0 ? 2 : 1, i;
+      for (i = 1; i < k && p + i < end && (p[i] & 0xC0) == 0x80; i++) {}
+      p += i;
+      PUT('_');
+    }
+  }
+#undef PUT
+  if (cap) out[n < cap ? n : cap - 1] = '\0';
+  return only_us ? -1 : (long)n;
+}
+
+/* Normalizes into a fresh string, or NULL with the reason in c->errmsg. */
+static char *normalize_dup(lb_cache *c, const char *what, const char *name, size_t len) {
+  char buf[NORM_STACK];
+  long n = lb_cache_normalize(name, len, buf, sizeof buf);
+  char *p;
+  if (n < 0) {
+    seterr(c, "PyAirbyteNameNormalizationError: %s '%.*s' normalizes to nothing but underscores",
+           what, (int)(len > 200 ? 200 : len), name);
+    return NULL;
+  }
+  if ((p = malloc((size_t)n + 1)) == NULL) { seterr(c, "out of memory"); return NULL; }
+  if ((size_t)n < sizeof buf) memcpy(p, buf, (size_t)n + 1);
+  else lb_cache_normalize(name, len, p, (size_t)n + 1);
+  return p;
+}
+
+static int is_internal_col(const char *name) {
+  return strcmp(name, RAW_ID_COL) == 0 || strcmp(name, EXTRACTED_AT_COL) == 0 ||
+         strcmp(name, META_COL) == 0;
+}
+
+/* --- opening, closing, transactions ------------------------------------------ */
+
+static const char *const internal_tables_sql =
+  "CREATE TABLE IF NOT EXISTS _airbyte_streams ("
+  " stream_name VARCHAR, source_name VARCHAR,"
+  " table_name VARCHAR NOT NULL PRIMARY KEY, catalog_metadata VARCHAR);"
+  /* PyAirbyte keys this table by table_name alone, so two sources with a
+  ** stream of the same name overwrite each other's state: we key by both. */
+  "CREATE TABLE IF NOT EXISTS _airbyte_state ("
+  " source_name VARCHAR NOT NULL, stream_name VARCHAR, table_name VARCHAR NOT NULL,"
+  " state_json VARCHAR, last_updated TIMESTAMP WITH TIME ZONE,"
+  " PRIMARY KEY (source_name, table_name));"
+  "CREATE TABLE IF NOT EXISTS _airbyte_destination_state ("
+  " destination_name VARCHAR NOT NULL, source_name VARCHAR NOT NULL,"
+  " stream_name VARCHAR NOT NULL, state_json VARCHAR,"
+  " last_updated TIMESTAMP WITH TIME ZONE,"
+  " PRIMARY KEY (destination_name, source_name, stream_name));";
+
+int lb_cache_sqlite_open(const char *path, lb_cache **out, char *err, size_t errlen) {
+  lb_cache *c;
+  int rc;
+  *out = NULL;
+  if (path == NULL) { copyerr(err, errlen, "no database path"); return LB_EINVAL; }
+  if ((c = calloc(1, sizeof *c)) == NULL) { copyerr(err, errlen, "out of memory"); return LB_ENOMEM; }
+  if ((c->prefix = dupstr("", 0)) == NULL) {
+    free(c);
+    copyerr(err, errlen, "out of memory");
+    return LB_ENOMEM;
+  }
+  rng_seed(c);
+  /* NOMUTEX: a connection is only ever used by one thread at a time. */
+  rc = sqlite3_open_v2(path, &c->db,
+                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc != SQLITE_OK) {
+    snprintf(c->errmsg, sizeof c->errmsg, "cannot open %.200s: %s", path,
+             c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+    goto fail;
+  }
+  sqlite3_extended_result_codes(c->db, 1);
+  sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
+  /* WAL + synchronous=NORMAL: see cache.h for why this is crash-safe. The
+  ** WAL pragma answers "memory" for :memory: databases, which is fine. */
+  if (exec_sql(c, "PRAGMA journal_mode=WAL") < 0 ||
+      exec_sql(c, "PRAGMA synchronous=NORMAL") < 0 ||
+      exec_sql(c, internal_tables_sql) < 0) {
+    char msg[sizeof c->errmsg];
+    memcpy(msg, c->errmsg, sizeof msg);
+    snprintf(c->errmsg, sizeof c->errmsg, "cannot open %.200s: %.280s", path, msg);
+    goto fail;
+  }
+  *out = c;
+  return 0;
+fail:
+  copyerr(err, errlen, c->errmsg);
+  rc = sqlite3_errcode(c->db) == SQLITE_NOMEM ? LB_ENOMEM : LB_CACHE_ESQL;
+  sqlite3_close_v2(c->db);
+  free(c->prefix);
+  free(c);
+  return rc;
+}
+
+void lb_cache_close(lb_cache *c) {
+  if (c == NULL) return;
+  while (c->streams) lb_cache_stream_close(c->streams);
+  sqlite3_finalize(c->put_state);
+  sqlite3_finalize(c->del_state);
+  sqlite3_finalize(c->put_dstate);
+  sqlite3_finalize(c->del_dstate);
+  /* sqlite3_close_v2 rolls back an open transaction; statements the Lua
+  ** binding has not finalized yet keep the connection alive until they are
+  ** (it finalizes them before calling us, so this is immediate). */
+  sqlite3_close_v2(c->db);
+  free(c->prefix);
+  free(c);
+}
+
+int lb_cache_in_transaction(const lb_cache *c) {
+  return sqlite3_get_autocommit(c->db) == 0;
+}
+
+int lb_cache_begin(lb_cache *c) {
+  if (lb_cache_in_transaction(c)) { seterr(c, "a transaction is already open"); return LB_EINVAL; }
+  return exec_sql(c, "BEGIN IMMEDIATE");
+}
+
+int lb_cache_commit(lb_cache *c) {
+  if (!lb_cache_in_transaction(c)) { seterr(c, "no transaction is open"); return LB_EINVAL; }
+  return exec_sql(c, "COMMIT");
+}
+
+int lb_cache_rollback(lb_cache *c) {
+  if (!lb_cache_in_transaction(c)) { seterr(c, "no transaction is open"); return LB_EINVAL; }
+  return exec_sql(c, "ROLLBACK");
+}
+
+const char *lb_cache_errmsg(lb_cache *c) { return c->errmsg; }
+struct sqlite3 *lb_cache_db(lb_cache *c) { return c->db; }
+const char *lb_cache_table_prefix(const lb_cache *c) { return c->prefix; }
+
+int lb_cache_set_table_prefix(lb_cache *c, const char *prefix) {
+  char *p = dupstr(prefix ? prefix : "", prefix ? strlen(prefix) : 0);
+  if (p == NULL) { seterr(c, "out of memory"); return LB_ENOMEM; }
+  free(c->prefix);
+  c->prefix = p;
+  return 0;
+}
+
+/* --- the JSON schema ------------------------------------------------------- */
+
+static int kind_of_name(const lb_jval *t) {
+  static const struct { const char *s; int k; } map[] = {
+    {"string", K_TEXT}, {"integer", K_INT}, {"number", K_NUM},
+    {"boolean", K_BOOL}, {"object", K_JSON}, {"array", K_JSON}
+  };
+  size_t i;
+  for (i = 0; i < sizeof map / sizeof map[0]; i++)
+    if (lb_jstr_eq(t, map[i].s, strlen(map[i].s))) return map[i].k;
+  return K_TEXT;        /* null, unknown names: VARCHAR like PyAirbyte */
+}
+
+/* PyAirbyte's type resolution (airbyte/types.py): airbyte_type wins, then
+** "type" (a list minus "null" must leave exactly one), then nothing ->
+** VARCHAR. A $ref to one of the protocol's well-known types is understood
+** too (PyAirbyte would fall back to VARCHAR). */
+static int prop_kind(const lb_jval *def) {
+  lb_jval t;
+  if (def->type != LB_JOBJECT) return K_TEXT;
+  if (lb_jobj_find(def, "airbyte_type", 12, &t) && t.type == LB_JSTRING) {
+    if (lb_jstr_eq(&t, "integer", 7)) return K_INT;
+    if (lb_jstr_eq(&t, "number", 6)) return K_NUM;
+    if (lb_jstr_eq(&t, "boolean", 7)) return K_BOOL;
+    if (lb_jstr_eq(&t, "object", 6) || lb_jstr_eq(&t, "array", 5)) return K_JSON;
+    return K_TEXT;      /* dates, times, timestamps, big_integer */
+  }
+  if (lb_jobj_find(def, "type", 4, &t)) {
+    if (t.type == LB_JSTRING) return kind_of_name(&t);
+    if (t.type == LB_JARRAY) {
+      lb_jiter it;
+      lb_jval e, one;
+      int n = 0;
+      lb_jiter_init(&it, &t);
+      while (lb_jarr_next(&it, &e)) {
+        if (e.type == LB_JSTRING && lb_jstr_eq(&e, "null", 4)) continue;
+        one = e;
+        n++;
+      }
+      if (n == 1 && one.type == LB_JSTRING) return kind_of_name(&one);
+    }
+    return K_TEXT;
+  }
+  if (lb_jobj_find(def, "$ref", 4, &t) && t.type == LB_JSTRING) {
+    static const struct { const char *s; int k; } wk[] = {
+      {"\"WellKnownTypes.json#/definitions/Integer\"", K_INT},
+      {"\"WellKnownTypes.json#/definitions/Number\"", K_NUM},
+      {"\"WellKnownTypes.json#/definitions/Boolean\"", K_BOOL}
+    };
+    size_t i;
+    for (i = 0; i < sizeof wk / sizeof wk[0]; i++) {
+      size_t n = strlen(wk[i].s);
+      if (t.n == n && memcmp(t.p, wk[i].s, n) == 0) return wk[i].k;
+    }
+  }
+  return K_TEXT;
+}
+
+/* SQLite's affinity rule 2 (after rule 1, "INT"): CHAR, CLOB or TEXT. */
+static int decl_is_text(const char *decl) {
+  char up[64];
+  size_t i;
+  for (i = 0; decl[i] && i + 1 < sizeof up; i++)
+    up[i] = (char)(decl[i] >= 'a' && decl[i] <= 'z' ? decl[i] - 32 : decl[i]);
+  up[i] = '\0';
+  if (strstr(up, "INT")) return 0;
+  return strstr(up, "CHAR") || strstr(up, "CLOB") || strstr(up, "TEXT");
+}
+
+static int find_col(const lb_cache_stream *s, const char *name, size_t len) {
+  unsigned h = hash_bytes(name, len) & s->cmask;
+  int i;
+  while ((i = s->cht[h]) != 0) {
+    const col *cl = &s->cols[i - 1];
+    if (cl->namelen == len && memcmp(cl->name, name, len) == 0) return i - 1;
+    h = (h + 1) & s->cmask;
+  }
+  return -1;
+}
+
+static int find_prop_hash(const lb_cache_stream *s, const char *name, size_t len) {
+  unsigned h = hash_bytes(name, len) & s->pmask;
+  int i;
+  while ((i = s->pht[h]) != 0) {
+    const prop *pr = &s->props[i - 1];
+    if (pr->len == len && memcmp(pr->name, name, len) == 0) return i - 1;
+    h = (h + 1) & s->pmask;
+  }
+  return -1;
+}
+
+static unsigned table_mask(int n) {
+  unsigned size = 8;
+  while (size < (unsigned)n * 2u) size *= 2;
+  return size - 1;
+}
+
+/* Reads the properties of the schema into s->props/s->cols (normalized,
+** deduplicated, internal column names skipped) and builds the hash tables. */
+static int load_schema(lb_cache_stream *s, const char *schema, size_t len) {
+  lb_cache *c = s->c;
+  lb_jval top, props, k, v;
+  lb_jiter it;
+  size_t erroff = 0, poolsz = 0, used = 0;
+  int nprops = 0, rc;
+  if (schema == NULL || len == 0) { schema = "{}"; len = 2; }
+  rc = lb_jskim_validate(schema, len, &top, &erroff);
+  if (rc < 0) {
+    seterr(c, "invalid JSON schema: %s at byte %zu", lb_jskim_strerror(rc), erroff);
+    return LB_EINVAL;
+  }
+  if (top.type != LB_JOBJECT || !lb_jobj_find(&top, "properties", 10, &props) ||
+      props.type != LB_JOBJECT) {
+    props.type = LB_JNONE;
+  } else {
+    lb_jiter_init(&it, &props);
+    while (lb_jobj_next(&it, &k, &v)) { nprops++; poolsz += 2 * k.n + 2; }
+  }
+  s->props = calloc((size_t)nprops + 1, sizeof *s->props);
+  s->cols = calloc((size_t)nprops + 1, sizeof *s->cols);
+  s->pool = malloc(poolsz + 1);
+  s->pmask = table_mask(nprops);
+  s->cmask = table_mask(nprops);
+  s->pht = calloc((size_t)s->pmask + 1, sizeof *s->pht);
+  s->cht = calloc((size_t)s->cmask + 1, sizeof *s->cht);
+  if (!s->props || !s->cols || !s->pool || !s->pht || !s->cht) {
+    seterr(c, "out of memory");
+    return LB_ENOMEM;
+  }
+  if (props.type == LB_JNONE) return 0;
+  lb_jiter_init(&it, &props);
+  while (lb_jobj_next(&it, &k, &v)) {
+    char *raw = s->pool + used, *norm;
+    size_t rawlen = lb_jstr_decode(&k, raw, k.n), normlen;
+    long n;
+    int ci;
+    used += rawlen + 1;
+    raw[rawlen] = '\0';
+    if (find_prop_hash(s, raw, rawlen) >= 0) continue;     /* duplicate key */
+    norm = s->pool + used;
+    n = lb_cache_normalize(raw, rawlen, norm, poolsz - used);
+    if (n < 0) {
+      seterr(c, "PyAirbyteNameNormalizationError: property '%.*s' normalizes to "
+             "nothing but underscores", (int)(rawlen > 200 ? 200 : rawlen), raw);
+      return LB_EINVAL;
+    }
+    normlen = (size_t)n;           /* <= 2 * rawlen + 1: always fits the pool */
+    if (is_internal_col(norm)) continue;
+    ci = find_col(s, norm, normlen);
+    if (ci < 0) {
+      unsigned h = hash_bytes(norm, normlen) & s->cmask;
+      col *cl = &s->cols[s->ncols];
+      used += normlen + 1;
+      cl->name = norm;
+      cl->namelen = normlen;
+      cl->kind = prop_kind(&v);
+      cl->is_text = cl->kind == K_TEXT;
+      while (s->cht[h]) h = (h + 1) & s->cmask;
+      s->cht[h] = ++s->ncols;
+      ci = s->ncols - 1;
+    }
+    {
+      unsigned h = hash_bytes(raw, rawlen) & s->pmask;
+      prop *pr = &s->props[s->nprops];
+      pr->name = raw;
+      pr->len = rawlen;
+      pr->col = ci;
+      while (s->pht[h]) h = (h + 1) & s->pmask;
+      s->pht[h] = ++s->nprops;
+    }
+  }
+  return 0;
+}
+
+/* --- opening a stream ------------------------------------------------------- */
+
+/* The declared types of the table's columns: 0 and *exists = 0 when the
+** table is missing. Marks schema columns found and their real affinity;
+** returns the names of internal columns present in *have_internal (bits). */
+static int inspect_table(lb_cache_stream *s, const char *table, int *exists,
+                         char *found, int *have_internal) {
+  lb_cache *c = s->c;
+  sqlite3_stmt *st = NULL;
+  const char *sql = "SELECT name, type FROM pragma_table_info(?1)";
+  int rc;
+  *exists = 0;
+  *have_internal = 0;
+  if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql);
+  sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *name = (const char *)sqlite3_column_text(st, 0);
+    const char *decl = (const char *)sqlite3_column_text(st, 1);
+    int ci;
+    *exists = 1;
+    if (name == NULL) continue;
+    if (strcmp(name, RAW_ID_COL) == 0) *have_internal |= 1;
+    else if (strcmp(name, EXTRACTED_AT_COL) == 0) *have_internal |= 2;
+    else if (strcmp(name, META_COL) == 0) *have_internal |= 4;
+    else if ((ci = find_col(s, name, strlen(name))) >= 0) {
+      found[ci] = 1;
+      s->cols[ci].is_text = decl_is_text(decl ? decl : "");
+    }
+  }
+  if (rc != SQLITE_DONE) { rc = sqlerr(c, sql); sqlite3_finalize(st); return rc; }
+  sqlite3_finalize(st);
+  return 0;
+}
+
+static const char *const internal_cols_sql[3] = {
+  "\"" RAW_ID_COL "\" VARCHAR",
+  "\"" EXTRACTED_AT_COL "\" TIMESTAMP WITH TIME ZONE",
+  "\"" META_COL "\" JSON"
+};
+
+static int create_table(lb_cache_stream *s, sbuf *b, const char *table) {
+  int i;
+  sb_reset(b);
+  sb_add(b, "CREATE TABLE ");
+  sb_ident(b, table);
+  sb_add(b, " (");
+  for (i = 0; i < s->ncols; i++) {
+    sb_ident(b, s->cols[i].name);
+    sb_add(b, " ");
+    sb_add(b, kind_sql[s->cols[i].kind]);
+    sb_add(b, ", ");
+  }
+  sb_add(b, internal_cols_sql[0]);
+  sb_add(b, ", ");
+  sb_add(b, internal_cols_sql[1]);
+  sb_add(b, ", ");
+  sb_add(b, internal_cols_sql[2]);
+  sb_add(b, ")");
+  if (b->oom) { seterr(s->c, "out of memory"); return LB_ENOMEM; }
+  return exec_sql(s->c, b->p);
+}
+
+/* Schema evolution: add the columns that are new (PyAirbyte never changes
+** the type of an existing column, nor drops one). */
+static int add_columns(lb_cache_stream *s, sbuf *b, const char *table,
+                       const char *found, int have_internal) {
+  int i, rc;
+  for (i = 0; i < s->ncols + 3; i++) {
+    if (i < s->ncols ? found[i] : (have_internal & (1 << (i - s->ncols)))) continue;
+    sb_reset(b);
+    sb_add(b, "ALTER TABLE ");
+    sb_ident(b, table);
+    sb_add(b, " ADD COLUMN ");
+    if (i < s->ncols) {
+      sb_ident(b, s->cols[i].name);
+      sb_add(b, " ");
+      sb_add(b, kind_sql[s->cols[i].kind]);
+    } else {
+      sb_add(b, internal_cols_sql[i - s->ncols]);
+    }
+    if (b->oom) { seterr(s->c, "out of memory"); return LB_ENOMEM; }
+    if ((rc = exec_sql(s->c, b->p)) < 0) return rc;
+  }
+  return 0;
+}
+
+/* MERGE needs a unique index on exactly the PK columns for ON CONFLICT. An
+** index of that name on other columns (the PK changed) is replaced; rows
+** appended earlier may repeat a key, so all but the last row per key go
+** first (rows with a NULL key part are left alone: they never conflict). */
+static int ensure_pk_index(lb_cache_stream *s, sbuf *b, const int *pk, int npk) {
+  lb_cache *c = s->c;
+  sqlite3_stmt *st = NULL;
+  const char *sql = "SELECT name FROM pragma_index_info(?1) ORDER BY seqno";
+  char *idx;
+  int rc, n = 0, same = 1, i;
+  sb_reset(b);
+  sb_add(b, s->table);
+  sb_add(b, PK_INDEX_SUFFIX);
+  if (b->oom || (idx = dupstr(b->p, b->n)) == NULL) { seterr(c, "out of memory"); return LB_ENOMEM; }
+  if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) { free(idx); return sqlerr(c, sql); }
+  sqlite3_bind_text(st, 1, idx, -1, SQLITE_STATIC);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *name = (const char *)sqlite3_column_text(st, 0);
+    if (n >= npk || name == NULL || strcmp(name, s->cols[pk[n]].name) != 0) same = 0;
+    n++;
+  }
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE) { free(idx); return sqlerr(c, sql); }
+  if (n == npk && same) { free(idx); return 0; }
+  if (n > 0) {
+    sb_reset(b);
+    sb_add(b, "DROP INDEX ");
+    sb_ident(b, idx);
+    if (b->oom) { free(idx); seterr(c, "out of memory"); return LB_ENOMEM; }
+    if ((rc = exec_sql(c, b->p)) < 0) { free(idx); return rc; }
+  }
+  sb_reset(b);
+  sb_add(b, "DELETE FROM ");
+  sb_ident(b, s->table);
+  sb_add(b, " WHERE ");
+  for (i = 0; i < npk; i++) { sb_ident(b, s->cols[pk[i]].name); sb_add(b, " IS NOT NULL AND "); }
+  sb_add(b, "rowid NOT IN (SELECT max(rowid) FROM ");
+  sb_ident(b, s->table);
+  sb_add(b, " GROUP BY ");
+  for (i = 0; i < npk; i++) { if (i) sb_add(b, ", "); sb_ident(b, s->cols[pk[i]].name); }
+  sb_add(b, ")");
+  if (b->oom) { free(idx); seterr(c, "out of memory"); return LB_ENOMEM; }
+  if ((rc = exec_sql(c, b->p)) < 0) { free(idx); return rc; }
+  sb_reset(b);
+  sb_add(b, "CREATE UNIQUE INDEX ");
+  sb_ident(b, idx);
+  sb_add(b, " ON ");
+  sb_ident(b, s->table);
+  sb_add(b, " (");
+  for (i = 0; i < npk; i++) { if (i) sb_add(b, ", "); sb_ident(b, s->cols[pk[i]].name); }
+  sb_add(b, ")");
+  free(idx);
+  if (b->oom) { seterr(c, "out of memory"); return LB_ENOMEM; }
+  return exec_sql(c, b->p);
+}
+
+static int drop_pk_index(lb_cache_stream *s, sbuf *b) {
+  sb_reset(b);
+  sb_add(b, "DROP INDEX IF EXISTS ");
+  sb_addn(b, "\"", 1);
+  sb_add(b, s->table);
+  sb_add(b, PK_INDEX_SUFFIX "\"");
+  if (b->oom) { seterr(s->c, "out of memory"); return LB_ENOMEM; }
+  return exec_sql(s->c, b->p);
+}
+
+static int register_stream(lb_cache_stream *s, const char *source_name,
+                           const char *stream_name, const char *schema, size_t len) {
+  lb_cache *c = s->c;
+  sqlite3_stmt *st = NULL;
+  /* PyAirbyte's table_name here is table_prefix + stream_name, not
+  ** normalized; it is also the key. */
+  const char *sql =
+    "INSERT INTO _airbyte_streams (stream_name, source_name, table_name, catalog_metadata)"
+    " VALUES (?1, ?2, ?3 || ?1, ?4) ON CONFLICT (table_name) DO UPDATE SET"
+    " stream_name = excluded.stream_name, source_name = excluded.source_name,"
+    " catalog_metadata = excluded.catalog_metadata";
+  int rc;
+  if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql);
+  sqlite3_bind_text(st, 1, stream_name, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, source_name ? source_name : "", -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 3, c->prefix, -1, SQLITE_STATIC);
+  if (schema && len) sqlite3_bind_text(st, 4, schema, (int)len, SQLITE_STATIC);
+  else sqlite3_bind_text(st, 4, "{}", 2, SQLITE_STATIC);
+  rc = sqlite3_step(st);
+  sqlite3_finalize(st);
+  return rc == SQLITE_DONE ? 0 : sqlerr(c, sql);
+}
+
+static int prepare_insert(lb_cache_stream *s, sbuf *b, const int *pk, int npk) {
+  int i, j, ntot = s->ncols + 3;
+  char num[16];
+  static const char *const internal[3] = { RAW_ID_COL, EXTRACTED_AT_COL, META_COL };
+  sb_reset(b);
+  sb_add(b, "INSERT INTO ");
+  sb_ident(b, s->target);
+  sb_add(b, " (");
+  for (i = 0; i < ntot; i++) {
+    if (i) sb_add(b, ", ");
+    sb_ident(b, i < s->ncols ? s->cols[i].name : internal[i - s->ncols]);
+  }
+  sb_add(b, ") VALUES (");
+  for (i = 0; i < ntot; i++) {
+    snprintf(num, sizeof num, "%s?%d", i ? ", " : "", i + 1);
+    sb_add(b, num);
+  }
+  sb_add(b, ")");
+  if (s->strategy == LB_WRITE_MERGE) {
+    int first = 1;
+    sb_add(b, " ON CONFLICT (");
+    for (i = 0; i < npk; i++) { if (i) sb_add(b, ", "); sb_ident(b, s->cols[pk[i]].name); }
+    sb_add(b, ") DO UPDATE SET ");
+    for (i = 0; i < ntot; i++) {
+      const char *name = i < s->ncols ? s->cols[i].name : internal[i - s->ncols];
+      int is_pk = 0;
+      for (j = 0; j < npk; j++) if (pk[j] == i) is_pk = 1;
+      if (is_pk) continue;
+      if (!first) sb_add(b, ", ");
+      first = 0;
+      sb_ident(b, name);
+      sb_add(b, " = excluded.");
+      sb_ident(b, name);
+    }
+  }
+  if (b->oom) { seterr(s->c, "out of memory"); return LB_ENOMEM; }
+  if (sqlite3_prepare_v3(s->c->db, b->p, -1, SQLITE_PREPARE_PERSISTENT, &s->ins, NULL) != SQLITE_OK)
+    return sqlerr(s->c, b->p);
+  return 0;
+}
+
+static void stream_free(lb_cache_stream *s) {
+  sqlite3_finalize(s->ins);
+  free(s->table);
+  free(s->target);
+  free(s->pool);
+  free(s->cols);
+  free(s->props);
+  free(s->pht);
+  free(s->cht);
+  free(s->arena);
+  free(s);
+}
+
+lb_cache_stream *lb_cache_stream_open(lb_cache *c, const char *source_name,
+                                      const char *stream_name,
+                                      const char *json_schema, size_t schema_len,
+                                      lb_write_strategy strategy,
+                                      const char *const *primary_key,
+                                      char *err, size_t errlen) {
+  lb_cache_stream *s = NULL;
+  sbuf b = {NULL, 0, 0, 0};
+  char *found = NULL, *full = NULL;
+  int pk[64], npk = 0, exists, have_internal, rc;
+  if (stream_name == NULL || stream_name[0] == '\0') {
+    seterr(c, "a stream name is required");
+    goto fail;
+  }
+  if (strategy != LB_WRITE_APPEND && strategy != LB_WRITE_MERGE && strategy != LB_WRITE_REPLACE) {
+    seterr(c, "unknown write strategy %d", (int)strategy);
+    goto fail;
+  }
+  if ((s = calloc(1, sizeof *s)) == NULL) { seterr(c, "out of memory"); goto fail; }
+  s->c = c;
+  s->strategy = strategy;
+  s->ts_sec = 0;
+  sb_add(&b, c->prefix);
+  sb_add(&b, stream_name);
+  if (b.oom || (full = dupstr(b.p, b.n)) == NULL) { seterr(c, "out of memory"); goto fail; }
+  if ((s->table = normalize_dup(c, "stream name", full, strlen(full))) == NULL) goto fail;
+  if (load_schema(s, json_schema, schema_len) < 0) goto fail;
+  if (primary_key) {
+    for (; primary_key[npk]; npk++) {
+      char norm[NORM_STACK];
+      long n = lb_cache_normalize(primary_key[npk], strlen(primary_key[npk]), norm, sizeof norm);
+      int ci = n < 0 || (size_t)n >= sizeof norm ? -1 : find_col(s, norm, (size_t)n);
+      if (npk >= (int)(sizeof pk / sizeof pk[0])) { seterr(c, "too many primary key columns"); goto fail; }
+      if (ci < 0) {
+        seterr(c, "primary key '%s' is not a property of stream '%s'", primary_key[npk], stream_name);
+        goto fail;
+      }
+      pk[npk] = ci;
+    }
+  }
+  if (strategy == LB_WRITE_MERGE && npk == 0) {
+    seterr(c, "PyAirbyteInputError: Cannot use merge strategy on a stream with no primary keys.");
+    goto fail;
+  }
+  if ((found = calloc((size_t)s->ncols + 1, 1)) == NULL) { seterr(c, "out of memory"); goto fail; }
+
+  if (strategy == LB_WRITE_REPLACE) {
+    sb_reset(&b);
+    sb_add(&b, SHADOW_PREFIX);
+    sb_add(&b, s->table);
+    if (b.oom || (s->target = dupstr(b.p, b.n)) == NULL) { seterr(c, "out of memory"); goto fail; }
+    /* A shadow table left by a run that died is stale: start afresh. */
+    sb_reset(&b);
+    sb_add(&b, "DROP TABLE IF EXISTS ");
+    sb_ident(&b, s->target);
+    if (b.oom) { seterr(c, "out of memory"); goto fail; }
+    if (exec_sql(c, b.p) < 0 || create_table(s, &b, s->target) < 0) goto fail;
+  } else {
+    if ((s->target = dupstr(s->table, strlen(s->table))) == NULL) { seterr(c, "out of memory"); goto fail; }
+    if (inspect_table(s, s->table, &exists, found, &have_internal) < 0) goto fail;
+    if (!exists) rc = create_table(s, &b, s->table);
+    else rc = add_columns(s, &b, s->table, found, have_internal);
+    if (rc < 0) goto fail;
+    if (strategy == LB_WRITE_MERGE) rc = ensure_pk_index(s, &b, pk, npk);
+    else rc = drop_pk_index(s, &b);
+    if (rc < 0) goto fail;
+  }
+  if (register_stream(s, source_name, stream_name, json_schema, schema_len) < 0) goto fail;
+  if (prepare_insert(s, &b, pk, npk) < 0) goto fail;
+  s->next = c->streams;
+  if (c->streams) c->streams->prev = s;
+  c->streams = s;
+  free(b.p);
+  free(found);
+  free(full);
+  return s;
+fail:
+  copyerr(err, errlen, c->errmsg);
+  free(b.p);
+  free(found);
+  free(full);
+  if (s) stream_free(s);
+  return NULL;
+}
+
+/* --- writing ----------------------------------------------------------------- */
+
+static int bind_value(lb_cache_stream *s, sqlite3_stmt *st, int param, const col *cl,
+                      const lb_jval *v, size_t *used) {
+  long long i64;
+  switch (v->type) {
+    case LB_JSTRING:
+      if (!lb_jstr_has_escapes(v))
+        return sqlite3_bind_text(st, param, v->p + 1, (int)(v->n - 2), SQLITE_STATIC);
+      {
+        char *out = s->arena + *used;
+        size_t n = lb_jstr_decode(v, out, s->arena_cap - *used);
+        *used += n;
+        return sqlite3_bind_text(st, param, out, (int)n, SQLITE_STATIC);
+      }
+    case LB_JNUMBER:
+      if (cl->is_text) return sqlite3_bind_text(st, param, v->p, (int)v->n, SQLITE_STATIC);
+      if (lb_jnum_to_int64(v, &i64)) return sqlite3_bind_int64(st, param, i64);
+      if (lb_jnum_is_integer(v))       /* too big for int64: keep every digit */
+        return sqlite3_bind_blob(st, param, v->p, (int)v->n, SQLITE_STATIC);
+      return sqlite3_bind_double(st, param, lb_jnum_to_double(v));
+    case LB_JTRUE:
+    case LB_JFALSE:
+      if (cl->is_text) return sqlite3_bind_text(st, param, v->p, (int)v->n, SQLITE_STATIC);
+      return sqlite3_bind_int(st, param, v->type == LB_JTRUE);
+    case LB_JOBJECT:
+    case LB_JARRAY:
+      return sqlite3_bind_text(st, param, v->p, (int)v->n, SQLITE_STATIC);
+    default:
+      return sqlite3_bind_null(st, param);
+  }
+}
+
+/* The property a record key names: the one after the previous match, else
+** the hash table, else a property whose column has the key's normalized
+** name. -1 = not in the schema. */
+static int lookup_key(lb_cache_stream *s, const char *k, size_t klen) {
+  int i = s->guess;
+  if (i < s->nprops && s->props[i].len == klen && memcmp(s->props[i].name, k, klen) == 0)
+    return i;
+  i = find_prop_hash(s, k, klen);
+  if (i < 0) {
+    char norm[NORM_STACK];
+    long n = lb_cache_normalize(k, klen, norm, sizeof norm);
+    int ci;
+    if (n < 0 || (size_t)n >= sizeof norm) return -1;
+    if ((ci = find_col(s, norm, (size_t)n)) < 0) return -1;
+    return -2 - ci;                 /* a column, not a property */
+  }
+  return i;
+}
+
+int lb_cache_stream_write(lb_cache_stream *s, const lb_jval *data,
+                          long long emitted_at_ms, const char *meta_json) {
+  lb_cache *c = s->c;
+  sqlite3_stmt *st = s->ins;
+  lb_jiter it;
+  lb_jval k, v;
+  size_t used = 0;
+  int i, rc = SQLITE_OK, ncols = s->ncols;
+  unsigned gen;
+  if (st == NULL) { seterr(c, "stream '%s' is finished", s->table); return LB_EINVAL; }
+  if (data == NULL || data->type != LB_JOBJECT) {
+    seterr(c, "record data of stream '%s' is not a JSON object", s->table);
+    return LB_EINVAL;
+  }
+  if (s->arena_cap < data->n) {
+    size_t cap = s->arena_cap ? s->arena_cap : 1024;
+    char *p;
+    while (cap < data->n) cap *= 2;
+    if ((p = realloc(s->arena, cap)) == NULL) { seterr(c, "out of memory"); return LB_ENOMEM; }
+    s->arena = p;
+    s->arena_cap = cap;
+  }
+  if ((gen = ++s->gen) == 0) {       /* wrapped: forget the old marks */
+    for (i = 0; i < ncols; i++) s->cols[i].gen = 0;
+    gen = s->gen = 1;
+  }
+  lb_jiter_init(&it, data);
+  while (lb_jobj_next(&it, &k, &v)) {
+    const char *kp = k.p + 1;
+    size_t kl = k.n - 2;
+    int pi, ci;
+    if (memchr(kp, '\\', kl)) {
+      /* decoded keys go after the values decoded so far, where the next
+      ** value may overwrite them: they are only needed for the lookup */
+      kl = lb_jstr_decode(&k, s->arena + used, s->arena_cap - used);
+      kp = s->arena + used;
+    }
+    pi = lookup_key(s, kp, kl);
+    if (pi == -1) continue;
+    if (pi >= 0) { ci = s->props[pi].col; s->guess = pi + 1; }
+    else ci = -2 - pi;
+    s->cols[ci].gen = gen;
+    rc = bind_value(s, st, ci + 1, &s->cols[ci], &v, &used);
+    if (rc != SQLITE_OK) goto sqlfail;
+  }
+  s->guess = 0;
+  for (i = 0; i < ncols; i++)
+    if (s->cols[i].gen != gen && (rc = sqlite3_bind_null(st, i + 1)) != SQLITE_OK) goto sqlfail;
+  lb_cache_uuid7(c, s->uuid);
+  format_ts(s, emitted_at_ms);
+  if ((rc = sqlite3_bind_text(st, ncols + 1, s->uuid, 36, SQLITE_STATIC)) != SQLITE_OK ||
+      (rc = sqlite3_bind_text(st, ncols + 2, s->ts, s->ts_len, SQLITE_STATIC)) != SQLITE_OK ||
+      (rc = sqlite3_bind_text(st, ncols + 3, meta_json ? meta_json : "{}", -1,
+                              SQLITE_STATIC)) != SQLITE_OK)
+    goto sqlfail;
+  rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE) goto sqlfail;
+  s->rows++;
+  return 0;
+sqlfail:
+  sqlite3_reset(st);
+  seterr(c, "writing to table '%s': %s", s->target, sqlite3_errmsg(c->db));
+  return rc == SQLITE_NOMEM ? LB_ENOMEM : LB_CACHE_ESQL;
+}
+
+int lb_cache_stream_finish(lb_cache_stream *s, char *err, size_t errlen) {
+  sbuf b = {NULL, 0, 0, 0};
+  int rc = 0;
+  if (s->finished) return 0;
+  sqlite3_finalize(s->ins);          /* statements on the shadow table must go */
+  s->ins = NULL;
+  s->finished = 1;
+  if (s->strategy != LB_WRITE_REPLACE) return 0;
+  sb_add(&b, "DROP TABLE IF EXISTS ");
+  sb_ident(&b, s->table);
+  sb_add(&b, "; ALTER TABLE ");
+  sb_ident(&b, s->target);
+  sb_add(&b, " RENAME TO ");
+  sb_ident(&b, s->table);
+  if (b.oom) { seterr(s->c, "out of memory"); rc = LB_ENOMEM; }
+  else rc = exec_sql(s->c, b.p);
+  free(b.p);
+  if (rc < 0) copyerr(err, errlen, s->c->errmsg);
+  return rc;
+}
+
+int lb_cache_stream_abort(lb_cache_stream *s, char *err, size_t errlen) {
+  sbuf b = {NULL, 0, 0, 0};
+  int rc = 0;
+  if (s->finished) return 0;
+  sqlite3_finalize(s->ins);
+  s->ins = NULL;
+  s->finished = 1;
+  if (s->strategy != LB_WRITE_REPLACE) return 0;
+  sb_add(&b, "DROP TABLE IF EXISTS ");
+  sb_ident(&b, s->target);
+  if (b.oom) { seterr(s->c, "out of memory"); rc = LB_ENOMEM; }
+  else rc = exec_sql(s->c, b.p);
+  free(b.p);
+  if (rc < 0) copyerr(err, errlen, s->c->errmsg);
+  return rc;
+}
+
+void lb_cache_stream_close(lb_cache_stream *s) {
+  if (s == NULL) return;
+  if (s->prev) s->prev->next = s->next;
+  else s->c->streams = s->next;
+  if (s->next) s->next->prev = s->prev;
+  stream_free(s);
+}
+
+long long lb_cache_stream_rows_written(const lb_cache_stream *s) { return s->rows; }
+const char *lb_cache_stream_table(const lb_cache_stream *s) { return s->table; }
+lb_cache *lb_cache_stream_cache(const lb_cache_stream *s) { return s->c; }
+
+/* --- state ------------------------------------------------------------------- */
+
+/* The key of a state row: the stream name, or "_GLOBAL"/"_LEGACY" from the
+** message's type (a STREAM message without a name given is keyed by its
+** descriptor's name). Fills key (cap bytes); LB_EINVAL for invalid JSON. */
+static int state_key(lb_cache *c, const char *stream_name, const char *json, size_t len,
+                     char *key, size_t cap) {
+  lb_jval top, t, sub, name;
+  size_t erroff = 0;
+  int rc = lb_jskim_validate(json, len, &top, &erroff);
+  if (rc < 0) {
+    seterr(c, "invalid state JSON: %s at byte %zu", lb_jskim_strerror(rc), erroff);
+    return LB_EINVAL;
+  }
+  if (stream_name && stream_name[0]) {
+    snprintf(key, cap, "%s", stream_name);
+    return 0;
+  }
+  if (top.type == LB_JOBJECT && lb_jobj_find(&top, "type", 4, &t) && t.type == LB_JSTRING) {
+    if (lb_jstr_eq(&t, "GLOBAL", 6)) { snprintf(key, cap, "_GLOBAL"); return 0; }
+    if (lb_jstr_eq(&t, "STREAM", 6) && lb_jobj_find(&top, "stream", 6, &sub) &&
+        sub.type == LB_JOBJECT && lb_jobj_find(&sub, "stream_descriptor", 17, &sub) &&
+        sub.type == LB_JOBJECT && lb_jobj_find(&sub, "name", 4, &name) &&
+        name.type == LB_JSTRING && name.n - 2 < cap) {
+      key[lb_jstr_decode(&name, key, cap - 1)] = '\0';
+      return 0;
+    }
+  }
+  snprintf(key, cap, "_LEGACY");
+  return 0;
+}
+
+static int prep(lb_cache *c, sqlite3_stmt **st, const char *sql) {
+  if (*st) return 0;
+  if (sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK)
+    return sqlerr(c, sql);
+  return 0;
+}
+
+static int step_done(lb_cache *c, sqlite3_stmt *st) {
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  if (rc != SQLITE_DONE) return sqlerr(c, sqlite3_sql(st));
+  return 0;
+}
+
+#define NOW_SQL "strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now')"
+
+int lb_cache_put_state(lb_cache *c, const char *source_name, const char *stream_name,
+                       const char *state_json, size_t len) {
+  char key[512];
+  int rc;
+  if (source_name == NULL || state_json == NULL) { seterr(c, "source name and state required"); return LB_EINVAL; }
+  if ((rc = state_key(c, stream_name, state_json, len, key, sizeof key)) < 0) return rc;
+  /* Delete then insert rather than an upsert, so that a table created with
+  ** PyAirbyte's key (table_name alone) works too. */
+  if ((rc = prep(c, &c->del_state,
+                 "DELETE FROM _airbyte_state WHERE source_name = ?1 AND table_name = ?2 || ?3")) < 0 ||
+      (rc = prep(c, &c->put_state,
+                 "INSERT INTO _airbyte_state (source_name, stream_name, table_name, state_json,"
+                 " last_updated) VALUES (?1, ?3, ?2 || ?3, ?4, " NOW_SQL ")")) < 0)
+    return rc;
+  sqlite3_bind_text(c->del_state, 1, source_name, -1, SQLITE_STATIC);
+  sqlite3_bind_text(c->del_state, 2, c->prefix, -1, SQLITE_STATIC);
+  sqlite3_bind_text(c->del_state, 3, key, -1, SQLITE_STATIC);
+  if ((rc = step_done(c, c->del_state)) < 0) return rc;
+  sqlite3_bind_text(c->put_state, 1, source_name, -1, SQLITE_STATIC);
+  sqlite3_bind_text(c->put_state, 2, c->prefix, -1, SQLITE_STATIC);
+  sqlite3_bind_text(c->put_state, 3, key, -1, SQLITE_STATIC);
+  sqlite3_bind_text(c->put_state, 4, state_json, (int)len, SQLITE_STATIC);
+  return step_done(c, c->put_state);
+}
+
+static int each_state(lb_cache *c, sqlite3_stmt *st, lb_cache_state_cb cb, void *ud) {
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *name = (const char *)sqlite3_column_text(st, 0);
+    const char *json = (const char *)sqlite3_column_text(st, 1);
+    int n = sqlite3_column_bytes(st, 1), r;
+    if (json == NULL) continue;
+    if ((r = cb(ud, name ? name : "", json, (size_t)n)) != 0) {
+      sqlite3_finalize(st);
+      return r;
+    }
+  }
+  if (rc != SQLITE_DONE) {
+    rc = sqlerr(c, sqlite3_sql(st));
+    sqlite3_finalize(st);
+    return rc;
+  }
+  sqlite3_finalize(st);
+  return 0;
+}
+
+int lb_cache_get_states(lb_cache *c, const char *source_name, lb_cache_state_cb cb, void *ud) {
+  sqlite3_stmt *st = NULL;
+  /* PyAirbyte reads back only the rows of the cache's table prefix. */
+  const char *sql =
+    "SELECT stream_name, state_json FROM _airbyte_state WHERE source_name = ?1"
+    " AND substr(table_name, 1, length(?2)) = ?2 ORDER BY stream_name";
+  if (source_name == NULL || cb == NULL) { seterr(c, "source name and callback required"); return LB_EINVAL; }
+  if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql);
+  sqlite3_bind_text(st, 1, source_name, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, c->prefix, -1, SQLITE_STATIC);
+  return each_state(c, st, cb, ud);
+}
+
+int lb_cache_put_destination_state(lb_cache *c, const char *destination_name,
+                                   const char *source_name, const char *stream_name,
+                                   const char *state_json, size_t len) {
+  char key[512];
+  int rc;
+  if (destination_name == NULL || source_name == NULL || state_json == NULL) {
+    seterr(c, "destination name, source name and state required");
+    return LB_EINVAL;
+  }
+  if ((rc = state_key(c, stream_name, state_json, len, key, sizeof key)) < 0) return rc;
+  if ((rc = prep(c, &c->del_dstate,
+                 "DELETE FROM _airbyte_destination_state WHERE destination_name = ?1"
+                 " AND source_name = ?2 AND stream_name = ?3")) < 0 ||
+      (rc = prep(c, &c->put_dstate,
+                 "INSERT INTO _airbyte_destination_state (destination_name, source_name,"
+                 " stream_name, state_json, last_updated) VALUES (?1, ?2, ?3, ?4, " NOW_SQL ")")) < 0)
+    return rc;
+  sqlite3_bind_text(c->del_dstate, 1, destination_name, -1, SQLITE_STATIC);
+  sqlite3_bind_text(c->del_dstate, 2, source_name, -1, SQLITE_STATIC);
+  sqlite3_bind_text(c->del_dstate, 3, key, -1, SQLITE_STATIC);
+  if ((rc = step_done(c, c->del_dstate)) < 0) return rc;
+  sqlite3_bind_text(c->put_dstate, 1, destination_name, -1, SQLITE_STATIC);
+  sqlite3_bind_text(c->put_dstate, 2, source_name, -1, SQLITE_STATIC);
+  sqlite3_bind_text(c->put_dstate, 3, key, -1, SQLITE_STATIC);
+  sqlite3_bind_text(c->put_dstate, 4, state_json, (int)len, SQLITE_STATIC);
+  return step_done(c, c->put_dstate);
+}
+
+int lb_cache_get_destination_states(lb_cache *c, const char *destination_name,
+                                    const char *source_name,
+                                    lb_cache_state_cb cb, void *ud) {
+  sqlite3_stmt *st = NULL;
+  const char *sql =
+    "SELECT stream_name, state_json FROM _airbyte_destination_state"
+    " WHERE destination_name = ?1 AND (?2 IS NULL OR source_name = ?2)"
+    " ORDER BY source_name, stream_name";
+  if (destination_name == NULL || cb == NULL) { seterr(c, "destination name and callback required"); return LB_EINVAL; }
+  if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql);
+  sqlite3_bind_text(st, 1, destination_name, -1, SQLITE_STATIC);
+  if (source_name) sqlite3_bind_text(st, 2, source_name, -1, SQLITE_STATIC);
+  return each_state(c, st, cb, ud);
+}

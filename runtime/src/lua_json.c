@@ -1,0 +1,85 @@
+/*
+** lua_json.c - the airbyte.json module: strict decode, deterministic
+** encode, null, BigInt, and the shared array/object metatables.
+**
+** decode and encode raise on bad input (misuse, rule 4): the data is the
+** caller's, there is no environment to fail.
+*/
+#include <lua.h>
+#include <lauxlib.h>
+
+#include "lb_internal.h"
+#include "jskim.h"
+#include "record.h"
+
+/* json.decode(str) -> value; raises "JSON error at offset N: reason". */
+static int j_decode(lua_State *L) {
+  size_t n, off = 0;
+  const char *s = luaL_checklstring(L, 1, &n);
+  lb_jval top;
+  int rc = lb_jskim_validate(s, n, &top, &off);
+  if (rc)
+    return luaL_error(L, "JSON error at offset %I: %s", (lua_Integer)off,
+                      lb_jskim_strerror(rc));
+  lb__json_push(L, &top);
+  return 1;
+}
+
+/* json.encode(value) -> string; raises on what JSON cannot hold. */
+static int j_encode(lua_State *L) {
+  char err[160];
+  luaL_checkany(L, 1);
+  lua_settop(L, 1);
+  if (lb__json_encode_push(L, 1, err, sizeof err))
+    return luaL_error(L, "%s", err);
+  return 1;
+}
+
+/* json.bigint(digits) -> BigInt. Integers are accepted too. */
+static int j_bigint(lua_State *L) {
+  size_t n;
+  const char *s;
+  if (lb__bigint_digits(L, 1, NULL)) {
+    lua_settop(L, 1);
+    return 1;
+  }
+  if (lua_isinteger(L, 1)) {
+    lua_pushfstring(L, "%I", (lua_Integer)lua_tointeger(L, 1));
+    lua_replace(L, 1);
+  } else {
+    luaL_checktype(L, 1, LUA_TSTRING);
+  }
+  s = lua_tolstring(L, 1, &n);
+  if (lb__bigint_from_string(L, s, n))
+    return luaL_argerror(L, 1, "expected a decimal integer string");
+  return 1;
+}
+
+static int j_is_bigint(lua_State *L) {
+  lua_pushboolean(L, lb__bigint_digits(L, 1, NULL) != NULL);
+  return 1;
+}
+
+/* json.array(t) -> t, marked so that it encodes as an array even empty. */
+static int j_array(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  lb__json_push_array_mt(L);
+  lua_setmetatable(L, 1);
+  return 1;
+}
+
+int luaopen_airbyte_json(lua_State *L) {
+  static const luaL_Reg funcs[] = {
+    { "decode", j_decode }, { "encode", j_encode }, { "bigint", j_bigint },
+    { "is_bigint", j_is_bigint }, { "array", j_array }, { NULL, NULL }
+  };
+  luaL_newlib(L, funcs);
+  lua_pushlightuserdata(L, NULL);
+  lua_setfield(L, -2, "null");
+  lb__json_push_array_mt(L);
+  lua_setfield(L, -2, "array_mt");
+  lb__json_push_object_mt(L);
+  lua_setfield(L, -2, "object_mt");
+  return 1;
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Sets up (packages, both builds) and runs every test suite:
+#   C unit tests (ctest) in the release and the ASan/UBSan builds,
+#   busted specs run by the luabyte binary (release and ASan/UBSan).
+# Ends with one line "N passed, N failed, N skipped" summing all suites and
+# exits non-zero on any failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --asan || { echo "0 passed, 1 failed, 0 skipped"; exit 1; }
+
+passed=0; failed=0; skipped=0
+log=$(mktemp -d)
+trap 'rm -rf "$log"' EXIT
+
+# Each C test program prints "N passed, N failed" for its cases.
+c_suite() {
+  local dir=$1 label=$2
+  echo "== C unit tests ($label)"
+  (cd "$dir" && ctest --output-on-failure -V) >"$log/ctest-$label.txt" 2>&1
+  local rc=$? p f
+  p=$(grep -E '^[0-9]+: [0-9]+ passed, [0-9]+ failed' "$log/ctest-$label.txt" | awk '{s+=$2} END {print s+0}')
+  f=$(grep -E '^[0-9]+: [0-9]+ passed, [0-9]+ failed' "$log/ctest-$label.txt" | awk '{s+=$4} END {print s+0}')
+  grep -E '^[0-9]+: (FAIL|  FAIL|ok  )|tests passed|Failed|\*\*\*' "$log/ctest-$label.txt" | grep -v '^[0-9]*: ok' || true
+  # a crashed test program prints no summary: count it as a failure
+  if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+  echo "   $p passed, $f failed"
+  passed=$((passed + p)); failed=$((failed + f))
+}
+
+# busted prints "N successes / N failures / N errors / N pending".
+lua_suite() {
+  local bin=$1 label=$2
+  echo "== Lua specs ($label)"
+  "$bin" /usr/bin/busted -f tests/lua/.busted -o utfTerminal tests/lua >"$log/busted-$label.txt" 2>&1
+  local rc=$? line s f e pe
+  line=$(grep -E '[0-9]+ successes? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' "$log/busted-$label.txt" | tail -n 1)
+  if [ -z "$line" ]; then
+    cat "$log/busted-$label.txt"
+    echo "   busted printed no summary (exit $rc)"
+    failed=$((failed + 1)); return
+  fi
+  read -r s f e pe <<<"$(echo "$line" | sed -E 's#([0-9]+) successes? / ([0-9]+) failures? / ([0-9]+) errors? / ([0-9]+) pending.*#\1 \2 \3 \4#')"
+  if [ $((f + e)) -gt 0 ] || [ $rc -ne 0 ]; then sed -n '/^Failure\|^Error/,$p' "$log/busted-$label.txt" | head -n 200; fi
+  grep -E '^Pending' -A2 "$log/busted-$label.txt" | grep -E 'skip|SKIP' | sort -u | head -n 20 || true
+  echo "   $line"
+  passed=$((passed + s)); failed=$((failed + f + e)); skipped=$((skipped + pe))
+  if [ $rc -ne 0 ] && [ $((f + e)) -eq 0 ]; then failed=$((failed + 1)); fi
+}
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+c_suite build release
+c_suite build-asan asan-ubsan
+lua_suite build/luabyte release
+# Lua C modules loaded by busted (luasystem, term) are not ours: leaks in
+# them are not checked; memory errors and UB in luabyte still are.
+ASAN_OPTIONS=detect_leaks=0 LB_ASAN=1 lua_suite build-asan/luabyte asan-ubsan
+
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,82 @@
+-- The luabyte command: options, exit statuses, arg, Ctrl-C.
+local H = require "helper"
+local proc = require "airbyte.process"
+local core = require "airbyte.core"
+
+local function luabyte(...)
+  local p = assert(proc.spawn{ argv = { H.exe, ... }, name = "luabyte" })
+  local out = {}
+  while true do
+    local line = p:read_line()
+    if not line then break end
+    out[#out + 1] = line
+  end
+  local code = p:wait()
+  return table.concat(out, "\n"), code, table.concat(p:tail(), "\n")
+end
+
+local function alive(pid)
+  return os.execute("kill -0 " .. pid .. " 2>/dev/null") == true
+end
+
+describe("luabyte command", function()
+  it("prints its version", function()
+    local out, code = luabyte("-v")
+    assert.equal(0, code)
+    assert.matches("^luabyte %d+%.%d+%.%d+ %(Lua 5%.4", out)
+  end)
+
+  it("runs -e code and scripts with arg", function()
+    local out, code = luabyte("-e", "print(1 + 1)")
+    assert.equal(0, code)
+    assert.equal("2", out)
+    local dir = H.tmpdir()
+    H.write_file(dir .. "/s.lua", "print(arg[0]:match('s.lua$'), arg[1], select('#', ...), ...)")
+    local out2 = luabyte(dir .. "/s.lua", "a", "b")
+    assert.equal("s.lua\ta\t2\ta\tb", out2)
+    H.rm_rf(dir)
+  end)
+
+  it("exits 1 with a traceback on a script error", function()
+    local _, code, err = luabyte("-e", "local function f() error('kaboom') end f()")
+    assert.equal(1, code)
+    assert.matches("kaboom", err)
+    assert.matches("stack traceback", err)
+  end)
+
+  it("exits 1 for a missing script and 2 for usage errors", function()
+    local _, code, err = luabyte("/nonexistent/script.lua")
+    assert.equal(1, code)
+    assert.matches("cannot open", err)
+    local _, code2, err2 = luabyte("--bogus")
+    assert.equal(2, code2)
+    assert.matches("unknown option", err2)
+    local _, code3 = luabyte("connector")
+    assert.equal(2, code3)
+    local _, code4, err4 = luabyte("connector", "source-nope", "spec")
+    assert.equal(2, code4)
+    assert.matches("no built%-in connector 'source%-nope'", err4)
+  end)
+
+  it("starts fast enough to matter", function()
+    local t0 = core.now()
+    for _ = 1, 10 do luabyte("-e", "") end
+    -- generous: the benchmark checks the 10 ms target; this catches regressions
+    assert.is_true((core.now() - t0) / 10 < 200)
+  end)
+
+  it("cancels cleanly on the first Ctrl-C: children killed, temp files removed", function()
+    local p = assert(proc.spawn{ argv = { H.exe, H.fixtures .. "/interruptible.lua" }, name = "luabyte" })
+    local line = assert(p:read_line())
+    local pid, tmp = line:match("^child (%d+) tmp (%S+)$")
+    assert.is_truthy(pid)
+    assert.is_true(alive(pid))
+    assert.is_truthy(io.open(tmp, "r"))
+    p:kill(2)                              -- SIGINT
+    local code = p:wait()
+    assert.equal(130, code)
+    core.sleep(50)
+    assert.is_false(alive(pid))
+    assert.is_nil(io.open(tmp, "r"))
+  end)
+end)

@@ -1,0 +1,83 @@
+-- Shared by the busted specs (loaded through tests/lua/.busted).
+-- Specs run inside a luabyte task, so they can wait on processes.
+local core = require "airbyte.core"
+
+local H = {}
+
+H.exe = core.exe_path()
+H.root = os.getenv("PWD")
+H.fixtures = H.root .. "/tests/fixtures"
+H.shared = H.root .. "/../shared"
+
+-- true when ../shared (reference fixtures, conformance suites) is beside the clone
+function H.have_shared()
+  local f = io.open(H.shared .. "/DESIGN.md", "r")
+  if f then f:close() return true end
+  return false
+end
+
+-- Marks a test pending with the reason when ../shared is missing; returns
+-- true when the test can go on.
+function H.need_shared(pending)
+  if H.have_shared() then return true end
+  pending("skip: ../shared is not beside this clone (reference fixtures missing)")
+  return false
+end
+
+function H.read_file(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+function H.write_file(path, content)
+  local f = assert(io.open(path, "wb"))
+  f:write(content)
+  f:close()
+end
+
+function H.shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- A fresh empty directory, removed by H.rm_rf.
+function H.tmpdir()
+  local p = os.tmpname()
+  os.remove(p)
+  assert(os.execute("mkdir -p " .. H.shell_quote(p)))
+  return p
+end
+
+function H.rm_rf(path)
+  if path and #path > 5 then os.execute("rm -rf " .. H.shell_quote(path)) end
+end
+
+-- Runs a command line through luabyte's process layer and returns
+-- stdout (string), exit code, signal, the process object.
+function H.run(argv, opts)
+  local proc = require "airbyte.process"
+  opts = opts or {}
+  local spec = { argv = argv, env = opts.env, cwd = opts.cwd, stdin = opts.stdin ~= nil,
+                 idle_timeout = opts.idle_timeout, timeout = opts.timeout, name = opts.name }
+  local p = assert(proc.spawn(spec))
+  if opts.stdin then
+    p:write(opts.stdin)
+    p:close_stdin()
+  end
+  local out = {}
+  while true do
+    local line, err = p:read_line()
+    if not line then break end
+    out[#out + 1] = line
+  end
+  local code, sig = p:wait()
+  return table.concat(out, "\n"), code, sig, p
+end
+
+-- argv for running a luabyte script from tests/fixtures/connectors.
+function H.fixture_connector(name, ...)
+  return { H.exe, H.fixtures .. "/connectors/" .. name, ... }
+end
+
+return H

@@ -1,0 +1,155 @@
+-- Child processes: exit codes, signals, timeouts, floods, backpressure.
+local H = require "helper"
+local proc = require "airbyte.process"
+local core = require "airbyte.core"
+
+describe("process", function()
+  it("reports exit codes", function()
+    local out, code, sig = H.run({ "sh", "-c", "echo hello; exit 3" })
+    assert.equal("hello", out)
+    assert.equal(3, code)
+    assert.is_nil(sig)
+    local _, code0 = H.run({ "true" })
+    assert.equal(0, code0)
+  end)
+
+  it("reports death by signal", function()
+    local _, code, sig, p = H.run({ "sh", "-c", "kill -9 $$" })
+    assert.is_nil(code)
+    assert.equal(9, sig)
+    assert.matches("SIGKILL", p:exit_description())
+  end)
+
+  it("returns nil, message, code when the program cannot start", function()
+    local p, err, code = proc.spawn{ argv = { "/nonexistent/source-x" }, name = "source-x" }
+    assert.is_nil(p)
+    assert.matches("source%-x", err)
+    assert.equal("ENOENT", code)
+  end)
+
+  it("passes env and cwd", function()
+    local out = H.run({ "sh", "-c", "echo $LB_TEST_VAR; pwd" }, { env = { LB_TEST_VAR = "v1" }, cwd = "/tmp" })
+    assert.equal("v1\n/tmp", out)
+    local out2 = H.run({ "sh", "-c", "echo ${HOME:-unset}" }, { env = { HOME = false } })
+    assert.equal("unset", out2)
+  end)
+
+  it("times out a silent connector and kills it", function()
+    local p = assert(proc.spawn{ argv = { "sleep", "30" }, name = "slowpoke", idle_timeout = 100 })
+    local t0 = core.now()
+    local line, err, code = p:read_line()
+    assert.is_nil(line)
+    assert.equal("timeout", code)
+    assert.matches("slowpoke", err)
+    assert.matches("no output for 100 ms", err)
+    local c, sig = p:wait()
+    assert.is_nil(c)
+    assert.equal(15, sig)
+    assert.is_true(core.now() - t0 < 5000)
+    assert.equal("idle", p:timed_out())
+  end)
+
+  it("applies an overall timeout even to a chatty connector", function()
+    local p = assert(proc.spawn{ argv = { "sh", "-c", "while true; do echo tick; sleep 0.01; done" },
+                                 name = "chatty", timeout = 200 })
+    local n, err, code = 0
+    while true do
+      local line, e, c = p:read_line()
+      if not line then err, code = e, c break end
+      n = n + 1
+    end
+    assert.equal("timeout", code)
+    assert.matches("still running after 200 ms", err)
+    assert.is_true(n > 0)
+    p:wait()
+  end)
+
+  it("keeps memory bounded when a child floods stderr", function()
+    local p = assert(proc.spawn{ argv = { "sh", "-c",
+      "i=0; while [ $i -lt 200 ]; do { head -c 200000 /dev/zero | tr '\\0' 'e' | fold -w 200; echo; } >&2; i=$((i+1)); done; echo done" },
+      name = "flooder" })
+    assert.equal("done", p:read_line())
+    assert.equal(0, p:wait())
+    local st = p:stats()
+    assert.equal(200000, st.stderr_lines)
+    local tail = p:tail()
+    assert.equal(40, #tail)
+    assert.matches("^%[stderr%] e+$", tail[#tail])
+  end)
+
+  it("gives EPIPE to a writer whose child never reads stdin", function()
+    local p = assert(proc.spawn{ argv = { "sh", "-c", "sleep 0.2" }, stdin = true, name = "deaf" })
+    local big = string.rep("x", 4 * 1024 * 1024)
+    local ok, err, code = p:write(big)
+    assert.is_nil(ok)
+    assert.equal("EPIPE", code)
+    assert.matches("deaf", err)
+    assert.equal(0, p:wait())
+  end)
+
+  it("streams through cat with backpressure both ways", function()
+    local p = assert(proc.spawn{ argv = { "cat" }, stdin = true, name = "cat" })
+    local writer = core.spawn(function()
+      local chunk = {}
+      for i = 1, 1000 do chunk[i] = ('{"n":%d,"pad":"%s"}'):format(i, string.rep("p", 200)) end
+      chunk = table.concat(chunk, "\n") .. "\n"
+      for _ = 1, 200 do assert(p:write(chunk)) end
+      p:close_stdin()
+    end)
+    local n = 0
+    while p:read_line() do n = n + 1 end
+    writer:wait()
+    assert.equal(200000, n)
+    assert.equal(0, p:wait())
+  end)
+
+  it("runs two connectors at once", function()
+    local function count(n)
+      local p = assert(proc.spawn{ argv = H.fixture_connector("printer.lua", "repeat:" .. n .. ":line") })
+      local c = 0
+      while p:read_line() do c = c + 1 end
+      return c
+    end
+    local a = core.spawn(count, 5000)
+    local b = core.spawn(count, 7000)
+    assert.equal(5000, a:wait())
+    assert.equal(7000, b:wait())
+  end)
+
+  it("raises on a line longer than max_line, naming the connector", function()
+    local p = assert(proc.spawn{ argv = H.fixture_connector("printer.lua", '{"type":"LOG","log":{"level":"INFO","message":"a"}}', "long:5000"),
+                                 name = "source-long", max_line = 1000 })
+    local ok, err = pcall(function()
+      for _ in p:messages() do end
+    end)
+    assert.is_false(ok)
+    assert.matches("source%-long", tostring(err))
+    assert.matches("longer than the limit of 1000 bytes", tostring(err))
+    p:close()
+  end)
+
+  it("terminates with a grace period", function()
+    local p = assert(proc.spawn{ argv = { "sh", "-c", "trap '' TERM; echo ready; sleep 30" }, name = "stubborn" })
+    assert.equal("ready", p:read_line())
+    local t0 = core.now()
+    p:terminate()
+    local code, sig = p:wait()
+    assert.equal(9, sig)       -- SIGTERM ignored, SIGKILL after the grace period
+    assert.is_true(core.now() - t0 >= 1500)
+  end)
+
+  it("is safe to close twice and raises on use after close", function()
+    local p = assert(proc.spawn{ argv = { "true" } })
+    p:close()
+    p:close()
+    assert.has_error(function() p:read_line() end, "attempt to use a closed process")
+  end)
+
+  it("refuses to wait outside a task context", function()
+    local p = assert(proc.spawn{ argv = { "sleep", "1" } })
+    local ok, err = pcall(table.sort, { 1, 2, 3 }, function() p:read_line() return false end)
+    assert.is_false(ok)
+    assert.matches("not allowed here", err)
+    p:close()
+  end)
+end)

@@ -1,0 +1,168 @@
+-- Classification of every Airbyte message type, from the reference examples
+-- and the real fixtures, and what happens to lines that are not messages.
+local H = require "helper"
+local proc = require "airbyte.process"
+local json = require "airbyte.json"
+
+local function parse(line)
+  return proc.parse(line)
+end
+
+describe("protocol", function()
+  it("classifies every message type of the schema", function()
+    local cases = {
+      RECORD = '{"type":"RECORD","record":{"stream":"users","data":{"id":1,"name":"Reda"},"emitted_at":1669682107441}}',
+      STATE = '{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":{"name":"users"},"stream_state":{"c":1}},"sourceStats":{"recordCount":1.0}}}',
+      LOG = '{"type":"LOG","log":{"level":"INFO","message":"hello"}}',
+      SPEC = '{"type":"SPEC","spec":{"connectionSpecification":{"type":"object"}}}',
+      CONNECTION_STATUS = '{"type":"CONNECTION_STATUS","connectionStatus":{"status":"SUCCEEDED"}}',
+      CATALOG = '{"type":"CATALOG","catalog":{"streams":[]}}',
+      TRACE = '{"type":"TRACE","trace":{"type":"STREAM_STATUS","emitted_at":1700000000000.0,"stream_status":{"stream_descriptor":{"name":"users","namespace":null},"status":"COMPLETE"}}}',
+      CONTROL = '{"type":"CONTROL","control":{"type":"CONNECTOR_CONFIG","emitted_at":1.0,"connectorConfig":{"config":{"k":1}}}}',
+      DESTINATION_CATALOG = '{"type":"DESTINATION_CATALOG","destination_catalog":{"operations":[]}}',
+    }
+    for typ, line in pairs(cases) do
+      local msg, why = parse(line)
+      assert.is_table(msg, typ .. ": " .. tostring(why))
+      assert.equal(typ, msg.type)
+    end
+  end)
+
+  it("exposes record fields without decoding, and decodes the rest on demand", function()
+    local msg = parse('{"type":"RECORD","record":{"namespace":"pub","stream":"us\\u00e9rs","data":{"id":99999999999999999999,"n":1,"f":1.5},"emitted_at":1669682107441}}')
+    assert.equal("usérs", msg.stream)
+    assert.equal("pub", msg.namespace)
+    assert.equal(1669682107441, msg.emitted_at)
+    assert.equal("integer", math.type(msg.emitted_at))
+    assert.equal("integer", math.type(msg.data.n))
+    assert.equal("float", math.type(msg.data.f))
+    assert.equal("99999999999999999999", tostring(msg.data.id))
+    assert.equal('{"f":1.5,"id":99999999999999999999,"n":1}', json.encode(msg.data))
+  end)
+
+  it("treats non-messages as log lines", function()
+    local bad = {
+      "plain text from a connector",
+      "[1,2,3]",
+      '{"type":"NOPE","nope":{}}',
+      '{"type":"RECORD","record":{"stream":"s"}}',            -- no data
+      '{"type":"RECORD","record":{"stream":"s","data":[]}}',  -- data not an object
+      '{"type":"STATE"}',                                      -- no payload
+      '{"type":"RECORD","record":{"stream":"s","data":{}}',    -- truncated
+      '{"type":"LOG","log":{"level":"INFO","message":"\255"}}', -- invalid UTF-8
+      '{"type":"LOG","log":{"level":"INFO","message":"a"}} trailing',
+    }
+    for _, line in ipairs(bad) do
+      local msg, why = parse(line)
+      assert.is_nil(msg, line)
+      assert.is_string(why)
+    end
+  end)
+
+  it("keeps log lines out of the message stream but in the log", function()
+    local dir = H.tmpdir()
+    local log = dir .. "/conn.log"
+    local p = assert(proc.spawn{ argv = H.fixture_connector("printer.lua",
+      "hello, I am not JSON",
+      '{"type":"LOG","log":{"level":"WARN","message":"careful"}}',
+      '{"type":"RECORD","record":{"stream":"s","data":{"a":1},"emitted_at":1}}',
+      "stderr:oops"), name = "mixed", log_file = log })
+    local types = {}
+    for msg in p:messages() do types[#types + 1] = msg.type end
+    assert.equal(0, p:wait())
+    assert.same({ "LOG", "RECORD" }, types)
+    local st = p:stats()
+    assert.equal(2, st.log_lines)   -- the text line and the LOG message
+    local text = H.read_file(log)
+    assert.matches("hello, I am not JSON", text)
+    assert.matches("%[WARN%] careful", text)
+    assert.matches("%[stderr%] oops", text)
+    H.rm_rf(dir)
+  end)
+
+  it("returns log lines when asked", function()
+    local p = assert(proc.spawn{ argv = H.fixture_connector("printer.lua", "not json") })
+    local got
+    for msg in p:messages{ logs = true } do got = msg end
+    assert.equal("LOG_LINE", got.type)
+    assert.equal("not json", got.line)
+    p:wait()
+  end)
+
+  it("classifies the reference examples of protocol.md", function(pending)
+    if not H.need_shared(pending) then return end
+    local text = H.read_file(H.shared .. "/reference/protocol.md")
+    local n = 0
+    for row in text:gmatch("[^\n]+") do
+      local line = row:match('^({"type":"[A-Z_]+".*})$') or row:match('`({"type":"[A-Z_]+".*})`')
+      if line then
+      local msg, why = parse(line)
+      assert.is_table(msg, line .. " : " .. tostring(why))
+      assert.equal(line:match('^{"type":"([A-Z_]+)"'), msg.type)
+      n = n + 1
+      end
+    end
+    assert.is_true(n >= 5)
+  end)
+
+  it("classifies every line of the real message fixtures", function(pending)
+    if not H.need_shared(pending) then return end
+    local files = {
+      "/fixtures/destination-duckdb/tests/integration_tests/messages.jsonl",
+      "/fixtures/destinations-v2-typing-deduping/base-typing-deduping-test/sync1_messages.jsonl",
+      "/fixtures/destinations-v2-typing-deduping/java-cdk-typing-deduping/dat/sync1_messages.jsonl",
+    }
+    local seen = {}
+    for _, f in ipairs(files) do
+      -- these files carry // comment lines, and records without the
+      -- required "stream" (their test harness adds it): both are log lines
+      local comments = 0
+      for row in H.read_file(H.shared .. f):gmatch("[^\n]+") do
+        if row:match("^//") or (row:match('"RECORD"') and not row:match('"stream"')) then
+          comments = comments + 1
+        end
+      end
+      -- through a real child process, as a connector's output would come
+      local p = assert(proc.spawn{ argv = { "cat", H.shared .. f }, name = "cat" })
+      for msg in p:messages() do
+        seen[msg.type] = (seen[msg.type] or 0) + 1
+        if msg.type == "RECORD" then
+          assert.is_string(msg.stream)
+          assert.is_table(msg.data)
+        end
+      end
+      assert.equal(comments, p:stats().log_lines, f)
+      p:wait()
+    end
+    assert.is_true((seen.RECORD or 0) >= 1)
+  end)
+
+  it("classifies the records of source-faker's expected output", function(pending)
+    if not H.need_shared(pending) then return end
+    local text = H.read_file(H.shared .. "/fixtures/source-faker/integration_tests/expected_records.jsonl")
+    local n = 0
+    for line in text:gmatch("[^\n]+") do
+      local obj = json.decode(line)
+      -- the fixture holds bare records: wrap them as the connector prints them
+      local msg = assert(parse(json.encode({ type = "RECORD", record = obj })))
+      assert.equal("RECORD", msg.type)
+      assert.equal(obj.stream, msg.stream)
+      n = n + 1
+    end
+    assert.is_true(n > 0)
+  end)
+
+  it("builds SPEC and CATALOG messages from the connector fixtures", function(pending)
+    if not H.need_shared(pending) then return end
+    local spec = H.read_file(H.shared .. "/fixtures/source-faker/source_faker/spec.json")
+    local msg = assert(parse('{"type":"SPEC","spec":' .. spec:gsub("\n", "") .. '}'))
+    assert.equal("SPEC", msg.type)
+    assert.is_table(msg.spec.connectionSpecification)
+    local cat = json.decode(H.read_file(H.shared .. "/fixtures/source-faker/integration_tests/configured_catalog.json"))
+    local streams = {}
+    for i, s in ipairs(cat.streams) do streams[i] = s.stream end
+    local cmsg = assert(parse(json.encode({ type = "CATALOG", catalog = { streams = streams } })))
+    assert.equal("CATALOG", cmsg.type)
+    assert.equal(#streams, #cmsg.catalog.streams)
+  end)
+end)
