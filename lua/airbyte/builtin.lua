@@ -9,7 +9,9 @@ function M.run(name, argv)
     io.stderr:write(("luabyte: no built-in connector '%s' (%s)\n"):format(name, connector))
     os.exit(2)
   end
-  local code = require("airbyte.cdk").main(connector, argv)
+  local cdk = require "airbyte.cdk"
+  cdk.clock = require("airbyte.core").time_ms   -- real milliseconds for emitted_at
+  local code = cdk.main(connector, argv)
   io.stdout:flush()
   if code ~= 0 then os.exit(code) end
 end

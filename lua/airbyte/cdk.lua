@@ -41,6 +41,9 @@
 --   handle:estimate(rows [, bytes])   ESTIMATE trace
 --   handle:complete() / handle:incomplete()
 --   emit.log(level, message)    LOG message
+--   emit.message(msg)           any protocol message: a table to encode, or a
+--                               line of JSON written as is (destinations echo
+--                               STATE lines with it)
 --   emit.record(name, data), emit.state(name, stream_state): shortcuts
 -- Streams started but not finished get COMPLETE when read() returns, or
 -- INCOMPLETE when it raises (followed by a TRACE ERROR and exit code 1).
@@ -50,7 +53,7 @@ local cjson = require "cjson"
 local M = {}
 
 local concat, sort = table.concat, table.sort
-local find, gsub, format, sub, char = string.find, string.gsub, string.format, string.sub, string.char
+local find, gsub, format, char = string.find, string.gsub, string.format, string.char
 local mtype, tointeger, huge = math.type, math.tointeger, math.huge
 local type, pairs, ipairs, next, select, tostring, tonumber, error, setmetatable, getmetatable =
   type, pairs, ipairs, next, select, tostring, tonumber, error, setmetatable, getmetatable
@@ -706,7 +709,7 @@ function Emitter:stream(name, opts)
   local prefix = '{"type":"RECORD","record":{"stream":"' .. escape(name) .. '",'
   if namespace then prefix = prefix .. '"namespace":"' .. escape(namespace) .. '",' end
   h = setmetatable({
-    emitter = self, name = name, namespace = namespace, status = nil, count = 0, total = 0,
+    emitter = self, name = name, namespace = namespace, status = nil, count = 0,
     enc = compile_fast(schema, opts.safe_strings), exact = opts.exact_fields and true or false,
     buf = { prefix .. '"data":' },
   }, Stream)
@@ -730,6 +733,9 @@ end
 
 -- First record: STARTED if the connector didn't say so, then RUNNING.
 function Stream:running()
+  if self.status == "COMPLETE" or self.status == "INCOMPLETE" then
+    error("stream '" .. self.name .. "': record after its " .. self.status .. " status", 3)
+  end
   self:started()
   self:set_status("RUNNING")
 end
@@ -756,7 +762,6 @@ end
 function Stream:state(stream_state)
   self:started()
   local count = self.count
-  self.total = self.total + count
   self.count = 0
   local e = self.emitter
   e:write(M.obj("type", "STATE", "state", M.obj(
@@ -796,6 +801,10 @@ local function bound(emitter)
     record = function(name, data) return emitter:record(name, data) end,
     state = function(name, st) return emitter:state(name, st) end,
     log = function(level, msg) return emitter:log(level, msg) end,
+    message = function(msg)
+      if type(msg) == "string" then return emitter.out:write(msg, "\n") end
+      return emitter:write(msg)
+    end,
     now_ms = function() return emitter.ms end,
   }
 end
@@ -834,6 +843,11 @@ local COMMAND_OPTIONS = {
   spec = {}, check = { config = true }, discover = { config = true },
   read = { config = true, catalog = true, state = false },
   write = { config = true, catalog = true },
+}
+
+local KIND_COMMANDS = {
+  source = { spec = true, check = true, discover = true, read = true },
+  destination = { spec = true, check = true, write = true },
 }
 
 local function parse_args(argv)
@@ -939,8 +953,9 @@ local function run_read(connector, opts, e)
   return 0
 end
 
--- Destinations (a sketch): messages is an iterator of decoded stdin messages;
--- non-JSON lines are skipped as the protocol asks.
+-- Destinations (a sketch): messages() returns the next stdin message, decoded
+-- (integral numbers as integers), and its original line; non-JSON lines are
+-- skipped as the protocol asks.
 local function run_write(connector, opts, e, input)
   if connector.kind ~= "destination" then error("write needs a destination connector", 0) end
   local config = load_config(connector, opts.config)
@@ -950,7 +965,7 @@ local function run_write(connector, opts, e, input)
   local function messages()
     for line in lines do
       local ok, msg = pcall(cjson.decode, line)
-      if ok and type(msg) == "table" and type(msg.type) == "string" then return integralize(msg) end
+      if ok and type(msg) == "table" and type(msg.type) == "string" then return integralize(msg), line end
     end
     return nil
   end
@@ -988,6 +1003,9 @@ function M.main(connector, argv, opts)
   local out = opts.out or io.stdout
   if out == io.stdout then out:setvbuf("full", 65536) end
   local args, why = parse_args(argv or {})
+  if args and not KIND_COMMANDS[connector.kind][args.command] then
+    args, why = nil, format("a %s does not support '%s'", connector.kind, args.command)
+  end
   if not args then
     io.stderr:write("error: ", why, "\n", USAGE)
     return 2

@@ -960,99 +960,191 @@ fail:
 
 /* --- writing ----------------------------------------------------------------- */
 
-static int bind_value(lb_cache_stream *s, sqlite3_stmt *st, int param, const col *cl,
-                      const lb_jval *v, size_t *used) {
-  long long i64;
-  switch (v->type) {
-    case LB_JSTRING:
-      if (!lb_jstr_has_escapes(v))
-        return sqlite3_bind_text(st, param, v->p + 1, (int)(v->n - 2), SQLITE_STATIC);
-      {
-        char *out = s->arena + *used;
-        size_t n = lb_jstr_decode(v, out, s->arena_cap - *used);
-        *used += n;
-        return sqlite3_bind_text(st, param, out, (int)n, SQLITE_STATIC);
-      }
-    case LB_JNUMBER:
-      if (cl->is_text) return sqlite3_bind_text(st, param, v->p, (int)v->n, SQLITE_STATIC);
-      if (lb_jnum_to_int64(v, &i64)) return sqlite3_bind_int64(st, param, i64);
-      if (lb_jnum_is_integer(v))       /* too big for int64: keep every digit */
-        return sqlite3_bind_blob(st, param, v->p, (int)v->n, SQLITE_STATIC);
-      return sqlite3_bind_double(st, param, lb_jnum_to_double(v));
-    case LB_JTRUE:
-    case LB_JFALSE:
-      if (cl->is_text) return sqlite3_bind_text(st, param, v->p, (int)v->n, SQLITE_STATIC);
-      return sqlite3_bind_int(st, param, v->type == LB_JTRUE);
-    case LB_JOBJECT:
-    case LB_JARRAY:
-      return sqlite3_bind_text(st, param, v->p, (int)v->n, SQLITE_STATIC);
-    default:
-      return sqlite3_bind_null(st, param);
-  }
-}
+/* The record scanner. The data object was validated by jskim, so it only
+** has to find where things end; it does that in one pass that also notes
+** what binding needs (escapes in strings, integer-ness and value of
+** numbers), instead of skipping each value with the generic iterator and
+** then looking at it again. Bounds are still checked, so bytes that were not
+** validated fail cleanly instead of being read past their end. */
 
-/* The property a record key names: the one after the previous match, else
-** the hash table, else a property whose column has the key's normalized
-** name. -1 = not in the schema. */
-static int lookup_key(lb_cache_stream *s, const char *k, size_t klen) {
-  int i = s->guess;
-  if (i < s->nprops && s->props[i].len == klen && memcmp(s->props[i].name, k, klen) == 0)
-    return i;
-  i = find_prop_hash(s, k, klen);
-  if (i < 0) {
-    char norm[NORM_STACK];
-    long n = lb_cache_normalize(k, klen, norm, sizeof norm);
-    int ci;
-    if (n < 0 || (size_t)n >= sizeof norm) return -1;
-    if ((ci = find_col(s, norm, (size_t)n)) < 0) return -1;
-    return -2 - ci;                 /* a column, not a property */
+#define IS_WS(ch) ((ch) == ' ' || (ch) == '\n' || (ch) == '\r' || (ch) == '\t')
+
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+# define SWAR_STRINGS 1
+#endif
+
+/* p is just past an opening quote; returns the closing quote, or NULL.
+** *esc is set when a backslash shows up. */
+static const char *string_close(const char *p, const char *end, int *esc) {
+#if defined(SWAR_STRINGS)
+  /* 8 bytes at a time: a byte equal to '"' or '\\' makes its lane zero in
+  ** w ^ pattern, and the classic has-zero-byte trick finds the first one. */
+  const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+  while (end - p >= 8) {
+    uint64_t w, q, b, m;
+    memcpy(&w, p, 8);
+    q = w ^ (ones * '"');
+    b = w ^ (ones * '\\');
+    m = ((q - ones) & ~q & highs) | ((b - ones) & ~b & highs);
+    if (m == 0) { p += 8; continue; }
+    p += __builtin_ctzll(m) >> 3;
+    if (*p == '"') return p;
+    *esc = 1;
+    p += 2;
   }
-  return i;
+#endif
+  while (p < end) {
+    if (*p == '"') return p;
+    if (*p == '\\') { *esc = 1; p += 2; continue; }
+    p++;
+  }
+  return NULL;
 }
 
 int lb_cache_stream_write(lb_cache_stream *s, const lb_jval *data,
                           long long emitted_at_ms, const char *meta_json) {
   lb_cache *c = s->c;
   sqlite3_stmt *st = s->ins;
-  lb_jiter it;
-  lb_jval k, v;
+  const char *p, *end;
   size_t used = 0;
   int i, rc = SQLITE_OK, ncols = s->ncols;
   unsigned gen;
   if (st == NULL) { seterr(c, "stream '%s' is finished", s->table); return LB_EINVAL; }
-  if (data == NULL || data->type != LB_JOBJECT) {
+  if (data == NULL || data->type != LB_JOBJECT || data->n < 2 || data->p[0] != '{' ||
+      data->p[data->n - 1] != '}') {
     seterr(c, "record data of stream '%s' is not a JSON object", s->table);
     return LB_EINVAL;
   }
   if (s->arena_cap < data->n) {
     size_t cap = s->arena_cap ? s->arena_cap : 1024;
-    char *p;
+    char *np;
     while (cap < data->n) cap *= 2;
-    if ((p = realloc(s->arena, cap)) == NULL) { seterr(c, "out of memory"); return LB_ENOMEM; }
-    s->arena = p;
+    if ((np = realloc(s->arena, cap)) == NULL) { seterr(c, "out of memory"); return LB_ENOMEM; }
+    s->arena = np;
     s->arena_cap = cap;
   }
   if ((gen = ++s->gen) == 0) {       /* wrapped: forget the old marks */
     for (i = 0; i < ncols; i++) s->cols[i].gen = 0;
     gen = s->gen = 1;
   }
-  lb_jiter_init(&it, data);
-  while (lb_jobj_next(&it, &k, &v)) {
-    const char *kp = k.p + 1;
-    size_t kl = k.n - 2;
-    int pi, ci;
-    if (memchr(kp, '\\', kl)) {
-      /* decoded keys go after the values decoded so far, where the next
-      ** value may overwrite them: they are only needed for the lookup */
-      kl = lb_jstr_decode(&k, s->arena + used, s->arena_cap - used);
+  p = data->p + 1;
+  end = data->p + data->n - 1;       /* the closing brace */
+  for (;;) {
+    const char *kp, *vp, *q;
+    size_t kl;
+    int kesc = 0, vesc = 0, pi, ci;
+    col *cl;
+    while (p < end && (IS_WS(*p) || *p == ',')) p++;
+    if (p >= end) break;
+    if (*p != '"' || (q = string_close(p + 1, end, &kesc)) == NULL) goto malformed;
+    kp = p + 1;
+    kl = (size_t)(q - kp);
+    p = q + 1;
+    while (p < end && IS_WS(*p)) p++;
+    if (p >= end || *p != ':') goto malformed;
+    p++;
+    while (p < end && IS_WS(*p)) p++;
+    if (p >= end) goto malformed;
+    vp = p;
+    /* find the end of the value */
+    switch (*p) {
+      case '"':
+        if ((q = string_close(p + 1, end, &vesc)) == NULL) goto malformed;
+        p = q + 1;
+        break;
+      case '{': case '[': {
+        lb_jval v;
+        p = lb_jskim_skip(p, end, &v);
+        break;
+      }
+      case 't': case 'n': p += 4; break;
+      case 'f': p += 5; break;
+      default:
+        while (p < end && ((*p >= '0' && *p <= '9') || *p == '-' || *p == '+' || *p == '.' ||
+                           *p == 'e' || *p == 'E'))
+          p++;
+        if (p == vp) goto malformed;
+        break;
+    }
+    if (p > end) goto malformed;
+    /* which column */
+    if (kesc) {
+      lb_jval kv;
+      kv.type = LB_JSTRING;
+      kv.p = kp - 1;
+      kv.n = kl + 2;
+      /* decoded keys go where the next decoded value will go: they are only
+      ** needed for the lookup */
+      kl = lb_jstr_decode(&kv, s->arena + used, s->arena_cap - used);
       kp = s->arena + used;
     }
-    pi = lookup_key(s, kp, kl);
-    if (pi == -1) continue;
-    if (pi >= 0) { ci = s->props[pi].col; s->guess = pi + 1; }
-    else ci = -2 - pi;
-    s->cols[ci].gen = gen;
-    rc = bind_value(s, st, ci + 1, &s->cols[ci], &v, &used);
+    pi = s->guess;
+    if (pi < s->nprops && s->props[pi].len == kl && memcmp(s->props[pi].name, kp, kl) == 0) {
+      ci = s->props[pi].col;
+    } else if ((pi = find_prop_hash(s, kp, kl)) >= 0) {
+      ci = s->props[pi].col;
+    } else {
+      char norm[NORM_STACK];
+      long n = lb_cache_normalize(kp, kl, norm, sizeof norm);
+      if (n < 0 || (size_t)n >= sizeof norm || (ci = find_col(s, norm, (size_t)n)) < 0) continue;
+      pi = s->guess - 1;
+    }
+    s->guess = pi + 1;
+    cl = &s->cols[ci];
+    cl->gen = gen;
+    /* bind it (see cache.h for the rules) */
+    switch (*vp) {
+      case '"':
+        if (!vesc) {
+          rc = sqlite3_bind_text(st, ci + 1, vp + 1, (int)(p - vp - 2), SQLITE_STATIC);
+        } else {
+          lb_jval v;
+          char *out = s->arena + used;
+          size_t n;
+          v.type = LB_JSTRING;
+          v.p = vp;
+          v.n = (size_t)(p - vp);
+          n = lb_jstr_decode(&v, out, s->arena_cap - used);
+          used += n;
+          rc = sqlite3_bind_text(st, ci + 1, out, (int)n, SQLITE_STATIC);
+        }
+        break;
+      case '{': case '[':
+        rc = sqlite3_bind_text(st, ci + 1, vp, (int)(p - vp), SQLITE_STATIC);
+        break;
+      case 'n':
+        rc = sqlite3_bind_null(st, ci + 1);
+        break;
+      case 't': case 'f':
+        if (cl->is_text) rc = sqlite3_bind_text(st, ci + 1, vp, (int)(p - vp), SQLITE_STATIC);
+        else rc = sqlite3_bind_int(st, ci + 1, *vp == 't');
+        break;
+      default: {
+        const char *d = vp + (*vp == '-');
+        long long i64 = 0;
+        lb_jval v;
+        if (cl->is_text) {
+          rc = sqlite3_bind_text(st, ci + 1, vp, (int)(p - vp), SQLITE_STATIC);
+          break;
+        }
+        if (p - d <= 18) {           /* up to 18 digits cannot overflow */
+          const char *x = d;
+          while (x < p && *x >= '0' && *x <= '9') i64 = i64 * 10 + (*x++ - '0');
+          if (x == p) {
+            rc = sqlite3_bind_int64(st, ci + 1, *vp == '-' ? -i64 : i64);
+            break;
+          }
+        }
+        v.type = LB_JNUMBER;
+        v.p = vp;
+        v.n = (size_t)(p - vp);
+        if (lb_jnum_to_int64(&v, &i64)) rc = sqlite3_bind_int64(st, ci + 1, i64);
+        else if (lb_jnum_is_integer(&v))   /* too big for int64: keep every digit */
+          rc = sqlite3_bind_blob(st, ci + 1, vp, (int)(p - vp), SQLITE_STATIC);
+        else rc = sqlite3_bind_double(st, ci + 1, lb_jnum_to_double(&v));
+        break;
+      }
+    }
     if (rc != SQLITE_OK) goto sqlfail;
   }
   s->guess = 0;
@@ -1070,7 +1162,13 @@ int lb_cache_stream_write(lb_cache_stream *s, const lb_jval *data,
   if (rc != SQLITE_DONE) goto sqlfail;
   s->rows++;
   return 0;
+malformed:
+  s->guess = 0;
+  seterr(c, "record data of stream '%s' is not valid JSON (at byte %ld)", s->table,
+         (long)(p - data->p));
+  return LB_EINVAL;
 sqlfail:
+  s->guess = 0;
   sqlite3_reset(st);
   seterr(c, "writing to table '%s': %s", s->target, sqlite3_errmsg(c->db));
   return rc == SQLITE_NOMEM ? LB_ENOMEM : LB_CACHE_ESQL;

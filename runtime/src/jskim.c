@@ -158,16 +158,16 @@ bad:
   return NULL;
 }
 
-/* Validate a string whose opening quote is at p[-1]. Returns the byte after
-** the closing quote, or NULL with *err and *errp (the offending byte). */
 #if defined(__GNUC__)
 #define JSKIM_INLINE __attribute__((always_inline)) inline
 #else
 #define JSKIM_INLINE inline
 #endif
 
-/* Inlined into the state machine: strings are most of the work, and a call
-** per string costs more than the scan of a short key. */
+/* Validate a string whose opening quote is at p[-1]. Returns the byte after
+** the closing quote, or NULL with *err and *errp (the offending byte).
+** Inlined into its callers: strings are most of the work, and a call per
+** string costs about as much as scanning a short key. */
 static JSKIM_INLINE const uchar *scan_str(const uchar *p, const uchar *end, int *err,
                                           const uchar **errp) {
 #if defined(JSKIM_SSE2)

@@ -75,7 +75,8 @@ int lb_jobj_next(lb_jiter *it, lb_jval *key, lb_jval *val);
 /* Next element of an array: 1 and fills val; 0 at the end. */
 int lb_jarr_next(lb_jiter *it, lb_jval *val);
 
-/* Find a top-level member of a validated object by its (unescaped) key.
+/* Find a top-level member of a validated object by its (unescaped) key (the
+** last one when a key repeats, as when the object is decoded into a table).
 ** Returns 1 and fills *val, or 0 when absent. Keys with escapes compare by
 ** their decoded value. */
 int lb_jobj_find(const lb_jval *obj, const char *key, size_t klen, lb_jval *val);

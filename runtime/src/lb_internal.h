@@ -102,6 +102,7 @@ int luaopen_airbyte_core(lua_State *L);    /* lua_core.c: tasks, sleep, temp fil
 int luaopen_airbyte_process(lua_State *L); /* lua_proc.c: child processes, messages */
 int luaopen_airbyte_json(lua_State *L);    /* lua_json.c: decode/encode, null, BigInt */
 int luaopen_airbyte_sqlite(lua_State *L);  /* lua_cache.c: the SQLite cache */
+int luaopen_airbyte_pump(lua_State *L);    /* pump.c: connector output into the cache */
 int luaopen_cjson(lua_State *L);           /* lua-cjson, linked in */
 
 #endif

@@ -10,6 +10,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include "lb_internal.h"
 
 #define TASK_MT "airbyte.Task"
@@ -194,6 +196,14 @@ static int l_now(lua_State *L) {
   return 1;
 }
 
+/* Wall-clock milliseconds since the epoch, as an integer (emitted_at). */
+static int l_time_ms(lua_State *L) {
+  uv_timeval64_t tv;
+  if (uv_gettimeofday(&tv) != 0) return luaL_error(L, "gettimeofday failed");
+  lua_pushinteger(L, (lua_Integer)tv.tv_sec * 1000 + tv.tv_usec / 1000);
+  return 1;
+}
+
 static int l_interrupted(lua_State *L) {
   lua_pushboolean(L, lb__rt(L)->interrupted);
   return 1;
@@ -209,6 +219,47 @@ static int l_exe_path(lua_State *L) {
 static int l_in_task(lua_State *L) {
   lb_runtime *rt = lb__rt(L);
   lua_pushboolean(L, rt->current != NULL && lua_isyieldable(L));
+  return 1;
+}
+
+/* isatty(fd) -> boolean: decides between a live progress line and plain lines. */
+static int l_isatty(lua_State *L) {
+  lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+  return 1;
+}
+
+/* executable(path) -> boolean: is there a file we may execute? */
+static int l_executable(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  struct stat st;
+  lua_pushboolean(L, access(path, X_OK) == 0 && stat(path, &st) == 0 && S_ISREG(st.st_mode));
+  return 1;
+}
+
+/* mkdir_p(path[, mode]) -> true | nil, msg, code: creates missing parents. */
+static int l_mkdir_p(lua_State *L) {
+  size_t len;
+  const char *path = luaL_checklstring(L, 1, &len);
+  int mode = (int)luaL_optinteger(L, 2, 0755);
+  luaL_Buffer b;
+  char *buf = luaL_buffinitsize(L, &b, len + 1);
+  size_t i;
+  memcpy(buf, path, len + 1);
+  for (i = 1; i <= len; i++) {
+    if (buf[i] == '/' || buf[i] == '\0') {
+      char c = buf[i];
+      buf[i] = '\0';
+      if (mkdir(buf, (mode_t)mode) != 0 && errno != EEXIST) {
+        int e = errno;
+        luaL_pushfail(L);
+        lua_pushfstring(L, "cannot create directory '%s': %s", buf, strerror(e));
+        lua_pushstring(L, uv_err_name(uv_translate_sys_error(e)));
+        return 3;
+      }
+      buf[i] = c;
+    }
+  }
+  lua_pushboolean(L, 1);
   return 1;
 }
 
@@ -286,10 +337,14 @@ static const luaL_Reg funcs[] = {
   {"sleep", l_sleep},
   {"yield", l_yield},
   {"now", l_now},
+  {"time_ms", l_time_ms},
   {"interrupted", l_interrupted},
   {"exe_path", l_exe_path},
   {"in_task", l_in_task},
   {"tempfile", l_tempfile},
+  {"mkdir_p", l_mkdir_p},
+  {"isatty", l_isatty},
+  {"executable", l_executable},
   {NULL, NULL}
 };
 

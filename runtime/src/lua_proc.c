@@ -22,19 +22,15 @@
 #include "record.h"
 
 #define PROC_MT "airbyte.Process"
-#define MSG_MT  "airbyte.Message"
 
 extern char **environ;
 
-/* Private registry / table keys: addresses of statics, never strings. */
-static const char names_key = 0;     /* registry: message type names */
-static const char decoded_key = 0;   /* message: the whole line was decoded */
 
 typedef struct proc_ud {
   lb_proc *p;
 } proc_ud;
 
-static lb_proc *checkproc(lua_State *L, int idx) {
+lb_proc *lb__proc_check(lua_State *L, int idx) {
   proc_ud *u = luaL_checkudata(L, idx, PROC_MT);
   if (u->p == NULL) luaL_error(L, "attempt to use a closed process");
   return u->p;
@@ -216,7 +212,7 @@ static int push_too_long(lua_State *L, lb_proc *p) {
 static int read_line_k(lua_State *L, int status, lua_KContext ctx);
 
 static int l_read_line(lua_State *L) {
-  lb_proc *p = checkproc(L, 1);
+  lb_proc *p = lb__proc_check(L, 1);
   const char *line;
   size_t len;
   int rc;
@@ -245,59 +241,6 @@ static int read_line_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* --- messages -------------------------------------------------------------- */
 
-static void push_jstring(lua_State *L, const lb_jval *s) {
-  if (!lb_jstr_has_escapes(s)) {
-    lua_pushlstring(L, s->p + 1, s->n - 2);
-  } else {
-    luaL_Buffer b;
-    char *out = luaL_buffinitsize(L, &b, s->n);
-    size_t n = lb_jstr_decode(s, out, s->n);
-    luaL_pushresultsize(&b, n);
-  }
-}
-
-/* A LOG message also goes to the connector's log file and error tail. */
-static void log_message(lb_proc *p, const lb_msg *m) {
-  lb_jval level, message;
-  char lv[16] = "LOG", buf[1024], prefix[32];
-  size_t n;
-  if (lb_jobj_find(&m->payload, "level", 5, &level) && level.type == LB_JSTRING &&
-      level.n - 2 < sizeof lv)
-    lv[lb_jstr_decode(&level, lv, sizeof lv - 1)] = '\0';
-  snprintf(prefix, sizeof prefix, "[%s] ", lv);
-  if (lb_jobj_find(&m->payload, "message", 7, &message) && message.type == LB_JSTRING) {
-    n = lb_jstr_decode(&message, buf, sizeof buf);
-    if (n > sizeof buf) n = sizeof buf;
-    lb__proc_log_line(p, prefix, buf, n);
-  }
-  p->log_lines++;
-}
-
-/* names: index of the table of interned type names */
-static void push_message(lua_State *L, int names, const lb_msg *m,
-                         const char *line, size_t len) {
-  lua_createtable(L, 0, 6);
-  lua_rawgeti(L, names, (lua_Integer)m->type);
-  lua_setfield(L, -2, "type");
-  lua_pushlstring(L, line, len);
-  lua_setfield(L, -2, "line");
-  if (m->type == LB_MSG_RECORD) {
-    long long ms;
-    push_jstring(L, &m->stream);
-    lua_setfield(L, -2, "stream");
-    if (m->ns.type == LB_JSTRING) {
-      push_jstring(L, &m->ns);
-      lua_setfield(L, -2, "namespace");
-    }
-    if (m->emitted_at.type == LB_JNUMBER) {
-      if (lb_jnum_to_int64(&m->emitted_at, &ms)) lua_pushinteger(L, (lua_Integer)ms);
-      else lua_pushnumber(L, lb_jnum_to_double(&m->emitted_at));
-      lua_setfield(L, -2, "emitted_at");
-    }
-  }
-  luaL_setmetatable(L, MSG_MT);
-}
-
 static int messages_next_k(lua_State *L, int status, lua_KContext ctx);
 
 /* upvalues: 1 = process, 2 = type names, 3 = include log lines? */
@@ -320,9 +263,9 @@ static int messages_next(lua_State *L) {
         p->log_lines++;
         if (!with_logs) continue;
       } else if (m.type == LB_MSG_LOG) {
-        log_message(p, &m);
+        lb__proc_log_message(p, &m);
       }
-      push_message(L, lua_upvalueindex(2), &m, line, len);
+      lb__push_message(L, &m, line, len);
       return 1;
     }
     if (rc == LB_LINES_TOOLONG) {
@@ -346,51 +289,16 @@ static int messages_next_k(lua_State *L, int status, lua_KContext ctx) {
 
 static int l_messages(lua_State *L) {
   int with_logs = 0;
-  checkproc(L, 1);
+  lb__proc_check(L, 1);
   if (lua_istable(L, 2)) {
     lua_getfield(L, 2, "logs");
     with_logs = lua_toboolean(L, -1);
     lua_pop(L, 1);
   }
   lua_settop(L, 1);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &names_key);
+  lua_pushnil(L);   /* upvalue 2: unused */
   lua_pushboolean(L, with_logs);
   lua_pushcclosure(L, messages_next, 3);
-  return 1;
-}
-
-/* Message fields beyond the skimmed ones decode the whole line on demand;
-** msg.data is a shortcut for msg.record.data. */
-static int msg_index(lua_State *L) {
-  const char *line;
-  size_t len, err;
-  lb_jval top;
-  const char *k = lua_tostring(L, 2);
-  lua_settop(L, 2);
-  if (lua_rawgetp(L, 1, &decoded_key) == LUA_TNIL) {
-    lua_getfield(L, 1, "line");
-    line = lua_tolstring(L, -1, &len);
-    if (line != NULL && lb_jskim_validate(line, len, &top, &err) == 0 &&
-        top.type == LB_JOBJECT) {
-      lb__json_push(L, &top);             /* stack: msg, key, nil, line, decoded */
-      lua_pushnil(L);
-      while (lua_next(L, -2)) {
-        lua_pushvalue(L, -2);
-        lua_insert(L, -2);
-        lua_rawset(L, 1);
-      }
-    }
-    lua_pushboolean(L, 1);
-    lua_rawsetp(L, 1, &decoded_key);
-  }
-  lua_settop(L, 2);
-  if (k && strcmp(k, "data") == 0) {
-    lua_getfield(L, 1, "record");
-    if (!lua_istable(L, -1)) return 0;
-    lua_getfield(L, -1, "data");
-    return 1;
-  }
-  lua_rawget(L, 1);
   return 1;
 }
 
@@ -399,7 +307,7 @@ static int msg_index(lua_State *L) {
 static int write_k(lua_State *L, int status, lua_KContext ctx);
 
 static int do_write(lua_State *L, size_t off) {
-  lb_proc *p = checkproc(L, 1);
+  lb_proc *p = lb__proc_check(L, 1);
   size_t len;
   const char *s = luaL_checklstring(L, 2, &len);
   while (off < len) {
@@ -433,7 +341,7 @@ static int l_write(lua_State *L) {
 }
 
 static int l_close_stdin(lua_State *L) {
-  lb__proc_close_stdin(checkproc(L, 1));
+  lb__proc_close_stdin(lb__proc_check(L, 1));
   return 0;
 }
 
@@ -442,7 +350,7 @@ static int l_close_stdin(lua_State *L) {
 static int wait_k(lua_State *L, int status, lua_KContext ctx);
 
 static int l_wait(lua_State *L) {
-  lb_proc *p = checkproc(L, 1);
+  lb_proc *p = lb__proc_check(L, 1);
   lua_settop(L, 1);
   /* exited, and its last stderr lines are in the log and the tail */
   if (p->exited && p->err_eof) {
@@ -462,7 +370,7 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int l_kill(lua_State *L) {
-  lb_proc *p = checkproc(L, 1);
+  lb_proc *p = lb__proc_check(L, 1);
   int sig = (int)luaL_optinteger(L, 2, SIGTERM);
   int rc = lb__proc_kill(p, sig);
   if (rc < 0) {
@@ -476,35 +384,35 @@ static int l_kill(lua_State *L) {
 }
 
 static int l_terminate(lua_State *L) {
-  lb__proc_terminate(checkproc(L, 1), lua_toboolean(L, 2));
+  lb__proc_terminate(lb__proc_check(L, 1), lua_toboolean(L, 2));
   return 0;
 }
 
 static int l_pid(lua_State *L) {
-  lb_proc *p = checkproc(L, 1);
+  lb_proc *p = lb__proc_check(L, 1);
   lua_pushinteger(L, p->running || p->exited ? p->process.pid : 0);
   return 1;
 }
 
 static int l_running(lua_State *L) {
-  lua_pushboolean(L, checkproc(L, 1)->running);
+  lua_pushboolean(L, lb__proc_check(L, 1)->running);
   return 1;
 }
 
 static int l_name(lua_State *L) {
-  lua_pushstring(L, checkproc(L, 1)->name);
+  lua_pushstring(L, lb__proc_check(L, 1)->name);
   return 1;
 }
 
 static int l_exit_description(lua_State *L) {
   char buf[128];
-  lb__proc_describe_exit(checkproc(L, 1), buf, sizeof buf);
+  lb__proc_describe_exit(lb__proc_check(L, 1), buf, sizeof buf);
   lua_pushstring(L, buf);
   return 1;
 }
 
 static int l_timed_out(lua_State *L) {
-  lb_proc *p = checkproc(L, 1);
+  lb_proc *p = lb__proc_check(L, 1);
   if (p->timed_out == LB_TIMEOUT_IDLE) lua_pushliteral(L, "idle");
   else if (p->timed_out == LB_TIMEOUT_OVERALL) lua_pushliteral(L, "overall");
   else lua_pushnil(L);
@@ -512,7 +420,7 @@ static int l_timed_out(lua_State *L) {
 }
 
 static int l_tail(lua_State *L) {
-  lb_proc *p = checkproc(L, 1);
+  lb_proc *p = lb__proc_check(L, 1);
   int i, start = (p->tail_next - p->tail_count + LB_PROC_TAIL) % LB_PROC_TAIL;
   lua_createtable(L, p->tail_count, 0);
   for (i = 0; i < p->tail_count; i++) {
@@ -523,7 +431,7 @@ static int l_tail(lua_State *L) {
 }
 
 static int l_stats(lua_State *L) {
-  lb_proc *p = checkproc(L, 1);
+  lb_proc *p = lb__proc_check(L, 1);
   lua_createtable(L, 0, 6);
   lua_pushinteger(L, (lua_Integer)p->stdout_lines); lua_setfield(L, -2, "stdout_lines");
   lua_pushinteger(L, (lua_Integer)p->stdout_bytes); lua_setfield(L, -2, "stdout_bytes");
@@ -534,14 +442,14 @@ static int l_stats(lua_State *L) {
 }
 
 static int l_log_file(lua_State *L) {
-  lb_proc *p = checkproc(L, 1);
+  lb_proc *p = lb__proc_check(L, 1);
   if (p->log_path) lua_pushstring(L, p->log_path);
   else lua_pushnil(L);
   return 1;
 }
 
 static int l_log(lua_State *L) {
-  lb_proc *p = checkproc(L, 1);
+  lb_proc *p = lb__proc_check(L, 1);
   size_t len;
   const char *s = luaL_checklstring(L, 2, &len);
   lb__proc_log_line(p, luaL_optstring(L, 3, ""), s, len);
@@ -603,8 +511,7 @@ static int l_parse(lua_State *L) {
     lua_pushstring(L, m.why ? m.why : "not an Airbyte message");
     return 2;
   }
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &names_key);
-  push_message(L, lua_gettop(L), &m, line, len);
+  lb__push_message(L, &m, line, len);
   return 1;
 }
 
@@ -615,22 +522,12 @@ static const luaL_Reg funcs[] = {
 };
 
 int luaopen_airbyte_process(lua_State *L) {
-  int t;
   luaL_newmetatable(L, PROC_MT);
   luaL_setfuncs(L, proc_meta, 0);
   luaL_newlib(L, proc_methods);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
-  luaL_newmetatable(L, MSG_MT);
-  lua_pushcfunction(L, msg_index);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
-  lua_createtable(L, LB_MSG__COUNT, 0);        /* type names, interned once */
-  for (t = 0; t < LB_MSG__COUNT; t++) {
-    lua_pushstring(L, t == LB_MSG_NONE ? "LOG_LINE" : lb_msg_type_name((lb_msg_type)t));
-    lua_rawseti(L, -2, t);
-  }
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &names_key);
+  lb__msg_open(L);
   luaL_newlib(L, funcs);
   return 1;
 }

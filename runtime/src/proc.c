@@ -1,3 +1,4 @@
+#define _GNU_SOURCE 1   /* F_SETPIPE_SZ */
 /*
 ** proc.c - child processes (see proc.h). Callbacks here only move bytes,
 ** record what happened and wake the waiting task: no Lua runs in them.
@@ -9,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "proc.h"
+#include "protocol.h"
 
 #define WRITE_QUEUE_MAX (1024 * 1024)
 #define STDERR_MAX_LINE (64 * 1024)
@@ -97,6 +99,23 @@ void lb__proc_log_line(lb_proc *p, const char *prefix, const char *line, size_t 
   p->tail[p->tail_next] = slot;
   p->tail_next = (p->tail_next + 1) % LB_PROC_TAIL;
   if (p->tail_count < LB_PROC_TAIL) p->tail_count++;
+}
+
+/* A LOG message also goes to the connector's log file and error tail. */
+void lb__proc_log_message(lb_proc *p, const lb_msg *m) {
+  lb_jval level, message;
+  char lv[16] = "LOG", buf[1024], prefix[32];
+  size_t n;
+  if (lb_jobj_find(&m->payload, "level", 5, &level) && level.type == LB_JSTRING &&
+      level.n - 2 < sizeof lv)
+    lv[lb_jstr_decode(&level, lv, sizeof lv - 1)] = '\0';
+  snprintf(prefix, sizeof prefix, "[%s] ", lv);
+  if (lb_jobj_find(&m->payload, "message", 7, &message) && message.type == LB_JSTRING) {
+    n = lb_jstr_decode(&message, buf, sizeof buf);
+    if (n > sizeof buf) n = sizeof buf;
+    lb__proc_log_line(p, prefix, buf, n);
+  }
+  p->log_lines++;
 }
 
 /* --- reading ------------------------------------------------------------- */
@@ -447,6 +466,12 @@ int lb__proc_spawn(lb_runtime *rt, const lb_proc_opts *o, lb_proc **out,
   }
   p->open_handles++;              /* the process handle */
   p->running = 1;
+  {
+    /* A 1 MiB pipe instead of 64 KiB: a fast connector and we wake each
+    ** other 16 times less often. Best effort: the kernel may refuse. */
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&p->out, &fd) == 0) (void)fcntl(fd, F_SETPIPE_SZ, 1 << 20);
+  }
   p->started_ms = p->last_output_ms = uv_now(rt->loop);
   lb__proc_want_output(p);
   uv_read_start((uv_stream_t *)&p->err, alloc_err, on_err);

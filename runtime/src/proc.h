@@ -87,9 +87,18 @@ ssize_t lb__proc_write(lb_proc *p, const char *data, size_t len);
 int  lb__proc_write_blocked(const lb_proc *p);
 /* A line for the log file and the tail kept for error messages. */
 void lb__proc_log_line(lb_proc *p, const char *prefix, const char *line, size_t len);
+/* A LOG message: its level and text go to the log file and the tail. */
+struct lb_msg;
+void lb__proc_log_message(lb_proc *p, const struct lb_msg *m);
 /* The Lua object is gone: terminate if running, free once closed. */
 void lb__proc_release(lb_proc *p);
 /* "exit code 3", "killed by signal 9 (SIGKILL)", "still running" */
 void lb__proc_describe_exit(const lb_proc *p, char *buf, size_t len);
+
+/* lua_proc.c: for other bindings (the pump) */
+lb_proc *lb__proc_check(lua_State *L, int idx);
+/* lua_msg.c: pushes the airbyte.Message that p:messages() yields. */
+void lb__push_message(lua_State *L, const struct lb_msg *m, const char *line, size_t len);
+void lb__msg_open(lua_State *L);
 
 #endif

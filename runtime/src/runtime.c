@@ -123,6 +123,7 @@ static const luaL_Reg c_modules[] = {
   {"airbyte.process", luaopen_airbyte_process},
   {"airbyte.json", luaopen_airbyte_json},
   {"airbyte.sqlite", luaopen_airbyte_sqlite},
+  {"airbyte.pump", luaopen_airbyte_pump},
   {"cjson", luaopen_cjson},
   {NULL, NULL}
 };

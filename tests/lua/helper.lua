@@ -80,4 +80,19 @@ function H.fixture_connector(name, ...)
   return { H.exe, H.fixtures .. "/connectors/" .. name, ... }
 end
 
+-- An executable file that runs fixture connector `name` (for local_executable).
+function H.fixture_executable(dir, name)
+  local path = dir .. "/" .. name
+  H.write_file(path, ("#!/bin/sh\nexec %s %s %s \"$@\"\n"):format(H.shell_quote(H.exe),
+    H.shell_quote(H.fixtures .. "/connectors/run_connector.lua"), H.shell_quote(name)))
+  assert(os.execute("chmod +x " .. H.shell_quote(path)))
+  return path
+end
+
+-- A fresh SQLite cache in its own directory.
+function H.new_cache(dir)
+  local ab = require "airbyte"
+  return ab.SQLiteCache{ db_path = dir .. "/cache.sqlite" }
+end
+
 return H

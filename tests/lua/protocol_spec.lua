@@ -23,7 +23,7 @@ describe("protocol", function()
     }
     for typ, line in pairs(cases) do
       local msg, why = parse(line)
-      assert.is_table(msg, typ .. ": " .. tostring(why))
+      assert.is_truthy(msg, typ .. ": " .. tostring(why))
       assert.equal(typ, msg.type)
     end
   end)
@@ -97,7 +97,7 @@ describe("protocol", function()
       local line = row:match('^({"type":"[A-Z_]+".*})$') or row:match('`({"type":"[A-Z_]+".*})`')
       if line then
       local msg, why = parse(line)
-      assert.is_table(msg, line .. " : " .. tostring(why))
+      assert.is_truthy(msg, line .. " : " .. tostring(why))
       assert.equal(line:match('^{"type":"([A-Z_]+)"'), msg.type)
       n = n + 1
       end

@@ -1,0 +1,257 @@
+-- What sources and destinations share (PyAirbyte's ConnectorBase): the
+-- config, the spec, check, and running one connector command as a child
+-- process with its config/catalog/state in temporary files.
+local core = require "airbyte.core"
+local proc = require "airbyte.process"
+local json = require "airbyte.json"
+local errors = require "airbyte.errors"
+local logs = require "airbyte.logs"
+
+local M = {}
+
+local Connector = {}
+M.Connector = Connector
+
+-- Hooks the secrets layer fills in: hydrate secret_reference:: values just
+-- before a config is written, and register values to mask.
+M.hydrate = function(config) return config end
+
+function M.init(self, executor, name, config, opts)
+  opts = opts or {}
+  self.name = name
+  self.executor = executor
+  self._config = nil
+  self._config_change_callback = opts.config_change_callback
+  self._log_file = logs.connector_log_file(name)
+  if config ~= nil then self:set_config(config, { validate = opts.validate or false }) end
+  return self
+end
+
+-- Properties: computed on access, as PyAirbyte's @property members.
+M.properties = {
+  config_spec = function(self) return self:_spec(true).connectionSpecification end,
+  docs_url = function(self)
+    local kind = self.name:match("^destination%-") and "destinations" or "sources"
+    return ("https://docs.airbyte.com/integrations/%s/%s"):format(kind,
+      (self.name:gsub("^source%-", ""):gsub("^destination%-", "")))
+  end,
+  connector_version = function(self) return self.executor:get_installed_version() end,
+  log_file = function(self) return self._log_file end,
+}
+
+-- Makes a class whose missing fields are looked up in props, then methods.
+function M.class(props, methods)
+  local cls = {}
+  for k, v in pairs(Connector) do cls[k] = v end
+  for k, v in pairs(methods or {}) do cls[k] = v end
+  local all = {}
+  for k, v in pairs(M.properties) do all[k] = v end
+  for k, v in pairs(props or {}) do all[k] = v end
+  cls.__index = function(self, k)
+    local m = cls[k]
+    if m ~= nil then return m end
+    local p = all[k]
+    if p then return p(self) end
+    return nil
+  end
+  return cls
+end
+
+-- --- config ------------------------------------------------------------------
+
+function Connector:set_config(config, opts)
+  opts = opts or {}
+  if type(config) ~= "table" then
+    errors.raise("PyAirbyteInputError", "config must be a table", { input_value = tostring(config) })
+  end
+  if opts.validate ~= false then self:validate_config(config) end
+  self._config = config
+  if self._on_config_set then self:_on_config_set() end
+end
+
+function Connector:get_config()
+  if self._config == nil then
+    errors.raise("AirbyteConnectorConfigurationMissingError",
+      ("connector '%s' has no config: call set_config() first"):format(self.name),
+      { connector_name = self.name })
+  end
+  return self._config
+end
+
+-- Raises AirbyteConnectorValidationFailedError naming every failing path.
+function Connector:validate_config(config)
+  config = config or self:get_config()
+  local spec = self:_spec(false)
+  local problems = M.validate(spec.connectionSpecification or {}, M.hydrate(config))
+  if problems and #problems > 0 then
+    errors.raise("AirbyteConnectorValidationFailedError",
+      ("config of connector '%s' is not valid: %s"):format(self.name, table.concat(problems, "; ")),
+      { connector_name = self.name, context = { errors = problems } })
+  end
+end
+
+-- The JSON Schema validator used for configs. The cdk's draft-07 subset is
+-- the default; a full validator can replace it (M.validate = fn).
+M.validate = function(schema, value)
+  return require("airbyte.cdk").validate(schema, value)
+end
+
+-- --- running commands -----------------------------------------------------
+
+local function tempjson(value)
+  local f, err = core.tempfile(json.encode(value), ".json")
+  if not f then errors.raise("PyAirbyteInternalError", err) end
+  return f
+end
+
+-- Starts one command. files = { config = tbl, catalog = tbl, state = tbl }
+-- become --config/--catalog/--state temp files (mode 0600, removed when the
+-- returned `files` table is closed). Returns the process and the files.
+function Connector:_start(command, files, opts)
+  opts = opts or {}
+  self.executor:ensure_installation()
+  local args, keep = { command }, {}
+  for _, flag in ipairs({ "config", "catalog", "state" }) do
+    local v = files and files[flag]
+    if v ~= nil then
+      if flag == "config" then v = M.hydrate(v) end
+      local f = tempjson(v)
+      keep[#keep + 1] = f
+      args[#args + 1] = "--" .. flag
+      args[#args + 1] = f.path
+    end
+  end
+  local p, err = proc.spawn{
+    argv = self.executor:argv(args), name = self.name, log_file = self._log_file,
+    env = self.executor.env, stdin = opts.stdin, idle_timeout = opts.idle_timeout,
+    timeout = opts.timeout, max_line = opts.max_line,
+  }
+  if not p then
+    for _, f in ipairs(keep) do f:remove() end
+    errors.raise("AirbyteConnectorExecutableNotFoundError", err, { connector_name = self.name })
+  end
+  return p, setmetatable(keep, { __close = function(t) for _, f in ipairs(t) do f:remove() end end })
+end
+
+-- Handles the messages every command may print: TRACE ERROR (kept to put in
+-- errors), CONTROL config updates (merged, callback). Returns true when the
+-- message was one of those.
+function Connector:_common_message(msg, state)
+  if msg.type == "TRACE" then
+    local tr = msg.trace
+    if tr and tr.type == "ERROR" and tr.error then
+      state.trace_errors[#state.trace_errors + 1] = tr.error
+      io.stderr:write(errors.mask(("ERROR: %s: %s\n"):format(self.name, tostring(tr.error.message))))
+      return true
+    end
+  elseif msg.type == "CONTROL" then
+    local c = msg.control
+    if c and c.type == "CONNECTOR_CONFIG" and c.connectorConfig and type(c.connectorConfig.config) == "table" then
+      self:_apply_config_update(c.connectorConfig.config)
+      return true
+    end
+  end
+  return false
+end
+
+function Connector:_apply_config_update(update)
+  local merged = {}
+  for k, v in pairs(self._config or {}) do merged[k] = v end
+  for k, v in pairs(update) do merged[k] = v end
+  self._config = merged
+  if self._config_change_callback then self._config_change_callback(merged) end
+end
+
+-- Waits for the exit; raises `kind` (with exit code, connector errors, the
+-- last log lines and the log file) unless the command succeeded.
+function Connector:_finish(p, state, kind, what)
+  local code, sig = p:wait()
+  state.exit_code, state.signal = code, sig
+  if code == 0 then return end
+  local tail = p:tail()
+  local keep = {}
+  for i = math.max(1, #tail - 19), #tail do keep[#keep + 1] = tail[i] end
+  local first = state.trace_errors[1]
+  errors.raise(kind or "AirbyteConnectorFailedError",
+    ("connector '%s' failed during %s: %s%s"):format(self.name, what or "a command",
+      p:exit_description(), first and (": " .. tostring(first.message)) or ""),
+    { connector_name = self.name, exit_code = code or ("signal " .. tostring(sig)),
+      trace_errors = state.trace_errors, log_text = keep, log_file = p:log_file() })
+end
+
+-- Runs a short command and returns the first message of `want` type (or
+-- nil); raises `kind` on failure.
+function Connector:_execute_for(command, files, want, kind)
+  local p, tmp <close> = self:_start(command, files)
+  local state = { trace_errors = {} }
+  local found
+  local ok, err = pcall(function()
+    for msg in p:messages() do
+      if not self:_common_message(msg, state) and msg.type == want and not found then
+        found = msg
+      end
+    end
+  end)
+  if not ok then
+    p:close()
+    errors.raise(kind, ("connector '%s' failed during %s: %s"):format(self.name, command, tostring(err)),
+      { connector_name = self.name, log_file = self._log_file })
+  end
+  self:_finish(p, state, kind, command)
+  p:close()
+  return found, state
+end
+
+function Connector:_spec(force)
+  if self._spec_cache and not force then return self._spec_cache end
+  local msg = self:_execute_for("spec", nil, "SPEC", "AirbyteConnectorSpecFailedError")
+  if not msg then
+    errors.raise("AirbyteConnectorMissingSpecError",
+      ("connector '%s' printed no SPEC message"):format(self.name), { connector_name = self.name })
+  end
+  self._spec_cache = msg.spec
+  return msg.spec
+end
+
+-- print_config_spec(format, {output_file=, stderr=}): "yaml" (default) or "json"
+function Connector:print_config_spec(format, opts)
+  opts = opts or {}
+  format = format or "yaml"
+  local spec = self.config_spec
+  local text
+  if format == "json" then text = json.encode(spec) .. "\n"
+  elseif format == "yaml" then text = require("airbyte.yaml").encode(spec)
+  else errors.raise("PyAirbyteInputError", "format must be 'yaml' or 'json'", { input_value = format }) end
+  if opts.output_file then
+    local f = assert(io.open(opts.output_file, "w"))
+    f:write(text)
+    f:close()
+  elseif opts.stderr then io.stderr:write(text)
+  else io.stdout:write(text) end
+  return text
+end
+
+function Connector:check()
+  local config = self:get_config()
+  local msg = self:_execute_for("check", { config = config }, "CONNECTION_STATUS",
+                                "AirbyteConnectorCheckFailedError")
+  local status = msg and msg.connectionStatus
+  if not status or status.status == "FAILED" then
+    errors.raise("AirbyteConnectorCheckFailedError",
+      ("connection check failed for '%s'%s"):format(self.name,
+        status and status.message and (": " .. tostring(status.message)) or ": no status"),
+      { connector_name = self.name, failure_reason = status and status.message,
+        log_file = self._log_file })
+  end
+  io.stderr:write(("Connection check succeeded for `%s`.\n"):format(self.name))
+  return true
+end
+
+function Connector:install() return self.executor:install() end
+function Connector:uninstall() return self.executor:uninstall() end
+
+function Connector:__tostring()
+  return ("%s(%s)"):format(self._class_name or "Connector", self.name)
+end
+
+return M

@@ -1,0 +1,119 @@
+-- Structured errors, named as PyAirbyte names its exception classes.
+--
+-- Raised values are tables { kind = "AirbyteConnectorCheckFailedError",
+-- message = ..., connector_name = ..., exit_code = ..., log_file = ...,
+-- log_text = {...}, trace_errors = {...}, context = {...} } whose
+-- tostring() is a readable report. errors.is(e, "AirbyteConnectorError")
+-- follows PyAirbyte's class hierarchy.
+local M = {}
+
+-- child -> parent, after airbyte/exceptions.py
+local parent = {
+  PyAirbyteInternalError = "PyAirbyteError",
+  PyAirbyteInputError = "PyAirbyteError",
+  PyAirbyteNoStreamsSelectedError = "PyAirbyteInputError",
+  PyAirbyteNameNormalizationError = "PyAirbyteError",
+  PyAirbyteCacheError = "PyAirbyteError",
+  PyAirbyteCacheTableValidationError = "PyAirbyteCacheError",
+  AirbyteConnectorConfigurationMissingError = "PyAirbyteCacheError",
+  AirbyteSubprocessError = "PyAirbyteError",
+  AirbyteSubprocessFailedError = "AirbyteSubprocessError",
+  AirbyteConnectorRegistryError = "PyAirbyteError",
+  AirbyteConnectorNotRegisteredError = "AirbyteConnectorRegistryError",
+  AirbyteConnectorNotPyPiPublishedError = "AirbyteConnectorRegistryError",
+  AirbyteConnectorError = "PyAirbyteError",
+  AirbyteConnectorExecutableNotFoundError = "AirbyteConnectorError",
+  AirbyteConnectorInstallationError = "AirbyteConnectorError",
+  AirbyteConnectorReadError = "AirbyteConnectorError",
+  AirbyteConnectorWriteError = "AirbyteConnectorError",
+  AirbyteConnectorSpecFailedError = "AirbyteConnectorError",
+  AirbyteConnectorDiscoverFailedError = "AirbyteConnectorError",
+  AirbyteNoDataFromConnectorError = "AirbyteConnectorError",
+  AirbyteConnectorMissingCatalogError = "AirbyteConnectorError",
+  AirbyteConnectorMissingSpecError = "AirbyteConnectorError",
+  AirbyteConnectorValidationFailedError = "AirbyteConnectorError",
+  AirbyteConnectorCheckFailedError = "AirbyteConnectorError",
+  AirbyteConnectorFailedError = "AirbyteConnectorError",
+  AirbyteStreamNotFoundError = "AirbyteConnectorError",
+  AirbyteStateNotFoundError = "AirbyteConnectorError",
+  PyAirbyteSecretNotFoundError = "PyAirbyteError",
+}
+M.hierarchy = parent
+
+local Error = {}
+Error.__index = Error
+
+local order = { "connector_name", "stream_name", "exit_code", "available_streams", "input_value",
+                "failure_reason", "violation", "secret_name" }
+
+-- Text that hides secrets: set by the secrets layer (issue of its own); by
+-- default the identity.
+M.mask = function(s) return s end
+
+local function show(v)
+  if type(v) == "table" then
+    local parts = {}
+    for i, x in ipairs(v) do parts[i] = tostring(x) end
+    return "[" .. table.concat(parts, ", ") .. "]"
+  end
+  return tostring(v)
+end
+
+function Error:__tostring()
+  local out = { ("%s (%s)"):format(self.message or "error", self.kind) }
+  for _, k in ipairs(order) do
+    if self[k] ~= nil then out[#out + 1] = ("    %s: %s"):format(k, show(self[k])) end
+  end
+  if self.context then
+    local keys = {}
+    for k in pairs(self.context) do keys[#keys + 1] = k end
+    table.sort(keys)
+    for _, k in ipairs(keys) do out[#out + 1] = ("    %s: %s"):format(k, show(self.context[k])) end
+  end
+  if self.trace_errors and #self.trace_errors > 0 then
+    out[#out + 1] = "    connector errors:"
+    for _, e in ipairs(self.trace_errors) do
+      out[#out + 1] = "      - " .. tostring(e.message)
+        .. (e.failure_type and (" [" .. e.failure_type .. "]") or "")
+        .. (e.internal_message and ("\n        " .. tostring(e.internal_message)) or "")
+    end
+  end
+  if self.log_text and #self.log_text > 0 then
+    out[#out + 1] = "    last log lines:"
+    for _, l in ipairs(self.log_text) do out[#out + 1] = "      " .. l end
+  end
+  if self.log_file then out[#out + 1] = "    log file: " .. self.log_file end
+  if self.guidance then out[#out + 1] = "    guidance: " .. self.guidance end
+  if self.original_error then out[#out + 1] = "    caused by: " .. tostring(self.original_error) end
+  return M.mask(table.concat(out, "\n"))
+end
+
+function M.new(kind, message, fields)
+  assert(parent[kind] or kind == "PyAirbyteError", "unknown error kind " .. tostring(kind))
+  local e = fields or {}
+  e.kind = kind
+  e.message = message
+  return setmetatable(e, Error)
+end
+
+-- raise(kind, message, fields): raises a structured error.
+function M.raise(kind, message, fields)
+  error(M.new(kind, message, fields), 2)
+end
+
+-- is(e, kind): true when e is a structured error of that kind or a subkind.
+function M.is(e, kind)
+  if getmetatable(e) ~= Error then return false end
+  local k = e.kind
+  while k do
+    if k == kind then return true end
+    k = parent[k]
+  end
+  return false
+end
+
+function M.is_error(e)
+  return getmetatable(e) == Error
+end
+
+return M

@@ -1,0 +1,43 @@
+-- The airbyte module: PyAirbyte's API for Lua.
+--
+--   local ab = require "airbyte"
+--   local source = ab.get_source("source-faker", { config = { count = 1000 } })
+--   source:select_all_streams()
+--   local result = source:read()            -- into ab.get_default_cache()
+--
+-- Keyword arguments of PyAirbyte become one options table; errors are
+-- raised tables whose `kind` is PyAirbyte's exception class name.
+local executors = require "airbyte.executors"
+local errors = require "airbyte.errors"
+
+local M = {}
+
+M.version = require("airbyte.core").version
+M.errors = errors
+M.json = require "airbyte.json"
+
+-- get_source(name, opts): opts = { config, config_change_callback, streams,
+-- version, local_executable, install_if_missing, install_root, pip_url,
+-- use_python, docker_image, use_host_network, no_executor }
+function M.get_source(name, opts)
+  if type(name) ~= "string" or name == "" then
+    errors.raise("PyAirbyteInputError", "get_source needs a connector name", { input_value = tostring(name) })
+  end
+  opts = opts or {}
+  local executor = executors.get_executor(name, opts)
+  return require("airbyte.source").new(executor, name, opts.config, {
+    config_change_callback = opts.config_change_callback, streams = opts.streams })
+end
+
+-- Caches: get_default_cache(), new_local_cache{cache_name=, cache_dir=}, SQLiteCache{db_path=}
+local function caches() return require "airbyte.caches" end
+function M.get_default_cache() return caches().get_default_cache() end
+function M.new_local_cache(opts) return caches().new_local_cache(opts) end
+function M.SQLiteCache(opts) return caches().SQLiteCache(opts) end
+
+-- Tasks: run functions concurrently inside a script.
+local core = require "airbyte.core"
+M.spawn = core.spawn
+M.sleep = core.sleep
+
+return M

@@ -1,0 +1,35 @@
+-- Log files, where PyAirbyte puts them: one per connector object under
+-- <AIRBYTE_LOGGING_ROOT or /tmp/airbyte/logs>/<name>/<name>-log-<id>.log.
+local core = require "airbyte.core"
+
+local M = {}
+
+local alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"   -- Crockford base32, as ULIDs
+
+-- A short time-ordered id: 9 characters, like PyAirbyte's ULID suffix.
+function M.short_id()
+  local t = math.floor(core.now() * 1000) ~ (math.random(0, 1 << 30))
+  local out = {}
+  for i = 9, 1, -1 do
+    local d = t % 32
+    out[i] = alphabet:sub(d + 1, d + 1)
+    t = t // 32
+  end
+  return table.concat(out)
+end
+
+function M.root()
+  local r = os.getenv("AIRBYTE_LOGGING_ROOT")
+  if r and r ~= "" then return r end
+  return "/tmp/airbyte/logs"
+end
+
+-- Path of a new log file for connector `name`, its directory created; nil
+-- (logs kept in memory only) when the directory cannot be made.
+function M.connector_log_file(name)
+  local dir = M.root() .. "/" .. name
+  if not core.mkdir_p(dir) then return nil end
+  return ("%s/%s-log-%s.log"):format(dir, name, M.short_id())
+end
+
+return M

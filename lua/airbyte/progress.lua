@@ -1,0 +1,78 @@
+-- Progress of a read or a write on stderr: a live line on a terminal,
+-- plain periodic lines otherwise (or with NO_LIVE_PROGRESS / CI set), and
+-- always a final summary.
+local core = require "airbyte.core"
+
+local M = {}
+local Tracker = {}
+Tracker.__index = Tracker
+
+local PLAIN_EVERY_MS = 10000
+
+local function live_allowed()
+  if os.getenv("NO_LIVE_PROGRESS") or os.getenv("CI") then return false end
+  return core.isatty(2)
+end
+
+-- new{job = "source-faker -> SQLiteCache", out = io.stderr, mask = fn}
+function M.new(opts)
+  local self = setmetatable({
+    job = opts.job, out = opts.out or io.stderr, live = live_allowed(),
+    started = core.now(), first_record = nil, last_plain = core.now(),
+    records = 0, bytes = 0, streams = {}, mask = opts.mask or function(s) return s end,
+    quiet = opts.quiet,
+  }, Tracker)
+  return self
+end
+
+local function rate(n, ms)
+  if ms <= 0 then return 0 end
+  return n / (ms / 1000)
+end
+
+local function stream_list(streams)
+  local names = {}
+  for name in pairs(streams) do names[#names + 1] = name end
+  table.sort(names)
+  local parts = {}
+  for i, name in ipairs(names) do parts[i] = ("%s %d"):format(name, streams[name].records or 0) end
+  return table.concat(parts, ", ")
+end
+
+function Tracker:text()
+  local elapsed = core.now() - self.started
+  return ("%s: %d records in %.1f s (%.0f records/s, %.2f MB/s) [%s]"):format(
+    self.job, self.records, elapsed / 1000, rate(self.records, elapsed),
+    rate(self.bytes, elapsed) / 1e6, stream_list(self.streams))
+end
+
+-- update(totals): totals = { records =, bytes =, streams = { name = { records = } } }
+function Tracker:update(totals)
+  self.records, self.bytes, self.streams = totals.records or 0, totals.bytes or 0, totals.streams or {}
+  if self.quiet then return end
+  local now = core.now()
+  if self.live then
+    self.out:write("\r\27[K", self.mask(self:text()))
+    self.out:flush()
+  elseif now - self.last_plain >= PLAIN_EVERY_MS then
+    self.last_plain = now
+    self.out:write(self.mask(self:text()), "\n")
+  end
+end
+
+-- finish(totals, verb): the summary line, e.g. "Completed ... sync".
+function Tracker:finish(totals, status)
+  if totals then
+    self.records, self.bytes, self.streams = totals.records or 0, totals.bytes or 0, totals.streams or {}
+  end
+  self.elapsed_ms = core.now() - self.started
+  if self.quiet then return end
+  if self.live then self.out:write("\r\27[K") end
+  self.out:write(self.mask(("%s %s: %d records in %.2f s (%.0f records/s, %.2f MB/s)%s\n"):format(
+    status or "Completed", self.job, self.records, self.elapsed_ms / 1000,
+    rate(self.records, self.elapsed_ms), rate(self.bytes, self.elapsed_ms) / 1e6,
+    next(self.streams) and (" [" .. stream_list(self.streams) .. "]") or "")))
+  self.out:flush()
+end
+
+return M

@@ -1,0 +1,184 @@
+-- Source:read(): a connector's records into a cache, with incremental state.
+--
+-- Records and the STATE that follows them commit in one transaction: a
+-- crash (or kill -9) leaves the cache at the last committed state, never
+-- with state ahead of data. A stream written with `replace` fills a shadow
+-- table that is swapped in, together with its state, only when the source
+-- has finished successfully.
+local json = require "airbyte.json"
+local errors = require "airbyte.errors"
+local catalog = require "airbyte.catalog"
+local pump = require "airbyte.pump"
+local progress = require "airbyte.progress"
+
+local M = {}
+
+local function state_stream(st)
+  if (st.type or "LEGACY") ~= "STREAM" then return nil end
+  local d = st.stream and st.stream.stream_descriptor
+  return d and d.name
+end
+
+-- Stored states of the source, as a JSON array for --state, limited to the
+-- selected streams (GLOBAL and LEGACY always pass).
+local function input_state(db, source_name, selected)
+  local keep = {}
+  for _, n in ipairs(selected) do keep[n] = true end
+  local out = {}
+  local incremental = {}
+  for _, text in ipairs(db:get_states(source_name)) do
+    local st = json.decode(text)
+    local s = state_stream(st)
+    if s == nil or keep[s] then
+      out[#out + 1] = st
+      if s then incremental[#incremental + 1] = s end
+    end
+  end
+  return json.array(out), incremental
+end
+
+local function stats_count(st)
+  local ss = st.sourceStats
+  return ss and tonumber(ss.recordCount)
+end
+
+function M.read(source, opts)
+  local caches = require "airbyte.caches"
+  local cache = opts.cache or caches.get_default_cache()
+  if opts.streams then source:select_streams(opts.streams) end
+  local selected = source:get_selected_streams()
+  if #selected == 0 then
+    errors.raise("PyAirbyteNoStreamsSelectedError",
+      ("no streams are selected for '%s': call select_streams() or select_all_streams()"):format(source.name),
+      { connector_name = source.name, available_streams = source:get_available_streams() })
+  end
+  local strategy = opts.write_strategy or "auto"
+  if not opts.skip_validation then source:validate_config() end
+  local cat = source:get_configured_catalog{ streams = selected, force_full_refresh = opts.force_full_refresh }
+  local db = cache:_db()
+  local state_in, incremental = json.array({}), {}
+  if not opts.force_full_refresh then
+    state_in, incremental = input_state(db, source.name, selected)
+  end
+  if #incremental > 0 and not opts.quiet then
+    table.sort(incremental)
+    io.stderr:write(("The following streams are currently using incremental sync: %s. "
+      .. "To perform a full refresh, set 'force_full_refresh=true'.\n"):format(table.concat(incremental, ", ")))
+  end
+
+  -- open the cache streams (tables, columns, shadow tables) in one transaction
+  local streams, methods = {}, {}
+  db:begin()
+  local ok, err = pcall(function()
+    for _, cs in ipairs(cat.streams) do
+      local method = catalog.resolve_write_method(cs, strategy)
+      methods[cs.stream.name] = method
+      streams[cs.stream.name] = db:stream_open{
+        source = source.name, stream = cs.stream.name, schema = json.encode(cs.stream.json_schema),
+        strategy = method, primary_key = catalog.primary_key(cs) }
+    end
+    db:commit()
+  end)
+  if not ok then
+    db:rollback()
+    error(err, 0)
+  end
+
+  local tracker = progress.new{ job = ("Read `%s` -> %s"):format(source.name, cache.name or "cache"),
+                                quiet = opts.quiet, mask = errors.mask }
+  local run = { trace_errors = {}, statuses = {}, warnings = {}, states = 0 }
+  local pending = {}           -- replace streams: state held until the swap
+  local pending_global
+  local any_replace = false
+  for _, m in pairs(methods) do if m == "replace" then any_replace = true end end
+
+  local function on_message(msg, since)
+    if msg.type == "STATE" then
+      local st = msg.state
+      local expected = stats_count(st)
+      local name = state_stream(st)
+      if expected and math.floor(expected) ~= since then
+        run.warnings[#run.warnings + 1] = ("stream %s: the source says %d records before this state, %d arrived; "
+          .. "the sync appears to have dropped records"):format(name or "(global)", math.floor(expected), since)
+      end
+      run.states = run.states + 1
+      local text = json.encode(st)
+      if name then
+        if methods[name] == "replace" then pending[name] = text
+        elseif methods[name] then
+          db:put_state(source.name, name, text)
+          db:commit()
+          db:begin()
+        end
+      elseif any_replace then
+        pending_global = text
+      else
+        db:put_state(source.name, "", text)
+        db:commit()
+        db:begin()
+      end
+    elseif msg.type == "TRACE" then
+      local tr = msg.trace
+      if tr and tr.type == "STREAM_STATUS" and tr.stream_status then
+        local d = tr.stream_status.stream_descriptor
+        if d then run.statuses[d.name] = tr.stream_status.status end
+      else
+        source:_common_message(msg, run)
+      end
+    else
+      source:_common_message(msg, run)
+    end
+  end
+
+  local hooks = opts.hooks
+  local p, files <close> = source:_start("read", { config = source:get_config(), catalog = cat, state = state_in })
+  db:begin()
+  local pumped, totals = pcall(pump.to_cache, p, {
+    streams = streams, on_record = opts.on_record, hooks = hooks, on_message = on_message,
+    on_progress = function(t) tracker:update(t) end, progress_ms = 500 })
+
+  local function abort(e)
+    p:terminate()
+    pcall(p.wait, p)
+    p:close()
+    db:rollback()
+    for _, s in pairs(streams) do pcall(s.abort, s); s:close() end
+    tracker:finish(nil, "Failed")
+    error(e, 0)
+  end
+  if not pumped then
+    abort(errors.is_error(totals) and totals or errors.new("AirbyteConnectorReadError",
+      ("reading from '%s' failed: %s"):format(source.name, tostring(totals)),
+      { connector_name = source.name, log_file = p:log_file(), log_text = p:tail() }))
+  end
+  local finished, ferr = pcall(source._finish, source, p, run, "AirbyteConnectorFailedError", "read")
+  if not finished then abort(ferr) end
+  p:close()
+
+  -- success: swap replaced tables in with their states, commit the rest
+  local swapped, serr = pcall(function()
+    for name, s in pairs(streams) do
+      s:finish()
+      if pending[name] then db:put_state(source.name, name, pending[name]) end
+    end
+    if pending_global then db:put_state(source.name, "", pending_global) end
+    db:commit()
+  end)
+  for _, s in pairs(streams) do s:close() end
+  if not swapped then
+    db:rollback()
+    error(serr, 0)
+  end
+  tracker:finish(totals)
+  for _, w in ipairs(run.warnings) do io.stderr:write("warning: ", w, "\n") end
+
+  local names = {}
+  for i, n in ipairs(selected) do names[i] = n end
+  return require("airbyte.read_result").new{
+    source_name = source.name, processed_streams = names, cache = cache,
+    processed_records = totals.records, totals = totals, warnings = run.warnings,
+    stream_statuses = run.statuses, elapsed_ms = tracker.elapsed_ms,
+  }
+end
+
+return M

@@ -1,0 +1,124 @@
+-- ReadResult and CachedDataset (airbyte/results.py, airbyte/datasets/).
+--
+--   result["users"]           -> CachedDataset (unknown name: error listing the streams)
+--   #dataset                  -> rows in the cache table (the whole table, as PyAirbyte)
+--   for row in dataset:rows() -> typed rows: integers stay integers, JSON columns decoded
+--   dataset:to_table()        -> array of rows
+--   dataset:with_filter("age > 30") -> a narrower dataset (SQL expressions, ANDed)
+--   result.streams, result.processed_records, result.cache, result.source_name
+local errors = require "airbyte.errors"
+
+local M = {}
+
+local Dataset = {}
+Dataset.__index = Dataset
+
+function M.dataset(cache, stream_name, filters)
+  return setmetatable({ cache = cache, stream_name = stream_name,
+                        table_name = cache:table_name(stream_name), _filters = filters or {} }, Dataset)
+end
+
+function Dataset:_sql(select)
+  local sql = ("SELECT %s FROM \"%s\""):format(select, self.table_name)
+  if #self._filters > 0 then
+    local parts = {}
+    for i, f in ipairs(self._filters) do parts[i] = "(" .. f .. ")" end
+    sql = sql .. " WHERE " .. table.concat(parts, " AND ")
+  end
+  return sql
+end
+
+function Dataset:__len()
+  local rows = self.cache:run_sql_query(self:_sql("count(*) AS n"))
+  return rows[1].n
+end
+
+-- rows(): iterator over typed rows; closing the loop early finalizes the query.
+function Dataset:rows()
+  return self.cache:_rows(self:_sql("*"), self.stream_name)
+end
+
+function Dataset:to_table()
+  local out = {}
+  for row in self:rows() do out[#out + 1] = row end
+  return out
+end
+
+function Dataset:with_filter(...)
+  local f = {}
+  for i, x in ipairs(self._filters) do f[i] = x end
+  for _, x in ipairs({ ... }) do
+    if type(x) ~= "string" then errors.raise("PyAirbyteInputError", "with_filter takes SQL expressions (strings)") end
+    f[#f + 1] = x
+  end
+  return M.dataset(self.cache, self.stream_name, f)
+end
+
+function Dataset:column_names()
+  return self.cache:column_names(self.stream_name)
+end
+
+function Dataset:__tostring()
+  return ("CachedDataset(%s)"):format(self.stream_name)
+end
+
+function Dataset:__eq(other)
+  return getmetatable(other) == Dataset and other.cache == self.cache and other.stream_name == self.stream_name
+end
+
+M.CachedDataset = Dataset
+
+local Result = {}
+
+Result.__index = function(self, key)
+  local m = Result[key]
+  if m then return m end
+  local fields = rawget(self, "_fields")
+  if fields[key] ~= nil then return fields[key] end
+  if key == "streams" then
+    local t = {}
+    for _, n in ipairs(fields.processed_streams) do t[n] = M.dataset(fields.cache, n) end
+    return t
+  end
+  if type(key) == "string" then
+    for _, n in ipairs(fields.processed_streams) do
+      if n == key then return M.dataset(fields.cache, n) end
+    end
+    errors.raise("AirbyteStreamNotFoundError",
+      ("stream '%s' was not part of this read; available: %s"):format(key,
+        table.concat(fields.processed_streams, ", ")),
+      { stream_name = key, available_streams = fields.processed_streams })
+  end
+  return nil
+end
+
+function Result:__len()
+  return #self._fields.processed_streams
+end
+
+-- pairs(result) -> stream name, dataset
+function Result:__pairs()
+  local names, i = self._fields.processed_streams, 0
+  return function()
+    i = i + 1
+    local n = names[i]
+    if n then return n, M.dataset(self._fields.cache, n) end
+  end, self, nil
+end
+
+function Result:__tostring()
+  return ("ReadResult(%s: %d records, streams %s)"):format(self._fields.source_name,
+    self._fields.processed_records, table.concat(self._fields.processed_streams, ", "))
+end
+
+function Result:contains(name)
+  for _, n in ipairs(self._fields.processed_streams) do if n == name then return true end end
+  return false
+end
+
+function M.new(fields)
+  return setmetatable({ _fields = fields }, Result)
+end
+
+M.ReadResult = Result
+return M

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Speed and memory targets, as ratios against baselines measured in the
+# same run (median of RUNS runs each). usage: scripts/bench.sh [RECORDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh >/dev/null
+N=${1:-1000000}
+RUNS=${RUNS:-3}
+LB=build/luabyte
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+now() { date +%s.%N; }
+verdict() {   # verdict NAME VALUE OP TARGET
+  if awk -v v="$2" -v t="$4" "BEGIN {exit !(v $3 t)}"; then echo "PASS"; else fails=$((fails+1)); echo "FAIL"; fi
+}
+
+echo "preparing $N users-shaped RECORD lines..."
+$LB scripts/gen_records.lua "$N" "$tmp/records.jsonl"
+bytes=$(stat -c %s "$tmp/records.jsonl")
+echo "  $(awk -v b="$bytes" -v n="$N" 'BEGIN {printf "%.0f bytes per line", b/n}')"
+
+# --- issue 2: reading and classifying connector output ---------------------
+secs=$(for _ in $(seq "$RUNS"); do s=$(now); cat "$tmp/records.jsonl" | wc -l >/dev/null; e=$(now); awk -v e="$e" -v s="$s" 'BEGIN {print e - s}'; done | median)
+base=$(awk -v n="$N" -v s="$secs" 'BEGIN {print n/s}')
+secs=$(for _ in $(seq "$RUNS"); do $LB scripts/bench/classify.lua "$tmp/records.jsonl" | awk '{print $2}'; done | median)
+rate=$(awk -v n="$N" -v s="$secs" 'BEGIN {print n/s}')
+ratio=$(awk -v a="$rate" -v b="$base" 'BEGIN {print a/b}')
+printf "classify:    %10.0f lines/s  (cat|wc -l %10.0f lines/s, ratio %.2f)  >= 1,000,000/s: %s  ratio >= 0.3: %s\n" \
+  "$rate" "$base" "$ratio" "$(verdict c "$rate" ">=" 1000000)" "$(verdict r "$ratio" ">=" 0.3)"
+
+ms=$(for _ in $(seq 5); do s=$(now); for _ in $(seq 20); do $LB -e '' ; done; e=$(now); awk -v e="$e" -v s="$s" 'BEGIN {print (e - s) * 1000 / 20}'; done | median)
+printf "startup:     %10.2f ms for luabyte -e ''  < 10 ms: %s\n" "$ms" "$(verdict s "$ms" "<" 10)"
+
+# --- issue 3: into the SQLite cache ---------------------------------------
+exe="$tmp/source-replay"
+printf '#!/bin/sh\nexec %q %q replay_source "$@"\n' "$PWD/$LB" "$PWD/scripts/bench/run_bench_connector.lua" > "$exe"
+chmod +x "$exe"
+cache_run() {  # cache_run [hook] -> "rate peak_kib"
+  rm -f "$tmp/cache.sqlite"*
+  $LB scripts/bench/to_cache.lua "$exe" "$tmp/records.jsonl" "$tmp/cache.sqlite" ${1:-} |
+    awk '{printf "%f %d\n", $1/$2, $3}'
+}
+runs=$(for _ in $(seq "$RUNS"); do cache_run; done)
+rate=$(echo "$runs" | awk '{print $1}' | median)
+peak=$(echo "$runs" | awk '{print $2}' | sort -g | tail -n 1)
+if [ -x build/tests/c/bench_sqlite_ceiling ]; then
+  ceiling=$(for _ in $(seq "$RUNS"); do rm -f "$tmp/ceil.sqlite"*; build/tests/c/bench_sqlite_ceiling "$N" "$tmp/ceil.sqlite" | awk '/records\/s/ {for (i=1;i<=NF;i++) if ($(i+1) ~ /records\/s/) print $i}'; done | median)
+else ceiling=0; fi
+py=$(for _ in $(seq "$RUNS"); do rm -f "$tmp/py.sqlite"*; python3 scripts/bench/naive_pipeline.py "$tmp/records.jsonl" "$tmp/py.sqlite" | awk '{print $1/$2}'; done | median)
+r_ceiling=$(awk -v a="$rate" -v b="$ceiling" 'BEGIN {print (b > 0) ? a/b : 0}')
+r_py=$(awk -v a="$rate" -v b="$py" 'BEGIN {print a/b}')
+printf "to cache:    %10.0f records/s  >= 250,000/s: %s\n" "$rate" "$(verdict a "$rate" ">=" 250000)"
+printf "  vs bare C SQLite loop %10.0f/s: ratio %.2f  >= 0.75: %s\n" "$ceiling" "$r_ceiling" "$(verdict b "$r_ceiling" ">=" 0.75)"
+printf "  vs naive Python       %10.0f/s: ratio %.1f  >= 5: %s\n" "$py" "$r_py" "$(verdict p "$r_py" ">=" 5)"
+printf "  peak memory %d KiB  < 65536 KiB: %s\n" "$peak" "$(verdict m "$peak" "<" 65536)"
+rate=$(for _ in $(seq "$RUNS"); do cache_run hook; done | awk '{print $1}' | median)
+printf "with hook:   %10.0f records/s  >= 100,000/s: %s\n" "$rate" "$(verdict h "$rate" ">=" 100000)"
+
+cat > "$tmp/faker.json" <<JSON
+{"count": 200000, "seed": 1}
+JSON
+cat > "$tmp/users.json" <<JSON
+{"streams":[{"stream":{"name":"users","json_schema":{},"supported_sync_modes":["full_refresh","incremental"]},"sync_mode":"full_refresh","destination_sync_mode":"overwrite"}]}
+JSON
+secs=$(for _ in $(seq "$RUNS"); do s=$(now); $LB connector source-faker read --config "$tmp/faker.json" --catalog "$tmp/users.json" >/dev/null; e=$(now); awk -v e="$e" -v s="$s" 'BEGIN {print e - s}'; done | median)
+rate=$(awk -v s="$secs" 'BEGIN {print 200000/s}')
+printf "faker:       %10.0f users records/s  >= 100,000/s: %s\n" "$rate" "$(verdict f "$rate" ">=" 100000)"
+
+echo "$fails target(s) missed"
