@@ -11,8 +11,9 @@
 --               discover = fn(config) -> { stream, ... },
 --               read = fn(config, configured_catalog, state_array, emit) }
 --       -> connector { kind = "source", spec, check, discover, read }
---   cdk.destination{ spec = tbl, check = fn, write = fn(config, catalog, messages, emit) }
---       -> connector { kind = "destination", ... }            (a sketch)
+--   cdk.destination{ spec = tbl, check = fn(config) -> ok, msg,
+--                    write = fn(config, configured_catalog, input, emit) }
+--       -> connector { kind = "destination", spec, check, write }
 --   cdk.main(connector, argv [, opts]) -> exit code
 --       opts.out: a file-like object with :write/:flush (default io.stdout)
 --       opts.input: an iterator of stdin lines for `write` (default io.lines())
@@ -47,6 +48,30 @@
 --   emit.record(name, data), emit.state(name, stream_state): shortcuts
 -- Streams started but not finished get COMPLETE when read() returns, or
 -- INCOMPLETE when it raises (followed by a TRACE ERROR and exit code 1).
+--
+-- The input handed to write() (the kit echoes STATEs, see "Destinations"):
+--   for msg, line in input do ... end   RECORDs of configured streams and
+--       TRACEs, in stdin order. A RECORD msg is { type = "RECORD", record =
+--       { stream, namespace, emitted_at, data, ... } , data_json = the data's
+--       JSON text as received }; data and the other fields decode on first
+--       use. A TRACE msg is the decoded message.
+--   input:on_commit(fn)  fn(state, message) makes everything written so far
+--                        durable; runs before each STATE is echoed
+--   input:on_abort(fn)   fn(err) cleans up when write() raises
+--   input:reject([n])    the last n (1) records were not written
+--   input:status(name [, namespace]) -> last stream status received
+--   input.streams[name], input.stream_names: the configured streams
+--       ({ name, namespace, sync_mode, destination_sync_mode, primary_key,
+--       cursor_field, stream, configured })
+--   input:blocks()       raw stdin chunks, for hand-written loops
+-- The emitter handed to write(): emit.log(level, message), emit.message(msg),
+--   emit.state(line, counter) (echo a STATE read by a hand-written loop),
+--   emit.flush(), emit.now_ms().
+-- Destination helpers: cdk.output_file(path, opts) (durable overwrite/append
+--   files), cdk.uuid4(), cdk.fsync(path), cdk.mkdir_p(path),
+--   cdk.record_counter(), cdk.parse_message(line), cdk.record_data_json(line),
+--   cdk.with_destination_stats(line, message, n [, rejected]),
+--   cdk.stream_status(msg) -> name, namespace, status.
 
 local cjson = require "cjson"
 
@@ -820,10 +845,13 @@ function M.source(def)
   return { kind = "source", spec = def.spec, check = def.check, discover = def.discover, read = def.read }
 end
 
+-- A destination: spec, check(config) -> ok, msg (optional) and
+-- write(config, configured_catalog, input, emit); see "Destinations" below.
 function M.destination(def)
   assert(type(def) == "table", "cdk.destination expects a table")
   assert(type(def.spec) == "table", "cdk.destination: spec is required")
   assert(type(def.write) == "function", "cdk.destination: write is required")
+  assert(def.check == nil or type(def.check) == "function", "cdk.destination: check must be a function")
   return { kind = "destination", spec = def.spec, check = def.check, write = def.write }
 end
 
@@ -953,24 +981,729 @@ local function run_read(connector, opts, e)
   return 0
 end
 
--- Destinations (a sketch): messages() returns the next stdin message, decoded
--- (integral numbers as integers), and its original line; non-JSON lines are
--- skipped as the protocol asks.
-local function run_write(connector, opts, e, input)
+---------------------------------------------------------------------------
+-- Destinations
+---------------------------------------------------------------------------
+-- The kit owns the protocol duties of `write` (protocol.md §5, destination
+-- side), so a destination only writes records and makes them durable:
+--   * STATE messages never reach the destination's code. When one is read,
+--     every message before it has been handed to write() and processed
+--     (write() asked for the next one), so the kit runs the commit hooks
+--     (flush + fsync / COMMIT), then echoes the STATE line unchanged except
+--     for state.destinationStats, and flushes stdout: states go out in the
+--     order received, only after the records before them are durable.
+--   * destinationStats.recordCount = records handed to write() since the
+--     previous state of the same stream (STREAM) or since the previous
+--     GLOBAL/LEGACY state (all streams), minus those write() rejected.
+--   * RECORDs of streams missing from the configured catalog, messages a
+--     destination has no use for (LOG, CONTROL, ...) and lines that are not
+--     Airbyte messages are skipped; the last kind is logged.
+
+local sub, match = string.sub, string.match
+local rawget, rawset = rawget, rawset
+
+local BLOCK = 1 << 16          -- stdin read size
+local MAX_SKIP_LOGS = 10       -- non-protocol lines logged one by one
+
+-- airbyte.json and airbyte.process live in the luabyte binary; loaded on
+-- first use so that sources keep running under a stock lua5.4.
+local json_mod, parse_line, core_mod
+local function dest_libs()
+  if not json_mod then
+    local ok, j = pcall(require, "airbyte.json")
+    local ok2, p = pcall(require, "airbyte.process")
+    if not (ok and ok2) then
+      error("destinations need the luabyte runtime (airbyte.json, airbyte.process)", 0)
+    end
+    json_mod, parse_line = j, p.parse
+  end
+  return json_mod, parse_line
+end
+
+-- cdk.parse_message(line) -> message (a userdata from the C scanner: .type,
+-- and for RECORDs .stream, .namespace, .emitted_at without decoding the
+-- data) | nil, why. The line is validated as JSON on the way.
+function M.parse_message(line)
+  local _, parse = dest_libs()
+  return parse(line)
+end
+
+-- true when text is one valid JSON value. The C scanner validates before it
+-- looks for a message, so anything but an "invalid JSON" verdict is valid.
+local function is_json(text)
+  local m, why = parse_line(text)
+  return m ~= nil or not find(why, "^invalid JSON")
+end
+
+local function stream_key(name, namespace)
+  if namespace == nil or namespace == NULL then return name end
+  return name .. "\0" .. namespace
+end
+
+-- A balanced {...} starting exactly at p, checked: a span found by brace
+-- matching alone would be wrong when a string holds a brace, and then it
+-- ends inside a string or runs past the value, which is never valid JSON.
+local function object_at(line, p)
+  local s, e = find(line, "^%b{}", p)
+  if s and is_json(sub(line, s, e)) then return s, e end
+  return nil
+end
+
+local RECORD_HEAD = '^%s*{%s*"type"%s*:%s*"RECORD"%s*,%s*"record"%s*:%s*{%s*'
+local STATE_HEAD = '^%s*{%s*"type"%s*:%s*"STATE"%s*,%s*"state"%s*:%s*'
+
+-- Start and end of record.data in a RECORD line, or nil. Handles the
+-- layouts connectors write ("type" first; the record's scalar fields such
+-- as stream, namespace and emitted_at in any order before "data").
+local function data_span(line)
+  local _, p = find(line, RECORD_HEAD)
+  if not p then return nil end
+  p = p + 1
+  for _ = 1, 8 do
+    local _, ke, key = find(line, '^"([%w_]*)"%s*:%s*', p)
+    if not ke then return nil end
+    p = ke + 1
+    if key == "data" then return object_at(line, p) end
+    local _, ve = find(line, '^"[^"\\]*"%s*,%s*', p)         -- a plain string
+    if not ve then _, ve = find(line, '^[%w.+-]+%s*,%s*', p) end -- number, null, true, false
+    if not ve then return nil end
+    p = ve + 1
+  end
+  return nil
+end
+
+-- cdk.record_data_json(line) -> the JSON text of a RECORD line's data: the
+-- bytes of the line when they can be located exactly (integers keep every
+-- digit, keys their order), else the data re-encoded (same values, keys
+-- sorted).
+function M.record_data_json(line)
+  local json = dest_libs()
+  local s, e = data_span(line)
+  if s then return sub(line, s, e) end
+  return json.encode(json.decode(line).record.data)
+end
+
+-- cdk.with_destination_stats(line, message, count [, rejected]) -> the
+-- STATE line with state.destinationStats set; message is the decoded line.
+-- The line is kept byte for byte (unknown fields such as the platform's
+-- id, sourceStats, big integers) and the stats inserted at the end of the
+-- state object; a line laid out otherwise, or that already carries
+-- destinationStats, is re-encoded (same content, keys sorted).
+function M.with_destination_stats(line, message, count, rejected)
+  local json = dest_libs()
+  rejected = rejected or 0
+  local state = message.state
+  if state.destinationStats == nil then
+    local _, p = find(line, STATE_HEAD)
+    if p then
+      local _, e = object_at(line, p + 1)
+      if e then
+        local stats = format('"destinationStats":{"recordCount":%d.0%s}', count,
+          rejected > 0 and format(',"rejectedRecordCount":%d.0', rejected) or "")
+        return sub(line, 1, e - 1) .. (next(state) == nil and "" or ",") .. stats .. sub(line, e)
+      end
+    end
+  end
+  local ds = type(state.destinationStats) == "table" and state.destinationStats or {}
+  ds.recordCount = count + 0.0
+  if rejected > 0 then ds.rejectedRecordCount = rejected + 0.0 end
+  state.destinationStats = ds
+  return json.encode(message)
+end
+
+-- STREAM, GLOBAL or LEGACY; "If not set, assume the state object is type LEGACY".
+local function state_kind(state)
+  local t = type(state) == "table" and state.type
+  if t == "STREAM" or t == "GLOBAL" then return t end
+  return "LEGACY"
+end
+
+---------------------------------------------------------------------------
+-- Record counts between states
+---------------------------------------------------------------------------
+
+local Counter = {}
+Counter.__index = Counter
+
+-- cdk.record_counter(): records per stream (name + namespace) and in total
+-- since the last state that covers them.
+function M.record_counter()
+  return setmetatable({ by = {}, rejected = {}, total = 0, total_rejected = 0 }, Counter)
+end
+
+function Counter:add(name, namespace, n)
+  self:add_key(stream_key(name, namespace), n or 1)
+end
+
+function Counter:add_key(key, n)
+  local by = self.by
+  by[key] = (by[key] or 0) + n
+  self.total = self.total + n
+end
+
+-- n records already counted under key were not written after all.
+function Counter:reject_key(key, n)
+  self.by[key] = (self.by[key] or 0) - n
+  self.rejected[key] = (self.rejected[key] or 0) + n
+  self.total = self.total - n
+  self.total_rejected = self.total_rejected + n
+end
+
+-- counter:take(state) -> records, rejected for this state's window, which
+-- restarts: the state's stream for STREAM, all streams for GLOBAL/LEGACY.
+function Counter:take(state)
+  if state_kind(state) == "STREAM" then
+    local d = type(state.stream) == "table" and state.stream.stream_descriptor
+    if type(d) ~= "table" or type(d.name) ~= "string" then return 0, 0 end
+    local key = stream_key(d.name, d.namespace)
+    local n, r = self.by[key] or 0, self.rejected[key] or 0
+    self.by[key], self.rejected[key] = nil, nil
+    return n, r
+  end
+  local n, r = self.total, self.total_rejected
+  self.total, self.total_rejected = 0, 0
+  return n, r
+end
+
+---------------------------------------------------------------------------
+-- Reading stdin
+---------------------------------------------------------------------------
+
+-- Lines of a file in blocks: io.lines copies a line byte by byte, this is
+-- about twice as fast. A line longer than a block is gathered in pieces.
+local function block_lines(fh)
+  local buf, pos = "", 1
+  return function()
+    local e = find(buf, "\n", pos, true)
+    if e then
+      local line = sub(buf, pos, e - 1)
+      pos = e + 1
+      return line
+    end
+    local parts = { sub(buf, pos) }
+    buf, pos = "", 1
+    while true do
+      local blk = fh:read(BLOCK)
+      if not blk then
+        local line = concat(parts)
+        if line == "" then return nil end
+        return line                                 -- last line, no newline
+      end
+      e = find(blk, "\n", 1, true)
+      if e then
+        parts[#parts + 1] = sub(blk, 1, e - 1)
+        buf, pos = blk, e + 1
+        return concat(parts)
+      end
+      parts[#parts + 1] = blk
+    end
+  end
+end
+
+-- Records: the record table resolves data (decoded from data_json) and
+-- any other field (decoded from the line) on first use; the message
+-- resolves data_json on first use. The line hides under private keys.
+local LINE, MSG, DECODED = {}, {}, {}
+
+local RecordMT = {}
+function RecordMT.__index(rec, k)
+  local json = json_mod
+  if k == "data" then
+    local d = json.decode(rawget(rec, MSG).data_json)
+    rawset(rec, "data", d)
+    return d
+  end
+  if rawget(rec, DECODED) or type(k) ~= "string" then return nil end
+  rawset(rec, DECODED, true)
+  local full = json.decode(rawget(rec, LINE)).record
+  for kk, v in pairs(full) do
+    if rawget(rec, kk) == nil then rawset(rec, kk, v) end
+  end
+  return rawget(rec, k)
+end
+
+local RecordMessageMT = {}
+function RecordMessageMT.__index(msg, k)
+  if k == "data_json" then
+    local text = M.record_data_json(rawget(msg, LINE))
+    rawset(msg, "data_json", text)
+    return text
+  end
+  return nil
+end
+
+local Input = {}
+Input.__index = Input
+Input.__call = function(self) return self:next() end
+
+local function configured_streams(catalog)
+  local streams, names = {}, {}
+  for _, cs in ipairs(type(catalog) == "table" and catalog.streams or {}) do
+    local s = type(cs) == "table" and cs.stream
+    if type(s) == "table" and type(s.name) == "string" then
+      if not streams[s.name] then names[#names + 1] = s.name end
+      local ns = s.namespace
+      if ns == NULL then ns = nil end
+      streams[s.name] = {
+        name = s.name, namespace = ns, stream = s, configured = cs,
+        sync_mode = cs.sync_mode ~= NULL and cs.sync_mode or "full_refresh",
+        destination_sync_mode = cs.destination_sync_mode ~= NULL and cs.destination_sync_mode or "append",
+        primary_key = cs.primary_key ~= NULL and cs.primary_key or nil,
+        cursor_field = cs.cursor_field ~= NULL and cs.cursor_field or nil,
+      }
+    end
+  end
+  return streams, names
+end
+
+local function new_input(lines, catalog, out)
+  dest_libs()
+  local streams, names = configured_streams(catalog)
+  return setmetatable({
+    given_lines = lines, read_line = nil, out = out,
+    streams = streams, stream_names = names, statuses = {},
+    counter = M.record_counter(), last_key = nil,
+    commit_hooks = {}, abort_hooks = {},
+    skipped = 0, ignored = {}, states = 0, eof = false,
+  }, Input)
+end
+
+function Input:log(level, message)
+  self.out:write(M.encode(M.obj("type", "LOG", "log", M.obj("level", level, "message", message))), "\n")
+end
+
+function Input:on_commit(fn) self.commit_hooks[#self.commit_hooks + 1] = fn end
+function Input:on_abort(fn) self.abort_hooks[#self.abort_hooks + 1] = fn end
+
+-- The last n records handed out were not written (default 1).
+function Input:reject(n)
+  if self.last_key then self.counter:reject_key(self.last_key, n or 1) end
+end
+
+function Input:status(name, namespace)
+  return self.statuses[stream_key(name, namespace)] or
+    (namespace == nil and self.statuses[name]) or nil
+end
+
+-- Raw chunks of stdin for a destination that frames lines itself.
+function Input:blocks()
+  if self.read_line then error("input:blocks() after messages were read", 2) end
+  self.read_line = function() return nil end
+  local given = self.given_lines
+  if given then
+    return function()
+      local line = given()
+      return line and line .. "\n"
+    end
+  end
+  return function() return io.stdin:read(BLOCK) end
+end
+
+function Input:checkpoint(line)
+  local json = json_mod
+  local ok, message = pcall(json.decode, line)
+  if not ok then return end    -- cannot happen: the C scanner validated it
+  for _, fn in ipairs(self.commit_hooks) do fn(message.state, message) end
+  local n, rejected = self.counter:take(message.state)
+  local out = self.out
+  out:write(M.with_destination_stats(line, message, n, rejected), "\n")
+  out:flush()
+  self.states = self.states + 1
+end
+
+function Input:skip(line, why)
+  self.skipped = self.skipped + 1
+  if self.skipped <= MAX_SKIP_LOGS then
+    if #line > 200 then line = sub(line, 1, 200) .. "..." end
+    self:log("WARN", format("skipped a line that is not an Airbyte message (%s): %s", why or "?", line))
+  end
+end
+
+-- next() -> msg, line for the next RECORD of a configured stream or TRACE;
+-- nil at the end of stdin. STATEs are committed and echoed on the way.
+function Input:next()
+  local read_line = self.read_line
+  if not read_line then
+    read_line = self.given_lines or block_lines(io.stdin)
+    self.read_line = read_line
+  end
+  local parse, streams = parse_line, self.streams
+  while true do
+    local line = read_line()
+    if line == nil then
+      self.eof = true
+      return nil
+    end
+    local m, why = parse(line)
+    if m then
+      local t = m.type
+      if t == "RECORD" then
+        local name = m.stream
+        if streams[name] then
+          local ns = m.namespace
+          local key = ns and (name .. "\0" .. ns) or name
+          self.counter:add_key(key, 1)
+          self.last_key = key
+          local msg = setmetatable({ type = "RECORD", [LINE] = line }, RecordMessageMT)
+          msg.record = setmetatable({ stream = name, namespace = ns, emitted_at = m.emitted_at,
+                                      [LINE] = line, [MSG] = msg }, RecordMT)
+          return msg, line
+        end
+        self.ignored[name] = (self.ignored[name] or 0) + 1
+      elseif t == "STATE" then
+        self:checkpoint(line)
+      elseif t == "TRACE" then
+        local msg = json_mod.decode(line)
+        local tr = msg.trace
+        local ss = type(tr) == "table" and tr.type == "STREAM_STATUS" and tr.stream_status
+        if type(ss) == "table" and type(ss.stream_descriptor) == "table" and
+           type(ss.stream_descriptor.name) == "string" then
+          self.statuses[stream_key(ss.stream_descriptor.name, ss.stream_descriptor.namespace)] = ss.status
+        end
+        self.last_key = nil
+        return msg, line
+      end
+      -- LOG, CONTROL, SPEC, ...: nothing for a destination to do
+    elseif find(line, "%S") then
+      self:skip(line, why)
+    end
+  end
+end
+
+function Input:summary()
+  if self.skipped > MAX_SKIP_LOGS then
+    self:log("WARN", format("skipped %d lines that were not Airbyte messages", self.skipped))
+  end
+  local names = {}
+  for name in pairs(self.ignored) do names[#names + 1] = name end
+  sort(names)
+  for _, name in ipairs(names) do
+    self:log("WARN", format("ignored %d records of stream '%s': it is not in the configured catalog",
+      self.ignored[name], name))
+  end
+end
+
+-- cdk.stream_status(msg) -> name, namespace, status for a stream-status
+-- TRACE message (a decoded table), else nil.
+function M.stream_status(msg)
+  local tr = type(msg) == "table" and msg.type == "TRACE" and msg.trace
+  local ss = type(tr) == "table" and tr.type == "STREAM_STATUS" and tr.stream_status
+  local d = type(ss) == "table" and ss.stream_descriptor
+  if type(d) ~= "table" or type(d.name) ~= "string" then return nil end
+  local ns = d.namespace
+  if ns == NULL then ns = nil end
+  return d.name, ns, ss.status
+end
+
+-- The emit table handed to write().
+local function destination_emit(out)
+  local function write_line(s)
+    out:write(s, "\n")
+  end
+  return {
+    log = function(level, message)
+      write_line(M.encode(M.obj("type", "LOG", "log", M.obj("level", level, "message", tostring(message)))))
+    end,
+    message = function(msg)
+      if type(msg) == "string" then return write_line(msg) end
+      return write_line(M.encode(msg))
+    end,
+    -- Echo a STATE line read by a hand-written loop, with destinationStats
+    -- taken from counter (a cdk.record_counter) or 0.
+    state = function(line, counter)
+      local json = dest_libs()
+      local message = json.decode(line)
+      local n, rejected = 0, 0
+      if counter then n, rejected = counter:take(message.state) end
+      write_line(M.with_destination_stats(line, message, n, rejected))
+      out:flush()
+    end,
+    flush = function() out:flush() end,
+    now_ms = now_ms,
+  }
+end
+
+---------------------------------------------------------------------------
+-- Destination helpers: ids, durable files
+---------------------------------------------------------------------------
+
+local seeded = false
+
+-- math.random seeded from the kernel once: ids must not repeat across the
+-- destination processes of several syncs started in the same second.
+local function seed_random()
+  seeded = true
+  local f = io.open("/dev/urandom", "rb")
+  local bytes = f and f:read(16)
+  if f then f:close() end
+  if bytes and #bytes == 16 then
+    math.randomseed(string.unpack("<i8i8", bytes))
+  end
+end
+
+-- cdk.uuid4() -> a random (version 4) UUID string.
+function M.uuid4()
+  if not seeded then seed_random() end
+  local random = math.random
+  local a, b = random(0), random(0)
+  return format("%08x-%04x-4%03x-%04x-%012x", (a >> 32) & 0xffffffff, (a >> 16) & 0xffff, a & 0xfff,
+    0x8000 | ((b >> 48) & 0x3fff), b & 0xffffffffffff)
+end
+
+-- airbyte.core (the binary's fsync and mkdir_p), or false under a stock lua5.4.
+local function load_core()
+  if core_mod == nil then
+    local ok, core = pcall(require, "airbyte.core")
+    core_mod = ok and core or false
+  end
+  return core_mod
+end
+
+-- cdk.fsync(path): the file (or directory) reaches the disk; raises on
+-- failure. A no-op where the runtime has no fsync (stock lua5.4).
+function M.fsync(path)
+  load_core()
+  if core_mod and core_mod.fsync then
+    local ok, err = core_mod.fsync(path)
+    if not ok then M.error(err) end
+  end
+end
+
+-- cdk.mkdir_p(path): creates the directory and its parents; raises a
+-- config error when it cannot (the path comes from the config).
+function M.mkdir_p(path)
+  load_core()
+  if core_mod and core_mod.mkdir_p then
+    local ok, err = core_mod.mkdir_p(path)
+    if not ok then M.config_error(err) end
+  else
+    os.execute("mkdir -p '" .. gsub(path, "'", "'\\''") .. "'")
+  end
+end
+
+local Output = {}
+Output.__index = Output
+
+-- cdk.output_file(path, { mode = "overwrite" | "append", header = text })
+-- -> a file written with the protocol's guarantees:
+--   overwrite: written to _airbyte_tmp_<random>_<name> beside path; finish()
+--     renames it over path, so readers see the old file or the new one,
+--     never a partial one; abort() removes it and the old file stays.
+--   append: appended to path (header only when the file is empty; a last
+--     line left unterminated by a crash is terminated first).
+--   out:write(...)  like file:write
+--   out:commit()    flush + fsync what was written (call before echoing a state)
+--   out:finish()    commit; overwrite: publish (rename + fsync the directory);
+--                   later writes append to the published file
+--   out:abort()     close; overwrite: remove the temporary file
+function M.output_file(path, opts)
+  opts = opts or {}
+  local dir, base = match(path, "^(.*)/([^/]*)$")
+  if not dir then dir, base = ".", path end
+  if dir == "" then dir = "/" end
+  local self = setmetatable({ path = path, dir = dir, mode = opts.mode or "append",
+                              header = opts.header, dirty = false }, Output)
+  if self.mode == "overwrite" then
+    if not seeded then seed_random() end
+    self.tmp = format("%s/_airbyte_tmp_%08x_%s", dir, math.random(0) & 0xffffffff, base)
+    local f, err = io.open(self.tmp, "wb")
+    if not f then M.error("cannot create " .. self.tmp .. ": " .. tostring(err)) end
+    self.f = f
+    if self.header then f:write(self.header); self.dirty = true end
+  else
+    self:open_append()
+  end
+  self.f:setvbuf("full", BLOCK)
+  return self
+end
+
+function Output:open_append()
+  local f, err = io.open(self.path, "a+b")
+  if not f then M.error("cannot open " .. self.path .. ": " .. tostring(err)) end
+  local size = f:seek("end")
+  if size == 0 then
+    if self.header then f:write(self.header); self.dirty = true end
+  else
+    f:seek("set", size - 1)
+    local last = f:read(1)
+    f:seek("end")
+    if last ~= "\n" then f:write("\n"); self.dirty = true end
+  end
+  self.f = f
+end
+
+function Output:write(...)
+  local f = self.f
+  if not f then
+    if self.aborted then M.error("write to an aborted file: " .. self.path) end
+    self:open_append()
+    f = self.f
+    f:setvbuf("full", BLOCK)
+  end
+  local ok, err = f:write(...)
+  if not ok then M.error("cannot write " .. (self.tmp or self.path) .. ": " .. tostring(err)) end
+  self.dirty = true
+end
+
+function Output:commit()
+  if not self.dirty or not self.f then return end
+  local ok, err = self.f:flush()
+  if not ok then M.error("cannot write " .. (self.tmp or self.path) .. ": " .. tostring(err)) end
+  M.fsync(self.tmp or self.path)
+  self.dirty = false
+end
+
+function Output:finish()
+  if not self.f then return end
+  self.dirty = true          -- a new file is synced even when empty
+  self:commit()
+  self.f:close()
+  self.f = nil
+  if self.tmp then
+    local ok, err = os.rename(self.tmp, self.path)
+    if not ok then M.error("cannot rename " .. self.tmp .. " to " .. self.path .. ": " .. tostring(err)) end
+    self.tmp = nil
+    self.mode = "append"
+    M.fsync(self.dir)         -- the rename itself survives a crash
+  end
+end
+
+function Output:abort()
+  if self.f then pcall(self.f.close, self.f) end
+  self.f = nil
+  if self.tmp then os.remove(self.tmp); self.tmp = nil end
+  self.aborted = true
+end
+
+---------------------------------------------------------------------------
+-- One file per stream: the legacy raw layout of destination-local-json and
+-- destination-csv (protocol.md §8.1)
+---------------------------------------------------------------------------
+
+-- Stream name -> file name part, the way Airbyte's name transformer does
+-- it for these destinations: anything but ASCII letters, digits and '_'
+-- becomes '_' (which also keeps a name from leaving the directory).
+local function file_stem(name)
+  return (gsub(name, "[^%w_]", "_"))
+end
+
+-- overwrite and append; append_dedup becomes append (there is no key to
+-- deduplicate on in a raw file), other modes are not for files.
+local function file_mode(s, emit)
+  local mode = s.destination_sync_mode
+  if mode == "overwrite" or mode == "append" then return mode end
+  if mode == "append_dedup" then
+    emit.log("WARN", format("stream '%s': append_dedup is written as append (no deduplication)", s.name))
+    return "append"
+  end
+  M.config_error(format("stream '%s': destination_sync_mode '%s' is not supported (overwrite, append)",
+    s.name, tostring(mode)))
+end
+
+local function destination_dir(config)
+  local dir = config.destination_path
+  if type(dir) ~= "string" or dir == "" then M.config_error("destination_path must be a non-empty string") end
+  dir = gsub(dir, "(.)/+$", "%1")
+  return dir
+end
+
+-- cdk.file_destination{ spec, extension = ".jsonl", header = fn(config) -> text | nil,
+--                       row = fn(config) -> fn(ab_id, emitted_at_ms, data_json) -> pieces... }
+-- -> a destination writing <destination_path>/_airbyte_raw_<stream><extension>
+-- with cdk.output_file: overwrite streams are published when they end
+-- COMPLETE or when the input ends, and dropped (the old file stays) when they
+-- end INCOMPLETE or the write fails; every file is committed before a STATE
+-- is echoed. check() creates the directory and writes a probe file in it.
+function M.file_destination(def)
+  assert(type(def.row) == "function", "cdk.file_destination: row is required")
+  local extension = def.extension or ""
+
+  local function check(config)
+    local dir = destination_dir(config)
+    M.mkdir_p(dir)
+    if not seeded then seed_random() end
+    local probe = format("%s/_airbyte_check_%08x.tmp", dir, math.random(0) & 0xffffffff)
+    local f, err = io.open(probe, "wb")
+    if not f then return false, format("cannot write in %s: %s", dir, tostring(err)) end
+    f:close()
+    os.remove(probe)
+    return true
+  end
+
+  local function write(config, _, input, emit)
+    local dir = destination_dir(config)
+    M.mkdir_p(dir)
+    local header = def.header and def.header(config) or nil
+    local row = def.row(config)
+    local files, by_path = {}, {}
+    input:on_abort(function()
+      for _, out in pairs(files) do out:abort() end
+    end)
+    for _, name in ipairs(input.stream_names) do
+      local path = dir .. "/_airbyte_raw_" .. file_stem(name) .. extension
+      if by_path[path] then
+        M.config_error(format("streams '%s' and '%s' would both be written to %s", by_path[path], name, path))
+      end
+      by_path[path] = name
+      files[name] = M.output_file(path, { mode = file_mode(input.streams[name], emit), header = header })
+    end
+    input:on_commit(function()
+      for _, out in pairs(files) do out:commit() end
+    end)
+    local uuid4, floor = M.uuid4, math.floor
+    for msg in input do
+      if msg.type == "RECORD" then
+        local rec = msg.record
+        local out = files[rec.stream]
+        if out.aborted then
+          input:reject()                -- after INCOMPLETE: nowhere to go
+        else
+          local at = rec.emitted_at
+          if mtype(at) ~= "integer" then at = at and floor(at) or now_ms() end
+          out:write(row(uuid4(), at, msg.data_json))
+        end
+      else
+        local name, _, status = M.stream_status(msg)
+        local out = name and files[name]
+        if out and status == "COMPLETE" then
+          out:finish()
+        elseif out and status == "INCOMPLETE" then
+          if out.mode == "overwrite" then
+            out:abort()
+            emit.log("WARN", format("stream '%s' ended INCOMPLETE: %s was left as it was", name, out.path))
+          else
+            out:commit()
+          end
+        end
+      end
+    end
+    for _, name in ipairs(input.stream_names) do
+      local out = files[name]
+      if not out.aborted then out:finish() end
+    end
+  end
+
+  return M.destination { spec = def.spec, check = def.check or check, write = write }
+end
+
+-- Runs `write`: the config and catalog are loaded, write() gets the input
+-- and emit tables; when it raises, the abort hooks run before the error is
+-- reported (TRACE ERROR, exit code 1).
+local function run_write(connector, opts, e, lines)
   if connector.kind ~= "destination" then error("write needs a destination connector", 0) end
   local config = load_config(connector, opts.config)
   local catalog, err = read_json(opts.catalog, "catalog")
   if catalog == nil then error(err, 0) end
-  local lines = input or io.lines()
-  local function messages()
-    for line in lines do
-      local ok, msg = pcall(cjson.decode, line)
-      if ok and type(msg) == "table" and type(msg.type) == "string" then return integralize(msg), line end
-    end
-    return nil
+  if type(catalog) ~= "table" or type(catalog.streams) ~= "table" then
+    M.config_error("the configured catalog has no streams array")
   end
-  local emitter = new_emitter(e.out, catalog)
-  connector.write(config, catalog, messages, bound(emitter))
+  local input = new_input(lines, catalog, e.out)
+  local ok, res = xpcall(connector.write, capture, config, catalog, input, destination_emit(e.out))
+  if not ok then
+    for i = #input.abort_hooks, 1, -1 do pcall(input.abort_hooks[i], res) end
+    error(res, 0)
+  end
+  input:summary()
   return 0
 end
 

@@ -146,7 +146,7 @@ function Source:get_records(stream, opts)
       if not abandoned then self:_finish(p, state, "AirbyteConnectorReadError", "read") end
     end)
     p:close()
-    files:__close()
+    getmetatable(files).__close(files)
     if not ok then error(err, 0) end
   end
   local closer = setmetatable({}, { __close = function() finish(true) end })

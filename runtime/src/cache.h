@@ -84,9 +84,25 @@ int  lb_cache_commit(lb_cache *c);
 int  lb_cache_rollback(lb_cache *c);
 int  lb_cache_in_transaction(const lb_cache *c);
 
+/* Async mode (on by default): lb_cache_stream_write scans the record on
+** the caller's thread, copies what is to be bound into a batch and returns;
+** a writer thread (started on the first write, one per cache) binds and
+** inserts batches while the caller scans the next records, so parsing and
+** SQLite overlap on two cores. Every other function first waits until the
+** queued rows are in the database, so order is kept: records, then the
+** state after them, then commit. A failed insert is reported by a later
+** write or by the next commit/finish/put_state (the rows after it are
+** dropped; roll back); begin and rollback clear it. Memory: at most four
+** batches of about 1 MB. If the thread cannot start, writes stay sync.
+** set_async(c, 0) waits for the queue, stops the thread and returns its
+** error if any. lb_cache_sync waits for the queue and returns that error. */
+int  lb_cache_set_async(lb_cache *c, int on);
+int  lb_cache_sync(lb_cache *c);
+
 /* Message of the last failure on this cache (never NULL). */
 const char *lb_cache_errmsg(lb_cache *c);
-/* The sqlite3 connection, for the Lua binding's ad-hoc SQL. */
+/* The sqlite3 connection, for the Lua binding's ad-hoc SQL (waits for
+** queued rows first, so the caller may use it right away). */
 struct sqlite3 *lb_cache_db(lb_cache *c);
 
 /* Table prefix prepended to stream names (PyAirbyte's table_prefix), "" by
@@ -115,8 +131,9 @@ lb_cache_stream *lb_cache_stream_open(lb_cache *c, const char *source_name,
 /* Writes one record. data is the record's "data" object, validated by jskim
 ** (its bytes must stay valid for the call only). meta_json is the
 ** _airbyte_meta text (NULL = "{}"), not checked. No allocation per record
-** once the stream has seen its largest record. LB_EINVAL if data is not an
-** object. */
+** once the stream (sync) or the batches (async) have seen the largest
+** record. LB_EINVAL if data is not an object; in async mode an insert
+** error may show up here for an earlier record. */
 int  lb_cache_stream_write(lb_cache_stream *s, const lb_jval *data,
                            long long emitted_at_ms, const char *meta_json);
 
@@ -129,6 +146,8 @@ int  lb_cache_stream_abort(lb_cache_stream *s, char *err, size_t errlen);
 /* Finalizes the statements and frees the stream. NULL is fine. */
 void lb_cache_stream_close(lb_cache_stream *s);
 
+/* Records accepted by lb_cache_stream_write (in async mode some may still
+** be queued). */
 long long lb_cache_stream_rows_written(const lb_cache_stream *s);
 const char *lb_cache_stream_table(const lb_cache_stream *s);   /* final table name */
 lb_cache *lb_cache_stream_cache(const lb_cache_stream *s);
@@ -165,7 +184,8 @@ int  lb_cache_get_destination_states(lb_cache *c, const char *destination_name,
 long lb_cache_normalize(const char *name, size_t len, char *out, size_t cap);
 
 /* Time-ordered UUIDv7 text (36 chars + NUL) from the cache's generator:
-** strictly increasing within one cache. */
+** strictly increasing within one cache (waits for queued rows, whose ids
+** come from the same generator). */
 void lb_cache_uuid7(lb_cache *c, char out[37]);
 
 /* For the C pump: the C objects behind the Lua userdata of lua_cache.c

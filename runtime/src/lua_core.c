@@ -8,6 +8,7 @@
 **   local f <close> = core.tempfile(content, ".json")  -- f.path, mode 0600
 */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -236,6 +237,32 @@ static int l_executable(lua_State *L) {
   return 1;
 }
 
+/* fsync(path) -> true | nil, msg, code: makes a written file durable, for
+** destinations that echo a STATE only once its records are on disk. A
+** directory path syncs the directory (after a rename). */
+static int l_fsync(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  int fd = open(path, O_RDONLY | O_CLOEXEC), rc, e;
+  if (fd < 0) {
+    e = errno;
+    luaL_pushfail(L);
+    lua_pushfstring(L, "cannot open '%s' to sync it: %s", path, strerror(e));
+    lua_pushstring(L, uv_err_name(uv_translate_sys_error(e)));
+    return 3;
+  }
+  rc = fsync(fd);
+  e = errno;
+  close(fd);
+  if (rc != 0) {
+    luaL_pushfail(L);
+    lua_pushfstring(L, "cannot sync '%s': %s", path, strerror(e));
+    lua_pushstring(L, uv_err_name(uv_translate_sys_error(e)));
+    return 3;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* mkdir_p(path[, mode]) -> true | nil, msg, code: creates missing parents. */
 static int l_mkdir_p(lua_State *L) {
   size_t len;
@@ -343,6 +370,7 @@ static const luaL_Reg funcs[] = {
   {"in_task", l_in_task},
   {"tempfile", l_tempfile},
   {"mkdir_p", l_mkdir_p},
+  {"fsync", l_fsync},
   {"isatty", l_isatty},
   {"executable", l_executable},
   {NULL, NULL}

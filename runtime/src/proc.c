@@ -349,9 +349,11 @@ ssize_t lb__proc_write(lb_proc *p, const char *data, size_t len) {
     else if (rc != UV_EAGAIN) { p->write_error = rc; return rc; }
     if (done == len) return (ssize_t)done;
   }
+  /* Above the mark the caller waits; below it everything is taken, so a
+  ** line is never split across waits (the queue may exceed the mark by
+  ** one write). */
   if (queued >= WRITE_QUEUE_MAX) return (ssize_t)done;
   len -= done;
-  if (len > WRITE_QUEUE_MAX - queued) len = WRITE_QUEUE_MAX - queued;
   w = malloc(sizeof *w + len);
   if (w == NULL) return done ? (ssize_t)done : UV_ENOMEM;
   w->p = p;

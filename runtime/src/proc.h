@@ -82,7 +82,8 @@ void lb__proc_terminate(lb_proc *p, int force);
 int  lb__proc_kill(lb_proc *p, int signum);
 void lb__proc_close_stdin(lb_proc *p);
 /* Writes what it can now; returns bytes taken (the rest must be retried
-** after waiting), or a negative libuv error. Queues at most 1 MiB. */
+** after waiting), or a negative libuv error. Below the 1 MiB mark it takes
+** everything; at the mark it takes nothing (wait for the write waiter). */
 ssize_t lb__proc_write(lb_proc *p, const char *data, size_t len);
 int  lb__proc_write_blocked(const lb_proc *p);
 /* A line for the log file and the tail kept for error messages. */

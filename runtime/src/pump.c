@@ -1,55 +1,75 @@
 /*
-** pump.c - the hot path from a connector's stdout into the cache.
+** pump.c - the hot paths: a connector's stdout into the cache, or straight
+** into a destination's stdin.
 **
 **   local pump = require "airbyte.pump"
-**   local totals = pump.to_cache(proc, {
+**   local totals = pump.to_cache(src, {
 **     streams = { users = cache_stream, ... },   -- selected streams (others dropped)
 **     on_record = function(record, stream) end,  -- optional, all streams
 **     hooks = { users = fn },                    -- optional, per stream
 **     on_message = function(msg, since) end,     -- STATE, TRACE, CONTROL, ...
 **     on_progress = function(totals) end, progress_ms = 500,
 **   })
-**   local totals = pump.count(proc)   -- classify every line, store nothing
+**   local totals = pump.to_process(src, dst, {
+**     streams = { users = true, ... }, on_record =, hooks =, on_message =, on_progress = })
+**   local totals = pump.count(src)             -- classify every line, store nothing
+**   local sent = pump.from_cache(db, dst, { stream =, table =, after = raw_id })
 **
-** With no hook, a RECORD goes from the pipe buffer to SQLite binds without
-** becoming a Lua value. A hook gets the decoded data; returning nil or true
-** keeps the original bytes, false drops the record, a table replaces it
-** (only then is the record re-encoded). Hooks must not wait (they run under
-** lua_pcall). on_message gets STATE messages with `since`, the number of
-** records of that stream (all streams for GLOBAL/LEGACY) since the
-** previous STATE, so the caller can check sourceStats and commit.
+** With no hook, a RECORD goes from the pipe buffer to SQLite binds, or to
+** the destination's stdin byte for byte, without becoming a Lua value. A
+** hook gets the decoded data; returning nil or true keeps the original
+** bytes, false drops the record, a table replaces it (only then is the
+** record re-encoded). Hooks must not wait (they run under lua_pcall).
+** on_message gets STATE messages with `since`, the number of records of
+** that stream (of all streams for GLOBAL/LEGACY) since the previous STATE,
+** so the caller can check sourceStats and commit. to_process forwards
+** RECORD, STATE and stream-status TRACE lines in order, and writes with
+** backpressure: a full destination pipe pauses the source.
 */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sqlite3.h>
 #include "cache.h"
 #include "proc.h"
 #include "protocol.h"
 #include "record.h"
 
 #define PUMP_MT "airbyte.Pump"
-#define YIELD_CHECK 512         /* records between budget checks */
+#define YIELD_CHECK 512              /* records between budget checks */
+#define WBUF_SIZE (256 * 1024)       /* forwarded lines are batched into writes */
 
 typedef struct pump_stream {
-  lb_cache_stream *cs;
+  lb_cache_stream *cs;          /* to_cache only */
   const char *name;             /* owned by the names table (stack slot) */
   size_t len;
   int has_hook;
-  long long total, since_state, dropped, replaced;
-  long long bytes;
+  long long total, since_state, dropped, replaced, bytes;
 } pump_stream;
 
 typedef struct pump {
-  lb_proc *p;
+  lb_proc *p;                   /* the source */
+  lb_proc *dst;                 /* to_process: the destination, else NULL */
+  char *wbuf;                   /* to_process: lines waiting to be written */
+  size_t wlen;
   int nstreams;
   int last;                     /* index of the last stream hit */
   long long records, ignored, messages, since_global, bytes;
-  long long by_type[LB_MSG__COUNT];   /* every line, by message type */
+  long long by_type[LB_MSG__COUNT];
   uint64_t next_progress, progress_ns;
   unsigned check;
   pump_stream s[1];             /* nstreams entries */
 } pump;
 
-/* Stack slots of to_cache, kept across yields. */
+/* Stack slots, kept across yields. */
 enum { S_PROC = 1, S_OPTS, S_STATE, S_HOOKS, S_ONREC, S_ONMSG, S_ONPROG, S_NAMES, S_TOP = S_NAMES };
+
+static int pump_gc(lua_State *L) {
+  pump *pm = lua_touserdata(L, 1);
+  free(pm->wbuf);
+  pm->wbuf = NULL;
+  return 0;
+}
 
 static pump_stream *find_stream(pump *pm, const lb_jval *name) {
   int i;
@@ -90,8 +110,7 @@ static void push_totals(lua_State *L, pump *pm) {
   lua_setfield(L, -2, "by_type");
 }
 
-/* Calls fn (at stack index fnidx) with the values above it; raises with
-** `what` in front of the error. */
+/* Calls the function below nargs values; raises with `what` in front. */
 static void call_lua(lua_State *L, int nargs, int nres, const char *what) {
   if (lua_pcall(L, nargs, nres, 0) != LUA_OK) {
     const char *msg = lua_tostring(L, -1);
@@ -102,26 +121,23 @@ static void call_lua(lua_State *L, int nargs, int nres, const char *what) {
 }
 
 /* Runs the hook on a record; returns 1 to write *data (maybe replaced), 0
-** to drop. A replacement is encoded into a string left on the stack. */
-static int run_hook(lua_State *L, pump *pm, pump_stream *ps, const lb_msg *m,
-                    lb_jval *data, int *pushed) {
-  int keep = 1;
-  (void)pm;
-  if (ps->has_hook) {
-    lua_getfield(L, S_HOOKS, ps->name);
-  } else {
-    lua_pushvalue(L, S_ONREC);
-  }
+** to drop. A replacement's JSON text is left on the stack (*pushed = 1). */
+static int run_hook(lua_State *L, pump_stream *ps, const lb_msg *m, lb_jval *data, int *pushed) {
+  if (ps->has_hook) lua_getfield(L, S_HOOKS, ps->name);
+  else lua_pushvalue(L, S_ONREC);
   lb__json_push(L, &m->data);
   lua_pushlstring(L, ps->name, ps->len);
   call_lua(L, 2, 1, "on_record hook failed");
   if (lua_isnil(L, -1) || (lua_isboolean(L, -1) && lua_toboolean(L, -1))) {
     lua_pop(L, 1);
-  } else if (lua_isboolean(L, -1)) {      /* false: drop */
+    return 1;
+  }
+  if (lua_isboolean(L, -1)) {             /* false: drop */
     lua_pop(L, 1);
     ps->dropped++;
-    keep = 0;
-  } else if (lua_istable(L, -1)) {
+    return 0;
+  }
+  if (lua_istable(L, -1)) {
     char err[256];
     size_t len, eoff;
     const char *text;
@@ -135,11 +151,10 @@ static int run_hook(lua_State *L, pump *pm, pump_stream *ps, const lb_msg *m,
                  ps->name);
     ps->replaced++;
     *pushed = 1;
-  } else {
-    luaL_error(L, "on_record hook for stream '%s' must return nil, true, false or a table (got %s)",
-               ps->name, luaL_typename(L, -1));
+    return 1;
   }
-  return keep;
+  return luaL_error(L, "on_record hook for stream '%s' must return nil, true, false or a "
+                       "table (got %s)", ps->name, luaL_typename(L, -1));
 }
 
 /* The stream a STATE message is about ("" for GLOBAL / LEGACY), into buf. */
@@ -181,10 +196,93 @@ static void on_state(lua_State *L, pump *pm, const lb_msg *m, const char *line, 
   }
 }
 
-static int to_cache_k(lua_State *L, int status, lua_KContext ctx);
+/* --- to_process: batched writes to the destination ------------------------ */
+
+/* Writes the batch; 0, or a libuv error (the destination went away). The
+** batch is always taken whole: the caller waited for room first. */
+static int flush(pump *pm) {
+  ssize_t n;
+  if (pm->wlen == 0) return 0;
+  n = lb__proc_write(pm->dst, pm->wbuf, pm->wlen);
+  if (n < 0) return (int)n;
+  pm->wlen = 0;
+  return 0;
+}
+
+static int forward(pump *pm, const char *a, size_t alen, const char *b, size_t blen,
+                   const char *c, size_t clen) {
+  size_t need = alen + blen + clen + 1;
+  int rc;
+  if (pm->wlen + need > WBUF_SIZE && (rc = flush(pm)) != 0) return rc;
+  if (need > WBUF_SIZE) {                 /* a huge line: write it as it is */
+    if ((rc = (int)lb__proc_write(pm->dst, a, alen)) < 0) return rc;
+    if (blen && (rc = (int)lb__proc_write(pm->dst, b, blen)) < 0) return rc;
+    if (clen && (rc = (int)lb__proc_write(pm->dst, c, clen)) < 0) return rc;
+    return (int)lb__proc_write(pm->dst, "\n", 1) < 0 ? -1 : 0;
+  }
+  memcpy(pm->wbuf + pm->wlen, a, alen); pm->wlen += alen;
+  memcpy(pm->wbuf + pm->wlen, b, blen); pm->wlen += blen;
+  memcpy(pm->wbuf + pm->wlen, c, clen); pm->wlen += clen;
+  pm->wbuf[pm->wlen++] = '\n';
+  return 0;
+}
+
+static int forward_line(pump *pm, const char *line, size_t len) {
+  return forward(pm, line, len, NULL, 0, NULL, 0);
+}
+
+static void raise_write_error(lua_State *L, pump *pm, int rc) {
+  luaL_error(L, "writing to destination '%s' failed: %s", pm->dst->name,
+             rc == UV_EPIPE ? "it stopped reading its input (exited?)" : uv_strerror(rc));
+}
+
+/* --- the loop ------------------------------------------------------------ */
+
+static int pump_k(lua_State *L, int status, lua_KContext ctx);
 
 static void cleanup_out(void *data) {
   ((lb_proc *)data)->out_waiter = NULL;
+}
+
+static void cleanup_write(void *data) {
+  ((lb_proc *)data)->write_waiter = NULL;
+}
+
+static void handle_record(lua_State *L, pump *pm, const lb_msg *m, const char *line, size_t len) {
+  pump_stream *ps = find_stream(pm, &m->stream);
+  lb_jval data = m->data;
+  long long ms = 0;
+  int pushed = 0, keep = 1, rc;
+  if (ps == NULL) { pm->ignored++; return; }
+  if (ps->has_hook || !lua_isnil(L, S_ONREC)) keep = run_hook(L, ps, m, &data, &pushed);
+  if (keep) {
+    if (pm->dst) {
+      if (pushed)    /* the line with its data replaced, everything else as printed */
+        rc = forward(pm, line, (size_t)(m->data.p - line), data.p, data.n,
+                     m->data.p + m->data.n, (size_t)(line + len - (m->data.p + m->data.n)));
+      else
+        rc = forward_line(pm, line, len);
+      if (rc != 0) raise_write_error(L, pm, rc);
+    } else {
+      if (m->emitted_at.type == LB_JNUMBER && !lb_jnum_to_int64(&m->emitted_at, &ms))
+        ms = (long long)lb_jnum_to_double(&m->emitted_at);
+      if (lb_cache_stream_write(ps->cs, &data, ms, NULL) != 0)
+        luaL_error(L, "writing a record of stream '%s' to the cache failed: %s", ps->name,
+                   lb_cache_errmsg(lb_cache_stream_cache(ps->cs)));
+    }
+    ps->total++;
+    pm->records++;
+  }
+  if (pushed) lua_pop(L, 1);
+  ps->since_state++;
+  pm->since_global++;
+  ps->bytes += (long long)m->data.n;
+  pm->bytes += (long long)m->data.n;
+}
+
+static int is_stream_status(const lb_msg *m) {
+  lb_jval t;
+  return lb_jobj_find(&m->payload, "type", 4, &t) && lb_jstr_eq(&t, "STREAM_STATUS", 13);
 }
 
 static int pump_loop(lua_State *L) {
@@ -197,34 +295,19 @@ static int pump_loop(lua_State *L) {
   int rc;
   lua_settop(L, S_TOP);
   for (;;) {
+    if (pm->dst && lb__proc_write_blocked(pm->dst)) {   /* backpressure */
+      if (pm->dst->write_error) raise_write_error(L, pm, pm->dst->write_error);
+      pm->dst->write_waiter = lb__current(L, "pump.to_process");
+      return lb__wait(L, cleanup_write, pm->dst, 0, pump_k);
+    }
     rc = lb_lines_next(&p->outbuf, &line, &len);
     if (rc == LB_LINES_OK) {
       p->stdout_lines++;
       pm->by_type[lb_msg_parse(line, len, &m)]++;
       switch (m.type) {
-        case LB_MSG_RECORD: {
-          pump_stream *ps = find_stream(pm, &m.stream);
-          lb_jval data = m.data;
-          long long ms = 0;
-          int pushed = 0, keep = 1;
-          if (ps == NULL) { pm->ignored++; break; }
-          if (ps->has_hook || !lua_isnil(L, S_ONREC)) keep = run_hook(L, pm, ps, &m, &data, &pushed);
-          if (keep) {
-            if (m.emitted_at.type == LB_JNUMBER && !lb_jnum_to_int64(&m.emitted_at, &ms))
-              ms = (long long)lb_jnum_to_double(&m.emitted_at);
-            if (lb_cache_stream_write(ps->cs, &data, ms, NULL) != 0)
-              luaL_error(L, "writing a record of stream '%s' to the cache failed: %s", ps->name,
-                         lb_cache_errmsg(lb_cache_stream_cache(ps->cs)));
-            ps->total++;
-            pm->records++;
-          }
-          if (pushed) lua_pop(L, 1);
-          ps->since_state++;
-          pm->since_global++;
-          ps->bytes += (long long)m.data.n;
-          pm->bytes += (long long)m.data.n;
+        case LB_MSG_RECORD:
+          handle_record(L, pm, &m, line, len);
           break;
-        }
         case LB_MSG_NONE:
           lb__proc_log_line(p, "", line, len);
           p->log_lines++;
@@ -234,10 +317,14 @@ static int pump_loop(lua_State *L) {
           break;
         case LB_MSG_STATE:
           pm->messages++;
+          if (pm->dst && (rc = forward_line(pm, line, len)) != 0) raise_write_error(L, pm, rc);
           on_state(L, pm, &m, line, len);
           break;
         default:
           pm->messages++;
+          if (pm->dst && m.type == LB_MSG_TRACE && is_stream_status(&m) &&
+              (rc = forward_line(pm, line, len)) != 0)
+            raise_write_error(L, pm, rc);
           if (!lua_isnil(L, S_ONMSG)) {
             lua_pushvalue(L, S_ONMSG);
             lb__push_message(L, &m, line, len);
@@ -255,12 +342,15 @@ static int pump_loop(lua_State *L) {
           call_lua(L, 1, 0, "on_progress failed");
         }
         if (lb__budget_spent(rt) && rt->current && lua_isyieldable(L)) {
+          if (pm->dst && (rc = flush(pm)) != 0) raise_write_error(L, pm, rc);
           lb__wake(rt->current);             /* run again at the next step */
-          return lb__wait(L, NULL, NULL, 0, to_cache_k);
+          return lb__wait(L, NULL, NULL, 0, pump_k);
         }
       }
       continue;
     }
+    /* nothing buffered: send what we have before waiting for more */
+    if (pm->dst && (rc = flush(pm)) != 0) raise_write_error(L, pm, rc);
     if (rc == LB_LINES_TOOLONG) {
       p->too_long_lines++;
       return luaL_error(L, "connector '%s' printed a line longer than the limit of %I bytes "
@@ -277,18 +367,20 @@ static int pump_loop(lua_State *L) {
       push_totals(L, pm);
       return 1;
     }
-    p->out_waiter = lb__current(L, "pump.to_cache");
+    p->out_waiter = lb__current(L, "pump");
     lb__proc_want_output(p);
-    return lb__wait(L, cleanup_out, p, 0, to_cache_k);
+    return lb__wait(L, cleanup_out, p, 0, pump_k);
   }
 }
 
-static int to_cache_k(lua_State *L, int status, lua_KContext ctx) {
+static int pump_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status; (void)ctx;
   return pump_loop(L);
 }
 
-static int l_to_cache(lua_State *L) {
+/* Sets up the stack slots; `cache` says whether streams map to cache
+** streams (to_cache) or to anything true (to_process). */
+static int start(lua_State *L, lb_proc *dst, int cache) {
   lb_proc *p = lb__proc_check(L, 1);
   pump *pm;
   int n = 0, i = 0;
@@ -296,20 +388,27 @@ static int l_to_cache(lua_State *L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
   lua_getfield(L, 2, "streams");
-  if (!lua_istable(L, -1)) return luaL_error(L, "to_cache: 'streams' must be a table");
+  if (!lua_istable(L, -1)) return luaL_error(L, "pump: 'streams' must be a table");
   lua_pushnil(L);
   while (lua_next(L, -2)) { n++; lua_pop(L, 1); }
   pm = lua_newuserdatauv(L, sizeof *pm + sizeof(pump_stream) * (size_t)(n > 0 ? n : 1), 0);
   memset(pm, 0, sizeof *pm);
   pm->p = p;
+  pm->dst = dst;
+  if (luaL_newmetatable(L, PUMP_MT)) {
+    lua_pushcfunction(L, pump_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  if (dst && (pm->wbuf = malloc(WBUF_SIZE)) == NULL) return luaL_error(L, "out of memory");
   lua_insert(L, S_STATE);                  /* stack: proc, opts, state, streams */
   lua_newtable(L);                         /* names: keeps stream name strings */
   lua_pushnil(L);
   while (lua_next(L, 4)) {
     pump_stream *ps = &pm->s[i];
-    if (lua_type(L, -2) != LUA_TSTRING) return luaL_error(L, "to_cache: stream names must be strings");
+    if (lua_type(L, -2) != LUA_TSTRING) return luaL_error(L, "pump: stream names must be strings");
     memset(ps, 0, sizeof *ps);
-    ps->cs = lb__cache_stream_check(L, -1);
+    if (cache) ps->cs = lb__cache_stream_check(L, -1);
     lua_pop(L, 1);
     lua_pushvalue(L, -1);
     lua_rawseti(L, 5, i + 1);
@@ -326,7 +425,7 @@ static int l_to_cache(lua_State *L) {
     pm->s[i].has_hook = lua_isfunction(L, -1);
     lua_pop(L, 1);
   }
-  lua_insert(L, S_HOOKS);                  /* stack: proc, opts, state, hooks, names */
+  lua_insert(L, S_HOOKS);
   lua_getfield(L, 2, "on_record");
   lua_insert(L, S_ONREC);
   lua_getfield(L, 2, "on_message");
@@ -341,20 +440,322 @@ static int l_to_cache(lua_State *L) {
   return pump_loop(L);
 }
 
-/* count(proc) -> totals: reads a connector's output to the end, classifying
-** every line (totals.by_type), storing nothing. For benchmarks and for
-** checking what a connector prints. */
+static int l_to_cache(lua_State *L) {
+  return start(L, NULL, 1);
+}
+
+static int l_to_process(lua_State *L) {
+  lb_proc *dst = lb__proc_check(L, 2);
+  if (!dst->has_stdin) return luaL_error(L, "to_process: the destination was started without stdin");
+  lua_remove(L, 2);                        /* stack: src, opts */
+  return start(L, dst, 0);
+}
+
 static int l_count(lua_State *L) {
   lb__proc_check(L, 1);
   lua_settop(L, 1);
   lua_createtable(L, 0, 1);
   lua_newtable(L);
   lua_setfield(L, -2, "streams");
-  return l_to_cache(L);
+  return start(L, NULL, 0);
+}
+
+
+/* --- from_cache: cache rows as RECORD lines ------------------------------- */
+
+/* feed state: a statement over a stream's table and the write batch */
+typedef struct feed {
+  sqlite3_stmt *stmt;
+  lb_proc *dst;
+  char *buf;
+  size_t len, cap;
+  const char *stream;            /* JSON-encoded stream name, from a stack slot */
+  size_t stream_len;
+  int ncols, col_raw_id, col_extracted;
+  unsigned char kind[256];       /* per column: what its declared type says */
+  long long records, bytes;
+  char last_raw_id[64];
+  uint64_t next_progress, progress_ns;
+} feed;
+
+enum { K_PLAIN = 0, K_JSON, K_BOOL, K_BIGINT };
+enum { F_DB = 1, F_DST, F_OPTS, F_STATE, F_STREAM, F_ONPROG, F_TOP = F_ONPROG };
+
+static int feed_gc(lua_State *L) {
+  feed *f = lua_touserdata(L, 1);
+  if (f->stmt) sqlite3_finalize(f->stmt);
+  f->stmt = NULL;
+  free(f->buf);
+  f->buf = NULL;
+  return 0;
+}
+
+static int feed_reserve(feed *f, size_t more) {
+  if (f->len + more <= f->cap) return 0;
+  {
+    size_t ncap = f->cap ? f->cap : WBUF_SIZE;
+    char *nb;
+    while (ncap < f->len + more) ncap *= 2;
+    if ((nb = realloc(f->buf, ncap)) == NULL) return -1;
+    f->buf = nb;
+    f->cap = ncap;
+  }
+  return 0;
+}
+
+static void feed_add(feed *f, const char *s, size_t n) {
+  memcpy(f->buf + f->len, s, n);
+  f->len += n;
+}
+
+/* JSON string of s[0..n) into the buffer (room for 6n+2 reserved). */
+static void feed_add_string(feed *f, const unsigned char *s, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  size_t i, run = 0;
+  char *o = f->buf + f->len;
+  *o++ = '"';
+  for (i = 0; i < n; i++) {
+    unsigned char c = s[i];
+    if (c >= 0x20 && c != '"' && c != '\\') { run++; continue; }
+    memcpy(o, s + i - run, run); o += run; run = 0;
+    *o++ = '\\';
+    switch (c) {
+      case '"': *o++ = '"'; break;
+      case '\\': *o++ = '\\'; break;
+      case '\n': *o++ = 'n'; break;
+      case '\r': *o++ = 'r'; break;
+      case '\t': *o++ = 't'; break;
+      default: *o++ = 'u'; *o++ = '0'; *o++ = '0'; *o++ = hex[c >> 4]; *o++ = hex[c & 15];
+    }
+  }
+  memcpy(o, s + n - run, run); o += run;
+  *o++ = '"';
+  f->len = (size_t)(o - f->buf);
+}
+
+static long long days_from_civil(long long y, int m, int d) {
+  long long era, yoe, doy, doe;
+  y -= m <= 2;
+  era = (y >= 0 ? y : y - 399) / 400;
+  yoe = y - era * 400;
+  doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+/* "YYYY-MM-DDTHH:MM:SS[.mmm][+00:00]" -> epoch ms (0 when unreadable) */
+static long long parse_ts(const unsigned char *s, int n) {
+  int y, mo, d, h, mi, sec, ms = 0;
+  char buf[40];
+  if (n <= 0 || n >= (int)sizeof buf) return 0;
+  memcpy(buf, s, (size_t)n);
+  buf[n] = '\0';
+  if (sscanf(buf, "%4d-%2d-%2d%*c%2d:%2d:%2d", &y, &mo, &d, &h, &mi, &sec) != 6) return 0;
+  if (n > 20 && buf[19] == '.') ms = (buf[20] - '0') * 100 + (buf[21] - '0') * 10 + (buf[22] - '0');
+  return (days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) * 1000 + ms;
+}
+
+static int is_digits(const unsigned char *s, int n) {
+  int i = (n > 0 && s[0] == '-') ? 1 : 0;
+  if (i >= n) return 0;
+  for (; i < n; i++) if (s[i] < '0' || s[i] > '9') return 0;
+  return 1;
+}
+
+/* One row as a RECORD line in the buffer; -1 on out of memory. */
+static int feed_row(feed *f) {
+  int i;
+  size_t start = f->len, need = 64 + f->stream_len;
+  long long ms = 0;
+  for (i = 0; i < f->ncols; i++)
+    need += 16 + 6 * (size_t)sqlite3_column_bytes(f->stmt, i) +
+            6 * strlen(sqlite3_column_name(f->stmt, i));
+  if (feed_reserve(f, need) != 0) return -1;
+  feed_add(f, "{\"type\":\"RECORD\",\"record\":{\"stream\":", 36);
+  feed_add(f, f->stream, f->stream_len);
+  feed_add(f, ",\"data\":{", 9);
+  for (i = 0; i < f->ncols; i++) {
+    const char *name = sqlite3_column_name(f->stmt, i);
+    int t = sqlite3_column_type(f->stmt, i), n;
+    if (i) feed_add(f, ",", 1);
+    feed_add_string(f, (const unsigned char *)name, strlen(name));
+    feed_add(f, ":", 1);
+    switch (t) {
+      case SQLITE_NULL:
+        feed_add(f, "null", 4);
+        break;
+      case SQLITE_INTEGER: {
+        long long v = sqlite3_column_int64(f->stmt, i);
+        if (f->kind[i & 255] == K_BOOL && (v == 0 || v == 1)) feed_add(f, v ? "true" : "false", v ? 4 : 5);
+        else f->len += (size_t)snprintf(f->buf + f->len, 24, "%lld", v);
+        break;
+      }
+      case SQLITE_FLOAT: {
+        double v = sqlite3_column_double(f->stmt, i);
+        int k = snprintf(f->buf + f->len, 32, "%.17g", v);
+        if (k > 0 && strspn(f->buf + f->len, "-0123456789") == (size_t)k) {
+          memcpy(f->buf + f->len + k, ".0", 2);   /* a float stays a float */
+          k += 2;
+        }
+        f->len += (size_t)k;
+        break;
+      }
+      default: {
+        const unsigned char *txt = sqlite3_column_text(f->stmt, i);
+        n = sqlite3_column_bytes(f->stmt, i);
+        if (i == f->col_extracted) ms = parse_ts(txt, n);
+        if (i == f->col_raw_id && n < (int)sizeof f->last_raw_id) {
+          memcpy(f->last_raw_id, txt, (size_t)n);
+          f->last_raw_id[n] = '\0';
+        }
+        if (f->kind[i & 255] == K_JSON && n > 0) feed_add(f, (const char *)txt, (size_t)n);
+        else if (f->kind[i & 255] == K_BIGINT && is_digits(txt, n)) feed_add(f, (const char *)txt, (size_t)n);
+        else feed_add_string(f, txt, (size_t)n);
+        break;
+      }
+    }
+  }
+  f->len += (size_t)snprintf(f->buf + f->len, 48, "},\"emitted_at\":%lld}}\n", ms);
+  f->bytes += (long long)(f->len - start);
+  f->records++;
+  return 0;
+}
+
+static int feed_k(lua_State *L, int status, lua_KContext ctx);
+
+static int feed_loop(lua_State *L) {
+  feed *f = lua_touserdata(L, F_STATE);
+  lb_runtime *rt = lb__rt(L);
+  int rc;
+  unsigned n = 0;
+  lua_settop(L, F_TOP);
+  for (;;) {
+    if (lb__proc_write_blocked(f->dst)) {
+      if (f->dst->write_error) break;
+      f->dst->write_waiter = lb__current(L, "pump.from_cache");
+      return lb__wait(L, cleanup_write, f->dst, 0, feed_k);
+    }
+    if (f->len >= WBUF_SIZE) {
+      ssize_t w = lb__proc_write(f->dst, f->buf, f->len);
+      if (w < 0) break;
+      f->len = 0;
+      continue;
+    }
+    rc = sqlite3_step(f->stmt);
+    if (rc == SQLITE_ROW) {
+      if (feed_row(f) != 0) return luaL_error(L, "out of memory");
+      if (++n % YIELD_CHECK == 0) {
+        uint64_t now;
+        if (f->progress_ns && !lua_isnil(L, F_ONPROG) && (now = uv_hrtime()) >= f->next_progress) {
+          f->next_progress = now + f->progress_ns;
+          lua_pushvalue(L, F_ONPROG);
+          lua_createtable(L, 0, 2);
+          lua_pushinteger(L, f->records); lua_setfield(L, -2, "records");
+          lua_pushinteger(L, f->bytes); lua_setfield(L, -2, "bytes");
+          call_lua(L, 1, 0, "on_progress failed");
+        }
+        if (lb__budget_spent(rt) && rt->current && lua_isyieldable(L)) {
+          lb__wake(rt->current);
+          return lb__wait(L, NULL, NULL, 0, feed_k);
+        }
+      }
+      continue;
+    }
+    if (rc != SQLITE_DONE)
+      return luaL_error(L, "reading the cache failed: %s", sqlite3_errmsg(sqlite3_db_handle(f->stmt)));
+    if (f->len && lb__proc_write(f->dst, f->buf, f->len) < 0) break;
+    f->len = 0;
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, f->records); lua_setfield(L, -2, "records");
+    lua_pushinteger(L, f->bytes); lua_setfield(L, -2, "bytes");
+    if (f->last_raw_id[0]) { lua_pushstring(L, f->last_raw_id); lua_setfield(L, -2, "last_raw_id"); }
+    return 1;
+  }
+  return luaL_error(L, "writing to destination '%s' failed: %s", f->dst->name,
+                    f->dst->write_error == UV_EPIPE ? "it stopped reading its input (exited?)"
+                                                    : uv_strerror(f->dst->write_error));
+}
+
+static int feed_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  return feed_loop(L);
+}
+
+/* from_cache(db, dst, {stream =, table =, after = raw_id, on_progress =})
+** -> {records =, bytes =, last_raw_id =}: the rows of a cache table (those
+** after `after` in _airbyte_raw_id order, or all) as RECORD lines. */
+static int l_from_cache(lua_State *L) {
+  lb_cache *c = lb__cache_check(L, 1);
+  lb_proc *dst = lb__proc_check(L, 2);
+  const char *stream, *table, *after = NULL;
+  luaL_Buffer sql;
+  feed *f;
+  int i, rc;
+  char err[256];
+  luaL_checktype(L, 3, LUA_TTABLE);
+  lua_settop(L, 3);
+  lua_getfield(L, 3, "stream");
+  stream = luaL_checkstring(L, -1);
+  lua_getfield(L, 3, "table");
+  table = luaL_checkstring(L, -1);
+  lua_getfield(L, 3, "after");
+  if (!lua_isnil(L, -1)) after = luaL_checkstring(L, -1);
+  if (!dst->has_stdin) return luaL_error(L, "from_cache: the destination was started without stdin");
+  luaL_buffinit(L, &sql);
+  luaL_addstring(&sql, "SELECT * FROM \"");
+  for (; *table; table++) {
+    if (*table == '"') luaL_addchar(&sql, '"');
+    luaL_addchar(&sql, *table);
+  }
+  luaL_addstring(&sql, after ? "\" WHERE _airbyte_raw_id > ?1 ORDER BY _airbyte_raw_id"
+                             : "\" ORDER BY _airbyte_raw_id");
+  luaL_pushresult(&sql);                                /* stack: db, dst, opts, s, t, a, sql */
+  f = lua_newuserdatauv(L, sizeof *f, 0);
+  memset(f, 0, sizeof *f);
+  f->dst = dst;
+  f->col_raw_id = f->col_extracted = -1;
+  if (luaL_newmetatable(L, "airbyte.Feed")) {
+    lua_pushcfunction(L, feed_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  rc = sqlite3_prepare_v2(lb_cache_db(c), lua_tostring(L, -2), -1, &f->stmt, NULL);
+  if (rc != SQLITE_OK)
+    return luaL_error(L, "reading stream '%s' from the cache failed: %s", stream,
+                      sqlite3_errmsg(lb_cache_db(c)));
+  if (after) sqlite3_bind_text(f->stmt, 1, after, -1, SQLITE_TRANSIENT);
+  f->ncols = sqlite3_column_count(f->stmt);
+  for (i = 0; i < f->ncols; i++) {
+    const char *name = sqlite3_column_name(f->stmt, i), *decl = sqlite3_column_decltype(f->stmt, i);
+    if (strcmp(name, "_airbyte_raw_id") == 0) f->col_raw_id = i;
+    if (strcmp(name, "_airbyte_extracted_at") == 0) f->col_extracted = i;
+    if (i < 256 && decl) {
+      if (strcmp(decl, "JSON") == 0) f->kind[i] = K_JSON;
+      else if (strcmp(decl, "BOOLEAN") == 0) f->kind[i] = K_BOOL;
+      else if (strcmp(decl, "BIGINT") == 0) f->kind[i] = K_BIGINT;
+    }
+  }
+  /* the stream name, JSON-encoded once */
+  lua_pushstring(L, stream);
+  if (lb__json_encode_push(L, -1, err, sizeof err) != 0) return luaL_error(L, "bad stream name: %s", err);
+  lua_remove(L, -2);
+  f->stream = lua_tolstring(L, -1, &f->stream_len);
+  lua_getfield(L, 3, "on_progress");
+  lua_getfield(L, 3, "progress_ms");
+  f->progress_ns = (uint64_t)(luaL_optnumber(L, -1, 500) * 1e6);
+  f->next_progress = uv_hrtime() + f->progress_ns;
+  lua_pop(L, 1);                      /* stack: db, dst, opts, s, t, a, sql, feed, name, onprog */
+  lua_replace(L, 6);                  /* onprog -> 6 */
+  lua_replace(L, 5);                  /* name -> 5 */
+  lua_replace(L, 4);                  /* feed -> 4 */
+  lua_settop(L, F_TOP);
+  return feed_loop(L);
 }
 
 static const luaL_Reg funcs[] = {
   {"to_cache", l_to_cache},
+  {"from_cache", l_from_cache},
+  {"to_process", l_to_process},
   {"count", l_count},
   {NULL, NULL}
 };

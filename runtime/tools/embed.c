@@ -1,5 +1,5 @@
 /*
-** embed.c - build-time tool: turns lua/**.lua into a C table of
+** embed.c - build-time tool: turns the lua/ tree's .lua files into a C table of
 ** (module name, source) pairs that runtime.c registers in package.preload.
 ** usage: lb_embed OUT.c LUA_DIR rel/path.lua ...
 ** Module names follow require(): "airbyte/init.lua" -> "airbyte",

@@ -6,7 +6,9 @@
 ** message is taken apart with lb_jskim_validate + lb_jobj_find instead
 ** (every lb_jobj_find skips over the values before the one it finds).
 **
-**   bench_cache_insert FILE [--db PATH] [--batch N] [--strategy append|merge|replace] [--find]
+**   bench_cache_insert FILE [--db PATH] [--batch N] [--strategy append|merge|replace] [--find] [--sync]
+**
+** --sync turns the cache's writer thread off (lb_cache_set_async(c, 0)).
 **   bench_cache_insert --generate OUT N EXPECTED_RECORDS_JSONL
 **
 ** --generate writes N RECORD messages made from the `users` records of
@@ -112,8 +114,8 @@ int main(int argc, char **argv) {
   struct stat st;
   char *buf;
   size_t have = 0;
-  double t0, t1;
-  int fd, i, rc, use_find = 0;
+  double t0, t1, t_commit = 0;
+  int fd, i, rc, use_find = 0, sync_mode = 0;
 
   if (argc >= 2 && strcmp(argv[1], "--generate") == 0) {
     if (argc != 5) { fprintf(stderr, "usage: %s --generate OUT N EXPECTED_RECORDS_JSONL\n", argv[0]); return 2; }
@@ -123,6 +125,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[i], "--db") == 0 && i + 1 < argc) db_path = argv[++i];
     else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) batch = atol(argv[++i]);
     else if (strcmp(argv[i], "--find") == 0) use_find = 1;
+    else if (strcmp(argv[i], "--sync") == 0) sync_mode = 1;
     else if (strcmp(argv[i], "--strategy") == 0 && i + 1 < argc) {
       const char *sname = argv[++i];
       if (strcmp(sname, "append") == 0) strategy = LB_WRITE_APPEND;
@@ -133,7 +136,7 @@ int main(int argc, char **argv) {
     else { fprintf(stderr, "unexpected argument %s\n", argv[i]); return 2; }
   }
   if (!file) {
-    fprintf(stderr, "usage: %s FILE [--db PATH] [--batch N] [--strategy append|merge|replace] [--find]\n"
+    fprintf(stderr, "usage: %s FILE [--db PATH] [--batch N] [--strategy append|merge|replace] [--find] [--sync]\n"
             "       %s --generate OUT N EXPECTED_RECORDS_JSONL\n", argv[0], argv[0]);
     return 2;
   }
@@ -154,6 +157,7 @@ int main(int argc, char **argv) {
   lseek(fd, 0, SEEK_SET);
 
   if (lb_cache_sqlite_open(db_path, &c, err, sizeof err) < 0) { fprintf(stderr, "%s\n", err); return 1; }
+  if (sync_mode) lb_cache_set_async(c, 0);
   s = lb_cache_stream_open(c, "source-faker", "users", BENCH_USERS_SCHEMA,
                            strlen(BENCH_USERS_SCHEMA), strategy,
                            strategy == LB_WRITE_MERGE ? pk : NULL, err, sizeof err);
@@ -204,7 +208,10 @@ int main(int argc, char **argv) {
       }
       n++;
       if (++in_batch == batch) {
-        if (lb_cache_commit(c) < 0 || lb_cache_begin(c) < 0) {
+        double tc = bench_now();
+        int crc = lb_cache_commit(c);
+        t_commit += bench_now() - tc;
+        if (crc < 0 || lb_cache_begin(c) < 0) {
           fprintf(stderr, "%s\n", lb_cache_errmsg(c));
           return 1;
         }
@@ -218,13 +225,18 @@ int main(int argc, char **argv) {
     if (got == 0) break;
   }
   if (lb_cache_stream_finish(s, err, sizeof err) < 0) { fprintf(stderr, "%s\n", err); return 1; }
-  if (lb_cache_commit(c) < 0) { fprintf(stderr, "%s\n", lb_cache_errmsg(c)); return 1; }
+  {
+    double tc = bench_now();
+    if (lb_cache_commit(c) < 0) { fprintf(stderr, "%s\n", lb_cache_errmsg(c)); return 1; }
+    t_commit += bench_now() - tc;
+  }
   t1 = bench_now();
 
   printf("bench_cache_insert: %ld records (%ld invalid lines) in %.3f s: %.0f records/s, "
-         "%.1f MB/s of JSON, batch %ld, %s, peak RSS %ld kB\n",
+         "%.1f MB/s of JSON, batch %ld, %s, %s, %.2f s waiting in commit, peak RSS %ld kB\n",
          n, bad, t1 - t0, n / (t1 - t0), st.st_size / (t1 - t0) / 1e6, batch,
-         use_find ? "validate+jobj_find" : "lb_msg_parse", bench_peak_rss_kb());
+         use_find ? "validate+jobj_find" : "lb_msg_parse", sync_mode ? "sync" : "async", t_commit,
+         bench_peak_rss_kb());
   lb_cache_stream_close(s);
   lb_cache_close(c);
   free(buf);

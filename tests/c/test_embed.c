@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <lua.h>
+#include <uv.h>
 #include "lbtest.h"
 #include "luabyte.h"
 
@@ -117,6 +118,32 @@ static void frame_loop_respects_budget(void) {
   lb_runtime_close(rt);
 }
 
+/* The host runs its own libuv loop; the runtime resumes tasks from a
+** uv_check handle and never calls uv_run itself. */
+static void shared_uv_loop(void) {
+  uv_loop_t loop;
+  lb_options o;
+  lb_runtime *rt = NULL;
+  lb_task *t;
+  int turns = 0;
+  uv_loop_init(&loop);
+  lb_options_init(&o);
+  o.loop_mode = LB_LOOP_SHARED;
+  o.loop = &loop;
+  CHECK_EQ_INT(lb_runtime_new(&o, &rt), 0);
+  t = spawn_reader(rt);
+  while (lb_task_get_state(t) < LB_TASK_DONE && turns < 10000000) {
+    uv_run(&loop, UV_RUN_ONCE);
+    turns++;
+  }
+  CHECK_EQ_INT(lb_task_get_state(t), LB_TASK_DONE);
+  CHECK_EQ_INT(count(rt), RECORDS);
+  CHECK_EQ_INT(lb_run(rt), LB_EINVAL);   /* the host owns the loop */
+  lb_task_release(t);
+  lb_runtime_close(rt);
+  CHECK_EQ_INT(uv_loop_close(&loop), 0);
+}
+
 static void setup(void) {
   make_records();
 }
@@ -129,6 +156,7 @@ TEST_LIST {
   {"setup", setup},
   {"epoll_host", epoll_host},
   {"frame_loop_respects_budget", frame_loop_respects_budget},
+  {"shared_uv_loop", shared_uv_loop},
   {"teardown", teardown},
   {NULL, NULL}
 };

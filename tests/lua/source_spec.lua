@@ -13,7 +13,7 @@ local function kind_of(fn)
 end
 
 local function faker(count, extra)
-  local cfg = { count = count or 100, seed = 7 }
+  local cfg = { count = count or 100, seed = 7, always_updated = false }
   for k, v in pairs(extra or {}) do cfg[k] = v end
   return ab.get_source("source-faker", { config = cfg })
 end
@@ -187,7 +187,7 @@ describe("Source:read", function()
     local r2 = src:read{ cache = cache }
     assert.equal(0, r2.processed_records)
     assert.equal(100, #r2["users"])
-    src:set_config({ count = 150, seed = 7 })
+    src:set_config({ count = 150, seed = 7, always_updated = false })
     local r3 = src:read{ cache = cache }
     assert.equal(50, r3.processed_records)
     assert.equal(150, #r3["users"])

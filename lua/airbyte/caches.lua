@@ -1,0 +1,364 @@
+-- airbyte.caches: PyAirbyte-like cache objects over the SQLite binding
+-- (airbyte.sqlite, runtime/src/lua_cache.c). Layout and types: cache.h.
+--
+-- Constructors (PyAirbyte's airbyte/caches/util.py):
+--   M.get_default_cache()
+--       <AIRBYTE_CACHE_ROOT or <AIRBYTE_PROJECT_DIR or .>/.cache>/default_cache/default_cache.sqlite
+--   M.new_local_cache{ cache_name =, cache_dir =, cleanup = }
+--       name: letters, digits and '_' only (PyAirbyteInputError), default a ULID;
+--       cache_dir default <cache root>/<cache_name>; file <cache_dir>/db_<cache_name>.sqlite
+--   M.SQLiteCache{ db_path =, cache_dir =, table_prefix = "", name = }
+--       db_path may be ":memory:". Directories are created. Opening fails
+--       with a PyAirbyteCacheError.
+--
+-- Cache fields: db_path, cache_dir, table_prefix, schema_name ("main"),
+-- name ("SQLiteCache", PyAirbyte's class-name fallback), cleanup.
+-- Cache methods (PyAirbyte's CacheBase):
+--   cache:run_sql_query(sql [, { max_records =, params = }]) -> array of rows (raw values)
+--   cache:execute_sql(sql_or_list)          -- all in one transaction
+--   cache:get_records(stream) -> iterator of typed rows (for row in ... do);
+--       typed: JSON columns (objects, arrays, _airbyte_meta) decoded with
+--       airbyte.json, integers stay integers, integers too big for int64
+--       (kept as digits by the cache) become BigInt; NULL -> no key
+--   cache.streams -> array of cached stream names (from _airbyte_streams,
+--       under the table prefix, whose table exists)
+--   cache[stream_name] -> read_result.dataset (CachedDataset) for a cached stream
+--   #cache, pairs(cache) (name, dataset), cache:contains(name)
+--   cache:get_state(source_name) -> array of decoded AirbyteStateMessages
+--   cache:get_state_json(source_name) -> array of their JSON texts
+--   cache:get_state_provider(source_name) -> { state_message_artifacts, known_stream_names,
+--       get_stream_state(name), to_state_input_file_text() }
+--   cache:put_state(source_name, stream_name_or_"", state)   -- JSON text or table
+--   cache:get_destination_state(destination_name [, source_name]) -> decoded messages
+--   cache:put_destination_state(destination_name, source_name, stream_name_or_"", state)
+--   cache:close(); also <close> and garbage collection. A closed cache opens
+--       its database again when used, so one object serves reads in sequence.
+-- For the source-reading layer (read.lua) and datasets (read_result.lua):
+--   cache:_db() -> the airbyte.SQLiteDB userdata (opened on demand): begin,
+--       commit, rollback, stream_open, put_state, get_states, ... and the C
+--       pump's lb__cache_check / lb__cache_stream_check
+--   cache:table_name(stream) -> normalized table_prefix .. stream
+--   cache:column_names(stream) -> array of column names (table order)
+--   cache:_rows(sql, stream_name [, params]) -> typed row iterator over any
+--       SELECT on that stream's table (types from the table's declared types)
+local sqlite = require "airbyte.sqlite"
+local json = require "airbyte.json"
+local errors = require "airbyte.errors"
+
+local M = {}
+
+local Cache = {}
+
+local function env(name)
+  local v = os.getenv(name)
+  if v == nil or v == "" then return nil end
+  return v
+end
+
+-- PyAirbyte's DEFAULT_CACHE_ROOT, read when needed (tests change the env).
+function M.cache_root()
+  local root = env("AIRBYTE_CACHE_ROOT")
+  if root then return root end
+  local project = env("AIRBYTE_PROJECT_DIR")
+  return project and (project .. "/.cache") or ".cache"
+end
+
+local function dirname(path)
+  local d = path:match("^(.*)/[^/]*$")
+  if d == nil then return nil end
+  if d == "" then return "/" end
+  return d
+end
+
+local function ensure_dir(dir)
+  if dir == nil or dir == "" then return end
+  local ok, msg = sqlite.mkdir_p(dir)
+  if not ok then errors.raise("PyAirbyteCacheError", msg, { context = { directory = dir } }) end
+end
+
+local function quote_ident(name)
+  return '"' .. name:gsub('"', '""') .. '"'
+end
+
+-- --- construction --------------------------------------------------------------
+
+function M.SQLiteCache(opts)
+  opts = opts or {}
+  local db_path = opts.db_path
+  if type(db_path) ~= "string" or db_path == "" then
+    errors.raise("PyAirbyteInputError", "SQLiteCache needs a db_path (a file path or \":memory:\")",
+      { input_value = tostring(db_path) })
+  end
+  local self = setmetatable({
+    db_path = db_path,
+    cache_dir = opts.cache_dir or dirname(db_path) or ".",
+    table_prefix = opts.table_prefix or "",
+    schema_name = "main",
+    name = opts.name or "SQLiteCache",
+    cleanup = opts.cleanup ~= false,
+  }, Cache)
+  self:_db()                           -- create the file and internal tables now, as PyAirbyte does
+  return self
+end
+
+function M.get_default_cache()
+  local dir = M.cache_root() .. "/default_cache"
+  return M.SQLiteCache{ db_path = dir .. "/default_cache.sqlite", cache_dir = dir }
+end
+
+function M.new_local_cache(opts)
+  opts = opts or {}
+  local name = opts.cache_name
+  if name ~= nil and name ~= "" then
+    if type(name) ~= "string" then
+      errors.raise("PyAirbyteInputError", "cache_name must be a string", { input_value = tostring(name) })
+    end
+    if name:find(" ", 1, true) then
+      errors.raise("PyAirbyteInputError", "Cache name cannot contain spaces.", { input_value = name })
+    end
+    if name:find("[^%w_]") then
+      errors.raise("PyAirbyteInputError",
+        "Cache name can only contain alphanumeric characters and underscores.", { input_value = name })
+    end
+  else
+    name = sqlite.ulid()
+  end
+  local dir = opts.cache_dir or (M.cache_root() .. "/" .. name)
+  return M.SQLiteCache{ db_path = dir .. "/db_" .. name .. ".sqlite", cache_dir = dir,
+                        cleanup = opts.cleanup, table_prefix = opts.table_prefix }
+end
+
+-- --- the database -------------------------------------------------------------------
+
+function Cache:_db()
+  local db = rawget(self, "_handle")
+  if db then return db end
+  if self.db_path ~= ":memory:" then ensure_dir(dirname(self.db_path)) end
+  local err
+  db, err = sqlite.open(self.db_path)
+  if not db then
+    errors.raise("PyAirbyteCacheError", ("cannot open the cache: %s"):format(err),
+      { context = { db_path = self.db_path } })
+  end
+  db:set_table_prefix(self.table_prefix)
+  rawset(self, "_handle", db)
+  return db
+end
+
+function Cache:close()
+  local db = rawget(self, "_handle")
+  if db then
+    rawset(self, "_handle", nil)
+    db:close()
+  end
+end
+
+Cache.__close = Cache.close
+Cache.__gc = Cache.close
+
+function Cache:__tostring()
+  return ("%s(%s)"):format(self.name, self.db_path)
+end
+
+function Cache:table_name(stream_name)
+  return sqlite.normalize(self.table_prefix .. stream_name)
+end
+
+-- --- SQL ------------------------------------------------------------------------------
+
+function Cache:run_sql_query(sql, opts)
+  opts = opts or {}
+  local rows = self:_db():query(sql, opts.params, opts.max_records)
+  return rows
+end
+
+function Cache:execute_sql(sql)
+  local list = type(sql) == "table" and sql or { sql }
+  local db = self:_db()
+  local own = not db:in_transaction()
+  if own then db:begin() end
+  local ok, err = pcall(function()
+    for _, s in ipairs(list) do db:exec(s) end
+  end)
+  if not ok then
+    if own then pcall(db.rollback, db) end
+    error(err, 0)
+  end
+  if own then db:commit() end
+end
+
+-- --- streams -------------------------------------------------------------------------
+
+local function table_exists(db, name)
+  local rows = db:query("SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = ?", { name })
+  return #rows > 0
+end
+
+function Cache:_stream_names()
+  local db = self:_db()
+  local prefix = self.table_prefix
+  local out = {}
+  for row in db:rows("SELECT stream_name, table_name FROM _airbyte_streams"
+      .. " WHERE substr(table_name, 1, length(?1)) = ?1 ORDER BY stream_name", { prefix }) do
+    local ok, tname = pcall(sqlite.normalize, row.table_name or "")
+    if ok and row.stream_name and table_exists(db, tname) then out[#out + 1] = row.stream_name end
+  end
+  return out
+end
+
+function Cache:contains(name)
+  for _, n in ipairs(self:_stream_names()) do
+    if n == name then return true end
+  end
+  return false
+end
+
+function Cache:__len()
+  return #self:_stream_names()
+end
+
+function Cache:__pairs()
+  local names, i = self:_stream_names(), 0
+  local dataset = require("airbyte.read_result").dataset
+  return function()
+    i = i + 1
+    local n = names[i]
+    if n then return n, dataset(self, n) end
+  end, self, nil
+end
+
+Cache.__index = function(self, key)
+  local m = Cache[key]
+  if m ~= nil then return m end
+  if key == "streams" then return self:_stream_names() end
+  if type(key) == "string" and key:sub(1, 1) ~= "_" and self:contains(key) then
+    return require("airbyte.read_result").dataset(self, key)
+  end
+  return nil
+end
+
+function Cache:column_names(stream_name)
+  local names = {}
+  local rows = self:_db():query(("SELECT name FROM pragma_table_info(%s)"):format(
+    "'" .. self:table_name(stream_name):gsub("'", "''") .. "'"))
+  for i, r in ipairs(rows) do names[i] = r.name end
+  return names
+end
+
+-- Converters per column, from the table's declared types (see cache.h):
+-- JSON columns hold JSON text, BIGINT columns may hold integers beyond
+-- int64 as their digits.
+local function decode_json(v)
+  if type(v) ~= "string" then return v end
+  local c = v:sub(1, 1)
+  if c ~= "{" and c ~= "[" then return v end
+  local ok, r = pcall(json.decode, v)
+  if ok then return r end
+  return v
+end
+
+local function to_bigint(v)
+  if type(v) ~= "string" then return v end
+  local ok, r = pcall(json.bigint, v)
+  if ok then return r end
+  return v
+end
+
+function Cache:_converters(stream_name)
+  local conv = {}
+  local rows = self:_db():query(("SELECT name, type FROM pragma_table_info('%s')"):format(
+    self:table_name(stream_name):gsub("'", "''")))
+  for _, r in ipairs(rows) do
+    local t = (r.type or ""):upper()
+    if t == "JSON" then conv[r.name] = decode_json
+    elseif t == "BIGINT" or t:find("^DECIMAL") then conv[r.name] = to_bigint end
+  end
+  return conv
+end
+
+function Cache:_rows(sql, stream_name, params)
+  local db = self:_db()
+  local conv = stream_name and self:_converters(stream_name) or {}
+  local iter, _, _, closer = db:rows(sql, params)
+  if next(conv) == nil then return iter, nil, nil, closer end
+  return function()
+    local row = iter()
+    if row then
+      for col, f in pairs(conv) do
+        local v = row[col]
+        if v ~= nil then row[col] = f(v) end
+      end
+    end
+    return row
+  end, nil, nil, closer
+end
+
+function Cache:get_records(stream_name)
+  local tname = self:table_name(stream_name)
+  if not table_exists(self:_db(), tname) then
+    errors.raise("AirbyteStreamNotFoundError",
+      ("stream '%s' is not in the cache %s"):format(stream_name, self.db_path),
+      { stream_name = stream_name, available_streams = self:_stream_names() })
+  end
+  return self:_rows("SELECT * FROM " .. quote_ident(tname), stream_name)
+end
+
+-- --- state ------------------------------------------------------------------------------
+
+function Cache:get_state_json(source_name)
+  local texts = self:_db():get_states(source_name)
+  return texts
+end
+
+function Cache:get_state(source_name)
+  local out = {}
+  for i, text in ipairs(self:get_state_json(source_name)) do out[i] = json.decode(text) end
+  return out
+end
+
+function Cache:put_state(source_name, stream_name, state)
+  self:_db():put_state(source_name, stream_name or "", state)
+end
+
+function Cache:get_destination_state(destination_name, source_name)
+  local out = {}
+  for i, text in ipairs((self:_db():get_destination_states(destination_name, source_name))) do
+    out[i] = json.decode(text)
+  end
+  return out
+end
+
+function Cache:put_destination_state(destination_name, source_name, stream_name, state)
+  self:_db():put_destination_state(destination_name, source_name, stream_name or "", state)
+end
+
+-- PyAirbyte's StateProvider, reduced to what a caller of read() needs.
+function Cache:get_state_provider(source_name)
+  local texts = self:get_state_json(source_name)
+  local states, names, by_name = {}, {}, {}
+  for i, text in ipairs(texts) do
+    local st = json.decode(text)
+    states[i] = st
+    if (st.type or "LEGACY") == "STREAM" and st.stream and st.stream.stream_descriptor then
+      local n = st.stream.stream_descriptor.name
+      names[#names + 1] = n
+      by_name[n] = st
+    end
+  end
+  return {
+    source_name = source_name,
+    state_message_artifacts = states,
+    known_stream_names = names,
+    get_stream_state = function(_, name)
+      local st = by_name[name]
+      return st and st.stream.stream_state
+    end,
+    to_state_input_file_text = function()
+      if #texts == 0 then return "[]" end
+      return "[" .. table.concat(texts, "\n, ") .. "]"
+    end,
+  }
+end
+
+M.Cache = Cache
+return M

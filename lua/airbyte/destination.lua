@@ -1,0 +1,33 @@
+-- Destination: a destination connector, with PyAirbyte's members
+-- (airbyte/destinations/base.py) and write() as DESIGN §6 describes it.
+--
+--   local dest = ab.get_destination("destination-local-json", { config = {...} })
+--   local wr = dest:write(source)                        -- via the default cache
+--   local wr = dest:write(read_result, { streams = { "users" } })
+--   local wr = dest:write(source, { cache = false })     -- straight through
+local connector = require "airbyte.connector"
+
+local M = {}
+
+local Destination = {}
+
+function Destination:write(source_data, opts)
+  return require("airbyte.write").write(self, source_data, opts or {})
+end
+
+local cls = connector.class({}, Destination)
+cls._class_name = "Destination"
+M.Destination = cls
+
+function M.new(executor, name, config, opts)
+  opts = opts or {}
+  local self = setmetatable({}, cls)
+  connector.init(self, executor, name, config, opts)
+  return self
+end
+
+function M.is_destination(v)
+  return getmetatable(v) == cls
+end
+
+return M

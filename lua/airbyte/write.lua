@@ -1,0 +1,331 @@
+-- Destination:write(): the host's side of the protocol (DESIGN §6,
+-- protocol.md §5).
+--
+-- Messages reach the destination in order: RECORD (selected streams only),
+-- STATE and stream-status TRACE. Its stdin is written while its stdout is
+-- read by a second task, so a destination that talks before it reads
+-- never deadlocks. A state is stored in _airbyte_destination_state only
+-- once the destination echoes it, and never behind one already stored; the
+-- record counts of sourceStats/destinationStats are checked against what
+-- was sent. Fed from a cache, a destination gets only the rows it has not
+-- confirmed before (append, merge), or the whole table (replace).
+local core = require "airbyte.core"
+local json = require "airbyte.json"
+local errors = require "airbyte.errors"
+local catalog = require "airbyte.catalog"
+local pump = require "airbyte.pump"
+local progress = require "airbyte.progress"
+
+local M = {}
+
+local function state_key(st)
+  local t = st.type or "LEGACY"
+  if t == "STREAM" then
+    local d = st.stream and st.stream.stream_descriptor
+    return d and d.name or "", t
+  end
+  return "", t
+end
+
+-- What identifies a state whatever a destination adds to the message
+-- (destinationStats, an id): its type and its blob.
+local function state_identity(st)
+  local t = st.type or "LEGACY"
+  local blob = t == "STREAM" and st.stream or t == "GLOBAL" and st.global or st.data
+  return t .. ":" .. json.encode(blob == nil and json.null or blob)
+end
+
+-- Tracks states sent to the destination and what its echoes confirm.
+local Ledger = {}
+Ledger.__index = Ledger
+
+local function new_ledger(dest_name, source_name, state_cache, run)
+  return setmetatable({ dest = dest_name, source = source_name, cache = state_cache, run = run,
+                        sent = {}, confirmed = {}, on_confirm = {} }, Ledger)
+end
+
+-- sent(st_table, text, count): a state forwarded after `count` records of its window.
+function Ledger:sent(st, text, count, on_confirm)
+  local key = state_key(st)
+  local list = self.sent[key]
+  if not list then list = {}; self.sent[key] = list end
+  list[#list + 1] = { id = state_identity(st), text = text, count = count, on_confirm = on_confirm }
+end
+
+function Ledger:warn(msg)
+  self.run.warnings[#self.run.warnings + 1] = msg
+end
+
+-- echoed(st_table): the destination says everything before this state is durable.
+function Ledger:echoed(st)
+  local key = state_key(st)
+  local list = self.sent[key] or {}
+  local id = state_identity(st)
+  local from = (self.confirmed[key] or 0) + 1
+  for i = #list, 1, -1 do
+    if list[i].id == id then
+      if i < from then
+        self:warn(("destination echoed an older state of stream %s again (out of order); ignored"):format(
+          key == "" and "(global)" or key))
+        return
+      end
+      -- records confirmed: everything sent in the windows up to this state
+      local expected = 0
+      for j = from, i do expected = expected + list[j].count end
+      local ds = st.destinationStats and tonumber(st.destinationStats.recordCount)
+      if ds and math.floor(ds) ~= list[i].count and math.floor(ds) ~= expected then
+        self:warn(("stream %s: the destination reports %d records for a state after %d were sent"):format(
+          key == "" and "(global)" or key, math.floor(ds), list[i].count))
+      end
+      self.confirmed[key] = i
+      self.run.confirmed_states = (self.run.confirmed_states or 0) + 1
+      if self.cache then
+        self.cache:_db():put_destination_state(self.dest, self.source, key, list[i].text)
+      end
+      for j = from, i do if list[j].on_confirm then list[j].on_confirm() end end
+      return
+    end
+  end
+  self:warn(("destination echoed a state for stream %s that was never sent to it; ignored"):format(
+    key == "" and "(global)" or key))
+end
+
+function Ledger:unconfirmed()
+  local n = 0
+  for key, list in pairs(self.sent) do n = n + #list - (self.confirmed[key] or 0) end
+  return n
+end
+
+-- Reads the destination's output in its own task until it closes stdout.
+local function start_reader(dest, p, ledger, run)
+  return core.spawn(function()
+    for msg in p:messages() do
+      if msg.type == "STATE" then
+        ledger:echoed(msg.state)
+      elseif not dest:_common_message(msg, run) and msg.type == "TRACE" then
+        -- stream statuses and estimates from a destination are informational
+      end
+    end
+  end)
+end
+
+local function stored_destination_states(state_cache, dest_name, source_name, selected)
+  if not state_cache then return {} end
+  local keep = {}
+  for _, n in ipairs(selected) do keep[n] = true end
+  local out = {}
+  for _, text in ipairs(state_cache:_db():get_destination_states(dest_name, source_name)) do
+    local st = json.decode(text)
+    local key = state_key(st)
+    if key == "" or keep[key] then out[#out + 1] = st end
+  end
+  return out
+end
+
+local function with_strategy(cat, strategy)
+  local methods = {}
+  for _, cs in ipairs(cat.streams) do
+    local m = catalog.resolve_write_method(cs, strategy)
+    methods[cs.stream.name] = m
+    cs.destination_sync_mode = catalog.destination_sync_mode(m)
+  end
+  return methods
+end
+
+local function kind_of(v)
+  local src = require "airbyte.source"
+  local rr = require "airbyte.read_result"
+  if getmetatable(v) == src.Source then return "source" end
+  if getmetatable(v) == rr.ReadResult then return "result" end
+  return nil
+end
+
+local function finish_write(dest, p, reader, run, ledger)
+  local ok, err = pcall(reader.wait, reader)
+  local ok2, err2 = pcall(dest._finish, dest, p, run, "AirbyteConnectorWriteError", "write")
+  p:close()
+  if not ok2 then error(err2, 0) end
+  if not ok then
+    errors.raise("AirbyteConnectorWriteError", ("reading the output of '%s' failed: %s"):format(dest.name, tostring(err)),
+      { connector_name = dest.name })
+  end
+  if #run.trace_errors > 0 then
+    errors.raise("AirbyteConnectorWriteError",
+      ("destination '%s' reported an error: %s"):format(dest.name, tostring(run.trace_errors[1].message)),
+      { connector_name = dest.name, trace_errors = run.trace_errors, log_file = p:log_file() })
+  end
+  local missing = ledger:unconfirmed()
+  if missing > 0 then
+    run.warnings[#run.warnings + 1] = ("destination '%s' did not echo %d state(s): they were not stored, "
+      .. "the next write sends their records again"):format(dest.name, missing)
+  end
+end
+
+-- Straight through: the source's output goes to the destination as printed.
+local function write_direct(dest, source, opts, state_cache, run)
+  local cat = source:get_configured_catalog{ streams = opts.streams, force_full_refresh = opts.force_full_refresh }
+  with_strategy(cat, opts.write_strategy)
+  local selected, set = {}, {}
+  for i, cs in ipairs(cat.streams) do selected[i] = cs.stream.name; set[cs.stream.name] = true end
+  local state_in = json.array(opts.force_full_refresh and {} or
+    stored_destination_states(state_cache, dest.name, source.name, selected))
+  local ledger = new_ledger(dest.name, source.name, state_cache, run)
+  local tracker = progress.new{ job = ("Write `%s` -> `%s`"):format(source.name, dest.name),
+                                quiet = opts.quiet, mask = errors.mask }
+  local dp, dfiles <close> = dest:_start("write", { config = dest:get_config(), catalog = cat }, { stdin = true })
+  local reader = start_reader(dest, dp, ledger, run)
+  local sp, sfiles <close> = source:_start("read", { config = source:get_config(), catalog = cat, state = state_in })
+  local src_run = { trace_errors = {} }
+  local pumped, totals = pcall(pump.to_process, sp, dp, {
+    streams = set, on_record = opts.on_record, hooks = opts.hooks,
+    on_progress = function(t) tracker:update(t) end,
+    on_message = function(msg, since)
+      if msg.type == "STATE" then
+        local st = msg.state
+        local ss = st.sourceStats and tonumber(st.sourceStats.recordCount)
+        if ss and math.floor(ss) ~= since then
+          run.warnings[#run.warnings + 1] = ("the source says %d records before a state, %d arrived"):format(math.floor(ss), since)
+        end
+        ledger:sent(st, json.encode(st), since)
+      elseif msg.type ~= "TRACE" or not (msg.trace and msg.trace.type == "STREAM_STATUS") then
+        source:_common_message(msg, src_run)
+      end
+    end })
+  dp:close_stdin()
+  if not pumped then
+    sp:terminate()
+    pcall(sp.wait, sp)
+    sp:close()
+    pcall(finish_write, dest, dp, reader, run, ledger)
+    tracker:finish(nil, "Failed")
+    error(errors.is_error(totals) and totals or errors.new("AirbyteConnectorWriteError",
+      ("writing from '%s' to '%s' failed: %s"):format(source.name, dest.name, tostring(totals)),
+      { connector_name = dest.name, log_file = dp:log_file() }), 0)
+  end
+  local sok, serr = pcall(source._finish, source, sp, src_run, "AirbyteConnectorReadError", "read")
+  sp:close()
+  finish_write(dest, dp, reader, run, ledger)
+  if not sok then error(serr, 0) end
+  tracker:finish(totals)
+  return totals
+end
+
+-- From a cache: per stream, the rows the destination has not confirmed
+-- (append/merge) or all rows (replace), then the stream's cached state
+-- and a COMPLETE status.
+local function write_from_cache(dest, source_name, cache, names, cat, opts, state_cache, run)
+  local methods = with_strategy(cat, opts.write_strategy)
+  local ledger = new_ledger(dest.name, source_name, state_cache, run)
+  local db = cache:_db()
+  local tracker = progress.new{ job = ("Write cache -> `%s`"):format(dest.name), quiet = opts.quiet, mask = errors.mask }
+  local cached_states = {}
+  local texts, streams = db:get_states(source_name)
+  for i, text in ipairs(texts) do cached_states[streams[i]] = text end
+  local dp, dfiles <close> = dest:_start("write", { config = dest:get_config(), catalog = cat }, { stdin = true })
+  local reader = start_reader(dest, dp, ledger, run)
+  local totals = { records = 0, bytes = 0, streams = {} }
+  local ok, err = pcall(function()
+    for _, name in ipairs(names) do
+      local method = methods[name]
+      local after = nil
+      if method ~= "replace" and not opts.force_full_refresh then
+        after = cache:_sent_watermark(dest.name, source_name, name)
+      end
+      local sent = pump.from_cache(db, dp, {
+        stream = name, table = cache:table_name(name), after = after,
+        json_columns = cache:json_columns(name),
+        on_progress = function(t)
+          totals.streams[name] = { records = t.records }
+          tracker:update({ records = totals.records + t.records, bytes = totals.bytes + t.bytes, streams = totals.streams })
+        end })
+      totals.records = totals.records + sent.records
+      totals.bytes = totals.bytes + sent.bytes
+      totals.streams[name] = { records = sent.records }
+      local last_id = sent.last_raw_id
+      local function confirm()
+        if last_id then cache:_set_sent_watermark(dest.name, source_name, name, last_id) end
+      end
+      local st_text = cached_states[name]
+      if st_text then
+        local st = json.decode(st_text)
+        ledger:sent(st, st_text, sent.records, confirm)
+        assert(dp:write(('{"type":"STATE","state":%s}\n'):format(st_text)))
+      else
+        run.after_success = run.after_success or {}
+        run.after_success[#run.after_success + 1] = confirm
+      end
+      assert(dp:write(('{"type":"TRACE","trace":{"type":"STREAM_STATUS","emitted_at":%d.0,'
+        .. '"stream_status":{"stream_descriptor":{"name":%s},"status":"COMPLETE"}}}\n'):format(
+        core.time_ms(), json.encode(name))))
+    end
+  end)
+  dp:close_stdin()
+  local fok, ferr = pcall(finish_write, dest, dp, reader, run, ledger)
+  if not ok then
+    tracker:finish(nil, "Failed")
+    if not fok then error(ferr, 0) end
+    error(errors.is_error(err) and err or errors.new("AirbyteConnectorWriteError",
+      ("writing to '%s' failed: %s"):format(dest.name, tostring(err)), { connector_name = dest.name }), 0)
+  end
+  if not fok then tracker:finish(nil, "Failed") error(ferr, 0) end
+  for _, fn in ipairs(run.after_success or {}) do fn() end
+  tracker:finish(totals)
+  return totals
+end
+
+function M.write(dest, source_data, opts)
+  local kind = kind_of(source_data)
+  if not kind then
+    errors.raise("PyAirbyteInputError", "write() takes a Source or a ReadResult",
+      { input_value = tostring(source_data) })
+  end
+  local caches = require "airbyte.caches"
+  local source_name = kind == "source" and source_data.name or source_data.source_name
+  local cache = opts.cache
+  if cache ~= false then
+    if kind == "result" then cache = source_data.cache end
+    cache = cache or caches.get_default_cache()
+  end
+  local state_cache = opts.state_cache
+  if state_cache == nil then state_cache = cache or caches.get_default_cache() end
+  local run = { trace_errors = {}, warnings = {} }
+  local totals
+  if kind == "source" and cache == false then
+    totals = write_direct(dest, source_data, opts, state_cache, run)
+  else
+    local names, cat
+    if kind == "source" then
+      local result = source_data:read{ cache = cache, streams = opts.streams, write_strategy = opts.write_strategy,
+                                       force_full_refresh = opts.force_full_refresh, quiet = opts.quiet,
+                                       on_record = opts.on_record, hooks = opts.hooks }
+      names = {}
+      for i, n in ipairs(result.processed_streams) do names[i] = n end
+      cat = source_data:get_configured_catalog{ streams = names }
+    else
+      names = {}
+      local want = opts.streams
+      if want == nil or want == "*" then
+        for i, n in ipairs(source_data.processed_streams) do names[i] = n end
+      else
+        if type(want) == "string" then want = { want } end
+        for _, n in ipairs(want) do
+          if not source_data:contains(n) then
+            errors.raise("AirbyteStreamNotFoundError", ("stream '%s' is not in this read result"):format(n),
+              { stream_name = n, available_streams = source_data.processed_streams })
+          end
+          names[#names + 1] = n
+        end
+      end
+      cat = cache:catalog_for(names)
+    end
+    totals = write_from_cache(dest, source_name, cache, names, cat, opts, state_cache, run)
+  end
+  for _, w in ipairs(run.warnings) do io.stderr:write("warning: ", w, "\n") end
+  return require("airbyte.write_result").new{
+    destination = dest, source_name = source_name, processed_records = totals.records,
+    totals = totals, state_cache = state_cache, warnings = run.warnings,
+    confirmed_states = run.confirmed_states or 0,
+  }
+end
+
+return M

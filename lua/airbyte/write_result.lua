@@ -1,0 +1,34 @@
+-- WriteResult (airbyte/results.py): what a Destination:write() did.
+--   wr.processed_records        records sent to the destination
+--   wr.streams[name].records    per stream
+--   wr.warnings                 count mismatches, unconfirmed states, ...
+--   wr:get_state_provider()     the destination states stored for this source
+local json = require "airbyte.json"
+
+local M = {}
+local WriteResult = {}
+WriteResult.__index = WriteResult
+
+function M.new(f)
+  return setmetatable({
+    destination_name = f.destination.name, source_name = f.source_name,
+    processed_records = f.processed_records, streams = f.totals.streams or {},
+    warnings = f.warnings, confirmed_states = f.confirmed_states, _state_cache = f.state_cache,
+  }, WriteResult)
+end
+
+-- The last state the destination confirmed, per stream: { [stream] = state table }
+-- ("" for GLOBAL / LEGACY). Empty when the write kept no state.
+function WriteResult:get_state_provider()
+  local out = {}
+  if not self._state_cache then return out end
+  local texts, streams = self._state_cache:_db():get_destination_states(self.destination_name, self.source_name)
+  for i, text in ipairs(texts) do out[streams[i]] = json.decode(text) end
+  return out
+end
+
+function WriteResult:__tostring()
+  return ("WriteResult(%s -> %s: %d records)"):format(self.source_name, self.destination_name, self.processed_records)
+end
+
+return M
