@@ -16,7 +16,7 @@
 --       -> connector { kind = "destination", spec, check, write }
 --   cdk.main(connector, argv [, opts]) -> exit code
 --       opts.out: a file-like object with :write/:flush (default io.stdout)
---       opts.input: an iterator of stdin lines for `write` (default io.lines())
+--       opts.input: an iterator of stdin lines for `write` (default: stdin)
 --   cdk.obj(k1, v1, k2, v2, ...) -> table whose keys encode in that order
 --   cdk.array([t])                -> t, always encoded as a JSON array
 --   cdk.null                      -> JSON null (cjson.null)
@@ -67,8 +67,9 @@
 -- The emitter handed to write(): emit.log(level, message), emit.message(msg),
 --   emit.state(line, counter) (echo a STATE read by a hand-written loop),
 --   emit.flush(), emit.now_ms().
--- Destination helpers: cdk.output_file(path, opts) (durable overwrite/append
---   files), cdk.uuid4(), cdk.fsync(path), cdk.mkdir_p(path),
+-- Destination helpers: cdk.file_destination{...} (one raw file per stream,
+--   as destination-local-json and destination-csv), cdk.output_file(path,
+--   opts) (durable overwrite/append files), cdk.uuid4(), cdk.fsync(path), cdk.mkdir_p(path),
 --   cdk.record_counter(), cdk.parse_message(line), cdk.record_data_json(line),
 --   cdk.with_destination_stats(line, message, n [, rejected]),
 --   cdk.stream_status(msg) -> name, namespace, status.
@@ -1020,6 +1021,15 @@ local function dest_libs()
   return json_mod, parse_line
 end
 
+-- airbyte.core (the binary's read_stdin, fsync and mkdir_p), or false under a stock lua5.4.
+local function load_core()
+  if core_mod == nil then
+    local ok, core = pcall(require, "airbyte.core")
+    core_mod = ok and core or false
+  end
+  return core_mod
+end
+
 -- cdk.parse_message(line) -> message (a userdata from the C scanner: .type,
 -- and for RECORDs .stream, .namespace, .emitted_at without decoding the
 -- data) | nil, why. The line is validated as JSON on the way.
@@ -1045,18 +1055,23 @@ end
 -- ends inside a string or runs past the value, which is never valid JSON.
 local function object_at(line, p)
   local s, e = find(line, "^%b{}", p)
-  if s and is_json(sub(line, s, e)) then return s, e end
+  if not s then return nil end
+  local text = sub(line, s, e)
+  if is_json(text) then return text, e end
   return nil
 end
 
 local RECORD_HEAD = '^%s*{%s*"type"%s*:%s*"RECORD"%s*,%s*"record"%s*:%s*{%s*'
+local CANONICAL_RECORD_HEAD = '^{"type":"RECORD","record":{"stream":"[^"\\]*","data":'
 local STATE_HEAD = '^%s*{%s*"type"%s*:%s*"STATE"%s*,%s*"state"%s*:%s*'
 
--- Start and end of record.data in a RECORD line, or nil. Handles the
+-- The text of record.data in a RECORD line, or nil. Handles the
 -- layouts connectors write ("type" first; the record's scalar fields such
 -- as stream, namespace and emitted_at in any order before "data").
 local function data_span(line)
-  local _, p = find(line, RECORD_HEAD)
+  local _, p = find(line, CANONICAL_RECORD_HEAD)    -- how our sources and host write
+  if p then return object_at(line, p + 1) end
+  _, p = find(line, RECORD_HEAD)
   if not p then return nil end
   p = p + 1
   for _ = 1, 8 do
@@ -1078,8 +1093,8 @@ end
 -- sorted).
 function M.record_data_json(line)
   local json = dest_libs()
-  local s, e = data_span(line)
-  if s then return sub(line, s, e) end
+  local text = data_span(line)
+  if text then return text end
   return json.encode(json.decode(line).record.data)
 end
 
@@ -1169,9 +1184,10 @@ end
 -- Reading stdin
 ---------------------------------------------------------------------------
 
--- Lines of a file in blocks: io.lines copies a line byte by byte, this is
--- about twice as fast. A line longer than a block is gathered in pieces.
-local function block_lines(fh)
+-- Lines from a source of chunks (next_chunk() -> bytes | nil at the end):
+-- splitting blocks is about twice as fast as io.lines, which copies a line
+-- byte by byte. A line longer than a chunk is gathered in pieces.
+local function chunk_lines(next_chunk)
   local buf, pos = "", 1
   return function()
     local e = find(buf, "\n", pos, true)
@@ -1183,7 +1199,7 @@ local function block_lines(fh)
     local parts = { sub(buf, pos) }
     buf, pos = "", 1
     while true do
-      local blk = fh:read(BLOCK)
+      local blk = next_chunk()
       if not blk then
         local line = concat(parts)
         if line == "" then return nil end
@@ -1200,32 +1216,56 @@ local function block_lines(fh)
   end
 end
 
+-- stdin in chunks that come back as soon as bytes are there: core.read_stdin
+-- makes one read(2). io.read(n) would wait for n bytes, holding back the
+-- echo of a STATE while the source is quiet, so without read_stdin (stock
+-- lua5.4) each chunk is one line.
+local function stdin_chunks()
+  load_core()
+  local read = core_mod and core_mod.read_stdin
+  if read then return function() return read(BLOCK) end end
+  local stdin = io.stdin
+  return function() return stdin:read("L") end
+end
+
 -- Records: the record table resolves data (decoded from data_json) and
--- any other field (decoded from the line) on first use; the message
--- resolves data_json on first use. The line hides under private keys.
-local LINE, MSG, DECODED = {}, {}, {}
+-- any other field (decoded from the line) on first use, pairs() resolves
+-- them all; the message resolves data_json on first use. What they come
+-- from is kept on the side, so the tables hold only protocol fields.
+local origin = setmetatable({}, { __mode = "k" })  -- message -> line, record -> message
+
+local function resolve_record(rec)
+  local msg = origin[rec]
+  if not msg then return end                        -- resolved already
+  origin[rec] = nil
+  local full = json_mod.decode(origin[msg]).record
+  for k, v in pairs(full) do
+    if rawget(rec, k) == nil then rawset(rec, k, v) end
+  end
+end
 
 local RecordMT = {}
 function RecordMT.__index(rec, k)
-  local json = json_mod
+  if type(k) ~= "string" then return nil end
+  local msg = origin[rec]
+  if not msg then return nil end
   if k == "data" then
-    local d = json.decode(rawget(rec, MSG).data_json)
+    local d = json_mod.decode(msg.data_json)
     rawset(rec, "data", d)
     return d
   end
-  if rawget(rec, DECODED) or type(k) ~= "string" then return nil end
-  rawset(rec, DECODED, true)
-  local full = json.decode(rawget(rec, LINE)).record
-  for kk, v in pairs(full) do
-    if rawget(rec, kk) == nil then rawset(rec, kk, v) end
-  end
+  resolve_record(rec)
   return rawget(rec, k)
+end
+function RecordMT.__pairs(rec)
+  resolve_record(rec)
+  return next, rec, nil
 end
 
 local RecordMessageMT = {}
 function RecordMessageMT.__index(msg, k)
   if k == "data_json" then
-    local text = M.record_data_json(rawget(msg, LINE))
+    local text = M.record_data_json(origin[msg])
     rawset(msg, "data_json", text)
     return text
   end
@@ -1296,7 +1336,7 @@ function Input:blocks()
       return line and line .. "\n"
     end
   end
-  return function() return io.stdin:read(BLOCK) end
+  return stdin_chunks()
 end
 
 function Input:checkpoint(line)
@@ -1324,7 +1364,7 @@ end
 function Input:next()
   local read_line = self.read_line
   if not read_line then
-    read_line = self.given_lines or block_lines(io.stdin)
+    read_line = self.given_lines or chunk_lines(stdin_chunks())
     self.read_line = read_line
   end
   local parse, streams = parse_line, self.streams
@@ -1344,9 +1384,9 @@ function Input:next()
           local key = ns and (name .. "\0" .. ns) or name
           self.counter:add_key(key, 1)
           self.last_key = key
-          local msg = setmetatable({ type = "RECORD", [LINE] = line }, RecordMessageMT)
-          msg.record = setmetatable({ stream = name, namespace = ns, emitted_at = m.emitted_at,
-                                      [LINE] = line, [MSG] = msg }, RecordMT)
+          local rec = setmetatable({ stream = name, namespace = ns, emitted_at = m.emitted_at }, RecordMT)
+          local msg = setmetatable({ type = "RECORD", record = rec }, RecordMessageMT)
+          origin[msg], origin[rec] = line, msg
           return msg, line
         end
         self.ignored[name] = (self.ignored[name] or 0) + 1
@@ -1448,15 +1488,6 @@ function M.uuid4()
   local a, b = random(0), random(0)
   return format("%08x-%04x-4%03x-%04x-%012x", (a >> 32) & 0xffffffff, (a >> 16) & 0xffff, a & 0xfff,
     0x8000 | ((b >> 48) & 0x3fff), b & 0xffffffffffff)
-end
-
--- airbyte.core (the binary's fsync and mkdir_p), or false under a stock lua5.4.
-local function load_core()
-  if core_mod == nil then
-    local ok, core = pcall(require, "airbyte.core")
-    core_mod = ok and core or false
-  end
-  return core_mod
 end
 
 -- cdk.fsync(path): the file (or directory) reaches the disk; raises on

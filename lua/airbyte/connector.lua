@@ -90,10 +90,22 @@ function Connector:validate_config(config)
   end
 end
 
--- The JSON Schema validator used for configs. The cdk's draft-07 subset is
--- the default; a full validator can replace it (M.validate = fn).
+-- Validates a config with the draft-07 validator in C (jsonschema.c);
+-- returns nil or a list of "path: problem" strings. Compiled specs are
+-- kept per spec table, so a connector's config is checked cheaply.
+local compiled = setmetatable({}, { __mode = "k" })
 M.validate = function(schema, value)
-  return require("airbyte.cdk").validate(schema, value)
+  local js = require "airbyte.jsonschema"
+  local s = compiled[schema]
+  if not s then
+    local err
+    s, err = js.compile(schema)
+    if not s then return { "the connector's spec is not a valid JSON schema: " .. tostring(err) } end
+    compiled[schema] = s
+  end
+  local ok, problems = s:validate_value(value)
+  if ok then return nil end
+  return problems
 end
 
 -- --- running commands -----------------------------------------------------

@@ -7,7 +7,9 @@
 -- The data field is always quoted (RFC 4180: '"' inside becomes '""'); the
 -- JSON text is the record line's bytes (integers keep all their digits).
 -- `delimiter` takes the values of the real connector's spec ("Comma: ,",
--- "Semicolon: ;", "Tab: \t", "Space: ' '", "Pipe: |") or one character.
+-- "Semicolon: ;", "Tab: \t", "Space: ' '", "Pipe: |"); its default is a
+-- comma. (The real spec's default is "," which its own enum rejects: ours
+-- is "Comma: ,"; a bare character is still understood by the writer.)
 --
 -- destination_path: the real connector puts it under its /local mount; here
 -- it is used as given: absolute, or relative to the current directory

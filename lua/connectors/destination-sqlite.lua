@@ -72,17 +72,17 @@ local function db_path(config)
   return path
 end
 
--- airbyte.sqlite opens databases as luabyte caches: WAL journal,
--- synchronous=NORMAL and its bookkeeping tables. A destination file is
--- the user's: rollback journal as with Python's sqlite3, synchronous=FULL
--- so that a commit (made before a state is echoed) survives a power loss,
--- and no bookkeeping tables left behind (dropped while empty).
+-- airbyte.sqlite opens databases as luabyte caches: WAL journal (kept:
+-- the binding checkpoints from a second connection, so the mode cannot be
+-- switched back), synchronous=NORMAL and its bookkeeping tables. Here
+-- synchronous=FULL makes each commit (made before a state is echoed)
+-- survive a power loss, and the bookkeeping tables are dropped on close
+-- while empty, so the file holds only the destination's tables.
 local CACHE_TABLES = { "_airbyte_streams", "_airbyte_state", "_airbyte_destination_state" }
 
 local function open_db(path)
   local db, err = sqlite.open(path)
   if not db then cdk.config_error(format("cannot open the database %s: %s", path, tostring(err))) end
-  db:exec("PRAGMA journal_mode=DELETE")
   db:exec("PRAGMA synchronous=FULL")
   return db
 end

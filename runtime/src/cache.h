@@ -87,15 +87,24 @@ int  lb_cache_in_transaction(const lb_cache *c);
 /* Async mode (on by default): lb_cache_stream_write scans the record on
 ** the caller's thread, copies what is to be bound into a batch and returns;
 ** a writer thread (started on the first write, one per cache) binds and
-** inserts batches while the caller scans the next records, so parsing and
-** SQLite overlap on two cores. Every other function first waits until the
-** queued rows are in the database, so order is kept: records, then the
-** state after them, then commit. A failed insert is reported by a later
-** write or by the next commit/finish/put_state (the rows after it are
-** dropped; roll back); begin and rollback clear it. Memory: at most four
-** batches of about 1 MB. If the thread cannot start, writes stay sync.
-** set_async(c, 0) waits for the queue, stops the thread and returns its
-** error if any. lb_cache_sync waits for the queue and returns that error. */
+** inserts batches, 32 rows per statement, while the caller scans the next
+** records, so parsing and SQLite overlap on two cores. Every other function
+** first waits until the queued rows are in the database, so order is kept:
+** records, then the state after them, then commit. A failed insert is
+** reported by a later write or by the next commit/finish/put_state (the
+** rows after it are dropped; roll back); begin and rollback clear it.
+** Memory: at most four batches of about 1.6 MB. If the thread cannot
+** start, writes stay on the caller's thread.
+** Also in async mode, for a file in WAL mode, a checkpointer thread with
+** its own connection copies the WAL back into the database after commits
+** (SQLite would do it inside the commit that crosses 1000 pages, fsyncs
+** included); begin waits for it only when the WAL has passed 64 MB, so the
+** WAL stays bounded. Because of that second connection the journal mode
+** cannot be changed while async mode is on.
+** set_async(c, 0) waits for the queue, stops both threads (SQLite's own
+** checkpoints resume) and returns the writer's error if any; set_async(c,
+** 1) turns them on again. lb_cache_sync waits for the queue and returns
+** the writer's error. */
 int  lb_cache_set_async(lb_cache *c, int on);
 int  lb_cache_sync(lb_cache *c);
 
@@ -183,9 +192,9 @@ int  lb_cache_get_destination_states(lb_cache *c, const char *destination_name,
 ** PyAirbyteNameNormalizationError). */
 long lb_cache_normalize(const char *name, size_t len, char *out, size_t cap);
 
-/* Time-ordered UUIDv7 text (36 chars + NUL) from the cache's generator:
-** strictly increasing within one cache (waits for queued rows, whose ids
-** come from the same generator). */
+/* Time-ordered UUIDv7 text (36 chars + NUL) from the cache's generator
+** (the one _airbyte_raw_id comes from): strictly increasing within one
+** cache. */
 void lb_cache_uuid7(lb_cache *c, char out[37]);
 
 /* For the C pump: the C objects behind the Lua userdata of lua_cache.c

@@ -110,13 +110,29 @@ static void sb_printf(sbuf *b, const char *fmt, ...) {
   va_end(ap);
 }
 
-/* Append at most max bytes of JSON text, cut at a UTF-8 boundary, "..." when
-** cut: messages quote schema values (enum, const) that may be long. */
+/* Append the JSON text of a schema value (enum, const, pattern) for a
+** message: white space outside strings dropped, so that a pretty-printed
+** schema still gives a one-line message, and at most about max bytes, cut
+** at a UTF-8 boundary and marked "...". */
 static void sb_add_clip(sbuf *b, const char *s, size_t n, size_t max) {
-  if (n <= max) { sb_add(b, s, n); return; }
-  while (max > 0 && ((uchar)s[max] & 0xc0) == 0x80) max--;
-  sb_add(b, s, max);
-  sb_adds(b, "...");
+  size_t i, start = b->n;
+  int in_str = 0;
+  for (i = 0; i < n; i++) {
+    char c = s[i];
+    if (b->n - start >= max && ((uchar)c & 0xc0) != 0x80) {
+      sb_adds(b, "...");
+      return;
+    }
+    if (in_str) {
+      if (c == '\\' && i + 1 < n) { sb_add(b, s + i, 2); i++; continue; }
+      if (c == '"') in_str = 0;
+    } else if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+      continue;
+    } else if (c == '"') {
+      in_str = 1;
+    }
+    sb_addc(b, c);
+  }
 }
 
 /* ====================================================================== */
@@ -177,6 +193,8 @@ struct node {
   regex_t    *pattern;
   lb_jval     pattern_v;
   int         format;
+  int         content_b64;   /* contentEncoding "base64" */
+  int         content_json;  /* contentMediaType "application/json" */
   node       *items;         /* items as one schema */
   node      **items_arr;     /* items as an array */
   size_t      n_items;
@@ -691,7 +709,7 @@ static void uri_resolve(sbuf *o, const char *base, const char *ref) {
 static void pct_decode(sbuf *o, const char *s, size_t n) {
   size_t i;
   for (i = 0; i < n; i++) {
-    if (s[i] == '%' && i + 2 < n + 0 && hexv((uchar)s[i + 1]) >= 0 &&
+    if (s[i] == '%' && i + 2 < n && hexv((uchar)s[i + 1]) >= 0 &&
         hexv((uchar)s[i + 2]) >= 0) {
       sb_addc(o, (char)(hexv((uchar)s[i + 1]) * 16 + hexv((uchar)s[i + 2])));
       i += 2;
@@ -927,17 +945,16 @@ static void utf8_ranges(sbuf *o, unsigned lo, unsigned hi, int *nalt) {
 ** brackets have no escapes: ']' must come first, '-' last, '^' not first,
 ** and '[' must not be followed by '.', ':' or '='. */
 static int emit_ascii_bracket(sbuf *o, const uchar *in) {
-  int c, count = 0, only_caret;
+  int c, count = 0, any = 0;
   for (c = 1; c < 128; c++) count += in[c];
   if (!count) return 0;
-  only_caret = in['^'] && count == 1;
-  if (only_caret) { sb_adds(o, "\\^"); return 1; }
   if (count == 1) {
     for (c = 1; c < 128 && !in[c]; c++) {}
     if (isalnum(c)) { sb_addc(o, (char)c); return 1; }
+    if (c == '^') { sb_adds(o, "\\^"); return 1; }
   }
   sb_addc(o, '[');
-  if (in[']']) sb_addc(o, ']');
+  if (in[']']) { sb_addc(o, ']'); any = 1; }
   for (c = 1; c < 128; c++) {
     int d;
     if (!in[c] || c == ']' || c == '-' || c == '^' || c == '[') continue;
@@ -947,15 +964,15 @@ static int emit_ascii_bracket(sbuf *o, const uchar *in) {
     if (d - c >= 2) { sb_addc(o, '-'); sb_addc(o, (char)d); }
     else if (d > c) sb_addc(o, (char)d);
     c = d;
+    any = 1;
   }
+  if (in['[']) { sb_addc(o, '['); any = 1; }
   if (in['^']) {
-    if (o->n > 0 && o->p[o->n - 1] == '[') sb_addc(o, '-');   /* '^' not first */
+    if (!any && in['-']) sb_addc(o, '-');    /* "[-^]": '^' must not come first */
     sb_addc(o, '^');
-    if (in['[']) sb_addc(o, '[');
-    if (in['-'] && o->p[o->n - 1] != '-') sb_addc(o, '-');
-  } else {
-    if (in['[']) sb_addc(o, '[');
-    if (in['-']) sb_addc(o, '-');
+    if (any && in['-']) sb_addc(o, '-');
+  } else if (in['-']) {
+    sb_addc(o, '-');
   }
   sb_addc(o, ']');
   return 1;
@@ -963,8 +980,7 @@ static int emit_ascii_bracket(sbuf *o, const uchar *in) {
 
 static void emit_set(sbuf *o, cset *c) {
   uchar ascii[128];
-  int i, nalt = 0, has_ascii, has_wide = 0;
-  size_t mark;
+  int i, nalt = 0, has_wide = 0;
   cs_norm(c);
   memset(ascii, 0, sizeof ascii);
   for (i = 0; i < c->n; i++) {
@@ -977,13 +993,10 @@ static void emit_set(sbuf *o, cset *c) {
     return;
   }
   sb_addc(o, '(');
-  mark = o->n;
-  has_ascii = emit_ascii_bracket(o, ascii);
-  if (has_ascii) nalt = 1;
+  if (emit_ascii_bracket(o, ascii)) nalt = 1;
   for (i = 0; i < c->n; i++)
     if (c->hi[i] >= 128)
       utf8_ranges(o, c->lo[i] < 128 ? 128 : c->lo[i], c->hi[i], &nalt);
-  (void)mark;
   sb_addc(o, ')');
 }
 
@@ -1050,9 +1063,9 @@ static int rx_escape(rxt *t, int in_class, unsigned *cp, cset *set) {
     case 'r': *cp = '\r'; return 1;
     case 'f': *cp = '\f'; return 1;
     case 'v': *cp = '\v'; return 1;
-    case 'b':
-      if (in_class) { *cp = '\b'; return 1; }
-      return rx_fail(t, 0, "internal: \\b");
+    case 'b':                        /* outside a class the caller took it */
+      *cp = '\b';
+      return 1;
     case '0':
       if (t->p < t->e && isdigit(*t->p)) return rx_fail(t, 0, "octal escape");
       return rx_fail(t, 1, "\\0 (NUL) in a pattern");
@@ -1437,9 +1450,8 @@ static int fmt_ipv6(const char *s, size_t n) {
 }
 
 static int fmt_hostname_ex(const char *s, size_t n, int idn) {
-  size_t i = 0, total = n;
-  if (n && s[n - 1] == '.') total = --n;   /* a root dot is allowed */
-  if (n == 0 || total > 253) return 0;
+  size_t i = 0;
+  if (n == 0 || n > 253) return 0;
   while (i < n) {
     size_t st = i;
     while (i < n && s[i] != '.') {
@@ -1454,7 +1466,7 @@ static int fmt_hostname_ex(const char *s, size_t n, int idn) {
         !((s[st] == 'x' || s[st] == 'X') && (s[st + 1] == 'n' || s[st + 1] == 'N')))
       return 0;
     if (i < n) i++;
-    if (i == n && s[n - 1] == '.') return 0;
+    if (i == n && s[n - 1] == '.') return 0;   /* no empty last label */
   }
   return 1;
 }
@@ -1518,19 +1530,41 @@ static int fmt_uri_ex(const char *s, size_t n, int need_scheme, int iri) {
     for (p = s; p < s + hash && *p != '/' && *p != '?'; p++) if (*p == ':') return 0;
   }
   if (hash - i >= 2 && s[i] == '/' && s[i + 1] == '/') {
-    size_t a = i + 2, e = a;
+    size_t a = i + 2, e = a, k, h;
+    const char *at;
     while (e < hash && s[e] != '/' && s[e] != '?') e++;
-    if (e > a && s[a] == '[') {      /* IP literal */
-      const char *rb = memchr(s + a, ']', e - a);
-      size_t k;
-      if (!rb || !fmt_ipv6(s + a + 1, (size_t)(rb - s - a - 1))) return 0;
+    /* userinfo "@" host [":" port] */
+    at = memchr(s + a, '@', e - a);
+    h = a;
+    if (at) {
+      h = (size_t)(at - s) + 1;
+      if (memchr(s + h, '@', e - h)) return 0;
+      for (k = a; k < h - 1; k++) if (s[k] == '[' || s[k] == ']') return 0;
+      if (!uri_chars_ok(s + a, h - 1 - a, NULL, iri)) return 0;
+    }
+    if (h < e && s[h] == '[') {      /* IP literal: IPv6 or IPvFuture */
+      const char *rb = memchr(s + h, ']', e - h);
+      size_t in = h + 1, ln;
+      if (!rb) return 0;
+      ln = (size_t)(rb - s) - in;
+      if (ln > 1 && (s[in] == 'v' || s[in] == 'V')) {
+        size_t j = in + 1;
+        while (j < in + ln && hexv((uchar)s[j]) >= 0) j++;
+        if (j == in + 1 || j >= in + ln || s[j] != '.' || j + 1 == in + ln) return 0;
+        for (j++; j < in + ln; j++)
+          if (!(isalnum((uchar)s[j]) || strchr("-._~!$&'()*+,;=:", s[j]))) return 0;
+      } else if (!fmt_ipv6(s + in, ln)) {
+        return 0;
+      }
       k = (size_t)(rb - s) + 1;
-      if (k < e && s[k] != ':') return 0;
-      for (k++; k < e; k++) if (!isdigit((uchar)s[k])) return 0;
     } else {
-      size_t k;
-      for (k = a; k < e; k++) if (s[k] == '[' || s[k] == ']') return 0;
-      if (!uri_chars_ok(s + a, e - a, NULL, iri)) return 0;
+      for (k = h; k < e && s[k] != ':'; k++)
+        if (s[k] == '[' || s[k] == ']') return 0;
+      if (!uri_chars_ok(s + h, k - h, NULL, iri)) return 0;
+    }
+    if (k < e) {                     /* the port: digits only */
+      if (s[k] != ':') return 0;
+      for (k++; k < e; k++) if (!isdigit((uchar)s[k])) return 0;
     }
     i = e;
   }
@@ -1559,14 +1593,50 @@ static int fmt_rel_json_pointer(const char *s, size_t n) {
   return fmt_json_pointer(s + i, n - i);
 }
 
+static int pct_ok(const char *s, size_t n, size_t i) {
+  return i + 2 < n && hexv((uchar)s[i + 1]) >= 0 && hexv((uchar)s[i + 2]) >= 0;
+}
+
+/* RFC 6570: literals, and expressions "{" [op] varspec *("," varspec) "}" */
 static int fmt_uri_template(const char *s, size_t n) {
-  size_t i;
-  int open = 0;
-  for (i = 0; i < n; i++) {
-    if (s[i] == '{') { if (open) return 0; open = 1; }
-    else if (s[i] == '}') { if (!open) return 0; open = 0; }
+  size_t i = 0;
+  while (i < n) {
+    uchar c = (uchar)s[i];
+    if (c == '{') {
+      i++;
+      if (i < n && strchr("+#./;?&", s[i])) i++;
+      for (;;) {
+        int chars = 0;
+        /* varname: varchar *(["."] varchar) */
+        while (i < n) {
+          if (isalnum((uchar)s[i]) || s[i] == '_') { i++; chars++; }
+          else if (s[i] == '%' && pct_ok(s, n, i)) { i += 3; chars++; }
+          else if (s[i] == '.' && chars && i + 1 < n && s[i + 1] != '.' && s[i + 1] != '}' &&
+                   s[i + 1] != ',' && s[i + 1] != ':' && s[i + 1] != '*') i++;
+          else break;
+        }
+        if (!chars || i >= n) return 0;
+        if (s[i] == '*') {
+          i++;
+        } else if (s[i] == ':') {
+          size_t st = ++i;
+          while (i < n && isdigit((uchar)s[i])) i++;
+          if (i == st || i - st > 4 || s[st] == '0') return 0;
+        }
+        if (i >= n) return 0;
+        if (s[i] == ',') { i++; continue; }
+        if (s[i] == '}') { i++; break; }
+        return 0;
+      }
+    } else if (c == '%') {
+      if (!pct_ok(s, n, i)) return 0;
+      i += 3;
+    } else {
+      if (c <= ' ' || c == 0x7f || strchr("\"<>\\^`|}", c)) return 0;
+      i++;
+    }
   }
-  return !open;
+  return 1;
 }
 
 static int fmt_regex(const char *s, size_t n) {
@@ -1680,73 +1750,36 @@ static node *get_node(lb_schema *s, const lb_jval *v, const char *base, const ch
   return n;
 }
 
-/* loc of a child: parent's loc + "/" + escaped segment (~0 ~1). */
-static const char *child_loc(lb_schema *s, const char *ploc, const char *seg, size_t n) {
-  sbuf b = { NULL, 0, 0, 0 };
-  const char *r;
-  size_t i;
-  sb_adds(&b, ploc);
-  sb_addc(&b, '/');
-  for (i = 0; i < n; i++) {
-    if (seg[i] == '~') sb_adds(&b, "~0");
-    else if (seg[i] == '/') sb_adds(&b, "~1");
-    else sb_addc(&b, seg[i]);
-  }
-  r = b.oom ? NULL : astrndup(s, b.p, b.n);
-  free(b.p);
-  if (!r) set_err(s, LB_SCHEMA_ENOMEM, "out of memory");
-  return r;
-}
-
+/* A subschema of parent, its loc being parent's + "/kw[/key|/idx]" with
+** the key escaped like a JSON pointer token. */
 static node *child(lb_schema *s, node *parent, const lb_jval *v, const char *kw,
                    const lb_jval *key, long idx) {
+  node *n = find_node(s, v->p);
   sbuf b = { NULL, 0, 0, 0 };
   const char *loc;
+  if (n) return n;
+  sb_adds(&b, parent->loc);
+  sb_addc(&b, '/');
   sb_adds(&b, kw);
   if (key) {
-    size_t kn = lb_jstr_decode(key, NULL, 0);
+    char *heap;
+    size_t len, i;
+    const char *name = str_bytes(key, &len, &heap);
+    if (!name) b.oom = 1;
     sb_addc(&b, '/');
-    sb_reserve(&b, kn);
-    if (!b.oom) {
-      size_t i, st = b.n;
-      lb_jstr_decode(key, b.p + b.n, kn);
-      b.n += kn;
-      b.p[b.n] = '\0';
-      /* escape the key like a JSON pointer token */
-      for (i = st; i < b.n && !b.oom; i++) {
-        if (b.p[i] == '~' || b.p[i] == '/') {
-          char e = b.p[i] == '~' ? '0' : '1';
-          sb_reserve(&b, 1);
-          if (b.oom) break;
-          memmove(b.p + i + 2, b.p + i + 1, b.n - i);
-          b.p[i] = '~';
-          b.p[i + 1] = e;
-          b.n++;
-          i++;
-        }
-      }
+    for (i = 0; name && i < len; i++) {
+      if (name[i] == '~') sb_adds(&b, "~0");
+      else if (name[i] == '/') sb_adds(&b, "~1");
+      else sb_addc(&b, name[i]);
     }
+    free(heap);
   } else if (idx >= 0) {
     sb_printf(&b, "/%ld", idx);
   }
-  if (b.oom) { free(b.p); set_err(s, LB_SCHEMA_ENOMEM, "out of memory"); return NULL; }
-  /* kw and the key are joined above, so only the first '/' splits them */
-  {
-    sbuf l = { NULL, 0, 0, 0 };
-    sb_adds(&l, parent->loc);
-    sb_addc(&l, '/');
-    sb_add(&l, b.p, b.n);
-    loc = l.oom ? NULL : astrndup(s, l.p, l.n);
-    free(l.p);
-  }
+  loc = b.oom ? NULL : astrndup(s, b.p, b.n);
   free(b.p);
   if (!loc) { set_err(s, LB_SCHEMA_ENOMEM, "out of memory"); return NULL; }
-  if (v->type != LB_JOBJECT && v->type != LB_JTRUE && v->type != LB_JFALSE) {
-    node *n = find_node(s, v->p);
-    if (n) return n;
-    n = get_node(s, v, parent->base, loc);
-    return n;      /* build() warns and treats it as true */
-  }
+  /* a value that is no schema gets a node too: build() warns, takes it as true */
   return get_node(s, v, parent->base, loc);
 }
 
@@ -1941,7 +1974,6 @@ static int build_number(lb_schema *s, node *n, const lb_jval *k, const lb_jval *
 static int build(lb_schema *s, node *n) {
   lb_jiter it;
   lb_jval k, v, ref, id;
-  int has_ref = 0;
   if (n->v.type == LB_JTRUE) { n->boolean = 1; return 0; }
   if (n->v.type == LB_JFALSE) { n->boolean = 0; return 0; }
   if (n->v.type != LB_JOBJECT) {
@@ -1963,12 +1995,11 @@ static int build(lb_schema *s, node *n) {
       if (!n->ref) return set_err(s, LB_SCHEMA_ENOMEM, "out of memory");
       n->rnext = s->refs;
       s->refs = n;
-      has_ref = 1;
       return 0;
     }
     warn(s, n, "$ref must be a string: ignored");
   }
-  if (!has_ref && lb_jobj_find(&n->v, "$id", 3, &id) && id.type == LB_JSTRING) {
+  if (lb_jobj_find(&n->v, "$id", 3, &id) && id.type == LB_JSTRING) {
     sbuf b = { NULL, 0, 0, 0 };
     char *raw = astr_decode(s, &id, NULL), *hash;
     if (!raw) return set_err(s, LB_SCHEMA_ENOMEM, "out of memory");
@@ -2015,6 +2046,9 @@ static int build(lb_schema *s, node *n) {
         break;
       case 'c':
         if (kw_is(&k, "const")) { n->const_v = v; n->has |= H_CONST; }
+        else if (kw_is(&k, "contentEncoding")) n->content_b64 = lb_jstr_eq(&v, "base64", 6);
+        else if (kw_is(&k, "contentMediaType"))
+          n->content_json = lb_jstr_eq(&v, "application/json", 16);
         else if (kw_is(&k, "contains")) n->contains = child(s, n, &v, "contains", NULL, -1);
         break;
       case 'd':
@@ -2281,9 +2315,10 @@ static int walk_pointer(lb_schema *s, node *from, const char *ptr, lb_jval *out,
   return 0;
 }
 
-/* Try to resolve n->ref: 1 done, 0 its document is missing (*missing set),
-** <0 error. */
-static int resolve_one(lb_schema *s, node *n, const char **missing) {
+/* Try to resolve n->ref: 1 done, 0 not yet (*missing names the document
+** to fetch, or is NULL when the target may still appear as queued nodes
+** get built), <0 error. With final set, "not yet" is an error. */
+static int resolve_one(lb_schema *s, node *n, const char **missing, int final) {
   sbuf docpart = { NULL, 0, 0, 0 }, frag = { NULL, 0, 0, 0 };
   const char *hash = strchr(n->ref, '#');
   res *r;
@@ -2293,7 +2328,12 @@ static int resolve_one(lb_schema *s, node *n, const char **missing) {
   if (hash) pct_decode(&frag, hash + 1, strlen(hash + 1));
   else sb_add(&frag, "", 0);
   if (docpart.oom || frag.oom) { rc = set_err(s, LB_SCHEMA_ENOMEM, "out of memory"); goto done; }
+  *missing = NULL;
   r = find_res(s, docpart.p);
+  if (!r && final) {
+    rc = set_err(s, LB_SCHEMA_EREF, "%s: cannot resolve $ref %s", n->loc, n->ref);
+    goto done;
+  }
   if (!r) {
     *missing = astrndup(s, docpart.p, docpart.n);
     rc = *missing ? 0 : set_err(s, LB_SCHEMA_ENOMEM, "out of memory");
@@ -2308,20 +2348,16 @@ static int resolve_one(lb_schema *s, node *n, const char **missing) {
     int w = walk_pointer(s, r->n, frag.p, &v, &base);
     if (w < 0) { rc = w; goto done; }
     if (w > 0) {
-      rc = set_err(s, LB_SCHEMA_EREF, "%s: $ref %s: no such location", n->loc, n->ref);
+      rc = final ? set_err(s, LB_SCHEMA_EREF, "%s: $ref %s: no such location", n->loc, n->ref) : 0;
       goto done;
     }
     target = find_node(s, v.p);
     if (!target) {
-      loc = child_loc(s, r->n->loc, "", 0);
-      if (!loc) { rc = s->err; goto done; }
-      {
-        sbuf l = { NULL, 0, 0, 0 };
-        sb_adds(&l, r->n->loc);
-        sb_adds(&l, hash + 1);
-        loc = l.oom ? NULL : astrndup(s, l.p, l.n);
-        free(l.p);
-      }
+      sbuf l = { NULL, 0, 0, 0 };
+      sb_adds(&l, r->n->loc);
+      sb_adds(&l, hash + 1);
+      loc = l.oom ? NULL : astrndup(s, l.p, l.n);
+      free(l.p);
       if (!loc || !(target = get_node(s, &v, base, loc))) {
         rc = set_err(s, LB_SCHEMA_ENOMEM, "out of memory");
         goto done;
@@ -2337,7 +2373,7 @@ static int resolve_one(lb_schema *s, node *n, const char **missing) {
     ar = find_res(s, a.p);
     free(a.p);
     if (!ar) {
-      rc = set_err(s, LB_SCHEMA_EREF, "%s: $ref %s: no such anchor", n->loc, n->ref);
+      rc = final ? set_err(s, LB_SCHEMA_EREF, "%s: $ref %s: no such anchor", n->loc, n->ref) : 0;
       goto done;
     }
     target = ar->n;
@@ -2367,23 +2403,25 @@ static int compile_all(lb_schema *s) {
       const char *m = NULL;
       int rc;
       if (n->ref_to) continue;
-      rc = resolve_one(s, n, &m);
+      rc = resolve_one(s, n, &m, 0);
       if (rc < 0) return rc;
       if (rc == 1) progress = 1;
-      else { pending = 1; if (!missing) missing = m; }
+      else { pending = 1; if (!missing && m && !was_tried(s, m)) missing = m; }
     }
     if (s->qhead) continue;            /* new nodes may bring the $ids we lack */
     if (!pending) return 0;
     if (progress) continue;
-    /* nothing resolved by what we have: fetch the first missing document */
-    if (was_tried(s, missing)) {
-      for (n = s->refs; n; n = n->rnext)
-        if (!n->ref_to) break;
-      return set_err(s, LB_SCHEMA_EREF, "%s: cannot resolve $ref %s", n ? n->loc : "#",
-                     n ? n->ref : missing);
+    if (missing) {                     /* fetch a document nothing here defines */
+      if (s->ndocs >= MAX_DOCS) return set_err(s, LB_SCHEMA_ELOAD, "more than %d documents", MAX_DOCS);
+      if (load_doc(s, missing)) return s->err;
+      continue;
     }
-    if (s->ndocs >= MAX_DOCS) return set_err(s, LB_SCHEMA_ELOAD, "more than %d documents", MAX_DOCS);
-    if (load_doc(s, missing)) return s->err;
+    /* everything is built and loaded: what is left cannot be resolved */
+    for (n = s->refs; n; n = n->rnext) {
+      const char *m;
+      if (!n->ref_to && resolve_one(s, n, &m, 1) < 0) return s->err;
+    }
+    return set_err(s, LB_SCHEMA_EREF, "cannot resolve a $ref");
   }
 }
 
@@ -2518,10 +2556,11 @@ static void path_fmt(sbuf *b, const pseg *path) {
   }
 }
 
+/* Append msg (taken over: freed when it cannot be kept). The array's
+** capacity is implied by count: 4, then doubled at each power of two. */
 static int errs_push(lb_schema_errors *e, char *msg) {
   if (e->count >= e->max) { e->truncated = 1; free(msg); return 0; }
-  if (!e->msgs || (e->count & (e->count - 1)) == 0) {
-    /* grow at powers of two */
+  if (e->count == 0 || (e->count >= 4 && (e->count & (e->count - 1)) == 0)) {
     size_t cap = e->count ? (size_t)e->count * 2 : 4;
     char **m = realloc(e->msgs, cap * sizeof *m);
     if (!m) { free(msg); return -1; }
@@ -2581,7 +2620,7 @@ static const char *type_name(const lb_jval *v) {
   switch (v->type) {
     case LB_JNULL: return "null";
     case LB_JTRUE: case LB_JFALSE: return "boolean";
-    case LB_JNUMBER: return num_integral(v) ? "integer" : "number";
+    case LB_JNUMBER: return "number";
     case LB_JSTRING: return "string";
     case LB_JOBJECT: return "object";
     case LB_JARRAY: return "array";
@@ -2609,10 +2648,7 @@ static int quietly(vctx *c, const node *n, const lb_jval *inst, const pseg *path
 
 static void errs_move(lb_schema_errors *to, lb_schema_errors *from) {
   int i;
-  for (i = 0; i < from->count; i++) {
-    if (errs_push(to, from->msgs[i]) < 0) { from->count = i + 1; break; }
-    from->msgs[i] = NULL;
-  }
+  for (i = 0; i < from->count; i++) errs_push(to, from->msgs[i]);
   if (from->truncated) to->truncated = 1;
   free(from->msgs);
   from->msgs = NULL;
@@ -2638,19 +2674,17 @@ static NOINLINE int explain_branches(vctx *c, node *const *br, size_t nbr, const
     score = tmp.count + (tmp.truncated ? 1000 : 0);
     if (r < 0 || score >= bestscore) {
       lb_schema_errors_clear(&tmp);
-      free(tmp.msgs);
-      if (r < 0) { lb_schema_errors_clear(&best); free(best.msgs); return r; }
+      if (r < 0) { lb_schema_errors_clear(&best); return r; }
       continue;
     }
     lb_schema_errors_clear(&best);
-    free(best.msgs);
     best = tmp;
     bestscore = score;
     besti = i;
   }
   r = fail(c, path, "value does not match any of the %lu schemas in %s (closest: #%lu)",
            (unsigned long)nbr, kw, (unsigned long)besti);
-  if (r < 0) { lb_schema_errors_clear(&best); free(best.msgs); return r; }
+  if (r < 0) { lb_schema_errors_clear(&best); return r; }
   errs_move(c->errs, &best);
   return 1;
 }
@@ -2692,7 +2726,11 @@ static NOINLINE int check_number(vctx *c, const node *n, const lb_jval *inst, co
         double tol = 1e-9 * (fabs(q) > 1 ? fabs(q) : 1);
         ok = fabs(q - nearbyint(q)) <= tol;
       } else {
-        ok = isfinite(x.d) && fmod(x.d, n->mult.d) == 0;
+        /* an integer is a multiple of any 1/k (1e-8 included, which fmod
+        ** would miss: 1e-8 is not exact in binary) */
+        double inv = 1.0 / n->mult.d;
+        ok = isfinite(x.d) && (fmod(x.d, n->mult.d) == 0 ||
+             (x.d == floor(x.d) && fabs(inv - nearbyint(inv)) <= 1e-9 * inv));
       }
     }
     if (!ok) {
@@ -2702,6 +2740,52 @@ static NOINLINE int check_number(vctx *c, const node *n, const lb_jval *inst, co
     }
   }
   return bad;
+}
+
+/* Decode RFC 4648 base64 (padding required when the length needs it) into
+** out (at least n * 3 / 4 bytes). Returns the length, or -1. */
+static long b64_decode(const char *s, size_t n, uchar *out) {
+  unsigned acc = 0;
+  size_t i, k = 0, pad = 0;
+  int bits = 0;
+  if (n % 4) return -1;
+  for (i = 0; i < n; i++) {
+    int v;
+    char ch = s[i];
+    if (ch == '=') { pad++; if (pad > 2 || i + 3 - pad < n - 1) return -1; continue; }
+    if (pad) return -1;
+    if (ch >= 'A' && ch <= 'Z') v = ch - 'A';
+    else if (ch >= 'a' && ch <= 'z') v = ch - 'a' + 26;
+    else if (ch >= '0' && ch <= '9') v = ch - '0' + 52;
+    else if (ch == '+') v = 62;
+    else if (ch == '/') v = 63;
+    else return -1;
+    acc = (acc << 6) | (unsigned)v;
+    bits += 6;
+    if (bits >= 8) { bits -= 8; out[k++] = (uchar)(acc >> bits); }
+  }
+  return (long)k;
+}
+
+/* contentEncoding / contentMediaType (asserted with LB_SCHEMA_CONTENT_ASSERT) */
+static int check_content(vctx *c, const node *n, const char *str, size_t len, const pseg *path) {
+  uchar *dec = NULL;
+  const char *body = str;
+  size_t dn = len;
+  int r = 0;
+  if (n->content_b64) {
+    long k;
+    dec = malloc(len / 4 * 3 + 1);
+    if (!dec) return set_fatal(c, LB_SCHEMA_ENOMEM, path, "out of memory");
+    k = b64_decode(str, len, dec);
+    if (k < 0) { free(dec); return fail(c, path, "string is not valid base64"); }
+    body = (const char *)dec;
+    dn = (size_t)k;
+  }
+  if (n->content_json && lb_jskim_validate(body, dn, NULL, NULL))
+    r = fail(c, path, "content is not valid JSON");
+  free(dec);
+  return r;
 }
 
 static NOINLINE int check_string(vctx *c, const node *n, const lb_jval *inst, const pseg *path) {
@@ -2717,7 +2801,8 @@ static NOINLINE int check_string(vctx *c, const node *n, const lb_jval *inst, co
       if (STEP(r, bad, c)) return r;
     }
   }
-  if (n->pattern || (n->format && (c->s->flags & LB_SCHEMA_FORMAT_ASSERT))) {
+  if (n->pattern || (n->format && (c->s->flags & LB_SCHEMA_FORMAT_ASSERT)) ||
+      ((n->content_b64 || n->content_json) && (c->s->flags & LB_SCHEMA_CONTENT_ASSERT))) {
     char *heap;
     size_t len;
     const char *str = str_bytes(inst, &len, &heap);
@@ -2728,6 +2813,10 @@ static NOINLINE int check_string(vctx *c, const node *n, const lb_jval *inst, co
     }
     if (n->format && (c->s->flags & LB_SCHEMA_FORMAT_ASSERT) && !format_ok(n->format, str, len)) {
       r = fail(c, path, "string is not a valid %s", format_name(n->format));
+      if (STEP(r, bad, c)) { free(heap); return r; }
+    }
+    if ((n->content_b64 || n->content_json) && (c->s->flags & LB_SCHEMA_CONTENT_ASSERT)) {
+      r = check_content(c, n, str, len, path);
       if (STEP(r, bad, c)) { free(heap); return r; }
     }
     free(heap);
@@ -2849,7 +2938,6 @@ static NOINLINE int check_object(vctx *c, const node *n, const lb_jval *inst, co
       if (!name) return set_fatal(c, LB_SCHEMA_ENOMEM, path, "out of memory");
       if (n->prop_names) {
         r = validate(c, n->prop_names, &k, &seg, up);
-        if (r > 0 && collecting(c)) {}
         if (STEP(r, bad, c)) { free(heap); return r; }
       }
       if ((p = find_prop(n->props, n->n_props, name, len))) {
@@ -3007,8 +3095,7 @@ static int validate_node(vctx *c, const node *n, const lb_jval *inst, const pseg
           }
         if (!k) sb_adds(&b, "nothing");
         r = b.oom ? set_fatal(c, LB_SCHEMA_ENOMEM, path, "out of memory")
-                  : fail(c, path, "expected %s, got %s", b.p,
-                         inst->type == LB_JNUMBER && (t & T_INTEGER) && !(t & T_NUMBER) ? "number" : type_name(inst));
+                  : fail(c, path, "expected %s, got %s", b.p, type_name(inst));
         free(b.p);
       } else {
         r = 1;
@@ -3082,6 +3169,8 @@ void lb_schema_errors_clear(lb_schema_errors *errs) {
   int i;
   if (!errs) return;
   for (i = 0; i < errs->count; i++) free(errs->msgs[i]);
+  free(errs->msgs);
+  errs->msgs = NULL;
   errs->count = 0;
   errs->truncated = 0;
 }
@@ -3094,6 +3183,8 @@ int lb_schema_validate_span(const lb_schema *s, const lb_jval *v, lb_schema_erro
   c.s = s;
   c.errs = errs;
   r = validate(&c, s->root, v, NULL, NULL);
+  /* messages were wanted but none could be kept */
+  if (r == 1 && errs && errs->count == 0) errs->truncated = 1;
   if (r < 0 && errs) {
     char *m = malloc(strlen(c.fatal_msg) + 1);
     int saved = errs->max;

@@ -48,7 +48,9 @@ typedef int (*lb_schema_loader)(void *ud, const char *uri, char **text,
                                 size_t *len);
 
 /* Flags */
-#define LB_SCHEMA_FORMAT_ASSERT 1   /* "format" fails invalid strings (default: annotation) */
+#define LB_SCHEMA_FORMAT_ASSERT  1  /* "format" fails invalid strings (default: annotation) */
+#define LB_SCHEMA_CONTENT_ASSERT 2  /* contentEncoding base64 / contentMediaType
+                                    ** application/json are checked (default: annotation) */
 
 #define LB_SCHEMA_MAXDEPTH 512      /* default limit on nested evaluations */
 

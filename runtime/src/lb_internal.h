@@ -101,6 +101,7 @@ int  lb__procs_running(lb_runtime *rt);
 int luaopen_airbyte_core(lua_State *L);    /* lua_core.c: tasks, sleep, temp files */
 int luaopen_airbyte_process(lua_State *L); /* lua_proc.c: child processes, messages */
 int luaopen_airbyte_json(lua_State *L);    /* lua_json.c: decode/encode, null, BigInt */
+int luaopen_airbyte_jsonschema(lua_State *L); /* lua_jsonschema.c: JSON Schema draft-07 */
 int luaopen_airbyte_sqlite(lua_State *L);  /* lua_cache.c: the SQLite cache */
 int luaopen_airbyte_pump(lua_State *L);    /* pump.c: connector output into the cache */
 int luaopen_cjson(lua_State *L);           /* lua-cjson, linked in */

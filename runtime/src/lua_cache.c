@@ -19,6 +19,7 @@
 **   db:put_destination_state(destination, source, stream_or_"", state_json)
 **   db:get_destination_states(destination [, source]) -> { json, ... }, { stream, ... }
 **   db:set_table_prefix(prefix); db:table_prefix(); db:path(); db:close()
+**   db:set_async(bool)   -- writer/checkpointer threads (default on, cache.h)
 **   sqlite.normalize(name) -> PyAirbyte's normalized name (raises if none)
 **   sqlite.mkdir_p(path) -> true | nil, msg, errno
 **   sqlite.ulid() -> a new ULID (26 characters, time-ordered)
@@ -127,6 +128,7 @@ static void check_rc(lua_State *L, lb_cache *c, int rc) {
 static int stmt_gc(lua_State *L) {
   stmt_ud *u = luaL_checkudata(L, 1, STMT_MT);
   if (u->st) {
+    if (u->db->c) lb_cache_sync(u->db->c);   /* the writer thread may hold the connection */
     sqlite3_finalize(u->st);
     u->st = NULL;
   }
@@ -264,6 +266,9 @@ static int step_box(lua_State *L, stmt_ud *u) {
     u->st = NULL;
     return luaL_error(L, "attempt to use a closed SQLite cache");
   }
+  /* records written since the last row are queued for the writer thread,
+  ** which must be done with the connection before we use it */
+  lb_cache_sync(u->db->c);
   rc = sqlite3_step(u->st);
   if (rc == SQLITE_ROW) return 1;
   if (rc == SQLITE_DONE) {
@@ -413,6 +418,15 @@ static int db_in_transaction(lua_State *L) {
   db_ud *d = checkdb(L, 1);
   lua_pushboolean(L, lb_cache_in_transaction(d->c));
   return 1;
+}
+
+/* db:set_async(false) keeps every insert on the calling thread (no writer
+** or checkpointer thread); true (the default) turns them back on. Raises the
+** error of a queued insert, if one failed. */
+static int db_set_async(lua_State *L) {
+  db_ud *d = checkdb(L, 1);
+  check_rc(L, d->c, lb_cache_set_async(d->c, lua_toboolean(L, 2)));
+  return 0;
 }
 
 static int db_changes(lua_State *L) {
@@ -753,6 +767,7 @@ static const luaL_Reg db_methods[] = {
   {"rollback", db_rollback},
   {"in_transaction", db_in_transaction},
   {"changes", db_changes},
+  {"set_async", db_set_async},
   {"stream_open", db_stream_open},
   {"put_state", db_put_state},
   {"get_states", db_get_states},

@@ -223,6 +223,28 @@ static int l_in_task(lua_State *L) {
   return 1;
 }
 
+/* read_stdin([max]) -> string | nil at end of input; raises on a read error.
+** One read(2) of fd 0, returning as soon as some bytes are there: io.read(n)
+** waits for all n bytes, which would hold back a destination's STATE echo
+** while its source is quiet. It blocks the thread, so it is meant for
+** connectors run as their own process (luabyte connector NAME write). */
+static int l_read_stdin(lua_State *L) {
+  lua_Integer max = luaL_optinteger(L, 1, 65536);
+  luaL_Buffer b;
+  char *p;
+  ssize_t n;
+  luaL_argcheck(L, max > 0 && max <= (1 << 24), 1, "out of range");
+  p = luaL_buffinitsize(L, &b, (size_t)max);
+  do n = read(0, p, (size_t)max); while (n < 0 && errno == EINTR);
+  if (n < 0) return luaL_error(L, "cannot read stdin: %s", strerror(errno));
+  if (n == 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  luaL_pushresultsize(&b, (size_t)n);
+  return 1;
+}
+
 /* isatty(fd) -> boolean: decides between a live progress line and plain lines. */
 static int l_isatty(lua_State *L) {
   lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
@@ -372,6 +394,7 @@ static const luaL_Reg funcs[] = {
   {"mkdir_p", l_mkdir_p},
   {"fsync", l_fsync},
   {"isatty", l_isatty},
+  {"read_stdin", l_read_stdin},
   {"executable", l_executable},
   {NULL, NULL}
 };

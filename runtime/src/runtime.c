@@ -124,6 +124,7 @@ static const luaL_Reg c_modules[] = {
   {"airbyte.json", luaopen_airbyte_json},
   {"airbyte.sqlite", luaopen_airbyte_sqlite},
   {"airbyte.pump", luaopen_airbyte_pump},
+  {"airbyte.jsonschema", luaopen_airbyte_jsonschema},
   {"cjson", luaopen_cjson},
   {NULL, NULL}
 };

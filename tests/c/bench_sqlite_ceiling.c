@@ -7,7 +7,12 @@
 ** the same transaction size as bench_cache_insert. The values have the
 ** sizes of a generated record (see bench_cache_insert --generate).
 **
-**   bench_sqlite_ceiling [N] [--db PATH] [--batch N]
+**   bench_sqlite_ceiling [N [PATH]] [--db PATH] [--batch N] [--sync]
+**
+** PATH (or --db) is recreated and kept; the default is a file in $TMPDIR
+** (or /tmp) removed at the end. --sync turns the cache's threads off (its
+** checkpointer thread is the only one this program would use).
+** Prints "... <rate> records/s, ..." (scripts/bench.sh reads that field).
 */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -60,11 +65,13 @@ int main(int argc, char **argv) {
   sqlite3_stmt *st;
   sqlite3 *db;
   double t0, t1;
-  int a, p = 1;
+  int a, p = 1, positional = 0, sync_mode = 0;
   for (a = 1; a < argc; a++) {
     if (strcmp(argv[a], "--db") == 0 && a + 1 < argc) db_path = argv[++a];
     else if (strcmp(argv[a], "--batch") == 0 && a + 1 < argc) batch = atol(argv[++a]);
-    else n = atol(argv[a]);
+    else if (strcmp(argv[a], "--sync") == 0) sync_mode = 1;
+    else if (positional++ == 0) n = atol(argv[a]);
+    else db_path = argv[a];
   }
   if (batch <= 0) batch = 1;
   if (!db_path) {
@@ -75,6 +82,7 @@ int main(int argc, char **argv) {
   }
   remove_db(db_path);
   if (lb_cache_sqlite_open(db_path, &c, err, sizeof err) < 0) { fprintf(stderr, "%s\n", err); return 1; }
+  if (sync_mode) lb_cache_set_async(c, 0);
   s = lb_cache_stream_open(c, "source-faker", "users", BENCH_USERS_SCHEMA,
                            strlen(BENCH_USERS_SCHEMA), LB_WRITE_APPEND, NULL, err, sizeof err);
   if (!s) { fprintf(stderr, "%s\n", err); return 1; }
@@ -112,8 +120,8 @@ int main(int argc, char **argv) {
   if (lb_cache_commit(c) < 0) { fprintf(stderr, "%s\n", lb_cache_errmsg(c)); return 1; }
   t1 = bench_now();
   sqlite3_finalize(st);
-  printf("bench_sqlite_ceiling: %ld rows in %.3f s: %.0f rows/s, batch %ld, peak RSS %ld kB\n",
-         n, t1 - t0, n / (t1 - t0), batch, bench_peak_rss_kb());
+  printf("bench_sqlite_ceiling: %ld rows in %.3f s: %.0f records/s, batch %ld, %s, peak RSS %ld kB\n",
+         n, t1 - t0, n / (t1 - t0), batch, sync_mode ? "sync" : "async", bench_peak_rss_kb());
   lb_cache_close(c);
   if (db_path == tmp_db) remove_db(db_path);
   return 0;

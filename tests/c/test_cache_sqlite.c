@@ -762,6 +762,29 @@ static void t_async_volume(void) {
   lb_cache_close(c);
 }
 
+/* Runs of rows of one stream go in with multi-row statements: merge keeps
+** the last row per key, also inside one statement. */
+static void t_multi_row_merge(void) {
+  lb_cache *c = open_cache(db_path());
+  lb_cache_stream *s;
+  int i;
+  if (!c) return;
+  s = open_stream(c, "mm", kv_schema, LB_WRITE_MERGE, (const char *const[]){"id", NULL});
+  if (!s) { lb_cache_close(c); return; }
+  CHECK_EQ_INT(lb_cache_begin(c), 0);
+  for (i = 0; i < 5000; i++) {
+    char json[64];
+    snprintf(json, sizeof json, "{\"id\": %d, \"v\": \"%d\"}", i % 7, i);
+    if (write_json(s, json, 0) != 0) break;
+  }
+  CHECK_EQ_INT(lb_cache_commit(c), 0);
+  CHECK_EQ_INT(qint(DB, "SELECT count(*) FROM mm"), 7);
+  CHECK_EQ_STR(q1(DB, "SELECT group_concat(v) FROM (SELECT v FROM mm ORDER BY id)", NULL),
+               "4998,4999,4993,4994,4995,4996,4997");
+  lb_cache_stream_close(s);
+  lb_cache_close(c);
+}
+
 static void t_switch_to_sync(void) {
   async_mode = 0;
 }
@@ -791,6 +814,7 @@ TEST_LIST {
   {"big_records", t_big_records},
   {"async_errors", t_async_errors},
   {"async_volume", t_async_volume},
+  {"multi_row_merge", t_multi_row_merge},
   {"switch_to_sync", t_switch_to_sync},
   {"create_users_sync", t_create_users},
   {"types_roundtrip_sync", t_types_roundtrip},
@@ -808,6 +832,7 @@ TEST_LIST {
   {"big_records_sync", t_big_records},
   {"async_errors_sync", t_async_errors},
   {"async_volume_sync", t_async_volume},
+  {"multi_row_merge_sync", t_multi_row_merge},
   {"cleanup", t_cleanup},
   {NULL, NULL}
 };

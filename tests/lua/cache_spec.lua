@@ -155,6 +155,34 @@ describe("airbyte.sqlite", function()
     db:close()
   end)
 
+  it("interleaves reading rows with writing records (writer thread)", function()
+    local db = assert(sqlite.open(dir .. "/rw.sqlite"))
+    db:exec("CREATE TABLE src (id INTEGER)")
+    db:begin()
+    local vals = {}
+    for i = 1, 3000 do vals[i] = "(" .. i .. ")" end
+    db:exec("INSERT INTO src VALUES " .. table.concat(vals, ","))
+    local s = db:stream_open{ stream = "users", schema = users_schema }
+    local n = 0
+    for row in db:rows("SELECT id FROM src ORDER BY id") do
+      s:write({ id = row.id, name = ("n%d"):format(row.id) })
+      n = n + 1
+    end
+    db:commit()
+    assert.equal(3000, n)
+    assert.equal(3000, db:query("SELECT count(*) AS n FROM users")[1].n)
+    assert.equal("n2999", db:query("SELECT name FROM users WHERE id = 2999")[1].name)
+    -- without the threads: same results
+    db:set_async(false)
+    s:write({ id = 5000 })
+    assert.equal(3001, db:query("SELECT count(*) AS n FROM users")[1].n)
+    db:set_async(true)
+    s:write({ id = 5001 })
+    s:close()
+    assert.equal(3002, db:query("SELECT count(*) AS n FROM users")[1].n)
+    db:close()
+  end)
+
   it("replaces through a shadow table, and abort keeps the old rows", function()
     local path = dir .. "/r.sqlite"
     local db = assert(sqlite.open(path))
