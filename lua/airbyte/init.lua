@@ -29,6 +29,27 @@ function M.get_source(name, opts)
     config_change_callback = opts.config_change_callback, streams = opts.streams })
 end
 
+-- get_destination(name, opts): opts = { config, config_change_callback,
+-- version, use_python, pip_url, local_executable, docker_image,
+-- use_host_network, install_if_missing, install_root, no_executor }
+function M.get_destination(name, opts)
+  if type(name) ~= "string" or name == "" then
+    errors.raise("PyAirbyteInputError", "get_destination needs a connector name", { input_value = tostring(name) })
+  end
+  opts = opts or {}
+  local executor = executors.get_executor(name, opts)
+  return require("airbyte.destination").new(executor, name, opts.config, {
+    config_change_callback = opts.config_change_callback })
+end
+
+-- The built-in destination-dev-null: accepts everything, echoes states.
+function M.get_noop_destination(opts)
+  opts = opts or {}
+  local o = { config = { test_destination = { test_destination_type = "SILENT" } } }
+  for k, v in pairs(opts) do o[k] = v end
+  return M.get_destination("destination-dev-null", o)
+end
+
 -- Caches: get_default_cache(), new_local_cache{cache_name=, cache_dir=}, SQLiteCache{db_path=}
 local function caches() return require "airbyte.caches" end
 function M.get_default_cache() return caches().get_default_cache() end

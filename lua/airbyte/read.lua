@@ -53,6 +53,12 @@ function M.read(source, opts)
       { connector_name = source.name, available_streams = source:get_available_streams() })
   end
   local strategy = opts.write_strategy or "auto"
+  if strategy == "replace" and not opts.force_full_refresh and not opts.quiet then
+    -- PyAirbyteDataLossWarning: an incremental read brings only what is new,
+    -- and replace keeps only what this read brings
+    io.stderr:write("warning: write_strategy 'replace' without force_full_refresh keeps only the "
+      .. "records this read brings; older cached rows of incremental streams are dropped\n")
+  end
   if not opts.skip_validation then source:validate_config() end
   local cat = source:get_configured_catalog{ streams = selected, force_full_refresh = opts.force_full_refresh }
   local db = cache:_db()
@@ -177,7 +183,7 @@ function M.read(source, opts)
   return require("airbyte.read_result").new{
     source_name = source.name, processed_streams = names, cache = cache,
     processed_records = totals.records, totals = totals, warnings = run.warnings,
-    stream_statuses = run.statuses, elapsed_ms = tracker.elapsed_ms,
+    stream_statuses = run.statuses, elapsed_ms = tracker.elapsed_ms, catalog = cat,
   }
 end
 

@@ -18,6 +18,46 @@ local progress = require "airbyte.progress"
 
 local M = {}
 
+-- --- what a destination has confirmed, per stream --------------------------
+-- The highest _airbyte_raw_id (time-ordered UUIDv7) a destination confirmed
+-- by echoing the state that followed it. Kept in the cache beside
+-- _airbyte_destination_state.
+local PROGRESS_DDL = [[CREATE TABLE IF NOT EXISTS _luabyte_destination_progress (
+  destination_name VARCHAR NOT NULL, source_name VARCHAR NOT NULL, stream_name VARCHAR NOT NULL,
+  last_raw_id VARCHAR NOT NULL, last_updated TIMESTAMP WITH TIME ZONE,
+  PRIMARY KEY (destination_name, source_name, stream_name))]]
+
+local function sent_watermark(cache, dest, source, stream)
+  local db = cache:_db()
+  db:exec(PROGRESS_DDL)
+  local rows = db:query("SELECT last_raw_id FROM _luabyte_destination_progress WHERE destination_name = ?"
+    .. " AND source_name = ? AND stream_name = ?", { dest, source, stream })
+  return rows[1] and rows[1].last_raw_id or nil
+end
+
+local function set_sent_watermark(cache, dest, source, stream, raw_id)
+  local db = cache:_db()
+  db:exec(PROGRESS_DDL)
+  db:query("INSERT INTO _luabyte_destination_progress VALUES (?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ'))"
+    .. " ON CONFLICT DO UPDATE SET last_raw_id = excluded.last_raw_id, last_updated = excluded.last_updated"
+    .. " WHERE excluded.last_raw_id > last_raw_id", { dest, source, stream, raw_id })
+end
+
+-- A configured catalog for cached streams, from _airbyte_streams: the JSON
+-- schema only (no primary key, no cursor), as PyAirbyte rebuilds it.
+local function catalog_from_cache(cache, names)
+  local streams = {}
+  for _, name in ipairs(names) do
+    local rows = cache:_db():query("SELECT catalog_metadata FROM _airbyte_streams WHERE table_name = ?",
+      { cache:table_name(name) })
+    local schema = rows[1] and rows[1].catalog_metadata and json.decode(rows[1].catalog_metadata) or { type = "object" }
+    streams[#streams + 1] = { stream = { name = name, json_schema = schema,
+      supported_sync_modes = json.array({ "full_refresh" }) }, sync_mode = "full_refresh",
+      destination_sync_mode = "overwrite" }
+  end
+  return { streams = json.array(streams) }
+end
+
 local function state_key(st)
   local t = st.type or "LEGACY"
   if t == "STREAM" then
@@ -41,14 +81,14 @@ Ledger.__index = Ledger
 
 local function new_ledger(dest_name, source_name, state_cache, run)
   return setmetatable({ dest = dest_name, source = source_name, cache = state_cache, run = run,
-                        sent = {}, confirmed = {}, on_confirm = {} }, Ledger)
+                        windows = {}, confirmed = {} }, Ledger)
 end
 
 -- sent(st_table, text, count): a state forwarded after `count` records of its window.
 function Ledger:sent(st, text, count, on_confirm)
   local key = state_key(st)
-  local list = self.sent[key]
-  if not list then list = {}; self.sent[key] = list end
+  local list = self.windows[key]
+  if not list then list = {}; self.windows[key] = list end
   list[#list + 1] = { id = state_identity(st), text = text, count = count, on_confirm = on_confirm }
 end
 
@@ -59,7 +99,7 @@ end
 -- echoed(st_table): the destination says everything before this state is durable.
 function Ledger:echoed(st)
   local key = state_key(st)
-  local list = self.sent[key] or {}
+  local list = self.windows[key] or {}
   local id = state_identity(st)
   local from = (self.confirmed[key] or 0) + 1
   for i = #list, 1, -1 do
@@ -92,7 +132,7 @@ end
 
 function Ledger:unconfirmed()
   local n = 0
-  for key, list in pairs(self.sent) do n = n + #list - (self.confirmed[key] or 0) end
+  for key, list in pairs(self.windows) do n = n + #list - (self.confirmed[key] or 0) end
   return n
 end
 
@@ -193,14 +233,16 @@ local function write_direct(dest, source, opts, state_cache, run)
     end })
   dp:close_stdin()
   if not pumped then
+    local dlog = dp:log_file()
     sp:terminate()
     pcall(sp.wait, sp)
     sp:close()
-    pcall(finish_write, dest, dp, reader, run, ledger)
+    local fok, ferr = pcall(finish_write, dest, dp, reader, run, ledger)
     tracker:finish(nil, "Failed")
+    if not fok then error(ferr, 0) end   -- the destination's own failure explains best
     error(errors.is_error(totals) and totals or errors.new("AirbyteConnectorWriteError",
       ("writing from '%s' to '%s' failed: %s"):format(source.name, dest.name, tostring(totals)),
-      { connector_name = dest.name, log_file = dp:log_file() }), 0)
+      { connector_name = dest.name, log_file = dlog }), 0)
   end
   local sok, serr = pcall(source._finish, source, sp, src_run, "AirbyteConnectorReadError", "read")
   sp:close()
@@ -229,11 +271,10 @@ local function write_from_cache(dest, source_name, cache, names, cat, opts, stat
       local method = methods[name]
       local after = nil
       if method ~= "replace" and not opts.force_full_refresh then
-        after = cache:_sent_watermark(dest.name, source_name, name)
+        after = sent_watermark(cache, dest.name, source_name, name)
       end
       local sent = pump.from_cache(db, dp, {
         stream = name, table = cache:table_name(name), after = after,
-        json_columns = cache:json_columns(name),
         on_progress = function(t)
           totals.streams[name] = { records = t.records }
           tracker:update({ records = totals.records + t.records, bytes = totals.bytes + t.bytes, streams = totals.streams })
@@ -243,7 +284,7 @@ local function write_from_cache(dest, source_name, cache, names, cat, opts, stat
       totals.streams[name] = { records = sent.records }
       local last_id = sent.last_raw_id
       local function confirm()
-        if last_id then cache:_set_sent_watermark(dest.name, source_name, name, last_id) end
+        if last_id then set_sent_watermark(cache, dest.name, source_name, name, last_id) end
       end
       local st_text = cached_states[name]
       if st_text then
@@ -273,6 +314,20 @@ local function write_from_cache(dest, source_name, cache, names, cat, opts, stat
   return totals
 end
 
+-- The configured streams of `cat` named in `names`.
+function M.subset(cat, names)
+  local want, out = {}, {}
+  for _, n in ipairs(names) do want[n] = true end
+  for _, cs in ipairs(cat.streams) do
+    if want[cs.stream.name] then
+      local copy = {}
+      for k, v in pairs(cs) do copy[k] = v end
+      out[#out + 1] = copy
+    end
+  end
+  return { streams = json.array(out) }
+end
+
 function M.write(dest, source_data, opts)
   local kind = kind_of(source_data)
   if not kind then
@@ -300,7 +355,7 @@ function M.write(dest, source_data, opts)
                                        on_record = opts.on_record, hooks = opts.hooks }
       names = {}
       for i, n in ipairs(result.processed_streams) do names[i] = n end
-      cat = source_data:get_configured_catalog{ streams = names }
+      cat = result.catalog
     else
       names = {}
       local want = opts.streams
@@ -316,7 +371,7 @@ function M.write(dest, source_data, opts)
           names[#names + 1] = n
         end
       end
-      cat = cache:catalog_for(names)
+      cat = source_data.catalog and M.subset(source_data.catalog, names) or catalog_from_cache(cache, names)
     end
     totals = write_from_cache(dest, source_name, cache, names, cat, opts, state_cache, run)
   end
