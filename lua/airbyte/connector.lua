@@ -13,8 +13,10 @@ local Connector = {}
 M.Connector = Connector
 
 -- Hooks the secrets layer fills in: hydrate secret_reference:: values just
--- before a config is written, and register values to mask.
+-- before a config is written, and list the values to mask in this
+-- connector's logs (the C process layer masks them in every log line).
 M.hydrate = function(config) return config end
+M.secret_values = function(connector, config) return {} end
 
 function M.init(self, executor, name, config, opts)
   opts = opts or {}
@@ -135,6 +137,7 @@ function Connector:_start(command, files, opts)
   end
   local p, err = proc.spawn{
     argv = self.executor:argv(args), name = self.name, log_file = self._log_file,
+    secrets = files and files.config and M.secret_values(self, files.config) or nil,
     env = self.executor.env, stdin = opts.stdin, idle_timeout = opts.idle_timeout,
     timeout = opts.timeout, max_line = opts.max_line,
   }

@@ -34,7 +34,28 @@ local function input_state(db, source_name, selected)
       if s then incremental[#incremental + 1] = s end
     end
   end
-  return json.array(out), incremental
+  return M.state_file(out), incremental
+end
+
+-- What goes into the --state file: a JSON array of state messages, except
+-- when the only state is a LEGACY one, whose bare `data` object is passed
+-- instead. Sources of the LEGACY era (and the Faros kit today) read the
+-- file as that object and silently ignore an array. With no state at all
+-- there is no --state argument (nil): the protocol makes it optional, and
+-- an empty array given to such a source becomes its state object.
+function M.state_file(states)
+  if #states == 0 then return nil end
+  if #states == 1 and (states[1].type or "LEGACY") == "LEGACY" and states[1].data ~= nil then
+    return states[1].data
+  end
+  return json.array(states)
+end
+
+-- STATE messages that carry no checkpoint: the Faros connector kit sends
+-- its redacted config (redactedConfig) and its log lines (logs) as STATE
+-- messages with an empty blob. Storing one would replace the real state.
+function M.is_side_channel_state(msg)
+  return msg.redactedConfig ~= nil or msg.logs ~= nil
 end
 
 local function stats_count(st)
@@ -62,7 +83,7 @@ function M.read(source, opts)
   if not opts.skip_validation then source:validate_config() end
   local cat = source:get_configured_catalog{ streams = selected, force_full_refresh = opts.force_full_refresh }
   local db = cache:_db()
-  local state_in, incremental = json.array({}), {}
+  local state_in, incremental = nil, {}
   if not opts.force_full_refresh then
     state_in, incremental = input_state(db, source.name, selected)
   end
@@ -99,7 +120,9 @@ function M.read(source, opts)
   for _, m in pairs(methods) do if m == "replace" then any_replace = true end end
 
   local function on_message(msg, since)
-    if msg.type == "STATE" then
+    if msg.type == "STATE" and M.is_side_channel_state(msg) then
+      run.side_channel = (run.side_channel or 0) + 1
+    elseif msg.type == "STATE" then
       local st = msg.state
       local expected = stats_count(st)
       local name = state_stream(st)

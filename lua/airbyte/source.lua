@@ -134,7 +134,7 @@ end
 function Source:get_records(stream, opts)
   opts = opts or {}
   local cat = self:get_configured_catalog{ streams = { stream }, force_full_refresh = true }
-  local p, files = self:_start("read", { config = self:get_config(), catalog = cat, state = json.array({}) })
+  local p, files = self:_start("read", { config = self:get_config(), catalog = cat })
   local state = { trace_errors = {} }
   local n, limit, done = 0, opts.limit, false
   local next_msg = p:messages()

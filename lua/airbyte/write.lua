@@ -207,7 +207,7 @@ local function write_direct(dest, source, opts, state_cache, run)
   with_strategy(cat, opts.write_strategy)
   local selected, set = {}, {}
   for i, cs in ipairs(cat.streams) do selected[i] = cs.stream.name; set[cs.stream.name] = true end
-  local state_in = json.array(opts.force_full_refresh and {} or
+  local state_in = require("airbyte.read").state_file(opts.force_full_refresh and {} or
     stored_destination_states(state_cache, dest.name, source.name, selected))
   local ledger = new_ledger(dest.name, source.name, state_cache, run)
   local tracker = progress.new{ job = ("Write `%s` -> `%s`"):format(source.name, dest.name),
@@ -220,7 +220,9 @@ local function write_direct(dest, source, opts, state_cache, run)
     streams = set, on_record = opts.on_record, hooks = opts.hooks,
     on_progress = function(t) tracker:update(t) end,
     on_message = function(msg, since)
-      if msg.type == "STATE" then
+      if msg.type == "STATE" and require("airbyte.read").is_side_channel_state(msg) then
+        return   -- forwarded (the destination decides), but no checkpoint to track
+      elseif msg.type == "STATE" then
         local st = msg.state
         local ss = st.sourceStats and tonumber(st.sourceStats.recordCount)
         if ss and math.floor(ss) ~= since then

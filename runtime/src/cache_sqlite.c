@@ -1149,9 +1149,21 @@ static int scan_row(lb_cache_stream *s, const char *p, const char *end, wval *va
     wval *w;
     while (p < end && (IS_WS(*p) || *p == ',')) p++;
     if (p >= end) break;
-    if (*p != '"' || (q = string_close(p + 1, end, &kesc)) == NULL) return -1;
-    kp = p + 1;
-    kl = (size_t)(q - kp);
+    if (*p != '"') return -1;
+    pi = s->guess;
+    if (pi < s->nprops && (size_t)(end - p) > s->props[pi].len + 1 &&
+        p[1 + s->props[pi].len] == '"' && memcmp(p + 1, s->props[pi].name, s->props[pi].len) == 0) {
+      /* the key the schema order predicts: its bytes are the name and a
+      ** quote follows (a name needing escapes never matches here) */
+      kp = p + 1;
+      kl = s->props[pi].len;
+      q = kp + kl;
+    } else if ((q = string_close(p + 1, end, &kesc)) == NULL) {
+      return -1;
+    } else {
+      kp = p + 1;
+      kl = (size_t)(q - kp);
+    }
     p = q + 1;
     while (p < end && IS_WS(*p)) p++;
     if (p >= end || *p != ':') return -1;

@@ -5,6 +5,7 @@
 **   local p, err, code = proc.spawn{ argv = {...}, env = {K = "v"}, cwd = ...,
 **                                    name = "source-x", log_file = path,
 **                                    stdin = true, max_line = bytes,
+**                                    secrets = { "value", ... },   -- masked in logs
 **                                    idle_timeout = ms, timeout = ms }
 **   for msg in p:messages() do ... end      -- Airbyte messages; log lines kept aside
 **   local line, err, code = p:read_line()   -- raw stdout lines
@@ -141,6 +142,11 @@ static int l_spawn(lua_State *L) {
   lua_getfield(L, 1, "stdin");
   o.pipe_stdin = lua_toboolean(L, -1);
   lua_pop(L, 1);
+  lua_getfield(L, 1, "secrets");
+  if (!lua_isnil(L, -1)) {
+    if (!lua_istable(L, -1)) return luaL_error(L, "spawn: 'secrets' must be a table of strings");
+    if (luaL_len(L, -1) > 0) o.secrets = string_array(L, lua_gettop(L), "secrets");
+  }
   u = lua_newuserdatauv(L, sizeof *u, 0);
   u->p = NULL;
   luaL_setmetatable(L, PROC_MT);

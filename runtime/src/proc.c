@@ -52,6 +52,8 @@ static void maybe_free(lb_proc *p) {
   lb_lines_free(&p->outbuf);
   lb_lines_free(&p->errbuf);
   for (i = 0; i < LB_PROC_TAIL; i++) free(p->tail[i]);
+  for (i = 0; i < p->nsecrets; i++) free(p->secrets[i]);
+  free(p->secrets);
   if (p->log_fd >= 0) close(p->log_fd);
   free(p->log_path);
   free(p->name);
@@ -70,11 +72,49 @@ static void close_handle(uv_handle_t *h) {
 
 /* --- logs ------------------------------------------------------------------ */
 
+/* Copies line into a new buffer with every secret replaced by "****";
+** NULL when nothing needs masking (the common case costs one search per
+** secret). */
+static char *mask_secrets(const lb_proc *p, const char *line, size_t len, size_t *outlen) {
+  char *out = NULL;
+  size_t n = len;
+  int i;
+  for (i = 0; i < p->nsecrets; i++) {
+    const char *sec = p->secrets[i];
+    size_t sl = strlen(sec);
+    const char *src = out ? out : line;
+    const char *hit;
+    char *next;
+    size_t w = 0, at = 0;
+    if (sl == 0 || !(hit = memmem(src, n, sec, sl))) continue;
+    next = malloc(n + 1);          /* "****" is never longer than a secret of 4+ */
+    if (next == NULL) break;
+    while (hit) {
+      size_t k = (size_t)(hit - (src + at));
+      memcpy(next + w, src + at, k);
+      w += k;
+      memcpy(next + w, "****", sl < 4 ? sl : 4);
+      w += sl < 4 ? sl : 4;
+      at += k + sl;
+      hit = memmem(src + at, n - at, sec, sl);
+    }
+    memcpy(next + w, src + at, n - at);
+    w += n - at;
+    free(out);
+    out = next;
+    n = w;
+  }
+  *outlen = n;
+  return out;
+}
+
 void lb__proc_log_line(lb_proc *p, const char *prefix, const char *line, size_t len) {
-  size_t plen = strlen(prefix), keep;
+  size_t plen = strlen(prefix), keep, mlen;
+  char *masked = p->nsecrets ? mask_secrets(p, line, len, &mlen) : NULL;
   char *slot;
+  if (masked) { line = masked; len = mlen; }
   if (p->log_fd >= 0) {
-    /* one writev-like write keeps lines whole when several writers append */
+    /* one write keeps lines whole when several writers append */
     char small[4096];
     size_t total = plen + len + 1;
     char *buf = total <= sizeof small ? small : malloc(total);
@@ -89,19 +129,20 @@ void lb__proc_log_line(lb_proc *p, const char *prefix, const char *line, size_t 
   keep = plen + len;
   if (keep > LB_PROC_TAIL_LINE) keep = LB_PROC_TAIL_LINE;
   slot = realloc(p->tail[p->tail_next], keep + 1);
-  if (slot == NULL) return;
-  if (keep <= plen) memcpy(slot, prefix, keep);
-  else {
-    memcpy(slot, prefix, plen);
-    memcpy(slot + plen, line, keep - plen);
+  if (slot != NULL) {
+    if (keep <= plen) memcpy(slot, prefix, keep);
+    else {
+      memcpy(slot, prefix, plen);
+      memcpy(slot + plen, line, keep - plen);
+    }
+    slot[keep] = '\0';
+    p->tail[p->tail_next] = slot;
+    p->tail_next = (p->tail_next + 1) % LB_PROC_TAIL;
+    if (p->tail_count < LB_PROC_TAIL) p->tail_count++;
   }
-  slot[keep] = '\0';
-  p->tail[p->tail_next] = slot;
-  p->tail_next = (p->tail_next + 1) % LB_PROC_TAIL;
-  if (p->tail_count < LB_PROC_TAIL) p->tail_count++;
+  free(masked);
 }
 
-/* A LOG message also goes to the connector's log file and error tail. */
 void lb__proc_log_message(lb_proc *p, const lb_msg *m) {
   lb_jval level, message;
   char lv[16] = "LOG", buf[1024], prefix[32];
@@ -408,6 +449,14 @@ int lb__proc_spawn(lb_runtime *rt, const lb_proc_opts *o, lb_proc **out,
     if (p->log_fd < 0)
       lb__log(rt, 1, "connector '%s': cannot open log file '%s': %s (logs kept in memory only)",
               p->name, o->log_path, strerror(errno));
+  }
+  if (o->secrets) {
+    int n = 0, i;
+    while (o->secrets[n]) n++;
+    if (n && (p->secrets = calloc((size_t)n, sizeof(char *))) != NULL) {
+      for (i = 0; i < n; i++)
+        if ((p->secrets[p->nsecrets] = xstrdup(o->secrets[i])) != NULL) p->nsecrets++;
+    }
   }
   lb_lines_init(&p->outbuf, o->max_line, 0);
   lb_lines_init(&p->errbuf, STDERR_MAX_LINE, 1);

@@ -221,8 +221,8 @@ static int forward(pump *pm, const char *a, size_t alen, const char *b, size_t b
     return (int)lb__proc_write(pm->dst, "\n", 1) < 0 ? -1 : 0;
   }
   memcpy(pm->wbuf + pm->wlen, a, alen); pm->wlen += alen;
-  memcpy(pm->wbuf + pm->wlen, b, blen); pm->wlen += blen;
-  memcpy(pm->wbuf + pm->wlen, c, clen); pm->wlen += clen;
+  if (blen) { memcpy(pm->wbuf + pm->wlen, b, blen); pm->wlen += blen; }
+  if (clen) { memcpy(pm->wbuf + pm->wlen, c, clen); pm->wlen += clen; }
   pm->wbuf[pm->wlen++] = '\n';
   return 0;
 }
