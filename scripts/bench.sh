@@ -69,4 +69,13 @@ secs=$(for _ in $(seq "$RUNS"); do s=$(now); $LB connector source-faker read --c
 rate=$(awk -v s="$secs" 'BEGIN {print 200000/s}')
 printf "faker:       %10.0f users records/s  >= 100,000/s: %s\n" "$rate" "$(verdict f "$rate" ">=" 100000)"
 
+# --- issue 4: destinations ------------------------------------------------------
+secs=$(for _ in $(seq "$RUNS"); do s=$(now); cat "$tmp/records.jsonl" | cat > /dev/null; e=$(now); awk -v e="$e" -v s="$s" 'BEGIN {print e - s}'; done | median)
+base=$(awk -v n="$N" -v s="$secs" 'BEGIN {print n/s}')
+rate=$(for _ in $(seq "$RUNS"); do $LB scripts/bench/to_devnull.lua "$exe" "$tmp/records.jsonl" | awk '{print $1/$2}'; done | median)
+printf "to dev-null: %10.0f records/s  (cat|cat %10.0f lines/s, ratio %.2f)  >= 1,000,000/s: %s\n" \
+  "$rate" "$base" "$(awk -v a="$rate" -v b="$base" 'BEGIN {print a/b}')" "$(verdict d "$rate" ">=" 1000000)"
+rate=$(for _ in $(seq "$RUNS"); do rm -rf "$tmp/out" "$tmp/c2j.sqlite"*; $LB scripts/bench/cache_to_json.lua "$exe" "$tmp/records.jsonl" "$tmp/c2j.sqlite" "$tmp/out" | awk '{print $1/$2}'; done | median)
+printf "cache->json: %10.0f records/s  >= 200,000/s: %s\n" "$rate" "$(verdict j "$rate" ">=" 200000)"
+
 echo "$fails target(s) missed"

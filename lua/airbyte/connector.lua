@@ -84,6 +84,8 @@ end
 function Connector:validate_config(config)
   config = config or self:get_config()
   local spec = self:_spec(false)
+  -- registers the config's secret values before anything could quote them
+  M.secret_values(self, config)
   local problems = M.validate(spec.connectionSpecification or {}, M.hydrate(config))
   if problems and #problems > 0 then
     errors.raise("AirbyteConnectorValidationFailedError",

@@ -61,4 +61,11 @@ local core = require "airbyte.core"
 M.spawn = core.spawn
 M.sleep = core.sleep
 
+-- Secrets: get_secret(name, {sources=, default=, allow_prompt=}). Loading
+-- airbyte.secrets also turns on secret_reference:: hydration and masking.
+local secrets = require "airbyte.secrets"
+M.secrets = secrets
+M.get_secret = secrets.get_secret
+M.SecretSourceEnum = secrets.SecretSourceEnum
+
 return M

@@ -31,7 +31,7 @@ describe("Faros interop", function()
     H.rm_rf(dir)
   end)
 
-  it("reads a faros-airbyte-cdk source through get_source, incrementally", function(pending)
+  it("reads a faros-airbyte-cdk source through get_source, incrementally", function()
     if not need_npm(pending) then return end
     local src = ab.get_source("source-tiny", { local_executable = FAROS .. "/source-tiny/source-tiny",
       config = { count = 7, letters = "xy" } })
@@ -53,7 +53,7 @@ describe("Faros interop", function()
     assert.equal(10, #r2["numbers"])
   end)
 
-  it("writes to the Faros destination in dry-run mode through Destination:write", function(pending)
+  it("writes to the Faros destination in dry-run mode through Destination:write", function()
     if not need_npm(pending) then return end
     local cfg = json.decode(H.read_file(FAROS .. "/dest_config.json"))
     local dest = ab.get_destination("destination-faros", { local_executable = FAROS .. "/faros-destination",

@@ -89,7 +89,7 @@ describe("protocol", function()
     p:wait()
   end)
 
-  it("classifies the reference examples of protocol.md", function(pending)
+  it("classifies the reference examples of protocol.md", function()
     if not H.need_shared(pending) then return end
     local text = H.read_file(H.shared .. "/reference/protocol.md")
     local n = 0
@@ -105,7 +105,7 @@ describe("protocol", function()
     assert.is_true(n >= 5)
   end)
 
-  it("classifies every line of the real message fixtures", function(pending)
+  it("classifies every line of the real message fixtures", function()
     if not H.need_shared(pending) then return end
     local files = {
       "/fixtures/destination-duckdb/tests/integration_tests/messages.jsonl",
@@ -137,7 +137,7 @@ describe("protocol", function()
     assert.is_true((seen.RECORD or 0) >= 1)
   end)
 
-  it("classifies the records of source-faker's expected output", function(pending)
+  it("classifies the records of source-faker's expected output", function()
     if not H.need_shared(pending) then return end
     local text = H.read_file(H.shared .. "/fixtures/source-faker/integration_tests/expected_records.jsonl")
     local n = 0
@@ -152,7 +152,7 @@ describe("protocol", function()
     assert.is_true(n > 0)
   end)
 
-  it("builds SPEC and CATALOG messages from the connector fixtures", function(pending)
+  it("builds SPEC and CATALOG messages from the connector fixtures", function()
     if not H.need_shared(pending) then return end
     local spec = H.read_file(H.shared .. "/fixtures/source-faker/source_faker/spec.json")
     local msg = assert(parse('{"type":"SPEC","spec":' .. spec:gsub("\n", "") .. '}'))

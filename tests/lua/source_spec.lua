@@ -295,7 +295,7 @@ describe("Source:read", function()
     end
   end)
 
-  it("accepts the fixture's configured catalog", function(pending)
+  it("accepts the fixture's configured catalog", function()
     if not H.need_shared(pending) then return end
     local cat = H.shared .. "/fixtures/source-faker/integration_tests/configured_catalog.json"
     local cfg = dir .. "/config.json"

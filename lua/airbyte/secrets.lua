@@ -1,0 +1,470 @@
+-- Secrets (PyAirbyte's airbyte/secrets): look secrets up, resolve
+-- references to them in configs, and keep their values out of every text
+-- we print or log.
+--
+--   local secrets = require "airbyte.secrets"
+--   local key = secrets.get_secret("GITHUB_TOKEN")       -- env, .env, prompt
+--   local key = secrets.get_secret("X", { default = "dummy", allow_prompt = false })
+--   secrets.hydrate({ token = "secret_reference::GITHUB_TOKEN" })
+--   secrets.mask("token is ghp_...")  -> "token is ****"
+--
+-- Sources, in order: environment variables ("env"), the .env file of the
+-- project directory ("dotenv"), secret managers registered with
+-- register_secret_manager, and last an interactive prompt ("prompt") when
+-- stdin and stderr are terminals. get_secret returns a plain string (Lua
+-- has no str subclass to hide it) but registers it, so it is masked
+-- wherever it would be shown.
+--
+-- Loading this module wires it in: connector.hydrate resolves
+-- "secret_reference::NAME" just before a config file is written,
+-- connector.secret_values lists the values the process layer masks in
+-- connector logs, and errors.mask hides them in error text (progress lines
+-- go through errors.mask too). airbyte/init.lua requires it, so it is
+-- always active.
+local core = require "airbyte.core"
+local json = require "airbyte.json"
+local errors = require "airbyte.errors"
+local connector = require "airbyte.connector"
+
+local M = {}
+
+-- The values SecretSourceEnum has in PyAirbyte; only these three exist here
+-- (no Colab, and Google Secret Manager is a manager one registers).
+M.SecretSourceEnum = { ENV = "env", DOTENV = "dotenv", PROMPT = "prompt" }
+
+M.REFERENCE_PREFIX = "secret_reference::"   -- airbyte/secrets/hydration.py
+M.CLI_PREFIX = "SECRET:"                     -- pyab's --config values
+M.MIN_LENGTH = 4                             -- shorter values would mask ordinary text
+
+-- --- the registry of values to mask ---------------------------------------
+
+-- Longest first, so a secret that contains another one is hidden whole
+-- rather than leaving its remainder visible around a "****".
+local known, ordered = {}, {}
+
+local function add_value(s)
+  if #s < M.MIN_LENGTH or known[s] then return end
+  known[s] = true
+  ordered[#ordered + 1] = s
+  table.sort(ordered, function(a, b)
+    if #a ~= #b then return #a > #b end
+    return a < b
+  end)
+end
+
+-- register(value): value (a string, or a number written as a connector
+-- would print it) is masked from now on. A value with characters JSON
+-- escapes is also registered in its escaped form, which is how it shows in
+-- a logged JSON config.
+function M.register(value)
+  if type(value) == "number" then value = tostring(math.tointeger(value) or value) end
+  if type(value) ~= "string" then return end
+  add_value(value)
+  local escaped = json.encode(value):sub(2, -2)
+  if escaped ~= value then add_value(escaped) end
+end
+
+-- values() -> the registered values, longest first (a copy).
+function M.values()
+  local out = {}
+  for i, v in ipairs(ordered) do out[i] = v end
+  return out
+end
+
+-- Forgets every registered value; for tests.
+function M.clear()
+  known, ordered = {}, {}
+end
+
+local function replace_plain(text, needle, with)
+  local out, at = {}, 1
+  while true do
+    local i, j = text:find(needle, at, true)
+    if not i then break end
+    out[#out + 1] = text:sub(at, i - 1)
+    out[#out + 1] = with
+    at = j + 1
+  end
+  out[#out + 1] = text:sub(at)
+  return table.concat(out)
+end
+
+-- mask(text) -> text with every registered value replaced by "****".
+-- Anything but a string is returned unchanged.
+function M.mask(text)
+  if type(text) ~= "string" or #ordered == 0 then return text end
+  for _, s in ipairs(ordered) do
+    if text:find(s, 1, true) then text = replace_plain(text, s, "****") end
+  end
+  return text
+end
+
+-- --- .env files ----------------------------------------------------------------
+
+local escapes = { n = "\n", t = "\t", r = "\r", a = "\a", b = "\b", f = "\f", v = "\v",
+                  ['"'] = '"', ["'"] = "'", ["\\"] = "\\" }
+
+-- ${NAME} and ${NAME:-default} in unquoted and double-quoted values, as
+-- python-dotenv expands them: earlier keys of the file win over the
+-- environment.
+local function expand(value, seen)
+  return (value:gsub("%${([%a_][%w_]*)(:?%-?)([^}]*)}", function(name, op, default)
+    local v = seen[name] or os.getenv(name)
+    if (v == nil or v == "") and op == ":-" then return default end
+    return v or ""
+  end))
+end
+
+-- parse_dotenv(text) -> { KEY = value }: KEY=VALUE lines, "export KEY=..."
+-- too, "#" comments (whole lines, or after a space in an unquoted value),
+-- 'single quotes' taken literally, "double quotes" with backslash escapes;
+-- quoted values may span lines. Lines that are not assignments are skipped,
+-- as python-dotenv skips them.
+function M.parse_dotenv(text)
+  local values = {}
+  local pos, n = 1, #text
+  while pos <= n do
+    local eol = text:find("\n", pos, true) or n + 1
+    local line = text:sub(pos, eol - 1)
+    local key, vat = line:match("^%s*export%s+([%a_][%w_%.%-]*)%s*=[ \t]*()")
+    if not key then key, vat = line:match("^%s*([%a_][%w_%.%-]*)%s*=[ \t]*()") end
+    local next_pos = eol + 1
+    if key then
+      local start = pos + vat - 1
+      local q = text:sub(start, start)
+      if q == '"' or q == "'" then
+        local buf, i, closed = {}, start + 1, false
+        while i <= n do
+          local c = text:sub(i, i)
+          if c == q then closed = true break end
+          if q == '"' and c == "\\" and i < n then
+            local e = text:sub(i + 1, i + 1)
+            buf[#buf + 1] = escapes[e] or ("\\" .. e)
+            i = i + 2
+          else
+            buf[#buf + 1] = c
+            i = i + 1
+          end
+        end
+        if closed then
+          local value = table.concat(buf)
+          values[key] = q == '"' and expand(value, values) or value
+          next_pos = (text:find("\n", i + 1, true) or n) + 1   -- the rest of that line is a comment
+        end
+        -- an unterminated quote: the line is skipped
+      else
+        local value = line:sub(vat)
+        if value:sub(1, 1) == "#" then value = "" end
+        value = value:gsub("%s+#.*$", ""):gsub("%s+$", "")
+        values[key] = expand(value, values)
+      end
+    end
+    pos = next_pos
+  end
+  return values
+end
+
+-- Where the .env file is: in AIRBYTE_PROJECT_DIR, else the current directory.
+function M.dotenv_path()
+  local dir = os.getenv("AIRBYTE_PROJECT_DIR")
+  if dir and dir ~= "" then return (dir:gsub("/+$", "")) .. "/.env" end
+  return ".env"
+end
+
+-- --- secret sources ---------------------------------------------------------------
+-- A source (a "secret manager") is a table { name = "...",
+-- get_secret = function(self, name) -> string | nil }.
+
+local env_source = { name = "env" }
+function env_source:get_secret(name)
+  return os.getenv(name)
+end
+
+local dotenv_source = { name = "dotenv" }
+function dotenv_source:get_secret(name)
+  local f = io.open(M.dotenv_path(), "rb")
+  if not f then return nil end
+  local text = f:read("a")
+  f:close()
+  return M.parse_dotenv(text or "")[name]
+end
+
+local function truthy_env(name)
+  local v = os.getenv(name)
+  return v ~= nil and v ~= "" and v ~= "0" and v:lower() ~= "false"
+end
+
+-- A prompt needs someone to answer it: stdin and stderr on a terminal, and
+-- not a CI job (where a prompt would hang until the job times out).
+function M.is_interactive()
+  return core.isatty(0) and core.isatty(2) and not truthy_env("CI")
+end
+
+local prompted = {}   -- a value typed once is not asked for again
+
+local prompt_source = { name = "prompt" }
+function prompt_source:get_secret(name)
+  if prompted[name] then return prompted[name] end
+  if not M.is_interactive() then return nil end
+  io.stderr:write(("Enter the value of secret '%s' (input is hidden): "):format(name))
+  io.stderr:flush()
+  -- stty acts on the shell's stdin, which is our terminal
+  local hidden = os.execute("stty -echo 2>/dev/null")
+  local ok, line = pcall(io.read, "l")
+  if hidden then os.execute("stty echo 2>/dev/null") end
+  io.stderr:write("\n")
+  if not ok or line == nil or line == "" then return nil end
+  prompted[name] = line
+  return line
+end
+
+local builtin_sources = { env = env_source, dotenv = dotenv_source, prompt = prompt_source }
+local disabled = {}
+local managers = {}   -- registered with register_secret_manager, in lookup order
+
+-- register_secret_manager(manager, {as_backup =, replace_existing =}):
+-- manager = { name =, get_secret = fn(self, name) }. It is asked before
+-- env/.env, or after them with as_backup; replace_existing drops the
+-- managers registered before.
+function M.register_secret_manager(manager, opts)
+  opts = opts or {}
+  if type(manager) ~= "table" or type(manager.get_secret) ~= "function" then
+    errors.raise("PyAirbyteInputError", "a secret manager is a table with a get_secret(self, name) method")
+  end
+  manager.name = manager.name or "custom"
+  if opts.replace_existing then managers = {} end
+  for i = #managers, 1, -1 do
+    if managers[i] == manager then table.remove(managers, i) end
+  end
+  if opts.as_backup then
+    managers[#managers + 1] = manager
+    manager._backup = true
+  else
+    table.insert(managers, 1, manager)
+    manager._backup = false
+  end
+  disabled[manager.name] = nil
+end
+
+-- disable_secret_source(name_or_manager): it is no longer asked by default.
+function M.disable_secret_source(source)
+  local name = type(source) == "table" and source.name or source
+  disabled[name] = true
+  for i = #managers, 1, -1 do
+    if managers[i] == source or managers[i].name == name then table.remove(managers, i) end
+  end
+end
+
+-- enable_secret_source(name): undoes disable_secret_source for a built-in source.
+function M.enable_secret_source(name)
+  disabled[name] = nil
+end
+
+-- The default lookup order: front managers, env, .env, backup managers, prompt.
+local function default_sources()
+  local out = {}
+  for _, m in ipairs(managers) do if not m._backup then out[#out + 1] = m end end
+  for _, n in ipairs({ "env", "dotenv" }) do
+    if not disabled[n] then out[#out + 1] = builtin_sources[n] end
+  end
+  for _, m in ipairs(managers) do if m._backup then out[#out + 1] = m end end
+  if not disabled.prompt then out[#out + 1] = prompt_source end
+  return out
+end
+
+local function resolve_sources(sources)
+  if sources == nil then return default_sources() end
+  if type(sources) == "string" or (type(sources) == "table" and sources.get_secret) then
+    sources = { sources }
+  end
+  local out, prompt = {}, nil
+  for _, s in ipairs(sources) do
+    if type(s) == "string" then
+      local b = builtin_sources[s]
+      if not b then
+        errors.raise("PyAirbyteInputError", ("unknown secret source '%s' (known: env, dotenv, prompt)"):format(s),
+          { input_value = s })
+      end
+      s = b
+    elseif type(s) ~= "table" or type(s.get_secret) ~= "function" then
+      errors.raise("PyAirbyteInputError", "a secret source is a name or a table with get_secret(self, name)")
+    end
+    -- the prompt always comes last, as in PyAirbyte: every quiet source first
+    if s == prompt_source then prompt = s else out[#out + 1] = s end
+  end
+  if prompt then out[#out + 1] = prompt end
+  return out
+end
+
+-- try_get_secret(name, opts) -> value | nil: get_secret without the error.
+function M.try_get_secret(name, opts)
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  o.default = nil
+  local ok, v = pcall(M.get_secret, name, o)
+  if ok then return v end
+  if errors.is(v, "PyAirbyteSecretNotFoundError") then return (opts or {}).default end
+  error(v, 0)
+end
+
+-- get_secret(name, {sources =, default =, allow_prompt = true}) -> string.
+-- Raises PyAirbyteSecretNotFoundError (secret_name, sources) when no
+-- source has it and there is no default. A default is returned without
+-- prompting: the caller has said what to use.
+function M.get_secret(name, opts)
+  opts = opts or {}
+  if type(name) ~= "string" or name == "" then
+    errors.raise("PyAirbyteInputError", "get_secret needs a secret name", { input_value = tostring(name) })
+  end
+  if name:sub(1, #M.REFERENCE_PREFIX) == M.REFERENCE_PREFIX then name = name:sub(#M.REFERENCE_PREFIX + 1) end
+  local tried = {}
+  local may_prompt = opts.allow_prompt ~= false and opts.default == nil
+  for _, src in ipairs(resolve_sources(opts.sources)) do
+    if src ~= prompt_source or may_prompt then
+      if src == prompt_source and not prompted[name] and not M.is_interactive() then
+        tried[#tried + 1] = "prompt (skipped: not an interactive terminal)"
+      else
+        tried[#tried + 1] = src == dotenv_source and ("dotenv (" .. M.dotenv_path() .. ")") or src.name
+        local v = src:get_secret(name)
+        if type(v) == "number" then v = tostring(v) end
+        if type(v) == "string" and v ~= "" then
+          M.register(v)
+          return v
+        end
+      end
+    end
+  end
+  if opts.default ~= nil then return opts.default end
+  errors.raise("PyAirbyteSecretNotFoundError",
+    ("secret '%s' was not found (looked in: %s)"):format(name, table.concat(tried, ", ")),
+    { secret_name = name, sources = tried,
+      guidance = ("Set the environment variable %s, or add a line %s=... to %s."):format(
+        name, name, M.dotenv_path()) })
+end
+
+-- is_secret_available(name, opts) -> boolean; never prompts.
+function M.is_secret_available(name, opts)
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  o.allow_prompt, o.default = false, nil
+  local ok = pcall(M.get_secret, name, o)
+  return ok
+end
+
+-- --- references in configs --------------------------------------------------------
+
+local function has_reference(v, prefix, depth)
+  if type(v) == "string" then return v:sub(1, #prefix) == prefix end
+  if type(v) ~= "table" or depth > 64 then return false end
+  for _, x in pairs(v) do
+    if has_reference(x, prefix, depth + 1) then return true end
+  end
+  return false
+end
+
+local function resolve(v, prefix, opts, depth)
+  if type(v) == "string" then
+    if v:sub(1, #prefix) == prefix then return M.get_secret(v:sub(#prefix + 1), opts) end
+    return v
+  end
+  if type(v) ~= "table" or depth > 64 then return v end
+  -- the metatable says whether an empty table is a JSON array: keep it
+  local copy = setmetatable({}, getmetatable(v))
+  for k, x in pairs(v) do copy[k] = resolve(x, prefix, opts, depth + 1) end
+  return copy
+end
+
+-- resolve_references(config, prefix, opts) -> config with every string
+-- "<prefix>NAME" (in nested tables and arrays too) replaced by
+-- get_secret(NAME, opts). The config itself is left alone: a copy is made
+-- when something needs resolving, else the same table is returned.
+function M.resolve_references(config, prefix, opts)
+  prefix = prefix or M.REFERENCE_PREFIX
+  if not has_reference(config, prefix, 0) then return config end
+  return resolve(config, prefix, opts, 0)
+end
+
+-- hydrate(config): "secret_reference::NAME" values resolved (PyAirbyte's
+-- hydrate_secrets), the values registered for masking.
+function M.hydrate(config)
+  return M.resolve_references(config, M.REFERENCE_PREFIX)
+end
+
+-- --- secret fields of a spec ----------------------------------------------------------
+
+local function resolve_ref(root, ref)
+  if type(ref) ~= "string" or ref:sub(1, 2) ~= "#/" then return nil end
+  local node = root
+  for part in ref:sub(3):gmatch("[^/]+") do
+    part = part:gsub("~1", "/"):gsub("~0", "~")
+    if type(node) ~= "table" then return nil end
+    node = node[part]
+  end
+  return node
+end
+
+local function all_strings(v, out, depth)
+  if type(v) == "string" or type(v) == "number" then out[#out + 1] = v
+  elseif type(v) == "table" and depth < 64 then
+    for _, x in pairs(v) do all_strings(x, out, depth + 1) end
+  end
+end
+
+local function walk(root, schema, value, out, depth)
+  if type(schema) ~= "table" or value == nil or depth > 64 then return end
+  if schema["$ref"] then walk(root, resolve_ref(root, schema["$ref"]), value, out, depth + 1) end
+  if schema.airbyte_secret == true then all_strings(value, out, 0) end
+  -- every branch: the one the value matches holds the secret markers, and
+  -- masking a little too much is the safe mistake
+  for _, key in ipairs({ "oneOf", "anyOf", "allOf" }) do
+    if type(schema[key]) == "table" then
+      for _, branch in ipairs(schema[key]) do walk(root, branch, value, out, depth + 1) end
+    end
+  end
+  for _, key in ipairs({ "then", "else" }) do walk(root, schema[key], value, out, depth + 1) end
+  if type(value) ~= "table" then return end
+  local props = type(schema.properties) == "table" and schema.properties or {}
+  for k, sub in pairs(props) do walk(root, sub, value[k], out, depth + 1) end
+  if type(schema.additionalProperties) == "table" then
+    for k, x in pairs(value) do
+      if type(k) == "string" and props[k] == nil then walk(root, schema.additionalProperties, x, out, depth + 1) end
+    end
+  end
+  local items = schema.items
+  if type(items) == "table" then
+    if items[1] ~= nil then   -- a tuple: one schema per position
+      for i, sub in ipairs(items) do walk(root, sub, value[i], out, depth + 1) end
+    else
+      for _, x in ipairs(value) do walk(root, items, x, out, depth + 1) end
+    end
+  end
+end
+
+-- spec_secret_values(connection_specification, config) -> the values of
+-- config fields the spec marks airbyte_secret (nested objects, arrays and
+-- oneOf/anyOf/allOf branches included).
+function M.spec_secret_values(spec, config)
+  local out = {}
+  if type(spec) == "table" and type(config) == "table" then walk(spec, spec, config, out, 0) end
+  return out
+end
+
+-- connector.secret_values: registers the secret fields of this config (the
+-- spec is the connector's, fetched once and cached by the connector) and
+-- returns everything registered, for the process layer to mask in logs.
+function M.secret_values(conn, config)
+  local hydrated = M.hydrate(config)
+  local ok, spec = pcall(conn._spec, conn, false)
+  if ok and type(spec) == "table" then
+    for _, v in ipairs(M.spec_secret_values(spec.connectionSpecification, hydrated)) do M.register(v) end
+  end
+  return M.values()
+end
+
+-- --- wiring ---------------------------------------------------------------------------
+
+connector.hydrate = M.hydrate
+connector.secret_values = M.secret_values
+errors.mask = M.mask
+
+return M
