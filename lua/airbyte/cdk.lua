@@ -1228,29 +1228,32 @@ local function stdin_chunks()
   return function() return stdin:read("L") end
 end
 
--- Records: the record table resolves data (decoded from data_json) and
--- any other field (decoded from the line) on first use, pairs() resolves
--- them all; the message resolves data_json on first use. What they come
--- from is kept on the side, so the tables hold only protocol fields.
-local origin = setmetatable({}, { __mode = "k" })  -- message -> line, record -> message
+-- Records: the record table resolves data and any other field from the C
+-- message on first use, pairs() resolves them all. What they come from is
+-- kept on the side, so the tables hold only protocol fields.
+-- The message is kept in the record under a private key (a weak table
+-- would make every record an ephemeron the collector must revisit).
+local ORIGIN = setmetatable({}, { __tostring = function() return "cdk.origin" end })
 
 local function resolve_record(rec)
-  local msg = origin[rec]
-  if not msg then return end                        -- resolved already
-  origin[rec] = nil
-  local full = json_mod.decode(origin[msg]).record
+  local m = rawget(rec, ORIGIN)
+  if not m then return end                          -- resolved already
+  rawset(rec, ORIGIN, nil)
+  local full = m:decode().record
   for k, v in pairs(full) do
     if rawget(rec, k) == nil then rawset(rec, k, v) end
   end
 end
 
+-- A record table resolves data and its other fields from the C message it
+-- came from (kept under ORIGIN), on first use.
 local RecordMT = {}
 function RecordMT.__index(rec, k)
   if type(k) ~= "string" then return nil end
-  local msg = origin[rec]
-  if not msg then return nil end
+  local m = rawget(rec, ORIGIN)
+  if not m then return nil end
   if k == "data" then
-    local d = json_mod.decode(msg.data_json)
+    local d = m.data
     rawset(rec, "data", d)
     return d
   end
@@ -1260,16 +1263,6 @@ end
 function RecordMT.__pairs(rec)
   resolve_record(rec)
   return next, rec, nil
-end
-
-local RecordMessageMT = {}
-function RecordMessageMT.__index(msg, k)
-  if k == "data_json" then
-    local text = M.record_data_json(origin[msg])
-    rawset(msg, "data_json", text)
-    return text
-  end
-  return nil
 end
 
 local Input = {}
@@ -1384,9 +1377,10 @@ function Input:next()
           local key = ns and (name .. "\0" .. ns) or name
           self.counter:add_key(key, 1)
           self.last_key = key
-          local rec = setmetatable({ stream = name, namespace = ns, emitted_at = m.emitted_at }, RecordMT)
-          local msg = setmetatable({ type = "RECORD", record = rec }, RecordMessageMT)
-          origin[msg], origin[rec] = line, msg
+          local rec = setmetatable({ stream = name, namespace = ns, emitted_at = m.emitted_at, [ORIGIN] = m },
+                                   RecordMT)
+          -- data_json: the bytes the scanner found, no second pass over the line
+          local msg = { type = "RECORD", record = rec, data_json = m.data_json }
           return msg, line
         end
         self.ignored[name] = (self.ignored[name] or 0) + 1
@@ -1483,6 +1477,11 @@ end
 
 -- cdk.uuid4() -> a random (version 4) UUID string.
 function M.uuid4()
+  local core = load_core()
+  if core and core.uuid4 then
+    M.uuid4 = core.uuid4            -- the binary's, from the OS's randomness
+    return core.uuid4()
+  end
   if not seeded then seed_random() end
   local random = math.random
   local a, b = random(0), random(0)
@@ -1681,7 +1680,8 @@ function M.file_destination(def)
     input:on_commit(function()
       for _, out in pairs(files) do out:commit() end
     end)
-    local uuid4, floor = M.uuid4, math.floor
+    local core = load_core()
+    local uuid4, floor = core and core.uuid4 or M.uuid4, math.floor
     for msg in input do
       if msg.type == "RECORD" then
         local rec = msg.record

@@ -374,6 +374,8 @@ function M.main(sub, args)
     code = 2
   else
     local ok, res = xpcall(cmd, on_error, args or {})
+    -- Ctrl-C: main.c reports it and exits 130, which os.exit(1) would hide
+    if not ok and core.interrupted() then error(res, 0) end
     if ok then
       code = res or 0
     elseif getmetatable(res) == Usage then

@@ -449,13 +449,32 @@ function M.spec_secret_values(spec, config)
   return out
 end
 
--- connector.secret_values: registers the secret fields of this config (the
--- spec is the connector's, fetched once and cached by the connector) and
--- returns everything registered, for the process layer to mask in logs.
+-- Specs by the command line that starts the connector: several objects of
+-- one connector (and a Docker connector's spec costs seconds) share one.
+local specs_by_argv = {}
+
+local function spec_of(conn)
+  if conn._spec_cache then return conn._spec_cache end
+  local key
+  if conn.executor and conn.executor.argv then
+    local ok, argv = pcall(conn.executor.argv, conn.executor, {})
+    if ok then key = table.concat(argv, "\0") end
+  end
+  if key and specs_by_argv[key] then return specs_by_argv[key] end
+  local ok, spec = pcall(conn._spec, conn, false)
+  if not ok or type(spec) ~= "table" then return nil end
+  if key then specs_by_argv[key] = spec end
+  return spec
+end
+
+-- connector.secret_values: registers the secret fields of this config (by
+-- the connector's spec; a connector whose spec cannot be had only gets the
+-- values registered otherwise) and returns everything registered, for the
+-- process layer to mask in logs.
 function M.secret_values(conn, config)
   local hydrated = M.hydrate(config)
-  local ok, spec = pcall(conn._spec, conn, false)
-  if ok and type(spec) == "table" then
+  local spec = spec_of(conn)
+  if spec then
     for _, v in ipairs(M.spec_secret_values(spec.connectionSpecification, hydrated)) do M.register(v) end
   end
   return M.values()

@@ -245,6 +245,40 @@ static int l_read_stdin(lua_State *L) {
   return 1;
 }
 
+/* uuid4() -> a random (version 4) UUID string. xorshift128+ seeded from
+** the OS once per runtime (the state is this closure's upvalue): record
+** ids for destinations, where a Lua string.format per record shows. */
+static int l_uuid4(lua_State *L) {
+  uint64_t *s = lua_touserdata(L, lua_upvalueindex(1));
+  uint64_t a, b, x, y;
+  char out[37];
+  static const char hex[] = "0123456789abcdef";
+  int i, k = 0;
+  if (s[0] == 0 && s[1] == 0) {
+    if (uv_random(NULL, NULL, s, 2 * sizeof *s, 0, NULL) != 0 || (s[0] | s[1]) == 0) {
+      s[0] = uv_hrtime() | 1;
+      s[1] = (uint64_t)(uintptr_t)s ^ 0x9e3779b97f4a7c15ULL;
+    }
+  }
+  for (i = 0; i < 2; i++) {   /* two draws of xorshift128+ */
+    x = s[0]; y = s[1];
+    s[0] = y;
+    x ^= x << 23;
+    s[1] = x ^ y ^ (x >> 17) ^ (y >> 26);
+    if (i == 0) a = s[1] + y; else b = s[1] + y;
+  }
+  a = (a & 0xffffffffffff0fffULL) | 0x4000ULL;              /* version 4 */
+  b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  /* variant 10 */
+  for (i = 0; i < 16; i++) {
+    uint8_t byte = (uint8_t)(i < 8 ? a >> (56 - 8 * i) : b >> (56 - 8 * (i - 8)));
+    if (i == 4 || i == 6 || i == 8 || i == 10) out[k++] = '-';
+    out[k++] = hex[byte >> 4];
+    out[k++] = hex[byte & 15];
+  }
+  lua_pushlstring(L, out, 36);
+  return 1;
+}
+
 /* isatty(fd) -> boolean: decides between a live progress line and plain lines. */
 static int l_isatty(lua_State *L) {
   lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
@@ -419,6 +453,9 @@ int luaopen_airbyte_core(lua_State *L) {
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
   luaL_newlib(L, funcs);
+  memset(lua_newuserdatauv(L, 2 * sizeof(uint64_t), 0), 0, 2 * sizeof(uint64_t));
+  lua_pushcclosure(L, l_uuid4, 1);
+  lua_setfield(L, -2, "uuid4");
   lua_pushlightuserdata(L, (void *)&lb__io_sentinel);
   lua_setfield(L, -2, "io_sentinel");
   lua_pushstring(L, LB_VERSION_STRING);

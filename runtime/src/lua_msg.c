@@ -7,6 +7,7 @@
 **   msg.type, msg.line                        always
 **   msg.stream, msg.namespace, msg.emitted_at  RECORD, from the skimmed spans
 **   msg.data                                   RECORD data (decoded once)
+**   msg.data_json                              RECORD data as the source wrote it
 **   msg.record, msg.state, msg.trace, ...      the decoded payload
 **   msg:decode()                               the whole message as a table
 ** Decoded values are cached in the message's user value.
@@ -156,6 +157,10 @@ static int msg_index(lua_State *L) {
       }
       break;
     case 9:
+      if (memcmp(k, "data_json", 9) == 0 && u->type == LB_MSG_RECORD) {
+        lua_pushlstring(L, u->line + u->data.off, u->data.n);   /* as the source wrote it */
+        return 1;
+      }
       if (memcmp(k, "namespace", 9) == 0 && u->type == LB_MSG_RECORD) {
         v = from_span(u, &u->ns);
         if (v.type == LB_JSTRING) push_jstring(L, &v);

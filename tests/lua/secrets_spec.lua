@@ -133,11 +133,14 @@ describe("get_secret", function()
     -- script(1) gives the child a terminal and types our stdin into it
     local cmd = ("script -qec %s /dev/null"):format(H.shell_quote(H.shell_quote(H.exe) .. " "
       .. H.shell_quote(dir .. "/prompt.lua")))
-    local out, rc = H.run({ "sh", "-c", "sleep 0.5; printf 'typed-in-secret\\n' | " .. cmd },
+    -- typed a second later, once the prompt has turned echo off
+    local out, rc = H.run({ "sh", "-c", "(sleep 1; printf 'typed-in-secret\\n') | " .. cmd },
       { env = { CI = false, LB_T_TYPED = false }, timeout = 20000 })
     assert.equal(0, rc, out)
     assert.matches("Enter the value of secret 'LB_T_TYPED'", out)
     assert.matches("got <typed%-in%-secret> masked <%*%*%*%*>", out)
+    local _, seen = out:gsub("typed%-in%-secret", "")
+    assert.equal(1, seen, "the terminal echoed the secret: " .. out)
   end)
 end)
 
