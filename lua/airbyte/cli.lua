@@ -75,7 +75,7 @@ options:
 usage: luabyte connectors [--type TYPE]
 
 Lists connectors, one name per line. TYPE: builtin (shipped with luabyte),
-installable (default), python, docker, java, yaml, any. Without the
+installable (default), python, docker, java, yaml, any (or all). Without the
 connector registry only the built-in connectors are known.
 
 options:
@@ -318,7 +318,7 @@ function commands.benchmark(args)
 end
 
 local connector_types = { builtin = true, installable = true, python = true, docker = true,
-                          java = true, yaml = true, any = true }
+                          java = true, yaml = true, any = true, all = true }
 
 -- The connectors shipped in the binary: the embedded connectors.* modules
 -- (helper modules such as source_faker_schemas have no source-/destination- name).
@@ -341,8 +341,12 @@ function commands.connectors(args)
   end
   local names
   local available = ab().get_available_connectors
+  if type(available) ~= "function" then   -- the registry module, before init.lua exports it
+    local ok, registry = pcall(require, "airbyte.registry")
+    available = ok and type(registry) == "table" and registry.get_available_connectors or nil
+  end
   if kind == "builtin" or type(available) ~= "function" then
-    if kind and kind ~= "builtin" and kind ~= "any" and kind ~= "installable" then
+    if kind and kind ~= "builtin" and kind ~= "any" and kind ~= "all" and kind ~= "installable" then
       io.stderr:write(("luabyte connectors: no connector registry here; listing no %s connectors\n"):format(kind))
       names = {}
     else

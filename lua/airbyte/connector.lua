@@ -221,6 +221,10 @@ end
 
 function Connector:_spec(force)
   if self._spec_cache and not force then return self._spec_cache end
+  if self.executor.spec then   -- e.g. no_executor: the spec without a process
+    self._spec_cache = self.executor:spec()
+    return self._spec_cache
+  end
   local msg = self:_execute_for("spec", nil, "SPEC", "AirbyteConnectorSpecFailedError")
   if not msg then
     errors.raise("AirbyteConnectorMissingSpecError",

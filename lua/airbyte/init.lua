@@ -42,6 +42,19 @@ function M.get_destination(name, opts)
     config_change_callback = opts.config_change_callback })
 end
 
+-- The registry: get_available_connectors(install_type) -> sorted names
+-- ("installable" by default: all when docker is on PATH, else the built-in
+-- and Python ones; or "python", "yaml", "java", "docker", "builtin", "any");
+-- get_connector_metadata(name) -> metadata table, or raises
+-- AirbyteConnectorNotRegisteredError.
+function M.get_available_connectors(install_type)
+  return require("airbyte.registry").get_available_connectors(install_type)
+end
+
+function M.get_connector_metadata(name)
+  return require("airbyte.registry").get_connector_metadata(name)
+end
+
 -- The built-in destination-dev-null: accepts everything, echoes states.
 function M.get_noop_destination(opts)
   opts = opts or {}

@@ -49,7 +49,6 @@ struct lb_runtime {
   int           stepping;      /* guards uv_run against re-entry */
   int           closing;       /* lb_runtime_close is closing the Lua state */
   volatile sig_atomic_t interrupted;
-  int           interrupt_done;
   uint64_t      deadline;      /* uv_hrtime() at which the step budget ends, 0 = none */
   uv_async_t    async;         /* lb_interrupt wakes the loop with it */
   uv_timer_t    step_timer;    /* bounds the wait in lb_step */
@@ -90,6 +89,7 @@ int  lb__drain(lb_runtime *rt, uint32_t budget_us);
 void lb__cancel_all(lb_runtime *rt);
 int  lb__task_cancel(lb_task *t, const char *why);
 int  lb__budget_spent(lb_runtime *rt);
+void lb__hook_current(lb_runtime *rt);
 
 /* proc.c */
 void lb__procs_terminate_owned(lb_runtime *rt, lb_task *owner);

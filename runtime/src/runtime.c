@@ -434,6 +434,7 @@ LB_API int lb_backend_timeout(const lb_runtime *rt) {
 
 LB_API void lb_interrupt(lb_runtime *rt) {
   rt->interrupted = 1;
+  lb__hook_current(rt);        /* stops a task busy in Lua (as lua.c's laction) */
   uv_async_send(&rt->async);   /* async-signal-safe */
 }
 

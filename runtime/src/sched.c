@@ -14,6 +14,14 @@ const char lb__io_sentinel = 0;
 
 #define HOOK_COUNT 1000   /* instructions between budget/interrupt checks */
 
+static void budget_hook(lua_State *L, lua_Debug *ar);
+
+void lb__hook_current(lb_runtime *rt) {
+  lb_task *t = rt->current;
+  /* lua_sethook may be called from a signal handler (ldebug.c) */
+  if (t) lua_sethook(t->co, budget_hook, LUA_MASKCOUNT, HOOK_COUNT);
+}
+
 /* LB_LOOP_SHARED: an active idle handle makes the host's poll return at
 ** once, so the check handle resumes ready tasks without delay. */
 static void idle_noop(uv_idle_t *h) {
@@ -137,6 +145,8 @@ static void budget_hook(lua_State *L, lua_Debug *ar) {
     t->preempted = 1;
     lua_yield(L, 0);
   }
+  if (rt->interrupted && !lua_isyieldable(L))
+    luaL_error(L, "interrupted");   /* cannot pause here: stop the loop instead */
 }
 
 static void wake_joiners(lb_task *t) {
@@ -196,7 +206,10 @@ static void resume(lb_runtime *rt, lb_task *t) {
   t->preempted = 0;
   t->state = LB_TASK_WAITING;   /* until it says otherwise */
   rt->current = t;
-  lua_sethook(t->co, budget_hook, LUA_MASKCOUNT, HOOK_COUNT);
+  /* A hook makes Lua 5.4 trace every instruction, which costs a third of
+  ** a tight loop's speed: install it only when a step has a budget (or an
+  ** interrupt is pending); lb_interrupt installs it on a running task. */
+  if (rt->deadline || rt->interrupted) lua_sethook(t->co, budget_hook, LUA_MASKCOUNT, HOOK_COUNT);
   status = lua_resume(t->co, rt->L, nargs, &nres);
   lua_sethook(t->co, NULL, 0, 0);
   rt->current = NULL;
@@ -223,11 +236,13 @@ int lb__drain(lb_runtime *rt, uint32_t budget_us) {
   lb_task *t;
   int ran = 0;
   rt->deadline = budget_us ? uv_hrtime() + (uint64_t)budget_us * 1000 : 0;
-  if (rt->interrupted && !rt->interrupt_done) {
-    rt->interrupt_done = 1;
-    lb__cancel_all(rt);
-  }
-  while ((t = dequeue(rt)) != NULL) {
+  for (;;) {
+    /* checked before every resume: an interrupt arrives while a task runs */
+    if (rt->interrupted) {
+      rt->interrupted = 0;     /* handled: tasks spawned later run normally */
+      lb__cancel_all(rt);
+    }
+    if ((t = dequeue(rt)) == NULL) break;
     resume(rt, t);
     ran++;
     if (rt->deadline && uv_hrtime() >= rt->deadline) break;

@@ -65,6 +65,14 @@ describe("luabyte command", function()
     assert.is_true((core.now() - t0) / 10 < 200)
   end)
 
+  it("stops a script busy in a Lua loop on Ctrl-C", function()
+    local p = assert(proc.spawn{ argv = { H.exe, "-e", "print('busy'); io.stdout:flush(); while true do end" },
+                                 name = "luabyte" })
+    assert.equal("busy", p:read_line())
+    p:kill(2)
+    assert.equal(130, p:wait())
+  end)
+
   it("cancels cleanly on the first Ctrl-C: children killed, temp files removed", function()
     local p = assert(proc.spawn{ argv = { H.exe, H.fixtures .. "/interruptible.lua" }, name = "luabyte" })
     local line = assert(p:read_line())
