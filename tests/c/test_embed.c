@@ -31,6 +31,14 @@ static double now_ms(void) {
   return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* CPU time of this thread: what a step costs the frame, without the time
+** the machine spent running other processes (CI shares its cores). */
+static double cpu_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
 /* The script counts records and spends a little CPU on each. */
 static lb_task *spawn_reader(lb_runtime *rt) {
   char src[1024];
@@ -92,16 +100,18 @@ static void frame_loop_respects_budget(void) {
   lb_runtime *rt = NULL;
   lb_task *t;
   const unsigned budget_us = 2000;
-  double worst = 0, total = 0;
+  double worst = 0, worst_wall = 0, total = 0;
   int frames = 0, rc;
   lb_options_init(&o);
   CHECK_EQ_INT(lb_runtime_new(&o, &rt), 0);
   t = spawn_reader(rt);
   do {
-    double t0 = now_ms(), dt;
+    double t0 = cpu_ms(), w0 = now_ms(), dt, dw;
     rc = lb_step(rt, 0, budget_us);      /* never block: a frame must render */
-    dt = now_ms() - t0;
+    dt = cpu_ms() - t0;
+    dw = now_ms() - w0;
     if (frames > 0 && dt > worst) worst = dt;   /* frame 0 loads modules */
+    if (frames > 0 && dw > worst_wall) worst_wall = dw;
     total += dt;
     frames++;
     if (rc > 0) usleep(500);             /* the rest of the frame: render, input */
@@ -109,11 +119,17 @@ static void frame_loop_respects_budget(void) {
   CHECK_EQ_INT(lb_task_get_state(t), LB_TASK_DONE);
   CHECK_EQ_INT(count(rt), RECORDS);
   CHECK(frames > 10);                    /* the work was spread over frames */
-  printf("     frames %d, worst step %.2f ms for a %.2f ms budget, Lua time %.0f ms\n",
-         frames, worst, budget_us / 1000.0, total);
+  printf("     frames %d, worst step %.2f ms CPU (%.2f ms wall) for a %.2f ms budget, "
+         "runtime time %.0f ms\n", frames, worst, worst_wall, budget_us / 1000.0, total);
   /* A step stops at the first instruction check after the budget: allow
-  ** the check interval and one I/O poll on a loaded (or sanitized) machine. */
-  CHECK(worst < budget_us / 1000.0 + 8.0);
+  ** the check interval, one I/O poll and a collector step. Sanitizers make
+  ** every allocation and copy several times slower: the timing claim is
+  ** the release build's, the sanitized run checks memory safety. */
+#if defined(__SANITIZE_ADDRESS__)
+  CHECK(worst < budget_us / 1000.0 + 20.0);
+#else
+  CHECK(worst < budget_us / 1000.0 + 3.0);
+#endif
   lb_task_release(t);
   lb_runtime_close(rt);
 }
