@@ -34,3 +34,12 @@ end
 local top = result.cache:run_sql_query(
   "select gender, count(*) as n from users group by gender order by n desc limit 3")
 for _, row in ipairs(top) do print(("  %-12s %d"):format(tostring(row.gender), row.n)) end
+
+-- And on to a destination: the built-in destination-local-json writes
+-- Airbyte's raw layout (_airbyte_raw_<stream>.jsonl) under ./out. Fed from
+-- the cache, it receives only the rows it has not confirmed before.
+local dest = ab.get_destination("destination-local-json", { config = { destination_path = "out" } })
+local wr = dest:write(result)
+print(("Wrote %d records to %s (%d states confirmed by the destination)"):format(
+  wr.processed_records, "out/", wr.confirmed_states))
+for name, s in pairs(wr.streams) do print(("  %-10s %8d records"):format(name, s.records)) end
