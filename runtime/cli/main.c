@@ -116,7 +116,11 @@ int main(int argc, char **argv) {
     return 1;
   }
   g_rt = rt;
+  /* SIGTERM (timeout, a service manager) gets the same clean cancel as
+  ** Ctrl-C: children run in their own process groups and would outlive a
+  ** luabyte that died on the default action. */
   signal(SIGINT, on_sigint);
+  signal(SIGTERM, on_sigint);
 
   /* -e chunks run first, each as a task, in order */
   for (i = 1; i < (script ? script : argc); i++) {
