@@ -23,7 +23,8 @@ describe("get_source", function()
     local src = faker()
     assert.equal("source-faker", src.name)
     assert.equal("builtin", src.executor.kind)
-    assert.equal("AirbyteConnectorExecutableNotFoundError",
+    -- not built in, not on PATH, not in the registry: PyAirbyte's error
+    assert.equal("AirbyteConnectorNotRegisteredError",
       (kind_of(function() ab.get_source("source-does-not-exist") end)))
   end)
 

@@ -31,7 +31,7 @@ describe("get_destination", function()
     assert.is_true(noop:check())
     local ok, e = pcall(ab.get_destination, "destination-nowhere")
     assert.is_false(ok)
-    assert.equal("AirbyteConnectorExecutableNotFoundError", e.kind)
+    assert.equal("AirbyteConnectorNotRegisteredError", e.kind)
   end)
 end)
 
