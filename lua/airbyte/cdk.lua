@@ -1003,12 +1003,12 @@ end
 local sub, match = string.sub, string.match
 local rawget, rawset = rawget, rawset
 
-local BLOCK = 1 << 16          -- stdin read size
+local BLOCK = 1 << 18          -- stdin read size
 local MAX_SKIP_LOGS = 10       -- non-protocol lines logged one by one
 
 -- airbyte.json and airbyte.process live in the luabyte binary; loaded on
 -- first use so that sources keep running under a stock lua5.4.
-local json_mod, parse_line, core_mod
+local json_mod, parse_line, parse_parts, core_mod
 local function dest_libs()
   if not json_mod then
     local ok, j = pcall(require, "airbyte.json")
@@ -1016,7 +1016,7 @@ local function dest_libs()
     if not (ok and ok2) then
       error("destinations need the luabyte runtime (airbyte.json, airbyte.process)", 0)
     end
-    json_mod, parse_line = j, p.parse
+    json_mod, parse_line, parse_parts = j, p.parse, p.parse_parts
   end
   return json_mod, parse_line
 end
@@ -1404,6 +1404,50 @@ function Input:next()
   end
 end
 
+-- The fast path for destinations that write records as they came:
+-- returns true, stream, namespace, emitted_at, data_json for a record of a
+-- configured stream; false, message for a TRACE; nil at the end. STATE
+-- lines are checkpointed as in next(); other lines as well.
+function Input:next_raw()
+  local read_line = self.read_line
+  if not read_line then
+    read_line = self.given_lines or chunk_lines(stdin_chunks())
+    self.read_line = read_line
+  end
+  local parts, streams, counter = parse_parts, self.streams, self.counter
+  while true do
+    local line = read_line()
+    if line == nil then
+      self.eof = true
+      return nil
+    end
+    local t, name, ns, at, data = parts(line)
+    if t == "RECORD" then
+      if streams[name] then
+        local key = ns and (name .. "\0" .. ns) or name
+        counter:add_key(key, 1)
+        self.last_key = key
+        return true, name, ns, at, data
+      end
+      self.ignored[name] = (self.ignored[name] or 0) + 1
+    elseif t == "STATE" then
+      self:checkpoint(line)
+    elseif t == "TRACE" then
+      local msg = json_mod.decode(line)
+      local tr = msg.trace
+      local ss = type(tr) == "table" and tr.type == "STREAM_STATUS" and tr.stream_status
+      if type(ss) == "table" and type(ss.stream_descriptor) == "table" and
+         type(ss.stream_descriptor.name) == "string" then
+        self.statuses[stream_key(ss.stream_descriptor.name, ss.stream_descriptor.namespace)] = ss.status
+      end
+      self.last_key = nil
+      return false, msg
+    elseif t == nil and find(line, "%S") then
+      self:skip(line, name)
+    end
+  end
+end
+
 function Input:summary()
   if self.skipped > MAX_SKIP_LOGS then
     self:log("WARN", format("skipped %d lines that were not Airbyte messages", self.skipped))
@@ -1682,26 +1726,27 @@ function M.file_destination(def)
     end)
     local core = load_core()
     local uuid4, floor = core and core.uuid4 or M.uuid4, math.floor
-    for msg in input do
-      if msg.type == "RECORD" then
-        local rec = msg.record
-        local out = files[rec.stream]
+    while true do
+      local is_record, name, _, at, data_json = input:next_raw()
+      if is_record == nil then break end
+      if is_record then
+        local out = files[name]
         if out.aborted then
           input:reject()                -- after INCOMPLETE: nowhere to go
         else
-          local at = rec.emitted_at
           if mtype(at) ~= "integer" then at = at and floor(at) or now_ms() end
-          out:write(row(uuid4(), at, msg.data_json))
+          out:write(row(uuid4(), at, data_json))
         end
       else
-        local name, _, status = M.stream_status(msg)
-        local out = name and files[name]
+        local msg = name                -- a TRACE message
+        local sname, _, status = M.stream_status(msg)
+        local out = sname and files[sname]
         if out and status == "COMPLETE" then
           out:finish()
         elseif out and status == "INCOMPLETE" then
           if out.mode == "overwrite" then
             out:abort()
-            emit.log("WARN", format("stream '%s' ended INCOMPLETE: %s was left as it was", name, out.path))
+            emit.log("WARN", format("stream '%s' ended INCOMPLETE: %s was left as it was", sname, out.path))
           else
             out:commit()
           end

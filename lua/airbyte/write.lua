@@ -373,7 +373,8 @@ function M.write(dest, source_data, opts)
           names[#names + 1] = n
         end
       end
-      cat = source_data.catalog and M.subset(source_data.catalog, names) or catalog_from_cache(cache, names)
+      local known = rawget(source_data, "_fields").catalog   -- not result.catalog: that is a stream lookup
+      cat = known and M.subset(known, names) or catalog_from_cache(cache, names)
     end
     totals = write_from_cache(dest, source_name, cache, names, cat, opts, state_cache, run)
   end

@@ -521,9 +521,44 @@ static int l_parse(lua_State *L) {
   return 1;
 }
 
+/* parse_parts(line) -> type [, stream, namespace, emitted_at, data_json]
+** for a RECORD; type alone for other messages; nil, why for a log line.
+** The fast path of destinations that write records as they came: no
+** message object, no decoding, one copy of the data text. */
+static int l_parse_parts(lua_State *L) {
+  size_t len;
+  const char *line = luaL_checklstring(L, 1, &len);
+  lb_msg m;
+  long long ms;
+  if (lb_msg_parse(line, len, &m) == LB_MSG_NONE) {
+    luaL_pushfail(L);
+    lua_pushstring(L, m.why ? m.why : "not an Airbyte message");
+    return 2;
+  }
+  lua_pushstring(L, lb_msg_type_name(m.type));
+  if (m.type != LB_MSG_RECORD) return 1;
+  if (!lb_jstr_has_escapes(&m.stream)) lua_pushlstring(L, m.stream.p + 1, m.stream.n - 2);
+  else {
+    luaL_Buffer b;
+    char *out = luaL_buffinitsize(L, &b, m.stream.n);
+    luaL_pushresultsize(&b, lb_jstr_decode(&m.stream, out, m.stream.n));
+  }
+  if (m.ns.type == LB_JSTRING) {
+    luaL_Buffer b;
+    char *out = luaL_buffinitsize(L, &b, m.ns.n);
+    luaL_pushresultsize(&b, lb_jstr_decode(&m.ns, out, m.ns.n));
+  } else lua_pushnil(L);
+  if (m.emitted_at.type != LB_JNUMBER) lua_pushnil(L);
+  else if (lb_jnum_to_int64(&m.emitted_at, &ms)) lua_pushinteger(L, (lua_Integer)ms);
+  else lua_pushnumber(L, lb_jnum_to_double(&m.emitted_at));
+  lua_pushlstring(L, m.data.p, m.data.n);
+  return 5;
+}
+
 static const luaL_Reg funcs[] = {
   {"spawn", l_spawn},
   {"parse", l_parse},
+  {"parse_parts", l_parse_parts},
   {NULL, NULL}
 };
 

@@ -522,6 +522,10 @@ int lb__proc_spawn(lb_runtime *rt, const lb_proc_opts *o, lb_proc **out,
     ** other 16 times less often. Best effort: the kernel may refuse. */
     uv_os_fd_t fd;
     if (uv_fileno((uv_handle_t *)&p->out, &fd) == 0) (void)fcntl(fd, F_SETPIPE_SZ, 1 << 20);
+    /* the same for a destination's stdin: writes then rarely need queueing
+    ** (a queued write is a copy of the batch) */
+    if (p->has_stdin && uv_fileno((uv_handle_t *)&p->in, &fd) == 0)
+      (void)fcntl(fd, F_SETPIPE_SZ, 1 << 20);
   }
   p->started_ms = p->last_output_ms = uv_now(rt->loop);
   lb__proc_want_output(p);
