@@ -1387,21 +1387,26 @@ function Input:next()
       elseif t == "STATE" then
         self:checkpoint(line)
       elseif t == "TRACE" then
-        local msg = json_mod.decode(line)
-        local tr = msg.trace
-        local ss = type(tr) == "table" and tr.type == "STREAM_STATUS" and tr.stream_status
-        if type(ss) == "table" and type(ss.stream_descriptor) == "table" and
-           type(ss.stream_descriptor.name) == "string" then
-          self.statuses[stream_key(ss.stream_descriptor.name, ss.stream_descriptor.namespace)] = ss.status
-        end
-        self.last_key = nil
-        return msg, line
+        return self:trace(line), line
       end
       -- LOG, CONTROL, SPEC, ...: nothing for a destination to do
     elseif find(line, "%S") then
       self:skip(line, why)
     end
   end
+end
+
+-- A TRACE line: decoded, and a stream status noted (input:status()).
+function Input:trace(line)
+  local msg = json_mod.decode(line)
+  local tr = msg.trace
+  local ss = type(tr) == "table" and tr.type == "STREAM_STATUS" and tr.stream_status
+  if type(ss) == "table" and type(ss.stream_descriptor) == "table" and
+     type(ss.stream_descriptor.name) == "string" then
+    self.statuses[stream_key(ss.stream_descriptor.name, ss.stream_descriptor.namespace)] = ss.status
+  end
+  self.last_key = nil
+  return msg
 end
 
 -- The fast path for destinations that write records as they came:
@@ -1433,15 +1438,7 @@ function Input:next_raw()
     elseif t == "STATE" then
       self:checkpoint(line)
     elseif t == "TRACE" then
-      local msg = json_mod.decode(line)
-      local tr = msg.trace
-      local ss = type(tr) == "table" and tr.type == "STREAM_STATUS" and tr.stream_status
-      if type(ss) == "table" and type(ss.stream_descriptor) == "table" and
-         type(ss.stream_descriptor.name) == "string" then
-        self.statuses[stream_key(ss.stream_descriptor.name, ss.stream_descriptor.namespace)] = ss.status
-      end
-      self.last_key = nil
-      return false, msg
+      return false, self:trace(line)
     elseif t == nil and find(line, "%S") then
       self:skip(line, name)
     end
@@ -1662,7 +1659,8 @@ local function file_stem(name)
 end
 
 -- overwrite and append; append_dedup becomes append (there is no key to
--- deduplicate on in a raw file), other modes are not for files.
+-- deduplicate on in a raw file or table), other modes are not supported.
+-- cdk.raw_sync_mode(stream, emit), for the raw-layout destinations.
 local function file_mode(s, emit)
   local mode = s.destination_sync_mode
   if mode == "overwrite" or mode == "append" then return mode end
@@ -1673,6 +1671,8 @@ local function file_mode(s, emit)
   M.config_error(format("stream '%s': destination_sync_mode '%s' is not supported (overwrite, append)",
     s.name, tostring(mode)))
 end
+
+M.raw_sync_mode = file_mode
 
 local function destination_dir(config)
   local dir = config.destination_path

@@ -125,16 +125,7 @@ local function iso_utc(ms)
   return format("%s.%03d+00:00", last_text, ms % 1000)
 end
 
-local function sync_mode(s, emit)
-  local mode = s.destination_sync_mode
-  if mode == "overwrite" or mode == "append" then return mode end
-  if mode == "append_dedup" then
-    emit.log("WARN", format("stream '%s': append_dedup is written as append (no deduplication)", s.name))
-    return "append"
-  end
-  cdk.config_error(format("stream '%s': destination_sync_mode '%s' is not supported (overwrite, append)",
-    s.name, tostring(mode)))
-end
+local sync_mode = cdk.raw_sync_mode   -- overwrite, append (append_dedup as append)
 
 local function write(config, _, input, emit)
   local db = open_db(db_path(config))

@@ -95,4 +95,13 @@ function H.new_cache(dir)
   return ab.SQLiteCache{ db_path = dir .. "/cache.sqlite" }
 end
 
+-- Runs fn, which must raise a structured error; returns its kind and the error.
+function H.error_kind(fn)
+  local errors = require "airbyte.errors"
+  local ok, e = pcall(fn)
+  assert(not ok, "expected an error")
+  assert(errors.is_error(e), "expected a structured error, got " .. tostring(e))
+  return e.kind, e
+end
+
 return H

@@ -8,12 +8,7 @@ local errors = require "airbyte.errors"
 local registry = require "airbyte.registry"
 local executors = require "airbyte.executors"
 
-local function kind_of(fn)
-  local ok, e = pcall(fn)
-  assert.is_false(ok, "expected an error")
-  assert.is_true(errors.is_error(e), "expected a structured error, got " .. tostring(e))
-  return e.kind, e
-end
+local kind_of = H.error_kind
 
 -- Runs fn with some environment variables replaced, as the registry and the
 -- executors see them (the process environment cannot be set from Lua);

@@ -5,12 +5,7 @@ local ab = require "airbyte"
 local json = require "airbyte.json"
 local errors = require "airbyte.errors"
 
-local function kind_of(fn)
-  local ok, e = pcall(fn)
-  assert.is_false(ok, "expected an error")
-  assert.is_true(errors.is_error(e), "expected a structured error, got " .. tostring(e))
-  return e.kind, e
-end
+local kind_of = H.error_kind
 
 local function faker(count, extra)
   local cfg = { count = count or 100, seed = 7, always_updated = false }
