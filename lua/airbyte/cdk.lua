@@ -1354,12 +1354,18 @@ end
 
 -- next() -> msg, line for the next RECORD of a configured stream or TRACE;
 -- nil at the end of stdin. STATEs are committed and echoed on the way.
-function Input:next()
+-- The line source: given lines (tests), else stdin in chunks.
+function Input:reader()
   local read_line = self.read_line
   if not read_line then
     read_line = self.given_lines or chunk_lines(stdin_chunks())
     self.read_line = read_line
   end
+  return read_line
+end
+
+function Input:next()
+  local read_line = self:reader()
   local parse, streams = parse_line, self.streams
   while true do
     local line = read_line()
@@ -1414,11 +1420,7 @@ end
 -- configured stream; false, message for a TRACE; nil at the end. STATE
 -- lines are checkpointed as in next(); other lines as well.
 function Input:next_raw()
-  local read_line = self.read_line
-  if not read_line then
-    read_line = self.given_lines or chunk_lines(stdin_chunks())
-    self.read_line = read_line
-  end
+  local read_line = self:reader()
   local parts, streams, counter = parse_parts, self.streams, self.counter
   while true do
     local line = read_line()

@@ -20,15 +20,9 @@ local registry = require "airbyte.registry"
 
 local M = {}
 
--- Environment lookups go through here so tests can swap them (Lua cannot
--- set the environment of the running process; children get the real one).
-M.getenv = os.getenv
-
-local function env(k)
-  local v = M.getenv(k)
-  if v == "" then return nil end
-  return v
-end
+-- Environment lookups go through the registry's (tests swap
+-- registry.getenv: Lua cannot set the running process's environment).
+local env = registry.env
 
 local function raise_input(msg, value, guidance)
   errors.raise("PyAirbyteInputError", msg, { input_value = value, guidance = guidance })

@@ -25,6 +25,7 @@ local function env(k)
   if v == "" then return nil end
   return v
 end
+M.env = env   -- the executors read the environment through it too
 
 -- Install types, PyAirbyte's InstallType plus "builtin" (shipped with luabyte).
 M.install_types = { "builtin", "python", "yaml", "docker", "java" }

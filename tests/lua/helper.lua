@@ -104,4 +104,23 @@ function H.error_kind(fn)
   return e.kind, e
 end
 
+-- Runs fn with some environment variables replaced as the registry and the
+-- executors see them (Lua cannot set the process environment; children
+-- keep the real one); false unsets a variable.
+function H.with_env(vars, fn)
+  local registry = require "airbyte.registry"
+  local saved = registry.getenv
+  registry.getenv = function(k)
+    local v = vars[k]
+    if v == false then return nil end
+    if v ~= nil then return v end
+    return os.getenv(k)
+  end
+  registry.reset()
+  local ok, err = pcall(fn)
+  registry.getenv = saved
+  registry.reset()
+  if not ok then error(err, 0) end
+end
+
 return H

@@ -10,24 +10,7 @@ local executors = require "airbyte.executors"
 
 local kind_of = H.error_kind
 
--- Runs fn with some environment variables replaced, as the registry and the
--- executors see them (the process environment cannot be set from Lua);
--- false unsets a variable.
-local function with_env(vars, fn)
-  local saved_r, saved_e = registry.getenv, executors.getenv
-  local function get(k)
-    local v = vars[k]
-    if v == false then return nil end
-    if v ~= nil then return v end
-    return os.getenv(k)
-  end
-  registry.getenv, executors.getenv = get, get
-  registry.reset()
-  local ok, err = pcall(fn)
-  registry.getenv, executors.getenv = saved_r, saved_e
-  registry.reset()
-  if not ok then error(err, 0) end
-end
+local with_env = H.with_env
 
 local function contains(list, x)
   for _, v in ipairs(list) do
