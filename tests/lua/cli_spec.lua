@@ -58,6 +58,20 @@ describe("luabyte command", function()
     assert.matches("no built%-in connector 'source%-nope'", err4)
   end)
 
+  it("loads Lua modules from LUABYTE_LUA_DIR before the embedded ones", function()
+    local dir = H.tmpdir()
+    assert(require("airbyte.core").mkdir_p(dir .. "/airbyte"))
+    H.write_file(dir .. "/airbyte/yaml.lua", "return { encode = function() return 'from the tree' end }")
+    H.write_file(dir .. "/dev_only.lua", "return 'dev module'")
+    local code = "print(require('airbyte.yaml').encode({}), (require('dev_only')))"
+    local out = H.run({ H.exe, "-e", code }, { env = { LUABYTE_LUA_DIR = dir } })
+    assert.equal("from the tree\tdev module", out)
+    local embedded = H.run({ H.exe, "-e", "print(require('airbyte.yaml').encode({a = 1}))" },
+                           { env = { LUABYTE_LUA_DIR = false } })
+    assert.equal("a: 1", embedded)
+    H.rm_rf(dir)
+  end)
+
   it("starts fast enough to matter", function()
     local t0 = core.now()
     for _ = 1, 10 do luabyte("-e", "") end
