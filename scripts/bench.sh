@@ -39,7 +39,10 @@ printf "startup:     %10.2f ms for luabyte -e ''  < 10 ms: %s\n" "$ms" "$(verdic
 
 # --- issue 3: into the SQLite cache ---------------------------------------
 exe="$tmp/source-replay"
-printf '#!/bin/sh\nexec %q %q replay_source "$@"\n' "$PWD/$LB" "$PWD/scripts/bench/run_bench_connector.lua" > "$exe"
+# the benchmark source: spec/check/discover from a small Lua connector
+# (faker's users schema), and `read` is cat of the prepared file
+printf '#!/bin/sh\n[ "$1" = read ] && exec cat %q\nexec %q %q replay_source "$@"\n' \
+  "$tmp/records.jsonl" "$PWD/$LB" "$PWD/scripts/bench/run_bench_connector.lua" > "$exe"
 chmod +x "$exe"
 cache_run() {  # cache_run [hook] -> "rate peak_kib"
   rm -f "$tmp/cache.sqlite"*

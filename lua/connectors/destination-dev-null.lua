@@ -56,6 +56,9 @@ local function record_prefix(line)
   return d and sub(line, 1, d) or nil
 end
 
+local ok_core, core = pcall(require, "airbyte.core")
+local count_run = ok_core and core.count_prefixed_lines or nil
+
 local function write(_, _, input, emit)
   local counter = cdk.record_counter()
   local fast, fast_key, fast_n = nil, nil, 0
@@ -90,6 +93,10 @@ local function write(_, _, input, emit)
     if rest ~= "" then blk = rest .. blk end
     local pos = 1
     while true do
+      if fast and count_run then            -- a run of records of the last stream, in C
+        local n, after = count_run(blk, pos, fast)
+        fast_n, pos = fast_n + n, after
+      end
       local e = find(blk, "\n", pos, true)
       if not e then break end
       if fast and find(blk, fast, pos, true) == pos then

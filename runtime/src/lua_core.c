@@ -279,6 +279,28 @@ static int l_uuid4(lua_State *L) {
   return 1;
 }
 
+/* count_prefixed_lines(s, init, prefix) -> n, pos: how many complete lines
+** of s, from position init on, start with prefix (stopping at the first
+** that does not), and the position after them. Lets a destination count a
+** run of records of one stream per call instead of one Lua step per line. */
+static int l_count_prefixed_lines(lua_State *L) {
+  size_t len, plen;
+  const char *s = luaL_checklstring(L, 1, &len);
+  lua_Integer init = luaL_checkinteger(L, 2);
+  const char *prefix = luaL_checklstring(L, 3, &plen);
+  size_t pos = init > 0 ? (size_t)init - 1 : 0;
+  lua_Integer n = 0;
+  while (pos < len && len - pos >= plen && memcmp(s + pos, prefix, plen) == 0) {
+    const char *nl = memchr(s + pos + plen, '\n', len - pos - plen);
+    if (nl == NULL) break;            /* an incomplete last line: not counted */
+    pos = (size_t)(nl - s) + 1;
+    n++;
+  }
+  lua_pushinteger(L, n);
+  lua_pushinteger(L, (lua_Integer)pos + 1);
+  return 2;
+}
+
 /* isatty(fd) -> boolean: decides between a live progress line and plain lines. */
 static int l_isatty(lua_State *L) {
   lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
@@ -428,6 +450,7 @@ static const luaL_Reg funcs[] = {
   {"mkdir_p", l_mkdir_p},
   {"fsync", l_fsync},
   {"isatty", l_isatty},
+  {"count_prefixed_lines", l_count_prefixed_lines},
   {"read_stdin", l_read_stdin},
   {"executable", l_executable},
   {NULL, NULL}
