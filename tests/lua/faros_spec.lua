@@ -22,14 +22,8 @@ end
 
 describe("Faros interop", function()
   local dir, cache
-  before_each(function()
-    dir = H.tmpdir()
-    cache = H.new_cache(dir)
-  end)
-  after_each(function()
-    cache:close()
-    H.rm_rf(dir)
-  end)
+  before_each(function() dir, cache = H.open_test_cache() end)
+  after_each(function() H.close_test_cache(dir, cache) end)
 
   it("reads a faros-airbyte-cdk source through get_source, incrementally", function()
     if not need_npm(pending) then return end

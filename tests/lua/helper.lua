@@ -95,6 +95,17 @@ function H.new_cache(dir)
   return ab.SQLiteCache{ db_path = dir .. "/cache.sqlite" }
 end
 
+-- A fresh directory with a SQLite cache in it, for one test; and its removal.
+function H.open_test_cache()
+  local dir = H.tmpdir()
+  return dir, H.new_cache(dir)
+end
+
+function H.close_test_cache(dir, cache)
+  if cache then cache:close() end
+  H.rm_rf(dir)
+end
+
 -- Runs fn, which must raise a structured error; returns its kind and the error.
 function H.error_kind(fn)
   local errors = require "airbyte.errors"
