@@ -95,6 +95,17 @@ function H.new_cache(dir)
   return ab.SQLiteCache{ db_path = dir .. "/cache.sqlite" }
 end
 
+-- Polls cond every 20 ms until it is true (true) or timeout_ms pass (false).
+function H.wait_until(cond, timeout_ms)
+  local core = require "airbyte.core"
+  local deadline = core.now() + (timeout_ms or 30000)
+  while core.now() < deadline do
+    if cond() then return true end
+    core.sleep(20)
+  end
+  return false
+end
+
 -- A fresh directory with a SQLite cache in it, for one test; and its removal.
 function H.open_test_cache()
   local dir = H.tmpdir()
