@@ -1690,9 +1690,41 @@ end
 -- COMPLETE or when the input ends, and dropped (the old file stays) when they
 -- end INCOMPLETE or the write fails; every file is committed before a STATE
 -- is echoed. check() creates the directory and writes a probe file in it.
+-- The spec every raw-file destination shares: destination_path, then
+-- def.extra_properties (a cdk.obj), under def.title and def.documentation_url.
+local function file_destination_spec(def)
+  local pairs_list = {
+    "destination_path", M.obj(
+      "description", "Path to the directory where " .. def.noun .. " files will be written: absolute, " ..
+        "or relative to the current directory (the real connector puts it under its /local mount). " ..
+        "Created when missing. Each stream goes to _airbyte_raw_<stream>" .. def.extension .. ".",
+      "type", "string",
+      "examples", M.array { def.example }) }
+  local extra = def.extra_properties
+  for _, k in ipairs(extra and key_order[extra] or {}) do
+    pairs_list[#pairs_list + 1] = k
+    pairs_list[#pairs_list + 1] = extra[k]
+  end
+  local props = M.obj(table.unpack(pairs_list))
+  return M.obj(
+    "documentationUrl", def.documentation_url,
+    "supportsIncremental", true,
+    "supportsNormalization", false,
+    "supportsDBT", false,
+    "supported_destination_sync_modes", M.array { "overwrite", "append" },
+    "connectionSpecification", M.obj(
+      "$schema", "http://json-schema.org/draft-07/schema#",
+      "title", def.title,
+      "type", "object",
+      "required", M.array { "destination_path" },
+      "additionalProperties", false,
+      "properties", props))
+end
+
 function M.file_destination(def)
   assert(type(def.row) == "function", "cdk.file_destination: row is required")
   local extension = def.extension or ""
+  def.spec = def.spec or file_destination_spec(def)
 
   local function check(config)
     local dir = destination_dir(config)

@@ -41,30 +41,16 @@ end
 
 return cdk.file_destination {
   extension = ".csv",
-  spec = cdk.obj(
-    "documentationUrl", "https://docs.airbyte.com/integrations/destinations/local-csv",
-    "supportsIncremental", true,
-    "supportsNormalization", false,
-    "supportsDBT", false,
-    "supported_destination_sync_modes", cdk.array { "overwrite", "append" },
-    "connectionSpecification", cdk.obj(
-      "$schema", "http://json-schema.org/draft-07/schema#",
-      "title", "CSV Destination Spec",
-      "type", "object",
-      "required", cdk.array { "destination_path" },
-      "additionalProperties", false,
-      "properties", cdk.obj(
-        "destination_path", cdk.obj(
-          "description", "Path to the directory where csv files will be written: absolute, or relative " ..
-            "to the current directory (the real connector puts it under its /local mount). " ..
-            "Created when missing. Each stream goes to _airbyte_raw_<stream>.csv.",
-          "type", "string",
-          "examples", cdk.array { "/local" }),
-        "delimiter", cdk.obj(
-          "description", "The character delimiting individual cells in the CSV data.",
-          "type", "string",
-          "default", "Comma: ,",
-          "enum", cdk.array { "Comma: ,", "Semicolon: ;", "Tab: \\t", "Space: ' '", "Pipe: |" })))),
+  title = "CSV Destination Spec",
+  documentation_url = "https://docs.airbyte.com/integrations/destinations/local-csv",
+  noun = "csv",
+  example = "/local",
+  extra_properties = cdk.obj(
+    "delimiter", cdk.obj(
+      "description", "The character delimiting individual cells in the CSV data.",
+      "type", "string",
+      "default", "Comma: ,",
+      "enum", cdk.array { "Comma: ,", "Semicolon: ;", "Tab: \\t", "Space: ' '", "Pipe: |" })),
   header = function(config)
     local d = delimiter_of(config)
     return "_airbyte_ab_id" .. d .. "_airbyte_emitted_at" .. d .. "_airbyte_data\n"

@@ -28,25 +28,10 @@ local cdk = require "airbyte.cdk"
 
 return cdk.file_destination {
   extension = ".jsonl",
-  spec = cdk.obj(
-    "documentationUrl", "https://docs.airbyte.com/integrations/destinations/local-json",
-    "supportsIncremental", true,
-    "supportsNormalization", false,
-    "supportsDBT", false,
-    "supported_destination_sync_modes", cdk.array { "overwrite", "append" },
-    "connectionSpecification", cdk.obj(
-      "$schema", "http://json-schema.org/draft-07/schema#",
-      "title", "Local Json Destination Spec",
-      "type", "object",
-      "required", cdk.array { "destination_path" },
-      "additionalProperties", false,
-      "properties", cdk.obj(
-        "destination_path", cdk.obj(
-          "description", "Path to the directory where json files will be written: absolute, or relative " ..
-            "to the current directory (the real connector puts it under its /local mount). " ..
-            "Created when missing. Each stream goes to _airbyte_raw_<stream>.jsonl.",
-          "type", "string",
-          "examples", cdk.array { "/json_data" })))),
+  title = "Local Json Destination Spec",
+  documentation_url = "https://docs.airbyte.com/integrations/destinations/local-json",
+  noun = "json",
+  example = "/json_data",
   row = function()
     return function(id, emitted_at, data_json)
       return '{"_airbyte_ab_id":"', id, '","_airbyte_emitted_at":', emitted_at, ',"_airbyte_data":', data_json, "}\n"

@@ -95,15 +95,6 @@ static int generate(const char *out_path, long n, const char *src_path) {
 
 /* --- benchmark ------------------------------------------------------------------ */
 
-static void remove_db(const char *path) {
-  char buf[4096];
-  unlink(path);
-  snprintf(buf, sizeof buf, "%s-wal", path);
-  unlink(buf);
-  snprintf(buf, sizeof buf, "%s-shm", path);
-  unlink(buf);
-}
-
 int main(int argc, char **argv) {
   const char *file = NULL, *db_path = NULL, *pk[] = {"id", NULL};
   char tmp_db[4096], err[512];
@@ -147,7 +138,7 @@ int main(int argc, char **argv) {
              (long)getpid());
     db_path = tmp_db;
   }
-  remove_db(db_path);
+  bench_remove_db(db_path);
 
   if ((fd = open(file, O_RDONLY)) < 0 || fstat(fd, &st) < 0) { perror(file); return 1; }
   /* Read the file once first so the page cache holds it: the benchmark
@@ -241,6 +232,6 @@ int main(int argc, char **argv) {
   lb_cache_close(c);
   free(buf);
   close(fd);
-  if (db_path == tmp_db) remove_db(db_path);
+  if (db_path == tmp_db) bench_remove_db(db_path);
   return 0;
 }

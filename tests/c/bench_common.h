@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #define BENCH_USERS_SCHEMA                                                   \
   "{\"$schema\": \"http://json-schema.org/draft-07/schema#\", \"type\": \"object\","  \
@@ -46,6 +47,16 @@ static long bench_peak_rss_kb(void) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   return ru.ru_maxrss;
+}
+
+/* Removes a SQLite database and its WAL files. */
+static void bench_remove_db(const char *path) {
+  char buf[4096];
+  unlink(path);
+  snprintf(buf, sizeof buf, "%s-wal", path);
+  unlink(buf);
+  snprintf(buf, sizeof buf, "%s-shm", path);
+  unlink(buf);
 }
 
 #endif

@@ -46,15 +46,6 @@ static const char *const text_cols[][2] = {
 };
 static const char *const int_cols[][2] = { {"id", "1"}, {"age", "47"}, {"weight", "58"} };
 
-static void remove_db(const char *path) {
-  char buf[4096];
-  unlink(path);
-  snprintf(buf, sizeof buf, "%s-wal", path);
-  unlink(buf);
-  snprintf(buf, sizeof buf, "%s-shm", path);
-  unlink(buf);
-}
-
 int main(int argc, char **argv) {
   long n = 1000000, batch = BENCH_DEFAULT_BATCH, i;
   const char *db_path = NULL;
@@ -80,7 +71,7 @@ int main(int argc, char **argv) {
              (long)getpid());
     db_path = tmp_db;
   }
-  remove_db(db_path);
+  bench_remove_db(db_path);
   if (lb_cache_sqlite_open(db_path, &c, err, sizeof err) < 0) { fprintf(stderr, "%s\n", err); return 1; }
   if (sync_mode) lb_cache_set_async(c, 0);
   s = lb_cache_stream_open(c, "source-faker", "users", BENCH_USERS_SCHEMA,
@@ -123,6 +114,6 @@ int main(int argc, char **argv) {
   printf("bench_sqlite_ceiling: %ld rows in %.3f s: %.0f records/s, batch %ld, %s, peak RSS %ld kB\n",
          n, t1 - t0, n / (t1 - t0), batch, sync_mode ? "sync" : "async", bench_peak_rss_kb());
   lb_cache_close(c);
-  if (db_path == tmp_db) remove_db(db_path);
+  if (db_path == tmp_db) bench_remove_db(db_path);
   return 0;
 }
