@@ -96,7 +96,8 @@ function M.read(source, opts)
   -- open the cache streams (tables, columns, shadow tables) in one
   -- transaction: a name clash (cache.h "Stream names") rolls all of it back
   -- before the source runs. A stream is (namespace, name): the pump gets
-  -- one entry per cache stream (a second namespace of a name gets its own key).
+  -- one entry per cache stream (a second namespace of a name is keyed
+  -- "<namespace>.<name>" in the totals).
   local streams, methods = {}, {}
   db:begin()
   local ok, err = pcall(function()
@@ -105,7 +106,8 @@ function M.read(source, opts)
       local name, ns = cs.stream.name, cs.stream.namespace
       if ns == json.null then ns = nil end
       local key = name
-      while streams[key] do key = key .. "\0" .. (ns or "") end
+      if streams[key] then key = (ns or "") .. "." .. name end   -- as result.streams names it
+      while streams[key] do key = key .. "'" end
       methods[name] = method
       streams[key] = db:stream_open{
         source = source.name, stream = name, namespace = ns, schema = json.encode(cs.stream.json_schema),
