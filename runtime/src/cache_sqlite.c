@@ -476,8 +476,6 @@ static const char *col_bytes(sqlite3_stmt *st, int i, size_t *n) {
   return p ? p : "";
 }
 
-/* normalize(a .. sep .. b) into a fresh string; names that fall in the
-** reserved space get REMAP_PREFIX in front. NULL with c->errmsg set. */
 /* normalize(prefix .. [a .. "_"] .. b) into *res (a fresh string); a
 ** name that falls in the reserved space gets REMAP_PREFIX in front. */
 static int table_candidate(lb_cache *c, const char *a, size_t alen, const char *b, size_t blen,
@@ -520,9 +518,9 @@ enum { OWN_FREE, OWN_SELF, OWN_STREAM, OWN_OBJECT };
 
 /* Who holds table name t: nobody (or a table no stream row claims, which a
 ** stream may adopt, as PyAirbyte would write into it), this stream, another
-** stream (described into *other, with its name in *oname when its name and
-** prefix are ours, i.e. only the namespace differs), or another kind of
-** object (an index, a view). Negative on SQL errors. */
+** stream (described into *other; *same_name is set when its prefix and name
+** are ours, i.e. only the namespace differs), or another kind of object (an
+** index, a view: described into *other). Negative on SQL errors. */
 static int table_owner(lb_cache *c, const char *t, const char *name, size_t nlen,
                        const char *ns, size_t nslen, sbuf *other, int *same_name) {
   sqlite3_stmt *st = NULL;
@@ -637,8 +635,8 @@ long lb_cache_table_name(lb_cache *c, const char *name, size_t name_len,
                          const char *ns, size_t ns_len, char *out, size_t cap) {
   char *t;
   size_t n;
-  if (name == NULL || name_len == 0) { seterr(c, "a stream name is required"); return LB_EINVAL; }
   int rc;
+  if (name == NULL || name_len == 0) { seterr(c, "a stream name is required"); return LB_EINVAL; }
   barrier(c);
   if ((rc = resolve_table(c, name, name_len, ns, ns_len, &t)) < 0) return rc;
   n = strlen(t);
@@ -673,12 +671,6 @@ static const char *const internal_tables_sql =
   " last_updated TIMESTAMP WITH TIME ZONE,"
   " PRIMARY KEY (destination_name, source_name, stream_name));";
 
-/* Files made before the mapping (table_name was table_prefix + stream_name,
-** not normalized; no namespace) get the two columns and their rows the real
-** table. Rows that would claim a reserved name, or a table another row
-** already claims (streams that were merged into one table), are dropped:
-** the stream gets a table of its own, or its clash reported, on its next
-** read. A row whose name normalizes to its table already goes first. */
 static int count_rows(lb_cache *c, const char *sql) {
   sqlite3_stmt *st = NULL;
   int n = -1;
@@ -688,6 +680,12 @@ static int count_rows(lb_cache *c, const char *sql) {
   return n < 0 ? sqlerr(c, sql) : n;
 }
 
+/* Files made before the mapping (table_name was table_prefix + stream_name,
+** not normalized; no namespace) get the two columns and their rows the real
+** table. Rows that would claim a reserved name, or a table another row
+** already claims (streams that were merged into one table), are dropped:
+** the stream gets a table of its own, or its clash reported, on its next
+** read. A row whose name normalizes to its table already goes first. */
 static int migrate_streams(lb_cache *c) {
   const char *cols = "SELECT count(*) FROM pragma_table_info('_airbyte_streams')"
                      " WHERE name IN ('stream_namespace', 'table_prefix')";
