@@ -46,6 +46,7 @@ typedef struct pump_stream {
   size_t len;
   int has_hook;
   long long total, since_state, dropped, replaced, bytes;
+  long long clamped;            /* to_cache: emitted_at outside the cache's range */
 } pump_stream;
 
 typedef struct pump {
@@ -55,7 +56,7 @@ typedef struct pump {
   size_t wlen;
   int nstreams;
   int last;                     /* index of the last stream hit */
-  long long records, ignored, messages, since_global, bytes;
+  long long records, ignored, messages, since_global, bytes, clamped;
   long long by_type[LB_MSG__COUNT];
   uint64_t next_progress, progress_ns;
   unsigned check;
@@ -92,9 +93,11 @@ static void push_totals(lua_State *L, pump *pm) {
   lua_pushinteger(L, pm->bytes); lua_setfield(L, -2, "bytes");
   lua_pushinteger(L, pm->ignored); lua_setfield(L, -2, "ignored");
   lua_pushinteger(L, pm->messages); lua_setfield(L, -2, "messages");
+  lua_pushinteger(L, pm->clamped); lua_setfield(L, -2, "clamped_emitted_at");
   lua_createtable(L, 0, pm->nstreams);
   for (i = 0; i < pm->nstreams; i++) {
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 5);
+    lua_pushinteger(L, pm->s[i].clamped); lua_setfield(L, -2, "clamped_emitted_at");
     lua_pushinteger(L, pm->s[i].total); lua_setfield(L, -2, "records");
     lua_pushinteger(L, pm->s[i].dropped); lua_setfield(L, -2, "dropped");
     lua_pushinteger(L, pm->s[i].replaced); lua_setfield(L, -2, "replaced");
@@ -249,6 +252,43 @@ static void cleanup_write(void *data) {
   ((lb_proc *)data)->write_waiter = NULL;
 }
 
+/* emitted_at (a number span; absent: 0) as epoch milliseconds inside the
+** range the cache holds; 1 when it was outside and is clamped to the
+** nearest end. A double is cast only once it is known to fit: casting
+** 1e30 to long long is undefined. */
+static int emitted_ms(const lb_jval *v, long long *ms) {
+  long long i;
+  double d;
+  *ms = 0;
+  if (v->type != LB_JNUMBER) return 0;
+  if (lb_jnum_to_int64(v, &i)) {
+    if (i >= LB_CACHE_MIN_MS && i <= LB_CACHE_MAX_MS) { *ms = i; return 0; }
+    *ms = i < 0 ? LB_CACHE_MIN_MS : LB_CACHE_MAX_MS;
+    return 1;
+  }
+  d = lb_jnum_to_double(v);           /* a fraction, an exponent or > 19 digits */
+  if (d >= (double)LB_CACHE_MIN_MS && d <= (double)LB_CACHE_MAX_MS) {
+    *ms = (long long)d;
+    return 0;
+  }
+  *ms = d < 0 ? LB_CACHE_MIN_MS : LB_CACHE_MAX_MS;
+  return 1;
+}
+
+/* The first clamped emitted_at of a stream goes to the connector's log
+** (the caller warns with the count at the end). */
+static void clamped(pump *pm, pump_stream *ps, const lb_msg *m) {
+  if (ps->clamped++ == 0) {
+    char msg[400];
+    int n = snprintf(msg, sizeof msg, "stream '%s': emitted_at %.*s is outside the years "
+                     "0001-9999 the cache can hold; stored as %s", ps->name,
+                     (int)(m->emitted_at.n < 40 ? m->emitted_at.n : 40), m->emitted_at.p,
+                     *m->emitted_at.p == '-' ? "0001-01-01T00:00:00.000Z" : "9999-12-31T23:59:59.999Z");
+    if (n > 0) lb__proc_log_line(pm->p, "WARN ", msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+  }
+  pm->clamped++;
+}
+
 static void handle_record(lua_State *L, pump *pm, const lb_msg *m, const char *line, size_t len) {
   pump_stream *ps = find_stream(pm, &m->stream);
   lb_jval data = m->data;
@@ -265,8 +305,7 @@ static void handle_record(lua_State *L, pump *pm, const lb_msg *m, const char *l
         rc = forward_line(pm, line, len);
       if (rc != 0) raise_write_error(L, pm, rc);
     } else {
-      if (m->emitted_at.type == LB_JNUMBER && !lb_jnum_to_int64(&m->emitted_at, &ms))
-        ms = (long long)lb_jnum_to_double(&m->emitted_at);
+      if (emitted_ms(&m->emitted_at, &ms)) clamped(pm, ps, m);
       if (lb_cache_stream_write(ps->cs, &data, ms, NULL) != 0)
         luaL_error(L, "writing a record of stream '%s' to the cache failed: %s", ps->name,
                    lb_cache_errmsg(lb_cache_stream_cache(ps->cs)));
