@@ -647,7 +647,12 @@ static int feed_row(feed *f) {
         break;
       }
       default:
-        if (kind == K_JSON && n > 0) feed_add(f, (const char *)txt, (size_t)n);
+        /* object/array columns hold the source's JSON text; a string the
+        ** source put there (against its schema) is held decoded and goes
+        ** out as a string again */
+        if (kind == K_JSON && n > 0 && (txt[0] == '{' || txt[0] == '[') &&
+            lb_jskim_validate((const char *)txt, (size_t)n, NULL, NULL) == 0)
+          feed_add(f, (const char *)txt, (size_t)n);
         /* big integers are stored as a BLOB of their digits, in any
         ** numeric column: they go out as the number they were */
         else if ((t == SQLITE_BLOB || kind == K_BIGINT) && is_digits(txt, n))

@@ -42,6 +42,9 @@ local OTHERS = {
   '"o":{"x":1.10,"y":[1,2.50,"a",-0.0],"z":{"w":null},"big":12345678901234567890,"e":1E400}',
   '"o":{}', '"a":[]', '"a":[1e308,-0.0,9223372036854775808,5e-324,"\\u00e9",{"k":[]}]',
   '"i":null,"n":null,"s":null',
+  -- against the schema: strings in object/array columns stay strings
+  '"o":"not an object","a":"not an array"', '"o":"{not json","a":"[\\"x\\""',
+  '"o":5,"a":-2.5',
 }
 
 local function edge_records()
