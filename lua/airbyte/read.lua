@@ -209,6 +209,12 @@ function M.read(source, opts)
     error(serr, 0)
   end
   tracker:finish(totals)
+  for name, st in pairs(totals.streams) do
+    if st.clamped_emitted_at > 0 then
+      run.warnings[#run.warnings + 1] = ("stream %s: %d record(s) had an emitted_at outside the years "
+        .. "0001-9999 the cache can hold; stored as the nearest end of that range"):format(name, st.clamped_emitted_at)
+    end
+  end
   for _, w in ipairs(run.warnings) do io.stderr:write("warning: ", w, "\n") end
 
   local names, seen = {}, {}
