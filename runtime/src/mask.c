@@ -11,7 +11,7 @@
 */
 #include <stdlib.h>
 #include <string.h>
-#include "luabyte.h"
+#include "lb_internal.h"
 #include "mask.h"
 
 typedef struct secret {
@@ -280,4 +280,12 @@ int lb__mask(const lb_masker *m, const char *text, size_t len, char **out, size_
   *out = buf;
   *outlen = w;
   return 1;
+}
+
+/* --- the runtime's masker ---------------------------------------------------- */
+
+int lb__secret_add(lb_runtime *rt, const char *s, size_t len) {
+  if (len < LB_MASK_MIN) return 0;
+  if (rt->masker == NULL && (rt->masker = lb__masker_new()) == NULL) return LB_ENOMEM;
+  return lb__masker_add(rt->masker, s, len);
 }

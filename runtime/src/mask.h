@@ -43,4 +43,9 @@ size_t lb__mask_next(const lb_masker *m, const char *text, size_t len, size_t fr
 ** must then not show text at all. */
 int  lb__mask(const lb_masker *m, const char *text, size_t len, char **out, size_t *outlen);
 
+/* Registers a secret in the runtime's masker (rt->masker, made on first
+** use): what lb__masker_add returns. */
+struct lb_runtime;
+int  lb__secret_add(struct lb_runtime *rt, const char *s, size_t len);
+
 #endif
