@@ -412,3 +412,64 @@ describe("secrets in escaped spellings", function()
     assert.truthy(contains(err, MASKED), err)
   end)
 end)
+
+-- SIGHUP (a closed terminal or ssh session) and SIGQUIT cancel a script as
+-- SIGTERM and Ctrl-C do: the connector is terminated and the config file
+-- holding the secret is removed from TMPDIR.
+describe("a luabyte process that gets SIGHUP or SIGQUIT", function()
+  local proc = require "airbyte.process"
+  local SECRET = "sighup-secret-value-6502"
+
+  local function alive(pid)
+    return os.execute("kill -0 " .. pid .. " 2>/dev/null") == true
+  end
+
+  -- names of the files in dir holding text
+  local function files_with(dir, text)
+    local out = {}
+    local ls = assert(io.popen("ls -A " .. H.shell_quote(dir)))
+    for name in ls:lines() do
+      local f = io.open(dir .. "/" .. name, "rb")
+      local content = f and f:read("a") or ""
+      if f then f:close() end
+      if content:find(text, 1, true) then out[#out + 1] = name end
+    end
+    ls:close()
+    return out
+  end
+
+  for _, sig in ipairs({ { name = "SIGHUP", num = 1 }, { name = "SIGQUIT", num = 3 } }) do
+    it(sig.name .. ": the connector is gone and no config file with the secret stays", function()
+      local dir = H.tmpdir()
+      local tmp = dir .. "/tmp"
+      assert(os.execute("mkdir -p " .. H.shell_quote(tmp)))
+      local pid_file = dir .. "/connector.pid"
+      local pid
+      finally(function()
+        if pid and alive(pid) then os.execute("kill -9 " .. pid) end
+        H.rm_rf(dir)
+      end)
+      H.write_file(dir .. "/script.lua", ([[
+        local ab = require "airbyte"
+        local src = ab.get_source("source-secret-echo", { local_executable = %q,
+          config = { api_key = %q, pid_file = %q } })
+        for r in src:get_records("echo") do print("record") io.stdout:flush() end
+      ]]):format(echo_source(dir), SECRET, pid_file))
+      local p = assert(proc.spawn{ argv = { H.exe, dir .. "/script.lua" }, name = "luabyte",
+                                   env = { TMPDIR = tmp } })
+      assert.is_true(H.wait_until(function() return io.open(pid_file, "r") ~= nil end))
+      pid = H.read_file(pid_file)
+      assert.truthy(pid:match("^%d+$"), pid)
+      assert.is_true(alive(pid))
+      -- the config file with the secret is there while the connector runs
+      local held = files_with(tmp, SECRET)
+      assert.equal(1, #held)
+      assert.matches("%.json$", held[1])
+      p:kill(sig.num)
+      local code, signal = p:wait()
+      assert.equal(130, code, "exit code " .. tostring(code) .. ", signal " .. tostring(signal))
+      assert.is_true(H.wait_until(function() return not alive(pid) end, 10000), "the connector still runs")
+      assert.same({}, files_with(tmp, SECRET))
+    end)
+  end
+end)
