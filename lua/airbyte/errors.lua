@@ -88,11 +88,14 @@ function Error:__tostring()
   return M.mask(table.concat(out, "\n"))
 end
 
--- A copy of v with every string masked (tables copied, metatables kept;
--- errors inside were masked when they were made).
+-- A copy of v with every string masked: data tables are copied (a
+-- metatable such as a JSON array mark is kept); objects (an __index) and
+-- errors (masked when they were made) are left as they are.
 local function masked(v, depth, seen)
   if type(v) == "string" then return M.mask(v) end
-  if type(v) ~= "table" or getmetatable(v) == Error or depth > 32 then return v end
+  if type(v) ~= "table" or depth > 32 then return v end
+  local mt = getmetatable(v)
+  if mt ~= nil and (type(mt) ~= "table" or mt.__index ~= nil) then return v end
   if seen[v] then return seen[v] end
   local copy = setmetatable({}, getmetatable(v))
   seen[v] = copy
