@@ -105,9 +105,10 @@ int lb__masker_add(lb_masker *m, const char *s, size_t len) {
     m->cap = cap;
   }
   {
-    unsigned char *copy = malloc(len);
+    unsigned char *copy = malloc(len + 1);   /* NUL-terminated for C callers */
     if (copy == NULL) return LB_ENOMEM;
     memcpy(copy, s, len);
+    copy[len] = '\0';
     memmove(m->v + at + 1, m->v + at, (size_t)(m->n - at) * sizeof *m->v);
     m->v[at].s = copy;
     m->v[at].len = len;

@@ -29,7 +29,7 @@ void lb__masker_free(lb_masker *m);
 /* 1 added, 0 ignored (shorter than LB_MASK_MIN, or known), LB_ENOMEM. */
 int  lb__masker_add(lb_masker *m, const char *s, size_t len);
 void lb__masker_clear(lb_masker *m);
-/* The registered values, longest first (NULL m: none). */
+/* The registered values, longest first, each NUL-terminated (NULL m: none). */
 int  lb__masker_count(const lb_masker *m);
 const char *lb__masker_value(const lb_masker *m, int i, size_t *len);
 
