@@ -413,6 +413,29 @@ describe("secrets in escaped spellings", function()
   end)
 end)
 
+describe("one masker for the process layer and Lua", function()
+  it("masks what proc.spawn was given everywhere, with one rule for short values", function()
+    local dir = H.tmpdir()
+    finally(function() H.rm_rf(dir) end)
+    local log = dir .. "/x.log"
+    local proc = require "airbyte.process"
+    local p = assert(proc.spawn{ argv = { "sh", "-c", "echo 'short xq7 long lq-spawned-secret-31'; "
+      .. "echo 'stderr lq\\u002dspawned-secret-31' >&2" }, name = "echo", log_file = log,
+      secrets = { "xq7", "lq-spawned-secret-31" } })
+    for _ in p:messages() do end
+    assert.equal(0, p:wait())
+    p:close()
+    local text = H.read_file(log)
+    -- under 4 bytes: never masked, in C as in Lua
+    assert.truthy(contains(text, "short xq7 long ****"), text)
+    assert.truthy(contains(text, "[stderr] stderr ****"), text)
+    assert.equal("xq7", secrets.mask("xq7"))
+    -- the values given to the process layer are masked by Lua too
+    assert.equal("key ****", secrets.mask("key lq-spawned-secret-31"))
+    assert.equal("key ****", errors.mask("key lq\\u002Dspawned-secret-31"))
+  end)
+end)
+
 -- SIGHUP (a closed terminal or ssh session) and SIGQUIT cancel a script as
 -- SIGTERM and Ctrl-C do: the connector is terminated and the config file
 -- holding the secret is removed from TMPDIR.
