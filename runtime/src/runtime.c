@@ -126,6 +126,7 @@ static const luaL_Reg c_modules[] = {
   {"airbyte.sqlite", luaopen_airbyte_sqlite},
   {"airbyte.pump", luaopen_airbyte_pump},
   {"airbyte.jsonschema", luaopen_airbyte_jsonschema},
+  {"airbyte.sandbox", luaopen_airbyte_sandbox},
   {"cjson", luaopen_cjson},
   {NULL, NULL}
 };
