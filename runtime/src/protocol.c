@@ -322,6 +322,7 @@ int lb_msg_stream_names(const lb_msg *m, lb_jval *out, int max) {
   }
   sort_by_position(out, n < max ? n : max);
   return n;
+}
 
 /* --- state keys ----------------------------------------------------------- */
 
