@@ -130,9 +130,18 @@ function Ledger:echoed(st)
   for j = from, i do if list[j].on_confirm then list[j].on_confirm() end end
 end
 
+-- States sent and never confirmed. Repeats of the last confirmed state
+-- with no record in between add nothing it does not confirm (a
+-- destination may echo one of a run of identical states: the Faros
+-- destination's dry run echoes only its last).
 function Ledger:unconfirmed()
   local n = 0
-  for key, list in pairs(self.windows) do n = n + #list - (self.confirmed[key] or 0) end
+  for key, list in pairs(self.windows) do
+    local c = self.confirmed[key] or 0
+    local j = c + 1
+    while c > 0 and list[j] and list[j].id == list[c].id and list[j].count == 0 do j = j + 1 end
+    n = n + #list - j + 1
+  end
   return n
 end
 
