@@ -182,24 +182,26 @@ describe("Faros interop", function()
     end
   end)
 
+  -- "namespace/name" of each STREAM state in a list of states -> true
+  local function state_keys(states)
+    local keys = {}
+    for _, st in ipairs(states) do
+      local d = st.stream.stream_descriptor
+      keys[(d.namespace or "") .. "/" .. d.name] = true
+    end
+    return keys
+  end
+
   it("keeps the kit's namespaced states of its own and passes them back (item 18)", function()
     if not need_npm(pending) then return end
     local src = quirks({ count = 3, jobs = 1 }, "18")
     src:read{ cache = cache }
-    local keys = {}
-    for _, st in ipairs(cache:get_state("source-quirks")) do
-      local d = st.stream.stream_descriptor
-      keys[(d.namespace or "") .. "/" .. d.name] = true
-    end
+    local keys = state_keys(cache:get_state("source-quirks"))
     assert.is_true(keys["__faros__/__noop__"])
     assert.is_true(keys["__faros_shared_state__/__stream_freshness_state"])
     assert.is_true(keys["/builds"])
     src:read{ cache = cache }
-    local passed = {}
-    for _, st in ipairs(json.decode(H.read_file(dir .. "/state_in.json"))) do
-      local d = st.stream.stream_descriptor
-      passed[(d.namespace or "") .. "/" .. d.name] = true
-    end
+    local passed = state_keys(json.decode(H.read_file(dir .. "/state_in.json")))
     assert.is_true(passed["__faros__/__noop__"])
     assert.is_true(passed["__faros_shared_state__/__stream_freshness_state"])
     assert.is_true(passed["/builds"])
@@ -209,11 +211,7 @@ describe("Faros interop", function()
     dest:write(src, { cache = false, state_cache = cache })
     local stored = dest:write(src, { cache = false, state_cache = cache })
     assert.same({}, stored.warnings)
-    passed = {}
-    for _, st in ipairs(json.decode(H.read_file(dir .. "/state_in.json"))) do
-      local d = st.stream.stream_descriptor
-      passed[(d.namespace or "") .. "/" .. d.name] = true
-    end
+    passed = state_keys(json.decode(H.read_file(dir .. "/state_in.json")))
     assert.is_true(passed["__faros__/__noop__"])
     assert.is_true(passed["__faros_shared_state__/__stream_freshness_state"])
   end)
