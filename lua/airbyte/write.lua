@@ -231,7 +231,7 @@ end
 -- Straight through: the source's output goes to the destination as printed.
 -- The source resumes from what the destination confirmed before.
 local function write_direct(dest, source, opts, state_cache, run)
-  local who = identity(dest)
+  local who = run.who
   local selected = source:_streams_for(opts.streams)
   local cat = source:get_configured_catalog{ streams = selected, force_full_refresh = opts.force_full_refresh }
   with_strategy(cat, opts.write_strategy)
@@ -298,7 +298,7 @@ end
 -- confirmed is kept in the ledger beside its states, in the state cache;
 -- without one (state_cache = false) every row is sent.
 local function write_from_cache(dest, source_name, cache, names, cat, opts, state_cache, run)
-  local who = identity(dest)
+  local who = run.who
   local methods = with_strategy(cat, opts.write_strategy)
   local ledger = new_ledger(who, source_name, state_cache, run)
   local db = cache:_db()
@@ -426,7 +426,8 @@ function M.write(dest, source_data, opts)
   end
   local state_cache = opts.state_cache
   if state_cache == nil then state_cache = cache or caches.get_default_cache() end
-  local run = { trace_errors = {}, warnings = {} }
+  -- the identity as the write starts (a CONTROL update may change the config)
+  local run = { trace_errors = {}, warnings = {}, who = identity(dest) }
   local totals
   if kind == "source" and cache == false then
     totals = write_direct(dest, source_data, opts, state_cache, run)
@@ -440,7 +441,7 @@ function M.write(dest, source_data, opts)
                                               force_full_refresh = opts.force_full_refresh, quiet = opts.quiet,
                                               on_record = opts.on_record, hooks = opts.hooks },
                                { streams = streams,
-                                 fallback_states = destination_rows(state_cache, identity(dest), source_data.name) })
+                                 fallback_states = destination_rows(state_cache, run.who, source_data.name) })
       names = {}
       for i, n in ipairs(result.processed_streams) do names[i] = n end
       cat = result.catalog
@@ -467,7 +468,7 @@ function M.write(dest, source_data, opts)
   for _, w in ipairs(run.warnings) do io.stderr:write("warning: ", w, "\n") end
   return require("airbyte.write_result").new{
     destination = dest, source_name = source_name, processed_records = totals.records,
-    totals = totals, state_cache = state_cache, warnings = run.warnings, identity = identity(dest),
+    totals = totals, state_cache = state_cache, warnings = run.warnings, identity = run.who,
     confirmed_states = run.confirmed_states or 0,
   }
 end

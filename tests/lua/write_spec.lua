@@ -269,6 +269,16 @@ describe("Destination:write", function()
     assert.equal(15, count_lines(dir .. "/out/_airbyte_raw_users.jsonl"))
   end)
 
+  it("keeps the states of a write under the identity it started with, whatever CONTROL changes", function()
+    local src = faker(10)
+    src:select_streams({ "users" })
+    local dest = ab.get_destination("bad-destination", { local_executable = H.fixture_executable(dir, "bad_destination"),
+      config = { out = dir .. "/r.jsonl", mode = "control" } })
+    local wr = dest:write(src, { cache = false, state_cache = cache })
+    assert.equal("token-2", dest:get_config().rotated)
+    assert.is_table(wr:get_state_provider().users)
+  end)
+
   it("keeps every record at least once across kill -9 of luabyte mid-write", function()
     local exe = H.fixture_executable(dir, "crasher")
     local dexe = H.fixture_executable(dir, "bad_destination")
