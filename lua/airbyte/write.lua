@@ -407,6 +407,8 @@ function M.subset(cat, names)
   return { streams = json.array(out) }
 end
 
+local write_any
+
 function M.write(dest, source_data, opts)
   local kind = kind_of(source_data)
   if not kind then
@@ -428,6 +430,25 @@ function M.write(dest, source_data, opts)
   if state_cache == nil then state_cache = cache or caches.get_default_cache() end
   -- the identity as the write starts (a CONTROL update may change the config)
   local run = { trace_errors = {}, warnings = {}, who = identity(dest) }
+  local ok, totals = pcall(write_any, dest, kind, source_data, source_name, cache, opts, state_cache, run)
+  -- a config the destination changed itself (CONTROL) is the same destination
+  local now = identity(dest)
+  if state_cache and now.config_hash ~= run.who.config_hash then
+    local moved, merr = pcall(state_cache._db(state_cache).move_destination, state_cache:_db(), dest.name,
+                              run.who.config_hash, now.config_hash)
+    if moved then run.who = now elseif ok then error(merr, 0) end   -- the write's own error first
+  end
+  if not ok then error(totals, 0) end
+  for _, w in ipairs(run.warnings) do io.stderr:write("warning: ", w, "\n") end
+  return require("airbyte.write_result").new{
+    destination = dest, source_name = source_name, processed_records = totals.records,
+    totals = totals, state_cache = state_cache, warnings = run.warnings, identity = run.who,
+    confirmed_states = run.confirmed_states or 0,
+  }
+end
+
+-- The write itself, on the path the input and options choose.
+write_any = function(dest, kind, source_data, source_name, cache, opts, state_cache, run)
   local totals
   if kind == "source" and cache == false then
     totals = write_direct(dest, source_data, opts, state_cache, run)
@@ -465,12 +486,7 @@ function M.write(dest, source_data, opts)
     end
     totals = write_from_cache(dest, source_name, cache, names, cat, opts, state_cache, run)
   end
-  for _, w in ipairs(run.warnings) do io.stderr:write("warning: ", w, "\n") end
-  return require("airbyte.write_result").new{
-    destination = dest, source_name = source_name, processed_records = totals.records,
-    totals = totals, state_cache = state_cache, warnings = run.warnings, identity = run.who,
-    confirmed_states = run.confirmed_states or 0,
-  }
+  return totals
 end
 
 return M

@@ -207,6 +207,12 @@ int  lb_cache_get_delivered(lb_cache *c, const lb_cache_delivery *d, char *raw_i
 /* Records raw_id as confirmed; a lower id than the one kept changes nothing. */
 int  lb_cache_put_delivered(lb_cache *c, const lb_cache_delivery *d, const char *raw_id);
 
+/* A destination whose config changed under it (a CONTROL update it sent
+** itself, such as a rotated token) is still that destination: its states
+** and ledger move from from_hash to to_hash, in one step. */
+int  lb_cache_move_destination(lb_cache *c, const char *destination_name, const char *from_hash,
+                               const char *to_hash);
+
 /* The SQL of the two state reads, for the Lua binding, which runs them in
 ** statements it owns (so a memory error while building rows leaks nothing):
 ** columns stream_name, state_json, stream_namespace. get_states binds ?1

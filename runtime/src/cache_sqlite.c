@@ -2109,3 +2109,41 @@ int lb_cache_put_delivered(lb_cache *c, const lb_cache_delivery *d, const char *
   sqlite3_bind_text(c->put_ledger, 6, raw_id, -1, SQLITE_STATIC);
   return step_done(c, c->put_ledger);
 }
+
+int lb_cache_move_destination(lb_cache *c, const char *destination_name, const char *from_hash,
+                              const char *to_hash) {
+  static const char *const sql[] = {
+    "UPDATE OR REPLACE _airbyte_destination_state SET destination_config_hash = ?3"
+    " WHERE destination_name = ?1 AND destination_config_hash = ?2",
+    "UPDATE OR REPLACE _luabyte_destination_progress SET destination_config_hash = ?3"
+    " WHERE destination_name = ?1 AND destination_config_hash = ?2",
+  };
+  size_t i;
+  int rc;
+  if (destination_name == NULL || from_hash == NULL || to_hash == NULL) {
+    seterr(c, "destination name and both config hashes required");
+    return LB_EINVAL;
+  }
+  if ((rc = barrier(c)) != 0) return rc;
+  /* both tables or neither, inside a transaction of the caller's or not */
+  if ((rc = exec_sql(c, "SAVEPOINT lb_move_destination")) < 0) return rc;
+  for (i = 0; i < sizeof sql / sizeof sql[0]; i++) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(c->db, sql[i], -1, &st, NULL) != SQLITE_OK) { rc = sqlerr(c, sql[i]); break; }
+    sqlite3_bind_text(st, 1, destination_name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, from_hash, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, to_hash, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : sqlerr(c, sql[i]);
+    sqlite3_finalize(st);
+    if (rc < 0) break;
+  }
+  if (rc < 0) {
+    char msg[sizeof c->errmsg];
+    memcpy(msg, c->errmsg, sizeof msg);
+    exec_sql(c, "ROLLBACK TO lb_move_destination");
+    exec_sql(c, "RELEASE lb_move_destination");
+    memcpy(c->errmsg, msg, sizeof msg);
+    return rc;
+  }
+  return exec_sql(c, "RELEASE lb_move_destination");
+}

@@ -22,6 +22,7 @@
 **     (a bare name: every identity of that name)
 **   db:get_delivered(destination, source, namespace_or_nil, stream) -> raw_id | nil
 **   db:put_delivered(destination, source, namespace_or_nil, stream, raw_id)
+**   db:move_destination(name, from_config_hash, to_config_hash)
 **   sqlite.state_key(state_json_or_table) -> "STREAM"|"GLOBAL"|"LEGACY", name, namespace|nil
 **   db:set_table_prefix(prefix); db:table_prefix(); db:path(); db:close()
 **   db:set_async(bool)   -- writer/checkpointer threads (default on, cache.h)
@@ -838,6 +839,14 @@ static int l_ulid(lua_State *L) {
   return 1;
 }
 
+/* db:move_destination(name, from_hash, to_hash) */
+static int db_move_destination(lua_State *L) {
+  db_ud *d = checkdb(L, 1);
+  const char *name = luaL_checkstring(L, 2), *from = luaL_checkstring(L, 3), *to = luaL_checkstring(L, 4);
+  check_rc(L, d->c, lb_cache_move_destination(d->c, name, from, to));
+  return 0;
+}
+
 static const luaL_Reg db_methods[] = {
   {"exec", db_exec},
   {"query", db_query},
@@ -855,6 +864,7 @@ static const luaL_Reg db_methods[] = {
   {"get_destination_states", db_get_destination_states},
   {"get_delivered", db_get_delivered},
   {"put_delivered", db_put_delivered},
+  {"move_destination", db_move_destination},
   {"set_table_prefix", db_set_table_prefix},
   {"table_prefix", db_table_prefix},
   {"path", db_path},

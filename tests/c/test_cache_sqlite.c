@@ -863,6 +863,13 @@ static void t_ledger(void) {
   CHECK_EQ_INT(lb_cache_get_delivered(c, &b, id, sizeof id), 0);   /* another config */
   CHECK_EQ_INT(lb_cache_get_delivered(c, &ans, id, sizeof id), 0); /* another namespace */
   CHECK_EQ_INT(lb_cache_put_delivered(c, &b, ""), LB_EINVAL);
+  /* a destination that changed its own config keeps its ledger */
+  CHECK_EQ_INT(lb_cache_move_destination(c, "destination-local-json", "hash-a", "hash-c"), 0);
+  a.config_hash = "hash-c";
+  CHECK_EQ_INT(lb_cache_get_delivered(c, &a, id, sizeof id), 1);
+  CHECK_EQ_STR(id, "0190-c");
+  a.config_hash = "hash-a";
+  CHECK_EQ_INT(lb_cache_get_delivered(c, &a, id, sizeof id), 0);
   lb_cache_close(c);
 }
 

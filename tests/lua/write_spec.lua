@@ -269,7 +269,7 @@ describe("Destination:write", function()
     assert.equal(15, count_lines(dir .. "/out/_airbyte_raw_users.jsonl"))
   end)
 
-  it("keeps the states of a write under the identity it started with, whatever CONTROL changes", function()
+  it("keeps a destination's states and ledger when it changes its own config (CONTROL)", function()
     local src = faker(10)
     src:select_streams({ "users" })
     local dest = ab.get_destination("bad-destination", { local_executable = H.fixture_executable(dir, "bad_destination"),
@@ -277,6 +277,8 @@ describe("Destination:write", function()
     local wr = dest:write(src, { cache = false, state_cache = cache })
     assert.equal("token-2", dest:get_config().rotated)
     assert.is_table(wr:get_state_provider().users)
+    -- the updated config is the same destination: the next write resumes
+    assert.equal(0, dest:write(src, { cache = false, state_cache = cache }).processed_records)
   end)
 
   it("keeps every record at least once across kill -9 of luabyte mid-write", function()
