@@ -105,26 +105,36 @@ function M.read(source, opts, internal)
   end
   if #incremental > 0 and not opts.quiet then
     table.sort(incremental)
-    io.stderr:write(("The following streams are currently using incremental sync: %s. "
-      .. "To perform a full refresh, set 'force_full_refresh=true'.\n"):format(table.concat(incremental, ", ")))
+    io.stderr:write(errors.mask(("The following streams are currently using incremental sync: %s. "
+      .. "To perform a full refresh, set 'force_full_refresh=true'.\n"):format(table.concat(incremental, ", "))))
   end
 
-  -- open the cache streams (tables, columns, shadow tables) in one transaction
+  -- open the cache streams (tables, columns, shadow tables) in one
+  -- transaction: a name clash (cache.h "Stream names") rolls all of it back
+  -- before the source runs. A stream is (namespace, name): the pump gets
+  -- one entry per cache stream (a second namespace of a name is keyed
+  -- "<namespace>.<name>" in the totals).
   local streams, methods = {}, {}
   db:begin()
   local ok, err = pcall(function()
     for _, cs in ipairs(cat.streams) do
       local method = catalog.resolve_write_method(cs, strategy)
-      methods[cs.stream.name] = method
-      streams[cs.stream.name] = db:stream_open{
-        source = source.name, stream = cs.stream.name, schema = json.encode(cs.stream.json_schema),
+      local name, ns = cs.stream.name, cs.stream.namespace
+      if ns == json.null then ns = nil end
+      local key = name
+      if streams[key] then key = (ns or "") .. "." .. name end   -- as result.streams names it
+      while streams[key] do key = key .. "'" end
+      methods[name] = method
+      streams[key] = db:stream_open{
+        source = source.name, stream = name, namespace = ns, schema = json.encode(cs.stream.json_schema),
         strategy = method, primary_key = catalog.primary_key(cs) }
     end
     db:commit()
   end)
   if not ok then
     db:rollback()
-    error(err, 0)
+    for _, s in pairs(streams) do s:close() end
+    caches.rethrow(err, { connector_name = source.name })
   end
 
   local tracker = progress.new{ job = ("Read `%s` -> %s"):format(source.name, cache.name or "cache"),
@@ -214,10 +224,18 @@ function M.read(source, opts, internal)
     error(serr, 0)
   end
   tracker:finish(totals)
-  for _, w in ipairs(run.warnings) do io.stderr:write("warning: ", w, "\n") end
+  for name, st in pairs(totals.streams) do
+    if st.clamped_emitted_at > 0 then
+      run.warnings[#run.warnings + 1] = ("stream %s: %d record(s) had an emitted_at outside the years "
+        .. "0001-9999 the cache can hold; stored as the nearest end of that range"):format(name, st.clamped_emitted_at)
+    end
+  end
+  for i, w in ipairs(run.warnings) do run.warnings[i] = errors.mask(w); io.stderr:write("warning: ", run.warnings[i], "\n") end
 
-  local names = {}
-  for i, n in ipairs(selected) do names[i] = n end
+  local names, seen = {}, {}
+  for _, n in ipairs(selected) do
+    if not seen[n] then seen[n] = true; names[#names + 1] = n end
+  end
   return require("airbyte.read_result").new{
     source_name = source.name, processed_streams = names, cache = cache,
     processed_records = totals.records, totals = totals, warnings = run.warnings,
