@@ -355,15 +355,16 @@ end
 
 -- PyAirbyte's StateProvider, reduced to what a caller of read() needs.
 function Cache:get_state_provider(source_name)
-  local texts = self:get_state_json(source_name)
+  local texts, keys, namespaces = self:_db():get_states(source_name)
   local states, names, by_name = {}, {}, {}
   for i, text in ipairs(texts) do
     local st = json.decode(text)
     states[i] = st
-    if (st.type or "LEGACY") == "STREAM" and st.stream and st.stream.stream_descriptor then
-      local n = st.stream.stream_descriptor.name
-      names[#names + 1] = n
-      by_name[n] = st
+    -- keys come from C (the one state-key rule); a stream in a namespace
+    -- of the source's own is not one of its streams by name
+    if namespaces[i] == "" and sqlite.state_key(text) == "STREAM" then
+      names[#names + 1] = keys[i]
+      by_name[keys[i]] = st
     end
   end
   return {

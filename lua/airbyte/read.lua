@@ -13,28 +13,40 @@ local progress = require "airbyte.progress"
 
 local M = {}
 
-local function state_stream(st)
-  if (st.type or "LEGACY") ~= "STREAM" then return nil end
-  local d = st.stream and st.stream.stream_descriptor
-  return d and d.name
-end
 
--- Stored states of the source, as a JSON array for --state, limited to the
--- selected streams (GLOBAL and LEGACY always pass).
-local function input_state(db, source_name, selected)
-  local keep = {}
-  for _, n in ipairs(selected) do keep[n] = true end
-  local out = {}
-  local incremental = {}
-  for _, text in ipairs(db:get_states(source_name)) do
-    local st = json.decode(text)
-    local s = state_stream(st)
-    if s == nil or keep[s] then
-      out[#out + 1] = st
-      if s then incremental[#incremental + 1] = s end
+-- "namespace\0name": a stream, or a state's key, as one table key.
+local function stream_id(name, namespace)
+  return (namespace or "") .. "\0" .. name
+end
+M.stream_id = stream_id
+
+-- The states to hand back to a source, from stored rows (texts, names,
+-- namespaces as the cache's get_states returns them: keys derived in C).
+-- Every state the source emitted goes back, as the platform does: GLOBAL,
+-- LEGACY, and STREAM states of streams outside its catalog (a source's own
+-- bookkeeping, in namespaces of its own), except the states of catalog
+-- streams that are not read this time. `fallback` (rows of the same
+-- shape, a destination's stored states) fills the keys the first rows do
+-- not have. Returns the decoded states and the names of selected streams
+-- that have one.
+function M.states_to_pass(source, selected, rows, fallback)
+  local catalog_ids, wanted = {}, {}
+  for _, s in ipairs(source.discovered_catalog.streams) do catalog_ids[stream_id(s.name, s.namespace)] = s.name end
+  for _, n in ipairs(selected) do wanted[n] = true end
+  local out, seen, incremental = {}, {}, {}
+  for _, set in ipairs({ rows, fallback or { {}, {}, {} } }) do
+    local texts, names, namespaces = set[1], set[2], set[3]
+    for i, text in ipairs(texts) do
+      local id = stream_id(names[i], namespaces[i] ~= "" and namespaces[i] or nil)
+      local catalog_name = catalog_ids[id]
+      if not seen[id] and (catalog_name == nil or wanted[catalog_name]) then
+        seen[id] = true
+        out[#out + 1] = json.decode(text)
+        if catalog_name then incremental[#incremental + 1] = catalog_name end
+      end
     end
   end
-  return M.state_file(out), incremental
+  return out, incremental
 end
 
 -- What goes into the --state file: a JSON array of state messages, except
@@ -45,7 +57,7 @@ end
 -- an empty array given to such a source becomes its state object.
 function M.state_file(states)
   if #states == 0 then return nil end
-  if #states == 1 and (states[1].type or "LEGACY") == "LEGACY" and states[1].data ~= nil then
+  if #states == 1 and states[1].data ~= nil and require("airbyte.sqlite").state_key(states[1]) == "LEGACY" then
     return states[1].data
   end
   return json.array(states)
@@ -63,16 +75,17 @@ local function stats_count(st)
   return ss and tonumber(ss.recordCount)
 end
 
-function M.read(source, opts)
+-- read(source, opts [, internal]): internal, from Destination:write, may
+-- give { streams = names } (read those without selecting them on the
+-- source) and { fallback_states = rows } (a destination's stored states,
+-- used for the keys the cache has no state for: the seed's "cache state
+-- first, else the destination's, else a full refresh").
+function M.read(source, opts, internal)
+  internal = internal or {}
   local caches = require "airbyte.caches"
   local cache = opts.cache or caches.get_default_cache()
   if opts.streams then source:select_streams(opts.streams) end
-  local selected = source:get_selected_streams()
-  if #selected == 0 then
-    errors.raise("PyAirbyteNoStreamsSelectedError",
-      ("no streams are selected for '%s': call select_streams() or select_all_streams()"):format(source.name),
-      { connector_name = source.name, available_streams = source:get_available_streams() })
-  end
+  local selected = source:_streams_for(internal.streams)
   local strategy = opts.write_strategy or "auto"
   if strategy == "replace" and not opts.force_full_refresh and not opts.quiet then
     -- PyAirbyteDataLossWarning: an incremental read brings only what is new,
@@ -85,7 +98,10 @@ function M.read(source, opts)
   local db = cache:_db()
   local state_in, incremental = nil, {}
   if not opts.force_full_refresh then
-    state_in, incremental = input_state(db, source.name, selected)
+    local states
+    states, incremental = M.states_to_pass(source, selected, { db:get_states(source.name) },
+                                           internal.fallback_states)
+    state_in = M.state_file(states)
   end
   if #incremental > 0 and not opts.quiet then
     table.sort(incremental)
@@ -129,27 +145,26 @@ function M.read(source, opts)
   local any_replace = false
   for _, m in pairs(methods) do if m == "replace" then any_replace = true end end
 
-  local function on_message(msg, since)
+  -- Every state is kept under its key (derived in C, passed by the pump):
+  -- a replaced stream's is held until its table is swapped in, GLOBAL and
+  -- LEGACY ones too when any stream is replaced; the others commit with
+  -- the records before them.
+  local function on_message(msg, since, stype, sname, sns)
     if msg.type == "STATE" and M.is_side_channel_state(msg) then
       run.side_channel = (run.side_channel or 0) + 1
     elseif msg.type == "STATE" then
       local st = msg.state
       local expected = stats_count(st)
-      local name = state_stream(st)
       if expected and math.floor(expected) ~= since then
         run.warnings[#run.warnings + 1] = ("stream %s: the source says %d records before this state, %d arrived; "
-          .. "the sync appears to have dropped records"):format(name or "(global)", math.floor(expected), since)
+          .. "the sync appears to have dropped records"):format(stype == "STREAM" and sname or "(global)",
+          math.floor(expected), since)
       end
       run.states = run.states + 1
       local text = json.encode(st)
-      if name then
-        if methods[name] == "replace" then pending[name] = text
-        elseif methods[name] then
-          db:put_state(source.name, name, text)
-          db:commit()
-          db:begin()
-        end
-      elseif any_replace then
+      if stype == "STREAM" and methods[sname] == "replace" and sns == nil then
+        pending[stream_id(sname)] = text
+      elseif stype ~= "STREAM" and any_replace then
         pending_global = text
       else
         db:put_state(source.name, "", text)
@@ -198,7 +213,7 @@ function M.read(source, opts)
   local swapped, serr = pcall(function()
     for name, s in pairs(streams) do
       s:finish()
-      if pending[name] then db:put_state(source.name, name, pending[name]) end
+      if pending[stream_id(name)] then db:put_state(source.name, "", pending[stream_id(name)]) end
     end
     if pending_global then db:put_state(source.name, "", pending_global) end
     db:commit()

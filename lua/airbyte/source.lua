@@ -83,6 +83,21 @@ function Source:get_selected_streams()
   return out
 end
 
+-- The streams a read or a write takes: those given (the source's own
+-- selection stays as it is), else the selected ones. None is an error on
+-- every path: PyAirbyte's rule, streams are selected on the source or
+-- given to the call.
+function Source:_streams_for(streams)
+  local names = streams ~= nil and normalize_selection(self, streams) or self:get_selected_streams()
+  if #names == 0 then
+    errors.raise("PyAirbyteNoStreamsSelectedError",
+      ("no streams are selected for '%s': call select_streams() or select_all_streams(), "
+       .. "or pass streams"):format(self.name),
+      { connector_name = self.name, available_streams = self:get_available_streams() })
+  end
+  return names
+end
+
 function Source:_on_config_set()
   if self._deferred_streams then
     local s = self._deferred_streams

@@ -8,7 +8,9 @@
 -- once the destination echoes it, and never behind one already stored; the
 -- record counts of sourceStats/destinationStats are checked against what
 -- was sent. Fed from a cache, a destination gets only the rows it has not
--- confirmed before (append, merge), or the whole table (replace).
+-- confirmed before (append, merge), or the whole table (replace). A
+-- destination is known by its identity (name and config digest), and the
+-- rules of state (its key) are C's (airbyte.sqlite.state_key).
 local core = require "airbyte.core"
 local json = require "airbyte.json"
 local errors = require "airbyte.errors"
@@ -16,31 +18,19 @@ local catalog = require "airbyte.catalog"
 local pump = require "airbyte.pump"
 local progress = require "airbyte.progress"
 
+local sqlite = require "airbyte.sqlite"
+local read = require "airbyte.read"
+
 local M = {}
 
--- --- what a destination has confirmed, per stream --------------------------
--- The highest _airbyte_raw_id (time-ordered UUIDv7) a destination confirmed
--- by echoing the state that followed it. Kept in the cache beside
--- _airbyte_destination_state.
-local PROGRESS_DDL = [[CREATE TABLE IF NOT EXISTS _luabyte_destination_progress (
-  destination_name VARCHAR NOT NULL, source_name VARCHAR NOT NULL, stream_name VARCHAR NOT NULL,
-  last_raw_id VARCHAR NOT NULL, last_updated TIMESTAMP WITH TIME ZONE,
-  PRIMARY KEY (destination_name, source_name, stream_name))]]
-
-local function sent_watermark(cache, dest, source, stream)
-  local db = cache:_db()
-  db:exec(PROGRESS_DDL)
-  local rows = db:query("SELECT last_raw_id FROM _luabyte_destination_progress WHERE destination_name = ?"
-    .. " AND source_name = ? AND stream_name = ?", { dest, source, stream })
-  return rows[1] and rows[1].last_raw_id or nil
-end
-
-local function set_sent_watermark(cache, dest, source, stream, raw_id)
-  local db = cache:_db()
-  db:exec(PROGRESS_DDL)
-  db:query("INSERT INTO _luabyte_destination_progress VALUES (?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ'))"
-    .. " ON CONFLICT DO UPDATE SET last_raw_id = excluded.last_raw_id, last_updated = excluded.last_updated"
-    .. " WHERE excluded.last_raw_id > last_raw_id", { dest, source, stream, raw_id })
+-- --- who a destination is ---------------------------------------------------
+-- A destination is its name and the digest of its config (secrets
+-- included, so another account is another destination; only the digest is
+-- stored). Taken once per write: a CONTROL config update during the write
+-- makes the next write a new identity, whose first write sends everything.
+local function identity(dest)
+  local cfg = dest:get_config()
+  return { name = dest.name, config_hash = json.digest(cfg == nil and {} or cfg) }
 end
 
 -- A configured catalog for cached streams, from _airbyte_streams: the JSON
@@ -58,81 +48,100 @@ local function catalog_from_cache(cache, names)
   return { streams = json.array(streams) }
 end
 
+-- A state's key (the C rule) as one table key, and its name for messages.
 local function state_key(st)
-  local t = st.type or "LEGACY"
-  if t == "STREAM" then
-    local d = st.stream and st.stream.stream_descriptor
-    return d and d.name or "", t
-  end
-  return "", t
+  local t, name, ns = sqlite.state_key(st)
+  return read.stream_id(name, ns), t == "STREAM" and (ns and ns .. "." .. name or name) or "(global)"
 end
 
 -- What identifies a state whatever a destination adds to the message
--- (destinationStats, an id): its type and its blob.
+-- (destinationStats, an id) or however it spells it (member order,
+-- spacing): the digest of its blob, with its key.
 local function state_identity(st)
-  local t = st.type or "LEGACY"
-  local blob = t == "STREAM" and st.stream or t == "GLOBAL" and st.global or st.data
-  return t .. ":" .. json.encode(blob == nil and json.null or blob)
+  local blob = st.stream or st.global or st.data
+  return json.digest(blob == nil and json.null or blob)
 end
 
 -- Tracks states sent to the destination and what its echoes confirm.
+-- Per key, sends are kept in order; an echo confirms the first send of its
+-- payload after the last one confirmed (so the k-th echo of a state sent k
+-- times in a row confirms the k-th send), and everything of that key
+-- before it.
 local Ledger = {}
 Ledger.__index = Ledger
 
-local function new_ledger(dest_name, source_name, state_cache, run)
-  return setmetatable({ dest = dest_name, source = source_name, cache = state_cache, run = run,
+local function new_ledger(who, source_name, state_cache, run)
+  return setmetatable({ who = who, source = source_name, cache = state_cache, run = run,
                         windows = {}, confirmed = {} }, Ledger)
 end
 
--- sent(st_table, text, count): a state forwarded after `count` records of its window.
-function Ledger:sent(st, text, count, on_confirm)
+-- sent(st, text, count [, on_confirm [, side]]): a state forwarded after
+-- `count` records of its window; `side` marks a side-channel state (no
+-- checkpoint of its own: confirming it stores the real state before it).
+function Ledger:sent(st, text, count, on_confirm, side)
   local key = state_key(st)
   local list = self.windows[key]
   if not list then list = {}; self.windows[key] = list end
-  list[#list + 1] = { id = state_identity(st), text = text, count = count, on_confirm = on_confirm }
+  list[#list + 1] = { id = state_identity(st), text = text, count = count, on_confirm = on_confirm, side = side }
 end
 
 function Ledger:warn(msg)
   self.run.warnings[#self.run.warnings + 1] = msg
 end
 
--- echoed(st_table): the destination says everything before this state is durable.
+-- echoed(st): the destination says everything before this state is durable.
 function Ledger:echoed(st)
-  local key = state_key(st)
+  local key, label = state_key(st)
   local list = self.windows[key] or {}
   local id = state_identity(st)
   local from = (self.confirmed[key] or 0) + 1
-  for i = #list, 1, -1 do
-    if list[i].id == id then
-      if i < from then
-        self:warn(("destination echoed an older state of stream %s again (out of order); ignored"):format(
-          key == "" and "(global)" or key))
+  local i
+  for j = from, #list do
+    if list[j].id == id then i = j break end
+  end
+  if not i then
+    for j = 1, from - 1 do
+      if list[j].id == id then
+        self:warn(("destination echoed an older state of stream %s again (out of order); ignored"):format(label))
         return
       end
-      -- records confirmed: everything sent in the windows up to this state
-      local expected = 0
-      for j = from, i do expected = expected + list[j].count end
-      local ds = st.destinationStats and tonumber(st.destinationStats.recordCount)
-      if ds and math.floor(ds) ~= list[i].count and math.floor(ds) ~= expected then
-        self:warn(("stream %s: the destination reports %d records for a state after %d were sent"):format(
-          key == "" and "(global)" or key, math.floor(ds), list[i].count))
+    end
+    self:warn(("destination echoed a state for stream %s that was never sent to it; ignored"):format(label))
+    return
+  end
+  -- records confirmed: everything sent in the windows up to this state
+  local expected = 0
+  for j = from, i do expected = expected + list[j].count end
+  local ds = st.destinationStats and tonumber(st.destinationStats.recordCount)
+  if ds and math.floor(ds) ~= list[i].count and math.floor(ds) ~= expected then
+    self:warn(("stream %s: the destination reports %d records for a state after %d were sent"):format(
+      label, math.floor(ds), list[i].count))
+  end
+  self.confirmed[key] = i
+  self.run.confirmed_states = (self.run.confirmed_states or 0) + 1
+  if self.cache then
+    for j = i, from, -1 do
+      if not list[j].side then
+        self.cache:_db():put_destination_state(self.who, self.source, "", list[j].text)
+        break
       end
-      self.confirmed[key] = i
-      self.run.confirmed_states = (self.run.confirmed_states or 0) + 1
-      if self.cache then
-        self.cache:_db():put_destination_state(self.dest, self.source, key, list[i].text)
-      end
-      for j = from, i do if list[j].on_confirm then list[j].on_confirm() end end
-      return
     end
   end
-  self:warn(("destination echoed a state for stream %s that was never sent to it; ignored"):format(
-    key == "" and "(global)" or key))
+  for j = from, i do if list[j].on_confirm then list[j].on_confirm() end end
 end
 
+-- States sent and never confirmed. Repeats of the last confirmed state
+-- with no record in between add nothing it does not confirm (a
+-- destination may echo one of a run of identical states: the Faros
+-- destination's dry run echoes only its last).
 function Ledger:unconfirmed()
   local n = 0
-  for key, list in pairs(self.windows) do n = n + #list - (self.confirmed[key] or 0) end
+  for key, list in pairs(self.windows) do
+    local c = self.confirmed[key] or 0
+    local j = c + 1
+    while c > 0 and list[j] and list[j].id == list[c].id and list[j].count == 0 do j = j + 1 end
+    n = n + #list - j + 1
+  end
   return n
 end
 
@@ -173,17 +182,11 @@ local function start_reader(dest, p, ledger, run, prefix)
   end)
 end
 
-local function stored_destination_states(state_cache, dest_name, source_name, selected)
-  if not state_cache then return {} end
-  local keep = {}
-  for _, n in ipairs(selected) do keep[n] = true end
-  local out = {}
-  for _, text in ipairs(state_cache:_db():get_destination_states(dest_name, source_name)) do
-    local st = json.decode(text)
-    local key = state_key(st)
-    if key == "" or keep[key] then out[#out + 1] = st end
-  end
-  return out
+-- A destination's stored states for this source, as the cache's state reads
+-- return them (texts, key names, namespaces), or nil without a state cache.
+local function destination_rows(state_cache, who, source_name)
+  if not state_cache then return nil end
+  return { state_cache:_db():get_destination_states(who, source_name) }
 end
 
 local function with_strategy(cat, strategy)
@@ -226,14 +229,20 @@ local function finish_write(dest, p, reader, run, ledger)
 end
 
 -- Straight through: the source's output goes to the destination as printed.
+-- The source resumes from what the destination confirmed before.
 local function write_direct(dest, source, opts, state_cache, run)
-  local cat = source:get_configured_catalog{ streams = opts.streams, force_full_refresh = opts.force_full_refresh }
+  local who = run.who
+  local selected = source:_streams_for(opts.streams)
+  local cat = source:get_configured_catalog{ streams = selected, force_full_refresh = opts.force_full_refresh }
   with_strategy(cat, opts.write_strategy)
-  local selected, set = {}, {}
-  for i, cs in ipairs(cat.streams) do selected[i] = cs.stream.name; set[cs.stream.name] = true end
-  local state_in = require("airbyte.read").state_file(opts.force_full_refresh and {} or
-    stored_destination_states(state_cache, dest.name, source.name, selected))
-  local ledger = new_ledger(dest.name, source.name, state_cache, run)
+  local set = {}
+  for _, cs in ipairs(cat.streams) do set[cs.stream.name] = true end
+  local state_in
+  if not opts.force_full_refresh then
+    local rows = destination_rows(state_cache, who, source.name)
+    state_in = rows and read.state_file((read.states_to_pass(source, selected, rows)))
+  end
+  local ledger = new_ledger(who, source.name, state_cache, run)
   local tracker = progress.new{ job = ("Write `%s` -> `%s`"):format(source.name, dest.name),
                                 quiet = opts.quiet, mask = errors.mask }
   local prefix = opts.stream_prefix
@@ -246,15 +255,16 @@ local function write_direct(dest, source, opts, state_cache, run)
     streams = set, on_record = opts.on_record, hooks = opts.hooks, stream_prefix = prefix,
     on_progress = function(t) tracker:update(t) end,
     on_message = function(msg, since)
-      if msg.type == "STATE" and require("airbyte.read").is_side_channel_state(msg) then
-        return   -- forwarded (the destination decides), but no checkpoint to track
-      elseif msg.type == "STATE" then
+      if msg.type == "STATE" then
         local st = msg.state
+        -- every state is forwarded, so every one is a send the echoes count
+        -- against; a side-channel one carries no checkpoint of its own
+        local side = read.is_side_channel_state(msg)
         local ss = st.sourceStats and tonumber(st.sourceStats.recordCount)
-        if ss and math.floor(ss) ~= since then
+        if not side and ss and math.floor(ss) ~= since then
           run.warnings[#run.warnings + 1] = ("the source says %d records before a state, %d arrived"):format(math.floor(ss), since)
         end
-        ledger:sent(st, json.encode(st), since)
+        ledger:sent(st, json.encode(st), since, nil, side)
       elseif msg.type ~= "TRACE" or not (msg.trace and msg.trace.type == "STREAM_STATUS") then
         source:_common_message(msg, src_run)
       end
@@ -281,27 +291,47 @@ local function write_direct(dest, source, opts, state_cache, run)
 end
 
 -- From a cache: per stream, the rows the destination has not confirmed
--- (append/merge) or all rows (replace), then the stream's cached state
--- and a COMPLETE status.
+-- (append/merge) or all rows (replace), then the stream's cached state and
+-- a COMPLETE status; after every stream, the source's other states
+-- (GLOBAL, LEGACY, its bookkeeping states outside the catalog), as the
+-- source sent them on its way into the cache. What the destination
+-- confirmed is kept in the ledger beside its states, in the state cache;
+-- without one (state_cache = false) every row is sent.
 local function write_from_cache(dest, source_name, cache, names, cat, opts, state_cache, run)
+  local who = run.who
   local methods = with_strategy(cat, opts.write_strategy)
-  local ledger = new_ledger(dest.name, source_name, state_cache, run)
+  local ledger = new_ledger(who, source_name, state_cache, run)
   local db = cache:_db()
+  local ledger_db = state_cache and state_cache:_db()
   local tracker = progress.new{ job = ("Write cache -> `%s`"):format(dest.name), quiet = opts.quiet, mask = errors.mask }
-  local cached_states = {}
-  local texts, streams = db:get_states(source_name)
-  for i, text in ipairs(texts) do cached_states[streams[i]] = text end
+  -- the source's cached states by key; which keys are streams of this write
+  local texts, snames, sns = db:get_states(source_name)
+  local cached, order = {}, {}
+  for i, text in ipairs(texts) do
+    local id = read.stream_id(snames[i], sns[i] ~= "" and sns[i] or nil)
+    cached[id] = text
+    order[#order + 1] = id
+  end
+  local stream_ns, written, known = {}, {}, {}
+  for _, cs in ipairs(cat.streams) do stream_ns[cs.stream.name] = cs.stream.namespace end
+  for _, n in ipairs(names) do written[read.stream_id(n, stream_ns[n])] = true end
+  for _, n in ipairs(cache:_stream_names()) do known[read.stream_id(n)] = true end
   local prefix = opts.stream_prefix
   local dp, dfiles <close> = dest:_start("write", { config = dest:get_config(), catalog = prefixed_catalog(cat, prefix) },
                                          { stdin = true })
+  local function send_state(text)
+    assert(dp:write(prefixed(('{"type":"STATE","state":%s}'):format(text), prefix) .. "\n"))
+  end
   local reader = start_reader(dest, dp, ledger, run, prefix)
   local totals = { records = 0, bytes = 0, streams = {} }
+  local uncovered = {}      -- streams confirmed by no STREAM state of their own
   local ok, err = pcall(function()
     for _, name in ipairs(names) do
       local method = methods[name]
+      local ns = stream_ns[name]
       local after = nil
-      if method ~= "replace" and not opts.force_full_refresh then
-        after = sent_watermark(cache, dest.name, source_name, name)
+      if ledger_db and method ~= "replace" and not opts.force_full_refresh then
+        after = ledger_db:get_delivered(who, source_name, ns, name)
       end
       local sent = pump.from_cache(db, dp, {
         stream = (prefix or "") .. name, table = cache:table_name(name), after = after,
@@ -314,20 +344,38 @@ local function write_from_cache(dest, source_name, cache, names, cat, opts, stat
       totals.streams[name] = { records = sent.records }
       local last_id = sent.last_raw_id
       local function confirm()
-        if last_id then set_sent_watermark(cache, dest.name, source_name, name, last_id) end
+        if last_id and ledger_db then ledger_db:put_delivered(who, source_name, ns, name, last_id) end
       end
-      local st_text = cached_states[name]
+      local st_text = cached[read.stream_id(name, stream_ns[name])]
       if st_text then
-        local st = json.decode(st_text)
-        ledger:sent(st, st_text, sent.records, confirm)
-        assert(dp:write(prefixed(('{"type":"STATE","state":%s}'):format(st_text), prefix) .. "\n"))
+        ledger:sent(json.decode(st_text), st_text, sent.records, confirm)
+        send_state(st_text)
       else
-        run.after_success = run.after_success or {}
-        run.after_success[#run.after_success + 1] = confirm
+        uncovered[#uncovered + 1] = { confirm = confirm, records = sent.records }
       end
       assert(dp:write(('{"type":"TRACE","trace":{"type":"STREAM_STATUS","emitted_at":%d.0,'
         .. '"stream_status":{"stream_descriptor":{"name":%s},"status":"COMPLETE"}}}\n'):format(
         core.time_ms(), json.encode((prefix or "") .. name))))
+    end
+    -- the other states: all but those of cached streams this write leaves out
+    local covered = false
+    for _, id in ipairs(order) do
+      local text = cached[id]
+      if not written[id] and not known[id] then
+        local st = json.decode(text)
+        local t = sqlite.state_key(st)
+        local count, on_confirm = 0, nil
+        if t ~= "STREAM" and not covered then
+          -- a GLOBAL / LEGACY state covers every stream without its own
+          covered = true
+          local list = uncovered
+          for _, u in ipairs(list) do count = count + u.records end
+          on_confirm = function() for _, u in ipairs(list) do u.confirm() end end
+          uncovered = {}
+        end
+        ledger:sent(st, text, count, on_confirm)
+        send_state(text)
+      end
     end
   end)
   dp:close_stdin()
@@ -339,7 +387,8 @@ local function write_from_cache(dest, source_name, cache, names, cat, opts, stat
       ("writing to '%s' failed: %s"):format(dest.name, tostring(err)), { connector_name = dest.name }), 0)
   end
   if not fok then tracker:finish(nil, "Failed") error(ferr, 0) end
-  for _, fn in ipairs(run.after_success or {}) do fn() end
+  -- streams no state covers: confirmed by the destination's clean exit
+  for _, u in ipairs(uncovered) do u.confirm() end
   tracker:finish(totals)
   return totals
 end
@@ -358,6 +407,8 @@ function M.subset(cat, names)
   return { streams = json.array(out) }
 end
 
+local write_any
+
 function M.write(dest, source_data, opts)
   local kind = kind_of(source_data)
   if not kind then
@@ -366,27 +417,52 @@ function M.write(dest, source_data, opts)
   end
   local caches = require "airbyte.caches"
   local source_name = kind == "source" and source_data.name or source_data.source_name
+  -- A ReadResult is in its cache already: it is written from there whatever
+  -- opts.cache says (cache = false only means "do not read into a cache").
   local cache = opts.cache
-  if cache ~= false then
-    if kind == "result" then cache = source_data.cache end
-    cache = cache or caches.get_default_cache()
-  end
+  if kind == "result" then cache = source_data.cache
+  elseif cache ~= false then cache = cache or caches.get_default_cache() end
   if opts.stream_prefix ~= nil and (type(opts.stream_prefix) ~= "string" or opts.stream_prefix == "") then
     errors.raise("PyAirbyteInputError", "stream_prefix must be a non-empty string",
       { input_value = tostring(opts.stream_prefix) })
   end
   local state_cache = opts.state_cache
   if state_cache == nil then state_cache = cache or caches.get_default_cache() end
-  local run = { trace_errors = {}, warnings = {} }
+  -- the identity as the write starts (a CONTROL update may change the config)
+  local run = { trace_errors = {}, warnings = {}, who = identity(dest) }
+  local ok, totals = pcall(write_any, dest, kind, source_data, source_name, cache, opts, state_cache, run)
+  -- a config the destination changed itself (CONTROL) is the same destination
+  local now = identity(dest)
+  if state_cache and now.config_hash ~= run.who.config_hash then
+    local moved, merr = pcall(state_cache._db(state_cache).move_destination, state_cache:_db(), dest.name,
+                              run.who.config_hash, now.config_hash)
+    if moved then run.who = now elseif ok then error(merr, 0) end   -- the write's own error first
+  end
+  if not ok then error(totals, 0) end
+  for i, w in ipairs(run.warnings) do run.warnings[i] = errors.mask(w); io.stderr:write("warning: ", run.warnings[i], "\n") end
+  return require("airbyte.write_result").new{
+    destination = dest, source_name = source_name, processed_records = totals.records,
+    totals = totals, state_cache = state_cache, warnings = run.warnings, identity = run.who,
+    confirmed_states = run.confirmed_states or 0,
+  }
+end
+
+-- The write itself, on the path the input and options choose.
+write_any = function(dest, kind, source_data, source_name, cache, opts, state_cache, run)
   local totals
   if kind == "source" and cache == false then
     totals = write_direct(dest, source_data, opts, state_cache, run)
   else
     local names, cat
     if kind == "source" then
-      local result = source_data:read{ cache = cache, streams = opts.streams, write_strategy = opts.write_strategy,
-                                       force_full_refresh = opts.force_full_refresh, quiet = opts.quiet,
-                                       on_record = opts.on_record, hooks = opts.hooks }
+      -- the streams given, without selecting them on the source; the cache's
+      -- states first, else what this destination confirmed, else from scratch
+      local streams = source_data:_streams_for(opts.streams)
+      local result = read.read(source_data, { cache = cache, write_strategy = opts.write_strategy,
+                                              force_full_refresh = opts.force_full_refresh, quiet = opts.quiet,
+                                              on_record = opts.on_record, hooks = opts.hooks },
+                               { streams = streams,
+                                 fallback_states = destination_rows(state_cache, run.who, source_data.name) })
       names = {}
       for i, n in ipairs(result.processed_streams) do names[i] = n end
       cat = result.catalog
@@ -410,12 +486,7 @@ function M.write(dest, source_data, opts)
     end
     totals = write_from_cache(dest, source_name, cache, names, cat, opts, state_cache, run)
   end
-  for i, w in ipairs(run.warnings) do run.warnings[i] = errors.mask(w); io.stderr:write("warning: ", run.warnings[i], "\n") end
-  return require("airbyte.write_result").new{
-    destination = dest, source_name = source_name, processed_records = totals.records,
-    totals = totals, state_cache = state_cache, warnings = run.warnings,
-    confirmed_states = run.confirmed_states or 0,
-  }
+  return totals
 end
 
 return M

@@ -14,16 +14,20 @@ function M.new(f)
     destination_name = f.destination.name, source_name = f.source_name,
     processed_records = f.processed_records, streams = f.totals.streams or {},
     warnings = f.warnings, confirmed_states = f.confirmed_states, _state_cache = f.state_cache,
+    _identity = f.identity,
   }, WriteResult)
 end
 
--- The last state the destination confirmed, per stream: { [stream] = state table }
--- ("" for GLOBAL / LEGACY). Empty when the write kept no state.
+-- The last state the destination confirmed, per key: { [stream] = state
+-- table }, "namespace.stream" for a stream in a namespace, "_GLOBAL" and
+-- "_LEGACY" for those. Empty when the write kept no state.
 function WriteResult:get_state_provider()
   local out = {}
   if not self._state_cache then return out end
-  local texts, streams = self._state_cache:_db():get_destination_states(self.destination_name, self.source_name)
-  for i, text in ipairs(texts) do out[streams[i]] = json.decode(text) end
+  local texts, names, namespaces = self._state_cache:_db():get_destination_states(self._identity, self.source_name)
+  for i, text in ipairs(texts) do
+    out[namespaces[i] ~= "" and namespaces[i] .. "." .. names[i] or names[i]] = json.decode(text)
+  end
   return out
 end
 

@@ -11,9 +11,12 @@
 ** and the bookkeeping tables (PyAirbyte's names and columns):
 **   _airbyte_streams(stream_name, source_name, table_name, catalog_metadata,
 **                    stream_namespace, table_prefix)
-**   _airbyte_state(source_name, stream_name, table_name, state_json, last_updated)
+**   _airbyte_state(source_name, stream_name, table_name, state_json, last_updated,
+**                  + stream_namespace)
 **   _airbyte_destination_state(destination_name, source_name, stream_name,
-**                              state_json, last_updated)
+**                              state_json, last_updated,
+**                              + stream_namespace, destination_config_hash)
+** and ours: _luabyte_destination_progress, the delivery ledger (below).
 **
 ** Stream names.  A stream is (namespace, name); its table is decided once,
 ** here, and kept in _airbyte_streams (one row per table: table_name is the
@@ -225,28 +228,62 @@ const char *lb_cache_stream_name(const lb_cache_stream *s, size_t *len);
 const char *lb_cache_stream_namespace(const lb_cache_stream *s, size_t *len);
 lb_cache *lb_cache_stream_cache(const lb_cache_stream *s);
 
-/* State.  stream_name "" (or NULL) means a GLOBAL or LEGACY message: it is
-** kept under "_GLOBAL" or "_LEGACY" (from the message's "type"), as PyAirbyte
-** names them. One row per (source, table_prefix + stream name): the last
-** message wins. state_json is the whole AirbyteStateMessage and must be
-** valid JSON (LB_EINVAL otherwise). */
+/* State.  A state is kept under its key (lb_state_key_of, protocol.h): a
+** STREAM state under its stream's (namespace, name), GLOBAL and LEGACY
+** (also a message without "type") under "_GLOBAL" / "_LEGACY", as
+** PyAirbyte names them. One row per (source, table_prefix + key name,
+** namespace): the last message wins. state_json is the AirbyteStateMessage
+** and must be valid JSON (LB_EINVAL otherwise). stream_name may be NULL or
+** ""; a name given must be the message's own (LB_EINVAL otherwise). */
 int  lb_cache_put_state(lb_cache *c, const char *source_name, const char *stream_name,
                         const char *state_json, size_t len);
 /* Calls cb for every state row of the source under the current table
-** prefix, in (stream_name) order; a non-zero return from cb stops and is
-** returned. */
-typedef int (*lb_cache_state_cb)(void *ud, const char *stream_name,
+** prefix, in (namespace, key name) order; namespace is "" for none. A
+** non-zero return from cb stops and is returned. */
+typedef int (*lb_cache_state_cb)(void *ud, const char *stream_name, const char *stream_namespace,
                                  const char *state_json, size_t len);
 int  lb_cache_get_states(lb_cache *c, const char *source_name,
                          lb_cache_state_cb cb, void *ud);
-/* Same for destination-echoed states, keyed (destination, source, stream). */
+/* Destination-echoed states, keyed by the destination's identity (its name
+** and config_hash, the digest of its config: lb__json_digest; NULL = ""),
+** the source and the state's key (stream_name as for put_state). */
 int  lb_cache_put_destination_state(lb_cache *c, const char *destination_name,
-                                    const char *source_name, const char *stream_name,
-                                    const char *state_json, size_t len);
-/* source_name NULL = every source of that destination. */
+                                    const char *config_hash, const char *source_name,
+                                    const char *stream_name, const char *state_json, size_t len);
+/* config_hash NULL = every identity of that name, source_name NULL = every
+** source. */
 int  lb_cache_get_destination_states(lb_cache *c, const char *destination_name,
-                                     const char *source_name,
+                                     const char *config_hash, const char *source_name,
                                      lb_cache_state_cb cb, void *ud);
+
+/* The delivery ledger: per destination identity, source and stream, the
+** highest _airbyte_raw_id (UUIDv7 text, time-ordered) the destination has
+** confirmed. Kept beside the destination states, so whichever cache keeps
+** a destination's states keeps its ledger. */
+typedef struct lb_cache_delivery {
+  const char *destination_name, *config_hash;   /* config_hash NULL = "" */
+  const char *source_name;
+  const char *stream_namespace, *stream_name;   /* namespace NULL = "" */
+} lb_cache_delivery;
+/* 1 and the id into raw_id (cap bytes), 0 when nothing was confirmed yet
+** (raw_id ""), or a negative code. */
+int  lb_cache_get_delivered(lb_cache *c, const lb_cache_delivery *d, char *raw_id, size_t cap);
+/* Records raw_id as confirmed; a lower id than the one kept changes nothing. */
+int  lb_cache_put_delivered(lb_cache *c, const lb_cache_delivery *d, const char *raw_id);
+
+/* A destination whose config changed under it (a CONTROL update it sent
+** itself, such as a rotated token) is still that destination: its states
+** and ledger move from from_hash to to_hash, in one step. */
+int  lb_cache_move_destination(lb_cache *c, const char *destination_name, const char *from_hash,
+                               const char *to_hash);
+
+/* The SQL of the two state reads, for the Lua binding, which runs them in
+** statements it owns (so a memory error while building rows leaks nothing):
+** columns stream_name, state_json, stream_namespace. get_states binds ?1
+** source, ?2 table prefix; get_destination_states ?1 destination name, ?2
+** config hash or NULL, ?3 source or NULL. */
+extern const char *const lb__cache_get_states_sql;
+extern const char *const lb__cache_get_destination_states_sql;
 
 /* PyAirbyte's LowerCaseNormalizer: lower case, every character (code point)
 ** that is not [a-z0-9] becomes '_' (NUL too: len counts the bytes, never

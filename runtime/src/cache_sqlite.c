@@ -33,6 +33,7 @@
 #include <sqlite3.h>
 #include <uv.h>
 #include "cache.h"
+#include "protocol.h"
 
 #define RAW_ID_COL "_airbyte_raw_id"
 #define EXTRACTED_AT_COL "_airbyte_extracted_at"
@@ -105,7 +106,7 @@ typedef struct batch {
 struct lb_cache {
   sqlite3 *db;
   lb_cache_stream *streams;     /* open streams, closed with the cache */
-  sqlite3_stmt *put_state, *del_state, *put_dstate, *del_dstate;
+  sqlite3_stmt *put_state, *put_dstate, *get_ledger, *put_ledger;
   char *prefix;
   uint64_t rng[2];              /* xorshift128+ state, never all zero */
   uint64_t uuid_ms;             /* timestamp of the last UUID */
@@ -658,24 +659,110 @@ static int is_internal_col(const char *name) {
 
 /* --- opening, closing, transactions ------------------------------------------ */
 
+/* The state tables: PyAirbyte's columns first, then ours. A state is keyed
+** by lb_state_key_of (protocol.h): stream_name is the key's name ("_GLOBAL",
+** "_LEGACY" or the stream's), stream_namespace its namespace ('' for none).
+** PyAirbyte keys _airbyte_state by table_name alone, so two sources with a
+** stream of the same name overwrite each other's state: we key by both,
+** and by the namespace. A destination is known by its identity: its name
+** and the digest of its config (lb__json_digest), so two destinations of
+** one kind with two configs are two destinations. The ledger
+** (_luabyte_destination_progress) keeps, per destination identity, source
+** and stream, the highest _airbyte_raw_id the destination confirmed by
+** echoing the state that followed it. */
+#define STATE_COLS "source_name, stream_name, table_name, state_json, last_updated"
+#define DSTATE_COLS "destination_name, source_name, stream_name, state_json, last_updated"
+#define LEDGER_COLS "destination_name, source_name, stream_name, last_raw_id, last_updated"
+
+static const struct state_table {
+  const char *name, *create, *cols;
+} state_tables[] = {
+  { "_airbyte_state",
+    " (source_name VARCHAR NOT NULL, stream_name VARCHAR, table_name VARCHAR NOT NULL,"
+    " state_json VARCHAR, last_updated TIMESTAMP WITH TIME ZONE,"
+    " stream_namespace VARCHAR NOT NULL DEFAULT '',"
+    " PRIMARY KEY (source_name, table_name, stream_namespace))", STATE_COLS },
+  { "_airbyte_destination_state",
+    " (destination_name VARCHAR NOT NULL, source_name VARCHAR NOT NULL,"
+    " stream_name VARCHAR NOT NULL, state_json VARCHAR, last_updated TIMESTAMP WITH TIME ZONE,"
+    " stream_namespace VARCHAR NOT NULL DEFAULT '',"
+    " destination_config_hash VARCHAR NOT NULL DEFAULT '',"
+    " PRIMARY KEY (destination_name, destination_config_hash, source_name, stream_namespace,"
+    " stream_name))", DSTATE_COLS },
+  { "_luabyte_destination_progress",
+    " (destination_name VARCHAR NOT NULL, source_name VARCHAR NOT NULL,"
+    " stream_name VARCHAR NOT NULL, last_raw_id VARCHAR NOT NULL,"
+    " last_updated TIMESTAMP WITH TIME ZONE,"
+    " stream_namespace VARCHAR NOT NULL DEFAULT '',"
+    " destination_config_hash VARCHAR NOT NULL DEFAULT '',"
+    " PRIMARY KEY (destination_name, destination_config_hash, source_name, stream_namespace,"
+    " stream_name))", LEDGER_COLS },
+};
+
 static const char *const internal_tables_sql =
   /* PyAirbyte's columns, then ours (migrate_streams adds them to older
   ** files): table_name is the stream's real table (see cache.h) */
   "CREATE TABLE IF NOT EXISTS _airbyte_streams ("
   " stream_name VARCHAR, source_name VARCHAR,"
   " table_name VARCHAR NOT NULL PRIMARY KEY, catalog_metadata VARCHAR,"
-  " stream_namespace VARCHAR, table_prefix VARCHAR);"
-  /* PyAirbyte keys this table by table_name alone, so two sources with a
-  ** stream of the same name overwrite each other's state: we key by both. */
-  "CREATE TABLE IF NOT EXISTS _airbyte_state ("
-  " source_name VARCHAR NOT NULL, stream_name VARCHAR, table_name VARCHAR NOT NULL,"
-  " state_json VARCHAR, last_updated TIMESTAMP WITH TIME ZONE,"
-  " PRIMARY KEY (source_name, table_name));"
-  "CREATE TABLE IF NOT EXISTS _airbyte_destination_state ("
-  " destination_name VARCHAR NOT NULL, source_name VARCHAR NOT NULL,"
-  " stream_name VARCHAR NOT NULL, state_json VARCHAR,"
-  " last_updated TIMESTAMP WITH TIME ZONE,"
-  " PRIMARY KEY (destination_name, source_name, stream_name));";
+  " stream_namespace VARCHAR, table_prefix VARCHAR);";
+
+/* 1 when table has the column, 0 when not (or no such table), <0 on error. */
+static int has_column(lb_cache *c, const char *table, const char *column) {
+  sqlite3_stmt *st = NULL;
+  int rc, found = 0;
+  if (sqlite3_prepare_v2(c->db, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", -1, &st,
+                         NULL) != SQLITE_OK)
+    return sqlerr(c, "pragma_table_info");
+  sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, column, -1, SQLITE_STATIC);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) found = 1;
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE) return sqlerr(c, "pragma_table_info");
+  return found;
+}
+
+/* Creates the state tables, or brings a file made before namespaces and
+** destination identities to the new keys: the primary key changes, which
+** ALTER TABLE cannot do, so the table is rebuilt with its rows (their
+** namespace '' and config hash '', an identity no destination has: a
+** destination's first write after the upgrade sends its rows once more,
+** never fewer). One transaction, the check inside it, so two processes
+** opening one old file migrate it once. */
+static int create_state_tables(lb_cache *c) {
+  char sql[1024];
+  size_t i;
+  int rc;
+  for (i = 0; i < sizeof state_tables / sizeof state_tables[0]; i++) {
+    const struct state_table *t = &state_tables[i];
+    snprintf(sql, sizeof sql, "CREATE TABLE IF NOT EXISTS %s%s", t->name, t->create);
+    if ((rc = exec_sql(c, sql)) < 0) return rc;
+    if ((rc = has_column(c, t->name, "stream_namespace")) != 0) {
+      if (rc < 0) return rc;
+      continue;
+    }
+    if ((rc = exec_sql(c, "BEGIN IMMEDIATE")) < 0) return rc;
+    if ((rc = has_column(c, t->name, "stream_namespace")) == 0) {
+      snprintf(sql, sizeof sql,
+               "ALTER TABLE %s RENAME TO _luabyte_migrating;"
+               "CREATE TABLE %s%s;"
+               "INSERT OR REPLACE INTO %s (%s) SELECT %s FROM _luabyte_migrating"
+               " WHERE source_name IS NOT NULL;"
+               "DROP TABLE _luabyte_migrating;",
+               t->name, t->name, t->create, t->name, t->cols, t->cols);
+      rc = exec_sql(c, sql);
+    }
+    if (rc < 0) {
+      char msg[sizeof c->errmsg];
+      memcpy(msg, c->errmsg, sizeof msg);
+      exec_sql(c, "ROLLBACK");
+      memcpy(c->errmsg, msg, sizeof msg);
+      return rc;
+    }
+    if ((rc = exec_sql(c, "COMMIT")) < 0) return rc;
+  }
+  return 0;
+}
 
 static int count_rows(lb_cache *c, const char *sql) {
   sqlite3_stmt *st = NULL;
@@ -772,7 +859,7 @@ int lb_cache_sqlite_open(const char *path, lb_cache **out, char *err, size_t err
   ** WAL pragma answers "memory" for :memory: databases, which is fine. */
   if (exec_sql(c, "PRAGMA journal_mode=WAL") < 0 ||
       exec_sql(c, "PRAGMA synchronous=NORMAL") < 0 ||
-      exec_sql(c, internal_tables_sql) < 0 || migrate_streams(c) < 0) {
+      exec_sql(c, internal_tables_sql) < 0 || migrate_streams(c) < 0 || create_state_tables(c) < 0) {
     char msg[sizeof c->errmsg];
     memcpy(msg, c->errmsg, sizeof msg);
     snprintf(c->errmsg, sizeof c->errmsg, "cannot open %.200s: %.280s", path, msg);
@@ -804,9 +891,9 @@ void lb_cache_close(lb_cache *c) {
   ckpt_stop(c);
   while (c->streams) lb_cache_stream_close(c->streams);
   sqlite3_finalize(c->put_state);
-  sqlite3_finalize(c->del_state);
   sqlite3_finalize(c->put_dstate);
-  sqlite3_finalize(c->del_dstate);
+  sqlite3_finalize(c->get_ledger);
+  sqlite3_finalize(c->put_ledger);
   /* sqlite3_close_v2 rolls back an open transaction; statements the Lua
   ** binding has not finalized yet keep the connection alive until they are
   ** (it finalizes them before calling us, so this is immediate). */
@@ -2150,33 +2237,41 @@ lb_cache *lb_cache_stream_cache(const lb_cache_stream *s) { return s->c; }
 
 /* --- state ------------------------------------------------------------------- */
 
-/* The key of a state row: the stream name, or "_GLOBAL"/"_LEGACY" from the
-** message's type (a STREAM message without a name given is keyed by its
-** descriptor's name). Fills key (cap bytes); LB_EINVAL for invalid JSON. */
+/* The key of a state (lb_state_key_of): its name and namespace, into
+** k->name / k->ns. A stream_name given by the caller must agree with the
+** message (it is there for PyAirbyte's signature; the message decides),
+** except for a STREAM state without a stream name, which it names.
+** LB_EINVAL for invalid JSON, a disagreeing name, a key too long. */
+typedef struct key_text { char name[512], ns[512]; size_t nlen, nslen; } key_text;
+
 static int state_key(lb_cache *c, const char *stream_name, const char *json, size_t len,
-                     char *key, size_t cap) {
-  lb_jval top, t, sub, name;
+                     key_text *k) {
+  lb_jval top;
+  lb_state_key sk;
   size_t erroff = 0;
   int rc = lb_jskim_validate(json, len, &top, &erroff);
   if (rc < 0) {
     seterr(c, "invalid state JSON: %s at byte %zu", lb_jskim_strerror(rc), erroff);
     return LB_EINVAL;
   }
-  if (stream_name && stream_name[0]) {
-    snprintf(key, cap, "%s", stream_name);
-    return 0;
+  lb_state_key_of(&top, &sk);
+  if (lb_state_key_text(&sk, k->name, sizeof k->name, &k->nlen, k->ns, sizeof k->ns, &k->nslen) != 0) {
+    seterr(c, "state key too long");
+    return LB_EINVAL;
   }
-  if (top.type == LB_JOBJECT && lb_jobj_find(&top, "type", 4, &t) && t.type == LB_JSTRING) {
-    if (lb_jstr_eq(&t, "GLOBAL", 6)) { snprintf(key, cap, "_GLOBAL"); return 0; }
-    if (lb_jstr_eq(&t, "STREAM", 6) && lb_jobj_find(&top, "stream", 6, &sub) &&
-        sub.type == LB_JOBJECT && lb_jobj_find(&sub, "stream_descriptor", 17, &sub) &&
-        sub.type == LB_JOBJECT && lb_jobj_find(&sub, "name", 4, &name) &&
-        name.type == LB_JSTRING && name.n - 2 < cap) {
-      key[lb_jstr_decode(&name, key, cap - 1)] = '\0';
+  if (stream_name && stream_name[0] && sk.type == LB_STATE_LEGACY) {
+    lb_jval t;   /* a STREAM state that does not name its stream: the caller does */
+    if (lb_jobj_find(&top, "type", 4, &t) && lb_jstr_eq(&t, "STREAM", 6) &&
+        (k->nlen = strlen(stream_name)) < sizeof k->name) {
+      memcpy(k->name, stream_name, k->nlen + 1);
       return 0;
     }
   }
-  snprintf(key, cap, "_LEGACY");
+  if (stream_name && stream_name[0] &&
+      (strlen(stream_name) != k->nlen || memcmp(stream_name, k->name, k->nlen) != 0)) {
+    seterr(c, "the state is for stream '%.200s', not '%.200s'", k->name, stream_name);
+    return LB_EINVAL;
+  }
   return 0;
 }
 
@@ -2199,27 +2294,20 @@ static int step_done(lb_cache *c, sqlite3_stmt *st) {
 
 int lb_cache_put_state(lb_cache *c, const char *source_name, const char *stream_name,
                        const char *state_json, size_t len) {
-  char key[512];
+  key_text k;
   int rc;
   if (source_name == NULL || state_json == NULL) { seterr(c, "source name and state required"); return LB_EINVAL; }
   if ((rc = barrier(c)) != 0) return rc;         /* state must not run ahead of data */
-  if ((rc = state_key(c, stream_name, state_json, len, key, sizeof key)) < 0) return rc;
-  /* Delete then insert rather than an upsert, so that a table created with
-  ** PyAirbyte's key (table_name alone) works too. */
-  if ((rc = prep(c, &c->del_state,
-                 "DELETE FROM _airbyte_state WHERE source_name = ?1 AND table_name = ?2 || ?3")) < 0 ||
-      (rc = prep(c, &c->put_state,
-                 "INSERT INTO _airbyte_state (source_name, stream_name, table_name, state_json,"
-                 " last_updated) VALUES (?1, ?3, ?2 || ?3, ?4, " NOW_SQL ")")) < 0)
+  if ((rc = state_key(c, stream_name, state_json, len, &k)) < 0) return rc;
+  if ((rc = prep(c, &c->put_state,
+                 "INSERT OR REPLACE INTO _airbyte_state (" STATE_COLS ", stream_namespace)"
+                 " VALUES (?1, ?3, ?2 || ?3, ?4, " NOW_SQL ", ?5)")) < 0)
     return rc;
-  sqlite3_bind_text(c->del_state, 1, source_name, -1, SQLITE_STATIC);
-  sqlite3_bind_text(c->del_state, 2, c->prefix, -1, SQLITE_STATIC);
-  sqlite3_bind_text(c->del_state, 3, key, -1, SQLITE_STATIC);
-  if ((rc = step_done(c, c->del_state)) < 0) return rc;
   sqlite3_bind_text(c->put_state, 1, source_name, -1, SQLITE_STATIC);
   sqlite3_bind_text(c->put_state, 2, c->prefix, -1, SQLITE_STATIC);
-  sqlite3_bind_text(c->put_state, 3, key, -1, SQLITE_STATIC);
+  sqlite3_bind_text(c->put_state, 3, k.name, (int)k.nlen, SQLITE_STATIC);
   sqlite3_bind_text(c->put_state, 4, state_json, (int)len, SQLITE_STATIC);
+  sqlite3_bind_text(c->put_state, 5, k.ns, (int)k.nslen, SQLITE_STATIC);
   return step_done(c, c->put_state);
 }
 
@@ -2228,9 +2316,10 @@ static int each_state(lb_cache *c, sqlite3_stmt *st, lb_cache_state_cb cb, void 
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     const char *name = (const char *)sqlite3_column_text(st, 0);
     const char *json = (const char *)sqlite3_column_text(st, 1);
+    const char *ns = (const char *)sqlite3_column_text(st, 2);
     int n = sqlite3_column_bytes(st, 1), r;
     if (json == NULL) continue;
-    if ((r = cb(ud, name ? name : "", json, (size_t)n)) != 0) {
+    if ((r = cb(ud, name ? name : "", ns ? ns : "", json, (size_t)n)) != 0) {
       sqlite3_finalize(st);
       return r;
     }
@@ -2244,61 +2333,160 @@ static int each_state(lb_cache *c, sqlite3_stmt *st, lb_cache_state_cb cb, void 
   return 0;
 }
 
+/* PyAirbyte reads back only the rows of the cache's table prefix. */
+const char *const lb__cache_get_states_sql =
+  "SELECT stream_name, state_json, stream_namespace FROM _airbyte_state WHERE source_name = ?1"
+  " AND substr(table_name, 1, length(?2)) = ?2 ORDER BY stream_namespace, stream_name";
+
 int lb_cache_get_states(lb_cache *c, const char *source_name, lb_cache_state_cb cb, void *ud) {
   sqlite3_stmt *st = NULL;
-  /* PyAirbyte reads back only the rows of the cache's table prefix. */
-  const char *sql =
-    "SELECT stream_name, state_json FROM _airbyte_state WHERE source_name = ?1"
-    " AND substr(table_name, 1, length(?2)) = ?2 ORDER BY stream_name";
   if (source_name == NULL || cb == NULL) { seterr(c, "source name and callback required"); return LB_EINVAL; }
   barrier(c);
-  if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql);
+  if (sqlite3_prepare_v2(c->db, lb__cache_get_states_sql, -1, &st, NULL) != SQLITE_OK)
+    return sqlerr(c, lb__cache_get_states_sql);
   sqlite3_bind_text(st, 1, source_name, -1, SQLITE_STATIC);
   sqlite3_bind_text(st, 2, c->prefix, -1, SQLITE_STATIC);
   return each_state(c, st, cb, ud);
 }
 
 int lb_cache_put_destination_state(lb_cache *c, const char *destination_name,
-                                   const char *source_name, const char *stream_name,
-                                   const char *state_json, size_t len) {
-  char key[512];
+                                   const char *config_hash, const char *source_name,
+                                   const char *stream_name, const char *state_json, size_t len) {
+  key_text k;
   int rc;
   if (destination_name == NULL || source_name == NULL || state_json == NULL) {
     seterr(c, "destination name, source name and state required");
     return LB_EINVAL;
   }
   if ((rc = barrier(c)) != 0) return rc;
-  if ((rc = state_key(c, stream_name, state_json, len, key, sizeof key)) < 0) return rc;
-  if ((rc = prep(c, &c->del_dstate,
-                 "DELETE FROM _airbyte_destination_state WHERE destination_name = ?1"
-                 " AND source_name = ?2 AND stream_name = ?3")) < 0 ||
-      (rc = prep(c, &c->put_dstate,
-                 "INSERT INTO _airbyte_destination_state (destination_name, source_name,"
-                 " stream_name, state_json, last_updated) VALUES (?1, ?2, ?3, ?4, " NOW_SQL ")")) < 0)
+  if ((rc = state_key(c, stream_name, state_json, len, &k)) < 0) return rc;
+  if ((rc = prep(c, &c->put_dstate,
+                 "INSERT OR REPLACE INTO _airbyte_destination_state (" DSTATE_COLS ","
+                 " stream_namespace, destination_config_hash)"
+                 " VALUES (?1, ?2, ?3, ?4, " NOW_SQL ", ?5, ?6)")) < 0)
     return rc;
-  sqlite3_bind_text(c->del_dstate, 1, destination_name, -1, SQLITE_STATIC);
-  sqlite3_bind_text(c->del_dstate, 2, source_name, -1, SQLITE_STATIC);
-  sqlite3_bind_text(c->del_dstate, 3, key, -1, SQLITE_STATIC);
-  if ((rc = step_done(c, c->del_dstate)) < 0) return rc;
   sqlite3_bind_text(c->put_dstate, 1, destination_name, -1, SQLITE_STATIC);
   sqlite3_bind_text(c->put_dstate, 2, source_name, -1, SQLITE_STATIC);
-  sqlite3_bind_text(c->put_dstate, 3, key, -1, SQLITE_STATIC);
+  sqlite3_bind_text(c->put_dstate, 3, k.name, (int)k.nlen, SQLITE_STATIC);
   sqlite3_bind_text(c->put_dstate, 4, state_json, (int)len, SQLITE_STATIC);
+  sqlite3_bind_text(c->put_dstate, 5, k.ns, (int)k.nslen, SQLITE_STATIC);
+  sqlite3_bind_text(c->put_dstate, 6, config_hash ? config_hash : "", -1, SQLITE_STATIC);
   return step_done(c, c->put_dstate);
 }
 
+/* ?1 destination name, ?2 config hash (NULL: any), ?3 source (NULL: any) */
+const char *const lb__cache_get_destination_states_sql =
+  "SELECT stream_name, state_json, stream_namespace FROM _airbyte_destination_state"
+  " WHERE destination_name = ?1 AND (?2 IS NULL OR destination_config_hash = ?2)"
+  " AND (?3 IS NULL OR source_name = ?3)"
+  " ORDER BY destination_config_hash, source_name, stream_namespace, stream_name";
+
 int lb_cache_get_destination_states(lb_cache *c, const char *destination_name,
-                                    const char *source_name,
+                                    const char *config_hash, const char *source_name,
                                     lb_cache_state_cb cb, void *ud) {
   sqlite3_stmt *st = NULL;
-  const char *sql =
-    "SELECT stream_name, state_json FROM _airbyte_destination_state"
-    " WHERE destination_name = ?1 AND (?2 IS NULL OR source_name = ?2)"
-    " ORDER BY source_name, stream_name";
+  const char *sql = lb__cache_get_destination_states_sql;
   if (destination_name == NULL || cb == NULL) { seterr(c, "destination name and callback required"); return LB_EINVAL; }
   barrier(c);
   if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql);
   sqlite3_bind_text(st, 1, destination_name, -1, SQLITE_STATIC);
-  if (source_name) sqlite3_bind_text(st, 2, source_name, -1, SQLITE_STATIC);
+  if (config_hash) sqlite3_bind_text(st, 2, config_hash, -1, SQLITE_STATIC);
+  if (source_name) sqlite3_bind_text(st, 3, source_name, -1, SQLITE_STATIC);
   return each_state(c, st, cb, ud);
+}
+
+/* --- the delivery ledger -------------------------------------------------------- */
+
+static void bind_ledger_key(sqlite3_stmt *st, const lb_cache_delivery *d) {
+  sqlite3_bind_text(st, 1, d->destination_name, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, d->config_hash ? d->config_hash : "", -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 3, d->source_name, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 4, d->stream_namespace ? d->stream_namespace : "", -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 5, d->stream_name, -1, SQLITE_STATIC);
+}
+
+static int ledger_args(lb_cache *c, const lb_cache_delivery *d) {
+  if (d == NULL || d->destination_name == NULL || d->source_name == NULL || d->stream_name == NULL) {
+    seterr(c, "destination name, source name and stream name required");
+    return LB_EINVAL;
+  }
+  return 0;
+}
+
+int lb_cache_get_delivered(lb_cache *c, const lb_cache_delivery *d, char *raw_id, size_t cap) {
+  int rc;
+  if ((rc = ledger_args(c, d)) < 0) return rc;
+  if (raw_id == NULL || cap == 0) { seterr(c, "no buffer for the raw id"); return LB_EINVAL; }
+  if ((rc = barrier(c)) != 0) return rc;
+  if ((rc = prep(c, &c->get_ledger,
+                 "SELECT last_raw_id FROM _luabyte_destination_progress WHERE destination_name = ?1"
+                 " AND destination_config_hash = ?2 AND source_name = ?3 AND stream_namespace = ?4"
+                 " AND stream_name = ?5")) < 0)
+    return rc;
+  bind_ledger_key(c->get_ledger, d);
+  raw_id[0] = '\0';
+  rc = sqlite3_step(c->get_ledger);
+  if (rc == SQLITE_ROW) {
+    const char *t = (const char *)sqlite3_column_text(c->get_ledger, 0);
+    snprintf(raw_id, cap, "%s", t ? t : "");
+  }
+  sqlite3_reset(c->get_ledger);
+  sqlite3_clear_bindings(c->get_ledger);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sqlerr(c, "reading the delivery ledger");
+  return raw_id[0] != '\0';
+}
+
+int lb_cache_put_delivered(lb_cache *c, const lb_cache_delivery *d, const char *raw_id) {
+  int rc;
+  if ((rc = ledger_args(c, d)) < 0) return rc;
+  if (raw_id == NULL || raw_id[0] == '\0') { seterr(c, "no raw id"); return LB_EINVAL; }
+  if ((rc = barrier(c)) != 0) return rc;
+  /* never backwards: an older confirmation arriving late changes nothing */
+  if ((rc = prep(c, &c->put_ledger,
+                 "INSERT INTO _luabyte_destination_progress (" LEDGER_COLS ", stream_namespace,"
+                 " destination_config_hash) VALUES (?1, ?3, ?5, ?6, " NOW_SQL ", ?4, ?2)"
+                 " ON CONFLICT DO UPDATE SET last_raw_id = excluded.last_raw_id,"
+                 " last_updated = excluded.last_updated WHERE excluded.last_raw_id > last_raw_id")) < 0)
+    return rc;
+  bind_ledger_key(c->put_ledger, d);
+  sqlite3_bind_text(c->put_ledger, 6, raw_id, -1, SQLITE_STATIC);
+  return step_done(c, c->put_ledger);
+}
+
+int lb_cache_move_destination(lb_cache *c, const char *destination_name, const char *from_hash,
+                              const char *to_hash) {
+  static const char *const sql[] = {
+    "UPDATE OR REPLACE _airbyte_destination_state SET destination_config_hash = ?3"
+    " WHERE destination_name = ?1 AND destination_config_hash = ?2",
+    "UPDATE OR REPLACE _luabyte_destination_progress SET destination_config_hash = ?3"
+    " WHERE destination_name = ?1 AND destination_config_hash = ?2",
+  };
+  size_t i;
+  int rc;
+  if (destination_name == NULL || from_hash == NULL || to_hash == NULL) {
+    seterr(c, "destination name and both config hashes required");
+    return LB_EINVAL;
+  }
+  if ((rc = barrier(c)) != 0) return rc;
+  /* both tables or neither, inside a transaction of the caller's or not */
+  if ((rc = exec_sql(c, "SAVEPOINT lb_move_destination")) < 0) return rc;
+  for (i = 0; i < sizeof sql / sizeof sql[0]; i++) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(c->db, sql[i], -1, &st, NULL) != SQLITE_OK) { rc = sqlerr(c, sql[i]); break; }
+    sqlite3_bind_text(st, 1, destination_name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, from_hash, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, to_hash, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : sqlerr(c, sql[i]);
+    sqlite3_finalize(st);
+    if (rc < 0) break;
+  }
+  if (rc < 0) {
+    char msg[sizeof c->errmsg];
+    memcpy(msg, c->errmsg, sizeof msg);
+    exec_sql(c, "ROLLBACK TO lb_move_destination");
+    exec_sql(c, "RELEASE lb_move_destination");
+    memcpy(c->errmsg, msg, sizeof msg);
+    return rc;
+  }
+  return exec_sql(c, "RELEASE lb_move_destination");
 }

@@ -15,9 +15,15 @@
 **   s:write(data_json_or_table [, emitted_at_ms [, meta_json]])
 **   s:finish(); s:abort(); s:close(); s:rows_written(); s:table_name()
 **   db:put_state(source, stream_or_"", state_json_or_table)
-**   db:get_states(source) -> { json, ... }, { stream_name, ... }
+**   db:get_states(source) -> { json, ... }, { key name, ... }, { namespace or "", ... }
+**   -- destination: a name, or its identity { name =, config_hash = }
 **   db:put_destination_state(destination, source, stream_or_"", state_json)
-**   db:get_destination_states(destination [, source]) -> { json, ... }, { stream, ... }
+**   db:get_destination_states(destination [, source]) -> same three arrays
+**     (a bare name: every identity of that name)
+**   db:get_delivered(destination, source, namespace_or_nil, stream) -> raw_id | nil
+**   db:put_delivered(destination, source, namespace_or_nil, stream, raw_id)
+**   db:move_destination(name, from_config_hash, to_config_hash)
+**   sqlite.state_key(state_json_or_table) -> "STREAM"|"GLOBAL"|"LEGACY", name, namespace|nil
 **   db:table_name(stream [, namespace]) -> the stream's table (cache.h "Stream
 **       names"; namespace nil = the one it was cached under); raises on a clash
 **   db:set_table_prefix(prefix); db:table_prefix(); db:path(); db:close()
@@ -51,6 +57,7 @@
 #include "cache.h"
 #include "jskim.h"
 #include "record.h"
+#include "protocol.h"
 
 #define DB_MT "airbyte.SQLiteDB"
 #define STREAM_MT "airbyte.SQLiteStream"
@@ -656,65 +663,139 @@ static int db_put_state(lua_State *L) {
   return 0;
 }
 
+/* A destination argument: its name (any identity of that name where that
+** makes sense, else config hash "") or { name =, config_hash = }. */
+static const char *dest_arg(lua_State *L, int idx, const char **hash) {
+  const char *name;
+  *hash = NULL;
+  if (lua_type(L, idx) != LUA_TTABLE) return luaL_checkstring(L, idx);
+  lua_getfield(L, idx, "name");
+  name = lua_tostring(L, -1);
+  lua_getfield(L, idx, "config_hash");
+  *hash = lua_tostring(L, -1);
+  lua_pop(L, 2);                      /* the strings stay alive in the table */
+  if (name == NULL) luaL_argerror(L, idx, "a destination needs a name");
+  if (*hash == NULL) *hash = "";
+  return name;
+}
+
 static int db_put_destination_state(lua_State *L) {
   db_ud *d = checkdb(L, 1);
-  const char *dest = luaL_checkstring(L, 2), *source = luaL_checkstring(L, 3);
+  const char *hash, *dest = dest_arg(L, 2, &hash), *source = luaL_checkstring(L, 3);
   const char *stream = luaL_optstring(L, 4, "");
   size_t n;
   const char *json;
   luaL_checkany(L, 5);
   json = json_arg(L, 5, &n);
-  check_rc(L, d->c, lb_cache_put_destination_state(d->c, dest, source, stream, json, n));
+  check_rc(L, d->c, lb_cache_put_destination_state(d->c, dest, hash, source, stream, json, n));
   return 0;
 }
 
-/* Runs sql (two result columns: stream name, state json) with the strings
-** at a and b (b may be 0) and returns the two arrays: json texts, names.
-** Done with a statement box rather than lb_cache_get_states' callback, so
-** that a memory error while pushing leaks nothing. */
-static int state_rows(lua_State *L, const char *sql, int a, int b) {
+/* Runs sql (result columns: stream name, state json, namespace) with the
+** strings at the argument slots of binds[0..n) (0 or nil: NULL) and returns
+** three arrays: json texts, names, namespaces ("" for none). */
+static int state_rows(lua_State *L, const char *sql, const int *binds, int n) {
   stmt_ud *u = prepare_box(L, 1, sql, 1);
-  int box = lua_gettop(L);
-  lua_Integer n = 0;
-  sqlite3_bind_text(u->st, 1, lua_tostring(L, a), -1, SQLITE_TRANSIENT);
-  if (b && !lua_isnil(L, b)) sqlite3_bind_text(u->st, 2, lua_tostring(L, b), -1, SQLITE_TRANSIENT);
+  int box = lua_gettop(L), i;
+  lua_Integer k = 0;
+  for (i = 0; i < n; i++)
+    if (binds[i] && !lua_isnil(L, binds[i]))
+      sqlite3_bind_text(u->st, i + 1, lua_tostring(L, binds[i]), -1, SQLITE_TRANSIENT);
   lua_newtable(L);
-  lua_newtable(L);                    /* stack: box jsons names */
+  lua_newtable(L);
+  lua_newtable(L);                    /* stack: box jsons names namespaces */
   while (step_box(L, u)) {
     if (sqlite3_column_type(u->st, 1) == SQLITE_NULL) continue;
-    n++;
+    k++;
     lua_pushlstring(L, (const char *)sqlite3_column_text(u->st, 1),
                     (size_t)sqlite3_column_bytes(u->st, 1));
-    lua_rawseti(L, box + 1, n);
-    lua_pushstring(L, (const char *)sqlite3_column_text(u->st, 0));
-    lua_rawseti(L, box + 2, n);
+    lua_rawseti(L, box + 1, k);
+    lua_pushlstring(L, (const char *)sqlite3_column_text(u->st, 0),
+                    (size_t)sqlite3_column_bytes(u->st, 0));
+    lua_rawseti(L, box + 2, k);
+    lua_pushlstring(L, (const char *)sqlite3_column_text(u->st, 2),
+                    (size_t)sqlite3_column_bytes(u->st, 2));
+    lua_rawseti(L, box + 3, k);
   }
-  return 2;
+  return 3;
 }
 
 static int db_get_states(lua_State *L) {
   db_ud *d = checkdb(L, 1);
+  int binds[2] = { 2, 3 };
   luaL_checkstring(L, 2);
   lua_settop(L, 2);
   lua_pushstring(L, lb_cache_table_prefix(d->c));   /* 3 */
-  /* as lb_cache_get_states: the rows of this source under the prefix */
-  return state_rows(L,
-    "SELECT stream_name, state_json FROM _airbyte_state WHERE source_name = ?1"
-    " AND substr(table_name, 1, length(?2)) = ?2 ORDER BY stream_name", 2, 3);
+  return state_rows(L, lb__cache_get_states_sql, binds, 2);
 }
 
 static int db_get_destination_states(lua_State *L) {
+  const char *hash, *name;
+  int binds[3] = { 4, 5, 3 };
   checkdb(L, 1);
-  luaL_checkstring(L, 2);
+  name = dest_arg(L, 2, &hash);
   luaL_optstring(L, 3, NULL);
   lua_settop(L, 3);
-  return state_rows(L,
-    "SELECT stream_name, state_json FROM _airbyte_destination_state"
-    " WHERE destination_name = ?1 AND (?2 IS NULL OR source_name = ?2)"
-    " ORDER BY source_name, stream_name", 2, 3);
+  lua_pushstring(L, name);                          /* 4 */
+  if (hash) lua_pushstring(L, hash); else lua_pushnil(L);   /* 5 */
+  return state_rows(L, lb__cache_get_destination_states_sql, binds, 3);
+}
+
+/* The ledger key from (destination, source, namespace_or_nil, stream). */
+static void delivery_arg(lua_State *L, lb_cache_delivery *d) {
+  d->destination_name = dest_arg(L, 2, &d->config_hash);
+  d->source_name = luaL_checkstring(L, 3);
+  d->stream_namespace = luaL_optstring(L, 4, "");
+  d->stream_name = luaL_checkstring(L, 5);
+}
+
+/* db:get_delivered(destination, source, namespace_or_nil, stream) -> raw_id | nil */
+static int db_get_delivered(lua_State *L) {
+  db_ud *db = checkdb(L, 1);
+  lb_cache_delivery d;
+  char id[128];
+  int rc;
+  delivery_arg(L, &d);
+  rc = lb_cache_get_delivered(db->c, &d, id, sizeof id);
+  check_rc(L, db->c, rc);
+  if (rc == 0) lua_pushnil(L); else lua_pushstring(L, id);
+  return 1;
+}
+
+/* db:put_delivered(destination, source, namespace_or_nil, stream, raw_id) */
+static int db_put_delivered(lua_State *L) {
+  db_ud *db = checkdb(L, 1);
+  lb_cache_delivery d;
+  const char *id;
+  delivery_arg(L, &d);
+  id = luaL_checkstring(L, 6);
+  check_rc(L, db->c, lb_cache_put_delivered(db->c, &d, id));
+  return 0;
 }
 
 /* --- module functions ------------------------------------------------------------------- */
+
+/* sqlite.state_key(state) -> type, name, namespace | nil: the key a state
+** is kept and matched under (lb_state_key_of), for a state message as JSON
+** text or a table. type is "STREAM", "GLOBAL" or "LEGACY"; name is the
+** stream's or "_GLOBAL" / "_LEGACY". */
+static int l_state_key(lua_State *L) {
+  size_t n, nlen, nslen;
+  const char *json;
+  lb_jval top;
+  lb_state_key k;
+  char name[1024], ns[1024];
+  luaL_checkany(L, 1);
+  json = json_arg(L, 1, &n);
+  if (lb_jskim_validate(json, n, &top, NULL) != 0) return luaL_argerror(L, 1, "not a JSON text");
+  lb_state_key_of(&top, &k);
+  if (lb_state_key_text(&k, name, sizeof name, &nlen, ns, sizeof ns, &nslen) != 0)
+    return luaL_argerror(L, 1, "state key too long");
+  lua_pushstring(L, lb_state_type_name(k.type));
+  lua_pushlstring(L, name, nlen);
+  if (nslen) lua_pushlstring(L, ns, nslen); else lua_pushnil(L);
+  return 3;
+}
 
 static int l_normalize(lua_State *L) {
   size_t n;
@@ -799,6 +880,14 @@ static int l_ulid(lua_State *L) {
   return 1;
 }
 
+/* db:move_destination(name, from_hash, to_hash) */
+static int db_move_destination(lua_State *L) {
+  db_ud *d = checkdb(L, 1);
+  const char *name = luaL_checkstring(L, 2), *from = luaL_checkstring(L, 3), *to = luaL_checkstring(L, 4);
+  check_rc(L, d->c, lb_cache_move_destination(d->c, name, from, to));
+  return 0;
+}
+
 static const luaL_Reg db_methods[] = {
   {"exec", db_exec},
   {"query", db_query},
@@ -814,6 +903,9 @@ static const luaL_Reg db_methods[] = {
   {"get_states", db_get_states},
   {"put_destination_state", db_put_destination_state},
   {"get_destination_states", db_get_destination_states},
+  {"get_delivered", db_get_delivered},
+  {"put_delivered", db_put_delivered},
+  {"move_destination", db_move_destination},
   {"set_table_prefix", db_set_table_prefix},
   {"table_prefix", db_table_prefix},
   {"table_name", db_table_name},
@@ -859,6 +951,7 @@ static const luaL_Reg stmt_meta[] = {
 static const luaL_Reg module_funcs[] = {
   {"open", l_open},
   {"normalize", l_normalize},
+  {"state_key", l_state_key},
   {"mkdir_p", l_mkdir_p},
   {"ulid", l_ulid},
   {NULL, NULL}

@@ -13,6 +13,7 @@
 #include "jskim.h"
 #include "jsonenc.h"
 #include "record.h"
+#include "digest.h"
 
 /* json.decode(str) -> value; raises "JSON error at offset N: reason". */
 static int j_decode(lua_State *L) {
@@ -102,6 +103,26 @@ static int j_is_bigint(lua_State *L) {
   return 1;
 }
 
+/* json.digest(value) -> lower-case hex SHA-256 of the value's canonical
+** JSON (members ordered by key, no white space): equal values, equal
+** digests, whatever the order a table was filled in. A string argument is
+** taken as JSON text. */
+static int j_digest(lua_State *L) {
+  char err[160], hex[65];
+  size_t n;
+  const char *s;
+  int rc;
+  luaL_checkany(L, 1);
+  lua_settop(L, 1);
+  if (lua_type(L, 1) != LUA_TSTRING && lb__json_encode_push(L, 1, err, sizeof err))
+    return luaL_error(L, "%s", err);
+  s = lua_tolstring(L, -1, &n);
+  if ((rc = lb__json_digest(s, n, hex)) != 0)
+    return luaL_error(L, rc == LB_ENOMEM ? "out of memory" : "json.digest: not a JSON text");
+  lua_pushstring(L, hex);
+  return 1;
+}
+
 /* json.array(t) -> t, marked so that it encodes as an array even empty. */
 static int j_array(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -115,7 +136,7 @@ int luaopen_airbyte_json(lua_State *L) {
   static const luaL_Reg funcs[] = {
     { "decode", j_decode }, { "encode", j_encode }, { "bigint", j_bigint },
     { "is_bigint", j_is_bigint }, { "array", j_array }, { "escape", j_escape },
-    { "number", j_number }, { NULL, NULL }
+    { "number", j_number }, { "digest", j_digest }, { NULL, NULL }
   };
   luaL_newlib(L, funcs);
   lua_pushlightuserdata(L, NULL);

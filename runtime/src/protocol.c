@@ -323,3 +323,50 @@ int lb_msg_stream_names(const lb_msg *m, lb_jval *out, int max) {
   sort_by_position(out, n < max ? n : max);
   return n;
 }
+
+/* --- state keys ----------------------------------------------------------- */
+
+void lb_state_key_of(const lb_jval *state, lb_state_key *k) {
+  lb_jval t, st, desc, v;
+  memset(k, 0, sizeof *k);
+  k->type = LB_STATE_LEGACY;
+  if (state->type != LB_JOBJECT || !lb_jobj_find(state, "type", 4, &t) || t.type != LB_JSTRING)
+    return;                               /* no type: LEGACY, as the protocol says */
+  if (lb_jstr_eq(&t, "GLOBAL", 6)) {
+    k->type = LB_STATE_GLOBAL;
+    return;
+  }
+  if (!lb_jstr_eq(&t, "STREAM", 6)) return;
+  if (!lb_jobj_find(state, "stream", 6, &st) || st.type != LB_JOBJECT ||
+      !lb_jobj_find(&st, "stream_descriptor", 17, &desc) || desc.type != LB_JOBJECT ||
+      !lb_jobj_find(&desc, "name", 4, &v) || v.type != LB_JSTRING)
+    return;                               /* no stream to key it by */
+  k->type = LB_STATE_STREAM;
+  k->name = v;
+  if (lb_jobj_find(&desc, "namespace", 9, &v) && v.type == LB_JSTRING && v.n > 2) k->ns = v;
+}
+
+const char *lb_state_type_name(lb_state_type t) {
+  return t == LB_STATE_STREAM ? "STREAM" : t == LB_STATE_GLOBAL ? "GLOBAL" : "LEGACY";
+}
+
+static int key_part(const lb_jval *s, const char *dflt, char *out, size_t cap, size_t *len) {
+  size_t n;
+  if (s->type != LB_JSTRING) {
+    n = strlen(dflt);
+    if (n >= cap) return -1;
+    memcpy(out, dflt, n + 1);
+  } else {
+    if (cap == 0 || (n = lb_jstr_decode(s, out, cap)) >= cap) return -1;
+    out[n] = '\0';
+  }
+  *len = n;
+  return 0;
+}
+
+int lb_state_key_text(const lb_state_key *k, char *nbuf, size_t ncap, size_t *nlen,
+                      char *nsbuf, size_t nscap, size_t *nslen) {
+  const char *dflt = k->type == LB_STATE_GLOBAL ? "_GLOBAL" : "_LEGACY";
+  if (key_part(&k->name, dflt, nbuf, ncap, nlen) != 0) return -1;
+  return key_part(&k->ns, "", nsbuf, nscap, nslen);
+}

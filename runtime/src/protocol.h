@@ -58,4 +58,36 @@ lb_msg_type lb_msg_parse(const char *line, size_t n, lb_msg *m);
 ** (which may exceed max: call again with room for that many). */
 int lb_msg_stream_names(const lb_msg *m, lb_jval *out, int max);
 
+/* The key a state is kept under: the one rule for every place that stores,
+** matches or passes back states (the cache's state tables, the delivery
+** ledger, echo matching, the --state file). A state is
+**   STREAM  ("type":"STREAM" with a stream_descriptor name): its stream,
+**           (namespace, name); a missing, null or "" namespace is none;
+**   GLOBAL  ("type":"GLOBAL"): one per source;
+**   LEGACY  ("type":"LEGACY", no "type" at all, which the protocol says
+**           means LEGACY, or a STREAM state without a descriptor name): one
+**           per source.
+** GLOBAL and LEGACY are named "_GLOBAL" and "_LEGACY", as PyAirbyte names
+** their rows. */
+typedef enum lb_state_type { LB_STATE_STREAM, LB_STATE_GLOBAL, LB_STATE_LEGACY } lb_state_type;
+
+typedef struct lb_state_key {
+  lb_state_type type;
+  lb_jval name;             /* STREAM: the name's string span, else LB_JNONE */
+  lb_jval ns;               /* STREAM with a namespace: its string span, else LB_JNONE */
+} lb_state_key;
+
+/* Key of a validated AirbyteStateMessage object (the "state" payload). */
+void lb_state_key_of(const lb_jval *state, lb_state_key *k);
+
+/* "STREAM", "GLOBAL", "LEGACY". */
+const char *lb_state_type_name(lb_state_type t);
+
+/* The key's name ("_GLOBAL" / "_LEGACY" for those) and namespace ("" for
+** none), decoded and NUL-terminated into name[ncap] and ns[nscap], their
+** lengths into *nlen and *nslen (a name may hold a NUL: bind by length).
+** Returns 0, or -1 when one does not fit. */
+int lb_state_key_text(const lb_state_key *k, char *name, size_t ncap, size_t *nlen,
+                      char *ns, size_t nscap, size_t *nslen);
+
 #endif

@@ -25,7 +25,8 @@
 ** record re-encoded). Hooks must not wait (they run under lua_pcall).
 ** on_message gets STATE messages with `since`, the number of records of
 ** that stream (of all streams for GLOBAL/LEGACY) since the previous STATE,
-** so the caller can check sourceStats and commit. to_process forwards
+** so the caller can check sourceStats and commit, and the state's key
+** (type, name, namespace: see on_state). to_process forwards
 ** RECORD, STATE and stream-status TRACE lines in order, and writes with
 ** backpressure: a full destination pipe pauses the source. With a
 ** stream_prefix (an Airbyte connection's stream prefix) every stream name
@@ -193,30 +194,24 @@ static int run_hook(lua_State *L, pump_stream *ps, const lb_msg *m, lb_jval *dat
                        "table (got %s)", ps->name, luaL_typename(L, -1));
 }
 
-/* The stream a STATE message is about ("" for GLOBAL / LEGACY), into buf. */
-static void state_stream(const lb_msg *m, char *buf, size_t cap) {
-  lb_jval typ, st, desc, name;
-  buf[0] = '\0';
-  if (lb_jobj_find(&m->payload, "type", 4, &typ) && typ.type == LB_JSTRING &&
-      !lb_jstr_eq(&typ, "STREAM", 6))
-    return;
-  if (lb_jobj_find(&m->payload, "stream", 6, &st) && st.type == LB_JOBJECT &&
-      lb_jobj_find(&st, "stream_descriptor", 17, &desc) && desc.type == LB_JOBJECT &&
-      lb_jobj_find(&desc, "name", 4, &name) && name.type == LB_JSTRING) {
-    size_t n = lb_jstr_decode(&name, buf, cap - 1);
-    buf[n < cap - 1 ? n : cap - 1] = '\0';
-  }
-}
-
+/* A STATE: `since` is the records of its stream since that stream's last
+** state (of all streams for GLOBAL / LEGACY, which reset every count). The
+** key (lb_state_key_of, the one rule) goes to on_message as its third to
+** fifth arguments: type, name, namespace (nil for none). A STREAM state of
+** a stream outside the selection (a source's own bookkeeping) counts 0. */
 static void on_state(lua_State *L, pump *pm, const lb_msg *m, const char *line, size_t len) {
-  char name[512];
+  lb_state_key k;
   long long since;
   int i;
-  state_stream(m, name, sizeof name);
-  if (name[0]) {
-    pump_stream *ps = NULL;
-    for (i = 0; i < pm->nstreams; i++)
-      if (strcmp(pm->s[i].name, name) == 0) ps = &pm->s[i];
+  lb_state_key_of(&m->payload, &k);
+  if (k.type == LB_STATE_STREAM) {
+    lb_msg as;                /* the state's stream, as a record of it would name it */
+    pump_stream *ps;
+    memset(&as, 0, sizeof as);
+    as.stream = k.name;
+    as.ns = k.ns;
+    ps = find_stream(pm, &as);
+    if (ps && !ns_exact(ps, &k.ns)) ps = NULL;   /* "items" in another namespace is another stream */
     since = ps ? ps->since_state : 0;
     if (ps) ps->since_state = 0;
   } else {
@@ -228,7 +223,11 @@ static void on_state(lua_State *L, pump *pm, const lb_msg *m, const char *line, 
     lua_pushvalue(L, S_ONMSG);
     lb__push_message(L, m, line, len);
     lua_pushinteger(L, since);
-    call_lua(L, 2, 0, "handling a STATE message failed");
+    lua_pushstring(L, lb_state_type_name(k.type));
+    if (k.type == LB_STATE_STREAM) lb__json_push(L, &k.name);
+    else lua_pushstring(L, k.type == LB_STATE_GLOBAL ? "_GLOBAL" : "_LEGACY");
+    if (k.ns.type == LB_JSTRING) lb__json_push(L, &k.ns); else lua_pushnil(L);
+    call_lua(L, 5, 0, "handling a STATE message failed");
   }
 }
 

@@ -706,20 +706,21 @@ static void t_close_with_open_streams(void) {
 
 /* --- state ----------------------------------------------------------------------- */
 
-typedef struct collect { int n; char names[8][64]; char json[8][256]; } collect;
+typedef struct collect { int n; char names[8][64], ns[8][64]; char json[8][256]; } collect;
 
-static int collect_cb(void *ud, const char *stream, const char *json, size_t len) {
+static int collect_cb(void *ud, const char *stream, const char *ns, const char *json, size_t len) {
   collect *cl = ud;
   if (cl->n < 8) {
     snprintf(cl->names[cl->n], sizeof cl->names[0], "%s", stream);
+    snprintf(cl->ns[cl->n], sizeof cl->ns[0], "%s", ns);
     snprintf(cl->json[cl->n], sizeof cl->json[0], "%.*s", (int)len, json);
   }
   cl->n++;
   return 0;
 }
 
-static int stop_cb(void *ud, const char *stream, const char *json, size_t len) {
-  (void)ud; (void)stream; (void)json; (void)len;
+static int stop_cb(void *ud, const char *stream, const char *ns, const char *json, size_t len) {
+  (void)ud; (void)stream; (void)ns; (void)json; (void)len;
   return 7;
 }
 
@@ -737,6 +738,7 @@ static void t_state(void) {
   if (!c) return;
   CHECK_EQ_INT(lb_cache_put_state(c, "source-faker", "users", s1, strlen(s1)), 0);
   CHECK_EQ_INT(lb_cache_put_state(c, "source-faker", "users", s2, strlen(s2)), 0);
+  CHECK_EQ_INT(lb_cache_put_state(c, "source-faker", "products", s2, strlen(s2)), LB_EINVAL);  /* not its stream */
   CHECK_EQ_INT(lb_cache_put_state(c, "source-faker", "", p1, strlen(p1)), 0);   /* name from the message */
   CHECK_EQ_INT(lb_cache_put_state(c, "source-faker", NULL, g, strlen(g)), 0);
   CHECK_EQ_INT(lb_cache_put_state(c, "source-faker", "", leg, strlen(leg)), 0);
@@ -770,21 +772,30 @@ static void t_state(void) {
   CHECK_EQ_INT(cl.n, 1);
   CHECK_EQ_INT(lb_cache_set_table_prefix(c, NULL), 0);
 
-  /* destination state */
-  CHECK_EQ_INT(lb_cache_put_destination_state(c, "destination-duckdb", "source-faker", "users", s1, strlen(s1)), 0);
-  CHECK_EQ_INT(lb_cache_put_destination_state(c, "destination-duckdb", "source-faker", "users", s2, strlen(s2)), 0);
-  CHECK_EQ_INT(lb_cache_put_destination_state(c, "destination-duckdb", "source-faker", NULL, g, strlen(g)), 0);
-  CHECK_EQ_INT(lb_cache_put_destination_state(c, "destination-duckdb", "source-x", "users", s1, strlen(s1)), 0);
-  CHECK_EQ_INT(lb_cache_put_destination_state(c, "destination-csv", "source-faker", "users", s1, strlen(s1)), 0);
+  /* destination state: keyed by identity (name + config hash) */
+  CHECK_EQ_INT(lb_cache_put_destination_state(c, "destination-duckdb", "h1", "source-faker", "users", s1, strlen(s1)), 0);
+  CHECK_EQ_INT(lb_cache_put_destination_state(c, "destination-duckdb", "h1", "source-faker", NULL, s2, strlen(s2)), 0);
+  CHECK_EQ_INT(lb_cache_put_destination_state(c, "destination-duckdb", "h1", "source-faker", NULL, g, strlen(g)), 0);
+  CHECK_EQ_INT(lb_cache_put_destination_state(c, "destination-duckdb", "h1", "source-x", "users", s1, strlen(s1)), 0);
+  CHECK_EQ_INT(lb_cache_put_destination_state(c, "destination-duckdb", "h2", "source-faker", "users", s1, strlen(s1)), 0);
+  CHECK_EQ_INT(lb_cache_put_destination_state(c, "destination-csv", NULL, "source-faker", "users", s1, strlen(s1)), 0);
+  CHECK_EQ_INT(lb_cache_put_destination_state(c, "destination-csv", NULL, "source-faker", "products", s1, strlen(s1)), LB_EINVAL);
   memset(&cl, 0, sizeof cl);
-  CHECK_EQ_INT(lb_cache_get_destination_states(c, "destination-duckdb", "source-faker", collect_cb, &cl), 0);
+  CHECK_EQ_INT(lb_cache_get_destination_states(c, "destination-duckdb", "h1", "source-faker", collect_cb, &cl), 0);
   CHECK_EQ_INT(cl.n, 2);
   CHECK_EQ_STR(cl.names[0], "_GLOBAL");
   CHECK_EQ_STR(cl.json[1], s2);
   memset(&cl, 0, sizeof cl);
-  CHECK_EQ_INT(lb_cache_get_destination_states(c, "destination-duckdb", NULL, collect_cb, &cl), 0);
+  CHECK_EQ_INT(lb_cache_get_destination_states(c, "destination-duckdb", "h2", "source-faker", collect_cb, &cl), 0);
+  CHECK_EQ_INT(cl.n, 1);
+  CHECK_EQ_STR(cl.json[0], s1);                  /* the other identity's own */
+  memset(&cl, 0, sizeof cl);
+  CHECK_EQ_INT(lb_cache_get_destination_states(c, "destination-duckdb", "h1", NULL, collect_cb, &cl), 0);
   CHECK_EQ_INT(cl.n, 3);
-  CHECK_EQ_INT(qint(DB, "SELECT count(*) FROM _airbyte_destination_state"), 4);
+  memset(&cl, 0, sizeof cl);
+  CHECK_EQ_INT(lb_cache_get_destination_states(c, "destination-duckdb", NULL, NULL, collect_cb, &cl), 0);
+  CHECK_EQ_INT(cl.n, 4);
+  CHECK_EQ_INT(qint(DB, "SELECT count(*) FROM _airbyte_destination_state"), 5);
 
   /* state written inside a transaction that rolls back is gone */
   CHECK_EQ_INT(lb_cache_begin(c), 0);
@@ -1018,6 +1029,118 @@ static void t_cleanup(void) {
   CHECK_EQ_INT(system(cmd), 0);
 }
 
+/* Namespaced STREAM states are states of their own: two streams of one name
+** in two namespaces, and out-of-catalog bookkeeping states, are all kept. */
+static void t_state_namespaces(void) {
+  lb_cache *c = open_cache(db_path());
+  collect cl;
+  const char *plain = "{\"type\":\"STREAM\",\"stream\":{\"stream_descriptor\":{\"name\":\"__noop__\"},\"stream_state\":{\"v\":0}}}";
+  const char *ns1 = "{\"type\":\"STREAM\",\"stream\":{\"stream_descriptor\":{\"name\":\"__noop__\",\"namespace\":\"__faros__\"},\"stream_state\":{\"v\":1}}}";
+  const char *ns1b = "{\"type\":\"STREAM\",\"stream\":{\"stream_descriptor\":{\"namespace\":\"__faros__\",\"name\":\"__noop__\"},\"stream_state\":{\"v\":2}}}";
+  const char *ns2 = "{\"type\":\"STREAM\",\"stream\":{\"stream_descriptor\":{\"name\":\"__noop__\",\"namespace\":\"other\"},\"stream_state\":{\"v\":3}}}";
+  const char *empty_ns = "{\"type\":\"STREAM\",\"stream\":{\"stream_descriptor\":{\"name\":\"__noop__\",\"namespace\":\"\"},\"stream_state\":{\"v\":4}}}";
+  if (!c) return;
+  CHECK_EQ_INT(lb_cache_put_state(c, "src", NULL, plain, strlen(plain)), 0);
+  CHECK_EQ_INT(lb_cache_put_state(c, "src", NULL, ns1, strlen(ns1)), 0);
+  CHECK_EQ_INT(lb_cache_put_state(c, "src", "__noop__", ns1b, strlen(ns1b)), 0);
+  CHECK_EQ_INT(lb_cache_put_state(c, "src", NULL, ns2, strlen(ns2)), 0);
+  memset(&cl, 0, sizeof cl);
+  CHECK_EQ_INT(lb_cache_get_states(c, "src", collect_cb, &cl), 0);
+  CHECK_EQ_INT(cl.n, 3);
+  CHECK_EQ_STR(cl.ns[0], "");
+  CHECK_EQ_STR(cl.json[0], plain);
+  CHECK_EQ_STR(cl.ns[1], "__faros__");
+  CHECK_EQ_STR(cl.json[1], ns1b);                /* the last one of that key */
+  CHECK_EQ_STR(cl.ns[2], "other");
+  /* an empty namespace is no namespace */
+  CHECK_EQ_INT(lb_cache_put_state(c, "src", NULL, empty_ns, strlen(empty_ns)), 0);
+  CHECK_EQ_INT(qint(DB, "SELECT count(*) FROM _airbyte_state WHERE source_name = 'src'"), 3);
+  CHECK_EQ_INT(lb_cache_put_destination_state(c, "d", "h", "src", NULL, ns1, strlen(ns1)), 0);
+  CHECK_EQ_INT(lb_cache_put_destination_state(c, "d", "h", "src", NULL, plain, strlen(plain)), 0);
+  memset(&cl, 0, sizeof cl);
+  CHECK_EQ_INT(lb_cache_get_destination_states(c, "d", "h", "src", collect_cb, &cl), 0);
+  CHECK_EQ_INT(cl.n, 2);
+  lb_cache_close(c);
+}
+
+/* The ledger: per identity, source and (namespace, stream); never backwards. */
+static void t_ledger(void) {
+  lb_cache *c = open_cache(db_path());
+  lb_cache_delivery a = { "destination-local-json", "hash-a", "src", NULL, "users" };
+  lb_cache_delivery b = { "destination-local-json", "hash-b", "src", NULL, "users" };
+  lb_cache_delivery ans = { "destination-local-json", "hash-a", "src", "ns", "users" };
+  char id[64];
+  if (!c) return;
+  CHECK_EQ_INT(lb_cache_get_delivered(c, &a, id, sizeof id), 0);
+  CHECK_EQ_STR(id, "");
+  CHECK_EQ_INT(lb_cache_put_delivered(c, &a, "0190-b"), 0);
+  CHECK_EQ_INT(lb_cache_get_delivered(c, &a, id, sizeof id), 1);
+  CHECK_EQ_STR(id, "0190-b");
+  CHECK_EQ_INT(lb_cache_put_delivered(c, &a, "0190-a"), 0);     /* older: ignored */
+  CHECK_EQ_INT(lb_cache_get_delivered(c, &a, id, sizeof id), 1);
+  CHECK_EQ_STR(id, "0190-b");
+  CHECK_EQ_INT(lb_cache_put_delivered(c, &a, "0190-c"), 0);
+  CHECK_EQ_INT(lb_cache_get_delivered(c, &a, id, sizeof id), 1);
+  CHECK_EQ_STR(id, "0190-c");
+  CHECK_EQ_INT(lb_cache_get_delivered(c, &b, id, sizeof id), 0);   /* another config */
+  CHECK_EQ_INT(lb_cache_get_delivered(c, &ans, id, sizeof id), 0); /* another namespace */
+  CHECK_EQ_INT(lb_cache_put_delivered(c, &b, ""), LB_EINVAL);
+  /* a destination that changed its own config keeps its ledger */
+  CHECK_EQ_INT(lb_cache_move_destination(c, "destination-local-json", "hash-a", "hash-c"), 0);
+  a.config_hash = "hash-c";
+  CHECK_EQ_INT(lb_cache_get_delivered(c, &a, id, sizeof id), 1);
+  CHECK_EQ_STR(id, "0190-c");
+  a.config_hash = "hash-a";
+  CHECK_EQ_INT(lb_cache_get_delivered(c, &a, id, sizeof id), 0);
+  lb_cache_close(c);
+}
+
+/* A file made before namespaces and identities: its tables are rebuilt with
+** the new keys and keep their rows. */
+static void t_state_migration(void) {
+  const char *path = db_path();
+  sqlite3 *db;
+  lb_cache *c;
+  collect cl;
+  const char *s1 = "{\"type\":\"STREAM\",\"stream\":{\"stream_descriptor\":{\"name\":\"users\"},\"stream_state\":{\"v\":1}}}";
+  const char *ns = "{\"type\":\"STREAM\",\"stream\":{\"stream_descriptor\":{\"name\":\"users\",\"namespace\":\"n\"},\"stream_state\":{\"v\":2}}}";
+  CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+  CHECK_EQ_INT(sqlite3_exec(db,
+    "CREATE TABLE _airbyte_state (source_name VARCHAR NOT NULL, stream_name VARCHAR,"
+    " table_name VARCHAR NOT NULL, state_json VARCHAR, last_updated TIMESTAMP WITH TIME ZONE,"
+    " PRIMARY KEY (source_name, table_name));"
+    "INSERT INTO _airbyte_state VALUES ('src', 'users', 'users', '{\"type\":\"STREAM\",\"stream\":"
+    "{\"stream_descriptor\":{\"name\":\"users\"},\"stream_state\":{\"v\":1}}}', NULL);"
+    "CREATE TABLE _airbyte_destination_state (destination_name VARCHAR NOT NULL,"
+    " source_name VARCHAR NOT NULL, stream_name VARCHAR NOT NULL, state_json VARCHAR,"
+    " last_updated TIMESTAMP WITH TIME ZONE, PRIMARY KEY (destination_name, source_name, stream_name));"
+    "INSERT INTO _airbyte_destination_state VALUES ('d', 'src', 'users', '{}', NULL);"
+    "CREATE TABLE _luabyte_destination_progress (destination_name VARCHAR NOT NULL,"
+    " source_name VARCHAR NOT NULL, stream_name VARCHAR NOT NULL, last_raw_id VARCHAR NOT NULL,"
+    " last_updated TIMESTAMP WITH TIME ZONE, PRIMARY KEY (destination_name, source_name, stream_name));"
+    "INSERT INTO _luabyte_destination_progress VALUES ('d', 'src', 'users', 'x', NULL);",
+    NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+  c = open_cache(path);
+  if (!c) return;
+  memset(&cl, 0, sizeof cl);
+  CHECK_EQ_INT(lb_cache_get_states(c, "src", collect_cb, &cl), 0);
+  CHECK_EQ_INT(cl.n, 1);
+  CHECK_EQ_STR(cl.json[0], s1);
+  CHECK_EQ_INT(lb_cache_put_state(c, "src", NULL, ns, strlen(ns)), 0);   /* the new key works */
+  memset(&cl, 0, sizeof cl);
+  CHECK_EQ_INT(lb_cache_get_states(c, "src", collect_cb, &cl), 0);
+  CHECK_EQ_INT(cl.n, 2);
+  CHECK_EQ_INT(qint(lb_cache_db(c), "SELECT count(*) FROM _airbyte_destination_state"
+                                    " WHERE destination_config_hash = ''"), 1);
+  CHECK_EQ_INT(qint(lb_cache_db(c), "SELECT count(*) FROM _luabyte_destination_progress"), 1);
+  lb_cache_close(c);
+  c = open_cache(path);                          /* a second open changes nothing */
+  if (!c) return;
+  CHECK_EQ_INT(qint(lb_cache_db(c), "SELECT count(*) FROM _airbyte_state"), 2);
+  lb_cache_close(c);
+}
+
 TEST_LIST {
   {"normalize", t_normalize},
   {"reserved_names", t_reserved_names},
@@ -1033,6 +1156,9 @@ TEST_LIST {
   {"replace", t_replace},
   {"close_with_open_streams", t_close_with_open_streams},
   {"state", t_state},
+  {"state_namespaces", t_state_namespaces},
+  {"ledger", t_ledger},
+  {"state_migration", t_state_migration},
   {"uuid7", t_uuid7},
   {"uuid7_rows", t_uuid7_rows},
   {"extracted_at", t_extracted_at},
@@ -1051,6 +1177,8 @@ TEST_LIST {
   {"replace_sync", t_replace},
   {"close_with_open_streams_sync", t_close_with_open_streams},
   {"state_sync", t_state},
+  {"state_namespaces_sync", t_state_namespaces},
+  {"ledger_sync", t_ledger},
   {"uuid7_sync", t_uuid7},
   {"uuid7_rows_sync", t_uuid7_rows},
   {"extracted_at_sync", t_extracted_at},

@@ -14,6 +14,7 @@
 #include "lb_internal.h"
 #include "jskim.h"
 #include "record.h"
+#include "digest.h"
 #include "lbtest.h"
 
 static lua_State *new_state(void) {
@@ -378,6 +379,51 @@ static void test_alloc_failure(void) {
   CHECK(successes > 0);
 }
 
+/* SHA-256 against FIPS 180-4's examples, and digests of canonical JSON. */
+static void hex_of(const char *msg, size_t n, char out[65]) {
+  lb__sha256 s;
+  unsigned char d[32];
+  int i;
+  lb__sha256_init(&s);
+  lb__sha256_update(&s, msg, n);
+  lb__sha256_final(&s, d);
+  for (i = 0; i < 32; i++) sprintf(out + 2 * i, "%02x", d[i]);
+}
+
+static int digest_of(const char *json, char out[65]) {
+  return lb__json_digest(json, strlen(json), out);
+}
+
+static void test_digest(void) {
+  char h[65], h2[65];
+  static char million[1000000];
+  lb__sha256 s;
+  unsigned char d[32];
+  size_t i;
+  hex_of("", 0, h);
+  CHECK_EQ_STR(h, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  hex_of("abc", 3, h);
+  CHECK_EQ_STR(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  hex_of("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 56, h);
+  CHECK_EQ_STR(h, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  memset(million, 'a', sizeof million);
+  lb__sha256_init(&s);
+  for (i = 0; i < sizeof million; i += 999) /* uneven pieces cross block edges */
+    lb__sha256_update(&s, million + i, sizeof million - i < 999 ? sizeof million - i : 999);
+  lb__sha256_final(&s, d);
+  for (i = 0; i < 32; i++) sprintf(h + 2 * i, "%02x", d[i]);
+  CHECK_EQ_STR(h, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  /* canonical: member order and spacing do not matter, values do */
+  CHECK_EQ_INT(digest_of("{\"b\":1,\"a\":{\"y\":[1,2],\"x\":\"s\"}}", h), 0);
+  CHECK_EQ_INT(digest_of(" { \"a\" : {\"x\":\"s\", \"y\":[1, 2]}, \"b\":1 } ", h2), 0);
+  CHECK_EQ_STR(h, h2);
+  hex_of("{\"a\":{\"x\":\"s\",\"y\":[1,2]},\"b\":1}", 31, h2);
+  CHECK_EQ_STR(h, h2);
+  CHECK_EQ_INT(digest_of("{\"b\":2,\"a\":{\"y\":[1,2],\"x\":\"s\"}}", h2), 0);
+  CHECK(strcmp(h, h2) != 0);
+  CHECK_EQ_INT(digest_of("{\"a\":", h2), LB_EINVAL);
+}
+
 TEST_LIST {
   {"integers", test_integers},
   {"bigint", test_bigint},
@@ -389,6 +435,7 @@ TEST_LIST {
   {"c_api", test_c_api},
   {"fixture", test_fixture},
   {"alloc_failure", test_alloc_failure},
+  {"digest", test_digest},
   {NULL, NULL}
 };
 LBTEST_MAIN

@@ -380,6 +380,49 @@ static void test_fixture_messages(void) {
   }
 }
 
+/* The one state-key rule: STREAM by (namespace, name), GLOBAL, LEGACY and
+** typeless (LEGACY, as the protocol says). */
+static void key_of(const char *json, lb_state_type want, const char *name, const char *ns) {
+  lb_jval top;
+  lb_state_key k;
+  char nb[64], nsb[64];
+  size_t nl, nsl;
+  CHECK_EQ_INT(lb_jskim_validate(json, strlen(json), &top, NULL), 0);
+  lb_state_key_of(&top, &k);
+  CHECK_EQ_INT(k.type, want);
+  CHECK_EQ_INT(lb_state_key_text(&k, nb, sizeof nb, &nl, nsb, sizeof nsb, &nsl), 0);
+  CHECK_EQ_STR(nb, name);
+  CHECK_EQ_STR(nsb, ns);
+  CHECK_EQ_INT((int)nl, (int)strlen(name));
+}
+
+static void test_state_key(void) {
+  lb_jval top;
+  lb_state_key k;
+  char nb[4], nsb[64];
+  size_t nl, nsl;
+  const char *longname = "{\"type\":\"STREAM\",\"stream\":{\"stream_descriptor\":{\"name\":\"users\"}}}";
+  key_of("{\"type\":\"STREAM\",\"stream\":{\"stream_descriptor\":{\"name\":\"users\"},\"stream_state\":{}}}",
+         LB_STATE_STREAM, "users", "");
+  key_of("{\"type\":\"STREAM\",\"stream\":{\"stream_descriptor\":{\"name\":\"__noop__\",\"namespace\":\"__faros__\"}}}",
+         LB_STATE_STREAM, "__noop__", "__faros__");
+  key_of("{\"type\":\"STREAM\",\"stream\":{\"stream_descriptor\":{\"name\":\"u\\u00e9\",\"namespace\":null}}}",
+         LB_STATE_STREAM, "u\xc3\xa9", "");
+  key_of("{\"type\":\"STREAM\",\"stream\":{\"stream_descriptor\":{\"name\":\"u\",\"namespace\":\"\"}}}",
+         LB_STATE_STREAM, "u", "");
+  key_of("{\"type\":\"GLOBAL\",\"global\":{\"shared_state\":{},\"stream_states\":[]}}", LB_STATE_GLOBAL, "_GLOBAL", "");
+  key_of("{\"type\":\"LEGACY\",\"data\":{\"users\":1}}", LB_STATE_LEGACY, "_LEGACY", "");
+  key_of("{\"data\":{\"format\":\"base64/gzip\",\"data\":\"H4sI\"}}", LB_STATE_LEGACY, "_LEGACY", "");
+  key_of("{\"stream\":{\"stream_descriptor\":{\"name\":\"users\"}}}", LB_STATE_LEGACY, "_LEGACY", "");
+  key_of("{\"type\":\"STREAM\",\"stream\":{}}", LB_STATE_LEGACY, "_LEGACY", "");
+  key_of("[1]", LB_STATE_LEGACY, "_LEGACY", "");
+  CHECK_EQ_STR(lb_state_type_name(LB_STATE_GLOBAL), "GLOBAL");
+  /* a name that does not fit is refused, not cut */
+  CHECK_EQ_INT(lb_jskim_validate(longname, strlen(longname), &top, NULL), 0);
+  lb_state_key_of(&top, &k);
+  CHECK_EQ_INT(lb_state_key_text(&k, nb, sizeof nb, &nl, nsb, sizeof nsb, &nsl), -1);
+}
+
 TEST_LIST {
   {"names", test_names},
   {"record", test_record},
@@ -389,6 +432,7 @@ TEST_LIST {
   {"agrees_with_validator", test_agrees_with_validator},
   {"fixture_records", test_fixture_records},
   {"fixture_messages", test_fixture_messages},
+  {"state_key", test_state_key},
   {NULL, NULL}
 };
 LBTEST_MAIN

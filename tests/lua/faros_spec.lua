@@ -113,4 +113,106 @@ describe("Faros interop", function()
     assert.equal("6", n)
     assert.matches("mysrc__example__builds", log)
   end)
+
+  -- source-quirks (faros-airbyte-cdk 0.23), run through a wrapper that
+  -- copies the --state file it is given to state_in.json and, with a job
+  -- id, sets WORKER_JOB_ID (then the kit emits STREAM states, including
+  -- namespaced ones of its own).
+  local function quirks(config, job_id)
+    local path = dir .. "/source-quirks"
+    H.write_file(path, ("#!/bin/sh\nprev=\nfor a in \"$@\"; do [ \"$prev\" = --state ] && cp \"$a\" %s; prev=$a; done\n%s"
+      .. "exec %s \"$@\"\n"):format(H.shell_quote(dir .. "/state_in.json"),
+      job_id and ("WORKER_JOB_ID=" .. job_id .. " export WORKER_JOB_ID\n") or "",
+      H.shell_quote(FAROS .. "/source-quirks/source-quirks")))
+    assert(os.execute("chmod +x " .. H.shell_quote(path)))
+    local src = ab.get_source("source-quirks", { local_executable = path, config = config })
+    src:select_all_streams()
+    return src
+  end
+
+  local function echoing()
+    return ab.get_destination("bad-destination", { local_executable = H.fixture_executable(dir, "bad_destination"),
+      config = { out = dir .. "/received.jsonl", mode = "good" } })
+  end
+
+  local function received(stream)
+    local n = 0
+    local f = io.open(dir .. "/received.jsonl")
+    if not f then return 0 end
+    for line in f:lines() do if json.decode(line).record.stream == stream then n = n + 1 end end
+    f:close()
+    return n
+  end
+
+  it("sends the kit's LEGACY state from the cache, where it is confirmed (item 16)", function()
+    if not need_npm(pending) then return end
+    local src = quirks({ count = 4, jobs = 2 })
+    local dest = echoing()
+    local wr = dest:write(src, { cache = cache })
+    assert.equal(6, wr.processed_records)
+    assert.is_true(wr.confirmed_states >= 1)
+    assert.same({}, wr.warnings)
+    assert.equal("base64/gzip", wr:get_state_provider()._LEGACY.data.format)
+    -- the next write resumes: two new builds, jobs again (full refresh)
+    src:set_config({ count = 6, jobs = 2 })
+    local wr2 = dest:write(src, { cache = cache })
+    assert.equal(2, wr2.streams.builds.records)
+    assert.equal(6, received("builds"))
+    -- the real Faros destination confirms it too (dry run: the last state)
+    local cfg = json.decode(H.read_file(FAROS .. "/dest_config.json"))
+    cfg.jsonata_expression = '{"example_Record": {"stream": stream, "data": data}}'
+    cfg.jsonata_destination_models = { "example_Record" }
+    local faros = ab.get_destination("destination-faros", { local_executable = FAROS .. "/faros-destination",
+      config = cfg })
+    local wr3 = faros:write(src, { cache = cache, force_full_refresh = true, stream_prefix = "mysrc__example__" })
+    assert.equal(1, wr3.confirmed_states)
+  end)
+
+  it("confirms the kit's repeated identical states one echo each, with no warning (item 17)", function()
+    if not need_npm(pending) then return end
+    for _, job in ipairs({ false, "17" }) do
+      local src = quirks({ count = 5, jobs = 2, checkpoint_every = 2 }, job or nil)
+      local dest = echoing()
+      for _ = 1, 3 do
+        local wr = dest:write(src, { cache = false, state_cache = cache, force_full_refresh = true })
+        assert.equal(7, wr.processed_records)
+        assert.same({}, wr.warnings)
+        assert.is_true(wr.confirmed_states >= 6)
+      end
+    end
+  end)
+
+  -- "namespace/name" of each STREAM state in a list of states -> true
+  local function state_keys(states)
+    local keys = {}
+    for _, st in ipairs(states) do
+      local d = st.stream.stream_descriptor
+      keys[(d.namespace or "") .. "/" .. d.name] = true
+    end
+    return keys
+  end
+
+  it("keeps the kit's namespaced states of its own and passes them back (item 18)", function()
+    if not need_npm(pending) then return end
+    local src = quirks({ count = 3, jobs = 1 }, "18")
+    src:read{ cache = cache }
+    local keys = state_keys(cache:get_state("source-quirks"))
+    assert.is_true(keys["__faros__/__noop__"])
+    assert.is_true(keys["__faros_shared_state__/__stream_freshness_state"])
+    assert.is_true(keys["/builds"])
+    src:read{ cache = cache }
+    local passed = state_keys(json.decode(H.read_file(dir .. "/state_in.json")))
+    assert.is_true(passed["__faros__/__noop__"])
+    assert.is_true(passed["__faros_shared_state__/__stream_freshness_state"])
+    assert.is_true(passed["/builds"])
+    -- straight through: the destination's confirmed states, the same way
+    os.remove(dir .. "/state_in.json")
+    local dest = echoing()
+    dest:write(src, { cache = false, state_cache = cache })
+    local stored = dest:write(src, { cache = false, state_cache = cache })
+    assert.same({}, stored.warnings)
+    passed = state_keys(json.decode(H.read_file(dir .. "/state_in.json")))
+    assert.is_true(passed["__faros__/__noop__"])
+    assert.is_true(passed["__faros_shared_state__/__stream_freshness_state"])
+  end)
 end)

@@ -31,11 +31,7 @@ local function seed_bookkeeping(cache)
     stream_descriptor = { name = "orders" }, stream_state = { cursor = 41 } } })
   cache:put_destination_state("destination-x", "source-other", "orders", { type = "STREAM", stream = {
     stream_descriptor = { name = "orders" }, stream_state = { cursor = 40 } } })
-  cache:execute_sql({
-    "CREATE TABLE IF NOT EXISTS _luabyte_destination_progress (destination_name VARCHAR NOT NULL,"
-      .. " source_name VARCHAR NOT NULL, stream_name VARCHAR NOT NULL, last_raw_id VARCHAR NOT NULL,"
-      .. " last_updated TIMESTAMP WITH TIME ZONE, PRIMARY KEY (destination_name, source_name, stream_name))",
-    "INSERT INTO _luabyte_destination_progress VALUES ('destination-x', 'source-other', 'orders', 'r1', NULL)" })
+  cache:_db():put_delivered("destination-x", "source-other", nil, "orders", "r1")   -- the ledger
 end
 
 local function assert_bookkeeping(cache)

@@ -174,6 +174,113 @@ describe("Destination:write", function()
     assert.equal(dir .. "/r.jsonl", dest:get_config().out)
   end)
 
+  it("feeds two destinations of one kind with two configs from one cache, each in full", function()
+    local src = faker(60)
+    src:select_streams({ "users" })
+    local result = src:read{ cache = cache }
+    local one = ab.get_destination("destination-local-json", { config = { destination_path = dir .. "/one" } })
+    local two = ab.get_destination("destination-local-json", { config = { destination_path = dir .. "/two" } })
+    assert.equal(60, one:write(result).processed_records)
+    local wr = two:write(result)
+    assert.equal(60, wr.processed_records)
+    assert.equal(60, count_lines(dir .. "/two/_airbyte_raw_users.jsonl"))
+    -- each one's ledger is its own: a second write sends nothing new to either
+    assert.equal(0, one:write(result).processed_records)
+    assert.equal(0, two:write(result).processed_records)
+    assert.equal(60, count_lines(dir .. "/one/_airbyte_raw_users.jsonl"))
+    -- the identity is a digest: no config value is stored in clear
+    cache:close()
+    for _, f in ipairs({ dir .. "/cache.sqlite", dir .. "/cache.sqlite-wal" }) do
+      local fh = io.open(f, "rb")
+      if fh then
+        local bytes = fh:read("a")
+        fh:close()
+        assert.is_nil(bytes:find(dir .. "/two", 1, true))
+      end
+    end
+  end)
+
+  it("keeps the ledger with the destination states: in the state cache, or nowhere", function()
+    local src = faker(20)
+    src:select_streams({ "users" })
+    local result = src:read{ cache = cache }
+    local states = H.new_cache(H.tmpdir())
+    local dest = local_json()
+    assert.equal(20, dest:write(result, { state_cache = states }).processed_records)
+    assert.equal(0, dest:write(result, { state_cache = states }).processed_records)
+    assert.equal(0, cache:run_sql_query("SELECT count(*) AS n FROM _luabyte_destination_progress")[1].n)
+    assert.equal(1, states:run_sql_query("SELECT count(*) AS n FROM _luabyte_destination_progress")[1].n)
+    -- state_cache = false: no ledger, no stored state, so everything again
+    assert.equal(20, dest:write(result, { state_cache = false }).processed_records)
+    assert.equal(20, dest:write(result, { state_cache = false }).processed_records)
+    assert.equal(0, cache:run_sql_query("SELECT count(*) AS n FROM _luabyte_destination_progress")[1].n)
+    local sdir = states.db_path:match("^(.*)/[^/]*$")
+    states:close()
+    H.rm_rf(sdir)
+  end)
+
+  it("resumes from a straight-through write's state when the next write goes through a fresh cache", function()
+    local exe = H.fixture_executable(dir, "crasher")
+    local src = ab.get_source("source-crasher", { local_executable = exe, config = { records = 10, state_every = 5 } })
+    src:select_all_streams()
+    local out = dir .. "/received.jsonl"
+    local dest = ab.get_destination("bad-destination", { local_executable = H.fixture_executable(dir, "bad_destination"),
+      config = { out = out, mode = "good" } })
+    local states = H.new_cache(H.tmpdir())
+    assert.equal(10, dest:write(src, { cache = false, state_cache = states }).processed_records)
+    local fresh = ab.SQLiteCache{ db_path = dir .. "/fresh.sqlite" }
+    local wr = dest:write(src, { cache = fresh, state_cache = states })
+    assert.equal(10, wr.processed_records)              -- ids 11..20, none again
+    local seen = {}
+    for line in io.lines(out) do
+      local id = json.decode(line).record.data.id
+      assert.is_nil(seen[id], "record " .. id .. " delivered twice")
+      seen[id] = true
+    end
+    for id = 1, 20 do assert.is_true(seen[id]) end
+    fresh:close()
+    local sdir = states.db_path:match("^(.*)/[^/]*$")
+    states:close()
+    H.rm_rf(sdir)
+  end)
+
+  it("needs selected streams on both paths, and leaves the source's selection alone", function()
+    local src = faker(10)
+    for _, opts in ipairs({ { cache = false, state_cache = false }, { cache = cache } }) do
+      local kind = H.error_kind(function() local_json():write(src, opts) end)
+      assert.equal("PyAirbyteNoStreamsSelectedError", kind)
+    end
+    local wr = local_json():write(src, { cache = false, state_cache = false, streams = { "users" } })
+    assert.equal(10, wr.processed_records)
+    wr = local_json():write(src, { cache = cache, streams = { "products" } })
+    assert.is_true(wr.processed_records > 0)
+    assert.same({}, src:get_selected_streams())
+    src:select_streams({ "users" })
+    local_json():write(src, { cache = cache, streams = { "products" } })
+    assert.same({ "users" }, src:get_selected_streams())
+  end)
+
+  it("writes a ReadResult with cache = false from the result's own cache", function()
+    local src = faker(15)
+    src:select_streams({ "users" })
+    local result = src:read{ cache = cache }
+    local wr = local_json():write(result, { cache = false })
+    assert.equal(15, wr.processed_records)
+    assert.equal(15, count_lines(dir .. "/out/_airbyte_raw_users.jsonl"))
+  end)
+
+  it("keeps a destination's states and ledger when it changes its own config (CONTROL)", function()
+    local src = faker(10)
+    src:select_streams({ "users" })
+    local dest = ab.get_destination("bad-destination", { local_executable = H.fixture_executable(dir, "bad_destination"),
+      config = { out = dir .. "/r.jsonl", mode = "control" } })
+    local wr = dest:write(src, { cache = false, state_cache = cache })
+    assert.equal("token-2", dest:get_config().rotated)
+    assert.is_table(wr:get_state_provider().users)
+    -- the updated config is the same destination: the next write resumes
+    assert.equal(0, dest:write(src, { cache = false, state_cache = cache }).processed_records)
+  end)
+
   it("keeps every record at least once across kill -9 of luabyte mid-write", function()
     local exe = H.fixture_executable(dir, "crasher")
     local dexe = H.fixture_executable(dir, "bad_destination")
