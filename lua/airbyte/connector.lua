@@ -152,7 +152,8 @@ end
 
 -- Handles the messages every command may print: TRACE ERROR (kept to put in
 -- errors), CONTROL config updates (merged, callback). Returns true when the
--- message was one of those.
+-- message was one of those. A FAILED CONNECTION_STATUS is noted too (false
+-- is returned: it is the answer `check` looks for).
 function Connector:_common_message(msg, state)
   if msg.type == "TRACE" then
     local tr = msg.trace
@@ -161,6 +162,9 @@ function Connector:_common_message(msg, state)
       io.stderr:write(errors.mask(("ERROR: %s: %s\n"):format(self.name, tostring(tr.error.message))))
       return true
     end
+  elseif msg.type == "CONNECTION_STATUS" then
+    local cs = msg.connectionStatus
+    if type(cs) == "table" and cs.status == "FAILED" then state.failed_status = cs end
   elseif msg.type == "CONTROL" then
     local c = msg.control
     if c and c.type == "CONNECTOR_CONFIG" and c.connectorConfig and type(c.connectorConfig.config) == "table" then
@@ -180,19 +184,31 @@ function Connector:_apply_config_update(update)
 end
 
 -- Waits for the exit; raises `kind` (with exit code, connector errors, the
--- last log lines and the log file) unless the command succeeded.
+-- last log lines and the log file) unless the command succeeded. A TRACE
+-- ERROR or a FAILED connection status (outside `check`, whose answer it is)
+-- is a failure whatever the exit code: connectors that report and exit 0
+-- are common, and their message is the one the user needs.
 function Connector:_finish(p, state, kind, what)
   local code, sig = p:wait()
   state.exit_code, state.signal = code, sig
-  if code == 0 then return end
+  local first = state.trace_errors[1]
+  local status = what ~= "check" and state.failed_status or nil
+  if code == 0 and not first and not status then return end
   local tail = p:tail()
   local keep = {}
   for i = math.max(1, #tail - 19), #tail do keep[#keep + 1] = tail[i] end
-  local first = state.trace_errors[1]
+  local why
+  if code ~= 0 then
+    why = p:exit_description() .. (first and (": " .. tostring(first.message)) or "")
+  elseif first then
+    why = tostring(first.message)
+  else
+    why = "connection status FAILED: " .. tostring(status.message or "no message")
+  end
   errors.raise(kind or "AirbyteConnectorFailedError",
-    ("connector '%s' failed during %s: %s%s"):format(self.name, what or "a command",
-      p:exit_description(), first and (": " .. tostring(first.message)) or ""),
+    ("connector '%s' failed during %s: %s"):format(self.name, what or "a command", why),
     { connector_name = self.name, exit_code = code or ("signal " .. tostring(sig)),
+      failure_reason = status and status.message or nil,
       trace_errors = state.trace_errors, log_text = keep, log_file = p:log_file() })
 end
 

@@ -122,6 +122,8 @@ function M.read(source, opts)
   local function on_message(msg, since)
     if msg.type == "STATE" and M.is_side_channel_state(msg) then
       run.side_channel = (run.side_channel or 0) + 1
+    elseif msg.type == "STATE" and (run.trace_errors[1] or run.failed_status) then
+      -- the read has failed (it raises at the end): nothing after the error commits
     elseif msg.type == "STATE" then
       local st = msg.state
       local expected = stats_count(st)

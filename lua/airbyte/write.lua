@@ -182,17 +182,13 @@ end
 
 local function finish_write(dest, p, reader, run, ledger)
   local ok, err = pcall(reader.wait, reader)
+  -- raises on a TRACE ERROR too, whatever the exit code
   local ok2, err2 = pcall(dest._finish, dest, p, run, "AirbyteConnectorWriteError", "write")
   p:close()
   if not ok2 then error(err2, 0) end
   if not ok then
     errors.raise("AirbyteConnectorWriteError", ("reading the output of '%s' failed: %s"):format(dest.name, tostring(err)),
       { connector_name = dest.name })
-  end
-  if #run.trace_errors > 0 then
-    errors.raise("AirbyteConnectorWriteError",
-      ("destination '%s' reported an error: %s"):format(dest.name, tostring(run.trace_errors[1].message)),
-      { connector_name = dest.name, trace_errors = run.trace_errors, log_file = p:log_file() })
   end
   local missing = ledger:unconfirmed()
   if missing > 0 then
