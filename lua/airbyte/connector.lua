@@ -6,6 +6,7 @@ local proc = require "airbyte.process"
 local json = require "airbyte.json"
 local errors = require "airbyte.errors"
 local logs = require "airbyte.logs"
+local options = require "airbyte.options"
 
 local M = {}
 
@@ -61,8 +62,9 @@ end
 
 -- --- config ------------------------------------------------------------------
 
+local SET_CONFIG_OPTIONS = options.allow{ "validate" }
 function Connector:set_config(config, opts)
-  opts = opts or {}
+  opts = options.check(opts, SET_CONFIG_OPTIONS, "set_config")
   if type(config) ~= "table" then
     errors.raise("PyAirbyteInputError", "config must be a table", { input_value = tostring(config) })
   end
@@ -251,8 +253,9 @@ function Connector:_spec(force)
 end
 
 -- print_config_spec(format, {output_file=, stderr=}): "yaml" (default) or "json"
+local PRINT_CONFIG_SPEC_OPTIONS = options.allow{ "output_file", "stderr" }
 function Connector:print_config_spec(format, opts)
-  opts = opts or {}
+  opts = options.check(opts, PRINT_CONFIG_SPEC_OPTIONS, "print_config_spec")
   format = format or "yaml"
   local spec = self.config_spec
   local text

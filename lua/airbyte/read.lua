@@ -10,6 +10,7 @@ local errors = require "airbyte.errors"
 local catalog = require "airbyte.catalog"
 local pump = require "airbyte.pump"
 local progress = require "airbyte.progress"
+local options = require "airbyte.options"
 
 local M = {}
 
@@ -63,7 +64,10 @@ local function stats_count(st)
   return ss and tonumber(ss.recordCount)
 end
 
+M.OPTIONS = options.allow{ "cache", "streams", "write_strategy", "force_full_refresh", "skip_validation",
+                           "quiet", "on_record", "hooks" }
 function M.read(source, opts)
+  opts = options.check(opts, M.OPTIONS, "Source:read")
   local caches = require "airbyte.caches"
   local cache = opts.cache or caches.get_default_cache()
   if opts.streams then source:select_streams(opts.streams) end

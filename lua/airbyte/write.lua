@@ -15,6 +15,7 @@ local errors = require "airbyte.errors"
 local catalog = require "airbyte.catalog"
 local pump = require "airbyte.pump"
 local progress = require "airbyte.progress"
+local options = require "airbyte.options"
 
 local M = {}
 
@@ -326,7 +327,10 @@ function M.subset(cat, names)
   return { streams = json.array(out) }
 end
 
+M.OPTIONS = options.allow{ "cache", "state_cache", "streams", "write_strategy", "force_full_refresh",
+                           "quiet", "on_record", "hooks" }
 function M.write(dest, source_data, opts)
+  opts = options.check(opts, M.OPTIONS, "Destination:write")
   local kind = kind_of(source_data)
   if not kind then
     errors.raise("PyAirbyteInputError", "write() takes a Source or a ReadResult",

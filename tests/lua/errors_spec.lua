@@ -84,3 +84,59 @@ describe("connector errors whatever the exit code", function()
     assert.matches("the items API rejected page 2", e2.message)
   end)
 end)
+
+-- item 12
+describe("unknown options", function()
+  local dir, cache
+  before_each(function() dir, cache = H.open_test_cache() end)
+  after_each(function() H.close_test_cache(dir, cache) end)
+
+  local function refused(fn, key, near)
+    local kind, e = H.error_kind(fn)
+    assert.equal("PyAirbyteInputError", kind)
+    assert.equal(key, e.input_value)
+    assert.matches("unknown option '" .. key:gsub("%p", "%%%0") .. "'", e.message)
+    assert.matches("did you mean '" .. near .. "'", e.message)
+    assert.equal(near, e.context.closest)
+    return e
+  end
+
+  it("are refused by every public function taking an options table, naming the closest valid key", function()
+    local faker = ab.get_source("source-faker", { config = { count = 5, seed = 1 } })
+    faker:select_all_streams()
+    local dest = ab.get_destination("destination-local-json", { config = { destination_path = dir .. "/out" } })
+    refused(function() ab.get_source("source-faker", { confg = { count = 5 } }) end, "confg", "config")
+    refused(function() ab.get_source("source-faker", { local_exectuable = "/bin/true" }) end,
+      "local_exectuable", "local_executable")
+    refused(function() ab.get_destination("destination-local-json", { Config = {} }) end, "Config", "config")
+    refused(function() ab.get_noop_destination({ instal_root = "/tmp" }) end, "instal_root", "install_root")
+    refused(function() ab.SQLiteCache{ db_pth = dir .. "/x.sqlite" } end, "db_pth", "db_path")
+    refused(function() ab.new_local_cache{ cache_nme = "x" } end, "cache_nme", "cache_name")
+    refused(function() faker:read{ cache = cache, force_full_refrsh = true } end, "force_full_refrsh", "force_full_refresh")
+    refused(function() dest:write(faker, { cache = cache, stat_cache = false }) end, "stat_cache", "state_cache")
+    refused(function() faker:get_records("users", { limt = 1 }) end, "limt", "limit")
+    refused(function() faker:get_samples{ stream = "users" } end, "stream", "streams")
+    refused(function() faker:get_configured_catalog{ streams = "*", full_refresh = true } end,
+      "full_refresh", "force_full_refresh")
+    refused(function() faker:set_config({ count = 1 }, { validat = false }) end, "validat", "validate")
+    refused(function() faker:print_config_spec("json", { output = dir .. "/s.json" }) end, "output", "output_file")
+    refused(function() cache:run_sql_query("select 1", { param = {} }) end, "param", "params")
+    refused(function() ab.get_secret("X", { defualt = "y" }) end, "defualt", "default")
+    refused(function() ab.secrets.try_get_secret("X", { source = {} }) end, "source", "sources")
+    refused(function() ab.secrets.is_secret_available("X", { allow_promt = false }) end, "allow_promt", "allow_prompt")
+    refused(function() ab.secrets.register_secret_manager({ get_secret = function() end }, { as_backp = true }) end,
+      "as_backp", "as_backup")
+    -- the refusal comes before anything runs: nothing was read or written
+    assert.is_false(cache:contains("users"))
+    -- and correct keys still work
+    assert.equal(5, #faker:read{ cache = cache, force_full_refresh = true }["users"])
+  end)
+
+  it("lists the valid options in the error", function()
+    local _, e = H.error_kind(function() ab.SQLiteCache{ path = "x" } end)
+    assert.same({ "cache_dir", "cleanup", "db_path", "name", "table_prefix" }, e.context.valid_options)
+    assert.matches("Valid options: cache_dir, cleanup, db_path, name, table_prefix", tostring(e))
+    local _, e2 = H.error_kind(function() ab.get_source("source-faker", "config") end)
+    assert.matches("options table", e2.message)
+  end)
+end)
