@@ -59,6 +59,16 @@ function M.is_side_channel_state(msg)
   return msg.redactedConfig ~= nil or msg.logs ~= nil
 end
 
+-- Adds a warning for the records a pump dropped as invalid (they are
+-- otherwise only in the connector's log file).
+function M.warn_invalid(run, invalid, name, log_file)
+  local n, why = progress.invalid_summary(invalid)
+  if n > 0 then
+    run.warnings[#run.warnings + 1] = ("'%s' printed %d invalid record(s), dropped: %s (the lines are in %s)")
+      :format(name, n, why, tostring(log_file))
+  end
+end
+
 local function stats_count(st)
   local ss = st.sourceStats
   return ss and tonumber(ss.recordCount)
@@ -188,6 +198,7 @@ function M.read(source, opts)
   end
   local finished, ferr = pcall(source._finish, source, p, run, "AirbyteConnectorFailedError", "read")
   if not finished then abort(ferr) end
+  M.warn_invalid(run, totals.invalid, source.name, p:log_file())
   p:close()
 
   -- success: swap replaced tables in with their states, commit the rest
@@ -212,6 +223,7 @@ function M.read(source, opts)
   return require("airbyte.read_result").new{
     source_name = source.name, processed_streams = names, cache = cache,
     processed_records = totals.records, totals = totals, warnings = run.warnings,
+    invalid_records = totals.invalid,
     stream_statuses = run.statuses, elapsed_ms = tracker.elapsed_ms, catalog = cat,
   }
 end

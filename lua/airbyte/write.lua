@@ -244,6 +244,7 @@ local function write_direct(dest, source, opts, state_cache, run)
       { connector_name = dest.name, log_file = dlog }), 0)
   end
   local sok, serr = pcall(source._finish, source, sp, src_run, "AirbyteConnectorReadError", "read")
+  require("airbyte.read").warn_invalid(run, totals.invalid, source.name, sp:log_file())
   sp:close()
   finish_write(dest, dp, reader, run, ledger)
   if not sok then error(serr, 0) end
@@ -346,9 +347,10 @@ function M.write(dest, source_data, opts)
   local state_cache = opts.state_cache
   if state_cache == nil then state_cache = cache or caches.get_default_cache() end
   local run = { trace_errors = {}, warnings = {} }
-  local totals
+  local totals, invalid
   if kind == "source" and cache == false then
     totals = write_direct(dest, source_data, opts, state_cache, run)
+    invalid = totals.invalid
   else
     local names, cat
     if kind == "source" then
@@ -358,6 +360,7 @@ function M.write(dest, source_data, opts)
       names = {}
       for i, n in ipairs(result.processed_streams) do names[i] = n end
       cat = result.catalog
+      invalid = result.invalid_records
     else
       names = {}
       local want = opts.streams
@@ -382,7 +385,7 @@ function M.write(dest, source_data, opts)
   return require("airbyte.write_result").new{
     destination = dest, source_name = source_name, processed_records = totals.records,
     totals = totals, state_cache = state_cache, warnings = run.warnings,
-    confirmed_states = run.confirmed_states or 0,
+    confirmed_states = run.confirmed_states or 0, invalid_records = invalid or {},
   }
 end
 

@@ -140,3 +140,65 @@ describe("unknown options", function()
     assert.matches("options table", e2.message)
   end)
 end)
+
+-- item 11
+describe("records dropped as invalid", function()
+  local dir, cache
+  before_each(function() dir, cache = H.open_test_cache() end)
+  after_each(function() H.close_test_cache(dir, cache) end)
+
+  local expected = {
+    items = { invalid_utf8 = 1, not_a_number = 2, too_deep = 1, data_not_object = 1, emitted_at_not_number = 1 },
+    ghosts = { stream_not_in_catalog = 1 },
+  }
+  local summary = "7 invalid records dropped %(ghosts: 1 stream_not_in_catalog; items: 1 data_not_object, "
+    .. "1 emitted_at_not_number, 1 invalid_utf8, 2 not_a_number, 1 too_deep%)"
+
+  local function source()
+    local src = ab.get_source("source-crasher", { local_executable = H.fixture_executable(dir, "crasher"),
+      config = { records = 12, state_every = 4, bad_lines = true } })
+    src:select_all_streams()
+    return src
+  end
+
+  local function assert_reported(res, err, log_file)
+    assert.same(expected, res.invalid_records)
+    assert.matches(summary, err)                        -- the final summary line
+    assert.matches("warning: 'source%-crasher' printed 7 invalid record%(s%), dropped: ghosts: 1", err)
+    local found = false
+    for _, w in ipairs(res.warnings) do if w:find("printed 7 invalid", 1, true) then found = true end end
+    assert.is_true(found)
+    -- the log file says why for each line
+    local log = H.read_file(log_file)
+    assert.matches("invalid RECORD dropped %(invalid_utf8: invalid JSON: invalid UTF%-8 in a string%)", log)
+    assert.matches("invalid RECORD dropped %(stream_not_in_catalog%): .*ghosts", log)
+  end
+
+  it("are counted per stream and reason on the way into the cache", function()
+    local src = source()
+    local res, err = capture_stderr(dir, function() return src:read{ cache = cache } end)
+    assert(res[1], tostring(res[2]))
+    local result = res[2]
+    assert.equal(12, result.processed_records)
+    assert.equal(12, #result["items"])
+    assert_reported(result, err, src.log_file)
+    -- a write that reads first reports them too
+    local dest = ab.get_destination("bad-destination", { local_executable = H.fixture_executable(dir, "bad_destination"),
+      config = { out = dir .. "/r.jsonl", mode = "good" } })
+    local wres = capture_stderr(dir, function() return dest:write(src, { cache = cache, force_full_refresh = true }) end)
+    assert(wres[1], tostring(wres[2]))
+    assert.same(expected, wres[2].invalid_records)
+  end)
+
+  it("are counted per stream and reason straight through (cache = false)", function()
+    local src = source()
+    local out = dir .. "/r.jsonl"
+    local dest = ab.get_destination("bad-destination", { local_executable = H.fixture_executable(dir, "bad_destination"),
+      config = { out = out, mode = "good" } })
+    local res, err = capture_stderr(dir, function() return dest:write(src, { cache = false, state_cache = cache }) end)
+    assert(res[1], tostring(res[2]))
+    assert.equal(12, res[2].processed_records)
+    assert.equal(12, count_lines(out))
+    assert_reported(res[2], err, src.log_file)
+  end)
+end)
