@@ -69,6 +69,16 @@ function M.warn_invalid(run, invalid, name, log_file)
   end
 end
 
+-- A cache write that failed for want of space (or an I/O error): the
+-- cache's own message, which names the file, as a PyAirbyteCacheError.
+local function cache_failure(e)
+  local why = type(e) == "string" and (e:match("(the disk is full: .*)") or e:match("([^:]* %(cache file .*)"))
+  if not why then return nil end
+  return errors.new("PyAirbyteCacheError", why, {
+    guidance = "Free space for the cache file (or use a cache elsewhere) and read again: what was "
+      .. "committed is kept, and the read resumes from its last committed state." })
+end
+
 local function stats_count(st)
   local ss = st.sourceStats
   return ss and tonumber(ss.recordCount)
@@ -121,8 +131,8 @@ function M.read(source, opts)
     db:commit()
   end)
   if not ok then
-    db:rollback()
-    error(err, 0)
+    pcall(db.rollback, db)   -- never hides err
+    error(cache_failure(err) or err, 0)
   end
 
   local tracker = progress.new{ job = ("Read `%s` -> %s"):format(source.name, cache.name or "cache"),
@@ -186,13 +196,13 @@ function M.read(source, opts)
     p:terminate()
     pcall(p.wait, p)
     p:close()
-    db:rollback()
+    pcall(db.rollback, db)   -- never hides e
     for _, s in pairs(streams) do pcall(s.abort, s); s:close() end
     tracker:finish(nil, "Failed")
     error(e, 0)
   end
   if not pumped then
-    abort(errors.is_error(totals) and totals or errors.new("AirbyteConnectorReadError",
+    abort(errors.is_error(totals) and totals or cache_failure(totals) or errors.new("AirbyteConnectorReadError",
       ("reading from '%s' failed: %s"):format(source.name, tostring(totals)),
       { connector_name = source.name, log_file = p:log_file(), log_text = p:tail() }))
   end
@@ -212,8 +222,8 @@ function M.read(source, opts)
   end)
   for _, s in pairs(streams) do s:close() end
   if not swapped then
-    db:rollback()
-    error(serr, 0)
+    pcall(db.rollback, db)
+    error(cache_failure(serr) or serr, 0)
   end
   tracker:finish(totals)
   for _, w in ipairs(run.warnings) do io.stderr:write("warning: ", w, "\n") end
