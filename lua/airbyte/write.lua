@@ -137,12 +137,36 @@ function Ledger:unconfirmed()
   return n
 end
 
+-- --- stream prefix (an Airbyte connection's "stream prefix") ----------------
+-- The destination sees prefix .. name in its catalog and in every message;
+-- its echoes are renamed back, so destination states and the ledger keep
+-- the source's names. Where a message carries stream names is the C
+-- protocol layer's rule (pump.prefix_streams / unprefix_streams).
+
+local function prefixed_catalog(cat, prefix)
+  if not prefix then return cat end
+  local out = {}
+  for i, cs in ipairs(cat.streams) do
+    local copy, stream = {}, {}
+    for k, v in pairs(cs) do copy[k] = v end
+    for k, v in pairs(cs.stream) do stream[k] = v end
+    stream.name = prefix .. cs.stream.name
+    copy.stream = stream
+    out[i] = copy
+  end
+  return { streams = json.array(out) }
+end
+
+local function prefixed(line, prefix)
+  return prefix and pump.prefix_streams(line, prefix) or line
+end
+
 -- Reads the destination's output in its own task until it closes stdout.
-local function start_reader(dest, p, ledger, run)
+local function start_reader(dest, p, ledger, run, prefix)
   return core.spawn(function()
     for msg in p:messages() do
       if msg.type == "STATE" then
-        ledger:echoed(msg.state)
+        ledger:echoed(prefix and json.decode(pump.unprefix_streams(msg.line, prefix)).state or msg.state)
       elseif not dest:_common_message(msg, run) and msg.type == "TRACE" then
         -- stream statuses and estimates from a destination are informational
       end
@@ -209,12 +233,14 @@ local function write_direct(dest, source, opts, state_cache, run)
   local ledger = new_ledger(dest.name, source.name, state_cache, run)
   local tracker = progress.new{ job = ("Write `%s` -> `%s`"):format(source.name, dest.name),
                                 quiet = opts.quiet, mask = errors.mask }
-  local dp, dfiles <close> = dest:_start("write", { config = dest:get_config(), catalog = cat }, { stdin = true })
-  local reader = start_reader(dest, dp, ledger, run)
+  local prefix = opts.stream_prefix
+  local dp, dfiles <close> = dest:_start("write", { config = dest:get_config(), catalog = prefixed_catalog(cat, prefix) },
+                                         { stdin = true })
+  local reader = start_reader(dest, dp, ledger, run, prefix)
   local sp, sfiles <close> = source:_start("read", { config = source:get_config(), catalog = cat, state = state_in })
   local src_run = { trace_errors = {} }
   local pumped, totals = pcall(pump.to_process, sp, dp, {
-    streams = set, on_record = opts.on_record, hooks = opts.hooks,
+    streams = set, on_record = opts.on_record, hooks = opts.hooks, stream_prefix = prefix,
     on_progress = function(t) tracker:update(t) end,
     on_message = function(msg, since)
       if msg.type == "STATE" and require("airbyte.read").is_side_channel_state(msg) then
@@ -263,8 +289,10 @@ local function write_from_cache(dest, source_name, cache, names, cat, opts, stat
   local cached_states = {}
   local texts, streams = db:get_states(source_name)
   for i, text in ipairs(texts) do cached_states[streams[i]] = text end
-  local dp, dfiles <close> = dest:_start("write", { config = dest:get_config(), catalog = cat }, { stdin = true })
-  local reader = start_reader(dest, dp, ledger, run)
+  local prefix = opts.stream_prefix
+  local dp, dfiles <close> = dest:_start("write", { config = dest:get_config(), catalog = prefixed_catalog(cat, prefix) },
+                                         { stdin = true })
+  local reader = start_reader(dest, dp, ledger, run, prefix)
   local totals = { records = 0, bytes = 0, streams = {} }
   local ok, err = pcall(function()
     for _, name in ipairs(names) do
@@ -274,7 +302,7 @@ local function write_from_cache(dest, source_name, cache, names, cat, opts, stat
         after = sent_watermark(cache, dest.name, source_name, name)
       end
       local sent = pump.from_cache(db, dp, {
-        stream = name, table = cache:table_name(name), after = after,
+        stream = (prefix or "") .. name, table = cache:table_name(name), after = after,
         on_progress = function(t)
           totals.streams[name] = { records = t.records }
           tracker:update({ records = totals.records + t.records, bytes = totals.bytes + t.bytes, streams = totals.streams })
@@ -290,14 +318,14 @@ local function write_from_cache(dest, source_name, cache, names, cat, opts, stat
       if st_text then
         local st = json.decode(st_text)
         ledger:sent(st, st_text, sent.records, confirm)
-        assert(dp:write(('{"type":"STATE","state":%s}\n'):format(st_text)))
+        assert(dp:write(prefixed(('{"type":"STATE","state":%s}'):format(st_text), prefix) .. "\n"))
       else
         run.after_success = run.after_success or {}
         run.after_success[#run.after_success + 1] = confirm
       end
       assert(dp:write(('{"type":"TRACE","trace":{"type":"STREAM_STATUS","emitted_at":%d.0,'
         .. '"stream_status":{"stream_descriptor":{"name":%s},"status":"COMPLETE"}}}\n'):format(
-        core.time_ms(), json.encode(name))))
+        core.time_ms(), json.encode((prefix or "") .. name))))
     end
   end)
   dp:close_stdin()
@@ -329,7 +357,7 @@ function M.subset(cat, names)
 end
 
 M.OPTIONS = options.allow{ "cache", "state_cache", "streams", "write_strategy", "force_full_refresh",
-                           "quiet", "on_record", "hooks" }
+                           "quiet", "on_record", "hooks", "stream_prefix" }
 function M.write(dest, source_data, opts)
   opts = options.check(opts, M.OPTIONS, "Destination:write")
   local kind = kind_of(source_data)
@@ -343,6 +371,10 @@ function M.write(dest, source_data, opts)
   if cache ~= false then
     if kind == "result" then cache = source_data.cache end
     cache = cache or caches.get_default_cache()
+  end
+  if opts.stream_prefix ~= nil and (type(opts.stream_prefix) ~= "string" or opts.stream_prefix == "") then
+    errors.raise("PyAirbyteInputError", "stream_prefix must be a non-empty string",
+      { input_value = tostring(opts.stream_prefix) })
   end
   local state_cache = opts.state_cache
   if state_cache == nil then state_cache = cache or caches.get_default_cache() end

@@ -309,3 +309,67 @@ lb_msg_type lb_msg_parse(const char *line, size_t n, lb_msg *m) {
   }
   return parse(line, n, p, m);
 }
+
+/* --- stream names in a message ------------------------------------------ */
+
+/* The value at obj.path[0].path[1]..., into *out; NULL when absent. */
+static const lb_jval *find_path(const lb_jval *obj, const char *const *path, lb_jval *out) {
+  lb_jval cur = *obj;
+  for (; *path; path++) {
+    if (cur.type != LB_JOBJECT || !lb_jobj_find(&cur, *path, strlen(*path), out)) return NULL;
+    cur = *out;
+  }
+  return out;
+}
+
+static int add_name(const lb_jval *v, lb_jval *out, int max, int n) {
+  if (v == NULL || v->type != LB_JSTRING) return n;
+  if (n < max) out[n] = *v;
+  return n + 1;
+}
+
+static void sort_by_position(lb_jval *v, int n) {
+  int i, j;
+  for (i = 1; i < n; i++)
+    for (j = i; j > 0 && v[j].p < v[j - 1].p; j--) {
+      lb_jval t = v[j];
+      v[j] = v[j - 1];
+      v[j - 1] = t;
+    }
+}
+
+int lb_msg_stream_names(const lb_msg *m, lb_jval *out, int max) {
+  static const char *const desc_name[] = { "stream_descriptor", "name", NULL };
+  static const char *const state_stream[] = { "stream", "stream_descriptor", "name", NULL };
+  static const char *const global_states[] = { "global", "stream_states", NULL };
+  static const char *const status_name[] = { "stream_status", "stream_descriptor", "name", NULL };
+  static const char *const error_name[] = { "error", "stream_descriptor", "name", NULL };
+  static const char *const estimate_name[] = { "estimate", "name", NULL };
+  lb_jval tmp;
+  const lb_jval *v;
+  int n = 0;
+  switch (m->type) {
+    case LB_MSG_RECORD:
+      n = add_name(&m->stream, out, max, n);
+      break;
+    case LB_MSG_STATE:
+      n = add_name(find_path(&m->payload, state_stream, &tmp), out, max, n);
+      if ((v = find_path(&m->payload, global_states, &tmp)) != NULL && v->type == LB_JARRAY) {
+        lb_jiter it;
+        lb_jval el, found;
+        lb_jiter_init(&it, v);
+        while (lb_jarr_next(&it, &el))
+          n = add_name(find_path(&el, desc_name, &found), out, max, n);
+      }
+      break;
+    case LB_MSG_TRACE:
+      n = add_name(find_path(&m->payload, status_name, &tmp), out, max, n);
+      n = add_name(find_path(&m->payload, error_name, &tmp), out, max, n);
+      n = add_name(find_path(&m->payload, estimate_name, &tmp), out, max, n);
+      break;
+    default:
+      break;
+  }
+  sort_by_position(out, n < max ? n : max);
+  return n;
+}

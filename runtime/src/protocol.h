@@ -55,4 +55,13 @@ const char *lb_msg_payload_key(lb_msg_type t);
 ** (why = "RECORD without ...", bad_record set). */
 lb_msg_type lb_msg_parse(const char *line, size_t n, lb_msg *m);
 
+/* The spans of every stream name a parsed message carries (the strings an
+** Airbyte connection's stream prefix renames): a RECORD's "stream"; a STREAM
+** state's stream_descriptor.name; each stream_states[i].stream_descriptor.name
+** of a GLOBAL state; a TRACE's stream_status.stream_descriptor.name,
+** error.stream_descriptor.name and estimate.name. Fills up to max spans into
+** out, in the order they appear in the line, and returns how many there are
+** (which may exceed max: call again with room for that many). */
+int lb_msg_stream_names(const lb_msg *m, lb_jval *out, int max);
+
 #endif

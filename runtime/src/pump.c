@@ -11,7 +11,10 @@
 **     on_progress = function(totals) end, progress_ms = 500,
 **   })
 **   local totals = pump.to_process(src, dst, {
-**     streams = { users = true, ... }, on_record =, hooks =, on_message =, on_progress = })
+**     streams = { users = true, ... }, on_record =, hooks =, on_message =, on_progress =,
+**     stream_prefix = "mysrc__" })          -- optional: renames streams on the way
+**   local line = pump.prefix_streams(line, prefix)     -- one message, renamed
+**   local line = pump.unprefix_streams(line, prefix)   -- and back (destination echoes)
 **   local totals = pump.count(src)             -- classify every line, store nothing
 **   local sent = pump.from_cache(db, dst, { stream =, table =, after = raw_id })
 **
@@ -24,7 +27,10 @@
 ** that stream (of all streams for GLOBAL/LEGACY) since the previous STATE,
 ** so the caller can check sourceStats and commit. to_process forwards
 ** RECORD, STATE and stream-status TRACE lines in order, and writes with
-** backpressure: a full destination pipe pauses the source.
+** backpressure: a full destination pipe pauses the source. With a
+** stream_prefix (an Airbyte connection's stream prefix) every stream name
+** the forwarded messages carry gets the prefix (lb_msg_stream_names says
+** where they are); selection, hooks and on_message see the source's names.
 ** Records dropped as invalid (not valid JSON, not a valid RECORD, or of a
 ** stream not in `streams`) are counted in totals.invalid[stream][reason]
 ** (stream "" when the line broke before its stream) and logged with why.
@@ -55,6 +61,8 @@ typedef struct pump {
   lb_proc *dst;                 /* to_process: the destination, else NULL */
   char *wbuf;                   /* to_process: lines waiting to be written */
   size_t wlen;
+  char *prefix;                 /* to_process: stream prefix, JSON-escaped, no quotes */
+  size_t prefix_len;
   int nstreams;
   int last;                     /* index of the last stream hit */
   long long records, ignored, messages, since_global, bytes;
@@ -73,6 +81,8 @@ static int pump_gc(lua_State *L) {
   pump *pm = lua_touserdata(L, 1);
   free(pm->wbuf);
   pm->wbuf = NULL;
+  free(pm->prefix);
+  pm->prefix = NULL;
   return 0;
 }
 
@@ -239,31 +249,88 @@ static int flush(pump *pm) {
   return 0;
 }
 
-static int forward(pump *pm, const char *a, size_t alen, const char *b, size_t blen,
-                   const char *c, size_t clen) {
-  size_t need = alen + blen + clen + 1;
-  int rc;
+/* An edit of a forwarded line: the `cut` bytes at `at` become text[0..len). */
+typedef struct splice {
+  const char *at;
+  size_t cut;
+  const char *text;
+  size_t len;
+} splice;
+
+#define MAX_SPLICES 64   /* stream names a message may carry, plus its data */
+
+/* Queues line[0..len) with the splices applied (sorted by position, not
+** overlapping) and a newline. */
+static int forward_spliced(pump *pm, const char *line, size_t len, const splice *sp, int n) {
+  size_t need = len + 1;
+  const char *p = line;
+  int i, rc;
+  for (i = 0; i < n; i++) need += sp[i].len - sp[i].cut;
   if (pm->wlen + need > WBUF_SIZE && (rc = flush(pm)) != 0) return rc;
-  if (need > WBUF_SIZE) {                 /* a huge line: write it as it is */
-    if ((rc = (int)lb__proc_write(pm->dst, a, alen)) < 0) return rc;
-    if (blen && (rc = (int)lb__proc_write(pm->dst, b, blen)) < 0) return rc;
-    if (clen && (rc = (int)lb__proc_write(pm->dst, c, clen)) < 0) return rc;
+  if (need > WBUF_SIZE) {                 /* a huge line: write its pieces as they are */
+    for (i = 0; i < n; i++) {
+      if (sp[i].at > p && (rc = (int)lb__proc_write(pm->dst, p, (size_t)(sp[i].at - p))) < 0) return rc;
+      if (sp[i].len && (rc = (int)lb__proc_write(pm->dst, sp[i].text, sp[i].len)) < 0) return rc;
+      p = sp[i].at + sp[i].cut;
+    }
+    if (line + len > p && (rc = (int)lb__proc_write(pm->dst, p, (size_t)(line + len - p))) < 0) return rc;
     return (int)lb__proc_write(pm->dst, "\n", 1) < 0 ? -1 : 0;
   }
-  memcpy(pm->wbuf + pm->wlen, a, alen); pm->wlen += alen;
-  if (blen) { memcpy(pm->wbuf + pm->wlen, b, blen); pm->wlen += blen; }
-  if (clen) { memcpy(pm->wbuf + pm->wlen, c, clen); pm->wlen += clen; }
+  for (i = 0; i < n; i++) {
+    memcpy(pm->wbuf + pm->wlen, p, (size_t)(sp[i].at - p));
+    pm->wlen += (size_t)(sp[i].at - p);
+    memcpy(pm->wbuf + pm->wlen, sp[i].text, sp[i].len);
+    pm->wlen += sp[i].len;
+    p = sp[i].at + sp[i].cut;
+  }
+  memcpy(pm->wbuf + pm->wlen, p, (size_t)(line + len - p));
+  pm->wlen += (size_t)(line + len - p);
   pm->wbuf[pm->wlen++] = '\n';
   return 0;
 }
 
-static int forward_line(pump *pm, const char *line, size_t len) {
-  return forward(pm, line, len, NULL, 0, NULL, 0);
+/* Forwards a message as printed, except for its data (a RECORD whose hook
+** replaced it: *data) and the stream prefix. */
+static int forward_message(pump *pm, const lb_msg *m, const char *line, size_t len,
+                           const lb_jval *data) {
+  splice sp[MAX_SPLICES + 1];
+  lb_jval names[MAX_SPLICES];
+  int n = 0, k = 0, i, j;
+  if (pm->prefix_len) {
+    k = lb_msg_stream_names(m, names, MAX_SPLICES);
+    if (k > MAX_SPLICES) k = MAX_SPLICES;   /* a GLOBAL state of more streams: the rest as printed */
+  }
+  for (i = 0; i < k; i++, n++) {            /* after the opening quote */
+    sp[n].at = names[i].p + 1; sp[n].cut = 0; sp[n].text = pm->prefix; sp[n].len = pm->prefix_len;
+  }
+  if (data) {                               /* outside every name: keep the order by position */
+    for (j = n; j > 0 && sp[j - 1].at > m->data.p; j--) sp[j] = sp[j - 1];
+    sp[j].at = m->data.p; sp[j].cut = m->data.n; sp[j].text = data->p; sp[j].len = data->n;
+    n++;
+  }
+  return forward_spliced(pm, line, len, sp, n);
+}
+
+static int forward_line(pump *pm, const lb_msg *m, const char *line, size_t len) {
+  return forward_message(pm, m, line, len, NULL);
 }
 
 static void raise_write_error(lua_State *L, pump *pm, int rc) {
   luaL_error(L, "writing to destination '%s' failed: %s", pm->dst->name,
              rc == UV_EPIPE ? "it stopped reading its input (exited?)" : uv_strerror(rc));
+}
+
+/* The prefix at idx as it goes between a JSON string's quotes; the text
+** stays on the stack (one slot) until the caller pops it. */
+static const char *escaped_prefix(lua_State *L, int idx, size_t *len) {
+  char err[128];
+  const char *s;
+  if (lua_type(L, idx) != LUA_TSTRING) luaL_error(L, "stream_prefix must be a string");
+  if (lb__json_encode_push(L, idx, err, sizeof err) != 0)
+    luaL_error(L, "stream_prefix cannot be a stream name: %s", err);
+  s = lua_tolstring(L, -1, len);
+  *len -= 2;
+  return s + 1;
 }
 
 /* --- the loop ------------------------------------------------------------ */
@@ -294,11 +361,8 @@ static void handle_record(lua_State *L, pump *pm, const lb_msg *m, const char *l
   if (ps->has_hook || !lua_isnil(L, S_ONREC)) keep = run_hook(L, ps, m, &data, &pushed);
   if (keep) {
     if (pm->dst) {
-      if (pushed)    /* the line with its data replaced, everything else as printed */
-        rc = forward(pm, line, (size_t)(m->data.p - line), data.p, data.n,
-                     m->data.p + m->data.n, (size_t)(line + len - (m->data.p + m->data.n)));
-      else
-        rc = forward_line(pm, line, len);
+      /* with its data replaced when the hook did, everything else as printed */
+      rc = forward_message(pm, m, line, len, pushed ? &data : NULL);
       if (rc != 0) raise_write_error(L, pm, rc);
     } else {
       if (m->emitted_at.type == LB_JNUMBER && !lb_jnum_to_int64(&m->emitted_at, &ms))
@@ -361,13 +425,13 @@ static int pump_loop(lua_State *L) {
           break;
         case LB_MSG_STATE:
           pm->messages++;
-          if (pm->dst && (rc = forward_line(pm, line, len)) != 0) raise_write_error(L, pm, rc);
+          if (pm->dst && (rc = forward_line(pm, &m, line, len)) != 0) raise_write_error(L, pm, rc);
           on_state(L, pm, &m, line, len);
           break;
         default:
           pm->messages++;
           if (pm->dst && m.type == LB_MSG_TRACE && is_stream_status(&m) &&
-              (rc = forward_line(pm, line, len)) != 0)
+              (rc = forward_line(pm, &m, line, len)) != 0)
             raise_write_error(L, pm, rc);
           if (!lua_isnil(L, S_ONMSG)) {
             lua_pushvalue(L, S_ONMSG);
@@ -449,6 +513,16 @@ static int start(lua_State *L, lb_proc *dst, int mode) {
   }
   lua_setmetatable(L, -2);
   if (dst && (pm->wbuf = malloc(WBUF_SIZE)) == NULL) return luaL_error(L, "out of memory");
+  lua_getfield(L, 2, "stream_prefix");
+  if (dst && !lua_isnil(L, -1)) {
+    size_t elen;
+    const char *esc = escaped_prefix(L, lua_gettop(L), &elen);
+    if (elen && (pm->prefix = malloc(elen)) == NULL) return luaL_error(L, "out of memory");
+    memcpy(pm->prefix, esc, elen);
+    pm->prefix_len = elen;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
   lua_insert(L, S_STATE);                  /* stack: proc, opts, state, streams */
   lua_newtable(L);                         /* names: keeps stream name strings */
   lua_pushnil(L);
@@ -856,7 +930,67 @@ static int l_from_cache(lua_State *L) {
   return feed_loop(L);
 }
 
+/* prefix_streams(line, prefix) -> the message with every stream name it
+** carries prefixed; unprefix_streams(line, prefix) -> the names that begin
+** with the prefix without it (the others as they are). A line that is not
+** a protocol message comes back unchanged. */
+static int rename_streams(lua_State *L, int strip) {
+  size_t len, plen, elen;
+  const char *line = luaL_checklstring(L, 1, &len);
+  const char *prefix = luaL_checklstring(L, 2, &plen);
+  const char *esc = escaped_prefix(L, 2, &elen), *p = line;
+  lb_jval names[MAX_SPLICES];
+  lb_msg m;
+  int n, i, pieces = 0;
+  lb_msg_parse(line, len, &m);
+  n = lb_msg_stream_names(&m, names, MAX_SPLICES);
+  if (n > MAX_SPLICES) n = MAX_SPLICES;
+  luaL_checkstack(L, 2 * n + 4, "renaming streams");
+  for (i = 0; i < n; i++) {
+    const lb_jval *nm = &names[i];
+    if (!strip) {
+      lua_pushlstring(L, p, (size_t)(nm->p + 1 - p));
+      lua_pushlstring(L, esc, elen);
+      pieces += 2;
+      p = nm->p + 1;
+    } else if (nm->n - 2 >= elen && memcmp(nm->p + 1, esc, elen) == 0) {
+      lua_pushlstring(L, p, (size_t)(nm->p + 1 - p));       /* spelled as we escape it */
+      pieces++;
+      p = nm->p + 1 + elen;
+    } else if (lb_jstr_has_escapes(nm)) {                     /* spelled otherwise: decode */
+      char *buf = malloc(nm->n), err[64];
+      size_t dn;
+      if (buf == NULL) return luaL_error(L, "out of memory");
+      dn = lb_jstr_decode(nm, buf, nm->n);
+      if (dn >= plen && memcmp(buf, prefix, plen) == 0) {
+        lua_pushlstring(L, p, (size_t)(nm->p - p));
+        lua_pushlstring(L, buf + plen, dn - plen);
+        free(buf);
+        if (lb__json_encode_push(L, -1, err, sizeof err) != 0) return luaL_error(L, "%s", err);
+        lua_remove(L, -2);
+        pieces += 2;
+        p = nm->p + nm->n;
+      } else {
+        free(buf);
+      }
+    }
+  }
+  lua_pushlstring(L, p, (size_t)(line + len - p));
+  lua_concat(L, pieces + 1);
+  return 1;
+}
+
+static int l_prefix_streams(lua_State *L) {
+  return rename_streams(L, 0);
+}
+
+static int l_unprefix_streams(lua_State *L) {
+  return rename_streams(L, 1);
+}
+
 static const luaL_Reg funcs[] = {
+  {"prefix_streams", l_prefix_streams},
+  {"unprefix_streams", l_unprefix_streams},
   {"to_cache", l_to_cache},
   {"from_cache", l_from_cache},
   {"to_process", l_to_process},

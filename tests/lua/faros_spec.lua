@@ -73,4 +73,44 @@ describe("Faros interop", function()
     local wr2 = dest:write(src, { cache = cache, force_full_refresh = true })
     assert.equal(25, wr2.processed_records)
   end)
+
+  -- The Faros destination maps streams named <origin>__<source>__<stream>:
+  -- an Airbyte connection gives the source's streams that prefix, and so
+  -- does write{stream_prefix=}. States go back under the source's names.
+  it("writes to the Faros destination with a stream prefix, straight through and from the cache", function()
+    if not need_npm(pending) then return end
+    local cfg = json.decode(H.read_file(FAROS .. "/dest_config.json"))
+    cfg.jsonata_expression = '{"example_Record": {"stream": stream, "data": data}}'
+    cfg.jsonata_destination_models = { "example_Record" }
+    local dest = ab.get_destination("destination-faros", { local_executable = FAROS .. "/faros-destination",
+      config = cfg })
+    local src = ab.get_source("source-quirks", { local_executable = FAROS .. "/source-quirks/source-quirks",
+      config = { count = 4, jobs = 2 } })
+    src:select_all_streams()
+    -- without the prefix the destination cannot tell the origin
+    local ok, err = pcall(dest.write, dest, src, { cache = false, state_cache = false })
+    assert.is_false(ok)
+    assert.matches("multiple possible origins", tostring(err))
+    local function written(log)
+      local text = H.read_file(log)
+      return text:match("Would write (%d+) records"), text
+    end
+    local wr = dest:write(src, { cache = false, state_cache = cache, stream_prefix = "mysrc__example__" })
+    assert.equal(6, wr.processed_records)
+    local n, log = written(dest.log_file)
+    assert.equal("6", n)
+    assert.matches("mysrc__example__builds", log)
+    assert.matches("mysrc__example__jobs", log)
+    assert.equal(1, wr.confirmed_states)
+    -- the confirmed state is stored as the source sent it (no prefix anywhere)
+    local texts = cache:_db():get_destination_states("destination-faros")
+    assert.equal(1, #texts)
+    assert.is_nil(texts[1]:find("mysrc__", 1, true))
+    -- from the cache: the same names reach the destination
+    local wr2 = dest:write(src, { cache = cache, force_full_refresh = true, stream_prefix = "mysrc__example__" })
+    assert.equal(6, wr2.processed_records)
+    n, log = written(dest.log_file)
+    assert.equal("6", n)
+    assert.matches("mysrc__example__builds", log)
+  end)
 end)

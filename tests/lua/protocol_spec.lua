@@ -166,3 +166,68 @@ describe("protocol", function()
     assert.equal(#streams, #cmsg.catalog.streams)
   end)
 end)
+
+describe("stream prefix", function()
+  local pump = require "airbyte.pump"
+
+  it("renames every stream name a message carries, and back", function()
+    local lines = {
+      '{"type":"RECORD","record":{"data":{"stream":"not me"},"stream":"builds","emitted_at":1}}',
+      '{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":{"name":"builds","namespace":"ns"},"stream_state":{"name":"x"}}}}',
+      '{"type":"STATE","state":{"type":"GLOBAL","global":{"shared_state":{},"stream_states":['
+        .. '{"stream_descriptor":{"name":"a"},"stream_state":{}},{"stream_descriptor":{"name":"b\\u00e9"},"stream_state":{}}]}}}',
+      '{"type":"TRACE","trace":{"type":"STREAM_STATUS","emitted_at":1,"stream_status":{"stream_descriptor":{"name":"jobs"},"status":"COMPLETE"}}}',
+      '{"type":"TRACE","trace":{"type":"ESTIMATE","emitted_at":1,"estimate":{"name":"jobs","type":"STREAM","row_estimate":3}}}',
+    }
+    local want = {
+      { stream = 'my"pre__builds', data_stream = "not me" },
+    }
+    local rec = json.decode(pump.prefix_streams(lines[1], 'my"pre__'))
+    assert.equal(want[1].stream, rec.record.stream)
+    assert.equal("not me", rec.record.data.stream)          -- data is never renamed
+    local st = json.decode(pump.prefix_streams(lines[2], "p_")).state
+    assert.equal("p_builds", st.stream.stream_descriptor.name)
+    assert.equal("ns", st.stream.stream_descriptor.namespace)
+    assert.equal("x", st.stream.stream_state.name)
+    local g = json.decode(pump.prefix_streams(lines[3], "p_")).state.global.stream_states
+    assert.equal("p_a", g[1].stream_descriptor.name)
+    assert.equal("p_b\u{e9}", g[2].stream_descriptor.name)
+    assert.equal("p_jobs", json.decode(pump.prefix_streams(lines[4], "p_")).trace.stream_status.stream_descriptor.name)
+    assert.equal("p_jobs", json.decode(pump.prefix_streams(lines[5], "p_")).trace.estimate.name)
+    for _, l in ipairs(lines) do
+      assert.equal(l, pump.unprefix_streams(pump.prefix_streams(l, 'my"pre__'), 'my"pre__'))
+    end
+    -- an echo that spells the prefix with other escapes still loses it
+    local echo = '{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":{"name":"\\u0070_builds"}}}}'
+    assert.equal("builds", json.decode(pump.unprefix_streams(echo, "p_")).state.stream.stream_descriptor.name)
+    -- names without the prefix, and lines that are not messages, stay as they are
+    assert.equal(lines[2], pump.unprefix_streams(lines[2], "zz"))
+    assert.equal("not json", pump.prefix_streams("not json", "p_"))
+  end)
+
+  it("prefixes the streams a destination receives, straight through and from a cache, hooks included", function()
+    local dir = H.tmpdir()
+    local ab = require "airbyte"
+    local src = ab.get_source("source-faker", { config = { count = 5, seed = 1 } })
+    src:select_streams({ "users" })
+    local dest = ab.get_destination("destination-local-json", { config = { destination_path = dir .. "/out" } })
+    local wr = dest:write(src, { cache = false, state_cache = false, stream_prefix = "pre_",
+      hooks = { users = function(u) return { id = u.id, renamed = true } end } })
+    assert.equal(5, wr.processed_records)
+    local n = 0
+    for line in io.lines(dir .. "/out/_airbyte_raw_pre_users.jsonl") do
+      local d = json.decode(line)._airbyte_data
+      assert.is_true(d.renamed)
+      n = n + 1
+    end
+    assert.equal(5, n)
+    local cache = ab.SQLiteCache{ db_path = dir .. "/c.sqlite" }
+    assert.equal(5, dest:write(src, { cache = cache, stream_prefix = "cached_" }).processed_records)
+    n = 0
+    for _ in io.lines(dir .. "/out/_airbyte_raw_cached_users.jsonl") do n = n + 1 end
+    assert.equal(5, n)
+    assert.same({ "users" }, cache.streams)                  -- the cache keeps the source's names
+    cache:close()
+    H.rm_rf(dir)
+  end)
+end)
