@@ -493,6 +493,9 @@ static int has_elements(lua_State *L, int opts, const char *field) {
   return yes;
 }
 
+static const char *const stream_open_options[] = {
+  "source", "stream", "schema", "strategy", "primary_key", "cursor_field", NULL };
+
 static int db_stream_open(lua_State *L) {
   db_ud *d = checkdb(L, 1);
   const char *source, *stream, *schema = "{}", *strategy;
@@ -504,6 +507,7 @@ static int db_stream_open(lua_State *L) {
   int npk;
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
+  lb__check_options(L, 2, "stream_open", stream_open_options);
   lua_getfield(L, 2, "source");         /* 3 */
   lua_getfield(L, 2, "stream");         /* 4 */
   lua_getfield(L, 2, "schema");         /* 5 */

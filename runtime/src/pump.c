@@ -488,6 +488,9 @@ static int pump_k(lua_State *L, int status, lua_KContext ctx) {
 
 enum { MODE_PROCESS, MODE_CACHE, MODE_COUNT };
 
+static const char *const pump_options[] = {
+  "streams", "hooks", "on_record", "on_message", "on_progress", "progress_ms", "stream_prefix", NULL };
+
 /* Sets up the stack slots; `mode` says whether streams map to cache
 ** streams (to_cache) or to anything true (to_process), or there are none
 ** (count). */
@@ -498,6 +501,7 @@ static int start(lua_State *L, lb_proc *dst, int mode) {
   lua_Number progress_ms;
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
+  lb__check_options(L, 2, mode == MODE_CACHE ? "pump.to_cache" : "pump.to_process", pump_options);
   lua_getfield(L, 2, "streams");
   if (!lua_istable(L, -1)) return luaL_error(L, "pump: 'streams' must be a table");
   lua_pushnil(L);
@@ -858,6 +862,9 @@ static int feed_k(lua_State *L, int status, lua_KContext ctx) {
 ** -> {records =, bytes =, last_raw_id =}: the rows of a cache table (those
 ** whose _airbyte_raw_id is above `after`, or all) as RECORD lines, in table
 ** order; last_raw_id is the highest id sent. */
+static const char *const from_cache_options[] = {
+  "stream", "table", "after", "on_progress", "progress_ms", NULL };
+
 static int l_from_cache(lua_State *L) {
   lb_cache *c = lb__cache_check(L, 1);
   lb_proc *dst = lb__proc_check(L, 2);
@@ -868,6 +875,7 @@ static int l_from_cache(lua_State *L) {
   char err[256];
   luaL_checktype(L, 3, LUA_TTABLE);
   lua_settop(L, 3);
+  lb__check_options(L, 3, "pump.from_cache", from_cache_options);
   lua_getfield(L, 3, "stream");
   stream = luaL_checkstring(L, -1);
   lua_getfield(L, 3, "table");

@@ -132,6 +132,29 @@ describe("unknown options", function()
     assert.equal(5, #faker:read{ cache = cache, force_full_refresh = true }["users"])
   end)
 
+  it("are refused by the lower-level modules too (process, pump, sqlite, cdk)", function()
+    local proc = require "airbyte.process"
+    local pump = require "airbyte.pump"
+    local cdk = require "airbyte.cdk"
+    refused(function() proc.spawn{ argv = { "true" }, nmae = "x" } end, "nmae", "name")
+    local p = assert(proc.spawn{ argv = H.fixture_connector("printer.lua", "hello"), stdin = true })
+    refused(function() p:messages{ log = true } end, "log", "logs")
+    refused(function() pump.to_cache(p, { streams = {}, on_recrod = print }) end, "on_recrod", "on_record")
+    refused(function() pump.to_process(p, p, { streams = {}, stream_prefx = "x_" }) end, "stream_prefx", "stream_prefix")
+    refused(function() pump.from_cache(cache:_db(), p, { stream = "s", table = "t", aftr = "x" }) end, "aftr", "after")
+    refused(function() cache:_db():stream_open{ stream = "s", strategie = "append" } end, "strategie", "strategy")
+    refused(function() cdk.source{ spec = {}, read = print, discovr = print } end, "discovr", "discover")
+    refused(function() cdk.destination{ spec = {}, write = print, chek = print } end, "chek", "check")
+    refused(function() cdk.output_file(dir .. "/o.txt", { mod = "append" }) end, "mod", "mode")
+    -- nothing of it ran: the process is still there to be read as usual
+    local lines = {}
+    for m in p:messages{ logs = true } do lines[#lines + 1] = m.line end
+    assert.same({ "hello" }, lines)
+    p:close_stdin()
+    p:wait()
+    p:close()
+  end)
+
   it("lists the valid options in the error", function()
     local _, e = H.error_kind(function() ab.SQLiteCache{ path = "x" } end)
     assert.same({ "cache_dir", "cleanup", "db_path", "name", "table_prefix" }, e.context.valid_options)
