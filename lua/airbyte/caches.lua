@@ -37,10 +37,14 @@
 --   cache:_db() -> the airbyte.SQLiteDB userdata (opened on demand): begin,
 --       commit, rollback, stream_open, put_state, get_states, ... and the C
 --       pump's lb__cache_check / lb__cache_stream_check
---   cache:table_name(stream) -> normalized table_prefix .. stream
---   cache:column_names(stream) -> array of column names (table order)
---   cache:_rows(sql, stream_name [, params]) -> typed row iterator over any
---       SELECT on that stream's table (types from the table's declared types)
+--   cache:table_name(stream [, namespace]) -> the stream's table, as the C
+--       cache decides it (cache.h "Stream names"; namespace nil = the one it
+--       was cached under); a clash raises PyAirbyteNameNormalizationError
+--   cache:column_names(stream [, namespace]) -> array of column names (table order)
+--   cache:_rows(sql, stream_name [, params [, namespace]]) -> typed row iterator
+--       over any SELECT on that stream's table (types from its declared types)
+--   M.rethrow(err, fields) -> raises a C cache error "Kind: message" as the
+--       structured error of that kind (other errors as they are)
 local sqlite = require "airbyte.sqlite"
 local json = require "airbyte.json"
 local errors = require "airbyte.errors"
@@ -163,8 +167,21 @@ function Cache:__tostring()
   return ("%s(%s)"):format(self.name, self.db_path)
 end
 
-function Cache:table_name(stream_name)
-  return sqlite.normalize(self.table_prefix .. stream_name)
+-- The C cache raises "PyAirbyteNameNormalizationError: ..." strings; Lua
+-- callers get PyAirbyte's structured errors.
+function M.rethrow(err, fields)
+  if type(err) == "string" then
+    local kind, msg = err:gsub("^[^\n:]*:%d+: ", "", 1):match("^(%w+Error): (.*)$")
+    if kind and errors.hierarchy[kind] then errors.raise(kind, msg, fields) end
+  end
+  error(err, 0)
+end
+
+function Cache:table_name(stream_name, namespace)
+  local db = self:_db()
+  local ok, t = pcall(db.table_name, db, stream_name, namespace)
+  if not ok then M.rethrow(t, { stream_name = stream_name }) end
+  return t
 end
 
 -- --- SQL ------------------------------------------------------------------------------
@@ -198,14 +215,18 @@ local function table_exists(db, name)
   return #rows > 0
 end
 
+-- The names of the streams cached under the table prefix whose table
+-- exists (a name cached in several namespaces is listed once).
 function Cache:_stream_names()
   local db = self:_db()
-  local prefix = self.table_prefix
-  local out = {}
+  local out, seen = {}, {}
   for row in db:rows("SELECT stream_name, table_name FROM _airbyte_streams"
-      .. " WHERE substr(table_name, 1, length(?1)) = ?1 ORDER BY stream_name", { prefix }) do
-    local ok, tname = pcall(sqlite.normalize, row.table_name or "")
-    if ok and row.stream_name and table_exists(db, tname) then out[#out + 1] = row.stream_name end
+      .. " WHERE table_prefix = ?1 ORDER BY stream_name", { self.table_prefix }) do
+    local n = row.stream_name
+    if n and not seen[n] and table_exists(db, row.table_name) then
+      seen[n] = true
+      out[#out + 1] = n
+    end
   end
   return out
 end
@@ -241,10 +262,10 @@ Cache.__index = function(self, key)
   return nil
 end
 
-function Cache:column_names(stream_name)
+function Cache:column_names(stream_name, namespace)
   local names = {}
-  local rows = self:_db():query(("SELECT name FROM pragma_table_info(%s)"):format(
-    "'" .. self:table_name(stream_name):gsub("'", "''") .. "'"))
+  local rows = self:_db():query("SELECT name FROM pragma_table_info(?)",
+    { self:table_name(stream_name, namespace) })
   for i, r in ipairs(rows) do names[i] = r.name end
   return names
 end
@@ -268,10 +289,10 @@ local function to_bigint(v)
   return v
 end
 
-function Cache:_converters(stream_name)
+function Cache:_converters(stream_name, namespace)
   local conv = {}
-  local rows = self:_db():query(("SELECT name, type FROM pragma_table_info('%s')"):format(
-    self:table_name(stream_name):gsub("'", "''")))
+  local rows = self:_db():query("SELECT name, type FROM pragma_table_info(?)",
+    { self:table_name(stream_name, namespace) })
   for _, r in ipairs(rows) do
     local t = (r.type or ""):upper()
     if t == "JSON" then conv[r.name] = decode_json
@@ -280,9 +301,9 @@ function Cache:_converters(stream_name)
   return conv
 end
 
-function Cache:_rows(sql, stream_name, params)
+function Cache:_rows(sql, stream_name, params, namespace)
   local db = self:_db()
-  local conv = stream_name and self:_converters(stream_name) or {}
+  local conv = stream_name and self:_converters(stream_name, namespace) or {}
   local iter, _, _, closer = db:rows(sql, params)
   if next(conv) == nil then return iter, nil, nil, closer end
   return function()
@@ -297,14 +318,14 @@ function Cache:_rows(sql, stream_name, params)
   end, nil, nil, closer
 end
 
-function Cache:get_records(stream_name)
-  local tname = self:table_name(stream_name)
+function Cache:get_records(stream_name, namespace)
+  local tname = self:table_name(stream_name, namespace)
   if not table_exists(self:_db(), tname) then
     errors.raise("AirbyteStreamNotFoundError",
       ("stream '%s' is not in the cache %s"):format(stream_name, self.db_path),
       { stream_name = stream_name, available_streams = self:_stream_names() })
   end
-  return self:_rows("SELECT * FROM " .. quote_ident(tname), stream_name)
+  return self:_rows("SELECT * FROM " .. quote_ident(tname), stream_name, nil, namespace)
 end
 
 -- --- state ------------------------------------------------------------------------------

@@ -65,11 +65,20 @@ end
 -- overwrite; PK and cursor from the overrides or the source's defaults.
 function M.configure(discovered, names, opts)
   opts = opts or {}
-  local by_name = {}
-  for _, s in ipairs(discovered.streams) do by_name[s.name] = s end
-  local out = {}
+  -- a stream is (namespace, name): a selected name brings the streams of
+  -- that name in every namespace, once
+  local by_name, selected, seen = {}, {}, {}
+  for _, s in ipairs(discovered.streams) do
+    by_name[s.name] = by_name[s.name] or {}
+    table.insert(by_name[s.name], s)
+  end
   for _, name in ipairs(names) do
-    local s = by_name[name]
+    for _, s in ipairs(not seen[name] and by_name[name] or {}) do selected[#selected + 1] = s end
+    seen[name] = true
+  end
+  local out = {}
+  for _, s in ipairs(selected) do
+    local name = s.name
     local mode = "incremental"
     if (opts.force_full_refresh and supports(s, "full_refresh")) or not supports(s, "incremental") then
       mode = "full_refresh"

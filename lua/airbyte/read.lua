@@ -117,22 +117,32 @@ function M.read(source, opts)
       .. "To perform a full refresh, set 'force_full_refresh=true'.\n"):format(table.concat(incremental, ", ")))
   end
 
-  -- open the cache streams (tables, columns, shadow tables) in one transaction
+  -- open the cache streams (tables, columns, shadow tables) in one
+  -- transaction: a name clash (cache.h "Stream names") rolls all of it back
+  -- before the source runs. A stream is (namespace, name): the pump gets
+  -- one entry per cache stream (a second namespace of a name is keyed
+  -- "<namespace>.<name>" in the totals).
   local streams, methods = {}, {}
   db:begin()
   local ok, err = pcall(function()
     for _, cs in ipairs(cat.streams) do
       local method = catalog.resolve_write_method(cs, strategy)
-      methods[cs.stream.name] = method
-      streams[cs.stream.name] = db:stream_open{
-        source = source.name, stream = cs.stream.name, schema = json.encode(cs.stream.json_schema),
+      local name, ns = cs.stream.name, cs.stream.namespace
+      if ns == json.null then ns = nil end
+      local key = name
+      if streams[key] then key = (ns or "") .. "." .. name end   -- as result.streams names it
+      while streams[key] do key = key .. "'" end
+      methods[name] = method
+      streams[key] = db:stream_open{
+        source = source.name, stream = name, namespace = ns, schema = json.encode(cs.stream.json_schema),
         strategy = method, primary_key = catalog.primary_key(cs) }
     end
     db:commit()
   end)
   if not ok then
     pcall(db.rollback, db)   -- never hides err
-    error(cache_failure(err) or err, 0)
+    for _, s in pairs(streams) do s:close() end
+    caches.rethrow(cache_failure(err) or err, { connector_name = source.name })
   end
 
   local tracker = progress.new{ job = ("Read `%s` -> %s"):format(source.name, cache.name or "cache"),
@@ -228,8 +238,10 @@ function M.read(source, opts)
   tracker:finish(totals)
   for _, w in ipairs(run.warnings) do io.stderr:write("warning: ", w, "\n") end
 
-  local names = {}
-  for i, n in ipairs(selected) do names[i] = n end
+  local names, seen = {}, {}
+  for _, n in ipairs(selected) do
+    if not seen[n] then seen[n] = true; names[#names + 1] = n end
+  end
   return require("airbyte.read_result").new{
     source_name = source.name, processed_streams = names, cache = cache,
     processed_records = totals.records, totals = totals, warnings = run.warnings,

@@ -6,16 +6,22 @@
 --   dataset:to_table()        -> array of rows
 --   dataset:with_filter("age > 30") -> a narrower dataset (SQL expressions, ANDed)
 --   result.streams, result.processed_records, result.cache, result.source_name
+--   result:get_dataset(name [, namespace]) -> CachedDataset of one (namespace, name)
+-- A stream is (namespace, name). A name read in several namespaces is
+-- ambiguous: result[name] raises PyAirbyteInputError (use get_dataset),
+-- pairs(result) yields it once per namespace (dataset.namespace says which)
+-- and result.streams lists it as "<namespace>.<name>".
 local errors = require "airbyte.errors"
+local json = require "airbyte.json"
 
 local M = {}
 
 local Dataset = {}
 Dataset.__index = Dataset
 
-function M.dataset(cache, stream_name, filters)
-  return setmetatable({ cache = cache, stream_name = stream_name,
-                        table_name = cache:table_name(stream_name), _filters = filters or {} }, Dataset)
+function M.dataset(cache, stream_name, filters, namespace)
+  return setmetatable({ cache = cache, stream_name = stream_name, namespace = namespace,
+                        table_name = cache:table_name(stream_name, namespace), _filters = filters or {} }, Dataset)
 end
 
 function Dataset:_sql(select)
@@ -35,7 +41,7 @@ end
 
 -- rows(): iterator over typed rows; closing the loop early finalizes the query.
 function Dataset:rows()
-  return self.cache:_rows(self:_sql("*"), self.stream_name)
+  return self.cache:_rows(self:_sql("*"), self.stream_name, nil, self.namespace)
 end
 
 function Dataset:to_table()
@@ -51,11 +57,11 @@ function Dataset:with_filter(...)
     if type(x) ~= "string" then errors.raise("PyAirbyteInputError", "with_filter takes SQL expressions (strings)") end
     f[#f + 1] = x
   end
-  return M.dataset(self.cache, self.stream_name, f)
+  return M.dataset(self.cache, self.stream_name, f, self.namespace)
 end
 
 function Dataset:column_names()
-  return self.cache:column_names(self.stream_name)
+  return self.cache:column_names(self.stream_name, self.namespace)
 end
 
 function Dataset:__tostring()
@@ -64,11 +70,51 @@ end
 
 function Dataset:__eq(other)
   return getmetatable(other) == Dataset and other.cache == self.cache and other.stream_name == self.stream_name
+    and other.namespace == self.namespace
 end
 
 M.CachedDataset = Dataset
 
 local Result = {}
+
+-- The namespaces the read's catalog has for `name` (nil entries for none).
+local function namespaces_of(fields, name)
+  local out = {}
+  local cat = fields.catalog
+  for _, cs in ipairs(cat and cat.streams or {}) do
+    if cs.stream.name == name then
+      local ns = cs.stream.namespace
+      if ns == json.null then ns = nil end
+      out[#out + 1] = ns or false
+    end
+  end
+  return out
+end
+
+local function dataset_of(fields, name)
+  local nss = namespaces_of(fields, name)
+  if #nss > 1 then
+    local shown = {}
+    for i, ns in ipairs(nss) do shown[i] = ns or "(none)" end
+    errors.raise("PyAirbyteInputError",
+      ("stream '%s' was read from several namespaces (%s): use result:get_dataset(name, namespace)"):format(
+        name, table.concat(shown, ", ")), { stream_name = name })
+  end
+  return M.dataset(fields.cache, name, nil, nss[1] or nil)
+end
+
+-- One entry per (namespace, name) of the read: key, name, namespace.
+local function entries(fields)
+  local out = {}
+  for _, n in ipairs(fields.processed_streams) do
+    local nss = namespaces_of(fields, n)
+    if #nss <= 1 then out[#out + 1] = { n, n, nss[1] or nil }
+    else
+      for _, ns in ipairs(nss) do out[#out + 1] = { (ns or "") .. "." .. n, n, ns or nil } end
+    end
+  end
+  return out
+end
 
 Result.__index = function(self, key)
   local m = Result[key]
@@ -77,12 +123,12 @@ Result.__index = function(self, key)
   if fields[key] ~= nil then return fields[key] end
   if key == "streams" then
     local t = {}
-    for _, n in ipairs(fields.processed_streams) do t[n] = M.dataset(fields.cache, n) end
+    for _, e in ipairs(entries(fields)) do t[e[1]] = M.dataset(fields.cache, e[2], nil, e[3]) end
     return t
   end
   if type(key) == "string" then
     for _, n in ipairs(fields.processed_streams) do
-      if n == key then return M.dataset(fields.cache, n) end
+      if n == key then return dataset_of(fields, n) end
     end
     errors.raise("AirbyteStreamNotFoundError",
       ("stream '%s' was not part of this read; available: %s"):format(key,
@@ -92,17 +138,22 @@ Result.__index = function(self, key)
   return nil
 end
 
+function Result:get_dataset(name, namespace)
+  if namespace == nil then return self[name] end
+  return M.dataset(self._fields.cache, name, nil, namespace)
+end
+
 function Result:__len()
   return #self._fields.processed_streams
 end
 
 -- pairs(result) -> stream name, dataset
 function Result:__pairs()
-  local names, i = self._fields.processed_streams, 0
+  local list, i = entries(self._fields), 0
   return function()
     i = i + 1
-    local n = names[i]
-    if n then return n, M.dataset(self._fields.cache, n) end
+    local e = list[i]
+    if e then return e[2], M.dataset(self._fields.cache, e[2], nil, e[3]) end
   end, self, nil
 end
 

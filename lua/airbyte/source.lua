@@ -34,9 +34,12 @@ props.configured_catalog = function(self)
   return self:get_configured_catalog()
 end
 
+-- One name per stream name (a name in several namespaces is listed once).
 function Source:get_available_streams()
-  local names = {}
-  for i, s in ipairs(self.discovered_catalog.streams) do names[i] = s.name end
+  local names, seen = {}, {}
+  for _, s in ipairs(self.discovered_catalog.streams) do
+    if not seen[s.name] then seen[s.name] = true; names[#names + 1] = s.name end
+  end
   return names
 end
 

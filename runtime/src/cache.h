@@ -1,18 +1,44 @@
 /*
 ** cache.h - the SQLite cache, laid out the way PyAirbyte lays out its caches.
 **
-** One table per stream, named by PyAirbyte's normalizer (lb_cache_normalize),
-** with one typed column per top-level property of the stream's JSON schema,
-** in schema order, followed by
+** One table per stream, named by PyAirbyte's normalizer (lb_cache_normalize)
+** as "Stream names" below says, with one typed column per top-level property
+** of the stream's JSON schema, in schema order, followed by
 **   _airbyte_raw_id        VARCHAR                   UUIDv7 text, time-ordered
 **   _airbyte_extracted_at  TIMESTAMP WITH TIME ZONE  emitted_at as ISO-8601 text,
 **                                                    "2022-11-29T00:35:07.441+00:00"
 **   _airbyte_meta          JSON                      '{}' unless the caller says
 ** and the bookkeeping tables (PyAirbyte's names and columns):
-**   _airbyte_streams(stream_name, source_name, table_name, catalog_metadata)
+**   _airbyte_streams(stream_name, source_name, table_name, catalog_metadata,
+**                    stream_namespace, table_prefix)
 **   _airbyte_state(source_name, stream_name, table_name, state_json, last_updated)
 **   _airbyte_destination_state(destination_name, source_name, stream_name,
 **                              state_json, last_updated)
+**
+** Stream names.  A stream is (namespace, name); its table is decided once,
+** here, and kept in _airbyte_streams (one row per table: table_name is the
+** real table, stream_namespace "" when there is none, table_prefix the
+** cache's prefix then; PyAirbyte stores table_prefix + stream_name there).
+** Everything else (the Lua layer, datasets, writes from the cache) asks
+** lb_cache_table_name instead of normalizing a name itself. The rules:
+**   1. a stream that has a row keeps its table;
+**   2. else its table is normalize(table_prefix + name), names counted in
+**      bytes (a NUL byte is a character like any other, and becomes '_');
+**   3. the reserved space - names starting "_airbyte_", "_luabyte_" or
+**      "sqlite_" - is ours (bookkeeping tables, the "_airbyte_replace_"
+**      shadow tables, the "_airbyte_pk_" indexes, SQLite's own tables); a
+**      name that lands in it gets "stream_" in front ("_airbyte_state" ->
+**      "stream__airbyte_state"), so no stream name reaches any of them;
+**   4. when that table belongs to a stream of the same name in another
+**      namespace, the stream's table is normalize(table_prefix + namespace
+**      + "_" + name) (so one name in two namespaces makes two tables; the
+**      first to be read keeps the plain name);
+**   5. any other clash (users / Users, a table taken by another stream or
+**      by an index or view) is a PyAirbyteNameNormalizationError naming
+**      both streams and the table, raised by lb_cache_stream_open before
+**      it writes anything. A table that exists without a row is adopted.
+** Streams of different sources with one name share one table (as in
+** PyAirbyte). Files made before this layout are migrated when opened.
 **
 ** Column types.  SQLite keeps a type per value; a column's declared type only
 ** chooses an "affinity" that converts some values on the way in.  We declare
@@ -122,13 +148,14 @@ struct sqlite3 *lb_cache_db(lb_cache *c);
 int  lb_cache_set_table_prefix(lb_cache *c, const char *prefix);
 const char *lb_cache_table_prefix(const lb_cache *c);
 
-/* Opens a stream for writing: creates its table when missing (typed columns
+/* Opens a stream for writing: finds its table (see "Stream names"; the
+** name is NUL-terminated, no namespace), creates it when missing (typed columns
 ** from the JSON schema), adds columns for properties that are new since the
 ** table was made (types of existing columns never change), records the stream
 ** in _airbyte_streams, and prepares the one INSERT statement used by every
 ** write. REPLACE writes into the shadow table "_airbyte_replace_<table>"
 ** (recreated empty; readers keep seeing the old table until _finish). MERGE
-** needs primary_key and keeps a unique index "<table>_airbyte_pk" on it
+** needs primary_key and keeps a unique index "_airbyte_pk_<table>" on it
 ** (existing duplicate keys are reduced to their last row first); APPEND drops
 ** that index, since appended duplicates are legal. primary_key holds top-level
 ** property names (normalized here), NULL-terminated; NULL = none. Runs its DDL
@@ -139,6 +166,33 @@ lb_cache_stream *lb_cache_stream_open(lb_cache *c, const char *source_name,
                                       lb_write_strategy strategy,
                                       const char *const *primary_key,
                                       char *err, size_t errlen);
+
+/* A stream's identity with explicit lengths (names may hold any byte).
+** ns NULL or "" = no namespace. */
+typedef struct lb_cache_stream_id {
+  const char *name;
+  size_t name_len;
+  const char *ns;
+  size_t ns_len;
+} lb_cache_stream_id;
+
+/* lb_cache_stream_open for a (namespace, name) stream. */
+lb_cache_stream *lb_cache_stream_open_id(lb_cache *c, const char *source_name,
+                                         const lb_cache_stream_id *id,
+                                         const char *json_schema, size_t schema_len,
+                                         lb_write_strategy strategy,
+                                         const char *const *primary_key,
+                                         char *err, size_t errlen);
+
+/* The table of stream (ns, name) under the current table prefix, by the
+** rules of "Stream names" (the one it has, or the one it would get; nothing
+** is written). ns NULL (not "") = whichever namespace the stream was cached
+** under, LB_EINVAL when there are several. Writes a NUL-terminated name
+** into out (cap bytes) and returns its length (call again with more room
+** when it is >= cap); negative on errors (lb_cache_errmsg says why,
+** starting with the PyAirbyte error kind for a clash). */
+long lb_cache_table_name(lb_cache *c, const char *name, size_t name_len,
+                         const char *ns, size_t ns_len, char *out, size_t cap);
 
 /* Writes one record. data is the record's "data" object, validated by jskim
 ** (its bytes must stay valid for the call only). meta_json is the
@@ -162,6 +216,9 @@ void lb_cache_stream_close(lb_cache_stream *s);
 ** be queued). */
 long long lb_cache_stream_rows_written(const lb_cache_stream *s);
 const char *lb_cache_stream_table(const lb_cache_stream *s);   /* final table name */
+/* The stream's name and namespace ("" = none), with their lengths. */
+const char *lb_cache_stream_name(const lb_cache_stream *s, size_t *len);
+const char *lb_cache_stream_namespace(const lb_cache_stream *s, size_t *len);
 lb_cache *lb_cache_stream_cache(const lb_cache_stream *s);
 
 /* State.  stream_name "" (or NULL) means a GLOBAL or LEGACY message: it is
@@ -188,7 +245,9 @@ int  lb_cache_get_destination_states(lb_cache *c, const char *destination_name,
                                      lb_cache_state_cb cb, void *ud);
 
 /* PyAirbyte's LowerCaseNormalizer: lower case, every character (code point)
-** that is not [a-z0-9] becomes '_', a leading digit gets a '_' in front.
+** that is not [a-z0-9] becomes '_' (NUL too: len counts the bytes, never
+** strlen), a leading digit gets a '_' in front. The one normalizer: the Lua
+** layer calls it too (sqlite.normalize).
 ** Writes a NUL-terminated result into out (up to cap bytes) and returns its
 ** length, which may exceed cap - 1 (call again with a larger buffer); returns
 ** -1 when the name normalizes to nothing but underscores (PyAirbyte's

@@ -38,7 +38,9 @@
 #define EXTRACTED_AT_COL "_airbyte_extracted_at"
 #define META_COL "_airbyte_meta"
 #define SHADOW_PREFIX "_airbyte_replace_"
-#define PK_INDEX_SUFFIX "_airbyte_pk"
+#define PK_INDEX_PREFIX "_airbyte_pk_"
+#define LEGACY_PK_INDEX_SUFFIX "_airbyte_pk"   /* older files: "<table>_airbyte_pk" */
+#define REMAP_PREFIX "stream_"                 /* for names in the reserved space */
 #define BUSY_TIMEOUT_MS 5000
 #define NORM_STACK 256
 
@@ -147,6 +149,8 @@ struct lb_cache_stream {
   sqlite3_stmt *ins_multi;      /* the writer thread's, `multi` rows at once */
   int multi;
   lb_write_strategy strategy;
+  char *name, *ns;              /* the stream's identity (ns "" = none) */
+  size_t name_len, ns_len;
   char *table;                  /* final table name */
   char *target;                 /* table written to: final or shadow */
   char *pool;                   /* names of columns and properties */
@@ -442,20 +446,218 @@ long lb_cache_normalize(const char *name, size_t len, char *out, size_t cap) {
   return only_us ? -1 : (long)n;
 }
 
-/* Normalizes into a fresh string, or NULL with the reason in c->errmsg. */
-static char *normalize_dup(lb_cache *c, const char *what, const char *name, size_t len) {
-  char buf[NORM_STACK];
-  long n = lb_cache_normalize(name, len, buf, sizeof buf);
-  char *p;
-  if (n < 0) {
-    seterr(c, "PyAirbyteNameNormalizationError: %s '%.*s' normalizes to nothing but underscores",
-           what, (int)(len > 200 ? 200 : len), name);
-    return NULL;
+/* --- the stream -> table mapping ------------------------------------------------ */
+
+/* Tables, indexes and anything else of ours live in these spaces; no stream
+** table is ever named in them (see cache.h). SQLite compares names without
+** regard to ASCII case; normalized names are lower case already. */
+static int is_reserved(const char *t) {
+  return strncmp(t, "_airbyte_", 9) == 0 || strncmp(t, "_luabyte_", 9) == 0 ||
+         strncmp(t, "sqlite_", 7) == 0;
+}
+
+/* A name for messages: quoted, control bytes (NUL...) as \u00XX, cut at
+** 100 bytes. */
+static void sb_name(sbuf *b, const char *s, size_t n) {
+  size_t i;
+  sb_addn(b, "'", 1);
+  for (i = 0; i < n && i < 100; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    if (ch < 0x20) {
+      char esc[8];
+      snprintf(esc, sizeof esc, "\\u%04x", ch);
+      sb_add(b, esc);
+    } else {
+      sb_addn(b, s + i, 1);
+    }
   }
-  if ((p = malloc((size_t)n + 1)) == NULL) { seterr(c, "out of memory"); return NULL; }
-  if ((size_t)n < sizeof buf) memcpy(p, buf, (size_t)n + 1);
-  else lb_cache_normalize(name, len, p, (size_t)n + 1);
-  return p;
+  sb_add(b, n > 100 ? "...'" : "'");
+}
+
+static void sb_stream(sbuf *b, const char *name, size_t nlen, const char *ns, size_t nslen) {
+  sb_add(b, "stream ");
+  sb_name(b, name, nlen);
+  if (nslen) { sb_add(b, " (namespace "); sb_name(b, ns, nslen); sb_add(b, ")"); }
+}
+
+static void bind_len(sqlite3_stmt *st, int i, const char *s, size_t n) {
+  sqlite3_bind_text64(st, i, s ? s : "", s ? n : 0, SQLITE_STATIC, SQLITE_UTF8);
+}
+
+/* The column as bytes with their length (text may hold NUL). */
+static const char *col_bytes(sqlite3_stmt *st, int i, size_t *n) {
+  const char *p = (const char *)sqlite3_column_text(st, i);
+  *n = p ? (size_t)sqlite3_column_bytes(st, i) : 0;
+  return p ? p : "";
+}
+
+/* normalize(prefix .. [a .. "_"] .. b) into *res (a fresh string); a
+** name that falls in the reserved space gets REMAP_PREFIX in front. */
+static int table_candidate(lb_cache *c, const char *a, size_t alen, const char *b, size_t blen,
+                           char **res) {
+  sbuf raw = {NULL, 0, 0, 0};
+  char buf[NORM_STACK], *out;
+  long n;
+  *res = NULL;
+  sb_addn(&raw, c->prefix, strlen(c->prefix));
+  if (a) { sb_addn(&raw, a, alen); sb_addn(&raw, "_", 1); }
+  sb_addn(&raw, b, blen);
+  if (raw.oom) { free(raw.p); seterr(c, "out of memory"); return LB_ENOMEM; }
+  n = lb_cache_normalize(raw.p, raw.n, buf, sizeof buf);
+  if (n < 0) {
+    sbuf m = {NULL, 0, 0, 0};
+    sb_stream(&m, b, blen, a, alen);
+    seterr(c, "PyAirbyteNameNormalizationError: the table name of %s normalizes to nothing "
+           "but underscores", m.p ? m.p : "a stream");
+    free(m.p);
+    free(raw.p);
+    return LB_EINVAL;
+  }
+  if ((out = malloc((size_t)n + sizeof REMAP_PREFIX)) == NULL) {
+    free(raw.p);
+    seterr(c, "out of memory");
+    return LB_ENOMEM;
+  }
+  if ((size_t)n < sizeof buf) memcpy(out, buf, (size_t)n + 1);
+  else lb_cache_normalize(raw.p, raw.n, out, (size_t)n + 1);
+  free(raw.p);
+  if (is_reserved(out)) {
+    memmove(out + sizeof REMAP_PREFIX - 1, out, (size_t)n + 1);
+    memcpy(out, REMAP_PREFIX, sizeof REMAP_PREFIX - 1);
+  }
+  *res = out;
+  return 0;
+}
+
+enum { OWN_FREE, OWN_SELF, OWN_STREAM, OWN_OBJECT };
+
+/* Who holds table name t: nobody (or a table no stream row claims, which a
+** stream may adopt, as PyAirbyte would write into it), this stream, another
+** stream (described into *other; *same_name is set when its prefix and name
+** are ours, i.e. only the namespace differs), or another kind of object (an
+** index, a view: described into *other). Negative on SQL errors. */
+static int table_owner(lb_cache *c, const char *t, const char *name, size_t nlen,
+                       const char *ns, size_t nslen, sbuf *other, int *same_name) {
+  sqlite3_stmt *st = NULL;
+  const char *sql = "SELECT stream_name, stream_namespace, table_prefix FROM _airbyte_streams"
+                    " WHERE table_name = ?1";
+  const char *sql2 = "SELECT type FROM sqlite_master WHERE name = ?1 COLLATE NOCASE";
+  int rc, who = OWN_FREE;
+  *same_name = 0;
+  if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql);
+  sqlite3_bind_text(st, 1, t, -1, SQLITE_STATIC);
+  if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    size_t on, onn, opn;
+    const char *oname = col_bytes(st, 0, &on), *ons = col_bytes(st, 1, &onn);
+    const char *opre = col_bytes(st, 2, &opn);
+    int same_prefix = opn == strlen(c->prefix) && memcmp(opre, c->prefix, opn) == 0;
+    *same_name = same_prefix && on == nlen && memcmp(oname, name, nlen) == 0;
+    if (*same_name && onn == nslen && memcmp(ons, ns, nslen) == 0) who = OWN_SELF;
+    else { who = OWN_STREAM; sb_stream(other, oname, on, ons, onn); }
+  }
+  sqlite3_finalize(st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sqlerr(c, sql);
+  if (who != OWN_FREE) return who;
+  if (sqlite3_prepare_v2(c->db, sql2, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql2);
+  sqlite3_bind_text(st, 1, t, -1, SQLITE_STATIC);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *type = (const char *)sqlite3_column_text(st, 0);
+    if (type == NULL || strcmp(type, "table") != 0) {
+      sb_add(other, "an existing ");
+      sb_add(other, type ? type : "object");
+      who = OWN_OBJECT;
+    }
+  }
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE) return sqlerr(c, sql2);
+  return who;
+}
+
+/* The table of stream (ns, name) under the cache's table prefix, as a fresh
+** string: its row in _airbyte_streams if it has one; else the first free
+** of normalize(prefix + name) and, when only the namespace differs from
+** the stream holding that, normalize(prefix + ns + "_" + name) (reserved
+** names remapped, see table_candidate). Any other clash is a
+** PyAirbyteNameNormalizationError naming both streams. Nothing is written:
+** register_stream claims the name. ns NULL (lookups only) matches the one
+** row of that name in any namespace, and is an error when there are
+** several. */
+static int resolve_table(lb_cache *c, const char *name, size_t nlen, const char *ns, size_t nslen,
+                         char **out) {
+  sqlite3_stmt *st = NULL;
+  const char *sql =
+    "SELECT table_name, stream_namespace FROM _airbyte_streams WHERE table_prefix = ?1"
+    " AND stream_name = ?2 AND (?3 IS NULL OR stream_namespace = ?3) ORDER BY stream_namespace";
+  sbuf other = {NULL, 0, 0, 0}, self = {NULL, 0, 0, 0};
+  char *t = NULL, *t2 = NULL;
+  int rc, n = 0, who, same_name;
+  *out = NULL;
+  if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql);
+  sqlite3_bind_text(st, 1, c->prefix, -1, SQLITE_STATIC);
+  bind_len(st, 2, name, nlen);
+  if (ns) bind_len(st, 3, ns, nslen);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    size_t tn;
+    const char *tp = col_bytes(st, 0, &tn);
+    if (n++ == 0) t = dupstr(tp, tn);
+    else {
+      size_t on;
+      const char *ons = col_bytes(st, 1, &on);
+      sb_add(&other, n == 2 ? "" : ", ");
+      sb_name(&other, ons, on);
+    }
+  }
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE) { free(t); return sqlerr(c, sql); }
+  if (n > 1) {
+    sb_name(&self, name, nlen);
+    seterr(c, "PyAirbyteInputError: stream %s exists in several namespaces (the first table is "
+           "'%s', others in namespace %s): give the namespace", self.p ? self.p : "",
+           t ? t : "", other.p ? other.p : "");
+    free(t); free(self.p); free(other.p);
+    return LB_EINVAL;
+  }
+  if (n == 1) {
+    if (t == NULL) { seterr(c, "out of memory"); return LB_ENOMEM; }
+    *out = t;
+    return 0;
+  }
+  if (ns == NULL) { ns = ""; nslen = 0; }
+  if ((rc = table_candidate(c, NULL, 0, name, nlen, &t)) < 0) return rc;
+  who = table_owner(c, t, name, nlen, ns, nslen, &other, &same_name);
+  if (who == OWN_STREAM && same_name && nslen > 0) {
+    /* one name, several namespaces: the later one is namespace-qualified */
+    if ((rc = table_candidate(c, ns, nslen, name, nlen, &t2)) < 0) { free(t); free(other.p); return rc; }
+    free(t);
+    t = t2;
+    sb_reset(&other);
+    who = table_owner(c, t, name, nlen, ns, nslen, &other, &same_name);
+  }
+  if (who == OWN_FREE || who == OWN_SELF) { free(other.p); *out = t; return 0; }
+  rc = who;
+  if (who >= 0) {
+    sb_stream(&self, name, nlen, ns, nslen);
+    seterr(c, "PyAirbyteNameNormalizationError: %s and %s both need the table '%s' (their names "
+           "normalize alike); rename one, read them into separate caches or use a table_prefix",
+           self.p ? self.p : "a stream", other.p ? other.p : "another stream", t);
+    rc = LB_EINVAL;
+  }
+  free(t); free(self.p); free(other.p);
+  return rc;
+}
+
+long lb_cache_table_name(lb_cache *c, const char *name, size_t name_len,
+                         const char *ns, size_t ns_len, char *out, size_t cap) {
+  char *t;
+  size_t n;
+  int rc;
+  if (name == NULL || name_len == 0) { seterr(c, "a stream name is required"); return LB_EINVAL; }
+  barrier(c);
+  if ((rc = resolve_table(c, name, name_len, ns, ns_len, &t)) < 0) return rc;
+  n = strlen(t);
+  if (cap) { memcpy(out, t, n < cap ? n + 1 : cap - 1); out[n < cap ? n : cap - 1] = '\0'; }
+  free(t);
+  return (long)n;
 }
 
 static int is_internal_col(const char *name) {
@@ -466,9 +668,12 @@ static int is_internal_col(const char *name) {
 /* --- opening, closing, transactions ------------------------------------------ */
 
 static const char *const internal_tables_sql =
+  /* PyAirbyte's columns, then ours (migrate_streams adds them to older
+  ** files): table_name is the stream's real table (see cache.h) */
   "CREATE TABLE IF NOT EXISTS _airbyte_streams ("
   " stream_name VARCHAR, source_name VARCHAR,"
-  " table_name VARCHAR NOT NULL PRIMARY KEY, catalog_metadata VARCHAR);"
+  " table_name VARCHAR NOT NULL PRIMARY KEY, catalog_metadata VARCHAR,"
+  " stream_namespace VARCHAR, table_prefix VARCHAR);"
   /* PyAirbyte keys this table by table_name alone, so two sources with a
   ** stream of the same name overwrite each other's state: we key by both. */
   "CREATE TABLE IF NOT EXISTS _airbyte_state ("
@@ -480,6 +685,74 @@ static const char *const internal_tables_sql =
   " stream_name VARCHAR NOT NULL, state_json VARCHAR,"
   " last_updated TIMESTAMP WITH TIME ZONE,"
   " PRIMARY KEY (destination_name, source_name, stream_name));";
+
+static int count_rows(lb_cache *c, const char *sql) {
+  sqlite3_stmt *st = NULL;
+  int n = -1;
+  if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql);
+  if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  return n < 0 ? sqlerr(c, sql) : n;
+}
+
+/* Files made before the mapping (table_name was table_prefix + stream_name,
+** not normalized; no namespace) get the two columns and their rows the real
+** table. Rows that would claim a reserved name, or a table another row
+** already claims (streams that were merged into one table), are dropped:
+** the stream gets a table of its own, or its clash reported, on its next
+** read. A row whose name normalizes to its table already goes first. */
+static int migrate_streams(lb_cache *c) {
+  const char *cols = "SELECT count(*) FROM pragma_table_info('_airbyte_streams')"
+                     " WHERE name IN ('stream_namespace', 'table_prefix')";
+  const char *rows = "SELECT rowid, stream_name, table_name FROM _airbyte_streams"
+                     " WHERE table_prefix IS NULL ORDER BY rowid";
+  const char *upd = "UPDATE OR IGNORE _airbyte_streams SET table_name = ?2,"
+                    " table_prefix = ?3, stream_namespace = '' WHERE rowid = ?1";
+  sqlite3_stmt *st = NULL, *up = NULL;
+  int rc, have, pass;
+  /* the usual case, checked without taking the write lock: nothing to do */
+  if ((have = count_rows(c, cols)) < 0) return have;
+  if (have == 2 && (rc = count_rows(c, "SELECT count(*) FROM _airbyte_streams"
+                                       " WHERE table_prefix IS NULL")) <= 0)
+    return rc;
+  if ((rc = exec_sql(c, "BEGIN IMMEDIATE")) < 0) return rc;
+  if ((have = count_rows(c, cols)) < 0) { rc = have; goto done; }
+  if (have < 2 &&
+      ((rc = exec_sql(c, "ALTER TABLE _airbyte_streams ADD COLUMN stream_namespace VARCHAR")) < 0 ||
+       (rc = exec_sql(c, "ALTER TABLE _airbyte_streams ADD COLUMN table_prefix VARCHAR")) < 0))
+    goto done;
+  if (sqlite3_prepare_v2(c->db, upd, -1, &up, NULL) != SQLITE_OK) { rc = sqlerr(c, upd); goto done; }
+  for (pass = 0; pass < 2; pass++) {
+    if (sqlite3_prepare_v2(c->db, rows, -1, &st, NULL) != SQLITE_OK) { rc = sqlerr(c, rows); goto done; }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      size_t nn, tn;
+      const char *name = col_bytes(st, 1, &nn), *old = col_bytes(st, 2, &tn);
+      char buf[NORM_STACK];
+      long n = lb_cache_normalize(old, tn, buf, sizeof buf);
+      if (n < 0 || (size_t)n >= sizeof buf || is_reserved(buf)) continue;
+      if (((size_t)n == tn && memcmp(buf, old, tn) == 0) != (pass == 0)) continue;
+      sqlite3_bind_int64(up, 1, sqlite3_column_int64(st, 0));
+      sqlite3_bind_text(up, 2, buf, (int)n, SQLITE_TRANSIENT);
+      /* the prefix is what is left of table_name in front of the name */
+      if (tn >= nn && memcmp(old + tn - nn, name, nn) == 0) bind_len(up, 3, old, tn - nn);
+      else sqlite3_bind_text(up, 3, "", 0, SQLITE_STATIC);
+      rc = sqlite3_step(up);
+      sqlite3_reset(up);
+      if (rc != SQLITE_DONE) { rc = sqlerr(c, upd); goto done; }
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc != SQLITE_DONE) { rc = sqlerr(c, rows); goto done; }
+  }
+  rc = exec_sql(c, "DELETE FROM _airbyte_streams WHERE table_prefix IS NULL");
+done:
+  sqlite3_finalize(st);
+  sqlite3_finalize(up);
+  if (rc < 0) { char msg[sizeof c->errmsg]; memcpy(msg, c->errmsg, sizeof msg);
+                sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+                memcpy(c->errmsg, msg, sizeof msg); return rc; }
+  return exec_sql(c, "COMMIT");
+}
 
 int lb_cache_sqlite_open(const char *path, lb_cache **out, char *err, size_t errlen) {
   lb_cache *c;
@@ -508,7 +781,7 @@ int lb_cache_sqlite_open(const char *path, lb_cache **out, char *err, size_t err
   ** WAL pragma answers "memory" for :memory: databases, which is fine. */
   if (exec_sql(c, "PRAGMA journal_mode=WAL") < 0 ||
       exec_sql(c, "PRAGMA synchronous=NORMAL") < 0 ||
-      exec_sql(c, internal_tables_sql) < 0) {
+      exec_sql(c, internal_tables_sql) < 0 || migrate_streams(c) < 0) {
     char msg[sizeof c->errmsg];
     memcpy(msg, c->errmsg, sizeof msg);
     snprintf(c->errmsg, sizeof c->errmsg, "cannot open %.200s: %.280s", path, msg);
@@ -859,15 +1132,37 @@ static int add_columns(lb_cache_stream *s, sbuf *b, const char *table,
 ** index of that name on other columns (the PK changed) is replaced; rows
 ** appended earlier may repeat a key, so all but the last row per key go
 ** first (rows with a NULL key part are left alone: they never conflict). */
+/* Older files named the index "<table>_airbyte_pk", a name a stream's table
+** could take: it goes (the new one is made in the reserved space). */
+static int drop_legacy_pk_index(lb_cache_stream *s, sbuf *b) {
+  const char *sql = "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
+                    " AND name = ?1 || '" LEGACY_PK_INDEX_SUFFIX "' AND tbl_name = ?1";
+  sqlite3_stmt *st = NULL;
+  int n = 0;
+  if (sqlite3_prepare_v2(s->c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(s->c, sql);
+  sqlite3_bind_text(st, 1, s->table, -1, SQLITE_STATIC);
+  if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  if (n == 0) return 0;
+  sb_reset(b);
+  sb_add(b, "DROP INDEX ");
+  sb_add(b, "\"");
+  sb_add(b, s->table);
+  sb_add(b, LEGACY_PK_INDEX_SUFFIX "\"");
+  if (b->oom) { seterr(s->c, "out of memory"); return LB_ENOMEM; }
+  return exec_sql(s->c, b->p);
+}
+
 static int ensure_pk_index(lb_cache_stream *s, sbuf *b, const int *pk, int npk) {
   lb_cache *c = s->c;
   sqlite3_stmt *st = NULL;
   const char *sql = "SELECT name FROM pragma_index_info(?1) ORDER BY seqno";
   char *idx;
   int rc, n = 0, same = 1, i;
+  if ((rc = drop_legacy_pk_index(s, b)) < 0) return rc;
   sb_reset(b);
+  sb_add(b, PK_INDEX_PREFIX);
   sb_add(b, s->table);
-  sb_add(b, PK_INDEX_SUFFIX);
   if (b->oom || (idx = dupstr(b->p, b->n)) == NULL) { seterr(c, "out of memory"); return LB_ENOMEM; }
   if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) { free(idx); return sqlerr(c, sql); }
   sqlite3_bind_text(st, 1, idx, -1, SQLITE_STATIC);
@@ -912,33 +1207,38 @@ static int ensure_pk_index(lb_cache_stream *s, sbuf *b, const int *pk, int npk) 
 }
 
 static int drop_pk_index(lb_cache_stream *s, sbuf *b) {
+  int rc;
+  if ((rc = drop_legacy_pk_index(s, b)) < 0) return rc;
   sb_reset(b);
   sb_add(b, "DROP INDEX IF EXISTS ");
   sb_addn(b, "\"", 1);
+  sb_add(b, PK_INDEX_PREFIX);
   sb_add(b, s->table);
-  sb_add(b, PK_INDEX_SUFFIX "\"");
+  sb_addn(b, "\"", 1);
   if (b->oom) { seterr(s->c, "out of memory"); return LB_ENOMEM; }
   return exec_sql(s->c, b->p);
 }
 
+/* Claims s->table for the stream in _airbyte_streams (resolve_table made
+** sure it is free or already the stream's). */
 static int register_stream(lb_cache_stream *s, const char *source_name,
-                           const char *stream_name, const char *schema, size_t len) {
+                           const char *schema, size_t len) {
   lb_cache *c = s->c;
   sqlite3_stmt *st = NULL;
-  /* PyAirbyte's table_name here is table_prefix + stream_name, not
-  ** normalized; it is also the key. */
   const char *sql =
-    "INSERT INTO _airbyte_streams (stream_name, source_name, table_name, catalog_metadata)"
-    " VALUES (?1, ?2, ?3 || ?1, ?4) ON CONFLICT (table_name) DO UPDATE SET"
-    " stream_name = excluded.stream_name, source_name = excluded.source_name,"
+    "INSERT INTO _airbyte_streams (stream_name, source_name, table_name, catalog_metadata,"
+    " stream_namespace, table_prefix) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+    " ON CONFLICT (table_name) DO UPDATE SET source_name = excluded.source_name,"
     " catalog_metadata = excluded.catalog_metadata";
   int rc;
   if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql);
-  sqlite3_bind_text(st, 1, stream_name, -1, SQLITE_STATIC);
+  bind_len(st, 1, s->name, s->name_len);
   sqlite3_bind_text(st, 2, source_name ? source_name : "", -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 3, c->prefix, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 3, s->table, -1, SQLITE_STATIC);
   if (schema && len) sqlite3_bind_text(st, 4, schema, (int)len, SQLITE_STATIC);
   else sqlite3_bind_text(st, 4, "{}", 2, SQLITE_STATIC);
+  bind_len(st, 5, s->ns, s->ns_len);
+  sqlite3_bind_text(st, 6, c->prefix, -1, SQLITE_STATIC);
   rc = sqlite3_step(st);
   sqlite3_finalize(st);
   return rc == SQLITE_DONE ? 0 : sqlerr(c, sql);
@@ -999,6 +1299,8 @@ static int prepare_insert(lb_cache_stream *s, sbuf *b, const int *pk, int npk, i
 static void stream_free(lb_cache_stream *s) {
   sqlite3_finalize(s->ins);
   sqlite3_finalize(s->ins_multi);
+  free(s->name);
+  free(s->ns);
   free(s->table);
   free(s->target);
   free(s->pool);
@@ -1017,11 +1319,27 @@ lb_cache_stream *lb_cache_stream_open(lb_cache *c, const char *source_name,
                                       lb_write_strategy strategy,
                                       const char *const *primary_key,
                                       char *err, size_t errlen) {
+  lb_cache_stream_id id;
+  id.name = stream_name;
+  id.name_len = stream_name ? strlen(stream_name) : 0;
+  id.ns = NULL;
+  id.ns_len = 0;
+  return lb_cache_stream_open_id(c, source_name, &id, json_schema, schema_len, strategy,
+                                 primary_key, err, errlen);
+}
+
+lb_cache_stream *lb_cache_stream_open_id(lb_cache *c, const char *source_name,
+                                         const lb_cache_stream_id *id,
+                                         const char *json_schema, size_t schema_len,
+                                         lb_write_strategy strategy,
+                                         const char *const *primary_key,
+                                         char *err, size_t errlen) {
   lb_cache_stream *s = NULL;
   sbuf b = {NULL, 0, 0, 0};
-  char *found = NULL, *full = NULL;
+  char *found = NULL;
+  const char *stream_name = id ? id->name : NULL;
   int pk[64], npk = 0, exists, have_internal, rc;
-  if (stream_name == NULL || stream_name[0] == '\0') {
+  if (stream_name == NULL || id->name_len == 0) {
     seterr(c, "a stream name is required");
     goto fail;
   }
@@ -1034,10 +1352,14 @@ lb_cache_stream *lb_cache_stream_open(lb_cache *c, const char *source_name,
   s->c = c;
   s->strategy = strategy;
   s->ts_sec = 0;
-  sb_add(&b, c->prefix);
-  sb_add(&b, stream_name);
-  if (b.oom || (full = dupstr(b.p, b.n)) == NULL) { seterr(c, "out of memory"); goto fail; }
-  if ((s->table = normalize_dup(c, "stream name", full, strlen(full))) == NULL) goto fail;
+  s->name_len = id->name_len;
+  s->ns_len = id->ns ? id->ns_len : 0;
+  if ((s->name = dupstr(stream_name, s->name_len)) == NULL ||
+      (s->ns = dupstr(id->ns ? id->ns : "", s->ns_len)) == NULL) {
+    seterr(c, "out of memory");
+    goto fail;
+  }
+  if (resolve_table(c, s->name, s->name_len, s->ns, s->ns_len, &s->table) < 0) goto fail;
   if (load_schema(s, json_schema, schema_len) < 0) goto fail;
   if (primary_key) {
     for (; primary_key[npk]; npk++) {
@@ -1083,7 +1405,7 @@ lb_cache_stream *lb_cache_stream_open(lb_cache *c, const char *source_name,
     else rc = drop_pk_index(s, &b);
     if (rc < 0) goto fail;
   }
-  if (register_stream(s, source_name, stream_name, json_schema, schema_len) < 0) goto fail;
+  if (register_stream(s, source_name, json_schema, schema_len) < 0) goto fail;
   if (prepare_insert(s, &b, pk, npk, 1, &s->ins) < 0) goto fail;
   {
     /* as many rows as SQLite's parameter limit allows, up to MULTI_ROWS */
@@ -1097,13 +1419,11 @@ lb_cache_stream *lb_cache_stream_open(lb_cache *c, const char *source_name,
   c->streams = s;
   free(b.p);
   free(found);
-  free(full);
   return s;
 fail:
   copyerr(err, errlen, c->errmsg);
   free(b.p);
   free(found);
-  free(full);
   if (s) stream_free(s);
   return NULL;
 }
@@ -1831,6 +2151,14 @@ void lb_cache_stream_close(lb_cache_stream *s) {
 
 long long lb_cache_stream_rows_written(const lb_cache_stream *s) { return s->rows; }
 const char *lb_cache_stream_table(const lb_cache_stream *s) { return s->table; }
+const char *lb_cache_stream_name(const lb_cache_stream *s, size_t *len) {
+  if (len) *len = s->name_len;
+  return s->name;
+}
+const char *lb_cache_stream_namespace(const lb_cache_stream *s, size_t *len) {
+  if (len) *len = s->ns_len;
+  return s->ns;
+}
 lb_cache *lb_cache_stream_cache(const lb_cache_stream *s) { return s->c; }
 
 /* --- state ------------------------------------------------------------------- */

@@ -8,7 +8,7 @@
 **   local rows, cols = db:query(sql [, params [, max_records]])
 **   for row in db:rows(sql [, params]) do ... end
 **   db:begin(); db:commit(); db:rollback(); db:in_transaction()
-**   local s = db:stream_open{ source = "source-faker", stream = "users",
+**   local s = db:stream_open{ source = "source-faker", stream = "users", namespace = nil,
 **                             schema = json_text_or_table,
 **                             strategy = "append"|"merge"|"replace"|"auto",
 **                             primary_key = {"id"}, cursor_field = {...} }
@@ -18,6 +18,8 @@
 **   db:get_states(source) -> { json, ... }, { stream_name, ... }
 **   db:put_destination_state(destination, source, stream_or_"", state_json)
 **   db:get_destination_states(destination [, source]) -> { json, ... }, { stream, ... }
+**   db:table_name(stream [, namespace]) -> the stream's table (cache.h "Stream
+**       names"; namespace nil = the one it was cached under); raises on a clash
 **   db:set_table_prefix(prefix); db:table_prefix(); db:path(); db:close()
 **   db:set_async(bool)   -- writer/checkpointer threads (default on, cache.h)
 **   sqlite.normalize(name) -> PyAirbyte's normalized name (raises if none)
@@ -493,14 +495,23 @@ static int has_elements(lua_State *L, int opts, const char *field) {
   return yes;
 }
 
+/* A namespace argument: nil or json.null = none. */
+static const char *opt_namespace(lua_State *L, int idx, size_t *len) {
+  *len = 0;
+  if (lua_isnoneornil(L, idx) || (lua_islightuserdata(L, idx) && lua_touserdata(L, idx) == NULL))
+    return NULL;
+  return luaL_checklstring(L, idx, len);
+}
+
 static const char *const stream_open_options[] = {
-  "source", "stream", "schema", "strategy", "primary_key", "cursor_field", NULL };
+  "source", "stream", "namespace", "schema", "strategy", "primary_key", "cursor_field", NULL };
 
 static int db_stream_open(lua_State *L) {
   db_ud *d = checkdb(L, 1);
-  const char *source, *stream, *schema = "{}", *strategy;
+  const char *source, *schema = "{}", *strategy;
   const char *pk[MAX_PK + 1];
   size_t schema_len = 2;
+  lb_cache_stream_id id;
   lb_write_strategy ws;
   stream_ud *u;
   char err[512];
@@ -512,9 +523,11 @@ static int db_stream_open(lua_State *L) {
   lua_getfield(L, 2, "stream");         /* 4 */
   lua_getfield(L, 2, "schema");         /* 5 */
   lua_getfield(L, 2, "strategy");       /* 6 */
+  lua_getfield(L, 2, "namespace");      /* 7 */
   source = luaL_optstring(L, 3, "");
-  stream = lua_tostring(L, 4);
-  if (stream == NULL) return luaL_error(L, "stream_open: 'stream' (a name) is required");
+  if (lua_type(L, 4) != LUA_TSTRING) return luaL_error(L, "stream_open: 'stream' (a name) is required");
+  id.name = lua_tolstring(L, 4, &id.name_len);
+  id.ns = opt_namespace(L, 7, &id.ns_len);
   if (!lua_isnil(L, 5)) schema = json_arg(L, 5, &schema_len);
   strategy = luaL_optstring(L, 6, "append");
   npk = read_pk(L, 2, pk);
@@ -531,8 +544,8 @@ static int db_stream_open(lua_State *L) {
   luaL_setmetatable(L, STREAM_MT);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);
-  u->s = lb_cache_stream_open(d->c, source, stream, schema, schema_len, ws, npk ? pk : NULL,
-                              err, sizeof err);
+  u->s = lb_cache_stream_open_id(d->c, source, &id, schema, schema_len, ws, npk ? pk : NULL,
+                                 err, sizeof err);
   if (u->s == NULL) return luaL_error(L, "%s", err);
   return 1;
 }
@@ -596,6 +609,34 @@ static int stream_rows_written(lua_State *L) {
 static int stream_table_name(lua_State *L) {
   stream_ud *u = checkstream(L, 1);
   lua_pushstring(L, lb_cache_stream_table(u->s));
+  return 1;
+}
+
+static int stream_namespace(lua_State *L) {
+  stream_ud *u = checkstream(L, 1);
+  size_t n;
+  const char *ns = lb_cache_stream_namespace(u->s, &n);
+  if (n == 0) lua_pushnil(L);
+  else lua_pushlstring(L, ns, n);
+  return 1;
+}
+
+static int db_table_name(lua_State *L) {
+  db_ud *d = checkdb(L, 1);
+  size_t n, nslen;
+  const char *name = luaL_checklstring(L, 2, &n);
+  const char *ns = opt_namespace(L, 3, &nslen);
+  char buf[256];
+  long m = lb_cache_table_name(d->c, name, n, ns, nslen, buf, sizeof buf);
+  if (m < 0) return luaL_error(L, "%s", lb_cache_errmsg(d->c));
+  if ((size_t)m < sizeof buf) {
+    lua_pushlstring(L, buf, (size_t)m);
+  } else {
+    luaL_Buffer b;
+    char *p = luaL_buffinitsize(L, &b, (size_t)m + 1);
+    lb_cache_table_name(d->c, name, n, ns, nslen, p, (size_t)m + 1);
+    luaL_pushresultsize(&b, (size_t)m);
+  }
   return 1;
 }
 
@@ -779,6 +820,7 @@ static const luaL_Reg db_methods[] = {
   {"get_destination_states", db_get_destination_states},
   {"set_table_prefix", db_set_table_prefix},
   {"table_prefix", db_table_prefix},
+  {"table_name", db_table_name},
   {"path", db_path},
   {"close", db_close},
   {NULL, NULL}
@@ -799,6 +841,7 @@ static const luaL_Reg stream_methods[] = {
   {"close", stream_close},
   {"rows_written", stream_rows_written},
   {"table_name", stream_table_name},
+  {"namespace", stream_namespace},
   {NULL, NULL}
 };
 

@@ -52,6 +52,10 @@ typedef struct pump_stream {
   lb_cache_stream *cs;          /* to_cache only */
   const char *name;             /* owned by the names table (stack slot) */
   size_t len;
+  const char *ns;               /* to_cache: the cache stream's namespace ("" = none) */
+  size_t nslen;
+  const char *key;              /* the key in `streams` (names totals) */
+  size_t keylen;
   int has_hook;
   long long total, since_state, dropped, replaced, bytes;
 } pump_stream;
@@ -86,17 +90,29 @@ static int pump_gc(lua_State *L) {
   return 0;
 }
 
-static pump_stream *find_stream(pump *pm, const lb_jval *name) {
-  int i;
+/* A stream is (namespace, name): a record goes to the stream of its name
+** and namespace; failing that, to one of its name where either side has no
+** namespace (sources that leave it out of their records). */
+static int ns_exact(const pump_stream *ps, const lb_jval *ns) {
+  if (ns->type != LB_JSTRING) return ps->nslen == 0;
+  return lb_jstr_eq(ns, ps->ns, ps->nslen);
+}
+
+static pump_stream *find_stream(pump *pm, const lb_msg *m) {
+  int i, loose = -1;
+  pump_stream *ps;
   if (pm->nstreams == 0) return NULL;
-  if (lb_jstr_eq(name, pm->s[pm->last].name, pm->s[pm->last].len)) return &pm->s[pm->last];
+  ps = &pm->s[pm->last];
+  if (lb_jstr_eq(&m->stream, ps->name, ps->len) && ns_exact(ps, &m->ns)) return ps;
   for (i = 0; i < pm->nstreams; i++) {
-    if (lb_jstr_eq(name, pm->s[i].name, pm->s[i].len)) {
-      pm->last = i;
-      return &pm->s[i];
-    }
+    ps = &pm->s[i];
+    if (!lb_jstr_eq(&m->stream, ps->name, ps->len)) continue;
+    if (ns_exact(ps, &m->ns)) { pm->last = i; return ps; }
+    if (loose < 0 && (ps->nslen == 0 || m->ns.type != LB_JSTRING)) loose = i;
   }
-  return NULL;
+  if (loose < 0) return NULL;
+  pm->last = loose;
+  return &pm->s[loose];
 }
 
 static void push_totals(lua_State *L, pump *pm) {
@@ -113,7 +129,9 @@ static void push_totals(lua_State *L, pump *pm) {
     lua_pushinteger(L, pm->s[i].dropped); lua_setfield(L, -2, "dropped");
     lua_pushinteger(L, pm->s[i].replaced); lua_setfield(L, -2, "replaced");
     lua_pushinteger(L, pm->s[i].bytes); lua_setfield(L, -2, "bytes");
-    lua_setfield(L, -2, pm->s[i].name);
+    lua_pushlstring(L, pm->s[i].key, pm->s[i].keylen);
+    lua_insert(L, -2);
+    lua_rawset(L, -3);
   }
   lua_setfield(L, -2, "streams");
   lua_createtable(L, 0, LB_MSG__COUNT);
@@ -163,8 +181,12 @@ static void call_lua(lua_State *L, int nargs, int nres, const char *what) {
 /* Runs the hook on a record; returns 1 to write *data (maybe replaced), 0
 ** to drop. A replacement's JSON text is left on the stack (*pushed = 1). */
 static int run_hook(lua_State *L, pump_stream *ps, const lb_msg *m, lb_jval *data, int *pushed) {
-  if (ps->has_hook) lua_getfield(L, S_HOOKS, ps->name);
-  else lua_pushvalue(L, S_ONREC);
+  if (ps->has_hook) {
+    lua_pushlstring(L, ps->name, ps->len);
+    lua_gettable(L, S_HOOKS);
+  } else {
+    lua_pushvalue(L, S_ONREC);
+  }
   lb__json_push(L, &m->data);
   lua_pushlstring(L, ps->name, ps->len);
   call_lua(L, 2, 1, "on_record hook failed");
@@ -346,7 +368,7 @@ static void cleanup_write(void *data) {
 }
 
 static void handle_record(lua_State *L, pump *pm, const lb_msg *m, const char *line, size_t len) {
-  pump_stream *ps = find_stream(pm, &m->stream);
+  pump_stream *ps = find_stream(pm, m);
   lb_jval data = m->data;
   long long ms = 0;
   int pushed = 0, keep = 1, rc;
@@ -534,11 +556,20 @@ static int start(lua_State *L, lb_proc *dst, int mode) {
     pump_stream *ps = &pm->s[i];
     if (lua_type(L, -2) != LUA_TSTRING) return luaL_error(L, "pump: stream names must be strings");
     memset(ps, 0, sizeof *ps);
-    if (mode == MODE_CACHE) ps->cs = lb__cache_stream_check(L, -1);
-    lua_pop(L, 1);
+    ps->ns = "";
+    if (mode == MODE_CACHE) {
+      /* the cache stream says which (namespace, name) it is; keep it alive */
+      ps->cs = lb__cache_stream_check(L, -1);
+      ps->name = lb_cache_stream_name(ps->cs, &ps->len);
+      ps->ns = lb_cache_stream_namespace(ps->cs, &ps->nslen);
+      lua_rawseti(L, 5, n + i + 1);
+    } else {
+      lua_pop(L, 1);
+    }
     lua_pushvalue(L, -1);
     lua_rawseti(L, 5, i + 1);
-    ps->name = lua_tolstring(L, -1, &ps->len);
+    ps->key = lua_tolstring(L, -1, &ps->keylen);
+    if (mode != MODE_CACHE) { ps->name = ps->key; ps->len = ps->keylen; }
     i++;
   }
   pm->nstreams = n;
@@ -547,7 +578,8 @@ static int start(lua_State *L, lb_proc *dst, int mode) {
   if (lua_isnil(L, -1)) { lua_pop(L, 1); lua_newtable(L); }
   luaL_checktype(L, -1, LUA_TTABLE);
   for (i = 0; i < n; i++) {
-    lua_getfield(L, -1, pm->s[i].name);
+    lua_pushlstring(L, pm->s[i].name, pm->s[i].len);
+    lua_gettable(L, -2);
     pm->s[i].has_hook = lua_isfunction(L, -1);
     lua_pop(L, 1);
   }

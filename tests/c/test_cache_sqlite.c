@@ -120,6 +120,222 @@ static void t_normalize(void) {
   /* too small a buffer: the full length is returned, the output cut */
   CHECK_EQ_INT(lb_cache_normalize("abcdef", 6, out, 4), 6);
   CHECK_EQ_STR(out, "abc");
+  /* the length is the name's: a NUL byte is a character like any other */
+  CHECK_EQ_INT(lb_cache_normalize("a\0b", 3, out, sizeof out), 3);
+  CHECK_EQ_STR(out, "a_b");
+  CHECK_EQ_INT(lb_cache_normalize("A\0", 2, out, sizeof out), 2);
+  CHECK_EQ_STR(out, "a_");
+  CHECK_EQ_INT(lb_cache_normalize("\0", 1, out, sizeof out), -1);
+  /* four-byte code points and stray bytes are one '_' each */
+  CHECK_EQ_INT(lb_cache_normalize("x\xf0\x9f\x98\x80y", 6, out, sizeof out), 3);
+  CHECK_EQ_STR(out, "x_y");
+  CHECK_EQ_INT(lb_cache_normalize("a\xff\xfe" "b", 4, out, sizeof out), 4);
+  CHECK_EQ_STR(out, "a__b");
+  CHECK_EQ_INT(lb_cache_normalize("\xe6\x97\xa5\xe6\x9c\xac", 6, out, sizeof out), -1);
+}
+
+/* --- stream names -> tables (cache.h "Stream names") ------------------------- */
+
+static lb_cache_stream *open_named(lb_cache *c, const char *name, size_t nlen, const char *ns,
+                                   lb_write_strategy st, char *err, size_t errlen) {
+  static const char *const pk[] = {"id", NULL};
+  lb_cache_stream_id id;
+  id.name = name;
+  id.name_len = nlen;
+  id.ns = ns;
+  id.ns_len = ns ? strlen(ns) : 0;
+  err[0] = '\0';
+  static const char *schema = "{\"properties\": {\"id\": {\"type\": \"integer\"}}}";
+  return lb_cache_stream_open_id(c, "source-test", &id, schema, strlen(schema), st, st == LB_WRITE_MERGE ? pk : NULL, err, errlen);
+}
+
+static const char *table_of(lb_cache *c, const char *name, size_t nlen, const char *ns) {
+  static char buf[128];
+  long n = lb_cache_table_name(c, name, nlen, ns, ns ? strlen(ns) : 0, buf, sizeof buf);
+  if (n < 0) snprintf(buf, sizeof buf, "(error %ld: %s)", n, lb_cache_errmsg(c));
+  return buf;
+}
+
+static void t_reserved_names(void) {
+  static const char *const names[] = {
+    "_airbyte_state", "_airbyte_streams", "_airbyte_destination_state",
+    "_luabyte_destination_progress", "_airbyte_replace_users", "sqlite_master",
+    "SQLite_Sequence", "_LUABYTE_Quarantine", "_airbyte_pk_users", NULL };
+  lb_write_strategy strategies[3] = { LB_WRITE_REPLACE, LB_WRITE_MERGE, LB_WRITE_APPEND };
+  char err[512], want[128];
+  int i, k;
+  for (k = 0; k < 3; k++) {
+    lb_cache *c = open_cache(db_path());
+    if (!c) return;
+    CHECK_EQ_INT(lb_cache_put_state(c, "source-other", "orders", "{\"type\":\"STREAM\"}", 17), 0);
+    for (i = 0; names[i]; i++) {
+      lb_cache_stream *s;
+      char norm[64];
+      lb_cache_normalize(names[i], strlen(names[i]), norm, sizeof norm);
+      snprintf(want, sizeof want, "stream_%s", norm);
+      CHECK_EQ_STR(table_of(c, names[i], strlen(names[i]), NULL), want);
+      CHECK_EQ_INT(lb_cache_begin(c), 0);
+      s = open_named(c, names[i], strlen(names[i]), NULL, strategies[k], err, sizeof err);
+      if (!s) fprintf(stderr, "  %s: %s\n", names[i], err);
+      CHECK(s != NULL);
+      if (s) {
+        CHECK_EQ_STR(lb_cache_stream_table(s), want);
+        CHECK_EQ_INT(write_json(s, "{\"id\": 1}", 0), 0);
+        CHECK_EQ_INT(lb_cache_stream_finish(s, err, sizeof err), 0);
+        lb_cache_stream_close(s);
+      }
+      CHECK_EQ_INT(lb_cache_commit(c), 0);
+    }
+    /* every bookkeeping table is whole, the other source's state still there */
+    CHECK_EQ_STR(q1(DB, "SELECT state_json FROM _airbyte_state WHERE source_name = 'source-other'",
+                    NULL), "{\"type\":\"STREAM\"}");
+    CHECK_EQ_INT(qint(DB, "SELECT count(*) FROM _airbyte_streams"), 9);
+    CHECK_EQ_INT(qint(DB, "SELECT count(*) FROM stream__airbyte_state"), 1);
+    CHECK_EQ_INT(qint(DB, "SELECT count(*) FROM sqlite_master WHERE name = '_airbyte_destination_state'"
+                          " AND sql LIKE '%destination_name%'"), 1);
+    lb_cache_close(c);
+  }
+}
+
+static void t_name_collisions(void) {
+  lb_cache *c = open_cache(db_path());
+  lb_cache_stream *s;
+  char err[512];
+  if (!c) return;
+  CHECK_EQ_INT(lb_cache_begin(c), 0);
+  s = open_named(c, "users", 5, NULL, LB_WRITE_APPEND, err, sizeof err);
+  CHECK(s != NULL);
+  lb_cache_stream_close(s);
+  /* users / Users: the second one is refused, naming both and the table */
+  s = open_named(c, "Users", 5, NULL, LB_WRITE_APPEND, err, sizeof err);
+  CHECK(s == NULL);
+  CHECK(strstr(err, "PyAirbyteNameNormalizationError") == err);
+  CHECK(strstr(err, "stream 'Users'") != NULL);
+  CHECK(strstr(err, "stream 'users'") != NULL);
+  CHECK(strstr(err, "table 'users'") != NULL);
+  CHECK_EQ_INT(lb_cache_table_name(c, "Users", 5, NULL, 0, err, sizeof err), LB_EINVAL);
+  CHECK_EQ_STR(table_of(c, "users", 5, NULL), "users");
+  /* a NUL byte counts: "a\0b" is not "a", but it is "a_b" */
+  s = open_named(c, "a\0b", 3, NULL, LB_WRITE_APPEND, err, sizeof err);
+  CHECK(s != NULL);
+  if (s) {
+    size_t n;
+    const char *name = lb_cache_stream_name(s, &n);
+    CHECK_EQ_INT(n, 3);
+    CHECK(memcmp(name, "a\0b", 3) == 0);
+    CHECK_EQ_STR(lb_cache_stream_table(s), "a_b");
+    lb_cache_stream_close(s);
+  }
+  CHECK_EQ_STR(table_of(c, "a", 1, NULL), "a");
+  CHECK_EQ_STR(table_of(c, "a\0b", 3, NULL), "a_b");
+  CHECK_EQ_INT(qint(DB, "SELECT length(CAST(stream_name AS BLOB)) FROM _airbyte_streams"
+                        " WHERE table_name = 'a_b'"), 3);
+  s = open_named(c, "a_b", 3, NULL, LB_WRITE_APPEND, err, sizeof err);
+  CHECK(s == NULL);
+  CHECK(strstr(err, "stream 'a\\u0000b'") != NULL);
+  /* a name taken by an index or a view is refused too */
+  CHECK_EQ_INT(sqlite3_exec(DB, "CREATE VIEW v_users AS SELECT 1", NULL, NULL, NULL), SQLITE_OK);
+  s = open_named(c, "V-Users", 7, NULL, LB_WRITE_APPEND, err, sizeof err);
+  CHECK(s == NULL);
+  CHECK(strstr(err, "an existing view") != NULL);
+  /* a table nobody claims is adopted, as PyAirbyte would write into it */
+  CHECK_EQ_INT(sqlite3_exec(DB, "CREATE TABLE mine (id BIGINT)", NULL, NULL, NULL), SQLITE_OK);
+  s = open_named(c, "Mine", 4, NULL, LB_WRITE_APPEND, err, sizeof err);
+  CHECK(s != NULL);
+  lb_cache_stream_close(s);
+  CHECK_EQ_INT(lb_cache_commit(c), 0);
+  lb_cache_close(c);
+}
+
+static void t_name_namespaces(void) {
+  lb_cache *c = open_cache(db_path());
+  lb_cache_stream *s;
+  char err[512];
+  size_t n;
+  int pass;
+  if (!c) return;
+  for (pass = 0; pass < 2; pass++) {   /* the second time, the rows decide */
+    CHECK_EQ_INT(lb_cache_begin(c), 0);
+    s = open_named(c, "users", 5, "a", LB_WRITE_MERGE, err, sizeof err);
+    CHECK(s != NULL);
+    if (s) {
+      CHECK_EQ_STR(lb_cache_stream_table(s), "users");
+      CHECK_EQ_STR(lb_cache_stream_namespace(s, &n), "a");
+      write_json(s, "{\"id\": 1}", 0);
+      lb_cache_stream_close(s);
+    }
+    s = open_named(c, "users", 5, "b", LB_WRITE_MERGE, err, sizeof err);
+    CHECK(s != NULL);
+    if (s) {
+      CHECK_EQ_STR(lb_cache_stream_table(s), "b_users");
+      write_json(s, "{\"id\": 2}", 0);
+      write_json(s, "{\"id\": 3}", 0);
+      lb_cache_stream_close(s);
+    }
+    CHECK_EQ_INT(lb_cache_commit(c), 0);
+  }
+  CHECK_EQ_INT(qint(DB, "SELECT count(*) FROM users"), 1);
+  CHECK_EQ_INT(qint(DB, "SELECT count(*) FROM b_users"), 2);
+  CHECK_EQ_STR(table_of(c, "users", 5, "a"), "users");
+  CHECK_EQ_STR(table_of(c, "users", 5, "b"), "b_users");
+  /* no namespace given: ambiguous; a third namespace: its own table */
+  CHECK_EQ_INT(lb_cache_table_name(c, "users", 5, NULL, 0, err, sizeof err), LB_EINVAL);
+  CHECK(strstr(lb_cache_errmsg(c), "several namespaces") != NULL);
+  CHECK_EQ_STR(table_of(c, "users", 5, "c.d"), "c_d_users");
+  /* the same name without a namespace cannot be told apart: refused */
+  s = open_named(c, "users", 5, NULL, LB_WRITE_APPEND, err, sizeof err);
+  CHECK(s == NULL);
+  CHECK(strstr(err, "namespace 'a'") != NULL);
+  /* a table prefix applies to every table, reserved ones included */
+  CHECK_EQ_INT(lb_cache_set_table_prefix(c, "p_"), 0);
+  CHECK_EQ_STR(table_of(c, "users", 5, "a"), "p_users");
+  CHECK_EQ_INT(lb_cache_set_table_prefix(c, "_airbyte_"), 0);
+  CHECK_EQ_STR(table_of(c, "users", 5, NULL), "stream__airbyte_users");
+  lb_cache_close(c);
+}
+
+/* A file written before the mapping: table_name was prefix + name as given. */
+static void t_name_migration(void) {
+  const char *path = db_path();
+  sqlite3 *db = NULL;
+  lb_cache *c;
+  lb_cache_stream *s;
+  char err[512];
+  CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+  CHECK_EQ_INT(sqlite3_exec(db,
+    "CREATE TABLE _airbyte_streams (stream_name VARCHAR, source_name VARCHAR,"
+    " table_name VARCHAR NOT NULL PRIMARY KEY, catalog_metadata VARCHAR);"
+    "INSERT INTO _airbyte_streams VALUES ('Users', 's', 'Users', '{}'), ('users', 's', 'users', '{}'),"
+    " ('_airbyte_state', 's', '_airbyte_state', '{}'), ('Orders', 's', 'p_Orders', '{}');"
+    "CREATE TABLE users (id BIGINT, _airbyte_raw_id VARCHAR,"
+    " _airbyte_extracted_at TIMESTAMP WITH TIME ZONE, _airbyte_meta JSON);"
+    "INSERT INTO users VALUES (1, 'r1', NULL, '{}');"
+    "CREATE UNIQUE INDEX users_airbyte_pk ON users (id);"
+    "CREATE TABLE p_orders (id BIGINT);", NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+  c = open_cache(path);
+  if (!c) return;
+  CHECK_EQ_STR(q1(DB, "SELECT group_concat(stream_name || '|' || table_name || '|' || table_prefix"
+                      " || '|' || stream_namespace, ' ') FROM (SELECT * FROM _airbyte_streams"
+                      " ORDER BY table_name)", NULL), "Orders|p_orders|p_| users|users||");
+  CHECK_EQ_STR(table_of(c, "users", 5, NULL), "users");
+  CHECK_EQ_INT(lb_cache_table_name(c, "Users", 5, NULL, 0, err, sizeof err), LB_EINVAL);
+  CHECK_EQ_INT(lb_cache_set_table_prefix(c, "p_"), 0);
+  CHECK_EQ_STR(table_of(c, "Orders", 6, NULL), "p_orders");
+  CHECK_EQ_INT(lb_cache_set_table_prefix(c, ""), 0);
+  /* the old index name could be a table's: it goes, the new one is ours */
+  s = open_named(c, "users", 5, NULL, LB_WRITE_MERGE, err, sizeof err);
+  CHECK(s != NULL);
+  lb_cache_stream_close(s);
+  CHECK_EQ_INT(qint(DB, "SELECT count(*) FROM sqlite_master WHERE name = 'users_airbyte_pk'"), 0);
+  CHECK_EQ_INT(qint(DB, "SELECT count(*) FROM sqlite_master WHERE name = '_airbyte_pk_users'"), 1);
+  CHECK_EQ_INT(qint(DB, "SELECT count(*) FROM users"), 1);
+  lb_cache_close(c);
+  /* opening again finds nothing left to migrate */
+  c = open_cache(path);
+  if (!c) return;
+  CHECK_EQ_INT(qint(DB, "SELECT count(*) FROM _airbyte_streams"), 2);
+  lb_cache_close(c);
 }
 
 /* --- layout ------------------------------------------------------------------- */
@@ -150,7 +366,7 @@ static void t_create_users(void) {
   sqlite3_finalize(st);
   CHECK_EQ_INT(i, 10);
   CHECK_EQ_STR(q1(DB, "SELECT stream_name || '|' || source_name || '|' || table_name"
-                      " FROM _airbyte_streams", NULL), "Users|source-test|Users");
+                      " FROM _airbyte_streams", NULL), "Users|source-test|users");
   CHECK_EQ_STR(q1(DB, "SELECT json_extract(catalog_metadata, '$.properties.id.type')"
                       " FROM _airbyte_streams", NULL), "integer");
   CHECK_EQ_INT(qint(DB, "SELECT count(*) FROM sqlite_master WHERE name IN"
@@ -356,7 +572,7 @@ static void t_append_merge(void) {
   if (!s) { lb_cache_close(c); return; }
   CHECK_EQ_INT(qint(DB, "SELECT count(*) FROM kv"), 4);
   CHECK_EQ_STR(q1(DB, "SELECT v FROM kv WHERE id = 1", NULL), "b");
-  CHECK_EQ_INT(qint(DB, "SELECT count(*) FROM sqlite_master WHERE name = 'kv_airbyte_pk'"), 1);
+  CHECK_EQ_INT(qint(DB, "SELECT count(*) FROM sqlite_master WHERE name = '_airbyte_pk_kv'"), 1);
   CHECK_EQ_INT(lb_cache_begin(c), 0);
   write_json(s, "{\"id\": 1, \"v\": \"merged\"}", 0);
   write_json(s, "{\"id\": 3, \"v\": \"new\"}", 0);
@@ -375,7 +591,7 @@ static void t_append_merge(void) {
     lb_cache_stream_close(s);
   }
   CHECK_EQ_INT(qint(DB, "SELECT count(*) FROM kv WHERE id = 1"), 2);
-  CHECK_EQ_INT(qint(DB, "SELECT count(*) FROM sqlite_master WHERE name = 'kv_airbyte_pk'"), 0);
+  CHECK_EQ_INT(qint(DB, "SELECT count(*) FROM sqlite_master WHERE name = '_airbyte_pk_kv'"), 0);
   lb_cache_close(c);
 }
 
@@ -798,6 +1014,10 @@ static void t_cleanup(void) {
 
 TEST_LIST {
   {"normalize", t_normalize},
+  {"reserved_names", t_reserved_names},
+  {"name_collisions", t_name_collisions},
+  {"name_namespaces", t_name_namespaces},
+  {"name_migration", t_name_migration},
   {"create_users", t_create_users},
   {"types_roundtrip", t_types_roundtrip},
   {"bad_input", t_bad_input},

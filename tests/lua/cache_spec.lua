@@ -287,7 +287,9 @@ describe("airbyte.caches", function()
     assert.is_true(cache:contains("users"))
     assert.is_false(cache:contains("nope"))
     assert.equal(1, #cache)
-    assert.equal("users", cache:table_name("Users"))
+    assert.equal("users", cache:table_name("users"))
+    -- "Users" is another stream, whose table would be the one "users" has
+    assert.equal("PyAirbyteNameNormalizationError", (kind_of(function() cache:table_name("Users") end)))
     local cols = cache:column_names("users")
     assert.equal("_airbyte_meta", cols[#cols])
 
