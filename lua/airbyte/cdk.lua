@@ -79,7 +79,7 @@ local cjson = require "cjson"
 local M = {}
 
 local concat, sort = table.concat, table.sort
-local find, gsub, format, char = string.find, string.gsub, string.format, string.char
+local find, gsub, format = string.find, string.gsub, string.format
 local mtype, tointeger, huge = math.type, math.tointeger, math.huge
 local type, pairs, ipairs, next, select, tostring, tonumber, error, setmetatable, getmetatable =
   type, pairs, ipairs, next, select, tostring, tonumber, error, setmetatable, getmetatable
@@ -91,38 +91,18 @@ M.null = NULL
 -- JSON encoding
 ---------------------------------------------------------------------------
 
--- Escapes for the characters JSON forbids raw inside strings. %c also matches
--- DEL (127), which JSON allows raw; escaping it is harmless.
-local ESCAPES = { ['"'] = '\\"', ['\\'] = '\\\\', ['\b'] = '\\b', ['\f'] = '\\f',
-                  ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t' }
-for c = 0, 31 do
-  local ch = char(c)
-  if not ESCAPES[ch] then ESCAPES[ch] = format("\\u%04x", c) end
-end
-ESCAPES["\127"] = "\\u007f"
-local NEEDS_ESCAPE = '[%c"\\]'
-
--- Most strings need no escaping: a find() is much cheaper than a gsub().
-local function escape(s)
-  if not find(s, NEEDS_ESCAPE) then return s end
-  return (gsub(s, NEEDS_ESCAPE, ESCAPES))
-end
+-- Numbers and strings are written by the runtime's one JSON writer (C,
+-- runtime/src/jsonenc.c), the one json.encode and the cache feed use, so a
+-- value reads back the same whichever path it took: escape(s) is s itself
+-- when it needs no escaping; number_text(v) is the shortest text that reads
+-- back as the same double, always with a '.' or an exponent, nil for NaN
+-- and the infinities (JSON has neither: the kit writes null).
+local ajson = require "airbyte.json"
+local escape, number_text = ajson.escape, ajson.number
 M.escape = escape
 
--- Shortest text that reads back as the same double, always recognisable as
--- a float (a '.' or an exponent), so consumers keep integer/float apart.
 local function encode_float(v)
-  if v ~= v or v == huge or v == -huge then return "null" end -- JSON has no NaN/Inf
-  local s = format("%.14g", v)
-  if tonumber(s) ~= v then
-    s = format("%.15g", v)
-    if tonumber(s) ~= v then
-      s = format("%.16g", v)
-      if tonumber(s) ~= v then s = format("%.17g", v) end
-    end
-  end
-  if not find(s, "[.eEn]") then s = s .. ".0" end
-  return s
+  return number_text(v) or "null"
 end
 
 -- Key order and array-ness can't be seen in a Lua table, so they are kept on
@@ -245,13 +225,6 @@ local function schema_types(schema)
   return set
 end
 
--- A string is JSON-safe when every byte is printable ASCII other than '"'
--- and '\\', or a UTF-8 byte (>= 128). Anchored, the pattern makes a single
--- pass, about twice as fast as searching for a bad character; its ranges
--- come in the order that tests digits and letters first (a ']' must be
--- escaped, so it is a single item after the ranges).
-local SAFE = "^[#-[^-~ !%]\128-\255]*$"
-
 -- Fields drawn from small vocabularies repeat the same strings: each field
 -- remembers up to SAFE_CACHE strings it found safe (a hash hit is much
 -- cheaper than a scan). High-cardinality fields fill theirs once and stop.
@@ -338,12 +311,12 @@ local OBJECT_END = { [0] = "{}", "}", '"}' }
 -- A string value that was not in field i's cache: scan it, remember it if
 -- safe and there is room, else escape it.
 local function checked_string(enc, i, v)
-  if enc.trusted or find(v, SAFE) then
+  local e = enc.trusted and v or escape(v)
+  if e == v then   -- the same string back: nothing needed escaping
     local r = enc.room[i]
     if r > 0 then enc.safe[i][v] = true; enc.room[i] = r - 1 end
-    return v
   end
-  return (gsub(v, NEEDS_ESCAPE, ESCAPES))
+  return e
 end
 
 -- Any value but a string or an integer, after its key piece at buf[n].
@@ -1012,8 +985,8 @@ local rawget, rawset = rawget, rawset
 local BLOCK = 1 << 18          -- stdin read size
 local MAX_SKIP_LOGS = 10       -- non-protocol lines logged one by one
 
--- airbyte.json and airbyte.process live in the luabyte binary; loaded on
--- first use so that sources keep running under a stock lua5.4.
+-- airbyte.json and airbyte.process live in the luabyte binary (the kit's
+-- writer above needs airbyte.json already); airbyte.process loads on first use.
 local json_mod, parse_line, parse_parts, core_mod
 local function dest_libs()
   if not json_mod then

@@ -160,8 +160,9 @@ function Connector:_common_message(msg, state)
   if msg.type == "TRACE" then
     local tr = msg.trace
     if tr and tr.type == "ERROR" and tr.error then
-      state.trace_errors[#state.trace_errors + 1] = tr.error
-      io.stderr:write(errors.mask(("ERROR: %s: %s\n"):format(self.name, tostring(tr.error.message))))
+      local te = errors.mask_all(tr.error)   -- masked here: it is shown and kept
+      state.trace_errors[#state.trace_errors + 1] = te
+      io.stderr:write(errors.mask(("ERROR: %s: %s\n"):format(self.name, tostring(te.message))))
       return true
     end
   elseif msg.type == "CONNECTION_STATUS" then

@@ -46,9 +46,9 @@ Error.__index = Error
 local order = { "connector_name", "stream_name", "exit_code", "available_streams", "input_value",
                 "failure_reason", "violation", "secret_name" }
 
--- Text that hides secrets: set by the secrets layer (issue of its own); by
--- default the identity.
-M.mask = function(s) return s end
+-- Text that hides secrets: the runtime's masker (runtime/src/mask.c), the
+-- one airbyte.secrets registers values in.
+M.mask = require("airbyte.core").mask
 
 local function show(v)
   if type(v) == "table" then
@@ -88,11 +88,35 @@ function Error:__tostring()
   return M.mask(table.concat(out, "\n"))
 end
 
+-- A copy of v with every string masked: data tables are copied (a
+-- metatable such as a JSON array mark is kept); objects (an __index) and
+-- errors (masked when they were made) are left as they are.
+local function masked(v, depth, seen)
+  if type(v) == "string" then return M.mask(v) end
+  if type(v) ~= "table" or depth > 32 then return v end
+  local mt = getmetatable(v)
+  if mt ~= nil and (type(mt) ~= "table" or mt.__index ~= nil) then return v end
+  if seen[v] then return seen[v] end
+  local copy = setmetatable({}, getmetatable(v))
+  seen[v] = copy
+  for k, x in pairs(v) do copy[k] = masked(x, depth + 1, seen) end
+  return copy
+end
+
+-- mask_all(v) -> v with every string in it masked (a copy when v is a table).
+function M.mask_all(v)
+  return masked(v, 0, {})
+end
+
+-- An error's fields leave the connector layer as they are (e.message,
+-- e.failure_reason, e.trace_errors[i].message, e.log_text...): each string
+-- is masked here, not only in tostring(e).
 function M.new(kind, message, fields)
   assert(parent[kind] or kind == "PyAirbyteError", "unknown error kind " .. tostring(kind))
-  local e = fields or {}
+  local e, seen = {}, {}
+  for k, v in pairs(fields or {}) do e[k] = masked(v, 0, seen) end
   e.kind = kind
-  e.message = message
+  e.message = masked(message, 0, seen)
   return setmetatable(e, Error)
 end
 

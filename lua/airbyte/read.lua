@@ -113,8 +113,8 @@ function M.read(source, opts)
   end
   if #incremental > 0 and not opts.quiet then
     table.sort(incremental)
-    io.stderr:write(("The following streams are currently using incremental sync: %s. "
-      .. "To perform a full refresh, set 'force_full_refresh=true'.\n"):format(table.concat(incremental, ", ")))
+    io.stderr:write(errors.mask(("The following streams are currently using incremental sync: %s. "
+      .. "To perform a full refresh, set 'force_full_refresh=true'.\n"):format(table.concat(incremental, ", "))))
   end
 
   -- open the cache streams (tables, columns, shadow tables) in one
@@ -236,7 +236,13 @@ function M.read(source, opts)
     error(cache_failure(serr) or serr, 0)
   end
   tracker:finish(totals)
-  for _, w in ipairs(run.warnings) do io.stderr:write("warning: ", w, "\n") end
+  for name, st in pairs(totals.streams) do
+    if st.clamped_emitted_at > 0 then
+      run.warnings[#run.warnings + 1] = ("stream %s: %d record(s) had an emitted_at outside the years "
+        .. "0001-9999 the cache can hold; stored as the nearest end of that range"):format(name, st.clamped_emitted_at)
+    end
+  end
+  for i, w in ipairs(run.warnings) do run.warnings[i] = errors.mask(w); io.stderr:write("warning: ", run.warnings[i], "\n") end
 
   local names, seen = {}, {}
   for _, n in ipairs(selected) do

@@ -22,7 +22,6 @@
 -- go through errors.mask too). airbyte/init.lua requires it, so it is
 -- always active.
 local core = require "airbyte.core"
-local json = require "airbyte.json"
 local errors = require "airbyte.errors"
 local options = require "airbyte.options"
 local connector = require "airbyte.connector"
@@ -35,70 +34,32 @@ M.SecretSourceEnum = { ENV = "env", DOTENV = "dotenv", PROMPT = "prompt" }
 
 M.REFERENCE_PREFIX = "secret_reference::"   -- airbyte/secrets/hydration.py
 M.CLI_PREFIX = "SECRET:"                     -- pyab's --config values
-M.MIN_LENGTH = 4                             -- shorter values would mask ordinary text
+M.MIN_LENGTH = core.MASK_MIN                 -- shorter values would mask ordinary text
 
--- --- the registry of values to mask ---------------------------------------
-
--- Longest first, so a secret that contains another one is hidden whole
--- rather than leaving its remainder visible around a "****".
-local known, ordered = {}, {}
-
-local function add_value(s)
-  if #s < M.MIN_LENGTH or known[s] then return end
-  known[s] = true
-  ordered[#ordered + 1] = s
-  table.sort(ordered, function(a, b)
-    if #a ~= #b then return #a > #b end
-    return a < b
-  end)
-end
+-- --- the values to mask -------------------------------------------------------
+-- They live in the runtime's masker (runtime/src/mask.c), which the process
+-- layer uses for connector logs too: one set of values, one set of rules
+-- (shorter than MIN_LENGTH bytes: not masked; longest first; every JSON
+-- spelling of a value: \uXXXX escapes in either case, surrogate pairs,
+-- \/ and the short escapes, in any mix).
 
 -- register(value): value (a string, or a number written as a connector
--- would print it) is masked from now on. A value with characters JSON
--- escapes is also registered in its escaped form, which is how it shows in
--- a logged JSON config.
+-- would print it) is masked from now on.
 function M.register(value)
   if type(value) == "number" then value = tostring(math.tointeger(value) or value) end
   if type(value) ~= "string" then return end
-  add_value(value)
-  local escaped = json.encode(value):sub(2, -2)
-  if escaped ~= value then add_value(escaped) end
+  core.mask_add(value)
 end
 
 -- values() -> the registered values, longest first (a copy).
-function M.values()
-  local out = {}
-  for i, v in ipairs(ordered) do out[i] = v end
-  return out
-end
+M.values = core.mask_values
 
 -- Forgets every registered value; for tests.
-function M.clear()
-  known, ordered = {}, {}
-end
+M.clear = core.mask_clear
 
-local function replace_plain(text, needle, with)
-  local out, at = {}, 1
-  while true do
-    local i, j = text:find(needle, at, true)
-    if not i then break end
-    out[#out + 1] = text:sub(at, i - 1)
-    out[#out + 1] = with
-    at = j + 1
-  end
-  out[#out + 1] = text:sub(at)
-  return table.concat(out)
-end
-
--- mask(text) -> text with every registered value replaced by "****".
--- Anything but a string is returned unchanged.
-function M.mask(text)
-  if type(text) ~= "string" or #ordered == 0 then return text end
-  for _, s in ipairs(ordered) do
-    if text:find(s, 1, true) then text = replace_plain(text, s, "****") end
-  end
-  return text
-end
+-- mask(text) -> text with every spelling of a registered value replaced by
+-- "****". Anything but a string is returned unchanged.
+M.mask = core.mask
 
 -- --- .env files ----------------------------------------------------------------
 

@@ -413,7 +413,7 @@ function M.write(dest, source_data, opts)
     end
     totals = write_from_cache(dest, source_name, cache, names, cat, opts, state_cache, run)
   end
-  for _, w in ipairs(run.warnings) do io.stderr:write("warning: ", w, "\n") end
+  for i, w in ipairs(run.warnings) do run.warnings[i] = errors.mask(w); io.stderr:write("warning: ", run.warnings[i], "\n") end
   return require("airbyte.write_result").new{
     destination = dest, source_name = source_name, processed_records = totals.records,
     totals = totals, state_cache = state_cache, warnings = run.warnings,

@@ -6,7 +6,8 @@
 **   luabyte -v                        print the version
 **   luabyte connector NAME CMD ...    run a built-in connector (spec, check, ...)
 **   luabyte SUBCOMMAND ...            validate, sync, benchmark, connectors
-** Exit status: 0 success, 1 script error, 2 usage error, 130 interrupted.
+** Exit status: 0 success, 1 script error, 2 usage error, 130 interrupted
+** (SIGINT, SIGTERM, SIGHUP or SIGQUIT).
 */
 #include <signal.h>
 #include <stdio.h>
@@ -24,6 +25,12 @@ static void on_sigint(int sig) {
   (void)sig;
   if (++g_interrupts > 1) _exit(130);      /* second Ctrl-C: leave now */
   if (g_rt) lb_interrupt(g_rt);
+}
+
+static void catch_unless_ignored(int sig) {
+  struct sigaction sa;
+  if (sigaction(sig, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN) return;
+  signal(sig, on_sigint);
 }
 
 static void usage(FILE *f) {
@@ -116,11 +123,16 @@ int main(int argc, char **argv) {
     return 1;
   }
   g_rt = rt;
-  /* SIGTERM (timeout, a service manager) gets the same clean cancel as
-  ** Ctrl-C: children run in their own process groups and would outlive a
-  ** luabyte that died on the default action. */
+  /* SIGTERM (timeout, a service manager), SIGHUP (the terminal or ssh
+  ** session went away) and SIGQUIT get the same clean cancel as Ctrl-C:
+  ** children run in their own process groups and would outlive a luabyte
+  ** that died on the default action, and the temporary config files with
+  ** their secrets would stay. A SIGHUP or SIGQUIT ignored by whoever started
+  ** us (nohup) stays ignored. */
   signal(SIGINT, on_sigint);
   signal(SIGTERM, on_sigint);
+  catch_unless_ignored(SIGHUP);
+  catch_unless_ignored(SIGQUIT);
 
   /* -e chunks run first, each as a task, in order */
   for (i = 1; i < (script ? script : argc); i++) {

@@ -194,8 +194,15 @@ lb_cache_stream *lb_cache_stream_open_id(lb_cache *c, const char *source_name,
 long lb_cache_table_name(lb_cache *c, const char *name, size_t name_len,
                          const char *ns, size_t ns_len, char *out, size_t cap);
 
+/* The emitted_at range _airbyte_extracted_at can hold: years 0001 to 9999
+** (four-digit ISO-8601 years), in epoch milliseconds. */
+#define LB_CACHE_MIN_MS (-62135596800000LL)     /* 0001-01-01T00:00:00.000Z */
+#define LB_CACHE_MAX_MS 253402300799999LL       /* 9999-12-31T23:59:59.999Z */
+
 /* Writes one record. data is the record's "data" object, validated by jskim
-** (its bytes must stay valid for the call only). meta_json is the
+** (its bytes must stay valid for the call only). emitted_at_ms outside
+** LB_CACHE_MIN_MS..LB_CACHE_MAX_MS is stored as the nearest end of that
+** range (the pump warns: see lb__emitted_ms). meta_json is the
 ** _airbyte_meta text (NULL = "{}"), not checked. No allocation per record
 ** once the stream (sync) or the batches (async) have seen the largest
 ** record. LB_EINVAL if data is not an object; in async mode an insert

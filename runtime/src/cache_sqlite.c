@@ -391,8 +391,14 @@ static void civil_from_days(long long z, long long *y, int *m, int *d) {
 /* _airbyte_extracted_at text for emitted_at: the seconds part is only
 ** formatted again when the second changes (records of a batch share it). */
 static void format_ts(lb_cache_stream *s, long long ms) {
-  long long sec = floordiv(ms, 1000);
-  int frac = (int)(ms - sec * 1000);
+  long long sec;
+  int frac;
+  /* far outside the range the arithmetic below overflows; inside it the
+  ** year has four digits, as readers of the column expect */
+  if (ms < LB_CACHE_MIN_MS) ms = LB_CACHE_MIN_MS;
+  if (ms > LB_CACHE_MAX_MS) ms = LB_CACHE_MAX_MS;
+  sec = floordiv(ms, 1000);
+  frac = (int)(ms - sec * 1000);
   if (sec != s->ts_sec || s->ts_len == 0) {
     long long days = floordiv(sec, 86400), y;
     int rem = (int)(sec - days * 86400), m, d;

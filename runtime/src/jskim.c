@@ -748,10 +748,10 @@ double lb_jnum_to_double(const lb_jval *v) {
   const char *s = v->p, *e = v->p + v->n;
   size_t nd = 0;
   long long exp10 = 0, x = 0;
-  int sticky = 0, seen = 0, xneg = 0;
+  int sticky = 0, seen = 0, xneg = 0, neg = 0;
   char *o = buf;
   if (v->type != LB_JNUMBER || v->n == 0) return 0.0;
-  if (*s == '-') { *o++ = '-'; s++; }
+  if (*s == '-') { *o++ = '-'; s++; neg = 1; }
   for (; s < e && IS_DIGIT(*s); s++) {          /* integer part */
     if (*s == '0' && !seen) continue;
     seen = 1;
@@ -772,7 +772,9 @@ double lb_jnum_to_double(const lb_jval *v) {
     for (; s < e && IS_DIGIT(*s); s++)
       if (x < 1000000000000LL) x = x * 10 + (*s - '0');
   }
-  if (nd == 0) return buf[0] == '-' ? -0.0 : 0.0;
+  /* no significant digit: a zero, signed as written (buf holds nothing
+  ** to look at when there was no '-') */
+  if (nd == 0) return neg ? -0.0 : 0.0;
   if (sticky) { o[nd++] = '1'; exp10--; }
   exp10 += xneg ? -x : x;
   if (exp10 > 100000000LL) exp10 = 100000000LL;

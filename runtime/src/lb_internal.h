@@ -14,6 +14,7 @@
 typedef void (*lb_cleanup_fn)(void *data);
 typedef struct lb_proc lb_proc;
 typedef struct lb_tmpfile lb_tmpfile;
+typedef struct lb_masker lb_masker;
 
 struct lb_task {
   lb_runtime   *rt;
@@ -57,6 +58,7 @@ struct lb_runtime {
   int           open_handles;  /* of the runtime itself, for close */
   lb_proc      *procs;         /* child processes whose handles are open */
   lb_tmpfile   *tmpfiles;      /* removed at close */
+  lb_masker    *masker;        /* secrets hidden in what leaves (mask.h), NULL = none yet */
   char         *exe_path;
   char         *lua_dir;
   uint32_t      kill_grace_ms;
@@ -109,5 +111,6 @@ int luaopen_airbyte_jsonschema(lua_State *L); /* lua_jsonschema.c: JSON Schema d
 int luaopen_airbyte_sqlite(lua_State *L);  /* lua_cache.c: the SQLite cache */
 int luaopen_airbyte_pump(lua_State *L);    /* pump.c: connector output into the cache */
 int luaopen_cjson(lua_State *L);           /* lua-cjson, linked in */
+void lb__open_mask(lua_State *L);          /* lua_mask.c: core.mask*, into the table on top */
 
 #endif

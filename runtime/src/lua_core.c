@@ -476,6 +476,7 @@ int luaopen_airbyte_core(lua_State *L) {
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
   luaL_newlib(L, funcs);
+  lb__open_mask(L);
   memset(lua_newuserdatauv(L, 2 * sizeof(uint64_t), 0), 0, 2 * sizeof(uint64_t));
   lua_pushcclosure(L, l_uuid4, 1);
   lua_setfield(L, -2, "uuid4");

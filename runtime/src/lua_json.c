@@ -7,9 +7,11 @@
 */
 #include <lua.h>
 #include <lauxlib.h>
+#include <string.h>
 
 #include "lb_internal.h"
 #include "jskim.h"
+#include "jsonenc.h"
 #include "record.h"
 
 /* json.decode(str) -> value; raises "JSON error at offset N: reason". */
@@ -32,6 +34,46 @@ static int j_encode(lua_State *L) {
   lua_settop(L, 1);
   if (lb__json_encode_push(L, 1, err, sizeof err))
     return luaL_error(L, "%s", err);
+  return 1;
+}
+
+/* json.escape(s) -> s with JSON string escapes applied, no quotes (s itself
+** when it needs none). Bytes >= 0x80 pass unchecked, as they came. */
+static int j_escape(lua_State *L) {
+  size_t n, need;
+  const char *s = luaL_checklstring(L, 1, &n);
+  luaL_Buffer b;
+  char *p;
+  long w;
+  if (lb__json_plain_span(s, n) == n) {
+    lua_settop(L, 1);
+    return 1;
+  }
+  need = lb__json_quoted_len(s, n);
+  p = luaL_buffinitsize(L, &b, need);
+  w = lb__json_quote(s, n, p, 0);
+  memmove(p, p + 1, (size_t)w - 2);          /* drop the quotes */
+  luaL_pushresultsize(&b, (size_t)w - 2);
+  return 1;
+}
+
+/* json.number(x) -> JSON text of a number (or BigInt), nil for NaN and the
+** infinities: the text json.encode writes for it. */
+static int j_number(lua_State *L) {
+  char out[LB_JSON_NUM_ROOM];
+  size_t n;
+  const char *d = lb__bigint_digits(L, 1, &n);
+  if (d) {
+    lua_pushlstring(L, d, n);
+    return 1;
+  }
+  if (lua_isinteger(L, 1)) {
+    n = lb__json_fmt_int((long long)lua_tointeger(L, 1), out);
+  } else {
+    n = lb__json_fmt_double((double)luaL_checknumber(L, 1), out);
+    if (n == 0) { lua_pushnil(L); return 1; }
+  }
+  lua_pushlstring(L, out, n);
   return 1;
 }
 
@@ -72,7 +114,8 @@ static int j_array(lua_State *L) {
 int luaopen_airbyte_json(lua_State *L) {
   static const luaL_Reg funcs[] = {
     { "decode", j_decode }, { "encode", j_encode }, { "bigint", j_bigint },
-    { "is_bigint", j_is_bigint }, { "array", j_array }, { NULL, NULL }
+    { "is_bigint", j_is_bigint }, { "array", j_array }, { "escape", j_escape },
+    { "number", j_number }, { NULL, NULL }
   };
   luaL_newlib(L, funcs);
   lua_pushlightuserdata(L, NULL);

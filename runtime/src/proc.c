@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "mask.h"
 #include "proc.h"
 #include "protocol.h"
 
@@ -52,8 +53,6 @@ static void maybe_free(lb_proc *p) {
   lb_lines_free(&p->outbuf);
   lb_lines_free(&p->errbuf);
   for (i = 0; i < LB_PROC_TAIL; i++) free(p->tail[i]);
-  for (i = 0; i < p->nsecrets; i++) free(p->secrets[i]);
-  free(p->secrets);
   if (p->log_fd >= 0) close(p->log_fd);
   free(p->log_path);
   free(p->name);
@@ -72,47 +71,14 @@ static void close_handle(uv_handle_t *h) {
 
 /* --- logs ------------------------------------------------------------------ */
 
-/* Copies line into a new buffer with every secret replaced by "****";
-** NULL when nothing needs masking (the common case costs one search per
-** secret). */
-static char *mask_secrets(const lb_proc *p, const char *line, size_t len, size_t *outlen) {
-  char *out = NULL;
-  size_t n = len;
-  int i;
-  for (i = 0; i < p->nsecrets; i++) {
-    const char *sec = p->secrets[i];
-    size_t sl = strlen(sec);
-    const char *src = out ? out : line;
-    const char *hit;
-    char *next;
-    size_t w = 0, at = 0;
-    if (sl == 0 || !(hit = memmem(src, n, sec, sl))) continue;
-    next = malloc(n + 1);          /* "****" is never longer than a secret of 4+ */
-    if (next == NULL) break;
-    while (hit) {
-      size_t k = (size_t)(hit - (src + at));
-      memcpy(next + w, src + at, k);
-      w += k;
-      memcpy(next + w, "****", sl < 4 ? sl : 4);
-      w += sl < 4 ? sl : 4;
-      at += k + sl;
-      hit = memmem(src + at, n - at, sec, sl);
-    }
-    memcpy(next + w, src + at, n - at);
-    w += n - at;
-    free(out);
-    out = next;
-    n = w;
-  }
-  *outlen = n;
-  return out;
-}
-
 void lb__proc_log_line(lb_proc *p, const char *prefix, const char *line, size_t len) {
   size_t plen = strlen(prefix), keep, mlen;
-  char *masked = p->nsecrets ? mask_secrets(p, line, len, &mlen) : NULL;
-  char *slot;
-  if (masked) { line = masked; len = mlen; }
+  char *masked = NULL, *slot;
+  /* masked before it is kept anywhere; without memory for the masked
+  ** copy the line is not kept at all */
+  int rc = lb__mask(p->rt->masker, line, len, &masked, &mlen);
+  if (rc < 0) { line = LB_MASK_TEXT " (a line that could not be masked)"; len = strlen(line); }
+  else if (rc > 0) { line = masked; len = mlen; }
   if (p->log_fd >= 0) {
     /* one write keeps lines whole when several writers append */
     char small[4096];
@@ -152,9 +118,12 @@ void lb__proc_log_message(lb_proc *p, const lb_msg *m) {
     lv[lb_jstr_decode(&level, lv, sizeof lv - 1)] = '\0';
   snprintf(prefix, sizeof prefix, "[%s] ", lv);
   if (lb_jobj_find(&m->payload, "message", 7, &message) && message.type == LB_JSTRING) {
-    n = lb_jstr_decode(&message, buf, sizeof buf);
-    if (n > sizeof buf) n = sizeof buf;
-    lb__proc_log_line(p, prefix, buf, n);
+    /* the whole message: a cut through a secret would show its first half */
+    char *big = message.n - 2 > sizeof buf ? malloc(message.n - 2) : NULL;
+    n = big ? lb_jstr_decode(&message, big, message.n - 2) : lb_jstr_decode(&message, buf, sizeof buf);
+    if (n > sizeof buf && !big) n = sizeof buf;
+    lb__proc_log_line(p, prefix, big ? big : buf, n);
+    free(big);
   }
   p->log_lines++;
 }
@@ -450,13 +419,9 @@ int lb__proc_spawn(lb_runtime *rt, const lb_proc_opts *o, lb_proc **out,
       lb__log(rt, 1, "connector '%s': cannot open log file '%s': %s (logs kept in memory only)",
               p->name, o->log_path, strerror(errno));
   }
-  if (o->secrets) {
-    int n = 0, i;
-    while (o->secrets[n]) n++;
-    if (n && (p->secrets = calloc((size_t)n, sizeof(char *))) != NULL) {
-      for (i = 0; i < n; i++)
-        if ((p->secrets[p->nsecrets] = xstrdup(o->secrets[i])) != NULL) p->nsecrets++;
-    }
+  if (o->secrets) {                  /* the runtime masks them from now on */
+    const char *const *sec;
+    for (sec = o->secrets; *sec; sec++) (void)lb__secret_add(rt, *sec, strlen(*sec));
   }
   lb_lines_init(&p->outbuf, o->max_line, 0);
   lb_lines_init(&p->errbuf, STDERR_MAX_LINE, 1);

@@ -57,8 +57,6 @@ struct lb_proc {
   char         *tail[LB_PROC_TAIL];
   int           tail_next, tail_count;
   uint64_t      stderr_lines, log_lines, stdout_lines, stdout_bytes, too_long_lines;
-  char        **secrets;         /* masked in log lines and the tail */
-  int           nsecrets;
 };
 
 typedef struct lb_proc_opts {
@@ -72,7 +70,7 @@ typedef struct lb_proc_opts {
   uint64_t    idle_timeout_ms;   /* 0 = none */
   uint64_t    timeout_ms;        /* 0 = none */
   int         pipe_stdin;        /* 0 = stdin is /dev/null */
-  const char *const *secrets;    /* NULL-terminated values to mask in logs, or NULL */
+  const char *const *secrets;    /* NULL-terminated values the runtime masks from now on */
 } lb_proc_opts;
 
 /* 0, or a negative libuv error code with a message in err. */

@@ -42,6 +42,7 @@
 #include "cache.h"
 #include "proc.h"
 #include "protocol.h"
+#include "jsonenc.h"
 #include "record.h"
 
 #define PUMP_MT "airbyte.Pump"
@@ -58,6 +59,7 @@ typedef struct pump_stream {
   size_t keylen;
   int has_hook;
   long long total, since_state, dropped, replaced, bytes;
+  long long clamped;            /* to_cache: emitted_at outside the cache's range */
 } pump_stream;
 
 typedef struct pump {
@@ -69,7 +71,7 @@ typedef struct pump {
   size_t prefix_len;
   int nstreams;
   int last;                     /* index of the last stream hit */
-  long long records, ignored, messages, since_global, bytes;
+  long long records, ignored, messages, since_global, bytes, clamped;
   long long by_type[LB_MSG__COUNT];
   uint64_t next_progress, progress_ns;
   unsigned check;
@@ -122,9 +124,11 @@ static void push_totals(lua_State *L, pump *pm) {
   lua_pushinteger(L, pm->bytes); lua_setfield(L, -2, "bytes");
   lua_pushinteger(L, pm->ignored); lua_setfield(L, -2, "ignored");
   lua_pushinteger(L, pm->messages); lua_setfield(L, -2, "messages");
+  lua_pushinteger(L, pm->clamped); lua_setfield(L, -2, "clamped_emitted_at");
   lua_createtable(L, 0, pm->nstreams);
   for (i = 0; i < pm->nstreams; i++) {
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 5);
+    lua_pushinteger(L, pm->s[i].clamped); lua_setfield(L, -2, "clamped_emitted_at");
     lua_pushinteger(L, pm->s[i].total); lua_setfield(L, -2, "records");
     lua_pushinteger(L, pm->s[i].dropped); lua_setfield(L, -2, "dropped");
     lua_pushinteger(L, pm->s[i].replaced); lua_setfield(L, -2, "replaced");
@@ -367,6 +371,43 @@ static void cleanup_write(void *data) {
   ((lb_proc *)data)->write_waiter = NULL;
 }
 
+/* emitted_at (a number span; absent: 0) as epoch milliseconds inside the
+** range the cache holds; 1 when it was outside and is clamped to the
+** nearest end. A double is cast only once it is known to fit: casting
+** 1e30 to long long is undefined. */
+static int emitted_ms(const lb_jval *v, long long *ms) {
+  long long i;
+  double d;
+  *ms = 0;
+  if (v->type != LB_JNUMBER) return 0;
+  if (lb_jnum_to_int64(v, &i)) {
+    if (i >= LB_CACHE_MIN_MS && i <= LB_CACHE_MAX_MS) { *ms = i; return 0; }
+    *ms = i < 0 ? LB_CACHE_MIN_MS : LB_CACHE_MAX_MS;
+    return 1;
+  }
+  d = lb_jnum_to_double(v);           /* a fraction, an exponent or > 19 digits */
+  if (d >= (double)LB_CACHE_MIN_MS && d <= (double)LB_CACHE_MAX_MS) {
+    *ms = (long long)d;
+    return 0;
+  }
+  *ms = d < 0 ? LB_CACHE_MIN_MS : LB_CACHE_MAX_MS;
+  return 1;
+}
+
+/* The first clamped emitted_at of a stream goes to the connector's log
+** (the caller warns with the count at the end). */
+static void clamped(pump *pm, pump_stream *ps, const lb_msg *m) {
+  if (ps->clamped++ == 0) {
+    char msg[400];
+    int n = snprintf(msg, sizeof msg, "stream '%s': emitted_at %.*s is outside the years "
+                     "0001-9999 the cache can hold; stored as %s", ps->name,
+                     (int)(m->emitted_at.n < 40 ? m->emitted_at.n : 40), m->emitted_at.p,
+                     *m->emitted_at.p == '-' ? "0001-01-01T00:00:00.000Z" : "9999-12-31T23:59:59.999Z");
+    if (n > 0) lb__proc_log_line(pm->p, "WARN ", msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+  }
+  pm->clamped++;
+}
+
 static void handle_record(lua_State *L, pump *pm, const lb_msg *m, const char *line, size_t len) {
   pump_stream *ps = find_stream(pm, m);
   lb_jval data = m->data;
@@ -387,8 +428,7 @@ static void handle_record(lua_State *L, pump *pm, const lb_msg *m, const char *l
       rc = forward_message(pm, m, line, len, pushed ? &data : NULL);
       if (rc != 0) raise_write_error(L, pm, rc);
     } else {
-      if (m->emitted_at.type == LB_JNUMBER && !lb_jnum_to_int64(&m->emitted_at, &ms))
-        ms = (long long)lb_jnum_to_double(&m->emitted_at);
+      if (emitted_ms(&m->emitted_at, &ms)) clamped(pm, ps, m);
       if (lb_cache_stream_write(ps->cs, &data, ms, NULL) != 0)
         luaL_error(L, "writing a record of stream '%s' to the cache failed: %s", ps->name,
                    lb_cache_errmsg(lb_cache_stream_cache(ps->cs)));
@@ -639,7 +679,7 @@ typedef struct feed {
   uint64_t next_progress, progress_ns;
 } feed;
 
-enum { K_PLAIN = 0, K_JSON, K_BOOL, K_BIGINT };
+enum { K_PLAIN = 0, K_JSON, K_BOOL, K_BIGINT, K_INTERNAL };
 enum { F_DB = 1, F_DST, F_OPTS, F_STATE, F_STREAM, F_ONPROG, F_TOP = F_ONPROG };
 
 static int feed_gc(lua_State *L) {
@@ -671,41 +711,10 @@ static void feed_add(feed *f, const char *s, size_t n) {
   f->len += n;
 }
 
-/* JSON string of s[0..n) into the buffer (room for 6n+2 reserved). */
+/* JSON string of s[0..n) into the buffer (LB_JSON_QUOTE_ROOM(n) reserved).
+** Cache text was valid UTF-8 when it was read: it is not checked again. */
 static void feed_add_string(feed *f, const unsigned char *s, size_t n) {
-  static const char hex[] = "0123456789abcdef";
-  size_t i, run = 0;
-  char *o = f->buf + f->len;
-  *o++ = '"';
-  for (i = 0; i < n; i++) {
-    unsigned char c = s[i];
-    if (c >= 0x20 && c != '"' && c != '\\') { run++; continue; }
-    memcpy(o, s + i - run, run); o += run; run = 0;
-    *o++ = '\\';
-    switch (c) {
-      case '"': *o++ = '"'; break;
-      case '\\': *o++ = '\\'; break;
-      case '\n': *o++ = 'n'; break;
-      case '\r': *o++ = 'r'; break;
-      case '\t': *o++ = 't'; break;
-      default: *o++ = 'u'; *o++ = '0'; *o++ = '0'; *o++ = hex[c >> 4]; *o++ = hex[c & 15];
-    }
-  }
-  memcpy(o, s + n - run, run); o += run;
-  *o++ = '"';
-  f->len = (size_t)(o - f->buf);
-}
-
-/* Decimal text of v at out (room for 21 bytes); returns its length.
-** snprintf's format parsing showed in profiles of the cache feed. */
-static size_t itoa64(long long v, char *out) {
-  char tmp[24];
-  size_t n = 0, i;
-  unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-  do { tmp[n++] = (char)('0' + u % 10); u /= 10; } while (u);
-  if (v < 0) tmp[n++] = '-';
-  for (i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
-  return n;
+  f->len += (size_t)lb__json_quote((const char *)s, n, f->buf + f->len, 0);
 }
 
 static long long days_from_civil(long long y, int m, int d) {
@@ -746,9 +755,11 @@ static int is_digits(const unsigned char *s, int n) {
   return 1;
 }
 
-/* One row as a RECORD line in the buffer; -1 on out of memory. */
+/* One row as a RECORD line in the buffer; -1 on out of memory. The data
+** holds the source's fields only: the cache's own columns (K_INTERNAL) give
+** the emitted_at and the watermark but are not sent as data. */
 static int feed_row(feed *f) {
-  int i;
+  int i, first = 1;
   size_t start = f->len;
   long long ms = 0;
   if (feed_reserve(f, 64 + f->stream_len) != 0) return -1;
@@ -756,51 +767,62 @@ static int feed_row(feed *f) {
   feed_add(f, f->stream, f->stream_len);
   feed_add(f, ",\"data\":{", 9);
   for (i = 0; i < f->ncols; i++) {
-    int t = sqlite3_column_type(f->stmt, i), n = 0;
+    int t = sqlite3_column_type(f->stmt, i), n = 0, kind = f->kind[i & 255];
     const unsigned char *txt = NULL;
     size_t klen = f->key_off[i + 1] - f->key_off[i];
     if (t == SQLITE_TEXT || t == SQLITE_BLOB) {
       txt = sqlite3_column_text(f->stmt, i);
       n = sqlite3_column_bytes(f->stmt, i);
     }
-    if (feed_reserve(f, klen + 40 + 6 * (size_t)n) != 0) return -1;
-    feed_add(f, f->keys + f->key_off[i] + (i == 0), klen - (i == 0));   /* the ',' */
+    if (kind == K_INTERNAL) {
+      if (i == f->col_extracted && txt) ms = parse_ts(txt, n);
+      if (i == f->col_raw_id && txt && n < (int)sizeof f->last_raw_id &&
+          strcmp((const char *)txt, f->last_raw_id) > 0) {   /* UUIDv7 text sorts by time */
+        memcpy(f->last_raw_id, txt, (size_t)n);
+        f->last_raw_id[n] = '\0';
+      }
+      continue;
+    }
+    if (feed_reserve(f, klen + LB_JSON_NUM_ROOM + LB_JSON_QUOTE_ROOM((size_t)n)) != 0) return -1;
+    feed_add(f, f->keys + f->key_off[i] + first, klen - (size_t)first);   /* the ',' */
+    first = 0;
     switch (t) {
       case SQLITE_NULL:
         feed_add(f, "null", 4);
         break;
       case SQLITE_INTEGER: {
         long long v = sqlite3_column_int64(f->stmt, i);
-        if (f->kind[i & 255] == K_BOOL && (v == 0 || v == 1)) feed_add(f, v ? "true" : "false", v ? 4 : 5);
-        else f->len += itoa64(v, f->buf + f->len);
+        if (kind == K_BOOL && (v == 0 || v == 1)) feed_add(f, v ? "true" : "false", v ? 4 : 5);
+        else f->len += lb__json_fmt_int(v, f->buf + f->len);
         break;
       }
       case SQLITE_FLOAT: {
         double v = sqlite3_column_double(f->stmt, i);
-        int k = snprintf(f->buf + f->len, 32, "%.17g", v);
-        if (k > 0 && strspn(f->buf + f->len, "-0123456789") == (size_t)k) {
-          memcpy(f->buf + f->len + k, ".0", 2);   /* a float stays a float */
-          k += 2;
-        }
-        f->len += (size_t)k;
+        size_t k = lb__json_fmt_double(v, f->buf + f->len);
+        /* the source's 1e400 was read as an infinity: send a number that
+        ** reads back as one (JSON has no infinity literal) */
+        if (k == 0) feed_add(f, v > 0 ? "1e999" : "-1e999", v > 0 ? 5 : 6);
+        f->len += k;
         break;
       }
       default:
-        if (i == f->col_extracted) ms = parse_ts(txt, n);
-        if (i == f->col_raw_id && n < (int)sizeof f->last_raw_id &&
-            strcmp((const char *)txt, f->last_raw_id) > 0) {   /* UUIDv7 text sorts by time */
-          memcpy(f->last_raw_id, txt, (size_t)n);
-          f->last_raw_id[n] = '\0';
-        }
-        if (f->kind[i & 255] == K_JSON && n > 0) feed_add(f, (const char *)txt, (size_t)n);
-        else if (f->kind[i & 255] == K_BIGINT && is_digits(txt, n)) feed_add(f, (const char *)txt, (size_t)n);
+        /* object/array columns hold the source's JSON text; a string the
+        ** source put there (against its schema) is held decoded and goes
+        ** out as a string again */
+        if (kind == K_JSON && n > 0 && (txt[0] == '{' || txt[0] == '[') &&
+            lb_jskim_validate((const char *)txt, (size_t)n, NULL, NULL) == 0)
+          feed_add(f, (const char *)txt, (size_t)n);
+        /* big integers are stored as a BLOB of their digits, in any
+        ** numeric column: they go out as the number they were */
+        else if ((t == SQLITE_BLOB || kind == K_BIGINT) && is_digits(txt, n))
+          feed_add(f, (const char *)txt, (size_t)n);
         else feed_add_string(f, txt, (size_t)n);
         break;
     }
   }
   if (feed_reserve(f, 64) != 0) return -1;
   feed_add(f, "},\"emitted_at\":", 15);
-  f->len += itoa64(ms, f->buf + f->len);
+  f->len += lb__json_fmt_int(ms, f->buf + f->len);
   feed_add(f, "}}\n", 3);
   f->bytes += (long long)(f->len - start);
   f->records++;
@@ -947,7 +969,9 @@ static int l_from_cache(lua_State *L) {
     const char *name = sqlite3_column_name(f->stmt, i), *decl = sqlite3_column_decltype(f->stmt, i);
     if (strcmp(name, "_airbyte_raw_id") == 0) f->col_raw_id = i;
     if (strcmp(name, "_airbyte_extracted_at") == 0) f->col_extracted = i;
-    if (i < 256 && decl) {
+    if (i == f->col_raw_id || i == f->col_extracted || strcmp(name, "_airbyte_meta") == 0) {
+      f->kind[i] = K_INTERNAL;
+    } else if (i < 256 && decl) {
       if (strcmp(decl, "JSON") == 0) f->kind[i] = K_JSON;
       else if (strcmp(decl, "BOOLEAN") == 0) f->kind[i] = K_BOOL;
       else if (strcmp(decl, "BIGINT") == 0) f->kind[i] = K_BIGINT;

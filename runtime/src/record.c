@@ -17,6 +17,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+#include "jsonenc.h"
 #include "record.h"
 
 /* Registry keys: the addresses of these statics (their values are unused). */
@@ -417,102 +418,31 @@ static int fail(enc *e, const char *msg) {
   return -1;
 }
 
-/* Length of the valid UTF-8 sequence at p (lead byte >= 0x80), or 0. */
-static size_t utf8_seq(const uchar *p, size_t avail) {
-  uchar c = p[0];
-  size_t len, i;
-  uchar lo = 0x80, hi = 0xbf;
-  if (c >= 0xc2 && c <= 0xdf) len = 2;
-  else if (c >= 0xe0 && c <= 0xef) {
-    len = 3;
-    if (c == 0xe0) lo = 0xa0;           /* overlong */
-    else if (c == 0xed) hi = 0x9f;      /* surrogates */
-  } else if (c >= 0xf0 && c <= 0xf4) {
-    len = 4;
-    if (c == 0xf0) lo = 0x90;           /* overlong */
-    else if (c == 0xf4) hi = 0x8f;      /* > U+10FFFF */
-  } else {
-    return 0;
-  }
-  if (avail < len || p[1] < lo || p[1] > hi) return 0;
-  for (i = 2; i < len; i++)
-    if ((p[i] & 0xc0) != 0x80) return 0;
-  return len;
-}
-
-static int enc_string(enc *e, const char *cs, size_t n) {
-  static const char hex[] = "0123456789abcdef";
-  const uchar *s = (const uchar *)cs;
-  size_t i = 0;
-  /* the common case needs n + 2 bytes: reserve them once */
-  if (e->b->cap - e->b->n < n + 2) jbuf_grow(e->L, e->b, n + 2);
-  putc_(e, '"');
-  while (i < n) {
-    size_t j = i;
-    uchar c;
-    while (j < n && s[j] >= 0x20 && s[j] < 0x80 && s[j] != '"' && s[j] != '\\') j++;
-    put(e, s + i, j - i);
-    if (j == n) break;
-    c = s[j];
-    if (c >= 0x80) {
-      size_t len = utf8_seq(s + j, n - j);
-      if (!len) return fail(e, "cannot encode a string that is not valid UTF-8");
-      put(e, s + j, len);
-      i = j + len;
-      continue;
-    }
-    switch (c) {
-      case '"': put(e, "\\\"", 2); break;
-      case '\\': put(e, "\\\\", 2); break;
-      case '\n': put(e, "\\n", 2); break;
-      case '\r': put(e, "\\r", 2); break;
-      case '\t': put(e, "\\t", 2); break;
-      case '\b': put(e, "\\b", 2); break;
-      case '\f': put(e, "\\f", 2); break;
-      default: {
-        char u[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
-        put(e, u, 6);
-        break;
-      }
-    }
-    i = j + 1;
-  }
-  putc_(e, '"');
+/* Strings, integers and floats are written by jsonenc.c, the one writer
+** the cache feed and the Lua kit use too. */
+static int enc_string(enc *e, const char *s, size_t n) {
+  /* reserving the worst case (6n+2) is cheap for the usual short string;
+  ** a long one gets its exact length first instead */
+  size_t need = n <= 4096 ? LB_JSON_QUOTE_ROOM(n) : lb__json_quoted_len(s, n);
+  long w;
+  if (e->b->cap - e->b->n < need) jbuf_grow(e->L, e->b, need);
+  w = lb__json_quote(s, n, e->b->p + e->b->n, 1);
+  if (w < 0) return fail(e, "cannot encode a string that is not valid UTF-8");
+  e->b->n += (size_t)w;
   return 0;
 }
 
 static void enc_integer(enc *e, lua_Integer v) {
-  char buf[24], *p = buf + sizeof buf;
-  /* work on the unsigned magnitude: -LUA_MININTEGER overflows */
-  unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-  do { *--p = (char)('0' + u % 10); u /= 10; } while (u);
-  if (v < 0) *--p = '-';
-  put(e, p, (size_t)(buf + sizeof buf - p));
+  if (e->b->cap - e->b->n < LB_JSON_NUM_ROOM) jbuf_grow(e->L, e->b, LB_JSON_NUM_ROOM);
+  e->b->n += lb__json_fmt_int((long long)v, e->b->p + e->b->n);
 }
 
 static int enc_float(enc *e, double d) {
-  char tmp[40], out[48];
-  int prec, len;
-  size_t i, o = 0;
-  int dot = 0, exp = 0;
-  if (d != d || isinf(d)) return fail(e, "cannot encode NaN or infinity");
-  /* the shortest of 15, 16, 17 significant digits that reads back the
-  ** same double (17 always does) */
-  for (prec = 15; prec <= 17; prec++) {
-    len = snprintf(tmp, sizeof tmp, "%.*g", prec, d);
-    if (prec == 17 || strtod(tmp, NULL) == d) break;
-  }
-  /* snprintf and strtod agree on the locale's decimal point; JSON wants
-  ** '.': whatever is not a digit, sign or exponent is that point */
-  for (i = 0; i < (size_t)len; i++) {
-    char c = tmp[i];
-    if (IS_DIGIT(c) || c == '-' || c == '+') out[o++] = c;
-    else if (c == 'e' || c == 'E') { out[o++] = 'e'; exp = 1; }
-    else if (!dot) { out[o++] = '.'; dot = 1; }
-  }
-  /* keep a float a float: 1.0 -> "1.0", not "1" */
-  if (!dot && !exp) { out[o++] = '.'; out[o++] = '0'; }
-  put(e, out, o);
+  size_t w;
+  if (e->b->cap - e->b->n < LB_JSON_NUM_ROOM) jbuf_grow(e->L, e->b, LB_JSON_NUM_ROOM);
+  w = lb__json_fmt_double(d, e->b->p + e->b->n);
+  if (w == 0) return fail(e, "cannot encode NaN or infinity");
+  e->b->n += w;
   return 0;
 }
 

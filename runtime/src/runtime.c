@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <lualib.h>
 #include "lb_internal.h"
+#include "mask.h"
 
 typedef struct lb_embedded {
   const char *name;
@@ -308,6 +309,7 @@ LB_API void lb_runtime_close(lb_runtime *rt) {
     free(t);
   }
   while (rt->tmpfiles) lb__tmpfile_remove(rt, rt->tmpfiles);
+  lb__masker_free(rt->masker);
   if (rt->mode != LB_LOOP_SHARED) {
     uv_run(rt->loop, UV_RUN_NOWAIT);
     uv_loop_close(rt->loop);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "lb_internal.h"
+#include "mask.h"
 
 const char lb__io_sentinel = 0;
 
@@ -195,8 +196,12 @@ static void keep_error(lb_task *t) {
   luaL_traceback(L, t->co, msg, 0);
   msg = lua_tolstring(L, -1, &len);
   free(t->error);
-  t->error = malloc(len + 1);
-  if (t->error) memcpy(t->error, msg, len + 1);
+  t->error = NULL;
+  /* the host prints it: no secret in it, whatever the script raised */
+  if (lb__mask(t->rt->masker, msg, len, &t->error, &len) == 0) {
+    t->error = malloc(len + 1);
+    if (t->error) memcpy(t->error, msg, len + 1);
+  }
   lua_pop(L, 3);
 }
 

@@ -658,6 +658,67 @@ static void test_double(void) {
   }
 }
 
+/* Leaves '-' bytes where the next call's locals will be, as a previous
+** negative number would. */
+static void __attribute__((noinline)) dirty_stack(void) {
+  volatile char junk[2048];
+  size_t i;
+  for (i = 0; i < sizeof junk; i++) junk[i] = '-';
+}
+
+/* A zero's sign comes from its text, never from a byte left on the stack:
+** "0.0" once read as -0.0 when the previous number was negative. */
+static void test_double_zero_sign(void) {
+  static const char *pos[] = { "0", "0.0", "0e0", "0.000e-5", "0E+10", "0.0e400", "1e-400", NULL };
+  static const char *neg[] = { "-0", "-0.0", "-0e0", "-0.000E-5", "-1e-400", NULL };
+  lb_jval v;
+  int i;
+  for (i = 0; pos[i]; i++) {
+    double d;
+    v = num("-1.5");
+    CHECK(lb_jnum_to_double(&v) == -1.5);        /* a '-' in the buffer */
+    v = num(pos[i]);
+    d = lb_jnum_to_double(&v);
+    if (d != 0.0 || signbit(d)) fprintf(stderr, "  %s read as %g\n", pos[i], d);
+    CHECK(d == 0.0 && !signbit(d));
+    dirty_stack();
+    d = lb_jnum_to_double(&v);
+    CHECK(d == 0.0 && !signbit(d));
+  }
+  for (i = 0; neg[i]; i++) {
+    v = num(neg[i]);
+    CHECK(lb_jnum_to_double(&v) == 0.0 && signbit(lb_jnum_to_double(&v)));
+  }
+}
+
+/* Exponents: signs, leading zeros, case, saturation both ways, and the
+** ends of the double range. */
+static void test_double_exponents(void) {
+  static const struct { const char *s; double d; } cases[] = {
+    { "1e0", 1.0 }, { "1E+0", 1.0 }, { "1e-0", 1.0 }, { "1e007", 1e7 }, { "25E-1", 2.5 },
+    { "0.5e1", 5.0 }, { "-2.5e-3", -0.0025 }, { "123.456e2", 12345.6 }, { "1e22", 1e22 },
+    { "1e23", 1e23 }, { "1.7976931348623157e308", 1.7976931348623157e308 },
+    { "17976931348623157e292", 1.7976931348623157e308 }, { "2.2250738585072014e-308", 2.2250738585072014e-308 },
+    { "1e-308", 1e-308 }, { "4.9406564584124654e-324", 5e-324 }, { "2.5e-324", 5e-324 },
+    { "2e-324", 0.0 }, { "0.00000000000000000000001e23", 1.0 }, { "100000000000000000000e-20", 1.0 },
+    { "9007199254740993", 9007199254740992.0 }, { "9007199254740995", 9007199254740996.0 },
+    { "1e-99999999999999999999", 0.0 }, { NULL, 0 }
+  };
+  lb_jval v;
+  int i;
+  for (i = 0; cases[i].s; i++) {
+    double d;
+    v = num(cases[i].s);
+    d = lb_jnum_to_double(&v);
+    if (d != cases[i].d) fprintf(stderr, "  %s read as %.17g\n", cases[i].s, d);
+    CHECK(d == cases[i].d);
+  }
+  v = num("1.8e308");
+  CHECK(isinf(lb_jnum_to_double(&v)) && lb_jnum_to_double(&v) > 0);
+  v = num("-1e99999999999999999999");
+  CHECK(isinf(lb_jnum_to_double(&v)) && lb_jnum_to_double(&v) < 0);
+}
+
 /* Differential fuzz: mutate valid documents and compare with the reference. */
 static unsigned long rng_state = 88172645463325252UL;
 static unsigned long rnd(void) {
@@ -719,6 +780,8 @@ TEST_LIST {
   {"find", test_find},
   {"int64", test_int64},
   {"double", test_double},
+  {"double_zero_sign", test_double_zero_sign},
+  {"double_exponents", test_double_exponents},
   {"fuzz", test_fuzz},
   {NULL, NULL}
 };

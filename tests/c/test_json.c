@@ -121,6 +121,13 @@ static void test_floats(void) {
   RUN(L, "assert(not pcall(json.encode, 0/0))\n"
          "assert(not pcall(json.encode, math.huge))\n"
          "assert(not pcall(json.encode, {x = -math.huge}))");
+  /* the writer the kit and the cache feed share, as airbyte.json exposes it */
+  RUN(L, "assert(json.number(1.1) == '1.1' and json.number(1.0) == '1.0' and json.number(-0.0) == '-0.0')");
+  RUN(L, "assert(json.number(0.1 + 0.2) == '0.30000000000000004' and json.number(3) == '3')");
+  RUN(L, "assert(json.number(0/0) == nil and json.number(math.huge) == nil)");
+  RUN(L, "assert(json.number(json.bigint('12345678901234567890')) == '12345678901234567890')");
+  RUN(L, "local s = 'plain \\195\\169' assert(json.escape(s) == s)");
+  RUN(L, "assert(json.escape('a\"b\\\\c\\n\\0') == 'a\\\\\"b\\\\\\\\c\\\\n\\\\u0000')");
   lua_close(L);
 }
 

@@ -286,3 +286,213 @@ describe("secret references in connector configs", function()
     assert.truthy(contains(err, "stderr mentions ****"), err)
   end)
 end)
+
+-- Connectors print secrets the way their JSON encoders spell them
+-- (spellings.lua: Python's ensure_ascii \u escapes, cjson's \/, upper-case
+-- \u, a mix): none of those may show anywhere a string leaves the
+-- connector layer.
+describe("secrets in escaped spellings", function()
+  local spellings = dofile(H.fixtures .. "/connectors/spellings.lua")
+  -- a secret with a non-ASCII letter, a slash, a quote, a backslash and a
+  -- character beyond the BMP; and a plain one with a slash
+  local KEY = "p\u{e4}/ss\"w\\ord\u{1F600}-4711"
+  local PW = "a/b-hunter-0815"
+  local dir
+  before_each(function() dir = H.tmpdir() end)
+  after_each(function() H.rm_rf(dir) end)
+
+  -- the first spelling of a secret found in text, or nil
+  local function leak(text, values)
+    for _, secret in ipairs(values or { KEY, PW }) do
+      for _, sp in ipairs(spellings.all(secret)) do
+        if text:find(sp, 1, true) then return sp end
+      end
+    end
+    if text:find("hunter", 1, true) then return "hunter" end
+    return nil
+  end
+
+  -- every string reachable from v, with its path
+  local function each_string(v, path, fn, seen)
+    seen = seen or {}
+    if type(v) == "string" then fn(path, v)
+    elseif type(v) == "table" and not seen[v] then
+      seen[v] = true
+      for k, x in pairs(v) do each_string(x, path .. "." .. tostring(k), fn, seen) end
+    end
+  end
+
+  local function assert_no_leak_in_error(e)
+    local n = 0
+    each_string(e, "e", function(path, s)
+      n = n + 1
+      assert.is_nil(leak(s), path .. " = " .. s)
+    end)
+    assert.is_true(n > 3)
+    assert.is_nil(leak(tostring(e)), tostring(e))
+  end
+
+  local MASKED = "spelled key: py=**** cj=**** up=**** mix=**** spelled password: py=**** cj=**** "
+    .. "up=**** mix=****"
+
+  local function source(extra)
+    local config = { api_key = KEY, region = "eu-west", spelled = true,
+                     auth = { method = "password", password = PW } }
+    for k, v in pairs(extra or {}) do config[k] = v end
+    return ab.get_source("source-secret-echo", { local_executable = echo_source(dir), config = config })
+  end
+
+  it("masks them in the log file: stdout lines, stderr lines and LOG messages", function()
+    local src = source()
+    local records = {}
+    for r in src:get_records("echo") do records[#records + 1] = r end
+    assert.equal(KEY, records[1].api_key)   -- data is data
+    local log = H.read_file(src.log_file)
+    assert.is_nil(leak(log), log)
+    local line = "key=**** password=**** region=eu-west " .. MASKED
+    assert.truthy(contains(log, "secret_echo stdout: " .. line), log)
+    assert.truthy(contains(log, "[stderr] secret_echo stderr: " .. line), log)
+    assert.truthy(contains(log, "[INFO] secret_echo reading with " .. line), log)
+  end)
+
+  it("masks them in every field of a read error: message, trace errors, log text", function()
+    local src = source({ fail = "read" })
+    local ok, e = pcall(function() for _ in src:get_records("echo") do end end)
+    assert.is_false(ok)
+    assert.truthy(errors.is_error(e), tostring(e))
+    assert_no_leak_in_error(e)
+    assert.truthy(contains(e.message, "the API went away for key=****"), e.message)
+    assert.truthy(contains(e.trace_errors[1].message, MASKED), e.trace_errors[1].message)
+    assert.truthy(contains(e.trace_errors[1].internal_message, "internal: key=****"))
+    local tail = table.concat(e.log_text, "\n")
+    assert.truthy(contains(tail, "secret_echo stderr: key=**** password=****"), tail)
+    assert.is_nil(leak(H.read_file(src.log_file)))
+  end)
+
+  it("masks them in a failed check's failure_reason and message", function()
+    local src = source({ fail = "check" })
+    local ok, e = pcall(src.check, src)
+    assert.is_false(ok)
+    assert.equal("AirbyteConnectorCheckFailedError", e.kind)
+    assert_no_leak_in_error(e)
+    assert.truthy(contains(e.failure_reason, "the API rejected key=**** password=****"), e.failure_reason)
+    assert.truthy(contains(e.failure_reason, MASKED), e.failure_reason)
+  end)
+
+  it("masks them in warnings and in the CLI's stderr", function()
+    -- values this process never registers: only the child masks them
+    local key2, pw2 = "k\u{f6}y/2\"\\x\u{1F511}-5150", "c/d-hunter-2112"
+    local exe = echo_source(dir)
+    H.write_file(dir .. "/script.lua", ([[
+      local ab = require "airbyte"
+      local cache = ab.SQLiteCache{ db_path = %q }
+      local config = { api_key = %q, region = "eu-west", spelled = true, bad_count = true,
+                       stream = "echo-" .. %q, auth = { method = "password", password = %q } }
+      local src = ab.get_source("source-secret-echo", { local_executable = %q, config = config })
+      src:select_all_streams()
+      local result = src:read{ cache = cache }
+      print("warnings " .. #result.warnings)
+      for _, w in ipairs(result.warnings) do print("result warning: " .. w) end
+      config.fail = "read"
+      src:set_config(config)
+      src:read{ cache = cache }
+    ]]):format(dir .. "/cache.sqlite", key2, key2, pw2, exe))
+    local err_file = dir .. "/stderr.txt"
+    local out, rc = H.run({ "sh", "-c", ("%s %s 2>%s"):format(H.shell_quote(H.exe),
+      H.shell_quote(dir .. "/script.lua"), H.shell_quote(err_file)) }, { cwd = dir })
+    local err = H.read_file(err_file)
+    assert.equal(1, rc, err)
+    assert.is_nil(leak(out, { key2, pw2 }), out)
+    assert.is_nil(leak(err, { key2, pw2 }), err)
+    assert.truthy(contains(out, "warnings 1"), out)
+    assert.truthy(contains(out, "result warning: stream echo-****: the source says 5 records"), out)
+    assert.truthy(contains(err, "warning: stream echo-****: the source says 5 records"), err)
+    assert.truthy(contains(err, "ERROR: source-secret-echo: the API went away for key=****"), err)
+    assert.truthy(contains(err, "luabyte: connector 'source-secret-echo' failed during read"), err)
+    assert.truthy(contains(err, MASKED), err)
+  end)
+end)
+
+describe("one masker for the process layer and Lua", function()
+  it("masks what proc.spawn was given everywhere, with one rule for short values", function()
+    local dir = H.tmpdir()
+    finally(function() H.rm_rf(dir) end)
+    local log = dir .. "/x.log"
+    local proc = require "airbyte.process"
+    local p = assert(proc.spawn{ argv = { "sh", "-c", "echo 'short xq7 long lq-spawned-secret-31'; "
+      .. "echo 'stderr lq\\u002dspawned-secret-31' >&2" }, name = "echo", log_file = log,
+      secrets = { "xq7", "lq-spawned-secret-31" } })
+    for _ in p:messages() do end
+    assert.equal(0, p:wait())
+    p:close()
+    local text = H.read_file(log)
+    -- under 4 bytes: never masked, in C as in Lua
+    assert.truthy(contains(text, "short xq7 long ****"), text)
+    assert.truthy(contains(text, "[stderr] stderr ****"), text)
+    assert.equal("xq7", secrets.mask("xq7"))
+    -- the values given to the process layer are masked by Lua too
+    assert.equal("key ****", secrets.mask("key lq-spawned-secret-31"))
+    assert.equal("key ****", errors.mask("key lq\\u002Dspawned-secret-31"))
+  end)
+end)
+
+-- SIGHUP (a closed terminal or ssh session) and SIGQUIT cancel a script as
+-- SIGTERM and Ctrl-C do: the connector is terminated and the config file
+-- holding the secret is removed from TMPDIR.
+describe("a luabyte process that gets SIGHUP or SIGQUIT", function()
+  local proc = require "airbyte.process"
+  local SECRET = "sighup-secret-value-6502"
+
+  local function alive(pid)
+    return os.execute("kill -0 " .. pid .. " 2>/dev/null") == true
+  end
+
+  -- names of the files in dir holding text
+  local function files_with(dir, text)
+    local out = {}
+    local ls = assert(io.popen("ls -A " .. H.shell_quote(dir)))
+    for name in ls:lines() do
+      local f = io.open(dir .. "/" .. name, "rb")
+      local content = f and f:read("a") or ""
+      if f then f:close() end
+      if content:find(text, 1, true) then out[#out + 1] = name end
+    end
+    ls:close()
+    return out
+  end
+
+  for _, sig in ipairs({ { name = "SIGHUP", num = 1 }, { name = "SIGQUIT", num = 3 } }) do
+    it(sig.name .. ": the connector is gone and no config file with the secret stays", function()
+      local dir = H.tmpdir()
+      local tmp = dir .. "/tmp"
+      assert(os.execute("mkdir -p " .. H.shell_quote(tmp)))
+      local pid_file = dir .. "/connector.pid"
+      local pid
+      finally(function()
+        if pid and alive(pid) then os.execute("kill -9 " .. pid) end
+        H.rm_rf(dir)
+      end)
+      H.write_file(dir .. "/script.lua", ([[
+        local ab = require "airbyte"
+        local src = ab.get_source("source-secret-echo", { local_executable = %q,
+          config = { api_key = %q, pid_file = %q } })
+        for r in src:get_records("echo") do print("record") io.stdout:flush() end
+      ]]):format(echo_source(dir), SECRET, pid_file))
+      local p = assert(proc.spawn{ argv = { H.exe, dir .. "/script.lua" }, name = "luabyte",
+                                   env = { TMPDIR = tmp } })
+      assert.is_true(H.wait_until(function() return io.open(pid_file, "r") ~= nil end))
+      pid = H.read_file(pid_file)
+      assert.truthy(pid:match("^%d+$"), pid)
+      assert.is_true(alive(pid))
+      -- the config file with the secret is there while the connector runs
+      local held = files_with(tmp, SECRET)
+      assert.equal(1, #held)
+      assert.matches("%.json$", held[1])
+      p:kill(sig.num)
+      local code, signal = p:wait()
+      assert.equal(130, code, "exit code " .. tostring(code) .. ", signal " .. tostring(signal))
+      assert.is_true(H.wait_until(function() return not alive(pid) end, 10000), "the connector still runs")
+      assert.same({}, files_with(tmp, SECRET))
+    end)
+  end
+end)
