@@ -48,6 +48,7 @@
 local sqlite = require "airbyte.sqlite"
 local json = require "airbyte.json"
 local errors = require "airbyte.errors"
+local options = require "airbyte.options"
 
 local M = {}
 
@@ -86,8 +87,9 @@ end
 
 -- --- construction --------------------------------------------------------------
 
+local SQLITE_CACHE_OPTIONS = options.allow{ "db_path", "cache_dir", "table_prefix", "name", "cleanup" }
 function M.SQLiteCache(opts)
-  opts = opts or {}
+  opts = options.check(opts, SQLITE_CACHE_OPTIONS, "SQLiteCache")
   local db_path = opts.db_path
   if type(db_path) ~= "string" or db_path == "" then
     errors.raise("PyAirbyteInputError", "SQLiteCache needs a db_path (a file path or \":memory:\")",
@@ -110,8 +112,9 @@ function M.get_default_cache()
   return M.SQLiteCache{ db_path = dir .. "/default_cache.sqlite", cache_dir = dir }
 end
 
+local NEW_LOCAL_CACHE_OPTIONS = options.allow{ "cache_name", "cache_dir", "cleanup", "table_prefix" }
 function M.new_local_cache(opts)
-  opts = opts or {}
+  opts = options.check(opts, NEW_LOCAL_CACHE_OPTIONS, "new_local_cache")
   local name = opts.cache_name
   if name ~= nil and name ~= "" then
     if type(name) ~= "string" then
@@ -183,8 +186,9 @@ end
 
 -- --- SQL ------------------------------------------------------------------------------
 
+local RUN_SQL_QUERY_OPTIONS = options.allow{ "params", "max_records" }
 function Cache:run_sql_query(sql, opts)
-  opts = opts or {}
+  opts = options.check(opts, RUN_SQL_QUERY_OPTIONS, "run_sql_query")
   local rows = self:_db():query(sql, opts.params, opts.max_records)
   return rows
 end

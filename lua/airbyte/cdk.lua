@@ -812,8 +812,12 @@ end
 -- Connectors
 ---------------------------------------------------------------------------
 
+local options = require "airbyte.options"
+
+local SOURCE_KEYS = options.allow{ "spec", "check", "discover", "read" }
 function M.source(def)
   assert(type(def) == "table", "cdk.source expects a table")
+  options.check(def, SOURCE_KEYS, "cdk.source")
   assert(type(def.spec) == "table", "cdk.source: spec is required")
   assert(type(def.read) == "function", "cdk.source: read is required")
   return { kind = "source", spec = def.spec, check = def.check, discover = def.discover, read = def.read }
@@ -821,8 +825,10 @@ end
 
 -- A destination: spec, check(config) -> ok, msg (optional) and
 -- write(config, configured_catalog, input, emit); see "Destinations" below.
+local DESTINATION_KEYS = options.allow{ "spec", "check", "write" }
 function M.destination(def)
   assert(type(def) == "table", "cdk.destination expects a table")
+  options.check(def, DESTINATION_KEYS, "cdk.destination")
   assert(type(def.spec) == "table", "cdk.destination: spec is required")
   assert(type(def.write) == "function", "cdk.destination: write is required")
   assert(def.check == nil or type(def.check) == "function", "cdk.destination: check must be a function")
@@ -1542,8 +1548,9 @@ Output.__index = Output
 --   out:finish()    commit; overwrite: publish (rename + fsync the directory);
 --                   later writes append to the published file
 --   out:abort()     close; overwrite: remove the temporary file
+local OUTPUT_FILE_OPTIONS = options.allow{ "mode", "header" }
 function M.output_file(path, opts)
-  opts = opts or {}
+  opts = options.check(opts, OUTPUT_FILE_OPTIONS, "cdk.output_file")
   local dir, base = match(path, "^(.*)/([^/]*)$")
   if not dir then dir, base = ".", path end
   if dir == "" then dir = "/" end
@@ -1694,7 +1701,10 @@ local function file_destination_spec(def)
       "properties", props))
 end
 
+local FILE_DESTINATION_KEYS = options.allow{ "spec", "check", "row", "header", "extension", "noun",
+                                            "title", "documentation_url", "example", "extra_properties" }
 function M.file_destination(def)
+  options.check(def, FILE_DESTINATION_KEYS, "cdk.file_destination")
   assert(type(def.row) == "function", "cdk.file_destination: row is required")
   local extension = def.extension or ""
   def.spec = def.spec or file_destination_spec(def)
@@ -1814,8 +1824,9 @@ local function trace_error(e, err)
     "failure_type", err.failure_type or "system_error")))
 end
 
+local MAIN_OPTIONS = options.allow{ "out", "input" }
 function M.main(connector, argv, opts)
-  opts = opts or {}
+  opts = options.check(opts, MAIN_OPTIONS, "cdk.main")
   local out = opts.out or io.stdout
   if out == io.stdout then out:setvbuf("full", 65536) end
   local args, why = parse_args(argv or {})

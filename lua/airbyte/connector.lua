@@ -6,6 +6,7 @@ local proc = require "airbyte.process"
 local json = require "airbyte.json"
 local errors = require "airbyte.errors"
 local logs = require "airbyte.logs"
+local options = require "airbyte.options"
 
 local M = {}
 
@@ -61,8 +62,9 @@ end
 
 -- --- config ------------------------------------------------------------------
 
+local SET_CONFIG_OPTIONS = options.allow{ "validate" }
 function Connector:set_config(config, opts)
-  opts = opts or {}
+  opts = options.check(opts, SET_CONFIG_OPTIONS, "set_config")
   if type(config) ~= "table" then
     errors.raise("PyAirbyteInputError", "config must be a table", { input_value = tostring(config) })
   end
@@ -152,7 +154,8 @@ end
 
 -- Handles the messages every command may print: TRACE ERROR (kept to put in
 -- errors), CONTROL config updates (merged, callback). Returns true when the
--- message was one of those.
+-- message was one of those. A FAILED CONNECTION_STATUS is noted too (false
+-- is returned: it is the answer `check` looks for).
 function Connector:_common_message(msg, state)
   if msg.type == "TRACE" then
     local tr = msg.trace
@@ -162,6 +165,9 @@ function Connector:_common_message(msg, state)
       io.stderr:write(errors.mask(("ERROR: %s: %s\n"):format(self.name, tostring(te.message))))
       return true
     end
+  elseif msg.type == "CONNECTION_STATUS" then
+    local cs = msg.connectionStatus
+    if type(cs) == "table" and cs.status == "FAILED" then state.failed_status = cs end
   elseif msg.type == "CONTROL" then
     local c = msg.control
     if c and c.type == "CONNECTOR_CONFIG" and c.connectorConfig and type(c.connectorConfig.config) == "table" then
@@ -181,19 +187,31 @@ function Connector:_apply_config_update(update)
 end
 
 -- Waits for the exit; raises `kind` (with exit code, connector errors, the
--- last log lines and the log file) unless the command succeeded.
+-- last log lines and the log file) unless the command succeeded. A TRACE
+-- ERROR or a FAILED connection status (outside `check`, whose answer it is)
+-- is a failure whatever the exit code: connectors that report and exit 0
+-- are common, and their message is the one the user needs.
 function Connector:_finish(p, state, kind, what)
   local code, sig = p:wait()
   state.exit_code, state.signal = code, sig
-  if code == 0 then return end
+  local first = state.trace_errors[1]
+  local status = what ~= "check" and state.failed_status or nil
+  if code == 0 and not first and not status then return end
   local tail = p:tail()
   local keep = {}
   for i = math.max(1, #tail - 19), #tail do keep[#keep + 1] = tail[i] end
-  local first = state.trace_errors[1]
+  local why
+  if code ~= 0 then
+    why = p:exit_description() .. (first and (": " .. tostring(first.message)) or "")
+  elseif first then
+    why = tostring(first.message)
+  else
+    why = "connection status FAILED: " .. tostring(status.message or "no message")
+  end
   errors.raise(kind or "AirbyteConnectorFailedError",
-    ("connector '%s' failed during %s: %s%s"):format(self.name, what or "a command",
-      p:exit_description(), first and (": " .. tostring(first.message)) or ""),
+    ("connector '%s' failed during %s: %s"):format(self.name, what or "a command", why),
     { connector_name = self.name, exit_code = code or ("signal " .. tostring(sig)),
+      failure_reason = status and status.message or nil,
       trace_errors = state.trace_errors, log_text = keep, log_file = p:log_file() })
 end
 
@@ -236,8 +254,9 @@ function Connector:_spec(force)
 end
 
 -- print_config_spec(format, {output_file=, stderr=}): "yaml" (default) or "json"
+local PRINT_CONFIG_SPEC_OPTIONS = options.allow{ "output_file", "stderr" }
 function Connector:print_config_spec(format, opts)
-  opts = opts or {}
+  opts = options.check(opts, PRINT_CONFIG_SPEC_OPTIONS, "print_config_spec")
   format = format or "yaml"
   local spec = self.config_spec
   local text

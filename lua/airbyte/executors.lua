@@ -610,6 +610,10 @@ end
 -- opts: version, pip_url, use_python, local_executable, docker_image,
 -- use_host_network, install_if_missing (default true), install_root,
 -- no_executor, source_manifest (not supported).
+-- The get_executor options, which get_source and get_destination accept too.
+M.OPTIONS = { "executor", "version", "pip_url", "use_python", "local_executable", "docker_image",
+              "use_host_network", "install_if_missing", "install_root", "no_executor", "source_manifest" }
+
 function M.get_executor(name, opts)
   opts = opts or {}
   if opts.executor then return opts.executor end

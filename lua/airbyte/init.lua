@@ -9,6 +9,7 @@
 -- raised tables whose `kind` is PyAirbyte's exception class name.
 local executors = require "airbyte.executors"
 local errors = require "airbyte.errors"
+local options = require "airbyte.options"
 
 local M = {}
 
@@ -19,11 +20,12 @@ M.json = require "airbyte.json"
 -- get_source(name, opts): opts = { config, config_change_callback, streams,
 -- version, local_executable, install_if_missing, install_root, pip_url,
 -- use_python, docker_image, use_host_network, no_executor }
+local GET_SOURCE_OPTIONS = options.allow(executors.OPTIONS, { "config", "config_change_callback", "streams" })
 function M.get_source(name, opts)
   if type(name) ~= "string" or name == "" then
     errors.raise("PyAirbyteInputError", "get_source needs a connector name", { input_value = tostring(name) })
   end
-  opts = opts or {}
+  opts = options.check(opts, GET_SOURCE_OPTIONS, "get_source")
   local executor = executors.get_executor(name, opts)
   return require("airbyte.source").new(executor, name, opts.config, {
     config_change_callback = opts.config_change_callback, streams = opts.streams })
@@ -32,11 +34,12 @@ end
 -- get_destination(name, opts): opts = { config, config_change_callback,
 -- version, use_python, pip_url, local_executable, docker_image,
 -- use_host_network, install_if_missing, install_root, no_executor }
+local GET_DESTINATION_OPTIONS = options.allow(executors.OPTIONS, { "config", "config_change_callback" })
 function M.get_destination(name, opts)
   if type(name) ~= "string" or name == "" then
     errors.raise("PyAirbyteInputError", "get_destination needs a connector name", { input_value = tostring(name) })
   end
-  opts = opts or {}
+  opts = options.check(opts, GET_DESTINATION_OPTIONS, "get_destination")
   local executor = executors.get_executor(name, opts)
   return require("airbyte.destination").new(executor, name, opts.config, {
     config_change_callback = opts.config_change_callback })
@@ -57,7 +60,7 @@ end
 
 -- The built-in destination-dev-null: accepts everything, echoes states.
 function M.get_noop_destination(opts)
-  opts = opts or {}
+  opts = options.check(opts, GET_DESTINATION_OPTIONS, "get_noop_destination")
   local o = { config = { test_destination = { test_destination_type = "SILENT" } } }
   for k, v in pairs(opts) do o[k] = v end
   return M.get_destination("destination-dev-null", o)

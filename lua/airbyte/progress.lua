@@ -39,6 +39,28 @@ local function stream_list(streams)
   return table.concat(parts, ", ")
 end
 
+-- Records dropped as invalid, from a pump's totals.invalid ({ [stream] =
+-- { [reason] = n } }): the total and a text such as "users: 2 invalid_utf8,
+-- 1 not_a_number" (0, nil when there are none).
+function M.invalid_summary(invalid)
+  local names, total = {}, 0
+  for name in pairs(invalid or {}) do names[#names + 1] = name end
+  table.sort(names)
+  local parts = {}
+  for _, name in ipairs(names) do
+    local reasons, bits = {}, {}
+    for r in pairs(invalid[name]) do reasons[#reasons + 1] = r end
+    table.sort(reasons)
+    for _, r in ipairs(reasons) do
+      total = total + invalid[name][r]
+      bits[#bits + 1] = ("%d %s"):format(invalid[name][r], r)
+    end
+    parts[#parts + 1] = ("%s: %s"):format(name == "" and "(stream unknown)" or name, table.concat(bits, ", "))
+  end
+  if total == 0 then return 0, nil end
+  return total, table.concat(parts, "; ")
+end
+
 function Tracker:text()
   local elapsed = core.now() - self.started
   return ("%s: %d records in %.1f s (%.0f records/s, %.2f MB/s) [%s]"):format(
@@ -62,16 +84,19 @@ end
 
 -- finish(totals, verb): the summary line, e.g. "Completed ... sync".
 function Tracker:finish(totals, status)
+  local invalid, why = 0, nil
   if totals then
     self.records, self.bytes, self.streams = totals.records or 0, totals.bytes or 0, totals.streams or {}
+    invalid, why = M.invalid_summary(totals.invalid)
   end
   self.elapsed_ms = core.now() - self.started
   if self.quiet then return end
   if self.live then self.out:write("\r\27[K") end
-  self.out:write(self.mask(("%s %s: %d records in %.2f s (%.0f records/s, %.2f MB/s)%s\n"):format(
+  self.out:write(self.mask(("%s %s: %d records in %.2f s (%.0f records/s, %.2f MB/s)%s%s\n"):format(
     status or "Completed", self.job, self.records, self.elapsed_ms / 1000,
     rate(self.records, self.elapsed_ms), rate(self.bytes, self.elapsed_ms) / 1e6,
-    next(self.streams) and (" [" .. stream_list(self.streams) .. "]") or "")))
+    next(self.streams) and (" [" .. stream_list(self.streams) .. "]") or "",
+    invalid > 0 and ("; %d invalid records dropped (%s)"):format(invalid, why) or "")))
   self.out:flush()
 end
 

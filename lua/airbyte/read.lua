@@ -10,6 +10,7 @@ local errors = require "airbyte.errors"
 local catalog = require "airbyte.catalog"
 local pump = require "airbyte.pump"
 local progress = require "airbyte.progress"
+local options = require "airbyte.options"
 
 local M = {}
 
@@ -70,17 +71,40 @@ function M.is_side_channel_state(msg)
   return msg.redactedConfig ~= nil or msg.logs ~= nil
 end
 
+-- Adds a warning for the records a pump dropped as invalid (they are
+-- otherwise only in the connector's log file).
+function M.warn_invalid(run, invalid, name, log_file)
+  local n, why = progress.invalid_summary(invalid)
+  if n > 0 then
+    run.warnings[#run.warnings + 1] = ("'%s' printed %d invalid record(s), dropped: %s (the lines are in %s)")
+      :format(name, n, why, tostring(log_file))
+  end
+end
+
+-- A cache write that failed for want of space (or an I/O error): the
+-- cache's own message, which names the file, as a PyAirbyteCacheError.
+local function cache_failure(e)
+  local why = type(e) == "string" and (e:match("(the disk is full: .*)") or e:match("([^:]* %(cache file .*)"))
+  if not why then return nil end
+  return errors.new("PyAirbyteCacheError", why, {
+    guidance = "Free space for the cache file (or use a cache elsewhere) and read again: what was "
+      .. "committed is kept, and the read resumes from its last committed state." })
+end
+
 local function stats_count(st)
   local ss = st.sourceStats
   return ss and tonumber(ss.recordCount)
 end
 
+M.OPTIONS = options.allow{ "cache", "streams", "write_strategy", "force_full_refresh", "skip_validation",
+                           "quiet", "on_record", "hooks" }
 -- read(source, opts [, internal]): internal, from Destination:write, may
 -- give { streams = names } (read those without selecting them on the
 -- source) and { fallback_states = rows } (a destination's stored states,
 -- used for the keys the cache has no state for: the seed's "cache state
 -- first, else the destination's, else a full refresh").
 function M.read(source, opts, internal)
+  opts = options.check(opts, M.OPTIONS, "Source:read")
   internal = internal or {}
   local caches = require "airbyte.caches"
   local cache = opts.cache or caches.get_default_cache()
@@ -132,9 +156,9 @@ function M.read(source, opts, internal)
     db:commit()
   end)
   if not ok then
-    db:rollback()
+    pcall(db.rollback, db)   -- never hides err
     for _, s in pairs(streams) do s:close() end
-    caches.rethrow(err, { connector_name = source.name })
+    caches.rethrow(cache_failure(err) or err, { connector_name = source.name })
   end
 
   local tracker = progress.new{ job = ("Read `%s` -> %s"):format(source.name, cache.name or "cache"),
@@ -152,6 +176,8 @@ function M.read(source, opts, internal)
   local function on_message(msg, since, stype, sname, sns)
     if msg.type == "STATE" and M.is_side_channel_state(msg) then
       run.side_channel = (run.side_channel or 0) + 1
+    elseif msg.type == "STATE" and (run.trace_errors[1] or run.failed_status) then
+      -- the read has failed (it raises at the end): nothing after the error commits
     elseif msg.type == "STATE" then
       local st = msg.state
       local expected = stats_count(st)
@@ -195,18 +221,19 @@ function M.read(source, opts, internal)
     p:terminate()
     pcall(p.wait, p)
     p:close()
-    db:rollback()
+    pcall(db.rollback, db)   -- never hides e
     for _, s in pairs(streams) do pcall(s.abort, s); s:close() end
     tracker:finish(nil, "Failed")
     error(e, 0)
   end
   if not pumped then
-    abort(errors.is_error(totals) and totals or errors.new("AirbyteConnectorReadError",
+    abort(errors.is_error(totals) and totals or cache_failure(totals) or errors.new("AirbyteConnectorReadError",
       ("reading from '%s' failed: %s"):format(source.name, tostring(totals)),
       { connector_name = source.name, log_file = p:log_file(), log_text = p:tail() }))
   end
   local finished, ferr = pcall(source._finish, source, p, run, "AirbyteConnectorFailedError", "read")
   if not finished then abort(ferr) end
+  M.warn_invalid(run, totals.invalid, source.name, p:log_file())
   p:close()
 
   -- success: swap replaced tables in with their states, commit the rest
@@ -220,8 +247,8 @@ function M.read(source, opts, internal)
   end)
   for _, s in pairs(streams) do s:close() end
   if not swapped then
-    db:rollback()
-    error(serr, 0)
+    pcall(db.rollback, db)
+    error(cache_failure(serr) or serr, 0)
   end
   tracker:finish(totals)
   for name, st in pairs(totals.streams) do
@@ -239,6 +266,7 @@ function M.read(source, opts, internal)
   return require("airbyte.read_result").new{
     source_name = source.name, processed_streams = names, cache = cache,
     processed_records = totals.records, totals = totals, warnings = run.warnings,
+    invalid_records = totals.invalid,
     stream_statuses = run.statuses, elapsed_ms = tracker.elapsed_ms, catalog = cat,
   }
 end

@@ -23,6 +23,7 @@
 -- always active.
 local core = require "airbyte.core"
 local errors = require "airbyte.errors"
+local options = require "airbyte.options"
 local connector = require "airbyte.connector"
 
 local M = {}
@@ -187,8 +188,9 @@ local managers = {}   -- registered with register_secret_manager, in lookup orde
 -- manager = { name =, get_secret = fn(self, name) }. It is asked before
 -- env/.env, or after them with as_backup; replace_existing drops the
 -- managers registered before.
+local REGISTER_SECRET_MANAGER_OPTIONS = options.allow{ "as_backup", "replace_existing" }
 function M.register_secret_manager(manager, opts)
-  opts = opts or {}
+  opts = options.check(opts, REGISTER_SECRET_MANAGER_OPTIONS, "register_secret_manager")
   if type(manager) ~= "table" or type(manager.get_secret) ~= "function" then
     errors.raise("PyAirbyteInputError", "a secret manager is a table with a get_secret(self, name) method")
   end
@@ -258,7 +260,9 @@ local function resolve_sources(sources)
 end
 
 -- try_get_secret(name, opts) -> value | nil: get_secret without the error.
+local GET_SECRET_OPTIONS = options.allow{ "sources", "default", "allow_prompt" }
 function M.try_get_secret(name, opts)
+  options.check(opts, GET_SECRET_OPTIONS, "try_get_secret")
   local o = {}
   for k, v in pairs(opts or {}) do o[k] = v end
   o.default = nil
@@ -273,7 +277,7 @@ end
 -- source has it and there is no default. A default is returned without
 -- prompting: the caller has said what to use.
 function M.get_secret(name, opts)
-  opts = opts or {}
+  opts = options.check(opts, GET_SECRET_OPTIONS, "get_secret")
   if type(name) ~= "string" or name == "" then
     errors.raise("PyAirbyteInputError", "get_secret needs a secret name", { input_value = tostring(name) })
   end
@@ -305,6 +309,7 @@ end
 
 -- is_secret_available(name, opts) -> boolean; never prompts.
 function M.is_secret_available(name, opts)
+  options.check(opts, GET_SECRET_OPTIONS, "is_secret_available")
   local o = {}
   for k, v in pairs(opts or {}) do o[k] = v end
   o.allow_prompt, o.default = false, nil

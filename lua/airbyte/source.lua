@@ -9,6 +9,7 @@ local json = require "airbyte.json"
 local errors = require "airbyte.errors"
 local connector = require "airbyte.connector"
 local catalog = require "airbyte.catalog"
+local options = require "airbyte.options"
 
 local M = {}
 
@@ -107,8 +108,9 @@ function Source:_on_config_set()
 end
 
 -- get_configured_catalog{streams = nil|"*"|list, force_full_refresh = false}
+local GET_CONFIGURED_CATALOG_OPTIONS = options.allow{ "streams", "force_full_refresh" }
 function Source:get_configured_catalog(opts)
-  opts = opts or {}
+  opts = options.check(opts, GET_CONFIGURED_CATALOG_OPTIONS, "get_configured_catalog")
   local names
   if opts.streams ~= nil then names = normalize_selection(self, opts.streams)
   elseif self._selected and #self._selected > 0 then names = self._selected
@@ -149,8 +151,9 @@ end
 -- get_records(stream, {limit=}) -> lazy iterator of records (data tables
 -- plus _airbyte_* fields). Reads with no state. Usable in a generic for:
 -- breaking out of the loop (or closing the iterator) stops the connector.
+local GET_RECORDS_OPTIONS = options.allow{ "limit" }
 function Source:get_records(stream, opts)
-  opts = opts or {}
+  opts = options.check(opts, GET_RECORDS_OPTIONS, "get_records")
   local cat = self:get_configured_catalog{ streams = { stream }, force_full_refresh = true }
   local p, files = self:_start("read", { config = self:get_config(), catalog = cat })
   local state = { trace_errors = {} }
@@ -186,8 +189,9 @@ function Source:get_records(stream, opts)
 end
 
 -- get_samples{streams = nil|"*"|list, limit = 5, on_error = "raise"|"ignore"|"log"}
+local GET_SAMPLES_OPTIONS = options.allow{ "streams", "limit", "on_error" }
 function Source:get_samples(opts)
-  opts = opts or {}
+  opts = options.check(opts, GET_SAMPLES_OPTIONS, "get_samples")
   local limit = opts.limit or 5
   local names = opts.streams and normalize_selection(self, opts.streams) or
     ((self._selected and #self._selected > 0) and self._selected or self:get_available_streams())

@@ -17,6 +17,7 @@ local errors = require "airbyte.errors"
 local catalog = require "airbyte.catalog"
 local pump = require "airbyte.pump"
 local progress = require "airbyte.progress"
+local options = require "airbyte.options"
 
 local sqlite = require "airbyte.sqlite"
 local read = require "airbyte.read"
@@ -209,17 +210,13 @@ end
 
 local function finish_write(dest, p, reader, run, ledger)
   local ok, err = pcall(reader.wait, reader)
+  -- raises on a TRACE ERROR too, whatever the exit code
   local ok2, err2 = pcall(dest._finish, dest, p, run, "AirbyteConnectorWriteError", "write")
   p:close()
   if not ok2 then error(err2, 0) end
   if not ok then
     errors.raise("AirbyteConnectorWriteError", ("reading the output of '%s' failed: %s"):format(dest.name, tostring(err)),
       { connector_name = dest.name })
-  end
-  if #run.trace_errors > 0 then
-    errors.raise("AirbyteConnectorWriteError",
-      ("destination '%s' reported an error: %s"):format(dest.name, tostring(run.trace_errors[1].message)),
-      { connector_name = dest.name, trace_errors = run.trace_errors, log_file = p:log_file() })
   end
   local missing = ledger:unconfirmed()
   if missing > 0 then
@@ -283,6 +280,7 @@ local function write_direct(dest, source, opts, state_cache, run)
       { connector_name = dest.name, log_file = dlog }), 0)
   end
   local sok, serr = pcall(source._finish, source, sp, src_run, "AirbyteConnectorReadError", "read")
+  require("airbyte.read").warn_invalid(run, totals.invalid, source.name, sp:log_file())
   sp:close()
   finish_write(dest, dp, reader, run, ledger)
   if not sok then error(serr, 0) end
@@ -407,9 +405,12 @@ function M.subset(cat, names)
   return { streams = json.array(out) }
 end
 
+M.OPTIONS = options.allow{ "cache", "state_cache", "streams", "write_strategy", "force_full_refresh",
+                           "quiet", "on_record", "hooks", "stream_prefix" }
 local write_any
 
 function M.write(dest, source_data, opts)
+  opts = options.check(opts, M.OPTIONS, "Destination:write")
   local kind = kind_of(source_data)
   if not kind then
     errors.raise("PyAirbyteInputError", "write() takes a Source or a ReadResult",
@@ -430,7 +431,7 @@ function M.write(dest, source_data, opts)
   if state_cache == nil then state_cache = cache or caches.get_default_cache() end
   -- the identity as the write starts (a CONTROL update may change the config)
   local run = { trace_errors = {}, warnings = {}, who = identity(dest) }
-  local ok, totals = pcall(write_any, dest, kind, source_data, source_name, cache, opts, state_cache, run)
+  local ok, totals, invalid = pcall(write_any, dest, kind, source_data, source_name, cache, opts, state_cache, run)
   -- a config the destination changed itself (CONTROL) is the same destination
   local now = identity(dest)
   if state_cache and now.config_hash ~= run.who.config_hash then
@@ -443,15 +444,16 @@ function M.write(dest, source_data, opts)
   return require("airbyte.write_result").new{
     destination = dest, source_name = source_name, processed_records = totals.records,
     totals = totals, state_cache = state_cache, warnings = run.warnings, identity = run.who,
-    confirmed_states = run.confirmed_states or 0,
+    confirmed_states = run.confirmed_states or 0, invalid_records = invalid or {},
   }
 end
 
 -- The write itself, on the path the input and options choose.
 write_any = function(dest, kind, source_data, source_name, cache, opts, state_cache, run)
-  local totals
+  local totals, invalid
   if kind == "source" and cache == false then
     totals = write_direct(dest, source_data, opts, state_cache, run)
+    invalid = totals.invalid
   else
     local names, cat
     if kind == "source" then
@@ -466,6 +468,7 @@ write_any = function(dest, kind, source_data, source_name, cache, opts, state_ca
       names = {}
       for i, n in ipairs(result.processed_streams) do names[i] = n end
       cat = result.catalog
+      invalid = result.invalid_records
     else
       names = {}
       local want = opts.streams
@@ -486,7 +489,7 @@ write_any = function(dest, kind, source_data, source_name, cache, opts, state_ca
     end
     totals = write_from_cache(dest, source_name, cache, names, cat, opts, state_cache, run)
   end
-  return totals
+  return totals, invalid
 end
 
 return M

@@ -2,6 +2,7 @@
 --   wr.processed_records        records sent to the destination
 --   wr.streams[name].records    per stream
 --   wr.warnings                 count mismatches, unconfirmed states, ...
+--   wr.invalid_records          { [stream] = { [reason] = n } } dropped by the read
 --   wr:get_state_provider()     the destination states stored for this source
 local json = require "airbyte.json"
 
@@ -15,6 +16,7 @@ function M.new(f)
     processed_records = f.processed_records, streams = f.totals.streams or {},
     warnings = f.warnings, confirmed_states = f.confirmed_states, _state_cache = f.state_cache,
     _identity = f.identity,
+    invalid_records = f.invalid_records or {},
   }, WriteResult)
 end
 

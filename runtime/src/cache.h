@@ -107,7 +107,10 @@ void lb_cache_close(lb_cache *c);
 
 /* Transactions: BEGIN IMMEDIATE (takes the write lock now, so a concurrent
 ** writer waits up to the busy timeout here rather than failing later).
-** Nesting is not supported: begin inside a transaction is LB_EINVAL. */
+** Nesting is not supported: begin inside a transaction is LB_EINVAL.
+** Rollback with no transaction open is 0: SQLite ends the transaction by
+** itself on a full disk or an I/O error, and the caller's rollback must not
+** replace that error. A full disk's message names the cache file. */
 int  lb_cache_begin(lb_cache *c);
 int  lb_cache_commit(lb_cache *c);
 int  lb_cache_rollback(lb_cache *c);

@@ -188,15 +188,30 @@ static void copyerr(char *err, size_t errlen, const char *msg) {
   if (err && errlen) snprintf(err, errlen, "%s", msg);
 }
 
+/* SQLite's message for the last failed call on db. "database or disk is
+** full" does not say which disk: a full disk and a failed write name the
+** cache file (its -wal and -journal files live beside it). */
+static void sqlite_why(lb_cache *c, sqlite3 *db, char *out, size_t len) {
+  int ec = sqlite3_errcode(db);
+  if (ec == SQLITE_FULL)
+    snprintf(out, len, "the disk is full: cannot write the cache file %.300s (%s)", c->path,
+             sqlite3_errmsg(db));
+  else if (ec == SQLITE_IOERR)
+    snprintf(out, len, "%s (cache file %.300s)", sqlite3_errmsg(db), c->path);
+  else
+    snprintf(out, len, "%s", sqlite3_errmsg(db));
+}
+
 /* Records SQLite's message for a failed call on sql (cut to 200 bytes). */
 static int sqlerr(lb_cache *c, const char *sql) {
   int n = sql ? (int)strlen(sql) : 0;
+  char why[400];
   if (n > 200) n = 200;
+  sqlite_why(c, c->db, why, sizeof why);
   if (sql)
-    seterr(c, "%s (in: %.*s%s)", sqlite3_errmsg(c->db), n, sql,
-           strlen(sql) > 200 ? "..." : "");
+    seterr(c, "%s (in: %.*s%s)", why, n, sql, strlen(sql) > 200 ? "..." : "");
   else
-    seterr(c, "%s", sqlite3_errmsg(c->db));
+    seterr(c, "%s", why);
   return sqlite3_errcode(c->db) == SQLITE_NOMEM ? LB_ENOMEM : LB_CACHE_ESQL;
 }
 
@@ -925,7 +940,9 @@ int lb_cache_commit(lb_cache *c) {
 int lb_cache_rollback(lb_cache *c) {
   barrier(c);
   clear_async_err(c);
-  if (!lb_cache_in_transaction(c)) { seterr(c, "no transaction is open"); return LB_EINVAL; }
+  /* SQLite rolls back by itself on some errors (a full disk, an I/O
+  ** error): nothing is left to undo, and failing here would hide why */
+  if (!lb_cache_in_transaction(c)) return 0;
   return exec_sql(c, "ROLLBACK");
 }
 
@@ -1741,7 +1758,9 @@ static int bind_step(lb_cache_stream *s, const wval *vals, const char *uuid, con
 }
 
 static int write_failed(lb_cache_stream *s, int rc, char *msg, size_t msglen) {
-  snprintf(msg, msglen, "writing to table '%.200s': %.250s", s->target, sqlite3_errmsg(s->c->db));
+  char why[384];
+  sqlite_why(s->c, s->c->db, why, sizeof why);
+  snprintf(msg, msglen, "writing to table '%.100s': %s", s->target, why);
   return rc == SQLITE_NOMEM ? LB_ENOMEM : LB_CACHE_ESQL;
 }
 

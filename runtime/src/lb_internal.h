@@ -99,6 +99,10 @@ void lb__procs_terminate_all(lb_runtime *rt, int force);
 void lb__procs_forget_owner(lb_runtime *rt, lb_task *owner);
 int  lb__procs_running(lb_runtime *rt);
 
+/* lua_options.c: raises PyAirbyteInputError (through airbyte.options) for a
+** key of the options table at idx not in `allowed` (NULL-terminated). */
+void lb__check_options(lua_State *L, int idx, const char *where, const char *const *allowed);
+
 /* Lua modules written in C, registered in package.preload by runtime.c. */
 int luaopen_airbyte_core(lua_State *L);    /* lua_core.c: tasks, sleep, temp files */
 int luaopen_airbyte_process(lua_State *L); /* lua_proc.c: child processes, messages */

@@ -510,6 +510,9 @@ static const char *opt_namespace(lua_State *L, int idx, size_t *len) {
   return luaL_checklstring(L, idx, len);
 }
 
+static const char *const stream_open_options[] = {
+  "source", "stream", "namespace", "schema", "strategy", "primary_key", "cursor_field", NULL };
+
 static int db_stream_open(lua_State *L) {
   db_ud *d = checkdb(L, 1);
   const char *source, *schema = "{}", *strategy;
@@ -522,6 +525,7 @@ static int db_stream_open(lua_State *L) {
   int npk;
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
+  lb__check_options(L, 2, "stream_open", stream_open_options);
   lua_getfield(L, 2, "source");         /* 3 */
   lua_getfield(L, 2, "stream");         /* 4 */
   lua_getfield(L, 2, "schema");         /* 5 */

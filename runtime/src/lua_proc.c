@@ -116,6 +116,10 @@ static const char *opt_str_field(lua_State *L, int idx, const char *key) {
   return s;
 }
 
+static const char *const spawn_options[] = {
+  "argv", "env", "cwd", "name", "log_file", "max_line", "idle_timeout", "timeout", "stdin",
+  "secrets", NULL };
+
 static int l_spawn(lua_State *L) {
   lb_runtime *rt = lb__rt(L);
   lb_proc_opts o;
@@ -124,6 +128,7 @@ static int l_spawn(lua_State *L) {
   char err[512];
   int rc;
   luaL_checktype(L, 1, LUA_TTABLE);
+  lb__check_options(L, 1, "process.spawn", spawn_options);
   memset(&o, 0, sizeof o);
   lua_getfield(L, 1, "argv");
   if (!lua_istable(L, -1)) return luaL_error(L, "spawn: 'argv' must be a table of strings");
@@ -293,9 +298,12 @@ static int messages_next_k(lua_State *L, int status, lua_KContext ctx) {
   return messages_next(L);
 }
 
+static const char *const messages_options[] = { "logs", NULL };
+
 static int l_messages(lua_State *L) {
   int with_logs = 0;
   lb__proc_check(L, 1);
+  lb__check_options(L, 2, "messages", messages_options);
   if (lua_istable(L, 2)) {
     lua_getfield(L, 2, "logs");
     with_logs = lua_toboolean(L, -1);

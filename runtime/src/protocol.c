@@ -89,7 +89,7 @@ typedef struct rec_fields { lb_jval f[RK__COUNT]; } rec_fields;
 typedef lb_jval *(*pick_fn)(void *ctx, const lb_jval *key);
 
 static int walk_object(const char *s, size_t n, size_t *pos, int depth,
-                       pick_fn pick, void *ctx, lb_jval *obj) {
+                       pick_fn pick, void *ctx, lb_jval *obj, size_t *erroff) {
   size_t p = *pos, start = p;
   int rc;
   p++;
@@ -99,7 +99,7 @@ static int walk_object(const char *s, size_t n, size_t *pos, int depth,
     for (;;) {
       lb_jval key, scratch, *dst;
       if (s[p] != '"') return LB_JSKIM_ESYNTAX;
-      rc = lb_jskim_value(s, n, &p, depth + 1, &key, NULL);
+      rc = lb_jskim_value(s, n, &p, depth + 1, &key, erroff);
       if (rc) return rc;
       SKIP_WS(s, n, p);
       if (p == n) return LB_JSKIM_ETRUNC;
@@ -110,7 +110,7 @@ static int walk_object(const char *s, size_t n, size_t *pos, int depth,
       /* written in place: copying a just-written lb_jval costs a
       ** store-forwarding stall per member */
       dst = pick(ctx, &key);
-      rc = lb_jskim_value(s, n, &p, depth + 1, dst ? dst : &scratch, NULL);
+      rc = lb_jskim_value(s, n, &p, depth + 1, dst ? dst : &scratch, erroff);
       if (rc) return rc;
       SKIP_WS(s, n, p);
       if (p == n) return LB_JSKIM_ETRUNC;
@@ -156,56 +156,99 @@ static void clear_record(rec_fields *rf) {
 }
 
 static int walk_record(const char *s, size_t n, size_t *pos, rec_fields *rf,
-                       lb_jval *obj) {
+                       lb_jval *obj, size_t *erroff) {
   clear_record(rf);
-  return walk_object(s, n, pos, 1, pick_record, rf, obj);
+  return walk_object(s, n, pos, 1, pick_record, rf, obj, erroff);
+}
+
+/* The reason code of a RECORD line that is not valid JSON; off is the
+** offending byte (NaN and Infinity, which Python's json.dumps prints, are
+** named apart from other syntax errors). */
+static const char *bad_json_code(int rc, const char *s, size_t n, size_t off) {
+  switch (rc) {
+    case LB_JSKIM_EUTF8: return "invalid_utf8";
+    case LB_JSKIM_EDEPTH: return "too_deep";
+    case LB_JSKIM_ESYNTAX:
+      if (off < n && s[off] == '-') off++;
+      if ((off + 3 <= n && memcmp(s + off, "NaN", 3) == 0) ||
+          (off + 8 <= n && memcmp(s + off, "Infinity", 8) == 0))
+        return "not_a_number";
+      return "invalid_json";
+    default: return "invalid_json";
+  }
+}
+
+/* A line that is not a message; when the part read so far says it is a
+** RECORD (its "type", or the "record" member being walked), that is noted
+** with its stream, so the caller can count it rather than only log it. */
+static lb_msg_type fail(lb_msg *m, int rc, const top_state *st, int in_record,
+                        const char *s, size_t n, size_t off) {
+  const lb_jval *t = &st->keys[0];
+  none(m, invalid_why(rc));
+  if (in_record ||
+      (t->type == LB_JSTRING && match(t, type_names, LB_MSG__COUNT) == LB_MSG_RECORD)) {
+    m->bad_record = bad_json_code(rc, s, n, off);
+    if (st->rec.f[RK_STREAM].type == LB_JSTRING) m->stream = st->rec.f[RK_STREAM];
+  }
+  return LB_MSG_NONE;
+}
+
+/* A RECORD that is valid JSON but not a valid record. */
+static lb_msg_type bad_record(lb_msg *m, const char *why, const char *code,
+                              const lb_jval *stream) {
+  none(m, why);
+  m->bad_record = code;
+  if (stream && stream->type == LB_JSTRING) m->stream = *stream;
+  return LB_MSG_NONE;
 }
 
 static lb_msg_type parse(const char *s, size_t n, size_t p, lb_msg *m) {
   top_state st;
-  size_t start = p;
+  size_t start = p, off = 0;
   lb_jval *t;
-  int rc;
+  int rc, in_record = 0;
   lb_msg_type mt;
 
   /* only the types need clearing: a span is read only when its type is set */
   for (rc = 0; rc < LB_MSG__COUNT; rc++) st.keys[rc].type = LB_JNONE;
   clear_record(&st.rec);
+#define FAIL(code, at) do { off = (at); return fail(m, (code), &st, in_record, s, n, off); } while (0)
   p++;
   SKIP_WS(s, n, p);
-  if (p == n) return none(m, invalid_why(LB_JSKIM_ETRUNC));
+  if (p == n) FAIL(LB_JSKIM_ETRUNC, p);
   if (s[p] != '}') {
     for (;;) {
       lb_jval key, scratch, *dst;
       int k;
-      if (s[p] != '"') return none(m, invalid_why(LB_JSKIM_ESYNTAX));
-      rc = lb_jskim_value(s, n, &p, 1, &key, NULL);
-      if (rc) return none(m, invalid_why(rc));
+      if (s[p] != '"') FAIL(LB_JSKIM_ESYNTAX, p);
+      rc = lb_jskim_value(s, n, &p, 1, &key, &off);
+      if (rc) FAIL(rc, off);
       SKIP_WS(s, n, p);
-      if (p == n) return none(m, invalid_why(LB_JSKIM_ETRUNC));
-      if (s[p] != ':') return none(m, invalid_why(LB_JSKIM_ESYNTAX));
+      if (p == n) FAIL(LB_JSKIM_ETRUNC, p);
+      if (s[p] != ':') FAIL(LB_JSKIM_ESYNTAX, p);
       p++;
       SKIP_WS(s, n, p);
-      if (p == n) return none(m, invalid_why(LB_JSKIM_ETRUNC));
+      if (p == n) FAIL(LB_JSKIM_ETRUNC, p);
       k = match(&key, top_keys, LB_MSG__COUNT);
       dst = k >= 0 ? &st.keys[k] : &scratch;
+      if (k == LB_MSG_RECORD) in_record = 1;
       if (k == LB_MSG_RECORD && s[p] == '{') {
-        rc = walk_record(s, n, &p, &st.rec, dst);
+        rc = walk_record(s, n, &p, &st.rec, dst, &off);
       } else {
-        rc = lb_jskim_value(s, n, &p, 1, dst, NULL);
+        rc = lb_jskim_value(s, n, &p, 1, dst, &off);
         if (k == LB_MSG_RECORD) clear_record(&st.rec);
       }
-      if (rc) return none(m, invalid_why(rc));
+      if (rc) FAIL(rc, off);
       SKIP_WS(s, n, p);
-      if (p == n) return none(m, invalid_why(LB_JSKIM_ETRUNC));
+      if (p == n) FAIL(LB_JSKIM_ETRUNC, p);
       if (s[p] == ',') {
         p++;
         SKIP_WS(s, n, p);
-        if (p == n) return none(m, invalid_why(LB_JSKIM_ETRUNC));
+        if (p == n) FAIL(LB_JSKIM_ETRUNC, p);
         continue;
       }
       if (s[p] == '}') break;
-      return none(m, invalid_why(LB_JSKIM_ESYNTAX));
+      FAIL(LB_JSKIM_ESYNTAX, p);
     }
   }
   p++;
@@ -213,7 +256,8 @@ static lb_msg_type parse(const char *s, size_t n, size_t p, lb_msg *m) {
   m->whole.p = s + start;
   m->whole.n = p - start;
   SKIP_WS(s, n, p);
-  if (p != n) return none(m, invalid_why(LB_JSKIM_ETRAIL));
+  if (p != n) FAIL(LB_JSKIM_ETRAIL, p);
+#undef FAIL
 
   /* the line is valid JSON: now is it a message? */
   t = &st.keys[0];
@@ -222,20 +266,26 @@ static lb_msg_type parse(const char *s, size_t n, size_t p, lb_msg *m) {
   rc = match(t, type_names, LB_MSG__COUNT);
   if (rc <= 0) return none(m, "unknown \"type\"");
   mt = (lb_msg_type)rc;
-  if (st.keys[mt].type == LB_JNONE) return none(m, "no payload for the \"type\"");
-  if (st.keys[mt].type != LB_JOBJECT) return none(m, "payload is not an object");
+  if (st.keys[mt].type == LB_JNONE || st.keys[mt].type != LB_JOBJECT) {
+    const char *why = st.keys[mt].type == LB_JNONE ? "no payload for the \"type\""
+                                                   : "payload is not an object";
+    if (mt == LB_MSG_RECORD) return bad_record(m, why, "record_not_object", NULL);
+    return none(m, why);
+  }
   m->payload = st.keys[mt];
   if (mt == LB_MSG_RECORD) {
     const lb_jval *f = st.rec.f;
     if (f[RK_STREAM].type != LB_JSTRING)
-      return none(m, "RECORD without a string \"stream\"");
+      return bad_record(m, "RECORD without a string \"stream\"", "stream_not_string", NULL);
     if (f[RK_DATA].type != LB_JOBJECT)
-      return none(m, "RECORD without an object \"data\"");
+      return bad_record(m, "RECORD without an object \"data\"", "data_not_object", &f[RK_STREAM]);
     if (f[RK_EMITTED_AT].type != LB_JNONE && f[RK_EMITTED_AT].type != LB_JNUMBER)
-      return none(m, "RECORD with a non-numeric \"emitted_at\"");
+      return bad_record(m, "RECORD with a non-numeric \"emitted_at\"", "emitted_at_not_number",
+                        &f[RK_STREAM]);
     if (f[RK_NAMESPACE].type != LB_JNONE && f[RK_NAMESPACE].type != LB_JSTRING &&
         f[RK_NAMESPACE].type != LB_JNULL)
-      return none(m, "RECORD with a \"namespace\" that is not a string or null");
+      return bad_record(m, "RECORD with a \"namespace\" that is not a string or null",
+                        "invalid_namespace", &f[RK_STREAM]);
     m->stream = f[RK_STREAM];
     m->ns = f[RK_NAMESPACE];
     m->emitted_at = f[RK_EMITTED_AT];

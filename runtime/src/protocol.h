@@ -36,6 +36,12 @@ typedef struct lb_msg {
   lb_jval emitted_at;       /* number span */
   lb_jval data;             /* object span */
   const char *why;          /* for LB_MSG_NONE: why it is not a message */
+  /* For LB_MSG_NONE: when the line is recognisably a RECORD that is not
+  ** valid, a reason code ("invalid_utf8", "not_a_number", "too_deep",
+  ** "invalid_json", "record_not_object", "stream_not_string",
+  ** "data_not_object", "emitted_at_not_number", "invalid_namespace"), and
+  ** `stream` holds its stream when that was read before the fault; else NULL. */
+  const char *bad_record;
 } lb_msg;
 
 /* "RECORD", "STATE", ... ; "NONE" for LB_MSG_NONE. */
@@ -46,7 +52,7 @@ const char *lb_msg_payload_key(lb_msg_type t);
 
 /* Parse one line (no trailing newline). Always fills *m; returns m->type.
 ** A RECORD without a string "stream" or an object "data" is LB_MSG_NONE
-** (why = "RECORD without ..."). */
+** (why = "RECORD without ...", bad_record set). */
 lb_msg_type lb_msg_parse(const char *line, size_t n, lb_msg *m);
 
 /* The spans of every stream name a parsed message carries (the strings an

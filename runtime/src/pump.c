@@ -32,6 +32,9 @@
 ** stream_prefix (an Airbyte connection's stream prefix) every stream name
 ** the forwarded messages carry gets the prefix (lb_msg_stream_names says
 ** where they are); selection, hooks and on_message see the source's names.
+** Records dropped as invalid (not valid JSON, not a valid RECORD, or of a
+** stream not in `streams`) are counted in totals.invalid[stream][reason]
+** (stream "" when the line broke before its stream) and logged with why.
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,11 +76,13 @@ typedef struct pump {
   long long by_type[LB_MSG__COUNT];
   uint64_t next_progress, progress_ns;
   unsigned check;
+  int classify_only;            /* pump.count: no stream is selected, none is invalid */
   pump_stream s[1];             /* nstreams entries */
 } pump;
 
 /* Stack slots, kept across yields. */
-enum { S_PROC = 1, S_OPTS, S_STATE, S_HOOKS, S_ONREC, S_ONMSG, S_ONPROG, S_NAMES, S_TOP = S_NAMES };
+enum { S_PROC = 1, S_OPTS, S_STATE, S_HOOKS, S_ONREC, S_ONMSG, S_ONPROG, S_NAMES, S_INVALID,
+       S_TOP = S_INVALID };
 
 static int pump_gc(lua_State *L) {
   pump *pm = lua_touserdata(L, 1);
@@ -141,6 +146,31 @@ static void push_totals(lua_State *L, pump *pm) {
     lua_setfield(L, -2, i == LB_MSG_NONE ? "LOG_LINE" : lb_msg_type_name((lb_msg_type)i));
   }
   lua_setfield(L, -2, "by_type");
+  lua_pushvalue(L, S_INVALID);
+  lua_setfield(L, -2, "invalid");
+}
+
+/* Counts one record dropped as invalid: invalid[stream][reason] += 1. Rare,
+** so a Lua table is cheap enough and is what the caller reports from. */
+static void count_invalid(lua_State *L, const lb_jval *stream, const char *reason) {
+  char name[512];
+  size_t n = 0;
+  if (stream->type == LB_JSTRING) {
+    n = lb_jstr_decode(stream, name, sizeof name);
+    if (n > sizeof name) n = sizeof name;
+  }
+  lua_pushlstring(L, name, n);
+  if (lua_rawget(L, S_INVALID) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushlstring(L, name, n);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, S_INVALID);
+  }
+  lua_getfield(L, -1, reason);
+  lua_pushinteger(L, lua_tointeger(L, -1) + 1);
+  lua_setfield(L, -3, reason);
+  lua_pop(L, 2);
 }
 
 /* Calls the function below nargs values; raises with `what` in front. */
@@ -382,7 +412,14 @@ static void handle_record(lua_State *L, pump *pm, const lb_msg *m, const char *l
   lb_jval data = m->data;
   long long ms = 0;
   int pushed = 0, keep = 1, rc;
-  if (ps == NULL) { pm->ignored++; return; }
+  if (ps == NULL) {
+    pm->ignored++;
+    if (!pm->classify_only) {
+      count_invalid(L, &m->stream, "stream_not_in_catalog");
+      lb__proc_log_line(pm->p, "invalid RECORD dropped (stream_not_in_catalog): ", line, len);
+    }
+    return;
+  }
   if (ps->has_hook || !lua_isnil(L, S_ONREC)) keep = run_hook(L, ps, m, &data, &pushed);
   if (keep) {
     if (pm->dst) {
@@ -434,7 +471,14 @@ static int pump_loop(lua_State *L) {
           handle_record(L, pm, &m, line, len);
           break;
         case LB_MSG_NONE:
-          lb__proc_log_line(p, "", line, len);
+          if (m.bad_record && !pm->classify_only) {
+            char prefix[160];
+            count_invalid(L, &m.stream, m.bad_record);
+            snprintf(prefix, sizeof prefix, "invalid RECORD dropped (%s: %s): ", m.bad_record, m.why);
+            lb__proc_log_line(p, prefix, line, len);
+          } else {
+            lb__proc_log_line(p, "", line, len);
+          }
           p->log_lines++;
           break;
         case LB_MSG_LOG:
@@ -503,15 +547,22 @@ static int pump_k(lua_State *L, int status, lua_KContext ctx) {
   return pump_loop(L);
 }
 
-/* Sets up the stack slots; `cache` says whether streams map to cache
-** streams (to_cache) or to anything true (to_process). */
-static int start(lua_State *L, lb_proc *dst, int cache) {
+enum { MODE_PROCESS, MODE_CACHE, MODE_COUNT };
+
+static const char *const pump_options[] = {
+  "streams", "hooks", "on_record", "on_message", "on_progress", "progress_ms", "stream_prefix", NULL };
+
+/* Sets up the stack slots; `mode` says whether streams map to cache
+** streams (to_cache) or to anything true (to_process), or there are none
+** (count). */
+static int start(lua_State *L, lb_proc *dst, int mode) {
   lb_proc *p = lb__proc_check(L, 1);
   pump *pm;
   int n = 0, i = 0;
   lua_Number progress_ms;
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
+  lb__check_options(L, 2, mode == MODE_CACHE ? "pump.to_cache" : "pump.to_process", pump_options);
   lua_getfield(L, 2, "streams");
   if (!lua_istable(L, -1)) return luaL_error(L, "pump: 'streams' must be a table");
   lua_pushnil(L);
@@ -520,6 +571,7 @@ static int start(lua_State *L, lb_proc *dst, int cache) {
   memset(pm, 0, sizeof *pm);
   pm->p = p;
   pm->dst = dst;
+  pm->classify_only = mode == MODE_COUNT;
   if (luaL_newmetatable(L, PUMP_MT)) {
     lua_pushcfunction(L, pump_gc);
     lua_setfield(L, -2, "__gc");
@@ -544,7 +596,7 @@ static int start(lua_State *L, lb_proc *dst, int cache) {
     if (lua_type(L, -2) != LUA_TSTRING) return luaL_error(L, "pump: stream names must be strings");
     memset(ps, 0, sizeof *ps);
     ps->ns = "";
-    if (cache) {
+    if (mode == MODE_CACHE) {
       /* the cache stream says which (namespace, name) it is; keep it alive */
       ps->cs = lb__cache_stream_check(L, -1);
       ps->name = lb_cache_stream_name(ps->cs, &ps->len);
@@ -556,7 +608,7 @@ static int start(lua_State *L, lb_proc *dst, int cache) {
     lua_pushvalue(L, -1);
     lua_rawseti(L, 5, i + 1);
     ps->key = lua_tolstring(L, -1, &ps->keylen);
-    if (!cache) { ps->name = ps->key; ps->len = ps->keylen; }
+    if (mode != MODE_CACHE) { ps->name = ps->key; ps->len = ps->keylen; }
     i++;
   }
   pm->nstreams = n;
@@ -577,6 +629,7 @@ static int start(lua_State *L, lb_proc *dst, int cache) {
   lua_insert(L, S_ONMSG);
   lua_getfield(L, 2, "on_progress");
   lua_insert(L, S_ONPROG);                 /* names now at S_NAMES */
+  lua_newtable(L);                         /* S_INVALID */
   lua_getfield(L, 2, "progress_ms");
   progress_ms = luaL_optnumber(L, -1, 500);
   lua_pop(L, 1);
@@ -586,14 +639,14 @@ static int start(lua_State *L, lb_proc *dst, int cache) {
 }
 
 static int l_to_cache(lua_State *L) {
-  return start(L, NULL, 1);
+  return start(L, NULL, MODE_CACHE);
 }
 
 static int l_to_process(lua_State *L) {
   lb_proc *dst = lb__proc_check(L, 2);
   if (!dst->has_stdin) return luaL_error(L, "to_process: the destination was started without stdin");
   lua_remove(L, 2);                        /* stack: src, opts */
-  return start(L, dst, 0);
+  return start(L, dst, MODE_PROCESS);
 }
 
 static int l_count(lua_State *L) {
@@ -602,7 +655,7 @@ static int l_count(lua_State *L) {
   lua_createtable(L, 0, 1);
   lua_newtable(L);
   lua_setfield(L, -2, "streams");
-  return start(L, NULL, 0);
+  return start(L, NULL, MODE_COUNT);
 }
 
 
@@ -862,6 +915,9 @@ static int feed_k(lua_State *L, int status, lua_KContext ctx) {
 ** -> {records =, bytes =, last_raw_id =}: the rows of a cache table (those
 ** whose _airbyte_raw_id is above `after`, or all) as RECORD lines, in table
 ** order; last_raw_id is the highest id sent. */
+static const char *const from_cache_options[] = {
+  "stream", "table", "after", "on_progress", "progress_ms", NULL };
+
 static int l_from_cache(lua_State *L) {
   lb_cache *c = lb__cache_check(L, 1);
   lb_proc *dst = lb__proc_check(L, 2);
@@ -872,6 +928,7 @@ static int l_from_cache(lua_State *L) {
   char err[256];
   luaL_checktype(L, 3, LUA_TTABLE);
   lua_settop(L, 3);
+  lb__check_options(L, 3, "pump.from_cache", from_cache_options);
   lua_getfield(L, 3, "stream");
   stream = luaL_checkstring(L, -1);
   lua_getfield(L, 3, "table");

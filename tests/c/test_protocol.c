@@ -180,7 +180,8 @@ static void test_not_messages(void) {
     CHECK_EQ_INT(m.type, LB_MSG_NONE);
     CHECK_EQ_STR(m.why, cases[i].why);
     CHECK_EQ_INT(m.data.type, LB_JNONE);
-    CHECK_EQ_INT(m.stream.type, LB_JNONE);
+    /* a broken RECORD keeps its stream (test_bad_records) */
+    if (m.bad_record == NULL) CHECK_EQ_INT(m.stream.type, LB_JNONE);
   }
   /* the line is not NUL-terminated: nothing past n is read */
   {
@@ -189,6 +190,65 @@ static void test_not_messages(void) {
     CHECK_EQ_INT(lb_msg_parse(l, 23, &m), LB_MSG_LOG);
     CHECK_EQ_INT(lb_msg_parse(l, 22, &m), LB_MSG_NONE);
   }
+}
+
+/* Lines that are RECORDs but not valid ones: a reason code and, when it
+** was read before the fault, the stream, so the pump can count them. */
+static void test_bad_records(void) {
+  static const struct { const char *line, *bad, *stream; } cases[] = {
+    { "{\"type\":\"RECORD\",\"record\":{\"stream\":\"a\",\"data\":[1]}}", "data_not_object", "a" },
+    { "{\"type\":\"RECORD\",\"record\":{\"stream\":\"a\"}}", "data_not_object", "a" },
+    { "{\"type\":\"RECORD\",\"record\":{\"stream\":7,\"data\":{}}}", "stream_not_string", NULL },
+    { "{\"type\":\"RECORD\",\"record\":{\"stream\":\"a\",\"data\":{},\"emitted_at\":\"now\"}}", "emitted_at_not_number", "a" },
+    { "{\"type\":\"RECORD\",\"record\":{\"stream\":\"a\",\"data\":{},\"namespace\":1}}", "invalid_namespace", "a" },
+    { "{\"type\":\"RECORD\",\"record\":[]}", "record_not_object", NULL },
+    { "{\"type\":\"RECORD\"}", "record_not_object", NULL },
+    { "{\"type\":\"RECORD\",\"record\":{\"stream\":\"a\",\"data\":{}}", "invalid_json", "a" },
+    { "{\"type\":\"RECORD\",\"record\":{\"stream\":\"a\",\"data\":{\"x\":01}}}", "invalid_json", "a" },
+    { "{\"type\":\"RECORD\",\"record\":{\"stream\":\"\xff\",\"data\":{}}}", "invalid_utf8", NULL },
+    { "{\"type\":\"RECORD\",\"record\":{\"stream\":\"b\",\"data\":{\"x\":\"\xc3\"}}}", "invalid_utf8", "b" },
+    { "{\"type\":\"RECORD\",\"record\":{\"stream\":\"b\",\"data\":{\"x\":NaN}}}", "not_a_number", "b" },
+    { "{\"type\":\"RECORD\",\"record\":{\"stream\":\"b\",\"data\":{\"x\":[-Infinity]}}}", "not_a_number", "b" },
+    /* the "record" member says it before "type" does */
+    { "{\"record\":{\"stream\":\"b\",\"data\":{\"x\":Infinity}},\"type\":\"RECORD\"}", "not_a_number", "b" },
+    { "{\"type\":\"RECORD\",\"record\":{\"data\":{\"x\":NaN},\"stream\":\"b\"}}", "not_a_number", NULL },
+    { "{\"type\":\"RECORD\",\"record\":{\"stream\":\"b\",\"data\":{\"x\":Nope}}}", "invalid_json", "b" },
+  };
+  /* not RECORDs: only log lines */
+  static const char *const others[] = {
+    "{\"type\":\"LOG\",\"log\":{\"message\":\"\xff\"}}",
+    "{\"type\":\"STATE\",\"state\":{\"x\":NaN}}",
+    "Starting source...",
+    "{\"type\":\"STATE\",\"state\":null}",
+  };
+  size_t i;
+  char deep[2200];
+  lb_msg m;
+  for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    CHECK_EQ_INT(parse(cases[i].line, &m), LB_MSG_NONE);
+    CHECK_EQ_STR(m.bad_record, cases[i].bad);
+    if (cases[i].stream) {
+      CHECK_EQ_INT(m.stream.type, LB_JSTRING);
+      CHECK(m.stream.n == strlen(cases[i].stream) + 2 &&
+            memcmp(m.stream.p + 1, cases[i].stream, m.stream.n - 2) == 0);
+    } else {
+      CHECK_EQ_INT(m.stream.type, LB_JNONE);
+    }
+  }
+  for (i = 0; i < sizeof others / sizeof others[0]; i++) {
+    CHECK_EQ_INT(parse(others[i], &m), LB_MSG_NONE);
+    CHECK(m.bad_record == NULL);
+  }
+  /* nesting over the limit */
+  strcpy(deep, "{\"type\":\"RECORD\",\"record\":{\"stream\":\"d\",\"data\":{\"x\":");
+  memset(deep + strlen(deep), '[', 1000);
+  deep[strlen("{\"type\":\"RECORD\",\"record\":{\"stream\":\"d\",\"data\":{\"x\":") + 1000] = '\0';
+  CHECK_EQ_INT(lb_msg_parse(deep, strlen(deep), &m), LB_MSG_NONE);
+  CHECK_EQ_STR(m.bad_record, "too_deep");
+  CHECK_EQ_INT(m.stream.type, LB_JSTRING);
+  /* a valid record has none */
+  CHECK_EQ_INT(parse("{\"type\":\"RECORD\",\"record\":{\"stream\":\"a\",\"data\":{}}}", &m), LB_MSG_RECORD);
+  CHECK(m.bad_record == NULL);
 }
 
 static void test_depth(void) {
@@ -428,6 +488,7 @@ TEST_LIST {
   {"record", test_record},
   {"other_types", test_other_types},
   {"not_messages", test_not_messages},
+  {"bad_records", test_bad_records},
   {"depth", test_depth},
   {"agrees_with_validator", test_agrees_with_validator},
   {"fixture_records", test_fixture_records},

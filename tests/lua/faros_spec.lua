@@ -215,4 +215,24 @@ describe("Faros interop", function()
     assert.is_true(passed["__faros__/__noop__"])
     assert.is_true(passed["__faros_shared_state__/__stream_freshness_state"])
   end)
+
+  -- issue 8 item 19: the kit prints CONNECTION_STATUS FAILED and exits 0
+  it("fails a read whose faros-airbyte-cdk source reports a failed connection and exits 0", function()
+    if not need_npm(pending) then return end
+    local src = ab.get_source("source-quirks", { local_executable = FAROS .. "/source-quirks/source-quirks",
+      config = { count = 4, jobs = 2, fail_check = true } })
+    src:select_all_streams()
+    local ok, err = pcall(src.read, src, { cache = cache })
+    assert.is_false(ok)
+    assert.equal("AirbyteConnectorFailedError", err.kind)
+    assert.equal(0, err.exit_code)
+    assert.matches("invalid credentials: the token was rejected", err.message)
+    assert.equal("invalid credentials: the token was rejected", err.failure_reason)
+    assert.is_false(cache:contains("builds") and #cache["builds"] > 0)
+    -- straight through too: nothing reaches the destination as a success
+    local dest = ab.get_noop_destination()
+    local ok2, err2 = pcall(dest.write, dest, src, { cache = false, state_cache = cache })
+    assert.is_false(ok2)
+    assert.matches("invalid credentials: the token was rejected", tostring(err2))
+  end)
 end)
