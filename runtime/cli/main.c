@@ -110,6 +110,14 @@ int main(int argc, char **argv) {
   }
 
   lb_options_init(&opts);
+  /* built-in connectors run as children of this very binary */
+  {
+    static char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) { self[n] = '\0'; opts.exe_path = self; }
+  }
+  /* a destination that exits early must give EPIPE, not end the command */
+  signal(SIGPIPE, SIG_IGN);
   rc = lb_runtime_new(&opts, &rt);
   if (rc < 0) {
     fprintf(stderr, "luabyte: cannot create the runtime: %s\n", lb_strerror(rc));

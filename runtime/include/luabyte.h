@@ -132,6 +132,10 @@ LB_API int lb_backend_timeout(const lb_runtime *rt);
 ** (children get SIGTERM, then SIGKILL after the grace period). */
 LB_API void lb_interrupt(lb_runtime *rt);
 
+/* The Lua module (airbyte.so, or linked in): require "airbyte" in a host's
+** own Lua 5.4 state. It makes a runtime for that state, closed with it. */
+LB_API int luaopen_airbyte(struct lua_State *L);
+
 /* Escape hatches. */
 LB_API struct lua_State *lb_lua(lb_runtime *rt);
 LB_API struct uv_loop_s *lb_loop(lb_runtime *rt);

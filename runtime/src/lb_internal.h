@@ -36,8 +36,18 @@ struct lb_task {
   lb_task      *join_target;
 };
 
+/* A wait made outside any task, kept while the loop runs (loop.c). */
+typedef struct lb_host_wait {
+  lb_cleanup_fn cleanup;
+  void         *data;
+  lua_KContext  ctx;
+  lua_KFunction k;
+  int           pending;       /* the continuation waits again */
+} lb_host_wait;
+
 struct lb_runtime {
   lua_State    *L;
+  int           borrowed_L;    /* the host's state (require "airbyte"): not closed by us */
   uv_loop_t    *loop;
   uv_loop_t     own_loop;
   lb_loop_mode  mode;
@@ -55,9 +65,15 @@ struct lb_runtime {
   uv_check_t    check;         /* LB_LOOP_SHARED: resumes tasks after each poll */
   uv_idle_t     idle;          /* LB_LOOP_SHARED: keeps the poll from blocking */
   int           open_handles;  /* of the runtime itself, for close */
+  uint32_t      shared_budget_us; /* LB_LOOP_SHARED: budget of each check-handle drain */
+  lb_task       host;          /* stands for code outside any task while it waits */
+  const void   *host_frame;    /* the call frame running a host wait's continuation */
+  lua_State    *host_L;
+  lb_host_wait  again;
   lb_proc      *procs;         /* child processes whose handles are open */
   lb_tmpfile   *tmpfiles;      /* removed at close */
-  char         *exe_path;
+  char         *exe_path;      /* found on first use: lb__exe_path */
+  size_t        mem_limit, mem_used;
   char         *lua_dir;
   uint32_t      kill_grace_ms;
   lb_log_fn     log;
@@ -69,10 +85,24 @@ struct lb_runtime {
 lb_runtime *lb__rt(lua_State *L);
 void lb__set_error(lb_runtime *rt, const char *fmt, ...);
 void lb__log(lb_runtime *rt, int level, const char *fmt, ...);
+/* The luabyte command that runs built-in connectors, or NULL. */
+const char *lb__exe_path(lb_runtime *rt);
+/* After ab.use_loop: the runtime is finalized before luv's loop. */
+void lb__module_refinalize(lua_State *L);
 /* Temporary files (mode 0600) removed at lb_runtime_close at the latest. */
 lb_tmpfile *lb__tmpfile_new(lb_runtime *rt, const char *content, size_t len,
                             const char *suffix, const char **path);
 void lb__tmpfile_remove(lb_runtime *rt, lb_tmpfile *f);
+
+/* loop.c */
+int  lb__loop_init(lb_runtime *rt, uv_loop_t *shared);
+void lb__loop_close(lb_runtime *rt, int close_loop);
+int  lb__loop_use(lb_runtime *rt, uv_loop_t *loop, uint32_t budget_us);
+void lb__idle_noop(uv_idle_t *h);
+/* A wait outside any task (stock lua5.4 calling source:read()): runs the
+** loop until the wait ends, then the continuation k. */
+int  lb__host_wait(lua_State *L, lb_cleanup_fn cleanup, void *data,
+                   lua_KContext ctx, lua_KFunction k);
 
 /* sched.c */
 extern const char lb__io_sentinel;   /* yielded value that marks an I/O wait */

@@ -22,12 +22,6 @@ void lb__hook_current(lb_runtime *rt) {
   if (t) lua_sethook(t->co, budget_hook, LUA_MASKCOUNT, HOOK_COUNT);
 }
 
-/* LB_LOOP_SHARED: an active idle handle makes the host's poll return at
-** once, so the check handle resumes ready tasks without delay. */
-static void idle_noop(uv_idle_t *h) {
-  (void)h;
-}
-
 static void enqueue(lb_runtime *rt, lb_task *t) {
   if (t->queued) return;
   t->queued = 1;
@@ -36,7 +30,7 @@ static void enqueue(lb_runtime *rt, lb_task *t) {
   else rt->ready_head = t;
   rt->ready_tail = t;
   if (rt->mode == LB_LOOP_SHARED && !uv_is_active((uv_handle_t *)&rt->idle))
-    uv_idle_start(&rt->idle, idle_noop);
+    uv_idle_start(&rt->idle, lb__idle_noop);
 }
 
 static lb_task *dequeue(lb_runtime *rt) {
@@ -105,6 +99,10 @@ void lb__task_free_if_unused(lb_task *t) {
 void lb__wake(lb_task *t) {
   t->cleanup = NULL;
   t->cleanup_data = NULL;
+  if (t == &t->rt->host) {           /* a wait outside tasks: loop.c sees it */
+    if (t->state == LB_TASK_WAITING) t->state = LB_TASK_READY;
+    return;
+  }
   if (t->state == LB_TASK_WAITING) {
     t->state = LB_TASK_READY;
     enqueue(t->rt, t);
@@ -113,6 +111,13 @@ void lb__wake(lb_task *t) {
 
 lb_task *lb__current(lua_State *L, const char *what) {
   lb_runtime *rt = lb__rt(L);
+  if (rt->current == NULL && !rt->stepping && !rt->closing) {
+    /* outside any task: the wait runs the loop itself (lb__host_wait) */
+    if (rt->mode == LB_LOOP_SHARED)
+      luaL_error(L, "%s outside a task is not possible while the host runs the loop "
+                    "(ab.use_loop, LB_LOOP_SHARED): start it with ab.spawn(fn)", what);
+    return &rt->host;
+  }
   if (rt->current == NULL || !lua_isyieldable(L))
     luaL_error(L, "%s is not allowed here: it waits, and only code running in a "
                   "task can wait (not inside a metamethod, iterator of a C "
@@ -123,6 +128,7 @@ lb_task *lb__current(lua_State *L, const char *what) {
 int lb__wait(lua_State *L, lb_cleanup_fn cleanup, void *data,
              lua_KContext ctx, lua_KFunction k) {
   lb_task *t = lb__current(L, "waiting");
+  if (t == &t->rt->host) return lb__host_wait(L, cleanup, data, ctx, k);
   t->cleanup = cleanup;
   t->cleanup_data = data;
   lua_pushlightuserdata(L, (void *)&lb__io_sentinel);
@@ -172,15 +178,19 @@ static void finish(lb_task *t, lb_task_state st) {
 
 /* Keep the results (DONE) as a table in the registry. */
 static void keep_results(lb_task *t, int nres) {
-  lua_State *L = t->rt->L;
+  lua_State *L = t->rt->L, *co = t->co;
   int i;
-  lua_createtable(L, nres, 1);
-  lua_xmove(t->co, L, nres);          /* stack: tbl, r1..rn */
-  for (i = nres; i >= 1; i--) lua_rawseti(L, -1 - i, i);
-  lua_pushinteger(L, nres);
-  lua_setfield(L, -2, "n");
+  /* built on the coroutine's own stack: the main thread may be a host's,
+  ** in the middle of a C function with little stack to spare */
+  lua_checkstack(co, 3);
+  lua_createtable(co, nres, 1);
+  lua_insert(co, -1 - nres);          /* stack of co: tbl, r1..rn */
+  for (i = nres; i >= 1; i--) lua_rawseti(co, -1 - i, i);
+  lua_pushinteger(co, nres);
+  lua_setfield(co, -2, "n");
+  lua_xmove(co, L, 1);
   t->res_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_settop(t->co, 0);
+  lua_settop(co, 0);
 }
 
 /* Keep the error value and its text with a traceback of the coroutine. */
@@ -188,6 +198,7 @@ static void keep_error(lb_task *t) {
   lua_State *L = t->rt->L;
   const char *msg;
   size_t len;
+  lua_checkstack(L, 4);
   lua_xmove(t->co, L, 1);             /* the error value */
   lua_pushvalue(L, -1);
   t->res_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -277,6 +288,14 @@ int lb__task_cancel(lb_task *t, const char *why) {
 
 void lb__cancel_all(lb_runtime *rt) {
   lb_task *t = rt->tasks;
+  if (rt->host.state == LB_TASK_WAITING) {   /* a blocking call outside tasks */
+    if (rt->host.cleanup) {
+      lb_cleanup_fn fn = rt->host.cleanup;
+      rt->host.cleanup = NULL;
+      fn(rt->host.cleanup_data);
+    }
+    rt->host.state = LB_TASK_CANCELLED;
+  }
   while (t) {
     lb_task *n = t->next;
     if (!is_terminal(t) && t != rt->current) {
