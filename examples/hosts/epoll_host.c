@@ -25,7 +25,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "lb_runtime_new: %s\n", lb_strerror(rc));
     return 1;
   }
-  if (lb_spawn_string(rt, script, strlen(script), "=host", &task) < 0) {
+  if (lb_spawn_string(rt, script, strlen(script), "=host", 0, NULL, &task) < 0) {
     fprintf(stderr, "%s\n", lb_last_error(rt));
     return 1;
   }

@@ -34,7 +34,19 @@ struct lb_task {
   lb_task      *joiners;       /* tasks waiting for this one to end */
   lb_task      *join_next;     /* link in the target's joiners list */
   lb_task      *join_target;
+  int           arg_ref;       /* the task's `arg` table, or LUA_NOREF */
+  lb_task_cb    end_cb;        /* lb_task_on_end */
+  void         *end_data;
+  int           in_end_cb;     /* end_cb is running: release frees after it */
+  char         *result_json;   /* lb_task_result, made on first use */
+  size_t        result_len;
 };
+
+/* Called when a task ends (cancelled first, before its __close handlers
+** run, then ended), so owners of resources (proc.c) need no scheduler
+** knowledge and the scheduler none of theirs. */
+typedef void (*lb_task_end_fn)(lb_runtime *rt, lb_task *t, int cancelled);
+#define LB_TASK_END_HOOKS 4
 
 /* A wait made outside any task, kept while the loop runs (loop.c). */
 typedef struct lb_host_wait {
@@ -70,6 +82,7 @@ struct lb_runtime {
   const void   *host_frame;    /* the call frame running a host wait's continuation */
   lua_State    *host_L;
   lb_host_wait  again;
+  lb_task_end_fn end_hooks[LB_TASK_END_HOOKS];
   lb_proc      *procs;         /* child processes whose handles are open */
   lb_tmpfile   *tmpfiles;      /* removed at close */
   char         *exe_path;      /* found on first use: lb__exe_path */
@@ -81,10 +94,14 @@ struct lb_runtime {
   char          errmsg[512];
 };
 
-/* runtime.c */
-lb_runtime *lb__rt(lua_State *L);
+/* log.c */
 void lb__set_error(lb_runtime *rt, const char *fmt, ...);
 void lb__log(lb_runtime *rt, int level, const char *fmt, ...);
+/* With a host log sink: io.stderr of L hands its lines to the sink. */
+void lb__log_install(lua_State *L, lb_runtime *rt);
+
+/* runtime.c */
+lb_runtime *lb__rt(lua_State *L);
 /* The luabyte command that runs built-in connectors, or NULL. */
 const char *lb__exe_path(lb_runtime *rt);
 /* After ab.use_loop: the runtime is finalized before luv's loop. */
@@ -98,7 +115,6 @@ void lb__tmpfile_remove(lb_runtime *rt, lb_tmpfile *f);
 int  lb__loop_init(lb_runtime *rt, uv_loop_t *shared);
 void lb__loop_close(lb_runtime *rt, int close_loop);
 int  lb__loop_use(lb_runtime *rt, uv_loop_t *loop, uint32_t budget_us);
-void lb__idle_noop(uv_idle_t *h);
 /* A wait outside any task (stock lua5.4 calling source:read()): runs the
 ** loop until the wait ends, then the continuation k. */
 int  lb__host_wait(lua_State *L, lb_cleanup_fn cleanup, void *data,
@@ -108,6 +124,7 @@ int  lb__host_wait(lua_State *L, lb_cleanup_fn cleanup, void *data,
 extern const char lb__io_sentinel;   /* yielded value that marks an I/O wait */
 lb_task *lb__task_new(lb_runtime *rt, lua_State *from, int nargs);
 void lb__task_free_if_unused(lb_task *t);
+void lb__tasks_detach(lb_runtime *rt);
 void lb__wake(lb_task *t);
 /* Suspends the running task until lb__wake(); the continuation k then runs
 ** (it must re-check its condition). cleanup(data) undoes the wait if the
@@ -119,12 +136,13 @@ int  lb__drain(lb_runtime *rt, uint32_t budget_us);
 void lb__cancel_all(lb_runtime *rt);
 int  lb__task_cancel(lb_task *t, const char *why);
 int  lb__budget_spent(lb_runtime *rt);
+void lb__on_task_end(lb_runtime *rt, lb_task_end_fn fn);
+/* LB_LOOP_SHARED: keeps the host's poll from blocking while tasks are ready. */
+void lb__sched_kick(lb_runtime *rt);
 void lb__hook_current(lb_runtime *rt);
 
 /* proc.c */
-void lb__procs_terminate_owned(lb_runtime *rt, lb_task *owner);
 void lb__procs_terminate_all(lb_runtime *rt, int force);
-void lb__procs_forget_owner(lb_runtime *rt, lb_task *owner);
 int  lb__procs_running(lb_runtime *rt);
 
 /* Lua modules written in C, registered in package.preload by runtime.c. */

@@ -4,20 +4,20 @@
 ** blocking calls made outside any task (they run the loop until their wait
 ** ends, so a plain script can call source:read()).
 */
+#define _GNU_SOURCE 1   /* sigtimedwait */
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "lb_internal.h"
+
+static void step(lb_runtime *rt, int timeout_ms, uint32_t budget_us);
 
 /* --- the runtime's own handles --------------------------------------------- */
 
 static void on_async(uv_async_t *h) {
   (void)h;   /* the wake-up is all it is for; lb_step handles the flag */
-}
-
-/* LB_LOOP_SHARED: an active idle handle makes the host's poll return at
-** once, so the check handle resumes ready tasks without delay. */
-void lb__idle_noop(uv_idle_t *h) {
-  (void)h;
 }
 
 static void on_step_timer(uv_timer_t *h) {
@@ -30,7 +30,7 @@ static void on_check(uv_check_t *h) {
   lb_runtime *rt = h->data;
   if (rt->stepping) return;
   rt->stepping = 1;
-  lb__drain(rt, rt->shared_budget_us);
+  step(rt, 0, rt->shared_budget_us);   /* no poll: the host's loop just did it */
   rt->stepping = 0;
 }
 
@@ -55,7 +55,7 @@ int lb__loop_init(lb_runtime *rt, uv_loop_t *shared) {
   if (rt->mode == LB_LOOP_SHARED) {
     uv_check_start(&rt->check, on_check);
     uv_unref((uv_handle_t *)&rt->check);
-    if (rt->ready_head) uv_idle_start(&rt->idle, lb__idle_noop);
+    lb__sched_kick(rt);
   }
   return 0;
 }
@@ -115,8 +115,41 @@ LB_API int lb_alive(const lb_runtime *rt) {
   return rt->live > 0;
 }
 
+/* The process's SIGPIPE disposition is the host's. While the runtime
+** writes to children, SIGPIPE is blocked in this thread, and one raised by
+** a write to a reader that has gone is taken back before unblocking: the
+** write fails with EPIPE, the host is not killed. */
+typedef struct pipe_guard {
+  sigset_t old;
+  int on;
+} pipe_guard;
+
+static void guard_pipe(pipe_guard *g) {
+  struct sigaction sa;
+  sigset_t set;
+  g->on = 0;
+  if (sigaction(SIGPIPE, NULL, &sa) != 0 || sa.sa_handler == SIG_IGN) return;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  if (pthread_sigmask(SIG_BLOCK, &set, &g->old) == 0 && !sigismember(&g->old, SIGPIPE))
+    g->on = 1;
+}
+
+static void unguard_pipe(pipe_guard *g) {
+  sigset_t set, pending;
+  struct timespec zero = {0, 0};
+  if (!g->on) return;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  while (sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) &&
+         sigtimedwait(&set, NULL, &zero) == SIGPIPE) {}
+  pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
 /* One poll and one drain; the caller has set rt->stepping. */
 static void step(lb_runtime *rt, int timeout_ms, uint32_t budget_us) {
+  pipe_guard g;
+  guard_pipe(&g);
   if (rt->mode != LB_LOOP_SHARED) {
     if (rt->ready_head == NULL && timeout_ms != 0 && !rt->interrupted) {
       if (timeout_ms > 0) uv_timer_start(&rt->step_timer, on_step_timer, (uint64_t)timeout_ms, 0);
@@ -130,6 +163,7 @@ static void step(lb_runtime *rt, int timeout_ms, uint32_t budget_us) {
   if (rt->mode != LB_LOOP_SHARED && rt->ready_head == NULL && rt->live > 0 &&
       !uv_loop_alive(rt->loop))
     fail_deadlocked(rt);
+  unguard_pipe(&g);
 }
 
 LB_API int lb_step(lb_runtime *rt, int timeout_ms, uint32_t budget_us) {

@@ -48,6 +48,10 @@ static int l_spawn(lua_State *L) {
   if (t == NULL) return luaL_error(L, "out of memory");
   t->lua_refs++;
   u->t = t;
+  if (rt->current && rt->current->arg_ref != LUA_NOREF) {   /* the spawner's `arg` */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->current->arg_ref);
+    t->arg_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   return 1;
 }
 
@@ -308,7 +312,9 @@ static int l_count_prefixed_lines(lua_State *L) {
 
 /* isatty(fd) -> boolean: decides between a live progress line and plain lines. */
 static int l_isatty(lua_State *L) {
-  lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+  int fd = (int)luaL_checkinteger(L, 1);
+  /* with a host log sink, stderr is not where messages go */
+  lua_pushboolean(L, !(fd == 2 && lb__rt(L)->log) && isatty(fd));
   return 1;
 }
 

@@ -59,26 +59,6 @@ LB_API const char *lb_last_error(const lb_runtime *rt) {
   return rt ? rt->errmsg : "no runtime";
 }
 
-void lb__set_error(lb_runtime *rt, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(rt->errmsg, sizeof rt->errmsg, fmt, ap);
-  va_end(ap);
-}
-
-void lb__log(lb_runtime *rt, int level, const char *fmt, ...) {
-  char buf[2048];
-  int n;
-  va_list ap;
-  va_start(ap, fmt);
-  n = vsnprintf(buf, sizeof buf, fmt, ap);
-  va_end(ap);
-  if (n < 0) return;
-  if ((size_t)n >= sizeof buf) n = sizeof buf - 1;
-  if (rt->log) rt->log(rt->log_ud, level, buf, (size_t)n);
-  else fprintf(stderr, "luabyte: %s\n", buf);
-}
-
 /* --- Lua state ------------------------------------------------------------- */
 
 static int load_embedded(lua_State *L) {
@@ -163,6 +143,7 @@ static int setup_state(lua_State *L) {
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
+  lb__log_install(L, rt);
   /* Coroutines that pass I/O waits through to the scheduler. */
   lua_getglobal(L, "require");
   lua_pushliteral(L, "airbyte.coroutine");
@@ -278,6 +259,7 @@ static int runtime_alloc(const lb_options *opts, lb_runtime **out) {
   rt->log = o.log;
   rt->log_ud = o.log_ud;
   rt->mem_limit = o.mem_limit;
+  rt->shared_budget_us = o.shared_budget_us;
   rt->host.rt = rt;
   rt->host.state = LB_TASK_READY;
   rt->host.co_ref = rt->host.res_ref = LUA_NOREF;
@@ -322,6 +304,19 @@ static int set_up(lb_runtime *rt, int openlibs) {
   return 0;
 }
 
+/* __gc of the state's first finalized object, so lua_close runs it last:
+** close callbacks that libuv handles of other libraries in the state (luv
+** on lb_loop(), with luv_set_loop) asked for in their own __gc run here,
+** while the state they call into still exists. */
+static int last_gc(lua_State *L) {
+  lb_runtime *rt = lb__rt(L);
+  if (rt && rt->loop) {
+    uv_run(rt->loop, UV_RUN_NOWAIT);
+    uv_run(rt->loop, UV_RUN_NOWAIT);
+  }
+  return 0;
+}
+
 LB_API int lb_runtime_new(const lb_options *opts, lb_runtime **out) {
   lb_runtime *rt;
   int rc;
@@ -333,6 +328,12 @@ LB_API int lb_runtime_new(const lb_options *opts, lb_runtime **out) {
   if (rt->L == NULL) { lb_runtime_close(rt); return LB_ENOMEM; }
   lua_gc(rt->L, LUA_GCGEN, 0, 0);  /* suits many short-lived record tables */
   if ((rc = set_up(rt, 1)) < 0) { lb_runtime_close(rt); return rc; }
+  lua_newuserdatauv(rt->L, 1, 0);  /* nothing of a host's has a finalizer yet */
+  lua_createtable(rt->L, 0, 1);
+  lua_pushcfunction(rt->L, last_gc);
+  lua_setfield(rt->L, -2, "__gc");
+  lua_setmetatable(rt->L, -2);
+  lua_rawsetp(rt->L, LUA_REGISTRYINDEX, (void *)last_gc);
   *out = rt;
   return 0;
 }
@@ -344,12 +345,7 @@ static void runtime_shutdown(lb_runtime *rt) {
 }
 
 static void runtime_free(lb_runtime *rt) {
-  lb_task *t;
-  while ((t = rt->tasks) != NULL) {   /* tasks the host still holds */
-    rt->tasks = t->next;
-    free(t->error);
-    free(t);
-  }
+  lb__tasks_detach(rt);
   while (rt->tmpfiles) lb__tmpfile_remove(rt, rt->tmpfiles);
   if (rt->mode != LB_LOOP_SHARED) {
     uv_run(rt->loop, UV_RUN_NOWAIT);
@@ -466,48 +462,89 @@ LB_API int luaopen_airbyte(lua_State *L) {
 
 /* --- tasks from scripts -------------------------------------------------- */
 
-static int spawn_loaded(lb_runtime *rt, int nargs, lb_task **out) {
-  lb_task *t = lb__task_new(rt, rt->L, nargs);
-  if (t == NULL) return LB_ENOMEM;
-  if (out) { t->host_held = 1; *out = t; }
+typedef struct spawn_req {
+  const char *path;          /* a file, "-" = stdin; or NULL for src */
+  const char *src;
+  size_t len;
+  const char *name;          /* arg[0] */
+  int argc;
+  const char *const *argv;
+  int with_arg;              /* give the task its own `arg` table */
+  int enoent;
+  lb_task *t;
+} spawn_req;
+
+/* Protected: loading and the task's bookkeeping may raise (memory). */
+static int spawn_p(lua_State *L) {
+  spawn_req *r = lua_touserdata(L, 1);
+  lb_runtime *rt = lb__rt(L);
+  int i, st;
+  lua_settop(L, 0);
+  if (r->with_arg) {            /* arg as lua.c builds it: arg[0] = script */
+    lua_createtable(L, r->argc, 1);
+    lua_pushstring(L, r->name);
+    lua_rawseti(L, -2, 0);
+    for (i = 0; i < r->argc; i++) {
+      lua_pushstring(L, r->argv[i]);
+      lua_rawseti(L, -2, i + 1);
+    }
+  }
+  errno = 0;
+  st = r->path ? luaL_loadfilex(L, strcmp(r->path, "-") == 0 ? NULL : r->path, NULL)
+               : luaL_loadbufferx(L, r->src, r->len, r->name, NULL);
+  if (st != LUA_OK) {
+    r->enoent = st == LUA_ERRFILE && errno == ENOENT;
+    return lua_error(L);
+  }
+  luaL_checkstack(L, r->argc + 1, "too many arguments");
+  for (i = 0; i < r->argc; i++) lua_pushstring(L, r->argv[i]);
+  if ((r->t = lb__task_new(rt, L, r->argc)) == NULL) return luaL_error(L, "not enough memory");
+  if (r->with_arg) r->t->arg_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+static int spawn(lb_runtime *rt, spawn_req *r, lb_task **out) {
+  lua_State *L = rt->L;
+  int st;
+  if (out) *out = NULL;
+  if (r->argc < 0 || (r->argc > 0 && r->argv == NULL)) return LB_EINVAL;
+  lua_pushcfunction(L, spawn_p);
+  lua_pushlightuserdata(L, r);
+  st = lua_pcall(L, 1, 0, 0);
+  if (st != LUA_OK) {
+    lb__set_error(rt, "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return st == LUA_ERRMEM ? LB_ENOMEM : r->enoent ? LB_ENOENT : LB_ELUA;
+  }
+  if (out) { r->t->host_held = 1; *out = r->t; }
   return 0;
 }
 
 LB_API int lb_spawn_file(lb_runtime *rt, const char *path, int argc,
                          const char *const *argv, lb_task **out) {
-  lua_State *L;
-  int i;
-  if (rt == NULL || path == NULL || argc < 0) return LB_EINVAL;
-  L = rt->L;
-  if (luaL_loadfilex(L, strcmp(path, "-") == 0 ? NULL : path, NULL) != LUA_OK) {
-    lb__set_error(rt, "%s", lua_tostring(L, -1));
-    lua_pop(L, 1);
-    return errno == ENOENT ? LB_ENOENT : LB_ELUA;
-  }
-  /* arg table as lua.c builds it: arg[0] = script, arg[1..n] = arguments */
-  lua_createtable(L, argc, 1);
-  lua_pushstring(L, path);
-  lua_rawseti(L, -2, 0);
-  for (i = 0; i < argc; i++) {
-    lua_pushstring(L, argv[i]);
-    lua_rawseti(L, -2, i + 1);
-  }
-  lua_setglobal(L, "arg");
-  if (!lua_checkstack(L, argc + 1)) { lua_pop(L, 1); return LB_ENOMEM; }
-  for (i = 0; i < argc; i++) lua_pushstring(L, argv[i]);
-  return spawn_loaded(rt, argc, out);
+  spawn_req r;
+  if (rt == NULL || path == NULL || rt->L == NULL) return LB_EINVAL;
+  memset(&r, 0, sizeof r);
+  r.path = r.name = path;
+  r.argc = argc;
+  r.argv = argv;
+  r.with_arg = 1;
+  return spawn(rt, &r, out);
 }
 
 LB_API int lb_spawn_string(lb_runtime *rt, const char *src, size_t len,
-                           const char *chunkname, lb_task **out) {
-  if (rt == NULL || src == NULL) return LB_EINVAL;
-  if (luaL_loadbufferx(rt->L, src, len, chunkname ? chunkname : "=(string)", NULL)
-      != LUA_OK) {
-    lb__set_error(rt, "%s", lua_tostring(rt->L, -1));
-    lua_pop(rt->L, 1);
-    return LB_ELUA;
-  }
-  return spawn_loaded(rt, 0, out);
+                           const char *chunkname, int argc,
+                           const char *const *argv, lb_task **out) {
+  spawn_req r;
+  if (rt == NULL || src == NULL || rt->L == NULL) return LB_EINVAL;
+  memset(&r, 0, sizeof r);
+  r.src = src;
+  r.len = len;
+  r.name = chunkname ? chunkname : "=(string)";
+  r.argc = argc;
+  r.argv = argv;
+  r.with_arg = argv != NULL;   /* else the global `arg` is left as the host set it */
+  return spawn(rt, &r, out);
 }
 
 LB_API struct lua_State *lb_lua(lb_runtime *rt) {

@@ -52,7 +52,7 @@ static lb_task *spawn_reader(lb_runtime *rt) {
     "end\n"
     "assert(p:wait() == 0)\n"
     "COUNT = n\n", records_path);
-  CHECK_EQ_INT(lb_spawn_string(rt, src, strlen(src), "=reader", &t), 0);
+  CHECK_EQ_INT(lb_spawn_string(rt, src, strlen(src), "=reader", 0, NULL, &t), 0);
   return t;
 }
 
