@@ -132,7 +132,9 @@ void lb__wake(lb_task *t);
 int  lb__wait(lua_State *L, lb_cleanup_fn cleanup, void *data,
               lua_KContext ctx, lua_KFunction k);
 lb_task *lb__current(lua_State *L, const char *what);
-int  lb__drain(lb_runtime *rt, uint32_t budget_us);
+/* Resumes ready tasks until none is ready or uv_hrtime() passes deadline
+** (0 = no budget). */
+int  lb__drain(lb_runtime *rt, uint64_t deadline);
 void lb__cancel_all(lb_runtime *rt);
 int  lb__task_cancel(lb_task *t, const char *why);
 int  lb__budget_spent(lb_runtime *rt);

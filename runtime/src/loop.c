@@ -149,17 +149,22 @@ static void unguard_pipe(pipe_guard *g) {
 /* One poll and one drain; the caller has set rt->stepping. */
 static void step(lb_runtime *rt, int timeout_ms, uint32_t budget_us) {
   pipe_guard g;
+  /* the budget counts from here: the poll's reads are part of the step */
+  uint64_t deadline = budget_us ? uv_hrtime() + (uint64_t)budget_us * 1000 : 0;
   guard_pipe(&g);
+  rt->deadline = deadline;
   if (rt->mode != LB_LOOP_SHARED) {
     if (rt->ready_head == NULL && timeout_ms != 0 && !rt->interrupted) {
       if (timeout_ms > 0) uv_timer_start(&rt->step_timer, on_step_timer, (uint64_t)timeout_ms, 0);
       uv_run(rt->loop, UV_RUN_ONCE);
       uv_timer_stop(&rt->step_timer);
+      /* waiting is not running: the budget starts after the wait */
+      if (budget_us) deadline = rt->deadline = uv_hrtime() + (uint64_t)budget_us * 1000;
     } else {
       uv_run(rt->loop, UV_RUN_NOWAIT);
     }
   }
-  lb__drain(rt, budget_us);
+  lb__drain(rt, deadline);
   if (rt->mode != LB_LOOP_SHARED && rt->ready_head == NULL && rt->live > 0 &&
       !uv_loop_alive(rt->loop))
     fail_deadlocked(rt);

@@ -177,7 +177,8 @@ static void on_out(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     lb_lines_commit(&p->outbuf, (size_t)n);
     p->stdout_bytes += (uint64_t)n;
     p->last_output_ms = uv_now(p->rt->loop);
-    if (lb_lines_pending(&p->outbuf) > p->high_water) {
+    /* a step with a budget reads no further ahead than it can parse */
+    if (lb_lines_pending(&p->outbuf) > (p->rt->deadline ? 256 * 1024 : p->high_water)) {
       uv_read_stop(s);            /* backpressure: the child blocks on its pipe */
       p->out_reading = 0;
     }

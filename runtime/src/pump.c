@@ -37,6 +37,7 @@
 
 #define PUMP_MT "airbyte.Pump"
 #define YIELD_CHECK 512              /* records between budget checks */
+#define BUDGET_CHECK 32              /* ... while a step has a budget (hooks: every record) */
 #define WBUF_SIZE (120 * 1024)       /* batched writes; under malloc's mmap threshold */
 
 typedef struct pump_stream {
@@ -58,6 +59,7 @@ typedef struct pump {
   long long by_type[LB_MSG__COUNT];
   uint64_t next_progress, progress_ns;
   unsigned check;
+  lb_cache *cache;              /* to_cache: the cache of the streams */
   pump_stream s[1];             /* nstreams entries */
 } pump;
 
@@ -285,6 +287,16 @@ static int is_stream_status(const lb_msg *m) {
   return lb_jobj_find(&m->payload, "type", 4, &t) && lb_jstr_eq(&t, "STREAM_STATUS", 13);
 }
 
+/* Does Lua run per record (a stream hook or on_record)? Then the budget
+** is checked after every record: a hook cannot be paused inside. */
+static int hooked(lua_State *L, const pump *pm) {
+  int i;
+  if (!lua_isnil(L, S_ONREC)) return 1;
+  for (i = 0; i < pm->nstreams; i++)
+    if (pm->s[i].has_hook) return 1;
+  return 0;
+}
+
 static int pump_loop(lua_State *L) {
   pump *pm = lua_touserdata(L, S_STATE);
   lb_proc *p = pm->p;
@@ -292,6 +304,7 @@ static int pump_loop(lua_State *L) {
   const char *line;
   size_t len;
   lb_msg m;
+  lb_lines_pos pos;
   int rc;
   lua_settop(L, S_TOP);
   for (;;) {
@@ -300,10 +313,23 @@ static int pump_loop(lua_State *L) {
       pm->dst->write_waiter = lb__current(L, "pump.to_process");
       return lb__wait(L, cleanup_write, pm->dst, 0, pump_k);
     }
+    pos = lb_lines_tell(&p->outbuf);
     rc = lb_lines_next(&p->outbuf, &line, &len);
     if (rc == LB_LINES_OK) {
+      int type = lb_msg_parse(line, len, &m);
+      /* A step with a budget never waits for the cache's writer thread
+      ** past its deadline: the line goes back and the task resumes at the
+      ** next step. A record waits for room before its hook runs (a hook
+      ** runs once), a STATE for the rows before it. */
+      if (rt->deadline && pm->cache && rt->current && lua_isyieldable(L) &&
+          ((type == LB_MSG_RECORD && !lb_cache_wait_room(pm->cache, m.data.n, rt->deadline)) ||
+           (type == LB_MSG_STATE && !lb_cache_wait_idle(pm->cache, rt->deadline)))) {
+        lb_lines_seek(&p->outbuf, pos);
+        lb__wake(rt->current);
+        return lb__wait(L, NULL, NULL, 0, pump_k);
+      }
       p->stdout_lines++;
-      pm->by_type[lb_msg_parse(line, len, &m)]++;
+      pm->by_type[type]++;
       switch (m.type) {
         case LB_MSG_RECORD:
           handle_record(L, pm, &m, line, len);
@@ -332,7 +358,8 @@ static int pump_loop(lua_State *L) {
           }
           break;
       }
-      if (++pm->check % YIELD_CHECK == 0) {
+      if (++pm->check % (!rt->deadline ? YIELD_CHECK
+                         : hooked(L, pm) ? 1 : BUDGET_CHECK) == 0) {
         uint64_t now;
         if (pm->progress_ns && !lua_isnil(L, S_ONPROG) &&
             (now = uv_hrtime()) >= pm->next_progress) {
@@ -364,6 +391,11 @@ static int pump_loop(lua_State *L) {
       return luaL_error(L, "reading the output of connector '%s' failed: %s", p->name,
                         uv_strerror(p->out_error));
     if (p->out_eof) {
+      if (rt->deadline && pm->cache && rt->current && lua_isyieldable(L) &&
+          !lb_cache_wait_idle(pm->cache, rt->deadline)) {   /* the finish must not wait */
+        lb__wake(rt->current);
+        return lb__wait(L, NULL, NULL, 0, pump_k);
+      }
       push_totals(L, pm);
       return 1;
     }
@@ -408,7 +440,10 @@ static int start(lua_State *L, lb_proc *dst, int cache) {
     pump_stream *ps = &pm->s[i];
     if (lua_type(L, -2) != LUA_TSTRING) return luaL_error(L, "pump: stream names must be strings");
     memset(ps, 0, sizeof *ps);
-    if (cache) ps->cs = lb__cache_stream_check(L, -1);
+    if (cache) {
+      ps->cs = lb__cache_stream_check(L, -1);
+      pm->cache = lb_cache_stream_cache(ps->cs);
+    }
     lua_pop(L, 1);
     lua_pushvalue(L, -1);
     lua_rawseti(L, 5, i + 1);
@@ -694,7 +729,7 @@ static int feed_loop(lua_State *L) {
     rc = sqlite3_step(f->stmt);
     if (rc == SQLITE_ROW) {
       if (feed_row(f) != 0) return luaL_error(L, "out of memory");
-      if (++n % YIELD_CHECK == 0) {
+      if (++n % (rt->deadline ? BUDGET_CHECK : YIELD_CHECK) == 0) {
         uint64_t now;
         if (f->progress_ns && !lua_isnil(L, F_ONPROG) && (now = uv_hrtime()) >= f->next_progress) {
           f->next_progress = now + f->progress_ns;

@@ -308,10 +308,10 @@ static void resume(lb_runtime *rt, lb_task *t) {
   ended(t);
 }
 
-int lb__drain(lb_runtime *rt, uint32_t budget_us) {
+int lb__drain(lb_runtime *rt, uint64_t deadline) {
   lb_task *t;
   int ran = 0;
-  rt->deadline = budget_us ? uv_hrtime() + (uint64_t)budget_us * 1000 : 0;
+  rt->deadline = deadline;
   for (;;) {
     /* checked before every resume: an interrupt arrives while a task runs */
     if (rt->interrupted) {
