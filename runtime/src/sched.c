@@ -410,7 +410,7 @@ static int encode_results(lua_State *L) {
 
 LB_API const char *lb_task_result(lb_task *t, size_t *len) {
   lb_runtime *rt = t->rt;
-  if (t->result_json == NULL && t->state == LB_TASK_DONE && rt && rt->L && !rt->stepping) {
+  if (t->result_json == NULL && t->state == LB_TASK_DONE && rt && rt->L && rt->current == NULL) {
     lua_State *L = rt->L;
     size_t n;
     const char *s;

@@ -45,12 +45,13 @@ static void results_are_json(void) {
   lb_runtime_close(rt);
 }
 
-typedef struct ends { int n; lb_task_state last; lb_task *released; } ends;
+typedef struct ends { int n; lb_task_state last; lb_task *released; const char *result; } ends;
 
 static void on_end(lb_task *t, void *data) {
   ends *e = data;
   e->n++;
   e->last = lb_task_get_state(t);
+  e->result = lb_task_result(t, NULL);   /* readable in the callback */
 }
 
 static void on_end_release(lb_task *t, void *data) {
@@ -63,7 +64,7 @@ static void on_end_release(lb_task *t, void *data) {
 
 static void end_callbacks_carry_data(void) {
   lb_runtime *rt = new_rt(NULL);
-  ends a = {0, 0, NULL}, b = {0, 0, NULL}, c = {0, 0, NULL}, d = {0, 0, NULL};
+  ends a = {0, 0, NULL, NULL}, b = {0, 0, NULL, NULL}, c = {0, 0, NULL, NULL}, d = {0, 0, NULL, NULL};
   lb_task *ta = spawn_args(rt, "require('airbyte.core').sleep(5) return 1\n", 0, NULL);
   lb_task *tb = spawn_args(rt, "error('no')\n", 0, NULL);
   lb_task *tc = spawn_args(rt, "require('airbyte.core').sleep(60000)\n", 0, NULL);
@@ -73,7 +74,7 @@ static void end_callbacks_carry_data(void) {
   lb_task_on_end(tc, on_end, &c);
   lb_task_on_end(td, on_end_release, &d);
   while (a.n == 0 || b.n == 0 || d.n == 0) lb_step(rt, -1, 0);
-  CHECK_EQ_INT(a.n, 1); CHECK_EQ_INT(a.last, LB_TASK_DONE);
+  CHECK_EQ_INT(a.n, 1); CHECK_EQ_INT(a.last, LB_TASK_DONE); CHECK_EQ_STR(a.result, "[1]");
   CHECK_EQ_INT(b.n, 1); CHECK_EQ_INT(b.last, LB_TASK_FAILED);
   CHECK_EQ_INT(d.n, 1); CHECK(d.released == td);
   CHECK_EQ_INT(c.n, 0);
@@ -227,7 +228,7 @@ static void file_tasks_keep_their_arg(void) {
 ** would report a use after free); close cancels what still runs. */
 static void handles_outlive_close(void) {
   lb_runtime *rt = new_rt(NULL);
-  ends e = {0, 0, NULL};
+  ends e = {0, 0, NULL, NULL};
   lb_task *done = spawn_args(rt, "return 'fine'\n", 0, NULL);
   lb_task *running = spawn_args(rt, "require('airbyte.core').sleep(60000)\n", 0, NULL);
   lb_task_on_end(running, on_end, &e);
