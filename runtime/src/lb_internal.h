@@ -5,6 +5,7 @@
 #ifndef LB_INTERNAL_H
 #define LB_INTERNAL_H
 
+#include <setjmp.h>
 #include <signal.h>
 #include <lua.h>
 #include <lauxlib.h>
@@ -83,6 +84,9 @@ struct lb_runtime {
   lua_State    *host_L;
   lb_host_wait  again;
   lb_task_end_fn end_hooks[LB_TASK_END_HOOKS];
+  jmp_buf      *panic_jmp;     /* where a Lua panic resumes (loop.c's step) */
+  int           panicked;
+  lb_task      *in_callback;   /* the task whose end callback runs */
   lb_proc      *procs;         /* child processes whose handles are open */
   lb_tmpfile   *tmpfiles;      /* removed at close */
   char         *exe_path;      /* found on first use: lb__exe_path */

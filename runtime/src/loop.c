@@ -6,6 +6,7 @@
 */
 #define _GNU_SOURCE 1   /* sigtimedwait */
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,9 +150,17 @@ static void unguard_pipe(pipe_guard *g) {
 /* One poll and one drain; the caller has set rt->stepping. */
 static void step(lb_runtime *rt, int timeout_ms, uint32_t budget_us) {
   pipe_guard g;
+  jmp_buf jb, *outer = rt->panic_jmp;
   /* the budget counts from here: the poll's reads are part of the step */
   uint64_t deadline = budget_us ? uv_hrtime() + (uint64_t)budget_us * 1000 : 0;
   guard_pipe(&g);
+  if (setjmp(jb) != 0) {        /* a Lua error outside any protected call (runtime.c) */
+    rt->current = NULL;
+    rt->deadline = 0;
+    rt->panicked = 1;
+    goto done;
+  }
+  rt->panic_jmp = &jb;
   rt->deadline = deadline;
   if (rt->mode != LB_LOOP_SHARED) {
     if (rt->ready_head == NULL && timeout_ms != 0 && !rt->interrupted) {
@@ -168,6 +177,8 @@ static void step(lb_runtime *rt, int timeout_ms, uint32_t budget_us) {
   if (rt->mode != LB_LOOP_SHARED && rt->ready_head == NULL && rt->live > 0 &&
       !uv_loop_alive(rt->loop))
     fail_deadlocked(rt);
+done:
+  rt->panic_jmp = outer;
   unguard_pipe(&g);
 }
 
@@ -177,6 +188,10 @@ LB_API int lb_step(lb_runtime *rt, int timeout_ms, uint32_t budget_us) {
   rt->stepping = 1;
   step(rt, timeout_ms, budget_us);
   rt->stepping = 0;
+  if (rt->panicked) {
+    rt->panicked = 0;
+    return LB_ELUA;
+  }
   return rt->live > 0 ? 1 : 0;
 }
 

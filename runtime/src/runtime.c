@@ -317,6 +317,25 @@ static int last_gc(lua_State *L) {
   return 0;
 }
 
+/* Lua's last resort for an error no protected call catches (a host's end
+** callback or log sink raising through lb_lua(rt), memory the system has
+** not got): logged, then back to the step that was running, which returns
+** LB_ELUA; Lua has reset the main thread. Only outside steps does Lua
+** abort, as for any host's own misuse of lb_lua(rt). */
+static int on_panic(lua_State *L) {
+  lb_runtime *rt = lb__rt(L);
+  const char *msg = lua_tostring(L, -1);
+  if (rt == NULL) return 0;
+  lb__set_error(rt, "Lua error outside any protected call: %s", msg ? msg : "(not a string)");
+  lb__log(rt, LB_LOG_ERROR, "%s", rt->errmsg);
+  if (rt->in_callback) {          /* it never returned: let its task go */
+    rt->in_callback->in_end_cb = 0;
+    rt->in_callback = NULL;
+  }
+  if (rt->panic_jmp) longjmp(*rt->panic_jmp, 1);
+  return 0;
+}
+
 LB_API int lb_runtime_new(const lb_options *opts, lb_runtime **out) {
   lb_runtime *rt;
   int rc;
@@ -326,6 +345,7 @@ LB_API int lb_runtime_new(const lb_options *opts, lb_runtime **out) {
   *out = NULL;
   rt->L = lua_newstate(l_alloc, rt);
   if (rt->L == NULL) { lb_runtime_close(rt); return LB_ENOMEM; }
+  lua_atpanic(rt->L, on_panic);
   lua_gc(rt->L, LUA_GCGEN, 0, 0);  /* suits many short-lived record tables */
   if ((rc = set_up(rt, 1)) < 0) { lb_runtime_close(rt); return rc; }
   lua_newuserdatauv(rt->L, 1, 0);  /* nothing of a host's has a finalizer yet */

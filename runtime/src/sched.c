@@ -148,7 +148,9 @@ static void ended(lb_task *t) {
   if (cb) {
     t->end_cb = NULL;
     t->in_end_cb = 1;
+    t->rt->in_callback = t;
     cb(t, t->end_data);
+    t->rt->in_callback = NULL;
     t->in_end_cb = 0;
   }
   lb__task_free_if_unused(t);

@@ -298,6 +298,40 @@ static void luv_in_the_state_closes_safely(void) {
   lb_runtime_close(rt);
 }
 
+/* A host's end callback that raises a Lua error outside any pcall: the
+** step returns LB_ELUA with the message (and logs it) instead of Lua
+** calling abort(), and the runtime keeps working. */
+static void on_end_raises(lb_task *t, void *data) {
+  (void)t;
+  luaL_error(lb_lua(data), "host bug in a callback");
+}
+
+static void panic_returns_to_the_step(void) {
+  static sink s;
+  lb_options o;
+  lb_runtime *rt;
+  lb_task *t, *next;
+  int rc;
+  memset(&s, 0, sizeof s);
+  lb_options_init(&o);
+  o.log = log_to;
+  o.log_ud = &s;
+  rt = new_rt(&o);
+  t = spawn_args(rt, "return 1\n", 0, NULL);
+  lb_task_on_end(t, on_end_raises, rt);
+  rc = lb_step(rt, 0, 0);
+  CHECK_EQ_INT(rc, LB_ELUA);
+  CHECK(strstr(lb_last_error(rt), "host bug in a callback") != NULL);
+  CHECK(strstr(s.text, "host bug in a callback") != NULL);
+  CHECK_EQ_INT(lb_task_get_state(t), LB_TASK_DONE);
+  next = spawn_args(rt, "return 2\n", 0, NULL);
+  CHECK_EQ_INT(lb_run(rt), 0);
+  CHECK_EQ_STR(lb_task_result(next, NULL), "[2]");
+  lb_task_release(t);
+  lb_task_release(next);
+  lb_runtime_close(rt);
+}
+
 TEST_LIST {
   {"results_are_json", results_are_json},
   {"end_callbacks_carry_data", end_callbacks_carry_data},
@@ -307,6 +341,7 @@ TEST_LIST {
   {"handles_outlive_close", handles_outlive_close},
   {"sigpipe_is_the_hosts", sigpipe_is_the_hosts},
   {"luv_in_the_state_closes_safely", luv_in_the_state_closes_safely},
+  {"panic_returns_to_the_step", panic_returns_to_the_step},
   {NULL, NULL}
 };
 LBTEST_MAIN
