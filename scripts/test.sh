@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up (packages, both builds) and runs every test suite:
 #   C unit tests (ctest) in the release and the ASan/UBSan builds,
+#   the install (pkg-config hosts, the module in lua5.4, the rockspec),
 #   busted specs run by the luabyte binary (release and ASan/UBSan).
 # Ends with one line "N passed, N failed, N skipped" summing all suites and
 # exits non-zero on any failure.
@@ -47,10 +48,47 @@ lua_suite() {
   if [ $rc -ne 0 ] && [ $((f + e)) -eq 0 ]; then failed=$((failed + 1)); fi
 }
 
+# The install, as a third-party host meets it: `cmake --install` into a
+# temporary prefix, then hosts built with pkg-config alone (shared and
+# static), the installed module in stock lua5.4, and the rockspec.
+install_suite() {
+  echo "== installed library, module and rock"
+  local P="$log/prefix" p=0 f=0
+  check() {   # check NAME COMMAND...: one case
+    local name=$1; shift
+    if "$@" >>"$log/install.txt" 2>&1; then p=$((p + 1)); else f=$((f + 1)); echo "   FAIL $name"; fi
+  }
+  export LB_P="$P" LB_LOG="$log" PKG_CONFIG_PATH="$P/lib/pkgconfig"
+  check "cmake --install --prefix" cmake --install build --prefix "$P"
+  check "luabyte.pc has the prefix" grep -qx "prefix=$P" "$P/lib/pkgconfig/luabyte.pc"
+  check "shared host builds with pkg-config" sh -c 'cc examples/hosts/sync_host.c $(pkg-config --cflags --libs luabyte) -Wl,-rpath,$(pkg-config --variable=libdir luabyte) -o "$LB_LOG/host_shared"'
+  check "shared host finds libluabyte.so by its RUNPATH" sh -c 'readelf -d "$LB_LOG/host_shared" | grep -q "RUNPATH.*$LB_P/lib" && ldd "$LB_LOG/host_shared" | grep -q "$LB_P/lib/libluabyte.so"'
+  # no LUABYTE_EXE, no luabyte on PATH: the library finds the installed command
+  check "shared host syncs with the installed luabyte" sh -c 'env -u LUABYTE_EXE PATH=/usr/bin:/bin "$LB_LOG/host_shared" "$LB_LOG/c1" 200 | grep -qx "result \[200,200\]"'
+  check "static host builds with pkg-config --static" sh -c 'cc examples/hosts/sync_host.c $(pkg-config --static --cflags --libs luabyte-static) -o "$LB_LOG/host_static" && ! ldd "$LB_LOG/host_static" | grep -q libluabyte'
+  check "static host syncs" sh -c 'LUABYTE_EXE=$(pkg-config --variable=bindir luabyte)/luabyte "$LB_LOG/host_static" "$LB_LOG/c2" 300 | grep -qx "result \[300,300\]"'
+  check "installed module runs in lua5.4" sh -c 'env -u LUABYTE_EXE PATH=/usr/bin:/bin LUA_CPATH="$LB_P/lib/lua/5.4/?.so" lua5.4 -e "
+    local ab = require \"airbyte\"
+    assert(require(\"airbyte.core\").exe_path() == \"$LB_P/bin/luabyte\")
+    local s = ab.get_source(\"source-faker\", {config = {count = 20}})
+    s:select_streams({\"users\"})
+    assert(#s:read({cache = ab.new_local_cache{cache_name = \"m\", cache_dir = \"$LB_LOG/c3\"}})[\"users\"] == 20)"'
+  check "luarocks make builds the rock" luarocks --lua-version=5.4 make --tree "$log/rocks" luabyte-0.1.0-1.rockspec
+  check "the rock's module syncs with the rock's luabyte" sh -c 'env -u LUABYTE_EXE PATH=/usr/bin:/bin LUA_CPATH="$LB_LOG/rocks/lib/lua/5.4/?.so" lua5.4 -e "
+    local ab = require \"airbyte\"
+    assert(require(\"airbyte.core\").exe_path() == \"$LB_LOG/rocks/bin/luabyte\")
+    local s = ab.get_source(\"source-faker\", {config = {count = 5}})
+    s:check()"'
+  if [ $f -gt 0 ]; then tail -n 40 "$log/install.txt"; fi
+  echo "   $p passed, $f failed"
+  passed=$((passed + p)); failed=$((failed + f))
+}
+
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 c_suite build release
 c_suite build-asan asan-ubsan
+install_suite
 lua_suite build/luabyte release
 # Lua C modules loaded by busted (luasystem, term) are not ours: leaks in
 # them are not checked; memory errors and UB in luabyte still are.

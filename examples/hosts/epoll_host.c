@@ -1,20 +1,27 @@
 /*
-** epoll_host.c - an nginx-style host: it owns an epoll loop, watches the
-** runtime's backend fd and calls lb_step() when it is readable or when the
-** runtime's timer is due. Build:
+** epoll_host.c - an nginx-style host: it owns an epoll loop with a 5 ms
+** timer of its own, watches the runtime's backend fd and calls lb_step()
+** with a 2 ms budget when it is readable or when the runtime's timer is
+** due, so its own timer keeps its ticks while a connector runs. Build:
 **   cc examples/hosts/epoll_host.c $(pkg-config --cflags --libs luabyte) -o epoll_host
+** usage: epoll_host [LUA_CODE]   (prints the ticks and the missed ones at the end)
 */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 #include "luabyte.h"
 
 int main(int argc, char **argv) {
   lb_options o;
   lb_runtime *rt;
   lb_task *task;
-  struct epoll_event ev, out;
-  int ep, rc;
+  struct epoll_event ev, out[2];
+  struct itimerspec every5ms = {{0, 5000000}, {0, 5000000}};
+  uint64_t ticks = 0, missed = 0;
+  int ep, tfd, rc, i, n;
   const char *script = argc > 1 ? argv[1] :
     "local p = require('airbyte.process').spawn{argv = {'echo', 'hello from a child'}}\n"
     "print(p:read_line())\n";
@@ -25,7 +32,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "lb_runtime_new: %s\n", lb_strerror(rc));
     return 1;
   }
-  if (lb_spawn_string(rt, script, strlen(script), "=host", &task) < 0) {
+  if (lb_spawn_string(rt, script, strlen(script), "=host", 0, NULL, &task) < 0) {
     fprintf(stderr, "%s\n", lb_last_error(rt));
     return 1;
   }
@@ -33,13 +40,28 @@ int main(int argc, char **argv) {
   ev.events = EPOLLIN;
   ev.data.fd = lb_backend_fd(rt);
   epoll_ctl(ep, EPOLL_CTL_ADD, ev.data.fd, &ev);
+  tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK);      /* the host's own timer */
+  timerfd_settime(tfd, 0, &every5ms, NULL);
+  ev.data.fd = tfd;
+  epoll_ctl(ep, EPOLL_CTL_ADD, tfd, &ev);
   do {
-    epoll_wait(ep, &out, 1, lb_backend_timeout(rt));   /* the host's own wait */
-    rc = lb_step(rt, 0, 0);
+    n = epoll_wait(ep, out, 2, lb_backend_timeout(rt));     /* the host's own wait */
+    for (i = 0; i < n; i++) {
+      uint64_t expirations;
+      if (out[i].data.fd == tfd && read(tfd, &expirations, sizeof expirations) == sizeof expirations) {
+        ticks += expirations;
+        missed += expirations - 1;   /* more than one: the host was late */
+      }
+    }
+    rc = lb_step(rt, 0, 2000);                              /* never more than 2 ms */
   } while (rc > 0);
   if (lb_task_get_state(task) == LB_TASK_FAILED) fprintf(stderr, "%s\n", lb_task_error(task));
   rc = lb_task_get_state(task) == LB_TASK_DONE ? 0 : 1;
+  printf("host timer: %llu ticks, %llu missed\n", (unsigned long long)ticks,
+         (unsigned long long)missed);
   lb_task_release(task);
   lb_runtime_close(rt);
+  close(tfd);
+  close(ep);
   return rc;
 }

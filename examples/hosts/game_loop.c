@@ -20,7 +20,7 @@ int main(void) {
     "print(('read %d lines'):format(n))\n";
   lb_options_init(&o);
   if (lb_runtime_new(&o, &rt) < 0) return 1;
-  if (lb_spawn_string(rt, script, strlen(script), "=game", &task) < 0) return 1;
+  if (lb_spawn_string(rt, script, strlen(script), "=game", 0, NULL, &task) < 0) return 1;
   while (lb_step(rt, 0, 2000) > 0) {   /* 2 ms budget, never blocks */
     frame++;
     usleep(14000);                      /* render, input, physics ... */

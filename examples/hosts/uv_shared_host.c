@@ -23,7 +23,7 @@ int main(void) {
   o.loop_mode = LB_LOOP_SHARED;
   o.loop = &loop;
   if (lb_runtime_new(&o, &rt) < 0) return 1;
-  if (lb_spawn_string(rt, script, strlen(script), "=shared", &task) < 0) return 1;
+  if (lb_spawn_string(rt, script, strlen(script), "=shared", 0, NULL, &task) < 0) return 1;
   while (lb_task_get_state(task) < LB_TASK_DONE) uv_run(&loop, UV_RUN_ONCE);
   if (lb_task_get_state(task) == LB_TASK_FAILED) fprintf(stderr, "%s\n", lb_task_error(task));
   lb_task_release(task);

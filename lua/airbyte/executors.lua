@@ -190,7 +190,8 @@ function M.builtin(name)
   local exe = core.exe_path()
   if not exe then
     errors.raise("AirbyteConnectorExecutableNotFoundError",
-      "cannot find the luabyte binary to start built-in connector " .. name,
+      "cannot find the luabyte command to start built-in connector " .. name
+        .. ": set LUABYTE_EXE (or lb_options.exe_path) to its path, or put luabyte on PATH",
       { connector_name = name })
   end
   return setmetatable({ kind = "builtin", name = name, prefix = { exe, "connector", name },

@@ -75,6 +75,14 @@ function M.SQLiteCache(opts) return caches().SQLiteCache(opts) end
 -- Tasks: run functions concurrently inside a script.
 local core = require "airbyte.core"
 M.spawn = core.spawn
+-- Driving from a Lua host (require "airbyte" in lua5.4, a game, a server):
+-- step(timeout_ms, budget_us) -> true while tasks remain; backend_fd() and
+-- backend_timeout() for the host's own poll; use_loop(uv[, {budget_us=}])
+-- runs tasks on luv's loop while the host's uv.run() runs.
+M.step = core.step
+M.backend_fd = core.backend_fd
+M.backend_timeout = core.backend_timeout
+M.use_loop = core.use_loop
 M.sleep = core.sleep
 
 -- Secrets: get_secret(name, {sources=, default=, allow_prompt=}). Loading

@@ -117,6 +117,14 @@ int main(int argc, char **argv) {
   }
 
   lb_options_init(&opts);
+  /* built-in connectors run as children of this very binary */
+  {
+    static char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) { self[n] = '\0'; opts.exe_path = self; }
+  }
+  /* a destination that exits early must give EPIPE, not end the command */
+  signal(SIGPIPE, SIG_IGN);
   rc = lb_runtime_new(&opts, &rt);
   if (rc < 0) {
     fprintf(stderr, "luabyte: cannot create the runtime: %s\n", lb_strerror(rc));
@@ -138,7 +146,7 @@ int main(int argc, char **argv) {
   for (i = 1; i < (script ? script : argc); i++) {
     if (strcmp(argv[i], "-e") != 0) continue;
     set_arg(rt, argc, argv, script ? script : argc);
-    rc = lb_spawn_string(rt, argv[i + 1], strlen(argv[i + 1]), "=(command line)", &task);
+    rc = lb_spawn_string(rt, argv[i + 1], strlen(argv[i + 1]), "=(command line)", 0, NULL, &task);
     if (rc < 0) {
       fprintf(stderr, "luabyte: %s\n", lb_last_error(rt));
       status = 1;
@@ -171,12 +179,12 @@ int main(int argc, char **argv) {
     set_arg(rt, argc, argv, script + 1);
     snprintf(code, sizeof code,
              "return require('airbyte.builtin').run(arg[0], {table.unpack(arg, 1)})");
-    rc = lb_spawn_string(rt, code, strlen(code), "=(connector)", &task);
+    rc = lb_spawn_string(rt, code, strlen(code), "=(connector)", 0, NULL, &task);
   } else if (is_subcommand(argv[script])) {
     set_arg(rt, argc, argv, script);
     snprintf(code, sizeof code,
              "return require('airbyte.cli').main(arg[0], {table.unpack(arg, 1)})");
-    rc = lb_spawn_string(rt, code, strlen(code), "=(cli)", &task);
+    rc = lb_spawn_string(rt, code, strlen(code), "=(cli)", 0, NULL, &task);
   } else {
     rc = lb_spawn_file(rt, argv[script], argc - script - 1,
                        (const char *const *)argv + script + 1, &task);

@@ -49,20 +49,31 @@ typedef enum lb_loop_mode {
   LB_LOOP_EXTERNAL
 } lb_loop_mode;
 
+/* Levels of lb_log_fn messages. */
+#define LB_LOG_ERROR 0
+#define LB_LOG_WARN  1
+#define LB_LOG_INFO  2
+
+/* msg is one line without its newline, not NUL-terminated. */
 typedef void (*lb_log_fn)(void *ud, int level, const char *msg, size_t len);
 
 typedef struct lb_options {
   uint32_t          size;        /* = sizeof(lb_options), set by lb_options_init */
   lb_loop_mode      loop_mode;
   struct uv_loop_s *loop;        /* LB_LOOP_SHARED: the host's loop; else NULL */
-  size_t            mem_limit;   /* bytes of Lua memory, 0 = no limit */
+  size_t            mem_limit;   /* bytes of Lua memory tasks may use, 0 = no limit;
+                                    past it a task gets a Lua memory error */
   const char       *lua_dir;     /* load Lua modules from this directory before the
                                     embedded copies; NULL = $LUABYTE_LUA_DIR or none */
-  const char       *exe_path;    /* path of a luabyte binary, used to start built-in
-                                    connectors as child processes; NULL = /proc/self/exe */
+  const char       *exe_path;    /* the luabyte command that runs built-in connectors;
+                                    NULL = $LUABYTE_EXE, else bin/luabyte of the install
+                                    prefix of libluabyte, else PATH */
   uint32_t          kill_grace_ms; /* SIGTERM -> SIGKILL delay for children, 0 = 2000 */
-  lb_log_fn         log;         /* runtime diagnostics; NULL = stderr */
+  lb_log_fn         log;         /* every message of the runtime, Lua's io.stderr
+                                    lines included; NULL = stderr */
   void             *log_ud;
+  uint32_t          shared_budget_us; /* LB_LOOP_SHARED: most time tasks run after one
+                                    poll of the host's loop, 0 = until none is ready */
 } lb_options;
 
 /* Error codes: negative, libuv style. */
@@ -103,14 +114,28 @@ LB_API const char *lb_last_error(const lb_runtime *rt);
 
 /* Tasks. A task starts at the next step. `out` may be NULL (then the
 ** runtime frees the task when it ends); otherwise release it with
-** lb_task_release(). argv becomes the script's `arg` table and `...`. */
+** lb_task_release(). argv becomes the script's `...` and its `arg` table
+** (arg[0] = path or chunkname), which is the task's own: the global `arg`
+** is set to it whenever the task runs.
+** A handle stays valid until released, also after lb_runtime_close (which
+** cancels tasks still running): state, error and result stay readable. */
 LB_API int lb_spawn_file(lb_runtime *rt, const char *path, int argc,
                          const char *const *argv, lb_task **out);
 LB_API int lb_spawn_string(lb_runtime *rt, const char *src, size_t len,
-                           const char *chunkname, lb_task **out);
+                           const char *chunkname, int argc,
+                           const char *const *argv, lb_task **out);
 LB_API lb_task_state lb_task_get_state(const lb_task *t);
 /* Error text (message and traceback) of a failed task, else NULL. */
 LB_API const char *lb_task_error(const lb_task *t);
+/* The return values of a done task as a JSON array ("[42,\"x\",null]"),
+** *len set when len is not NULL. NULL when the task is not done or a value
+** has no JSON form (lb_last_error says which). Valid until released. */
+LB_API const char *lb_task_result(lb_task *t, size_t *len);
+/* Called once when the task ends (done, failed or cancelled), from lb_step
+** or lb_runtime_close, with the data given here (at once if it has ended
+** already). It may read and release the task, not step the runtime. */
+typedef void (*lb_task_cb)(lb_task *t, void *data);
+LB_API void lb_task_on_end(lb_task *t, lb_task_cb cb, void *data);
 LB_API int  lb_task_cancel(lb_task *t);
 LB_API void lb_task_release(lb_task *t);
 
@@ -131,6 +156,10 @@ LB_API int lb_backend_timeout(const lb_runtime *rt);
 /* Async-signal-safe: cancels all running tasks at the next opportunity
 ** (children get SIGTERM, then SIGKILL after the grace period). */
 LB_API void lb_interrupt(lb_runtime *rt);
+
+/* The Lua module (airbyte.so, or linked in): require "airbyte" in a host's
+** own Lua 5.4 state. It makes a runtime for that state, closed with it. */
+LB_API int luaopen_airbyte(struct lua_State *L);
 
 /* Escape hatches. */
 LB_API struct lua_State *lb_lua(lb_runtime *rt);

@@ -82,6 +82,7 @@
 #define LB_CACHE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "luabyte.h"
 #include "jskim.h"
 
@@ -139,6 +140,13 @@ int  lb_cache_in_transaction(const lb_cache *c);
 ** the writer's error. */
 int  lb_cache_set_async(lb_cache *c, int on);
 int  lb_cache_sync(lb_cache *c);
+/* For a caller with a time budget (uv_hrtime() deadline_ns, 0 = none):
+** wait_room returns 1 once a record of data_len bytes can be written
+** without waiting for the writer thread, wait_idle once the writer has
+** written every row (the next barrier is immediate); 0 when deadline_ns
+** passed first. Neither waits past the deadline. */
+int  lb_cache_wait_room(lb_cache *c, size_t data_len, uint64_t deadline_ns);
+int  lb_cache_wait_idle(lb_cache *c, uint64_t deadline_ns);
 
 /* Message of the last failure on this cache (never NULL). */
 const char *lb_cache_errmsg(lb_cache *c);

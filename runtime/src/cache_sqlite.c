@@ -1902,6 +1902,51 @@ static int barrier(lb_cache *c) {
   return err;
 }
 
+/* With c->mu held: waits on the writer until deadline_ns (0 = for ever);
+** 0 when it was woken, 1 when the deadline passed. */
+static int wait_until(lb_cache *c, uint64_t deadline_ns) {
+  uint64_t now;
+  if (deadline_ns == 0) {
+    uv_cond_wait(&c->cv, &c->mu);
+    return 0;
+  }
+  now = uv_hrtime();
+  if (now >= deadline_ns) return 1;
+  uv_cond_timedwait(&c->cv, &c->mu, deadline_ns - now);
+  return 0;
+}
+
+/* Would the next write hand a batch over (reserve or its end)? */
+static int write_submits(const lb_cache *c, size_t data_len) {
+  const batch *b = c->fill;
+  return b && b->nrows > 0 &&
+         (b->nrows + 1 >= BATCH_ROWS || b->text_cap - b->text_n < 2 * data_len);
+}
+
+int lb_cache_wait_room(lb_cache *c, size_t data_len, uint64_t deadline_ns) {
+  int room = 1;
+  if (!c->worker || !write_submits(c, data_len)) return 1;
+  uv_mutex_lock(&c->mu);
+  while (c->queued >= BATCH_QUEUE && c->async_err == 0)
+    if (wait_until(c, deadline_ns)) { room = 0; break; }
+  uv_mutex_unlock(&c->mu);
+  return room;
+}
+
+int lb_cache_wait_idle(lb_cache *c, uint64_t deadline_ns) {
+  int idle = 1;
+  if (!c->worker) return 1;
+  if (c->fill && c->fill->nrows > 0) {
+    if (!lb_cache_wait_room(c, (size_t)-1 / 4, deadline_ns)) return 0;
+    submit(c);                      /* room in the queue: does not wait */
+  }
+  uv_mutex_lock(&c->mu);
+  while ((c->queued > 0 || c->busy) && c->async_err == 0)
+    if (wait_until(c, deadline_ns)) { idle = 0; break; }
+  uv_mutex_unlock(&c->mu);
+  return idle;
+}
+
 static void clear_async_err(lb_cache *c) {
   c->failed = 0;
   if (!c->worker) return;

@@ -5,6 +5,7 @@
 #ifndef LB_INTERNAL_H
 #define LB_INTERNAL_H
 
+#include <setjmp.h>
 #include <signal.h>
 #include <lua.h>
 #include <lauxlib.h>
@@ -35,10 +36,32 @@ struct lb_task {
   lb_task      *joiners;       /* tasks waiting for this one to end */
   lb_task      *join_next;     /* link in the target's joiners list */
   lb_task      *join_target;
+  int           arg_ref;       /* the task's `arg` table, or LUA_NOREF */
+  lb_task_cb    end_cb;        /* lb_task_on_end */
+  void         *end_data;
+  int           in_end_cb;     /* end_cb is running: release frees after it */
+  char         *result_json;   /* lb_task_result, made on first use */
+  size_t        result_len;
 };
+
+/* Called when a task ends (cancelled first, before its __close handlers
+** run, then ended), so owners of resources (proc.c) need no scheduler
+** knowledge and the scheduler none of theirs. */
+typedef void (*lb_task_end_fn)(lb_runtime *rt, lb_task *t, int cancelled);
+#define LB_TASK_END_HOOKS 4
+
+/* A wait made outside any task, kept while the loop runs (loop.c). */
+typedef struct lb_host_wait {
+  lb_cleanup_fn cleanup;
+  void         *data;
+  lua_KContext  ctx;
+  lua_KFunction k;
+  int           pending;       /* the continuation waits again */
+} lb_host_wait;
 
 struct lb_runtime {
   lua_State    *L;
+  int           borrowed_L;    /* the host's state (require "airbyte"): not closed by us */
   uv_loop_t    *loop;
   uv_loop_t     own_loop;
   lb_loop_mode  mode;
@@ -56,10 +79,20 @@ struct lb_runtime {
   uv_check_t    check;         /* LB_LOOP_SHARED: resumes tasks after each poll */
   uv_idle_t     idle;          /* LB_LOOP_SHARED: keeps the poll from blocking */
   int           open_handles;  /* of the runtime itself, for close */
+  uint32_t      shared_budget_us; /* LB_LOOP_SHARED: budget of each check-handle drain */
+  lb_task       host;          /* stands for code outside any task while it waits */
+  const void   *host_frame;    /* the call frame running a host wait's continuation */
+  lua_State    *host_L;
+  lb_host_wait  again;
+  lb_task_end_fn end_hooks[LB_TASK_END_HOOKS];
+  jmp_buf      *panic_jmp;     /* where a Lua panic resumes (loop.c's step) */
+  int           panicked;
+  lb_task      *in_callback;   /* the task whose end callback runs */
   lb_proc      *procs;         /* child processes whose handles are open */
   lb_tmpfile   *tmpfiles;      /* removed at close */
   lb_masker    *masker;        /* secrets hidden in what leaves (mask.h), NULL = none yet */
-  char         *exe_path;
+  char         *exe_path;      /* found on first use: lb__exe_path */
+  size_t        mem_limit, mem_used;
   char         *lua_dir;
   uint32_t      kill_grace_ms;
   lb_log_fn     log;
@@ -67,19 +100,37 @@ struct lb_runtime {
   char          errmsg[512];
 };
 
-/* runtime.c */
-lb_runtime *lb__rt(lua_State *L);
+/* log.c */
 void lb__set_error(lb_runtime *rt, const char *fmt, ...);
 void lb__log(lb_runtime *rt, int level, const char *fmt, ...);
+/* With a host log sink: io.stderr of L hands its lines to the sink. */
+void lb__log_install(lua_State *L, lb_runtime *rt);
+
+/* runtime.c */
+lb_runtime *lb__rt(lua_State *L);
+/* The luabyte command that runs built-in connectors, or NULL. */
+const char *lb__exe_path(lb_runtime *rt);
+/* After ab.use_loop: the runtime is finalized before luv's loop. */
+void lb__module_refinalize(lua_State *L);
 /* Temporary files (mode 0600) removed at lb_runtime_close at the latest. */
 lb_tmpfile *lb__tmpfile_new(lb_runtime *rt, const char *content, size_t len,
                             const char *suffix, const char **path);
 void lb__tmpfile_remove(lb_runtime *rt, lb_tmpfile *f);
 
+/* loop.c */
+int  lb__loop_init(lb_runtime *rt, uv_loop_t *shared);
+void lb__loop_close(lb_runtime *rt, int close_loop);
+int  lb__loop_use(lb_runtime *rt, uv_loop_t *loop, uint32_t budget_us);
+/* A wait outside any task (stock lua5.4 calling source:read()): runs the
+** loop until the wait ends, then the continuation k. */
+int  lb__host_wait(lua_State *L, lb_cleanup_fn cleanup, void *data,
+                   lua_KContext ctx, lua_KFunction k);
+
 /* sched.c */
 extern const char lb__io_sentinel;   /* yielded value that marks an I/O wait */
 lb_task *lb__task_new(lb_runtime *rt, lua_State *from, int nargs);
 void lb__task_free_if_unused(lb_task *t);
+void lb__tasks_detach(lb_runtime *rt);
 void lb__wake(lb_task *t);
 /* Suspends the running task until lb__wake(); the continuation k then runs
 ** (it must re-check its condition). cleanup(data) undoes the wait if the
@@ -87,16 +138,19 @@ void lb__wake(lb_task *t);
 int  lb__wait(lua_State *L, lb_cleanup_fn cleanup, void *data,
               lua_KContext ctx, lua_KFunction k);
 lb_task *lb__current(lua_State *L, const char *what);
-int  lb__drain(lb_runtime *rt, uint32_t budget_us);
+/* Resumes ready tasks until none is ready or uv_hrtime() passes deadline
+** (0 = no budget). */
+int  lb__drain(lb_runtime *rt, uint64_t deadline);
 void lb__cancel_all(lb_runtime *rt);
 int  lb__task_cancel(lb_task *t, const char *why);
 int  lb__budget_spent(lb_runtime *rt);
+void lb__on_task_end(lb_runtime *rt, lb_task_end_fn fn);
+/* LB_LOOP_SHARED: keeps the host's poll from blocking while tasks are ready. */
+void lb__sched_kick(lb_runtime *rt);
 void lb__hook_current(lb_runtime *rt);
 
 /* proc.c */
-void lb__procs_terminate_owned(lb_runtime *rt, lb_task *owner);
 void lb__procs_terminate_all(lb_runtime *rt, int force);
-void lb__procs_forget_owner(lb_runtime *rt, lb_task *owner);
 int  lb__procs_running(lb_runtime *rt);
 
 /* lua_options.c: raises PyAirbyteInputError (through airbyte.options) for a

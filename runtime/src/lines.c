@@ -17,6 +17,18 @@ void lb_lines_free(lb_lines *b) {
   b->cap = b->head = b->tail = b->scan = 0;
 }
 
+lb_lines_pos lb_lines_tell(const lb_lines *b) {
+  lb_lines_pos pos;
+  pos.head = b->head;
+  pos.scan = b->scan;
+  return pos;
+}
+
+void lb_lines_seek(lb_lines *b, lb_lines_pos pos) {
+  b->head = pos.head;
+  b->scan = pos.scan;
+}
+
 size_t lb_lines_pending(const lb_lines *b) {
   return b->tail - b->head;
 }

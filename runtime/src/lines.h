@@ -41,6 +41,12 @@ void   lb_lines_commit(lb_lines *b, size_t n);
 ** eof, nothing left). LB_LINES_TOOLONG: the pending line is over max_line;
 ** the framer then discards bytes up to the next newline and goes on. */
 int    lb_lines_next(lb_lines *b, const char **line, size_t *len);
+/* A position to go back to: the line lb_lines_next returned after
+** lb_lines_tell is returned again after lb_lines_seek (no reserve or
+** commit in between), for a consumer that must put a line back. */
+typedef struct lb_lines_pos { size_t head, scan; } lb_lines_pos;
+lb_lines_pos lb_lines_tell(const lb_lines *b);
+void   lb_lines_seek(lb_lines *b, lb_lines_pos pos);
 /* Bytes buffered but not yet returned as lines. */
 size_t lb_lines_pending(const lb_lines *b);
 

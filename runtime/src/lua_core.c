@@ -6,9 +6,14 @@
 **   core.sleep(ms)                    -- waits without blocking other tasks
 **   core.yield()                      -- lets other ready tasks run
 **   local f <close> = core.tempfile(content, ".json")  -- f.path, mode 0600
+**   core.step(timeout_ms, budget_us), core.backend_fd(), core.backend_timeout(),
+**   core.use_loop(uv)                 -- a Lua host drives the loop (loop.c)
 */
+#define _GNU_SOURCE 1   /* dladdr */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -43,6 +48,10 @@ static int l_spawn(lua_State *L) {
   if (t == NULL) return luaL_error(L, "out of memory");
   t->lua_refs++;
   u->t = t;
+  if (rt->current && rt->current->arg_ref != LUA_NOREF) {   /* the spawner's `arg` */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->current->arg_ref);
+    t->arg_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
   return 1;
 }
 
@@ -211,8 +220,8 @@ static int l_interrupted(lua_State *L) {
 }
 
 static int l_exe_path(lua_State *L) {
-  lb_runtime *rt = lb__rt(L);
-  if (rt->exe_path) lua_pushstring(L, rt->exe_path);
+  const char *exe = lb__exe_path(lb__rt(L));
+  if (exe) lua_pushstring(L, exe);
   else lua_pushnil(L);
   return 1;
 }
@@ -303,7 +312,9 @@ static int l_count_prefixed_lines(lua_State *L) {
 
 /* isatty(fd) -> boolean: decides between a live progress line and plain lines. */
 static int l_isatty(lua_State *L) {
-  lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+  int fd = (int)luaL_checkinteger(L, 1);
+  /* with a host log sink, stderr is not where messages go */
+  lua_pushboolean(L, !(fd == 2 && lb__rt(L)->log) && isatty(fd));
   return 1;
 }
 
@@ -429,6 +440,77 @@ static int l_tmp_tostring(lua_State *L) {
   return 1;
 }
 
+/* --- driving from a Lua host ---------------------------------------------- */
+
+/* step([timeout_ms[, budget_us]]) -> true while tasks remain: lb_step for
+** a Lua host's frame or event loop. Raises inside a task or a step. */
+static int l_step(lua_State *L) {
+  lb_runtime *rt = lb__rt(L);
+  lua_Integer timeout = luaL_optinteger(L, 1, 0), budget = luaL_optinteger(L, 2, 0);
+  int rc;
+  luaL_argcheck(L, timeout >= -1 && timeout <= INT_MAX, 1, "must be -1 or more");
+  luaL_argcheck(L, budget >= 0 && budget <= UINT32_MAX, 2, "must be 0 or more");
+  if (rt->current || rt->stepping)
+    return luaL_error(L, "step() drives the runtime from outside: it cannot run "
+                         "inside a task or a step");
+  rc = lb_step(rt, (int)timeout, (uint32_t)budget);
+  if (rc < 0) return luaL_error(L, "step: %s", lb_strerror(rc));
+  lua_pushboolean(L, rc > 0);
+  return 1;
+}
+
+static int l_backend_fd(lua_State *L) {
+  lua_pushinteger(L, lb_backend_fd(lb__rt(L)));
+  return 1;
+}
+
+static int l_backend_timeout(lua_State *L) {
+  lua_pushinteger(L, lb_backend_timeout(lb__rt(L)));
+  return 1;
+}
+
+/* use_loop(uv[, {budget_us = n}]): run on luv's loop from now on. luv's
+** C function luv_loop(L) is looked up in the luv module the table's
+** functions come from, so no luv header or link is needed. */
+typedef uv_loop_t *(*luv_loop_fn)(lua_State *L);
+
+static int l_use_loop(lua_State *L) {
+  lb_runtime *rt = lb__rt(L);
+  lua_CFunction run;
+  Dl_info info;
+  void *lib;
+  luv_loop_fn luv_loop;
+  uv_loop_t *loop;
+  lua_Integer budget = 0;
+  int rc;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  if (lua_istable(L, 2)) {
+    lua_getfield(L, 2, "budget_us");
+    budget = luaL_optinteger(L, -1, 0);
+    luaL_argcheck(L, budget >= 0 && budget <= UINT32_MAX, 2, "budget_us must be 0 or more");
+    lua_pop(L, 1);
+  }
+  lua_getfield(L, 1, "run");
+  run = lua_tocfunction(L, -1);
+  lua_pop(L, 1);
+  if (run == NULL || !dladdr((void *)run, &info) || info.dli_fname == NULL)
+    return luaL_argerror(L, 1, "expected the luv module (require 'luv')");
+  lib = dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD);
+  luv_loop = lib ? (luv_loop_fn)(uintptr_t)dlsym(lib, "luv_loop") : NULL;
+  if (lib) dlclose(lib);   /* still loaded by require */
+  if (luv_loop == NULL || (loop = luv_loop(L)) == NULL)
+    return luaL_argerror(L, 1, "expected the luv module (no luv_loop in it)");
+  if (rt->current || rt->stepping)
+    return luaL_error(L, "use_loop() cannot run inside a task or a step");
+  rc = lb__loop_use(rt, loop, (uint32_t)budget);
+  if (rc == LB_EBUSY)
+    return luaL_error(L, "use_loop(): call it before starting children, timers or "
+                         "waiting tasks");
+  if (rc < 0) return luaL_error(L, "use_loop(): %s", lb_strerror(rc));
+  lb__module_refinalize(L);
+  return 0;
+}
+
 static const luaL_Reg task_methods[] = {
   {"wait", l_task_wait},
   {"status", l_task_status},
@@ -453,6 +535,10 @@ static const luaL_Reg funcs[] = {
   {"count_prefixed_lines", l_count_prefixed_lines},
   {"read_stdin", l_read_stdin},
   {"executable", l_executable},
+  {"step", l_step},
+  {"backend_fd", l_backend_fd},
+  {"backend_timeout", l_backend_timeout},
+  {"use_loop", l_use_loop},
   {NULL, NULL}
 };
 

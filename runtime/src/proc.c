@@ -146,7 +146,8 @@ static void on_out(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     lb_lines_commit(&p->outbuf, (size_t)n);
     p->stdout_bytes += (uint64_t)n;
     p->last_output_ms = uv_now(p->rt->loop);
-    if (lb_lines_pending(&p->outbuf) > p->high_water) {
+    /* a step with a budget reads no further ahead than it can parse */
+    if (lb_lines_pending(&p->outbuf) > (p->rt->deadline ? 256 * 1024 : p->high_water)) {
       uv_read_stop(s);            /* backpressure: the child blocks on its pipe */
       p->out_reading = 0;
     }
@@ -401,6 +402,8 @@ void lb__proc_close_stdin(lb_proc *p) {
 
 /* --- spawn ----------------------------------------------------------------- */
 
+static void procs_task_ended(lb_runtime *rt, lb_task *owner, int cancelled);
+
 int lb__proc_spawn(lb_runtime *rt, const lb_proc_opts *o, lb_proc **out,
                    char *err, size_t errlen) {
   uv_process_options_t po;
@@ -430,6 +433,7 @@ int lb__proc_spawn(lb_runtime *rt, const lb_proc_opts *o, lb_proc **out,
   p->timeout_ms = o->timeout_ms;
   p->has_stdin = o->pipe_stdin;
   p->owner = rt->current;
+  lb__on_task_end(rt, procs_task_ended);
 
   uv_pipe_init(rt->loop, &p->out, 0);
   uv_pipe_init(rt->loop, &p->err, 0);
@@ -528,12 +532,6 @@ int lb__procs_running(lb_runtime *rt) {
 
 /* --- runtime-wide ---------------------------------------------------------- */
 
-void lb__procs_terminate_owned(lb_runtime *rt, lb_task *owner) {
-  lb_proc *p;
-  for (p = rt->procs; p; p = p->next)
-    if (p->owner == owner) lb__proc_terminate(p, 0);
-}
-
 void lb__procs_terminate_all(lb_runtime *rt, int force) {
   lb_proc *p, *n;
   for (p = rt->procs; p; p = n) {
@@ -543,8 +541,13 @@ void lb__procs_terminate_all(lb_runtime *rt, int force) {
   }
 }
 
-void lb__procs_forget_owner(lb_runtime *rt, lb_task *owner) {
+/* A cancelled task's children are terminated; an ended task's are kept
+** (a process object may outlive its task) but no longer owned. */
+static void procs_task_ended(lb_runtime *rt, lb_task *owner, int cancelled) {
   lb_proc *p;
-  for (p = rt->procs; p; p = p->next)
-    if (p->owner == owner) p->owner = NULL;
+  for (p = rt->procs; p; p = p->next) {
+    if (p->owner != owner) continue;
+    if (cancelled) lb__proc_terminate(p, 0);
+    else p->owner = NULL;
+  }
 }

@@ -48,6 +48,7 @@
 
 #define PUMP_MT "airbyte.Pump"
 #define YIELD_CHECK 512              /* records between budget checks */
+#define BUDGET_CHECK 32              /* ... while a step has a budget (hooks: every record) */
 #define WBUF_SIZE (120 * 1024)       /* batched writes; under malloc's mmap threshold */
 
 typedef struct pump_stream {
@@ -77,6 +78,7 @@ typedef struct pump {
   uint64_t next_progress, progress_ns;
   unsigned check;
   int classify_only;            /* pump.count: no stream is selected, none is invalid */
+  lb_cache *cache;              /* to_cache: the cache of the streams */
   pump_stream s[1];             /* nstreams entries */
 } pump;
 
@@ -447,6 +449,16 @@ static int is_stream_status(const lb_msg *m) {
   return lb_jobj_find(&m->payload, "type", 4, &t) && lb_jstr_eq(&t, "STREAM_STATUS", 13);
 }
 
+/* Does Lua run per record (a stream hook or on_record)? Then the budget
+** is checked after every record: a hook cannot be paused inside. */
+static int hooked(lua_State *L, const pump *pm) {
+  int i;
+  if (!lua_isnil(L, S_ONREC)) return 1;
+  for (i = 0; i < pm->nstreams; i++)
+    if (pm->s[i].has_hook) return 1;
+  return 0;
+}
+
 static int pump_loop(lua_State *L) {
   pump *pm = lua_touserdata(L, S_STATE);
   lb_proc *p = pm->p;
@@ -454,6 +466,7 @@ static int pump_loop(lua_State *L) {
   const char *line;
   size_t len;
   lb_msg m;
+  lb_lines_pos pos;
   int rc;
   lua_settop(L, S_TOP);
   for (;;) {
@@ -462,10 +475,23 @@ static int pump_loop(lua_State *L) {
       pm->dst->write_waiter = lb__current(L, "pump.to_process");
       return lb__wait(L, cleanup_write, pm->dst, 0, pump_k);
     }
+    pos = lb_lines_tell(&p->outbuf);
     rc = lb_lines_next(&p->outbuf, &line, &len);
     if (rc == LB_LINES_OK) {
+      int type = lb_msg_parse(line, len, &m);
+      /* A step with a budget never waits for the cache's writer thread
+      ** past its deadline: the line goes back and the task resumes at the
+      ** next step. A record waits for room before its hook runs (a hook
+      ** runs once), a STATE for the rows before it. */
+      if (rt->deadline && pm->cache && rt->current && lua_isyieldable(L) &&
+          ((type == LB_MSG_RECORD && !lb_cache_wait_room(pm->cache, m.data.n, rt->deadline)) ||
+           (type == LB_MSG_STATE && !lb_cache_wait_idle(pm->cache, rt->deadline)))) {
+        lb_lines_seek(&p->outbuf, pos);
+        lb__wake(rt->current);
+        return lb__wait(L, NULL, NULL, 0, pump_k);
+      }
       p->stdout_lines++;
-      pm->by_type[lb_msg_parse(line, len, &m)]++;
+      pm->by_type[type]++;
       switch (m.type) {
         case LB_MSG_RECORD:
           handle_record(L, pm, &m, line, len);
@@ -501,7 +527,8 @@ static int pump_loop(lua_State *L) {
           }
           break;
       }
-      if (++pm->check % YIELD_CHECK == 0) {
+      if (++pm->check % (!rt->deadline ? YIELD_CHECK
+                         : hooked(L, pm) ? 1 : BUDGET_CHECK) == 0) {
         uint64_t now;
         if (pm->progress_ns && !lua_isnil(L, S_ONPROG) &&
             (now = uv_hrtime()) >= pm->next_progress) {
@@ -533,6 +560,11 @@ static int pump_loop(lua_State *L) {
       return luaL_error(L, "reading the output of connector '%s' failed: %s", p->name,
                         uv_strerror(p->out_error));
     if (p->out_eof) {
+      if (rt->deadline && pm->cache && rt->current && lua_isyieldable(L) &&
+          !lb_cache_wait_idle(pm->cache, rt->deadline)) {   /* the finish must not wait */
+        lb__wake(rt->current);
+        return lb__wait(L, NULL, NULL, 0, pump_k);
+      }
       push_totals(L, pm);
       return 1;
     }
@@ -601,6 +633,7 @@ static int start(lua_State *L, lb_proc *dst, int mode) {
       ps->cs = lb__cache_stream_check(L, -1);
       ps->name = lb_cache_stream_name(ps->cs, &ps->len);
       ps->ns = lb_cache_stream_namespace(ps->cs, &ps->nslen);
+      pm->cache = lb_cache_stream_cache(ps->cs);
       lua_rawseti(L, 5, n + i + 1);
     } else {
       lua_pop(L, 1);
@@ -874,7 +907,7 @@ static int feed_loop(lua_State *L) {
     rc = sqlite3_step(f->stmt);
     if (rc == SQLITE_ROW) {
       if (feed_row(f) != 0) return luaL_error(L, "out of memory");
-      if (++n % YIELD_CHECK == 0) {
+      if (++n % (rt->deadline ? BUDGET_CHECK : YIELD_CHECK) == 0) {
         uint64_t now;
         if (f->progress_ns && !lua_isnil(L, F_ONPROG) && (now = uv_hrtime()) >= f->next_progress) {
           f->next_progress = now + f->progress_ns;

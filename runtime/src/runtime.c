@@ -1,13 +1,18 @@
 /*
-** runtime.c - lb_runtime: options, the Lua state, embedded modules,
-** lifecycle, the three loop modes, temporary files and error codes.
+** runtime.c - lb_runtime: options, the Lua state (its own, or a host's
+** through luaopen_airbyte), embedded modules, lifecycle, the luabyte
+** command for built-in connectors, temporary files and error codes.
 */
+#define _GNU_SOURCE 1   /* dladdr */
+#include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <lualib.h>
 #include "lb_internal.h"
 #include "mask.h"
@@ -53,30 +58,6 @@ LB_API const char *lb_version(void) {
 
 LB_API const char *lb_last_error(const lb_runtime *rt) {
   return rt ? rt->errmsg : "no runtime";
-}
-
-void lb__set_error(lb_runtime *rt, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(rt->errmsg, sizeof rt->errmsg, fmt, ap);
-  va_end(ap);
-}
-
-void lb__log(lb_runtime *rt, int level, const char *fmt, ...) {
-  char buf[2048];
-  int n;
-  va_list ap;
-  va_start(ap, fmt);
-  n = vsnprintf(buf, sizeof buf, fmt, ap);
-  va_end(ap);
-  if (n < 0) return;
-  if ((size_t)n >= sizeof buf) n = sizeof buf - 1;
-  if (rt->log) rt->log(rt->log_ud, level, buf, (size_t)n);
-  else fprintf(stderr, "luabyte: %s\n", buf);
-}
-
-lb_runtime *lb__rt(lua_State *L) {
-  return *(lb_runtime **)lua_getextraspace(L);
 }
 
 /* --- Lua state ------------------------------------------------------------- */
@@ -135,7 +116,7 @@ static int setup_state(lua_State *L) {
   lb_runtime *rt = lua_touserdata(L, 1);
   const lb_embedded *m;
   const luaL_Reg *r;
-  luaL_openlibs(L);
+  if (lua_toboolean(L, 2)) luaL_openlibs(L);
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "preload");
   for (r = c_modules; r->name; r++) {
@@ -164,6 +145,7 @@ static int setup_state(lua_State *L) {
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
+  lb__log_install(L, rt);
   /* Coroutines that pass I/O waits through to the scheduler. */
   lua_getglobal(L, "require");
   lua_pushliteral(L, "airbyte.coroutine");
@@ -182,18 +164,6 @@ LB_API void lb_options_init(lb_options *o) {
   o->loop_mode = LB_LOOP_OWN;
 }
 
-static void on_async(uv_async_t *h) {
-  (void)h;   /* the wake-up is all it is for; lb_step handles the flag */
-}
-
-static void on_check(uv_check_t *h) {
-  lb_runtime *rt = h->data;
-  if (rt->stepping) return;
-  rt->stepping = 1;
-  lb__drain(rt, 0);
-  rt->stepping = 0;
-}
-
 static char *xstrdup(const char *s) {
   size_t n = strlen(s) + 1;
   char *d = malloc(n);
@@ -201,18 +171,81 @@ static char *xstrdup(const char *s) {
   return d;
 }
 
+/* The Lua allocator. mem_limit caps what tasks allocate: past it an
+** allocation made while a task runs fails, which Lua turns into a memory
+** error inside that task (after an emergency collection). The runtime's
+** own bookkeeping between tasks is never refused, so it cannot panic. */
 static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-  (void)ud; (void)osize;
-  if (nsize == 0) { free(ptr); return NULL; }
-  return realloc(ptr, nsize);
+  lb_runtime *rt = ud;
+  size_t old = ptr ? osize : 0;
+  void *np;
+  if (nsize == 0) {
+    free(ptr);
+    rt->mem_used -= old;
+    return NULL;
+  }
+  if (rt->mem_limit && nsize > old && rt->current != NULL &&
+      rt->mem_used - old + nsize > rt->mem_limit)
+    return NULL;
+  np = realloc(ptr, nsize);
+  if (np) rt->mem_used = rt->mem_used - old + nsize;
+  return np;
 }
 
-LB_API int lb_runtime_new(const lb_options *opts, lb_runtime **out) {
+/* The luabyte command for built-in connectors, never the host itself:
+** $LUABYTE_EXE, then bin/luabyte of the prefix this code is installed in
+** (the directory of the library or module, and its parents), then the
+** configured install prefix, then PATH. NULL when there is none. */
+static int is_exe(const char *path) {
+  struct stat st;
+  return access(path, X_OK) == 0 && stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static char *find_luabyte(void) {
+  char dir[PATH_MAX], cand[PATH_MAX + 16];
+  const char *env = getenv("LUABYTE_EXE"), *path;
+  Dl_info info;
+  int level;
+  if (env && *env) return xstrdup(env);
+  if (dladdr((void *)lb_version, &info) && info.dli_fname &&
+      realpath(info.dli_fname, dir) != NULL) {
+    for (level = 0; level < 6; level++) {
+      char *slash = strrchr(dir, '/');
+      if (slash == NULL) break;
+      *slash = '\0';
+      snprintf(cand, sizeof cand, "%s/luabyte", dir);
+      if (is_exe(cand)) return xstrdup(cand);
+      snprintf(cand, sizeof cand, "%s/bin/luabyte", dir);
+      if (is_exe(cand)) return xstrdup(cand);
+      if (dir[0] == '\0') break;
+    }
+  }
+#ifdef LB_INSTALL_PREFIX
+  snprintf(cand, sizeof cand, "%s/bin/luabyte", LB_INSTALL_PREFIX);
+  if (is_exe(cand)) return xstrdup(cand);
+#endif
+  for (path = getenv("PATH"); path && *path; ) {
+    const char *end = strchr(path, ':');
+    size_t n = end ? (size_t)(end - path) : strlen(path);
+    if (n > 0 && n < PATH_MAX) {
+      snprintf(cand, sizeof cand, "%.*s/luabyte", (int)n, path);
+      if (is_exe(cand)) return xstrdup(cand);
+    }
+    path = end ? end + 1 : NULL;
+  }
+  return NULL;
+}
+
+const char *lb__exe_path(lb_runtime *rt) {
+  if (rt->exe_path == NULL) rt->exe_path = find_luabyte();
+  return rt->exe_path;
+}
+
+/* Everything but the Lua state: options, loop and handles. */
+static int runtime_alloc(const lb_options *opts, lb_runtime **out) {
   lb_options o;
   lb_runtime *rt;
   const char *dir;
-  int rc;
-  if (out == NULL) return LB_EINVAL;
   *out = NULL;
   lb_options_init(&o);
   if (opts) {
@@ -227,88 +260,114 @@ LB_API int lb_runtime_new(const lb_options *opts, lb_runtime **out) {
   rt->kill_grace_ms = o.kill_grace_ms ? o.kill_grace_ms : 2000;
   rt->log = o.log;
   rt->log_ud = o.log_ud;
+  rt->mem_limit = o.mem_limit;
+  rt->shared_budget_us = o.shared_budget_us;
+  rt->host.rt = rt;
+  rt->host.state = LB_TASK_READY;
+  rt->host.co_ref = rt->host.res_ref = LUA_NOREF;
   dir = o.lua_dir ? o.lua_dir : getenv("LUABYTE_LUA_DIR");
   if (dir && *dir) rt->lua_dir = xstrdup(dir);
   if (o.exe_path) rt->exe_path = xstrdup(o.exe_path);
-  else {
-    char buf[4096];
-    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-    if (n > 0) { buf[n] = '\0'; rt->exe_path = xstrdup(buf); }
-  }
-  if (rt->mode == LB_LOOP_SHARED) rt->loop = o.loop;
-  else {
-    if (uv_loop_init(&rt->own_loop) != 0) { free(rt); return LB_ELOOP; }
-    rt->loop = &rt->own_loop;
-  }
-  /* A destination that exits early must give EPIPE, not kill the host. */
-  {
-    struct sigaction sa;
-    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
-      signal(SIGPIPE, SIG_IGN);
-  }
-  uv_async_init(rt->loop, &rt->async, on_async);
-  uv_unref((uv_handle_t *)&rt->async);
-  uv_timer_init(rt->loop, &rt->step_timer);
-  uv_check_init(rt->loop, &rt->check);
-  uv_idle_init(rt->loop, &rt->idle);
-  rt->async.data = rt->step_timer.data = rt->check.data = rt->idle.data = rt;
-  rt->open_handles = 4;
-  if (rt->mode == LB_LOOP_SHARED) {
-    uv_check_start(&rt->check, on_check);
-    uv_unref((uv_handle_t *)&rt->check);
-  }
-  rt->L = lua_newstate(l_alloc, NULL);
-  if (rt->L == NULL) { lb_runtime_close(rt); return LB_ENOMEM; }
-  *(lb_runtime **)lua_getextraspace(rt->L) = rt;
-  lua_gc(rt->L, LUA_GCGEN, 0, 0);  /* suits many short-lived record tables */
-  lua_pushcfunction(rt->L, setup_state);
-  lua_pushlightuserdata(rt->L, rt);
-  rc = lua_pcall(rt->L, 1, 0, 0);
-  if (rc != LUA_OK) {
-    lb__set_error(rt, "%s", lua_tostring(rt->L, -1));
-    lb__log(rt, 0, "cannot set up the Lua state: %s", rt->errmsg);
-    lb_runtime_close(rt);
-    return rc == LUA_ERRMEM ? LB_ENOMEM : LB_ELUA;
+  if (lb__loop_init(rt, rt->mode == LB_LOOP_SHARED ? o.loop : NULL) != 0) {
+    free(rt->lua_dir);
+    free(rt->exe_path);
+    free(rt);
+    return LB_ELOOP;
   }
   *out = rt;
   return 0;
 }
 
-static void on_runtime_handle_closed(uv_handle_t *h) {
-  lb_runtime *rt = h->data;
-  rt->open_handles--;
+static int rt_key;   /* registry: light userdata of the runtime of a state */
+
+lb_runtime *lb__rt(lua_State *L) {
+  lb_runtime *rt;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &rt_key);
+  rt = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return rt;
 }
 
-LB_API void lb_runtime_close(lb_runtime *rt) {
-  lb_task *t;
-  if (rt == NULL) return;
-  if (rt->L) {
-    lb__cancel_all(rt);
-    /* __gc of processes, files and task handles runs here, while the
-    ** structures they point at still exist. */
-    rt->closing = 1;
-    lua_close(rt->L);
-    rt->L = NULL;
+static int set_up(lb_runtime *rt, int openlibs) {
+  int rc;
+  lua_State *L = rt->L;
+  lua_pushlightuserdata(L, rt);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &rt_key);
+  lua_pushcfunction(L, setup_state);
+  lua_pushlightuserdata(L, rt);
+  lua_pushboolean(L, openlibs);
+  rc = lua_pcall(L, 2, 0, 0);
+  if (rc != LUA_OK) {
+    lb__set_error(rt, "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    lb__log(rt, 0, "cannot set up the Lua state: %s", rt->errmsg);
+    return rc == LUA_ERRMEM ? LB_ENOMEM : LB_ELUA;
   }
+  return 0;
+}
+
+/* __gc of the state's first finalized object, so lua_close runs it last:
+** close callbacks that libuv handles of other libraries in the state (luv
+** on lb_loop(), with luv_set_loop) asked for in their own __gc run here,
+** while the state they call into still exists. */
+static int last_gc(lua_State *L) {
+  lb_runtime *rt = lb__rt(L);
+  if (rt && rt->loop) {
+    uv_run(rt->loop, UV_RUN_NOWAIT);
+    uv_run(rt->loop, UV_RUN_NOWAIT);
+  }
+  return 0;
+}
+
+/* Lua's last resort for an error no protected call catches (a host's end
+** callback or log sink raising through lb_lua(rt), memory the system has
+** not got): logged, then back to the step that was running, which returns
+** LB_ELUA; Lua has reset the main thread. Only outside steps does Lua
+** abort, as for any host's own misuse of lb_lua(rt). */
+static int on_panic(lua_State *L) {
+  lb_runtime *rt = lb__rt(L);
+  const char *msg = lua_tostring(L, -1);
+  if (rt == NULL) return 0;
+  lb__set_error(rt, "Lua error outside any protected call: %s", msg ? msg : "(not a string)");
+  lb__log(rt, LB_LOG_ERROR, "%s", rt->errmsg);
+  if (rt->in_callback) {          /* it never returned: let its task go */
+    rt->in_callback->in_end_cb = 0;
+    rt->in_callback = NULL;
+  }
+  if (rt->panic_jmp) longjmp(*rt->panic_jmp, 1);
+  return 0;
+}
+
+LB_API int lb_runtime_new(const lb_options *opts, lb_runtime **out) {
+  lb_runtime *rt;
+  int rc;
+  if (out == NULL) return LB_EINVAL;
+  if ((rc = runtime_alloc(opts, out)) < 0) return rc;
+  rt = *out;
+  *out = NULL;
+  rt->L = lua_newstate(l_alloc, rt);
+  if (rt->L == NULL) { lb_runtime_close(rt); return LB_ENOMEM; }
+  lua_atpanic(rt->L, on_panic);
+  lua_gc(rt->L, LUA_GCGEN, 0, 0);  /* suits many short-lived record tables */
+  if ((rc = set_up(rt, 1)) < 0) { lb_runtime_close(rt); return rc; }
+  lua_newuserdatauv(rt->L, 1, 0);  /* nothing of a host's has a finalizer yet */
+  lua_createtable(rt->L, 0, 1);
+  lua_pushcfunction(rt->L, last_gc);
+  lua_setfield(rt->L, -2, "__gc");
+  lua_setmetatable(rt->L, -2);
+  lua_rawsetp(rt->L, LUA_REGISTRYINDEX, (void *)last_gc);
+  *out = rt;
+  return 0;
+}
+
+/* Ends what runs (tasks, children, handles); the Lua state stays. */
+static void runtime_shutdown(lb_runtime *rt) {
   lb__procs_terminate_all(rt, 1);
-  uv_close((uv_handle_t *)&rt->async, on_runtime_handle_closed);
-  uv_close((uv_handle_t *)&rt->step_timer, on_runtime_handle_closed);
-  uv_close((uv_handle_t *)&rt->check, on_runtime_handle_closed);
-  uv_close((uv_handle_t *)&rt->idle, on_runtime_handle_closed);
-  /* Let close callbacks (and the exits of killed children) run. */
-  while (rt->open_handles > 0 || rt->procs != NULL) {
-    if (rt->mode == LB_LOOP_SHARED) {
-      uv_run(rt->loop, UV_RUN_NOWAIT);   /* the host's loop: never block it */
-      if (rt->open_handles > 0 || rt->procs) uv_sleep(1);
-    } else {
-      uv_run(rt->loop, UV_RUN_ONCE);
-    }
-  }
-  while ((t = rt->tasks) != NULL) {   /* tasks the host still holds */
-    rt->tasks = t->next;
-    free(t->error);
-    free(t);
-  }
+  lb__loop_close(rt, 0);
+}
+
+static void runtime_free(lb_runtime *rt) {
+  lb__tasks_detach(rt);
   while (rt->tmpfiles) lb__tmpfile_remove(rt, rt->tmpfiles);
   lb__masker_free(rt->masker);
   if (rt->mode != LB_LOOP_SHARED) {
@@ -320,133 +379,199 @@ LB_API void lb_runtime_close(lb_runtime *rt) {
   free(rt);
 }
 
+LB_API void lb_runtime_close(lb_runtime *rt) {
+  if (rt == NULL || rt->borrowed_L) return;   /* a module's runtime ends with its state */
+  if (rt->L) {
+    lb__cancel_all(rt);
+    /* __gc of processes, files and task handles runs here, while the
+    ** structures they point at still exist. */
+    rt->closing = 1;
+    lua_close(rt->L);
+    rt->L = NULL;
+  }
+  runtime_shutdown(rt);
+  runtime_free(rt);
+}
+
+/* --- the Lua module: require "airbyte" in a host's own state ---------------- */
+
+#define RUNTIME_MT "airbyte.Runtime"
+
+/* __gc of the runtime box, the state's first finalized object to be
+** created, so it runs after the __gc of every process and task handle. */
+static int runtime_gc(lua_State *L) {
+  lb_runtime **box = luaL_checkudata(L, 1, RUNTIME_MT);
+  lb_runtime *rt = *box;
+  if (rt == NULL) return 0;
+  *box = NULL;
+  lb__cancel_all(rt);
+  rt->closing = 1;
+  runtime_shutdown(rt);
+  runtime_free(rt);
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &rt_key);
+  return 0;
+}
+
+/* After ab.use_loop(uv): a new box, so the runtime is finalized before
+** luv's loop context (finalizers run in reverse order of creation) and
+** closes its handles while luv's loop still exists. */
+void lb__module_refinalize(lua_State *L) {
+  lb_runtime *rt = lb__rt(L), **box, **nbox;
+  if (!rt->borrowed_L) return;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, rt);
+  box = luaL_testudata(L, -1, RUNTIME_MT);
+  lua_pop(L, 1);
+  if (box == NULL) return;
+  nbox = lua_newuserdatauv(L, sizeof *nbox, 0);
+  luaL_setmetatable(L, RUNTIME_MT);
+  *nbox = rt;
+  *box = NULL;
+  lua_rawsetp(L, LUA_REGISTRYINDEX, rt);
+}
+
+/* The runtime of L, created on first use with default options; the
+** state's own allocator stays (mem_limit is for lb_runtime_new). */
+static lb_runtime *module_runtime(lua_State *L) {
+  lb_runtime *rt, **box;
+  int rc;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &rt_key);
+  rt = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (rt) return rt;
+  box = lua_newuserdatauv(L, sizeof *box, 0);
+  *box = NULL;
+  if (luaL_newmetatable(L, RUNTIME_MT)) {
+    lua_pushcfunction(L, runtime_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  rc = runtime_alloc(NULL, &rt);
+  if (rc < 0) luaL_error(L, "cannot create the luabyte runtime: %s", lb_strerror(rc));
+  *box = rt;
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &rt);   /* anchors the box until lua_close */
+  rt->borrowed_L = 1;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  rt->L = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  if ((rc = set_up(rt, 0)) < 0) luaL_error(L, "%s", rt->errmsg);
+  return rt;
+}
+
+/* luaopen_airbyte: the entry point of airbyte.so. Registers the modules
+** (as the luabyte command has them) and returns require "airbyte". */
+LB_API int luaopen_airbyte(lua_State *L) {
+  lb_runtime *rt = module_runtime(L);
+  if (rt->lua_dir) {
+    lua_pushstring(L, rt->lua_dir);
+    lua_pushcclosure(L, dir_searcher, 1);
+    lua_pushliteral(L, "airbyte");
+    lua_call(L, 1, 2);
+    if (lua_isfunction(L, -2)) {
+      lua_pushliteral(L, "airbyte");
+      lua_insert(L, -2);
+      lua_call(L, 2, 1);
+      return 1;
+    }
+    lua_pop(L, 2);
+  }
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "preload");
+  lua_getfield(L, -1, "airbyte");
+  lua_pushliteral(L, "airbyte");
+  lua_call(L, 1, 1);
+  return 1;
+}
+
 /* --- tasks from scripts -------------------------------------------------- */
 
-static int spawn_loaded(lb_runtime *rt, int nargs, lb_task **out) {
-  lb_task *t = lb__task_new(rt, rt->L, nargs);
-  if (t == NULL) return LB_ENOMEM;
-  if (out) { t->host_held = 1; *out = t; }
+typedef struct spawn_req {
+  const char *path;          /* a file, "-" = stdin; or NULL for src */
+  const char *src;
+  size_t len;
+  const char *name;          /* arg[0] */
+  int argc;
+  const char *const *argv;
+  int with_arg;              /* give the task its own `arg` table */
+  int enoent;
+  lb_task *t;
+} spawn_req;
+
+/* Protected: loading and the task's bookkeeping may raise (memory). */
+static int spawn_p(lua_State *L) {
+  spawn_req *r = lua_touserdata(L, 1);
+  lb_runtime *rt = lb__rt(L);
+  int i, st;
+  lua_settop(L, 0);
+  if (r->with_arg) {            /* arg as lua.c builds it: arg[0] = script */
+    lua_createtable(L, r->argc, 1);
+    lua_pushstring(L, r->name);
+    lua_rawseti(L, -2, 0);
+    for (i = 0; i < r->argc; i++) {
+      lua_pushstring(L, r->argv[i]);
+      lua_rawseti(L, -2, i + 1);
+    }
+  }
+  errno = 0;
+  st = r->path ? luaL_loadfilex(L, strcmp(r->path, "-") == 0 ? NULL : r->path, NULL)
+               : luaL_loadbufferx(L, r->src, r->len, r->name, NULL);
+  if (st != LUA_OK) {
+    r->enoent = st == LUA_ERRFILE && errno == ENOENT;
+    return lua_error(L);
+  }
+  luaL_checkstack(L, r->argc + 1, "too many arguments");
+  for (i = 0; i < r->argc; i++) lua_pushstring(L, r->argv[i]);
+  if ((r->t = lb__task_new(rt, L, r->argc)) == NULL) return luaL_error(L, "not enough memory");
+  if (r->with_arg) r->t->arg_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+static int spawn(lb_runtime *rt, spawn_req *r, lb_task **out) {
+  lua_State *L = rt->L;
+  int st;
+  if (out) *out = NULL;
+  if (r->argc < 0 || (r->argc > 0 && r->argv == NULL)) return LB_EINVAL;
+  lua_pushcfunction(L, spawn_p);
+  lua_pushlightuserdata(L, r);
+  st = lua_pcall(L, 1, 0, 0);
+  if (st != LUA_OK) {
+    lb__set_error(rt, "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return st == LUA_ERRMEM ? LB_ENOMEM : r->enoent ? LB_ENOENT : LB_ELUA;
+  }
+  if (out) { r->t->host_held = 1; *out = r->t; }
   return 0;
 }
 
 LB_API int lb_spawn_file(lb_runtime *rt, const char *path, int argc,
                          const char *const *argv, lb_task **out) {
-  lua_State *L;
-  int i;
-  if (rt == NULL || path == NULL || argc < 0) return LB_EINVAL;
-  L = rt->L;
-  if (luaL_loadfilex(L, strcmp(path, "-") == 0 ? NULL : path, NULL) != LUA_OK) {
-    lb__set_error(rt, "%s", lua_tostring(L, -1));
-    lua_pop(L, 1);
-    return errno == ENOENT ? LB_ENOENT : LB_ELUA;
-  }
-  /* arg table as lua.c builds it: arg[0] = script, arg[1..n] = arguments */
-  lua_createtable(L, argc, 1);
-  lua_pushstring(L, path);
-  lua_rawseti(L, -2, 0);
-  for (i = 0; i < argc; i++) {
-    lua_pushstring(L, argv[i]);
-    lua_rawseti(L, -2, i + 1);
-  }
-  lua_setglobal(L, "arg");
-  if (!lua_checkstack(L, argc + 1)) { lua_pop(L, 1); return LB_ENOMEM; }
-  for (i = 0; i < argc; i++) lua_pushstring(L, argv[i]);
-  return spawn_loaded(rt, argc, out);
+  spawn_req r;
+  if (rt == NULL || path == NULL || rt->L == NULL) return LB_EINVAL;
+  memset(&r, 0, sizeof r);
+  r.path = r.name = path;
+  r.argc = argc;
+  r.argv = argv;
+  r.with_arg = 1;
+  return spawn(rt, &r, out);
 }
 
 LB_API int lb_spawn_string(lb_runtime *rt, const char *src, size_t len,
-                           const char *chunkname, lb_task **out) {
-  if (rt == NULL || src == NULL) return LB_EINVAL;
-  if (luaL_loadbufferx(rt->L, src, len, chunkname ? chunkname : "=(string)", NULL)
-      != LUA_OK) {
-    lb__set_error(rt, "%s", lua_tostring(rt->L, -1));
-    lua_pop(rt->L, 1);
-    return LB_ELUA;
-  }
-  return spawn_loaded(rt, 0, out);
-}
-
-/* --- driving --------------------------------------------------------------- */
-
-static void on_step_timer(uv_timer_t *h) {
-  (void)h;
-}
-
-/* Tasks that wait while nothing can wake them would hang lb_run forever:
-** fail them with a message that says so. */
-static void fail_deadlocked(lb_runtime *rt) {
-  lb_task *t;
-  for (t = rt->tasks; t; t = t->next) {
-    if (t->state == LB_TASK_WAITING) {
-      lb__task_cancel(t, "deadlock: the task waits for something that can never happen "
-                         "(a task waiting for itself, or for another waiting task)");
-      rt->failed++;
-      return;   /* the list may have changed; the next step looks again */
-    }
-  }
-}
-
-LB_API int lb_alive(const lb_runtime *rt) {
-  return rt->live > 0;
-}
-
-LB_API int lb_step(lb_runtime *rt, int timeout_ms, uint32_t budget_us) {
-  if (rt == NULL) return LB_EINVAL;
-  if (rt->stepping) return LB_EBUSY;
-  rt->stepping = 1;
-  if (rt->mode != LB_LOOP_SHARED) {
-    if (rt->ready_head == NULL && timeout_ms != 0 && !rt->interrupted) {
-      if (timeout_ms > 0) uv_timer_start(&rt->step_timer, on_step_timer, (uint64_t)timeout_ms, 0);
-      uv_run(rt->loop, UV_RUN_ONCE);
-      uv_timer_stop(&rt->step_timer);
-    } else {
-      uv_run(rt->loop, UV_RUN_NOWAIT);
-    }
-  }
-  lb__drain(rt, budget_us);
-  if (rt->mode != LB_LOOP_SHARED && rt->ready_head == NULL && rt->live > 0 &&
-      !uv_loop_alive(rt->loop))
-    fail_deadlocked(rt);
-  rt->stepping = 0;
-  return rt->live > 0 ? 1 : 0;
-}
-
-LB_API int lb_run(lb_runtime *rt) {
-  int rc;
-  if (rt == NULL) return LB_EINVAL;
-  if (rt->mode == LB_LOOP_SHARED) return LB_EINVAL;
-  while ((rc = lb_step(rt, -1, 0)) > 0) {}
-  if (rc < 0) return rc;
-  /* No task is left: children nobody waits for are not ours to keep. */
-  lua_gc(rt->L, LUA_GCCOLLECT);
-  lb__procs_terminate_all(rt, 0);
-  rt->stepping = 1;
-  while (lb__procs_running(rt)) uv_run(rt->loop, UV_RUN_ONCE);
-  rt->stepping = 0;
-  return rt->failed ? LB_ELUA : 0;
-}
-
-LB_API int lb_backend_fd(const lb_runtime *rt) {
-  return uv_backend_fd(rt->loop);
-}
-
-LB_API int lb_backend_timeout(const lb_runtime *rt) {
-  if (rt->ready_head != NULL || rt->interrupted) return 0;
-  return uv_backend_timeout(rt->loop);
-}
-
-LB_API void lb_interrupt(lb_runtime *rt) {
-  rt->interrupted = 1;
-  lb__hook_current(rt);        /* stops a task busy in Lua (as lua.c's laction) */
-  uv_async_send(&rt->async);   /* async-signal-safe */
+                           const char *chunkname, int argc,
+                           const char *const *argv, lb_task **out) {
+  spawn_req r;
+  if (rt == NULL || src == NULL || rt->L == NULL) return LB_EINVAL;
+  memset(&r, 0, sizeof r);
+  r.src = src;
+  r.len = len;
+  r.name = chunkname ? chunkname : "=(string)";
+  r.argc = argc;
+  r.argv = argv;
+  r.with_arg = argv != NULL;   /* else the global `arg` is left as the host set it */
+  return spawn(rt, &r, out);
 }
 
 LB_API struct lua_State *lb_lua(lb_runtime *rt) {
   return rt->L;
-}
-
-LB_API struct uv_loop_s *lb_loop(lb_runtime *rt) {
-  return rt->loop;
 }
 
 /* --- temporary files ------------------------------------------------------- */

@@ -29,6 +29,27 @@ static void idle_noop(uv_idle_t *h) {
   (void)h;
 }
 
+void lb__sched_kick(lb_runtime *rt) {
+  if (rt->mode == LB_LOOP_SHARED && rt->ready_head &&
+      !uv_is_active((uv_handle_t *)&rt->idle))
+    uv_idle_start(&rt->idle, idle_noop);
+}
+
+void lb__on_task_end(lb_runtime *rt, lb_task_end_fn fn) {
+  int i;
+  for (i = 0; i < LB_TASK_END_HOOKS; i++) {
+    if (rt->end_hooks[i] == fn) return;
+    if (rt->end_hooks[i] == NULL) { rt->end_hooks[i] = fn; return; }
+  }
+}
+
+static void run_end_hooks(lb_task *t, int cancelled) {
+  lb_runtime *rt = t->rt;
+  int i;
+  for (i = 0; i < LB_TASK_END_HOOKS && rt->end_hooks[i]; i++)
+    rt->end_hooks[i](rt, t, cancelled);
+}
+
 static void enqueue(lb_runtime *rt, lb_task *t) {
   if (t->queued) return;
   t->queued = 1;
@@ -36,8 +57,7 @@ static void enqueue(lb_runtime *rt, lb_task *t) {
   if (rt->ready_tail) rt->ready_tail->qnext = t;
   else rt->ready_head = t;
   rt->ready_tail = t;
-  if (rt->mode == LB_LOOP_SHARED && !uv_is_active((uv_handle_t *)&rt->idle))
-    uv_idle_start(&rt->idle, idle_noop);
+  lb__sched_kick(rt);
 }
 
 static lb_task *dequeue(lb_runtime *rt) {
@@ -72,6 +92,7 @@ lb_task *lb__task_new(lb_runtime *rt, lua_State *from, int nargs) {
   t->co = co;
   t->rt = rt;
   t->res_ref = LUA_NOREF;
+  t->arg_ref = LUA_NOREF;
   t->state = LB_TASK_READY;
   lua_xmove(from, co, nargs + 1);
   t->nargs = nargs;
@@ -88,9 +109,16 @@ static int is_terminal(const lb_task *t) {
          t->state == LB_TASK_CANCELLED;
 }
 
+static void task_free(lb_task *t) {
+  free(t->error);
+  free(t->result_json);
+  free(t);
+}
+
 void lb__task_free_if_unused(lb_task *t) {
   lb_runtime *rt = t->rt;
-  if (!is_terminal(t) || t->host_held || t->lua_refs > 0 || rt->current == t)
+  if (!is_terminal(t) || t->host_held || t->lua_refs > 0 || rt->current == t ||
+      t->in_end_cb)
     return;
   if (t->prev) t->prev->next = t->next;
   else rt->tasks = t->next;
@@ -98,14 +126,44 @@ void lb__task_free_if_unused(lb_task *t) {
   if (!rt->closing) {   /* lua_close frees the registry by itself */
     luaL_unref(rt->L, LUA_REGISTRYINDEX, t->co_ref);
     luaL_unref(rt->L, LUA_REGISTRYINDEX, t->res_ref);
+    luaL_unref(rt->L, LUA_REGISTRYINDEX, t->arg_ref);
   }
-  free(t->error);
-  free(t);
+  task_free(t);
+}
+
+/* lb_runtime_close: tasks the host still holds outlive the runtime, as
+** ended handles that only lb_task_release frees. */
+void lb__tasks_detach(lb_runtime *rt) {
+  lb_task *t;
+  while ((t = rt->tasks) != NULL) {
+    rt->tasks = t->next;
+    t->rt = NULL;
+    t->prev = t->next = NULL;
+    if (!t->host_held) task_free(t);
+  }
+}
+
+/* The end of a task, told to the host; then it may be freed. */
+static void ended(lb_task *t) {
+  lb_task_cb cb = t->end_cb;
+  if (cb) {
+    t->end_cb = NULL;
+    t->in_end_cb = 1;
+    t->rt->in_callback = t;
+    cb(t, t->end_data);
+    t->rt->in_callback = NULL;
+    t->in_end_cb = 0;
+  }
+  lb__task_free_if_unused(t);
 }
 
 void lb__wake(lb_task *t) {
   t->cleanup = NULL;
   t->cleanup_data = NULL;
+  if (t == &t->rt->host) {           /* a wait outside tasks: loop.c sees it */
+    if (t->state == LB_TASK_WAITING) t->state = LB_TASK_READY;
+    return;
+  }
   if (t->state == LB_TASK_WAITING) {
     t->state = LB_TASK_READY;
     enqueue(t->rt, t);
@@ -114,6 +172,13 @@ void lb__wake(lb_task *t) {
 
 lb_task *lb__current(lua_State *L, const char *what) {
   lb_runtime *rt = lb__rt(L);
+  if (rt->current == NULL && !rt->stepping && !rt->closing) {
+    /* outside any task: the wait runs the loop itself (lb__host_wait) */
+    if (rt->mode == LB_LOOP_SHARED)
+      luaL_error(L, "%s outside a task is not possible while the host runs the loop "
+                    "(ab.use_loop, LB_LOOP_SHARED): start it with ab.spawn(fn)", what);
+    return &rt->host;
+  }
   if (rt->current == NULL || !lua_isyieldable(L))
     luaL_error(L, "%s is not allowed here: it waits, and only code running in a "
                   "task can wait (not inside a metamethod, iterator of a C "
@@ -124,6 +189,7 @@ lb_task *lb__current(lua_State *L, const char *what) {
 int lb__wait(lua_State *L, lb_cleanup_fn cleanup, void *data,
              lua_KContext ctx, lua_KFunction k) {
   lb_task *t = lb__current(L, "waiting");
+  if (t == &t->rt->host) return lb__host_wait(L, cleanup, data, ctx, k);
   t->cleanup = cleanup;
   t->cleanup_data = data;
   lua_pushlightuserdata(L, (void *)&lb__io_sentinel);
@@ -167,21 +233,25 @@ static void finish(lb_task *t, lb_task_state st) {
   t->state = st;
   rt->live--;
   if (st == LB_TASK_FAILED) rt->failed++;
-  lb__procs_forget_owner(rt, t);
+  run_end_hooks(t, 0);
   wake_joiners(t);
 }
 
 /* Keep the results (DONE) as a table in the registry. */
 static void keep_results(lb_task *t, int nres) {
-  lua_State *L = t->rt->L;
+  lua_State *L = t->rt->L, *co = t->co;
   int i;
-  lua_createtable(L, nres, 1);
-  lua_xmove(t->co, L, nres);          /* stack: tbl, r1..rn */
-  for (i = nres; i >= 1; i--) lua_rawseti(L, -1 - i, i);
-  lua_pushinteger(L, nres);
-  lua_setfield(L, -2, "n");
+  /* built on the coroutine's own stack: the main thread may be a host's,
+  ** in the middle of a C function with little stack to spare */
+  lua_checkstack(co, 3);
+  lua_createtable(co, nres, 1);
+  lua_insert(co, -1 - nres);          /* stack of co: tbl, r1..rn */
+  for (i = nres; i >= 1; i--) lua_rawseti(co, -1 - i, i);
+  lua_pushinteger(co, nres);
+  lua_setfield(co, -2, "n");
+  lua_xmove(co, L, 1);
   t->res_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_settop(t->co, 0);
+  lua_settop(co, 0);
 }
 
 /* Keep the error value and its text with a traceback of the coroutine. */
@@ -189,6 +259,7 @@ static void keep_error(lb_task *t) {
   lua_State *L = t->rt->L;
   const char *msg;
   size_t len;
+  lua_checkstack(L, 4);
   lua_xmove(t->co, L, 1);             /* the error value */
   lua_pushvalue(L, -1);
   t->res_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -211,6 +282,10 @@ static void resume(lb_runtime *rt, lb_task *t) {
   t->preempted = 0;
   t->state = LB_TASK_WAITING;   /* until it says otherwise */
   rt->current = t;
+  if (t->arg_ref != LUA_NOREF) {   /* the task's own `arg` (lb_spawn_file) */
+    lua_rawgeti(rt->L, LUA_REGISTRYINDEX, t->arg_ref);
+    lua_setglobal(rt->L, "arg");
+  }
   /* A hook makes Lua 5.4 trace every instruction, which costs a third of
   ** a tight loop's speed: install it only when a step has a budget (or an
   ** interrupt is pending); lb_interrupt installs it on a running task. */
@@ -232,15 +307,18 @@ static void resume(lb_runtime *rt, lb_task *t) {
     finish(t, LB_TASK_DONE);
   } else {
     keep_error(t);
+    /* runs the failed coroutine's pending __close handlers and lets go of
+    ** its stack (a memory bomb's tables, under mem_limit) */
+    lua_resetthread(t->co);
     finish(t, LB_TASK_FAILED);
   }
-  lb__task_free_if_unused(t);
+  ended(t);
 }
 
-int lb__drain(lb_runtime *rt, uint32_t budget_us) {
+int lb__drain(lb_runtime *rt, uint64_t deadline) {
   lb_task *t;
   int ran = 0;
-  rt->deadline = budget_us ? uv_hrtime() + (uint64_t)budget_us * 1000 : 0;
+  rt->deadline = deadline;
   for (;;) {
     /* checked before every resume: an interrupt arrives while a task runs */
     if (rt->interrupted) {
@@ -268,7 +346,7 @@ int lb__task_cancel(lb_task *t, const char *why) {
     fn(t->cleanup_data);
   }
   unqueue(rt, t);
-  lb__procs_terminate_owned(rt, t);
+  run_end_hooks(t, 1);
   /* Runs pending __close handlers of the coroutine (temp files, processes). */
   lua_resetthread(t->co);
   lua_pushstring(rt->L, why);
@@ -276,12 +354,20 @@ int lb__task_cancel(lb_task *t, const char *why) {
   free(t->error);
   t->error = strdup(why);
   finish(t, LB_TASK_CANCELLED);
-  lb__task_free_if_unused(t);
+  ended(t);
   return 0;
 }
 
 void lb__cancel_all(lb_runtime *rt) {
   lb_task *t = rt->tasks;
+  if (rt->host.state == LB_TASK_WAITING) {   /* a blocking call outside tasks */
+    if (rt->host.cleanup) {
+      lb_cleanup_fn fn = rt->host.cleanup;
+      rt->host.cleanup = NULL;
+      fn(rt->host.cleanup_data);
+    }
+    rt->host.state = LB_TASK_CANCELLED;
+  }
   while (t) {
     lb_task *n = t->next;
     if (!is_terminal(t) && t != rt->current) {
@@ -302,13 +388,82 @@ LB_API const char *lb_task_error(const lb_task *t) {
   return (t->state == LB_TASK_FAILED || t->state == LB_TASK_CANCELLED) ? t->error : NULL;
 }
 
+/* stack: results table {n = ...}. Encodes r[1..n] as a JSON array with
+** airbyte.json (the encoder every other JSON of luabyte goes through). */
+static int encode_results(lua_State *L) {
+  lua_Integer i, n;
+  lua_getfield(L, 1, "n");
+  n = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "airbyte.json");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "array");
+  lua_createtable(L, (int)n, 0);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      lua_getfield(L, 2, "null");
+    }
+    lua_rawseti(L, -2, i);
+  }
+  lua_call(L, 1, 1);                   /* json.array(values) */
+  lua_getfield(L, 2, "encode");
+  lua_insert(L, -2);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+LB_API const char *lb_task_result(lb_task *t, size_t *len) {
+  lb_runtime *rt = t->rt;
+  if (t->result_json == NULL && t->state == LB_TASK_DONE && rt && rt->L && rt->current == NULL) {
+    lua_State *L = rt->L;
+    size_t n;
+    const char *s;
+    lua_pushcfunction(L, encode_results);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->res_ref);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+      lb__set_error(rt, "task result: %s", lua_tostring(L, -1));
+    } else if ((s = lua_tolstring(L, -1, &n)) != NULL &&
+               (t->result_json = malloc(n + 1)) != NULL) {
+      memcpy(t->result_json, s, n + 1);
+      t->result_len = n;
+    }
+    lua_pop(L, 1);
+  }
+  if (t->result_json && len) *len = t->result_len;
+  return t->result_json;
+}
+
+LB_API void lb_task_on_end(lb_task *t, lb_task_cb cb, void *data) {
+  if (t == NULL) return;
+  t->end_data = data;
+  if (is_terminal(t)) {
+    if (cb) {
+      t->in_end_cb = 1;
+      cb(t, data);
+      t->in_end_cb = 0;
+      if (t->rt) lb__task_free_if_unused(t);
+      else if (!t->host_held) task_free(t);
+    }
+    return;
+  }
+  t->end_cb = cb;
+}
+
 LB_API int lb_task_cancel(lb_task *t) {
   if (t == NULL) return LB_EINVAL;
+  if (t->rt == NULL) return is_terminal(t) ? 0 : LB_ESTATE;
   return lb__task_cancel(t, "task cancelled");
 }
 
 LB_API void lb_task_release(lb_task *t) {
   if (t == NULL) return;
   t->host_held = 0;
+  if (t->rt == NULL) {             /* outlived its runtime */
+    if (!t->in_end_cb) task_free(t);
+    return;
+  }
   lb__task_free_if_unused(t);
 }

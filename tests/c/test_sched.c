@@ -15,7 +15,7 @@ static lb_runtime *new_rt(void) {
 
 static lb_task *spawn(lb_runtime *rt, const char *src) {
   lb_task *t = NULL;
-  int rc = lb_spawn_string(rt, src, strlen(src), "=test", &t);
+  int rc = lb_spawn_string(rt, src, strlen(src), "=test", 0, NULL, &t);
   if (rc != 0) fprintf(stderr, "  spawn: %s\n", lb_last_error(rt));
   CHECK_EQ_INT(rc, 0);
   return t;

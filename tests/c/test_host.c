@@ -1,0 +1,354 @@
+/* test_host.c - the host contract, as a C host meets it: task results and
+** end callbacks, the log sink, the memory limit, per-task `arg`, task
+** handles after close, SIGPIPE left to the host, luv in the state. */
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <lua.h>
+#include <lauxlib.h>
+#include <uv.h>
+#include "lbtest.h"
+#include "luabyte.h"
+
+static lb_runtime *new_rt(lb_options *o) {
+  lb_options d;
+  lb_runtime *rt = NULL;
+  if (o == NULL) { lb_options_init(&d); o = &d; }
+  CHECK_EQ_INT(lb_runtime_new(o, &rt), 0);
+  return rt;
+}
+
+static lb_task *spawn_args(lb_runtime *rt, const char *src, int argc, const char *const *argv) {
+  lb_task *t = NULL;
+  int rc = lb_spawn_string(rt, src, strlen(src), "=host", argc, argv, &t);
+  if (rc != 0) fprintf(stderr, "  spawn: %s\n", lb_last_error(rt));
+  CHECK_EQ_INT(rc, 0);
+  return t;
+}
+
+static void results_are_json(void) {
+  static const char *const argv[] = {"7", "x"};
+  lb_runtime *rt = new_rt(NULL);
+  lb_task *t = spawn_args(rt, "local a, b = ...\n"
+                              "return tonumber(a) * 6, b, nil, {k = {1, 2}}, arg[0]\n", 2, argv);
+  lb_task *bad = spawn_args(rt, "return function() end\n", 0, NULL);
+  size_t len = 0;
+  CHECK(lb_task_result(t, &len) == NULL);          /* not run yet */
+  CHECK_EQ_INT(lb_run(rt), 0);
+  CHECK_EQ_STR(lb_task_result(t, &len), "[42,\"x\",null,{\"k\":[1,2]},\"=host\"]");
+  CHECK_EQ_INT(len, strlen("[42,\"x\",null,{\"k\":[1,2]},\"=host\"]"));
+  CHECK(lb_task_result(bad, NULL) == NULL);
+  CHECK(strstr(lb_last_error(rt), "task result") != NULL);
+  lb_task_release(t);
+  lb_task_release(bad);
+  lb_runtime_close(rt);
+}
+
+typedef struct ends { int n; lb_task_state last; lb_task *released; const char *result; } ends;
+
+static void on_end(lb_task *t, void *data) {
+  ends *e = data;
+  e->n++;
+  e->last = lb_task_get_state(t);
+  e->result = lb_task_result(t, NULL);   /* readable in the callback */
+}
+
+static void on_end_release(lb_task *t, void *data) {
+  ends *e = data;
+  e->n++;
+  e->last = lb_task_get_state(t);
+  e->released = t;
+  lb_task_release(t);                 /* allowed in the callback */
+}
+
+static void end_callbacks_carry_data(void) {
+  lb_runtime *rt = new_rt(NULL);
+  ends a = {0, 0, NULL, NULL}, b = {0, 0, NULL, NULL}, c = {0, 0, NULL, NULL}, d = {0, 0, NULL, NULL};
+  lb_task *ta = spawn_args(rt, "require('airbyte.core').sleep(5) return 1\n", 0, NULL);
+  lb_task *tb = spawn_args(rt, "error('no')\n", 0, NULL);
+  lb_task *tc = spawn_args(rt, "require('airbyte.core').sleep(60000)\n", 0, NULL);
+  lb_task *td = spawn_args(rt, "return 2\n", 0, NULL);
+  lb_task_on_end(ta, on_end, &a);
+  lb_task_on_end(tb, on_end, &b);
+  lb_task_on_end(tc, on_end, &c);
+  lb_task_on_end(td, on_end_release, &d);
+  while (a.n == 0 || b.n == 0 || d.n == 0) lb_step(rt, -1, 0);
+  CHECK_EQ_INT(a.n, 1); CHECK_EQ_INT(a.last, LB_TASK_DONE); CHECK_EQ_STR(a.result, "[1]");
+  CHECK_EQ_INT(b.n, 1); CHECK_EQ_INT(b.last, LB_TASK_FAILED);
+  CHECK_EQ_INT(d.n, 1); CHECK(d.released == td);
+  CHECK_EQ_INT(c.n, 0);
+  CHECK_EQ_INT(lb_task_cancel(tc), 0);
+  CHECK_EQ_INT(c.n, 1); CHECK_EQ_INT(c.last, LB_TASK_CANCELLED);
+  a.n = 0;
+  lb_task_on_end(ta, on_end, &a);     /* already ended: called at once */
+  CHECK_EQ_INT(a.n, 1);
+  lb_task_release(ta);
+  lb_task_release(tb);
+  lb_task_release(tc);
+  lb_runtime_close(rt);
+}
+
+typedef struct sink { char text[65536]; size_t len; int errors, warns, infos; } sink;
+
+static void log_to(void *ud, int level, const char *msg, size_t len) {
+  sink *s = ud;
+  if (level == LB_LOG_ERROR) s->errors++;
+  if (level == LB_LOG_INFO) s->infos++;
+  if (level == LB_LOG_WARN) s->warns++;
+  if (s->len + len + 2 < sizeof s->text) {
+    memcpy(s->text + s->len, msg, len);
+    s->len += len;
+    s->text[s->len++] = '\n';
+    s->text[s->len] = '\0';
+  }
+}
+
+static const char *exe(void) {
+  static char path[4096];
+  const char *dir = getenv("LB_BUILD_DIR");
+  snprintf(path, sizeof path, "%s/luabyte", dir ? dir : ".");
+  return path;
+}
+
+/* The sink gets the runtime's lines with a level (a sync's "Completed"
+** summary, a connector's TRACE ERROR, the runtime's own warnings) and
+** stderr gets none of them. */
+static void log_sink_gets_messages(void) {
+  static sink s;
+  lb_options o;
+  lb_runtime *rt;
+  lb_task *t;
+  char errpath[] = "/tmp/lb-host-stderr-XXXXXX";
+  int errfd = mkstemp(errpath), saved = dup(2);
+  const char *srcdir = getenv("LB_SOURCE_DIR");
+  char dir[64], crasher[128], src[2048];
+  FILE *f;
+  snprintf(dir, sizeof dir, "/tmp/lb-host-log-%d", (int)getpid());
+  snprintf(crasher, sizeof crasher, "%s/crasher", dir);
+  CHECK_EQ_INT(mkdir(dir, 0700), 0);
+  f = fopen(crasher, "w");
+  fprintf(f, "#!/bin/sh\nexec '%s' '%s/tests/fixtures/connectors/run_connector.lua' crasher \"$@\"\n",
+          exe(), srcdir ? srcdir : ".");
+  fclose(f);
+  chmod(crasher, 0700);
+  snprintf(src, sizeof src,
+    "local ab = require 'airbyte'\n"
+    "local s = ab.get_source('source-faker', {config = {count = 50}})\n"
+    "s:select_streams({'users'})\n"
+    "s:read({cache = ab.new_local_cache{cache_name = 'log', cache_dir = '%s'}})\n"
+    "local c = ab.get_source('source-crasher', {local_executable = '%s',\n"
+    "                        config = {records = 1, crash = 'exit'}})\n"
+    "c:select_all_streams()\n"
+    "local ok = pcall(c.read, c, {cache = ab.new_local_cache{cache_name = 'c', cache_dir = '%s'}})\n"
+    "assert(not ok)\n"
+    "local p = require('airbyte.process').spawn{argv = {'true'}, log_file = '/nonexistent/dir/x.log'}\n"
+    "p:wait()\n"
+    "io.stderr:write('warning: par', 'tial ') io.stderr:write('line\\n')\n", dir, crasher, dir);
+  memset(&s, 0, sizeof s);
+  lb_options_init(&o);
+  o.log = log_to;
+  o.log_ud = &s;
+  o.exe_path = exe();
+  rt = new_rt(&o);
+  dup2(errfd, 2);
+  t = spawn_args(rt, src, 0, NULL);
+  CHECK_EQ_INT(lb_run(rt), 0);
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  if (lb_task_error(t)) printf("  %s\n", lb_task_error(t));
+  CHECK(strstr(s.text, "Completed Read `source-faker`") != NULL);
+  CHECK(strstr(s.text, "ERROR: source-crasher") != NULL);
+  CHECK(strstr(s.text, "cannot open log file") != NULL);
+  CHECK(strstr(s.text, "warning: partial line\n") != NULL);
+  CHECK(s.infos > 0);
+  CHECK(s.warns >= 2);
+  CHECK(s.errors > 0);
+  CHECK_EQ_INT(lseek(errfd, 0, SEEK_END), 0);
+  if (lbt_failed_checks) printf("  sink got:\n%s", s.text);
+  close(errfd);
+  unlink(errpath);
+  lb_task_release(t);
+  lb_runtime_close(rt);
+  {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK_EQ_INT(system(cmd), 0);
+  }
+}
+
+/* A memory bomb fails its task with a Lua memory error; the host and the
+** next task are fine. */
+static void mem_limit_fails_the_task(void) {
+  lb_options o;
+  lb_runtime *rt;
+  lb_task *bomb, *after;
+  lb_options_init(&o);
+  o.mem_limit = 8u << 20;
+  rt = new_rt(&o);
+  bomb = spawn_args(rt, "local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 1000) .. i end\n", 0, NULL);
+  CHECK_EQ_INT(lb_run(rt), LB_ELUA);
+  CHECK_EQ_INT(lb_task_get_state(bomb), LB_TASK_FAILED);
+  CHECK(lb_task_error(bomb) && strstr(lb_task_error(bomb), "not enough memory"));
+  after = spawn_args(rt, "return #string.rep('y', 1000000)\n", 0, NULL);
+  lb_run(rt);
+  CHECK_EQ_STR(lb_task_result(after, NULL), "[1000000]");
+  lb_task_release(bomb);
+  lb_task_release(after);
+  lb_runtime_close(rt);
+}
+
+/* Two file tasks that run interleaved each see their own `arg`. */
+static void file_tasks_keep_their_arg(void) {
+  lb_runtime *rt = new_rt(NULL);
+  char path[] = "/tmp/lb-host-arg-XXXXXX";
+  int fd = mkstemp(path);
+  const char *script = "local core = require 'airbyte.core'\n"
+                       "local before = arg[1]\n"
+                       "core.sleep(10)\n"
+                       "return before, arg[1], select(1, ...)\n";
+  static const char *const one[] = {"one"}, *const two[] = {"two"};
+  lb_task *a = NULL, *b = NULL;
+  CHECK_EQ_INT(write(fd, script, strlen(script)), (long)strlen(script));
+  close(fd);
+  CHECK_EQ_INT(lb_spawn_file(rt, path, 1, one, &a), 0);
+  CHECK_EQ_INT(lb_spawn_file(rt, path, 1, two, &b), 0);
+  CHECK_EQ_INT(lb_run(rt), 0);
+  CHECK_EQ_STR(lb_task_result(a, NULL), "[\"one\",\"one\",\"one\"]");
+  CHECK_EQ_STR(lb_task_result(b, NULL), "[\"two\",\"two\",\"two\"]");
+  CHECK_EQ_INT(lb_spawn_file(rt, "/nonexistent/x.lua", 0, NULL, NULL), LB_ENOENT);
+  unlink(path);
+  lb_task_release(a);
+  lb_task_release(b);
+  lb_runtime_close(rt);
+}
+
+/* Handles the host holds stay readable after close (the sanitizer build
+** would report a use after free); close cancels what still runs. */
+static void handles_outlive_close(void) {
+  lb_runtime *rt = new_rt(NULL);
+  ends e = {0, 0, NULL, NULL};
+  lb_task *done = spawn_args(rt, "return 'fine'\n", 0, NULL);
+  lb_task *running = spawn_args(rt, "require('airbyte.core').sleep(60000)\n", 0, NULL);
+  lb_task_on_end(running, on_end, &e);
+  while (lb_task_get_state(done) != LB_TASK_DONE) lb_step(rt, 0, 0);
+  CHECK_EQ_STR(lb_task_result(done, NULL), "[\"fine\"]");
+  lb_runtime_close(rt);
+  CHECK_EQ_INT(e.n, 1);
+  CHECK_EQ_INT(lb_task_get_state(done), LB_TASK_DONE);
+  CHECK_EQ_STR(lb_task_result(done, NULL), "[\"fine\"]");
+  CHECK_EQ_INT(lb_task_get_state(running), LB_TASK_CANCELLED);
+  CHECK(lb_task_error(running) != NULL);
+  CHECK_EQ_INT(lb_task_cancel(running), 0);
+  lb_task_release(done);
+  lb_task_release(running);
+}
+
+/* The library leaves SIGPIPE alone, and a child that stops reading does
+** not kill a host that keeps the default disposition. */
+static void sigpipe_is_the_hosts(void) {
+  struct sigaction sa;
+  lb_runtime *rt;
+  lb_task *t;
+  signal(SIGPIPE, SIG_DFL);
+  rt = new_rt(NULL);
+  CHECK_EQ_INT(sigaction(SIGPIPE, NULL, &sa), 0);
+  CHECK(sa.sa_handler == SIG_DFL);
+  t = spawn_args(rt,
+    "local p = require('airbyte.process').spawn{argv = {'head', '-c', '1'}, stdin = true}\n"
+    "local chunk = string.rep('x', 65536)\n"
+    "local ok, err\n"
+    "for i = 1, 200 do ok, err = p:write(chunk) if not ok then break end end\n"
+    "p:wait()\n"
+    "return ok == nil and err ~= nil\n", 0, NULL);
+  CHECK_EQ_INT(lb_run(rt), 0);
+  if (lb_task_error(t)) fprintf(stderr, "  %s\n", lb_task_error(t));
+  CHECK_EQ_STR(lb_task_result(t, NULL), "[true]");
+  lb_task_release(t);
+  lb_runtime_close(rt);
+}
+
+/* luv in the runtime's state, on the runtime's loop (luv.h, as Neovim
+** does): closing the runtime must not run luv's close callbacks on a
+** closed state. */
+#ifdef LB_HAVE_LUV
+int luaopen_luv(lua_State *L);
+void luv_set_loop(lua_State *L, uv_loop_t *loop);
+#endif
+
+static void luv_in_the_state_closes_safely(void) {
+#ifndef LB_HAVE_LUV
+  fprintf(stderr, "  lua-luv (Debian) is not installed: scripts/setup.sh installs it\n");
+  CHECK(0);
+#else
+  lb_runtime *rt = new_rt(NULL);
+  lua_State *L = lb_lua(rt);
+  lb_task *t;
+  luv_set_loop(L, lb_loop(rt));           /* before luaopen_luv, as luv wants */
+  luaL_requiref(L, "luv", luaopen_luv, 0);
+  lua_pop(L, 1);
+  t = spawn_args(rt,
+    "local uv = require 'luv'\n"
+    "local fired = 0\n"
+    "local timer = uv.new_timer()\n"
+    "timer:start(1, 1, function() fired = fired + 1 end)\n"
+    "KEEP = uv.new_timer()\n"                 /* left open for close to deal with */
+    "while fired < 3 do require('airbyte.core').sleep(2) end\n"
+    "timer:stop()\n"
+    "return fired >= 3\n", 0, NULL);
+  while (lb_task_get_state(t) < LB_TASK_DONE) lb_step(rt, -1, 0);
+  if (lb_task_error(t)) fprintf(stderr, "  %s\n", lb_task_error(t));
+  CHECK_EQ_STR(lb_task_result(t, NULL), "[true]");
+  lb_task_release(t);
+  lb_runtime_close(rt);
+#endif
+}
+
+/* A host's end callback that raises a Lua error outside any pcall: the
+** step returns LB_ELUA with the message (and logs it) instead of Lua
+** calling abort(), and the runtime keeps working. */
+static void on_end_raises(lb_task *t, void *data) {
+  (void)t;
+  luaL_error(lb_lua(data), "host bug in a callback");
+}
+
+static void panic_returns_to_the_step(void) {
+  static sink s;
+  lb_options o;
+  lb_runtime *rt;
+  lb_task *t, *next;
+  int rc;
+  memset(&s, 0, sizeof s);
+  lb_options_init(&o);
+  o.log = log_to;
+  o.log_ud = &s;
+  rt = new_rt(&o);
+  t = spawn_args(rt, "return 1\n", 0, NULL);
+  lb_task_on_end(t, on_end_raises, rt);
+  rc = lb_step(rt, 0, 0);
+  CHECK_EQ_INT(rc, LB_ELUA);
+  CHECK(strstr(lb_last_error(rt), "host bug in a callback") != NULL);
+  CHECK(strstr(s.text, "host bug in a callback") != NULL);
+  CHECK_EQ_INT(lb_task_get_state(t), LB_TASK_DONE);
+  next = spawn_args(rt, "return 2\n", 0, NULL);
+  CHECK_EQ_INT(lb_run(rt), 0);
+  CHECK_EQ_STR(lb_task_result(next, NULL), "[2]");
+  lb_task_release(t);
+  lb_task_release(next);
+  lb_runtime_close(rt);
+}
+
+TEST_LIST {
+  {"results_are_json", results_are_json},
+  {"end_callbacks_carry_data", end_callbacks_carry_data},
+  {"log_sink_gets_messages", log_sink_gets_messages},
+  {"mem_limit_fails_the_task", mem_limit_fails_the_task},
+  {"file_tasks_keep_their_arg", file_tasks_keep_their_arg},
+  {"handles_outlive_close", handles_outlive_close},
+  {"sigpipe_is_the_hosts", sigpipe_is_the_hosts},
+  {"luv_in_the_state_closes_safely", luv_in_the_state_closes_safely},
+  {"panic_returns_to_the_step", panic_returns_to_the_step},
+  {NULL, NULL}
+};
+LBTEST_MAIN

@@ -1,0 +1,91 @@
+-- require "airbyte" in hosts that own their Lua state: stock lua5.4 runs
+-- the scripts in tests/fixtures/hosts as real processes, loading the
+-- airbyte.so built next to the luabyte binary under test.
+local H = require "helper"
+
+local build_dir = H.exe:match("^(.*)/[^/]+$")
+local module = build_dir .. "/airbyte.so"
+local hosts = H.fixtures .. "/hosts/"
+
+-- The sanitizer build's module needs the sanitizer runtimes loaded first.
+local function sanitizer_env(env)
+  if os.getenv("LB_ASAN") then
+    local p = io.popen("gcc -print-file-name=libasan.so; gcc -print-file-name=libubsan.so")
+    local asan, ubsan = p:read("l"), p:read("l")
+    p:close()
+    env.LD_PRELOAD = asan .. " " .. ubsan
+    env.ASAN_OPTIONS = "detect_leaks=0"
+  end
+  return env
+end
+
+local function lua54(script, args, env)
+  env = sanitizer_env(env or {})
+  if env.LUA_CPATH == nil then env.LUA_CPATH = build_dir .. "/?.so;;" end
+  local argv = { "lua5.4", hosts .. script }
+  for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
+  return H.run(argv, { env = env, timeout = 120000 })
+end
+
+local function has(out, line)
+  for l in (out .. "\n"):gmatch("(.-)\n") do
+    if l == line then return true end
+  end
+  return false
+end
+
+describe("the Lua module in stock lua5.4", function()
+  local dir
+  before_each(function() dir = H.tmpdir() end)
+  after_each(function() H.rm_rf(dir) end)
+
+  it("is built next to the luabyte command", function()
+    assert.is_true(require("airbyte.core").executable(module) or
+                   io.open(module, "rb") ~= nil)
+  end)
+
+  it("runs a plain script whose blocking calls run the loop until they are done", function()
+    local out, code = lua54("plain_script.lua", { dir })
+    assert.are.equal(0, code, out)
+    assert.is_true(has(out, "cached users 500"), out)
+    assert.is_true(has(out, "written 500"), out)
+    assert.is_true(has(out, "check failed true AirbyteConnectorCheckFailedError"), out)
+    -- built-in connectors ran as the luabyte command next to the module, not as lua5.4
+    assert.is_true(has(out, "exe " .. H.exe), out)
+    local f = assert(io.open(dir .. "/out/_airbyte_raw_users.jsonl", "r"), "no output file")
+    local n = 0
+    for _ in f:lines() do n = n + 1 end
+    f:close()
+    assert.are.equal(500, n)
+  end)
+
+  it("advances spawned tasks only in ab.step, within a frame loop", function()
+    local out, code = lua54("frame_loop.lua", { dir })
+    assert.are.equal(0, code, out)
+    assert.is_true(has(out, "synced 3000 users"), out)
+    assert.is_true(has(out, "ticks 5"), out)
+    assert.is_true(has(out, "frames>1 true"), out)
+    assert.is_true(has(out, "step after the end false"), out)
+    assert.is_true(has(out, "step inside a task raises true"), out)
+    assert.truthy(out:match("backend_fd integer"), out)
+  end)
+
+  it("runs tasks on luv's loop with ab.use_loop, while the host's timers fire", function()
+    local out, code = lua54("luv_host.lua", { dir })
+    assert.are.equal(0, code, out)
+    assert.is_true(has(out, "blocking outside a task raises true"), out)
+    assert.is_true(has(out, "synced 20000"), out)
+    assert.is_true(has(out, "timer ticked during the sync true"), out)
+  end)
+
+  it("says how to point at the luabyte command when there is none to find", function()
+    local lib = dir .. "/lib/lua/5.4"
+    assert(os.execute(("mkdir -p %s && cp %s %s/"):format(H.shell_quote(lib), H.shell_quote(module),
+                                                         H.shell_quote(lib))))
+    local out, code = lua54("no_luabyte.lua", {}, {
+      LUA_CPATH = lib .. "/?.so;;", PATH = "/usr/bin:/bin", LUABYTE_EXE = false })
+    assert.are.equal(0, code, out)
+    assert.is_true(has(out, "false AirbyteConnectorExecutableNotFoundError"), out)
+    assert.truthy(out:find("set LUABYTE_EXE", 1, true), out)
+  end)
+end)
