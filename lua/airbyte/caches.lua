@@ -335,6 +335,11 @@ function Cache:get_state_json(source_name)
   return texts
 end
 
+-- cache:check(spec [, opts]) -> report: dataset checks in SQL (airbyte.checks)
+function Cache:check(spec, opts)
+  return require("airbyte.checks").run(self, spec, opts)
+end
+
 function Cache:get_state(source_name)
   local out = {}
   for i, text in ipairs(self:get_state_json(source_name)) do out[i] = json.decode(text) end

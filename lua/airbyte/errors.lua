@@ -15,6 +15,7 @@ local parent = {
   PyAirbyteNameNormalizationError = "PyAirbyteError",
   PyAirbyteCacheError = "PyAirbyteError",
   PyAirbyteCacheTableValidationError = "PyAirbyteCacheError",
+  AirbyteDataCheckFailedError = "PyAirbyteError",   -- luabyte: dataset checks (airbyte.checks)
   AirbyteConnectorConfigurationMissingError = "PyAirbyteCacheError",
   AirbyteSubprocessError = "PyAirbyteError",
   AirbyteSubprocessFailedError = "AirbyteSubprocessError",

@@ -120,6 +120,7 @@ function M.read(source, opts, internal)
   if not opts.skip_validation then source:validate_config() end
   local cat = source:get_configured_catalog{ streams = selected, force_full_refresh = opts.force_full_refresh }
   local db = cache:_db()
+  local since = db:uuid7()     -- every row this read writes has a greater raw id
   local state_in, incremental = nil, {}
   if not opts.force_full_refresh then
     local states
@@ -266,7 +267,7 @@ function M.read(source, opts, internal)
   return require("airbyte.read_result").new{
     source_name = source.name, processed_streams = names, cache = cache,
     processed_records = totals.records, totals = totals, warnings = run.warnings,
-    invalid_records = totals.invalid,
+    invalid_records = totals.invalid, since_raw_id = since,
     stream_statuses = run.statuses, elapsed_ms = tracker.elapsed_ms, catalog = cat,
   }
 end

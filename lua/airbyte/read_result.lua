@@ -138,6 +138,15 @@ Result.__index = function(self, key)
   return nil
 end
 
+-- result:check(spec [, { scope = "all" | "new" }]) -> report (airbyte.checks);
+-- "new" checks only the rows this read wrote.
+function Result:check(spec, opts)
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  if o.scope == "new" then o.since = self._fields.since_raw_id end
+  return require("airbyte.checks").run(self._fields.cache, spec, o)
+end
+
 function Result:get_dataset(name, namespace)
   if namespace == nil then return self[name] end
   return M.dataset(self._fields.cache, name, nil, namespace)

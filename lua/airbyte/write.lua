@@ -406,7 +406,7 @@ function M.subset(cat, names)
 end
 
 M.OPTIONS = options.allow{ "cache", "state_cache", "streams", "write_strategy", "force_full_refresh",
-                           "quiet", "on_record", "hooks", "stream_prefix" }
+                           "quiet", "on_record", "hooks", "stream_prefix", "checks" }
 local write_any
 
 function M.write(dest, source_data, opts)
@@ -426,6 +426,9 @@ function M.write(dest, source_data, opts)
   if opts.stream_prefix ~= nil and (type(opts.stream_prefix) ~= "string" or opts.stream_prefix == "") then
     errors.raise("PyAirbyteInputError", "stream_prefix must be a non-empty string",
       { input_value = tostring(opts.stream_prefix) })
+  end
+  if opts.checks ~= nil and cache == false then
+    errors.raise("PyAirbyteInputError", "write{checks=} runs its checks in the cache: it cannot be used with cache = false")
   end
   local state_cache = opts.state_cache
   if state_cache == nil then state_cache = cache or caches.get_default_cache() end
@@ -486,6 +489,10 @@ write_any = function(dest, kind, source_data, source_name, cache, opts, state_ca
       end
       local known = rawget(source_data, "_fields").catalog   -- not result.catalog: that is a stream lookup
       cat = known and M.subset(known, names) or catalog_from_cache(cache, names)
+    end
+    if opts.checks then   -- nothing is sent unless the cached data passes
+      require("airbyte.checks").require_passing(cache, opts.checks, nil,
+        ("write to '%s'"):format(dest.name))
     end
     totals = write_from_cache(dest, source_name, cache, names, cat, opts, state_cache, run)
   end

@@ -33,6 +33,7 @@
 #include <sqlite3.h>
 #include <uv.h>
 #include "cache.h"
+#include "sql_regexp.h"
 #include "protocol.h"
 
 #define RAW_ID_COL "_airbyte_raw_id"
@@ -870,6 +871,10 @@ int lb_cache_sqlite_open(const char *path, lb_cache **out, char *err, size_t err
   }
   sqlite3_extended_result_codes(c->db, 1);
   sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
+  if ((rc = lb__sqlite_add_regexp(c->db)) != SQLITE_OK) {
+    snprintf(c->errmsg, sizeof c->errmsg, "cannot open %.200s: %s", path, sqlite3_errstr(rc));
+    goto fail;
+  }
   /* WAL + synchronous=NORMAL: see cache.h for why this is crash-safe. The
   ** WAL pragma answers "memory" for :memory: databases, which is fine. */
   if (exec_sql(c, "PRAGMA journal_mode=WAL") < 0 ||

@@ -628,6 +628,16 @@ static int stream_namespace(lua_State *L) {
   return 1;
 }
 
+/* db:uuid7() -> the next _airbyte_raw_id of this cache's generator: every
+** row written after it has a greater id (a "rows of this read" mark). */
+static int db_uuid7(lua_State *L) {
+  db_ud *d = checkdb(L, 1);
+  char id[37];
+  lb_cache_uuid7(d->c, id);
+  lua_pushstring(L, id);
+  return 1;
+}
+
 static int db_table_name(lua_State *L) {
   db_ud *d = checkdb(L, 1);
   size_t n, nslen;
@@ -913,6 +923,7 @@ static const luaL_Reg db_methods[] = {
   {"set_table_prefix", db_set_table_prefix},
   {"table_prefix", db_table_prefix},
   {"table_name", db_table_name},
+  {"uuid7", db_uuid7},
   {"path", db_path},
   {"close", db_close},
   {NULL, NULL}
