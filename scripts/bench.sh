@@ -3,9 +3,26 @@
 # same run (median of RUNS runs each). usage: scripts/bench.sh [RECORDS]
 #   scripts/bench.sh embed [RECORDS] [BUDGET_US]: the frame budget during a
 #   source-faker sync into the cache (issue 11), with and without a hook
+#   scripts/bench.sh checks [USERS]: the dataset check suite of issue 10 on
+#   a cache of USERS faker users, against the same checks written by hand
+#   and run by the sqlite3 CLI on the same file
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null
+if [ "${1:-}" = checks ]; then
+  n=${2:-1000000}; runs=${RUNS:-3}
+  dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
+  echo "dataset checks: filling a cache with $n source-faker users and their purchases..."
+  build/luabyte scripts/bench/checks.lua fill "$dir/c.sqlite" "$n"
+  sqlite3 "$dir/c.sqlite" 'PRAGMA wal_checkpoint(TRUNCATE)' >/dev/null
+  med() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+  ours=$(for _ in $(seq "$runs"); do build/luabyte scripts/bench/checks.lua run "$dir/c.sqlite" | awk '{print $1}'; done | med)
+  cli=$(for _ in $(seq "$runs"); do s=$(date +%s.%N); sqlite3 "$dir/c.sqlite" < scripts/bench/checks.sql >/dev/null; e=$(date +%s.%N); awk -v e="$e" -v s="$s" 'BEGIN {print e - s}'; done | med)
+  ratio=$(awk -v a="$ours" -v b="$cli" 'BEGIN {print a / b}')
+  printf "checks:      %8.3f s for 8 checks on %d users (sqlite3 CLI, hand-written: %.3f s), ratio %.2f  <= 3: %s\n" \
+    "$ours" "$n" "$cli" "$ratio" "$(awk -v r="$ratio" 'BEGIN {print (r <= 3) ? "PASS" : "FAIL"}')"
+  exit 0
+fi
 if [ "${1:-}" = embed ]; then
   n=${2:-200000}; budget=${3:-2000}
   dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
