@@ -335,6 +335,22 @@ function Cache:get_state_json(source_name)
   return texts
 end
 
+-- cache:get_quarantine([stream]) -> records kept aside by on_invalid =
+-- "quarantine": { source_name, stream_name, stream_namespace, record (the
+-- source's data, decoded), reasons, _airbyte_extracted_at, quarantined_at }
+function Cache:get_quarantine(stream)
+  local db = self:_db()
+  if not table_exists(db, "_airbyte_quarantine") then return {} end
+  local rows = db:query("SELECT * FROM _airbyte_quarantine WHERE ?1 IS NULL OR stream_name = ?1 ORDER BY rowid",
+    { stream == nil and json.null or stream })
+  for _, r in ipairs(rows) do
+    r.record = json.decode(r.record_json)
+    r.reasons = json.decode(r.reasons)
+    r.record_json = nil
+  end
+  return rows
+end
+
 -- cache:check(spec [, opts]) -> report: dataset checks in SQL (airbyte.checks)
 function Cache:check(spec, opts)
   return require("airbyte.checks").run(self, spec, opts)

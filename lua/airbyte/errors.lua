@@ -16,6 +16,7 @@ local parent = {
   PyAirbyteCacheError = "PyAirbyteError",
   PyAirbyteCacheTableValidationError = "PyAirbyteCacheError",
   AirbyteDataCheckFailedError = "PyAirbyteError",   -- luabyte: dataset checks (airbyte.checks)
+  AirbyteRecordValidationError = "PyAirbyteError",  -- luabyte: record checks (validate option)
   AirbyteConnectorConfigurationMissingError = "PyAirbyteCacheError",
   AirbyteSubprocessError = "PyAirbyteError",
   AirbyteSubprocessFailedError = "AirbyteSubprocessError",

@@ -42,6 +42,21 @@ end
 -- Records dropped as invalid, from a pump's totals.invalid ({ [stream] =
 -- { [reason] = n } }): the total and a text such as "users: 2 invalid_utf8,
 -- 1 not_a_number" (0, nil when there are none).
+-- The records the source printed broken, and those that failed the read's
+-- own checks (validate: reasons "schema" and "rule"), apart.
+local CHECKED = { schema = true, rule = true }
+function M.split_invalid(invalid)
+  local broken, checked = {}, {}
+  for stream, reasons in pairs(invalid or {}) do
+    for r, n in pairs(reasons) do
+      local into = CHECKED[r] and checked or broken
+      into[stream] = into[stream] or {}
+      into[stream][r] = n
+    end
+  end
+  return broken, checked
+end
+
 function M.invalid_summary(invalid)
   local names, total = {}, 0
   for name in pairs(invalid or {}) do names[#names + 1] = name end
@@ -84,19 +99,22 @@ end
 
 -- finish(totals, verb): the summary line, e.g. "Completed ... sync".
 function Tracker:finish(totals, status)
-  local invalid, why = 0, nil
+  local invalid, why, failed, fwhy = 0, nil, 0, nil
   if totals then
     self.records, self.bytes, self.streams = totals.records or 0, totals.bytes or 0, totals.streams or {}
-    invalid, why = M.invalid_summary(totals.invalid)
+    local broken, checked = M.split_invalid(totals.invalid)
+    invalid, why = M.invalid_summary(broken)
+    failed, fwhy = M.invalid_summary(checked)
   end
   self.elapsed_ms = core.now() - self.started
   if self.quiet then return end
   if self.live then self.out:write("\r\27[K") end
-  self.out:write(self.mask(("%s %s: %d records in %.2f s (%.0f records/s, %.2f MB/s)%s%s\n"):format(
+  self.out:write(self.mask(("%s %s: %d records in %.2f s (%.0f records/s, %.2f MB/s)%s%s%s\n"):format(
     status or "Completed", self.job, self.records, self.elapsed_ms / 1000,
     rate(self.records, self.elapsed_ms), rate(self.bytes, self.elapsed_ms) / 1e6,
     next(self.streams) and (" [" .. stream_list(self.streams) .. "]") or "",
-    invalid > 0 and ("; %d invalid records dropped (%s)"):format(invalid, why) or "")))
+    invalid > 0 and ("; %d invalid records dropped (%s)"):format(invalid, why) or "",
+    failed > 0 and ("; %d records failed their checks (%s)"):format(failed, fwhy) or "")))
   self.out:flush()
 end
 

@@ -73,11 +73,22 @@ end
 
 -- Adds a warning for the records a pump dropped as invalid (they are
 -- otherwise only in the connector's log file).
-function M.warn_invalid(run, invalid, name, log_file)
-  local n, why = progress.invalid_summary(invalid)
+-- Records that failed the read's own checks (validate) are reported apart
+-- from those the source printed broken.
+local POLICY_DID = { drop = "dropped", null = "kept with the failing fields nulled",
+                     quarantine = "kept in _airbyte_quarantine" }
+
+function M.warn_invalid(run, invalid, name, log_file, policy)
+  local broken, checked = progress.split_invalid(invalid)
+  local n, why = progress.invalid_summary(broken)
   if n > 0 then
     run.warnings[#run.warnings + 1] = ("'%s' printed %d invalid record(s), dropped: %s (the lines are in %s)")
       :format(name, n, why, tostring(log_file))
+  end
+  n, why = progress.invalid_summary(checked)
+  if n > 0 then
+    run.warnings[#run.warnings + 1] = ("%d record(s) of '%s' failed their checks, %s: %s")
+      :format(n, name, POLICY_DID[policy] or "dropped", why)
   end
 end
 
@@ -97,7 +108,7 @@ local function stats_count(st)
 end
 
 M.OPTIONS = options.allow{ "cache", "streams", "write_strategy", "force_full_refresh", "skip_validation",
-                           "quiet", "on_record", "hooks" }
+                           "quiet", "on_record", "hooks", "validate" }
 -- read(source, opts [, internal]): internal, from Destination:write, may
 -- give { streams = names } (read those without selecting them on the
 -- source) and { fallback_states = rows } (a destination's stored states,
@@ -212,10 +223,11 @@ function M.read(source, opts, internal)
   end
 
   local hooks = opts.hooks
+  local checks = require("airbyte.validation").prepare(opts.validate, cat, db, source.name, "Source:read")
   local p, files <close> = source:_start("read", { config = source:get_config(), catalog = cat, state = state_in })
   db:begin()
   local pumped, totals = pcall(pump.to_cache, p, {
-    streams = streams, on_record = opts.on_record, hooks = hooks, on_message = on_message,
+    streams = streams, on_record = opts.on_record, hooks = hooks, on_message = on_message, validate = checks,
     on_progress = function(t) tracker:update(t) end, progress_ms = 500 })
 
   local function abort(e)
@@ -234,7 +246,7 @@ function M.read(source, opts, internal)
   end
   local finished, ferr = pcall(source._finish, source, p, run, "AirbyteConnectorFailedError", "read")
   if not finished then abort(ferr) end
-  M.warn_invalid(run, totals.invalid, source.name, p:log_file())
+  M.warn_invalid(run, totals.invalid, source.name, p:log_file(), opts.validate and opts.validate.on_invalid)
   p:close()
 
   -- success: swap replaced tables in with their states, commit the rest

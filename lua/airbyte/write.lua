@@ -243,13 +243,15 @@ local function write_direct(dest, source, opts, state_cache, run)
   local tracker = progress.new{ job = ("Write `%s` -> `%s`"):format(source.name, dest.name),
                                 quiet = opts.quiet, mask = errors.mask }
   local prefix = opts.stream_prefix
+  local checks = require("airbyte.validation").prepare(opts.validate, cat, state_cache and state_cache:_db(),
+    source.name, "Destination:write")
   local dp, dfiles <close> = dest:_start("write", { config = dest:get_config(), catalog = prefixed_catalog(cat, prefix) },
                                          { stdin = true })
   local reader = start_reader(dest, dp, ledger, run, prefix)
   local sp, sfiles <close> = source:_start("read", { config = source:get_config(), catalog = cat, state = state_in })
   local src_run = { trace_errors = {} }
   local pumped, totals = pcall(pump.to_process, sp, dp, {
-    streams = set, on_record = opts.on_record, hooks = opts.hooks, stream_prefix = prefix,
+    streams = set, on_record = opts.on_record, hooks = opts.hooks, stream_prefix = prefix, validate = checks,
     on_progress = function(t) tracker:update(t) end,
     on_message = function(msg, since)
       if msg.type == "STATE" then
@@ -280,7 +282,8 @@ local function write_direct(dest, source, opts, state_cache, run)
       { connector_name = dest.name, log_file = dlog }), 0)
   end
   local sok, serr = pcall(source._finish, source, sp, src_run, "AirbyteConnectorReadError", "read")
-  require("airbyte.read").warn_invalid(run, totals.invalid, source.name, sp:log_file())
+  require("airbyte.read").warn_invalid(run, totals.invalid, source.name, sp:log_file(),
+    opts.validate and opts.validate.on_invalid)
   sp:close()
   finish_write(dest, dp, reader, run, ledger)
   if not sok then error(serr, 0) end
@@ -406,7 +409,7 @@ function M.subset(cat, names)
 end
 
 M.OPTIONS = options.allow{ "cache", "state_cache", "streams", "write_strategy", "force_full_refresh",
-                           "quiet", "on_record", "hooks", "stream_prefix", "checks" }
+                           "quiet", "on_record", "hooks", "stream_prefix", "checks", "validate" }
 local write_any
 
 function M.write(dest, source_data, opts)
@@ -465,7 +468,8 @@ write_any = function(dest, kind, source_data, source_name, cache, opts, state_ca
       local streams = source_data:_streams_for(opts.streams)
       local result = read.read(source_data, { cache = cache, write_strategy = opts.write_strategy,
                                               force_full_refresh = opts.force_full_refresh, quiet = opts.quiet,
-                                              on_record = opts.on_record, hooks = opts.hooks },
+                                              on_record = opts.on_record, hooks = opts.hooks,
+                                              validate = opts.validate },
                                { streams = streams,
                                  fallback_states = destination_rows(state_cache, run.who, source_data.name) })
       names = {}

@@ -318,4 +318,16 @@ struct lua_State;
 lb_cache *lb__cache_check(struct lua_State *L, int idx);
 lb_cache_stream *lb__cache_stream_check(struct lua_State *L, int idx);
 
+/* Quarantine (record checks, on_invalid = "quarantine"): a record that
+** failed its checks, kept as the source wrote it, in
+**   _airbyte_quarantine(source_name, stream_name, stream_namespace,
+**                       record_json, reasons, _airbyte_extracted_at,
+**                       quarantined_at)
+** (created on first use), in the caller's transaction after the rows
+** queued before it, so it commits with its neighbours. reasons_json is a
+** JSON array of {check, field, path, message}. */
+int lb_cache_put_quarantine(lb_cache *c, const char *source_name, const char *stream, size_t stream_len,
+                            const char *ns, size_t ns_len, const char *record_json, size_t record_len,
+                            const char *reasons_json, size_t reasons_len, long long emitted_at_ms);
+
 #endif

@@ -2522,6 +2522,40 @@ int lb_cache_put_delivered(lb_cache *c, const lb_cache_delivery *d, const char *
   return step_done(c, c->put_ledger);
 }
 
+int lb_cache_put_quarantine(lb_cache *c, const char *source_name, const char *stream, size_t stream_len,
+                            const char *ns, size_t ns_len, const char *record_json, size_t record_len,
+                            const char *reasons_json, size_t reasons_len, long long emitted_at_ms) {
+  static const char *const sql =
+    "INSERT INTO _airbyte_quarantine (source_name, stream_name, stream_namespace, record_json,"
+    " reasons, _airbyte_extracted_at, quarantined_at) VALUES (?1, ?2, ?3, ?4, ?5,"
+    " strftime('%Y-%m-%dT%H:%M:%f+00:00', ?6 / 1000.0, 'unixepoch'), " NOW_SQL ")";
+  sqlite3_stmt *st = NULL;
+  int rc;
+  if (source_name == NULL || stream == NULL || record_json == NULL || reasons_json == NULL) {
+    seterr(c, "quarantine: source, stream, record and reasons required");
+    return LB_EINVAL;
+  }
+  if (emitted_at_ms < LB_CACHE_MIN_MS) emitted_at_ms = LB_CACHE_MIN_MS;
+  if (emitted_at_ms > LB_CACHE_MAX_MS) emitted_at_ms = LB_CACHE_MAX_MS;
+  if ((rc = barrier(c)) != 0) return rc;   /* after the rows queued before it, in their transaction */
+  if ((rc = exec_sql(c, "CREATE TABLE IF NOT EXISTS _airbyte_quarantine (source_name VARCHAR NOT NULL,"
+                        " stream_name VARCHAR NOT NULL, stream_namespace VARCHAR NOT NULL DEFAULT '',"
+                        " record_json JSON NOT NULL, reasons JSON NOT NULL,"
+                        " _airbyte_extracted_at TIMESTAMP WITH TIME ZONE,"
+                        " quarantined_at TIMESTAMP WITH TIME ZONE)")) < 0)
+    return rc;
+  if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql);
+  sqlite3_bind_text(st, 1, source_name, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, stream, (int)stream_len, SQLITE_STATIC);
+  sqlite3_bind_text(st, 3, ns ? ns : "", ns ? (int)ns_len : 0, SQLITE_STATIC);
+  sqlite3_bind_text(st, 4, record_json, (int)record_len, SQLITE_STATIC);
+  sqlite3_bind_text(st, 5, reasons_json, (int)reasons_len, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 6, emitted_at_ms);
+  rc = sqlite3_step(st) == SQLITE_DONE ? 0 : sqlerr(c, sql);
+  sqlite3_finalize(st);
+  return rc;
+}
+
 int lb_cache_move_destination(lb_cache *c, const char *destination_name, const char *from_hash,
                               const char *to_hash) {
   static const char *const sql[] = {

@@ -638,6 +638,21 @@ static int db_uuid7(lua_State *L) {
   return 1;
 }
 
+/* db:put_quarantine(source, stream, namespace|nil, record_json, reasons_json, emitted_at_ms) */
+static int db_put_quarantine(lua_State *L) {
+  db_ud *d = checkdb(L, 1);
+  size_t sl, nl = 0, rl, el;
+  const char *source = luaL_checkstring(L, 2);
+  const char *stream = luaL_checklstring(L, 3, &sl);
+  const char *ns = luaL_optlstring(L, 4, NULL, &nl);
+  const char *record = luaL_checklstring(L, 5, &rl);
+  const char *reasons = luaL_checklstring(L, 6, &el);
+  lua_Integer ms = luaL_optinteger(L, 7, 0);
+  if (lb_cache_put_quarantine(d->c, source, stream, sl, ns, nl, record, rl, reasons, el, (long long)ms) != 0)
+    return luaL_error(L, "%s", lb_cache_errmsg(d->c));
+  return 0;
+}
+
 static int db_table_name(lua_State *L) {
   db_ud *d = checkdb(L, 1);
   size_t n, nslen;
@@ -924,6 +939,7 @@ static const luaL_Reg db_methods[] = {
   {"table_prefix", db_table_prefix},
   {"table_name", db_table_name},
   {"uuid7", db_uuid7},
+  {"put_quarantine", db_put_quarantine},
   {"path", db_path},
   {"close", db_close},
   {NULL, NULL}

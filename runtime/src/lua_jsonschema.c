@@ -177,6 +177,13 @@ static int l_compile(lua_State *L) {
   return 1;
 }
 
+/* For the pump (record checks): the compiled schema of the Schema at idx. */
+const lb_schema *lb__schema_check(lua_State *L, int idx) {
+  schema_ud *u = luaL_checkudata(L, idx, SCHEMA_MT);
+  if (!u->s) luaL_error(L, "attempt to use a closed schema");
+  return u->s;
+}
+
 static schema_ud *check_open(lua_State *L) {
   schema_ud *u = luaL_checkudata(L, 1, SCHEMA_MT);
   if (!u->s) luaL_error(L, "attempt to use a closed schema");
