@@ -104,6 +104,11 @@ printf "  vs naive Python       %10.0f/s: ratio %.1f  >= 5: %s\n" "$py" "$r_py" 
 printf "  peak memory %d KiB  < 65536 KiB: %s\n" "$peak" "$(verdict m "$peak" "<" 65536)"
 rate=$(for _ in $(seq "$RUNS"); do cache_run hook; done | awk '{print $1}' | median)
 printf "with hook:   %10.0f records/s  >= 100,000/s: %s\n" "$rate" "$(verdict h "$rate" ">=" 100000)"
+# issue 10: the same read with every record checked against its JSON schema
+base=$(echo "$runs" | awk '{print $1}' | median)
+rate=$(for _ in $(seq "$RUNS"); do cache_run schema; done | awk '{print $1}' | median)
+ratio=$(awk -v a="$rate" -v b="$base" 'BEGIN {print a/b}')
+printf "with schema: %10.0f records/s  (ratio %.2f to the read without)  >= 0.7: %s\n" "$rate" "$ratio" "$(verdict v "$ratio" ">=" 0.7)"
 
 cat > "$tmp/faker.json" <<JSON
 {"count": 200000, "seed": 1}

@@ -1,5 +1,6 @@
 -- Benchmark: a cat-like connector's records into the SQLite cache.
---   luabyte to_cache.lua EXE FILE DB [hook]
+--   luabyte to_cache.lua EXE FILE DB [hook | schema]
+--   (schema: every record checked against the stream's JSON schema)
 -- prints: <records> <seconds> <peak RSS KiB>
 local ab = require "airbyte"
 local core = require "airbyte.core"
@@ -8,7 +9,9 @@ local src = ab.get_source("source-replay", { local_executable = exe, config = { 
 src:select_all_streams()
 local cache = ab.SQLiteCache{ db_path = db }
 local opts = { cache = cache, write_strategy = "append", force_full_refresh = true, quiet = true }
-if hook then
+if hook == "schema" then
+  opts.validate = { schema = true }
+elseif hook then
   local sum = 0
   opts.on_record = function(r) sum = sum + r.id + r.age + #r.email end
 end
