@@ -16,6 +16,7 @@ local M = {}
 M.version = require("airbyte.core").version
 M.errors = errors
 M.json = require "airbyte.json"
+M.sandbox = require "airbyte.sandbox"     -- validators for untrusted code (validate.rules)
 
 -- get_source(name, opts): opts = { config, config_change_callback, streams,
 -- version, local_executable, install_if_missing, install_root, pip_url,

@@ -4,7 +4,6 @@
 local H = require "helper"
 local ab = require "airbyte"
 local json = require "airbyte.json"
-local sandbox = require "airbyte.sandbox"
 
 describe("record checks", function()
   local dir, cache
@@ -94,7 +93,7 @@ describe("record checks", function()
   end)
 
   it("runs sandboxed validators; a hostile one fails its records, not the host", function()
-    local v = sandbox.from_string([[return function(r)
+    local v = ab.sandbox.from_string([[return function(r)
       if r.id % 5 == 0 then while true do end end          -- a loop on every fifth record
       return r.id ~= 3, "three", "id"
     end]], { memory = "4MB", instructions = 1e5 })
