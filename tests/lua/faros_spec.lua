@@ -153,6 +153,12 @@ describe("Faros interop", function()
     assert.is_true(wr.confirmed_states >= 1)
     assert.same({}, wr.warnings)
     assert.equal("base64/gzip", wr:get_state_provider()._LEGACY.data.format)
+    -- item 20: from the cache, each record holds the source's fields only
+    for line in io.lines(dir .. "/received.jsonl") do
+      local data = json.decode(line).record.data
+      for k in pairs(data) do assert.is_nil(k:find("^_airbyte_"), k) end
+      if data.name then assert.matches("^build%-%d$", data.name) end
+    end
     -- the next write resumes: two new builds, jobs again (full refresh)
     src:set_config({ count = 6, jobs = 2 })
     local wr2 = dest:write(src, { cache = cache })
