@@ -9,7 +9,7 @@
 **                              connect_timeout_ms = 10000,
 **                              max_body = 64 * 1024 * 1024,
 **                              follow_redirects = true,
-**                              ca_file = "extra-ca.pem" }   -- TLS is always verified
+**                              ca_file = "ca.pem" }   -- trusted instead of the system CAs
 **   resp.status, resp.headers (lower-case names), resp.body, resp.url
 **   http.url_encode(s), http.query{ a = 1, b = { "x", "y" } }
 **
