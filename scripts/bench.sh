@@ -6,6 +6,7 @@
 #   scripts/bench.sh checks [USERS]: the dataset check suite of issue 10 on
 #   a cache of USERS faker users, against the same checks written by hand
 #   and run by the sqlite3 CLI on the same file
+#   scripts/bench.sh manifest [PAGES]   manifest sources over the local HTTP server
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null
@@ -44,6 +45,8 @@ if [ "${1:-}" = embed ]; then
     awk '/host timer/ {print "epoll host: " $0 "  no tick missed: " ($5 == 0 ? "PASS" : "FAIL")}'
   exit 0
 fi
+SUITE=all
+if [ "${1:-}" = manifest ]; then SUITE=manifest; shift; fi
 N=${1:-1000000}
 RUNS=${RUNS:-3}
 LB=build/luabyte
@@ -55,6 +58,34 @@ now() { date +%s.%N; }
 verdict() {   # verdict NAME VALUE OP TARGET (runs in $(...): misses are counted in a file)
   if awk -v v="$2" -v t="$4" "BEGIN {exit !(v $3 t)}"; then echo "PASS"; else echo "$1" >> "$tmp/missed"; echo "FAIL"; fi
 }
+
+# --- issue 12: manifest sources, over HTTP from the local test server ------
+if [ "$SUITE" = manifest ]; then
+  PAGES=${1:-1000}
+  PER_PAGE=100
+  mkdir -p "$tmp/pages"
+  python3 scripts/bench/http_pages.py "$tmp/pages" "$PAGES" "$PER_PAGE"
+  python3 tests/fixtures/http/server.py "$tmp/pages/routes.json" /dev/null > "$tmp/port" &
+  server=$!
+  trap 'kill $server 2>/dev/null; rm -rf "$tmp"' EXIT
+  for _ in $(seq 100); do [ -s "$tmp/port" ] && break; sleep 0.1; done
+  base="http://127.0.0.1:$(head -n 1 "$tmp/port")"
+  records=$((PAGES * PER_PAGE))
+  echo "$PAGES pages of $PER_PAGE records from $base"
+  # the ceiling: the curl command, one process, one kept-alive connection
+  secs=$(for _ in $(seq "$RUNS"); do s=$(now); curl -sf --compressed "$base/items?page=[1-$PAGES]" >/dev/null; e=$(now); awk -v e="$e" -v s="$s" 'BEGIN {print e - s}'; done | median)
+  curl_rate=$(awk -v n="$records" -v s="$secs" 'BEGIN {print n/s}')
+  printf "curl loop:      %10.0f records/s  (%8.0f pages/s, the ceiling)\n" "$curl_rate" "$(awk -v n="$PAGES" -v s="$secs" 'BEGIN {print n/s}')"
+  secs=$(for _ in $(seq "$RUNS"); do $LB scripts/bench/http_pages.lua "$base" "$PAGES" | awk '{print $3}'; done | median)
+  rate=$(awk -v n="$records" -v s="$secs" 'BEGIN {print n/s}')
+  printf "airbyte.http:   %10.0f records/s  (%8.0f pages/s, ratio to curl %.2f, no target)\n" \
+    "$rate" "$(awk -v n="$PAGES" -v s="$secs" 'BEGIN {print n/s}')" "$(awk -v a="$rate" -v b="$curl_rate" 'BEGIN {print a/b}')"
+  # The manifest read rate (a paginated stream read by the declarative
+  # executor over the same pages, >= 20,000 records/s) goes here.
+  fails=$( [ -f "$tmp/missed" ] && wc -l < "$tmp/missed" || echo 0)
+  echo "$fails target(s) missed"
+  exit 0
+fi
 
 echo "preparing $N users-shaped RECORD lines..."
 $LB scripts/gen_records.lua "$N" "$tmp/records.jsonl"
