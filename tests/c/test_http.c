@@ -94,7 +94,7 @@ static void close_in_flight(void) {
   CHECK_EQ_INT(lb_runtime_new(NULL, &rt), 0);
   snprintf(src, sizeof src, "require('airbyte.http').request{ url = 'http://127.0.0.1:%d/hang' }",
            server_port);
-  CHECK_EQ_INT(lb_spawn_string(rt, src, strlen(src), "=hang", &t), 0);
+  CHECK_EQ_INT(lb_spawn_string(rt, src, strlen(src), "=hang", 0, NULL, &t), 0);
   for (i = 0; i < 10; i++) lb_step(rt, 20, 0);
   CHECK_EQ_INT(lb_task_get_state(t), LB_TASK_WAITING);
   lb_task_release(t);
@@ -111,8 +111,8 @@ static void two_runtimes(void) {
   CHECK_EQ_INT(lb_runtime_new(NULL, &b), 0);
   snprintf(src, sizeof src, "local r = require('airbyte.http').request{ url = 'http://127.0.0.1:%d/hello' }"
                             " assert(r.body == 'hi')", server_port);
-  CHECK_EQ_INT(lb_spawn_string(a, src, strlen(src), "=a", &ta), 0);
-  CHECK_EQ_INT(lb_spawn_string(b, src, strlen(src), "=b", &tb), 0);
+  CHECK_EQ_INT(lb_spawn_string(a, src, strlen(src), "=a", 0, NULL, &ta), 0);
+  CHECK_EQ_INT(lb_spawn_string(b, src, strlen(src), "=b", 0, NULL, &tb), 0);
   for (i = 0; i < 2000 && (lb_alive(a) || lb_alive(b)); i++) {
     lb_step(a, 5, 0);
     lb_step(b, 5, 0);
@@ -143,7 +143,7 @@ static void shared_loop(void) {
                "cannot drive a loop it does not own") != NULL);
   snprintf(src, sizeof src, "local r = require('airbyte.http').request{ url = 'http://127.0.0.1:%d/hello' }"
                             " assert(r.body == 'hi')", server_port);
-  CHECK_EQ_INT(lb_spawn_string(rt, src, strlen(src), "=shared", &t), 0);
+  CHECK_EQ_INT(lb_spawn_string(rt, src, strlen(src), "=shared", 0, NULL, &t), 0);
   for (i = 0; i < 2000 && lb_task_get_state(t) < LB_TASK_DONE; i++) uv_run(&loop, UV_RUN_ONCE);
   CHECK_EQ_INT(lb_task_get_state(t), LB_TASK_DONE);
   lb_task_release(t);
