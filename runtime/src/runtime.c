@@ -125,6 +125,7 @@ static const luaL_Reg c_modules[] = {
   {"airbyte.sqlite", luaopen_airbyte_sqlite},
   {"airbyte.pump", luaopen_airbyte_pump},
   {"airbyte.jsonschema", luaopen_airbyte_jsonschema},
+  {"airbyte.libyaml", luaopen_airbyte_libyaml},
   {"cjson", luaopen_cjson},
   {NULL, NULL}
 };
