@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.." || exit 1
 DIR=tests/fixtures/faros
 NM="$DIR/node_modules"
 STAMP="$NM/.luabyte-npm-fixtures.stamp"
-PKGS=(airbyte-faros-destination faros-airbyte-cdk)
+PKGS=(airbyte-faros-destination faros-airbyte-cdk faros-airbyte-cdk-0.23)
 
 say() { echo "npm_fixtures: $*"; }
 skip() { say "SKIP: $*"; exit 3; }
