@@ -484,6 +484,13 @@ local function type_name(v)
   return type(v) == "string" and "str" or type(v)
 end
 
+-- Response headers look up names case-insensitively, as requests' do.
+local case_insensitive = setmetatable({}, { __mode = "k" })
+function M.headers(t)
+  case_insensitive[t] = true
+  return t
+end
+
 local function getitem(obj, key)
   if obj == UNDEF then undefined("indexing an undefined value") end
   if type(obj) == "string" and mtype(key) == "integer" then
@@ -503,6 +510,7 @@ local function getitem(obj, key)
   end
   local v = obj[key]
   if v == nil and mtype(key) == "integer" then v = obj[tostring(key)] end
+  if v == nil and case_insensitive[obj] and type(key) == "string" then v = obj[key:lower()] end
   if v == nil then return UNDEF end
   return v
 end
@@ -719,6 +727,7 @@ local function call_method(obj, name, args, kwargs)
   if type(obj) == "table" and is_dict(obj) then
     if name == "get" then
       local v = obj[args[1]]
+      if v == nil and case_insensitive[obj] and type(args[1]) == "string" then v = obj[args[1]:lower()] end
       if v == nil then
         if args[2] == nil then return NONE end
         return args[2]
