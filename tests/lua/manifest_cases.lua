@@ -208,7 +208,7 @@ function M.cases(shared)
     end
   end
   fr("/stock/financials-reported", "data", "basic_financial_report",
-     function(s, i) return obj{ symbol = s, accessNumber = s .. i, filedDate = "2023-0" .. i .. "-01 00:00:00", year = 2023 } end)
+     function(s, i) return obj{ symbol = s, accessNumber = s .. i, startDate = "2023-0" .. i .. "-01 00:00:00", year = 2023 } end)
   fr("/stock/profile2", nil, "company_profile", function(s, i) return obj{ ticker = s, name = s .. " Inc " .. i } end)
   fr("/stock/filings", nil, "sec_filings",
      function(s, i) return obj{ symbol = s, accessNumber = "f" .. s .. i, filedDate = "2023-0" .. i .. "-02 00:00:00" } end)
