@@ -257,11 +257,14 @@ function M.DeclarativeStream(node, path, F)
       if on_state and #partitions == 0 then on_state(pstate.state()) end
     elseif use_cursor then
       local c = cursor.new(stream_state, ctx)
-      for _, cs in ipairs(c.slices()) do
+      local slices = c.slices()
+      for _, cs in ipairs(slices) do
         read_slice(config, partitions[1], cs, c, stream_state, on_record, log)
         c.close_slice()
         if on_state then on_state(c.state()) end
       end
+      -- nothing to read (a state ahead of the end): the state stands
+      if on_state and #slices == 0 then on_state(c.state()) end
     else
       for _, p in ipairs(partitions) do
         read_slice(config, p, object(), nil, stream_state, on_record, log)
