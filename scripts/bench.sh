@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Speed and memory targets, as ratios against baselines measured in the
 # same run (median of RUNS runs each). usage: scripts/bench.sh [RECORDS]
+#        scripts/bench.sh manifest [RECORDS]   declarative source over HTTP pages
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null
+if [ "${1:-}" = manifest ]; then shift; exec scripts/bench/manifest.sh "$@"; fi
 N=${1:-1000000}
 RUNS=${RUNS:-3}
 LB=build/luabyte
