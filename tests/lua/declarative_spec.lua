@@ -646,6 +646,14 @@ describe("declarative sources", function()
       assert.same({ { "id" } }, cat.streams[1].source_defined_primary_key)
     end)
 
+    it("keeps empty arrays, empty objects and big integers of the API's JSON as they are", function()
+      local s = stream("exact", obj{ type = "HttpRequester", url_base = BASE, path = "/exact" })
+      local body = '{"data":[{"id":1,"tags":[],"meta":{},"big":123456789012345678901234567890,"f":1.5}]}'
+      local _, out, code = read_all(source_with({ s }), { { path = "/exact", responses = { { body = body } } } }, { "exact" })
+      assert.equal(0, code, out)
+      assert.matches('"data":{"big":123456789012345678901234567890,"f":1.5,"id":1,"meta":{},"tags":%[%]}', out)
+    end)
+
     it("retries 429 honouring Retry-After and a 500 then success; exponential and header backoff strategies", function()
       local s1 = stream("limited", obj{ type = "HttpRequester", url_base = BASE, path = "/limited" })
       local s2 = stream("flaky", obj{ type = "HttpRequester", url_base = BASE, path = "/flaky",
