@@ -826,10 +826,7 @@ function MACROS.duration(s)
 end
 MACROS.format_datetime = format_datetime
 function MACROS.sanitize_url(s)
-  return (py_str(s):gsub("[^%w%-%._~]", function(c)
-    if c == " " then return "+" end
-    return string.format("%%%02X", c:byte())
-  end))
+  return M.quote(py_str(s), "", true)
 end
 function MACROS.camel_case_to_snake_case(s)
   s = py_str(s):gsub("(.)(%u%l)", "%1_%2"):gsub("(%l)(%u)", "%1_%2"):gsub("(%d)(%u)", "%1_%2")
@@ -878,13 +875,22 @@ local function base64decode(s)
   end))
 end
 
+-- Percent-encoding as Python's urllib.parse.quote: letters, digits and
+-- "-._~" stay, plus the characters of `safe`; plus = quote_plus (space -> +).
+function M.quote(s, safe, plus)
+  return (s:gsub("[^%w%-%._~" .. (safe or "") .. "]", function(c)
+    if plus and c == " " then return "+" end
+    return string.format("%%%02X", c:byte())
+  end))
+end
+
 local function urlencode(v)
   if type(v) == "table" and is_dict(v) then
     local parts = {}
     for _, k in ipairs(sorted_keys(v)) do parts[#parts + 1] = urlencode(k) .. "=" .. urlencode(v[k]) end
     return concat(parts, "&")
   end
-  return (py_str(v):gsub("[^%w%-%._~/]", function(c) return string.format("%%%02X", c:byte()) end))
+  return M.quote(py_str(v), "/")
 end
 M.urlencode = urlencode
 

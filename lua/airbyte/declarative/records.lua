@@ -12,6 +12,21 @@ local is_list = interp.is_list
 
 -- DpathExtractor ------------------------------------------------------------------
 
+-- The value at a path of keys (list indexes count from 0), or nil.
+function M.dpath(node, keys)
+  for _, k in ipairs(keys) do
+    if type(node) ~= "table" then return nil end
+    if is_list(node) then
+      local n = math.tointeger(tonumber(k))
+      node = n and node[n + 1]
+    else
+      node = node[k]
+    end
+    if node == nil then return nil end
+  end
+  return node
+end
+
 local function glob(node, path, i, out)
   if i > #path then
     out[#out + 1] = node
@@ -79,17 +94,7 @@ function M.DpathExtractor(node, path, F)
         end
         return flat
       end
-      extracted = body
-      for _, k in ipairs(keys) do
-        if type(extracted) ~= "table" then extracted = nil break end
-        if is_list(extracted) then
-          local n = math.tointeger(tonumber(k))
-          extracted = n and extracted[n + 1]
-        else
-          extracted = extracted[k]
-        end
-        if extracted == nil then break end
-      end
+      extracted = M.dpath(body, keys)
     end
     if extracted == nil or extracted == NONE then return {} end
     if type(extracted) == "table" and is_list(extracted) then return extracted end

@@ -28,8 +28,7 @@ local function encode_query(params)
   for k in pairs(params) do keys[#keys + 1] = k end
   table.sort(keys)
   local parts = {}
-  local function enc(s) return (interp.str(s):gsub("[^%w%-%._~]", function(c)
-    return string.format("%%%02X", c:byte()) end)) end
+  local function enc(s) return interp.quote(interp.str(s)) end
   for _, k in ipairs(keys) do
     local v = params[k]
     if type(v) == "table" and interp.is_list(v) then

@@ -9,6 +9,7 @@ local json = require "airbyte.json"
 local interp = require "airbyte.declarative.interpolation"
 local manifest = require "airbyte.declarative.manifest"
 local ro = require "airbyte.declarative.request_options"
+local records = require "airbyte.declarative.records"
 
 local M = {}
 
@@ -44,14 +45,9 @@ function M.ListPartitionRouter(node, path)
 end
 
 local function dpath(record, keys, ctx)
-  local v = record
-  for _, k in ipairs(keys) do
-    if type(v) ~= "table" then return nil end
-    local key = interp.str(interp.eval(tostring(k), ctx) or k)
-    if interp.is_list(v) then v = v[(math.tointeger(tonumber(key)) or -1) + 1] else v = v[key] end
-    if v == nil then return nil end
-  end
-  return v
+  local rendered = {}
+  for i, k in ipairs(keys) do rendered[i] = interp.str(interp.eval(tostring(k), ctx) or k) end
+  return records.dpath(record, rendered)
 end
 
 function M.ParentStreamConfig(node, path, F)
