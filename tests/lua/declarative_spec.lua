@@ -271,6 +271,55 @@ describe("declarative sources", function()
     end)
   end)
 
+  describe("DatetimeBasedCursor", function()
+    local cursors = require "airbyte.declarative.cursors"
+    local F = { env = {} }
+    before_each(function() interp.clock = function() return 1675209600000 end end)   -- 2023-02-01
+    after_each(function() interp.clock = nil end)
+
+    it("slices by step minus cursor_granularity, the last slice ending at the end bound", function()
+      local cur = cursors.DatetimeBasedCursor(obj{ cursor_field = "date", datetime_format = "%Y-%m-%d",
+        start_datetime = "2022-11-15", step = "P1M", cursor_granularity = "P1D", lookback_window = "P10D" }, "c", F)
+      local c = cur.new(nil, { config = obj() })
+      local got = {}
+      for i, sl in ipairs(c.slices()) do got[i] = sl.start_time .. ".." .. sl.end_time end
+      assert.same({ "2022-11-15..2022-12-14", "2022-12-15..2023-01-14", "2023-01-15..2023-02-01" }, got)
+      -- records in the sync window count, the state is the highest value seen
+      assert.is_true(c.observe(obj{ date = "2022-12-01" }))
+      assert.is_false(c.observe(obj{ date = "2021-01-01" }))
+      c.close_slice()
+      assert.same({ date = "2022-12-01" }, c.state())
+      -- resuming: lookback_window before the state
+      local c2 = cur.new(obj{ date = "2023-01-20" }, { config = obj() })
+      assert.equal("2023-01-10", c2.slices()[1].start_time)
+      -- epoch-second formats, and state values in another of the cursor formats (strava's sample_state)
+      local ep = cursors.DatetimeBasedCursor(obj{ cursor_field = "t", datetime_format = "%s",
+        cursor_datetime_formats = arr{ "%Y-%m-%dT%H:%M:%SZ" }, start_datetime = obj{ datetime = "2023-01-01T00:00:00Z",
+        datetime_format = "%Y-%m-%dT%H:%M:%SZ" } }, "c", F)
+      assert.equal("1672617600", ep.new(obj{ t = "2023-01-02T00:00:00Z" }, { config = obj() }).slices()[1].start_time)
+      local ok, err = pcall(ep.new, obj{ t = "yesterday" }, { config = obj() })
+      assert.is_false(ok)
+      assert.matches("the state value 'yesterday' of 't' matches none of the datetime formats", err.message)
+    end)
+
+    it("reads and writes the CDK's per-partition state", function()
+      local cur = cursors.DatetimeBasedCursor(obj{ cursor_field = "d", datetime_format = "%Y-%m-%d",
+        start_datetime = "2023-01-01" }, "c", F)
+      local ps = cursors.partitioned(cur, obj{ states = arr{ obj{ partition = obj{ id = 1 }, cursor = obj{ d = "2023-01-20" } } },
+        state = obj{ d = "2023-01-05" }, use_global_cursor = false }, { config = obj() })
+      assert.equal("2023-01-20", ps.for_partition(obj{ id = 1 }).slices()[1].start_time)
+      local c2 = ps.for_partition(obj{ id = 2 })           -- new partition: the global state
+      assert.equal("2023-01-05", c2.slices()[1].start_time)
+      c2.observe(obj{ d = "2023-01-25" }); c2.close_slice(); ps.close(obj{ id = 2 })
+      local st = ps.state()
+      assert.equal(2, #st.states)                            -- partitions not re-read keep their state
+      assert.same({ partition = { id = 1 }, cursor = { d = "2023-01-20" } }, st.states[1])
+      assert.same({ partition = { id = 2 }, cursor = { d = "2023-01-25" } }, st.states[2])
+      assert.same({ d = "2023-01-20" }, st.state)
+      assert.is_false(st.use_global_cursor)
+    end)
+  end)
+
   -- The corpus, end to end ------------------------------------------------------------
 
   describe("corpus connectors", function()
