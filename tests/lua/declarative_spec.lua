@@ -703,6 +703,41 @@ describe("declarative sources", function()
       assert.matches('"data":{"big":123456789012345678901234567890,"f":1.5,"id":1,"meta":{},"tags":%[%]}', out)
     end)
 
+    it("parents feed SubstreamPartitionRouter partitions; OffsetIncrement from the first request; RequestPath tokens", function()
+      local users = stream("users", obj{ type = "HttpRequester", url_base = BASE, path = "/users" },
+        { paginator = obj{ type = "DefaultPaginator",
+            page_token_option = obj{ type = "RequestOption", inject_into = "request_parameter", field_name = "offset" },
+            page_size_option = obj{ type = "RequestOption", inject_into = "request_parameter", field_name = "limit" },
+            pagination_strategy = obj{ type = "OffsetIncrement", page_size = 2, inject_on_first_request = true } } })
+      local posts = stream("posts", obj{ type = "HttpRequester", url_base = BASE, path = "/posts" },
+        { paginator = obj{ type = "DefaultPaginator", page_token_option = obj{ type = "RequestPath" },
+            pagination_strategy = obj{ type = "CursorPagination", cursor_value = "{{ response.get('next', '') }}" } } })
+      posts.retriever.partition_router = obj{ type = "SubstreamPartitionRouter", parent_stream_configs = arr{
+        obj{ type = "ParentStreamConfig", stream = users, parent_key = "id", partition_field = "user",
+             extra_fields = arr{ arr{ "name" } },
+             request_option = obj{ type = "RequestOption", inject_into = "request_parameter", field_name = "user_id" } } } }
+      -- the next URL carries user_id already (the CDK would send it twice otherwise)
+      posts.retriever.ignore_stream_slicer_parameters_on_paginated_requests = true
+      posts.transformations = arr{ obj{ type = "AddFields", fields = arr{
+        obj{ path = arr{ "author" }, value = "{{ stream_partition.name }}" } } } }
+      local srv_base = "http://api.test/"
+      local msgs, out, code, reqs = read_all(source_with({ posts }), {
+        { path = "/users", query = obj{ offset = "0", limit = "2" }, responses = { { json = obj{ data = arr{
+          obj{ id = 1, name = "ann" }, obj{ id = 2, name = "bob" } } } } } },
+        { path = "/users", query = obj{ offset = "2", limit = "2" }, responses = { { json = obj{ data = arr{
+          obj{ id = 3, name = "cy" } } } } } },
+        { path = "/posts", query = obj{ user_id = "1", cursor = json.null }, responses = { { json = obj{
+          data = arr{ obj{ id = 10 } }, next = srv_base .. "posts?cursor=2&user_id=1" } } } },
+        { path = "/posts", query = obj{ user_id = "1", cursor = "2" }, responses = { { json = obj{ data = arr{ obj{ id = 11 } } } } } },
+        { path = "/posts", query = obj{ user_id = "2" }, responses = { { json = obj{ data = arr() } } } },
+        { path = "/posts", query = obj{ user_id = "3" }, responses = { { json = obj{ data = arr{ obj{ id = 30 } } } } } },
+      }, { "posts" })
+      assert.equal(0, code, out)
+      assert.same(multiset{ obj{ id = 10, author = "ann" }, obj{ id = 11, author = "ann" }, obj{ id = 30, author = "cy" } },
+        multiset(records_by_stream(msgs).posts))
+      assert.equal(6, #reqs)
+    end)
+
     it("retries 429 honouring Retry-After and a 500 then success; exponential and header backoff strategies", function()
       local s1 = stream("limited", obj{ type = "HttpRequester", url_base = BASE, path = "/limited" })
       local s2 = stream("flaky", obj{ type = "HttpRequester", url_base = BASE, path = "/flaky",
