@@ -77,6 +77,14 @@ local function trace_errors(msgs)
   return out
 end
 
+-- Tests that talk HTTP need airbyte.http and the scripted server
+-- (tests/fixtures/http/server.py, tests/lua/http_server.lua).
+local have_http = pcall(require, "airbyte.http") and pcall(require, "http_server")
+local function it_http(name, fn)
+  if have_http then return it(name, fn) end
+  it(name, function() pending("skip: airbyte.http or the test HTTP server (tests/fixtures/http) is missing") end)
+end
+
 -- The local server for a case; env that points the manifest's hosts at it.
 local function start_server(routes, rewrite)
   local server = require "http_server"
@@ -354,7 +362,7 @@ describe("declarative sources", function()
         assert.equal("object", msgs[1].spec.connectionSpecification.type)
       end)
 
-      it(name .. ": discover matches the published catalog and read yields exactly the expected records", function()
+      it_http(name .. ": discover matches the published catalog and read yields exactly the expected records", function()
         local c = case(name)
         if not c then return end
         local config, catalog = files(c, name)
@@ -400,7 +408,7 @@ describe("declarative sources", function()
       end)
     end
 
-    it("source-alpha-vantage: streams needing components.py fail with a clear error naming the component", function()
+    it_http("source-alpha-vantage: streams needing components.py fail with a clear error naming the component", function()
       local c = case("source-alpha-vantage")
       if not c then return end
       local config = write_json(dir .. "/config.json", c.config)
@@ -432,7 +440,7 @@ describe("declarative sources", function()
       if not ok then error(err, 0) end
     end)
 
-    it("source-alpha-vantage: a 200 with an Information key is RATE_LIMITED and retried", function()
+    it_http("source-alpha-vantage: a 200 with an Information key is RATE_LIMITED and retried", function()
       local c = case("source-alpha-vantage")
       if not c then return end
       local routes = { { path = "/query", query = c.routes[1].query, responses = {
@@ -454,7 +462,7 @@ describe("declarative sources", function()
     end)
 
     -- state resumes: the second read starts from the first read's state
-    it("source-strava: incremental state resumes without duplicates; the rotated refresh token goes out as CONTROL", function()
+    it_http("source-strava: incremental state resumes without duplicates; the rotated refresh token goes out as CONTROL", function()
       local c = case("source-strava")
       if not c then return end
       local config, catalog = files(c, "source-strava")
@@ -497,7 +505,7 @@ describe("declarative sources", function()
       if not ok then error(err, 0) end
     end)
 
-    it("source-nasa: the second read starts lookback_window before the state", function()
+    it_http("source-nasa: the second read starts lookback_window before the state", function()
       local c = case("source-nasa")
       if not c then return end
       local config, catalog = files(c, "source-nasa")
@@ -521,7 +529,7 @@ describe("declarative sources", function()
       if not ok then error(err, 0) end
     end)
 
-    it("source-open-exchange-rates: legacy states (an epoch integer) resume from their day; a future one reads nothing", function()
+    it_http("source-open-exchange-rates: legacy states (an epoch integer) resume from their day; a future one reads nothing", function()
       local c = case("source-open-exchange-rates")
       if not c then return end
       local config, catalog = files(c, "source-open-exchange-rates")
@@ -549,7 +557,7 @@ describe("declarative sources", function()
       if not ok then error(err, 0) end
     end)
 
-    it("source-finnhub: per-partition state resumes each symbol from its own cursor", function()
+    it_http("source-finnhub: per-partition state resumes each symbol from its own cursor", function()
       local c = case("source-finnhub")
       if not c then return end
       local config = write_json(dir .. "/config.json", c.config)
@@ -578,7 +586,7 @@ describe("declarative sources", function()
       if not ok then error(err, 0) end
     end)
 
-    it("check uses CheckStream and reports HTTP failures with the API's message, credentials masked", function()
+    it_http("check uses CheckStream and reports HTTP failures with the API's message, credentials masked", function()
       local c = case("source-sentry")
       if not c then return end
       local config = write_json(dir .. "/config.json", c.config)
@@ -646,7 +654,7 @@ describe("declarative sources", function()
       return s
     end
 
-    it("$parameters, request_headers, request_body_json, RemoveFields and next_page_token/last_record templates", function()
+    it_http("$parameters, request_headers, request_body_json, RemoveFields and next_page_token/last_record templates", function()
       local path = source_with({ stream(nil, obj{ type = "HttpRequester", url_base = BASE, path = "{{ parameters.path }}",
           http_method = "POST",
           request_headers = obj{ ["X-Token"] = "{{ config.token }}", ["X-Page"] = "{{ next_page_token.next_page_token or 'first' }}" },
@@ -675,7 +683,7 @@ describe("declarative sources", function()
       assert.equal("application/json", reqs[1].headers["content-type"])
     end)
 
-    it("'*' in field_path collects every match; JsonFileSchemaLoader reads schemas beside the manifest", function()
+    it_http("'*' in field_path collects every match; JsonFileSchemaLoader reads schemas beside the manifest", function()
       assert(os.execute("mkdir -p " .. H.shell_quote(dir .. "/schemas")))
       write_json(dir .. "/schemas/items.json", obj{ type = "object", properties = obj{ id = obj{ type = "integer" } } })
       local s = stream("items", obj{ type = "HttpRequester", url_base = BASE, path = "/items" },
@@ -695,7 +703,7 @@ describe("declarative sources", function()
       assert.same({ { "id" } }, cat.streams[1].source_defined_primary_key)
     end)
 
-    it("keeps empty arrays, empty objects and big integers of the API's JSON as they are", function()
+    it_http("keeps empty arrays, empty objects and big integers of the API's JSON as they are", function()
       local s = stream("exact", obj{ type = "HttpRequester", url_base = BASE, path = "/exact" })
       local body = '{"data":[{"id":1,"tags":[],"meta":{},"big":123456789012345678901234567890,"f":1.5}]}'
       local _, out, code = read_all(source_with({ s }), { { path = "/exact", responses = { { body = body } } } }, { "exact" })
@@ -703,7 +711,7 @@ describe("declarative sources", function()
       assert.matches('"data":{"big":123456789012345678901234567890,"f":1.5,"id":1,"meta":{},"tags":%[%]}', out)
     end)
 
-    it("parents feed SubstreamPartitionRouter partitions; OffsetIncrement from the first request; RequestPath tokens", function()
+    it_http("parents feed SubstreamPartitionRouter partitions; OffsetIncrement from the first request; RequestPath tokens", function()
       local users = stream("users", obj{ type = "HttpRequester", url_base = BASE, path = "/users" },
         { paginator = obj{ type = "DefaultPaginator",
             page_token_option = obj{ type = "RequestOption", inject_into = "request_parameter", field_name = "offset" },
@@ -738,7 +746,7 @@ describe("declarative sources", function()
       assert.equal(6, #reqs)
     end)
 
-    it("retries 429 honouring Retry-After and a 500 then success; exponential and header backoff strategies", function()
+    it_http("retries 429 honouring Retry-After and a 500 then success; exponential and header backoff strategies", function()
       local s1 = stream("limited", obj{ type = "HttpRequester", url_base = BASE, path = "/limited" })
       local s2 = stream("flaky", obj{ type = "HttpRequester", url_base = BASE, path = "/flaky",
         error_handler = obj{ type = "DefaultErrorHandler", max_retries = 3, backoff_strategies = arr{
@@ -760,7 +768,7 @@ describe("declarative sources", function()
       assert.matches("HTTP 500 from GET http://api.test/flaky: oops; retry 1/3 in 0.0 s", out)
     end)
 
-    it("gives up after max_retries with a TRACE ERROR carrying the status and the API's message", function()
+    it_http("gives up after max_retries with a TRACE ERROR carrying the status and the API's message", function()
       local s = stream("down", obj{ type = "HttpRequester", url_base = BASE, path = "/down",
         error_handler = obj{ type = "DefaultErrorHandler", max_retries = 1,
           backoff_strategies = arr{ obj{ type = "ConstantBackoffStrategy", backoff_time_in_seconds = 0 } } } })
@@ -775,7 +783,7 @@ describe("declarative sources", function()
       assert.is_nil(out:find("tok-secret-1", 1, true))
     end)
 
-    it("fails a stream whose response is not JSON, naming the URL", function()
+    it_http("fails a stream whose response is not JSON, naming the URL", function()
       local s = stream("broken", obj{ type = "HttpRequester", url_base = BASE, path = "/broken" })
       local msgs, out, code = read_all(source_with({ s }), { { path = "/broken", responses = {
         { body = "<html>maintenance</html>" } } } }, { "broken" })
@@ -785,7 +793,7 @@ describe("declarative sources", function()
       assert.matches("maintenance", errs[1].message)
     end)
 
-    it("IGNORE and FAIL response filters with templated messages", function()
+    it_http("IGNORE and FAIL response filters with templated messages", function()
       local s = stream("filtered", obj{ type = "HttpRequester", url_base = BASE, path = "/f",
         error_handler = obj{ type = "DefaultErrorHandler", response_filters = arr{
           obj{ type = "HttpResponseFilter", http_codes = arr{ 404 }, action = "IGNORE" },
@@ -808,7 +816,7 @@ describe("declarative sources", function()
       assert.matches("quota exceeded: 100/day", e.message)
     end)
 
-    it("refreshes an expired OAuth token from the config before the first request", function()
+    it_http("refreshes an expired OAuth token from the config before the first request", function()
       local s = stream("me", obj{ type = "HttpRequester", url_base = BASE, path = "/me",
         authenticator = obj{ type = "OAuthAuthenticator", token_refresh_endpoint = BASE .. "oauth/token",
           client_id = "{{ config.client_id }}", client_secret = "{{ config.client_secret }}",
@@ -838,7 +846,7 @@ describe("declarative sources", function()
   end)
 
   describe("get_source", function()
-    it("runs a manifest by path, by table and from AIRBYTE_MANIFESTS_DIR, saying where it looked", function()
+    it_http("runs a manifest by path, by table and from AIRBYTE_MANIFESTS_DIR, saying where it looked", function()
       if not H.need_shared(pending) then return end
       local ab = require "airbyte"
       local cases = cases_mod.cases(H.shared)
