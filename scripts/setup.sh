@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake pkg-config liblua5.4-dev lua5.4 lua-cjson-dev lua-cjson
-          libuv1-dev libsqlite3-dev libyaml-dev sqlite3 libpq-dev lua-busted python3 python3-jsonschema python3-venv)
+          libuv1-dev libsqlite3-dev libyaml-dev sqlite3 libpq-dev lua-busted python3 python3-jsonschema python3-venv
+          libcurl4-openssl-dev curl)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -126,6 +126,7 @@ static const luaL_Reg c_modules[] = {
   {"airbyte.pump", luaopen_airbyte_pump},
   {"airbyte.jsonschema", luaopen_airbyte_jsonschema},
   {"airbyte.libyaml", luaopen_airbyte_libyaml},
+  {"airbyte.http", luaopen_airbyte_http},
   {"cjson", luaopen_cjson},
   {NULL, NULL}
 };
