@@ -180,7 +180,7 @@ function M.OAuthAuthenticator(node, path, F)
     local headers = {}
     for k, v in pairs(node.refresh_request_headers or {}) do headers[k] = interp.str(interp.eval(tostring(v), ctx)) end
     local parts = {}
-    for i, kv in ipairs(body) do parts[i] = interp.urlencode(kv[1]) .. "=" .. interp.urlencode(kv[2]) end
+    for i, kv in ipairs(body) do parts[i] = interp.quote(kv[1]) .. "=" .. interp.quote(kv[2]) end
     local form = table.concat(parts, "&")
     local url = token_of(endpoint, ctx)
     local req = { method = "POST", url = url, headers = headers }

@@ -23,21 +23,20 @@ function M.join_url(base, path)
   return base .. path
 end
 
+-- Query strings and form bodies: values as Python's str() writes them
+-- (True, None), lists as repeated keys, encoded by airbyte.http.query.
 local function encode_query(params)
-  local keys = {}
-  for k in pairs(params) do keys[#keys + 1] = k end
-  table.sort(keys)
-  local parts = {}
-  local function enc(s) return interp.quote(interp.str(s)) end
-  for _, k in ipairs(keys) do
-    local v = params[k]
+  local flat = {}
+  for k, v in pairs(params) do
     if type(v) == "table" and interp.is_list(v) then
-      for _, x in ipairs(v) do parts[#parts + 1] = enc(k) .. "=" .. enc(x) end
+      local list = {}
+      for i, x in ipairs(v) do list[i] = interp.str(x) end
+      flat[interp.str(k)] = list
     else
-      parts[#parts + 1] = enc(k) .. "=" .. enc(v)
+      flat[interp.str(k)] = interp.str(v)
     end
   end
-  return table.concat(parts, "&")
+  return require("airbyte.http").query(flat)
 end
 M.encode_query = encode_query
 
