@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Speed and memory targets, as ratios against baselines measured in the
 # same run (median of RUNS runs each). usage: scripts/bench.sh [RECORDS]
-#        scripts/bench.sh manifest [RECORDS]   declarative source over HTTP pages
+#   scripts/bench.sh manifest [PAGES]   manifest sources over the local HTTP server
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null
-if [ "${1:-}" = manifest ]; then shift; exec scripts/bench/manifest.sh "$@"; fi
+SUITE=all
+if [ "${1:-}" = manifest ]; then SUITE=manifest; shift; fi
 N=${1:-1000000}
 RUNS=${RUNS:-3}
 LB=build/luabyte
@@ -17,6 +18,67 @@ now() { date +%s.%N; }
 verdict() {   # verdict NAME VALUE OP TARGET (runs in $(...): misses are counted in a file)
   if awk -v v="$2" -v t="$4" "BEGIN {exit !(v $3 t)}"; then echo "PASS"; else echo "$1" >> "$tmp/missed"; echo "FAIL"; fi
 }
+
+# --- issue 12: manifest sources, over HTTP from the local test server ------
+if [ "$SUITE" = manifest ]; then
+  PAGES=${1:-1000}
+  PER_PAGE=100
+  mkdir -p "$tmp/pages"
+  python3 scripts/bench/http_pages.py "$tmp/pages" "$PAGES" "$PER_PAGE"
+  python3 tests/fixtures/http/server.py "$tmp/pages/routes.json" /dev/null > "$tmp/port" &
+  server=$!
+  trap 'kill $server 2>/dev/null; rm -rf "$tmp"' EXIT
+  for _ in $(seq 100); do [ -s "$tmp/port" ] && break; sleep 0.1; done
+  base="http://127.0.0.1:$(head -n 1 "$tmp/port")"
+  records=$((PAGES * PER_PAGE))
+  echo "$PAGES pages of $PER_PAGE records from $base"
+  # the ceiling: the curl command, one process, one kept-alive connection
+  secs=$(for _ in $(seq "$RUNS"); do s=$(now); curl -sf --compressed "$base/items?page=[1-$PAGES]" >/dev/null; e=$(now); awk -v e="$e" -v s="$s" 'BEGIN {print e - s}'; done | median)
+  curl_rate=$(awk -v n="$records" -v s="$secs" 'BEGIN {print n/s}')
+  printf "curl loop:      %10.0f records/s  (%8.0f pages/s, the ceiling)\n" "$curl_rate" "$(awk -v n="$PAGES" -v s="$secs" 'BEGIN {print n/s}')"
+  secs=$(for _ in $(seq "$RUNS"); do $LB scripts/bench/http_pages.lua "$base" "$PAGES" | awk '{print $3}'; done | median)
+  rate=$(awk -v n="$records" -v s="$secs" 'BEGIN {print n/s}')
+  printf "airbyte.http:   %10.0f records/s  (%8.0f pages/s, ratio to curl %.2f, no target)\n" \
+    "$rate" "$(awk -v n="$PAGES" -v s="$secs" 'BEGIN {print n/s}')" "$(awk -v a="$rate" -v b="$curl_rate" 'BEGIN {print a/b}')"
+  # the manifest read: a paginated stream read by `luabyte connector
+  # --manifest` over the same pages (next_page from the body), >= 20,000/s
+  cat > "$tmp/manifest.yaml" <<YAML
+version: 6.0.0
+type: DeclarativeSource
+check: { type: CheckStream, stream_names: [items] }
+spec: { connection_specification: { type: object, properties: {} } }
+streams:
+  - type: DeclarativeStream
+    name: items
+    primary_key: id
+    schema_loader:
+      type: InlineSchemaLoader
+      schema: { type: object, properties: { id: { type: integer }, name: { type: string }, updated_at: { type: string } } }
+    retriever:
+      type: SimpleRetriever
+      requester:
+        type: HttpRequester
+        url_base: "$base"
+        path: /items
+        request_parameters: { page: "{{ next_page_token.next_page_token or 1 }}" }
+      record_selector: { type: RecordSelector, extractor: { type: DpathExtractor, field_path: [data] } }
+      paginator:
+        type: DefaultPaginator
+        pagination_strategy: { type: CursorPagination, cursor_value: "{{ response.next_page }}" }
+YAML
+  echo '{}' > "$tmp/config.json"
+  echo '{"streams":[{"stream":{"name":"items","json_schema":{},"supported_sync_modes":["full_refresh"]},"sync_mode":"full_refresh","destination_sync_mode":"overwrite"}]}' > "$tmp/catalog.json"
+  read_manifest() { $LB connector --manifest "$tmp/manifest.yaml" read --config "$tmp/config.json" --catalog "$tmp/catalog.json"; }
+  got=$(read_manifest | grep -c '"type":"RECORD"')
+  [ "$got" = "$records" ] || { echo "manifest: read $got records, expected $records" >&2; exit 1; }
+  secs=$(for _ in $(seq "$RUNS"); do s=$(now); read_manifest >/dev/null; e=$(now); awk -v e="$e" -v s="$s" 'BEGIN {print e - s}'; done | median)
+  rate=$(awk -v n="$records" -v s="$secs" 'BEGIN {print n/s}')
+  printf "manifest read:  %10.0f records/s  (ratio to curl %.2f)  >= 20,000/s: %s\n" "$rate" \
+    "$(awk -v a="$rate" -v b="$curl_rate" 'BEGIN {print a/b}')" "$(verdict manifest "$rate" ">=" 20000)"
+  fails=$( [ -f "$tmp/missed" ] && wc -l < "$tmp/missed" || echo 0)
+  echo "$fails target(s) missed"
+  exit 0
+fi
 
 echo "preparing $N users-shaped RECORD lines..."
 $LB scripts/gen_records.lua "$N" "$tmp/records.jsonl"

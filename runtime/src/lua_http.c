@@ -9,7 +9,7 @@
 **                              connect_timeout_ms = 10000,
 **                              max_body = 64 * 1024 * 1024,
 **                              follow_redirects = true,
-**                              ca_file = "extra-ca.pem" }   -- TLS is always verified
+**                              ca_file = "ca.pem" }   -- trusted instead of the system CAs
 **   resp.status, resp.headers (lower-case names), resp.body, resp.url
 **   http.url_encode(s), http.query{ a = 1, b = { "x", "y" } }
 **
@@ -37,6 +37,7 @@ typedef struct state_ud {
 ** value is the final URL, for error messages. */
 typedef struct req_ud {
   lb_http_req *r;
+  lb_runtime  *rt;
   lb_task     *waiter;
   char         method[24];
 } req_ud;
@@ -359,13 +360,13 @@ static void on_done(lb_http_req *r, void *ud) {
   lb_task *t = u->waiter;
   (void)r;
   u->waiter = NULL;
-  if (t == NULL) return;
-  lb__wake(t);
+  if (t) lb__wake(t);
   /* A transfer can end in a timer callback that uv_run runs before it
   ** polls (curl's zero timeout); the poll would then block with the task
-  ** ready and nothing else due. The runtime's async handle makes that
-  ** poll return at once (harmless anywhere else). */
-  uv_async_send(&t->rt->async);
+  ** ready (or run_until_done's request done) and nothing else due. The
+  ** runtime's async handle makes that poll return at once (harmless
+  ** anywhere else). */
+  uv_async_send(&u->rt->async);
 }
 
 static void cleanup_request(void *data) {
@@ -461,6 +462,7 @@ static int l_request(lua_State *L) {
   memset(&o, 0, sizeof o);
   u = lua_newuserdatauv(L, sizeof *u, 1);   /* stack: opts, box */
   memset(u, 0, sizeof *u);
+  u->rt = rt;
   luaL_setmetatable(L, REQ_MT);
   /* method */
   lua_getfield(L, 1, "method");
