@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake pkg-config liblua5.4-dev lua5.4 lua-cjson-dev lua-cjson
-          libuv1-dev libsqlite3-dev sqlite3 libpq-dev lua-busted python3 python3-jsonschema python3-venv
+          libuv1-dev libsqlite3-dev libyaml-dev sqlite3 libpq-dev lua-busted python3 python3-jsonschema python3-venv
           lua-luv luarocks
           libcurl4-openssl-dev curl)
 missing=()

@@ -128,9 +128,17 @@ function M.array(t)
   return t
 end
 
+-- airbyte.json's decoder marks arrays (and its objects) with named metatables
+local function json_mt_name(t)
+  local mt = getmetatable(t)
+  return type(mt) == "table" and rawget(mt, "__name") or nil
+end
+
 local function is_array(t)
   if array_mark[t] then return true end
-  if t[1] == nil then return false end -- empty tables encode as {}
+  if t[1] == nil then -- empty tables encode as {} unless marked as arrays
+    return json_mt_name(t) == "airbyte.json.array"
+  end
   local n = #t
   for k in pairs(t) do
     if mtype(k) ~= "integer" or k < 1 or k > n then return false end
@@ -201,6 +209,8 @@ function encode_value(v, buf, n, depth)
     buf[n] = "null"
   elseif tv == "table" then
     return encode_table(v, buf, n - 1, depth or 0)
+  elseif tv == "userdata" and json_mt_name(v) == "airbyte.BigInt" then
+    buf[n] = tostring(v) -- airbyte.json's BigInt: its digits
   else
     error("cannot encode a " .. tv .. " as JSON", 0)
   end
@@ -336,6 +346,8 @@ local function encode_other(enc, i, v, tv, buf, n, exact, depth)
     buf[n] = v and "true" or "false"
   elseif v == NULL then
     buf[n] = "null"
+  elseif tv == "userdata" and json_mt_name(v) == "airbyte.BigInt" then
+    buf[n] = tostring(v)
   else
     error("field " .. enc.names[i] .. ": cannot encode a " .. tv .. " as JSON", 0)
   end

@@ -2,7 +2,7 @@
 -- airbyte/_executors). Each executor turns protocol arguments ("spec",
 -- "check", "--config", path, ...) into the argv of a child process.
 --
---   executor.kind          "builtin" | "local" | "venv" | "docker" | "noop"
+--   executor.kind          "builtin" | "local" | "manifest" | "venv" | "docker" | "noop"
 --   executor.prefix        argv before the protocol arguments
 --   executor.env           nil or a table merged into the child's environment
 --   executor:argv(args)    full argv for one command
@@ -515,6 +515,107 @@ function Docker:get_installed_version()
   return self.image:match(":([^/:@]+)$")
 end
 
+-- --- declarative manifests ---------------------------------------------------------
+
+local Manifest = subclass()
+M.Manifest = Manifest
+
+-- Where source_manifest = true looks for <name>/manifest.yaml, in order:
+-- AIRBYTE_MANIFESTS_DIR, then <AIRBYTE_PROJECT_DIR or cwd>/manifests.
+function M.manifest_dirs()
+  local dirs = {}
+  local e = env("AIRBYTE_MANIFESTS_DIR")
+  if e then dirs[#dirs + 1] = abspath(e) end
+  dirs[#dirs + 1] = M.project_dir() .. "/manifests"
+  return dirs
+end
+
+-- The manifest file of `name` in the manifests directories, and every path tried.
+function M.find_manifest(name)
+  local tried = {}
+  for _, d in ipairs(M.manifest_dirs()) do
+    local p = d .. "/" .. name .. "/manifest.yaml"
+    tried[#tried + 1] = p
+    local f = io.open(p, "r")
+    if f then f:close() return p, tried end
+  end
+  return nil, tried
+end
+
+-- manifest(name, source_manifest): true (find <name>/manifest.yaml), a path,
+-- or a manifest as a Lua table. The connector runs as a real child process:
+-- `luabyte connector --manifest FILE COMMAND ...`.
+function M.manifest(name, source)
+  local exe = core.exe_path()
+  if not exe then
+    errors.raise("AirbyteConnectorExecutableNotFoundError",
+      "cannot find the luabyte binary to run the manifest of " .. name, { connector_name = name })
+  end
+  local path, keep
+  if source == true then
+    local tried
+    path, tried = M.find_manifest(name)
+    if not path then
+      errors.raise("AirbyteConnectorExecutableNotFoundError",
+        ("connector '%s': no declarative manifest found (looked for %s)"):format(name, table.concat(tried, ", ")),
+        { connector_name = name,
+          guidance = "Put the connector's manifest.yaml at one of those paths (AIRBYTE_MANIFESTS_DIR sets the "
+            .. "first), or pass source_manifest = '/path/to/manifest.yaml'. luabyte never downloads manifests." })
+    end
+  elseif type(source) == "string" then
+    if source:match("^https?://") then
+      raise_input(("connector '%s': source_manifest is a URL; luabyte never downloads manifests: save the file "
+        .. "and pass its path"):format(name), source)
+    end
+    if source:find("\n", 1, true) then
+      raise_input("source_manifest must be a path, a manifest table or true, not YAML text", "<yaml text>")
+    end
+    local f = io.open(source, "r")
+    if not f then
+      errors.raise("AirbyteConnectorExecutableNotFoundError",
+        ("connector '%s': cannot read the manifest %s"):format(name, source), { connector_name = name })
+    end
+    f:close()
+    path = abspath(source)
+  elseif type(source) == "table" then
+    -- a YAML parser reads JSON: the table goes to a private temp file for the child
+    local json = require "airbyte.json"
+    local ok, text = pcall(json.encode, source)
+    if not ok then raise_input("source_manifest table cannot be written as JSON: " .. tostring(text), "<table>") end
+    local f, err = core.tempfile(text, ".json")
+    if not f then errors.raise("PyAirbyteInternalError", err) end
+    keep, path = f, f.path
+  else
+    raise_input("source_manifest must be true, a path or a manifest table", tostring(source))
+  end
+  return setmetatable({ kind = "manifest", name = name, manifest_path = path, prefix = { exe, "connector",
+                        "--manifest", path }, manifest_file = keep }, Manifest)
+end
+
+function Manifest:ensure_installation()
+  local f = io.open(self.manifest_path, "r")
+  if not f then
+    errors.raise("AirbyteConnectorExecutableNotFoundError",
+      ("connector '%s': the manifest %s is gone"):format(self.name, self.manifest_path), { connector_name = self.name })
+  end
+  f:close()
+end
+
+-- The manifest's `version` field (PyAirbyte reports it as the connector version).
+function Manifest:get_installed_version()
+  if self.version == nil then
+    local f = io.open(self.manifest_path, "rb")
+    local text = f and f:read("a")
+    if f then f:close() end
+    local ok, m = pcall(require("airbyte.yaml").decode, text or "", self.manifest_path)
+    self.version = ok and type(m) == "table" and m.version and tostring(m.version) or false
+  end
+  return self.version or nil
+end
+
+function Manifest:install() end
+function Manifest:uninstall() end
+
 -- --- no executor ----------------------------------------------------------------
 
 local Noop = subclass()
@@ -605,12 +706,13 @@ end
 --  3. a connector built into luabyte (unless a version other than
 --     "latest" is pinned: then the real connector of that version);
 --  4. an executable <name> on PATH (not when a version is pinned);
---  5. the registry: Python with a PyPI package -> venv; otherwise the
---     Docker image when docker is on PATH. Not registered ->
---     AirbyteConnectorNotRegisteredError.
+--  5. the registry: manifest-only with <name>/manifest.yaml in a manifests
+--     directory (see manifest_dirs) -> the declarative executor; Python
+--     with a PyPI package -> venv; otherwise the Docker image when docker
+--     is on PATH. Not registered -> AirbyteConnectorNotRegisteredError.
 -- opts: version, pip_url, use_python, local_executable, docker_image,
 -- use_host_network, install_if_missing (default true), install_root,
--- no_executor, source_manifest (not supported).
+-- no_executor, source_manifest (true | path | manifest table).
 -- The get_executor options, which get_source and get_destination accept too.
 M.OPTIONS = { "executor", "version", "pip_url", "use_python", "local_executable", "docker_image",
               "use_host_network", "install_if_missing", "install_root", "no_executor", "source_manifest" }
@@ -639,8 +741,7 @@ function M.get_executor(name, opts)
       :format(name), "version, pip_url")
   end
   if method == "manifest" then
-    raise_input(("connector '%s': source_manifest (declarative YAML sources) is not supported by luabyte")
-      :format(name), "source_manifest", "Run the connector's Docker image with docker_image = true.")
+    return M.manifest(name, opts.source_manifest)
   elseif method == "local" then
     return M.local_executable(name, opts.local_executable)
   elseif method == "docker" then
@@ -659,6 +760,12 @@ function M.get_executor(name, opts)
     if path then return M.local_executable(name, path) end
   end
   local meta = registry.get_connector_metadata(name)
+  local manifest_tried
+  if meta.language == "manifest-only" then
+    local path, tried = M.find_manifest(name)
+    if path then return M.manifest(name, path) end
+    manifest_tried = tried
+  end
   if meta.pypi_package_name and meta.language == "python" then
     return venv_executor(name, opts, meta, version)
   end
@@ -667,7 +774,8 @@ function M.get_executor(name, opts)
                             use_host_network = opts.use_host_network })
   end
   local why = meta.language == "manifest-only"
-    and "a manifest-only connector (luabyte has no declarative executor): it runs as a Docker image"
+    and ("a manifest-only connector without a local manifest (looked for %s) nor Docker image to run")
+      :format(table.concat(manifest_tried or {}, ", "))
     or ("published only as a Docker image (%s connector)"):format(meta.language or "a non-Python")
   errors.raise("AirbyteConnectorExecutableNotFoundError",
     ("connector '%s' is %s, and docker is not on PATH"):format(name, why),

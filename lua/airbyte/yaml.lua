@@ -1,5 +1,8 @@
--- A small YAML emitter for printing specs (print_config_spec): block style,
--- keys sorted, strings quoted when YAML would read them as something else.
+-- YAML both ways: decode(text [, name]) parses one document with libyaml
+-- (airbyte.libyaml, lua_yaml.c: PyYAML's scalar typing, anchors, merges);
+-- encode(value) is a small emitter for printing specs (print_config_spec):
+-- block style, keys sorted, strings quoted when YAML would read them as
+-- something else.
 local json = require "airbyte.json"
 
 local M = {}
@@ -59,6 +62,11 @@ local function emit(v, indent, out)
       out[#out + 1] = pad .. scalar(k) .. ": " .. scalar(x)
     end
   end
+end
+
+-- decode(text [, name]) -> value; raises "name:line:col: problem".
+function M.decode(text, name)
+  return require("airbyte.libyaml").load(text, name)
 end
 
 function M.encode(v)

@@ -5,6 +5,7 @@
 **   luabyte -e CODE [SCRIPT ARGS...]  run code (then the script, if any)
 **   luabyte -v                        print the version
 **   luabyte connector NAME CMD ...    run a built-in connector (spec, check, ...)
+**   luabyte connector --manifest FILE CMD ...   run a declarative manifest source
 **   luabyte SUBCOMMAND ...            validate, sync, benchmark, connectors
 ** Exit status: 0 success, 1 script error, 2 usage error, 130 interrupted
 ** (SIGINT, SIGTERM, SIGHUP or SIGQUIT).
@@ -37,6 +38,7 @@ static void usage(FILE *f) {
   fprintf(f,
     "usage: luabyte [options] [SCRIPT [ARGS...]]\n"
     "       luabyte connector NAME COMMAND [ARGS...]\n"
+    "       luabyte connector --manifest FILE COMMAND [ARGS...]\n"
     "       luabyte {validate|sync|benchmark|connectors} [--help]\n"
     "options:\n"
     "  -e CODE   run CODE (may be repeated; runs before SCRIPT)\n"

@@ -108,6 +108,7 @@ static const luaL_Reg c_modules[] = {
   {"airbyte.pump", luaopen_airbyte_pump},
   {"airbyte.jsonschema", luaopen_airbyte_jsonschema},
   {"airbyte.sandbox", luaopen_airbyte_sandbox},
+  {"airbyte.libyaml", luaopen_airbyte_libyaml},
   {"airbyte.http", luaopen_airbyte_http},
   {"cjson", luaopen_cjson},
   {NULL, NULL}

@@ -124,7 +124,8 @@ describe("executor selection", function()
       { { local_executable = "x", version = "1.0.0" }, "version cannot be used with local_executable" },
       { { pip_url = "y", version = "1.0.0" }, "version cannot be used with pip_url" },
       { { docker_image = "airbyte/source-faker:1.0", version = "2.0" }, "has a tag already" },
-      { { source_manifest = true }, "source_manifest .* not supported" },
+      { { source_manifest = true, docker_image = true }, "docker_image, source_manifest" },
+      { { source_manifest = "https://example.com/manifest.yaml" }, "never downloads manifests" },
       { { use_python = 3.11 }, "use_python must be" },
     }
     for _, c in ipairs(cases) do
