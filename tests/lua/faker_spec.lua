@@ -39,7 +39,7 @@ describe("source-faker", function()
   end
 
   it("prints only valid protocol messages for every command", function()
-    if not H.need_shared() then return end
+    if not H.need_shared(pending) then return end
     local cat = " --catalog " .. H.shell_quote(shared("/fixtures/source-faker/integration_tests/configured_catalog.json"))
     local cfg = files({ count = 120, seed = 5, records_per_slice = 50 })
     for _, args in ipairs({ "spec", "check" .. cfg, "discover" .. cfg, "read" .. cfg .. cat }) do
@@ -54,7 +54,7 @@ describe("source-faker", function()
   end)
 
   it("resumes from its own state and from the fixture states", function()
-    if not H.need_shared() then return end
+    if not H.need_shared(pending) then return end
     local cat = shared("/fixtures/source-faker/integration_tests/configured_catalog.json")
     local cfg = files({ count = 40, seed = 9, always_updated = false })
     local first = H.run({ H.exe, "connector", "source-faker", "read", "--config", dir .. "/config.json", "--catalog", cat })
