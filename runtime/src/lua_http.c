@@ -360,13 +360,12 @@ static void on_done(lb_http_req *r, void *ud) {
   lb_task *t = u->waiter;
   (void)r;
   u->waiter = NULL;
-  if (t) lb__wake(t);
   /* A transfer can end in a timer callback that uv_run runs before it
-  ** polls (curl's zero timeout); the poll would then block with the task
-  ** ready (or run_until_done's request done) and nothing else due. The
-  ** runtime's async handle makes that poll return at once (harmless
-  ** anywhere else). */
-  uv_async_send(&u->rt->async);
+  ** polls (curl's zero timeout). A woken task keeps that poll from
+  ** blocking (lb__sched_kick); run_until_done, outside any task, has no
+  ** task to wake: the runtime's async handle makes the poll return. */
+  if (t) lb__wake(t);
+  else uv_async_send(&u->rt->async);
 }
 
 static void cleanup_request(void *data) {

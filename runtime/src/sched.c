@@ -23,15 +23,18 @@ void lb__hook_current(lb_runtime *rt) {
   if (t) lua_sethook(t->co, budget_hook, LUA_MASKCOUNT, HOOK_COUNT);
 }
 
-/* LB_LOOP_SHARED: an active idle handle makes the host's poll return at
-** once, so the check handle resumes ready tasks without delay. */
+/* A task that becomes ready keeps the loop's poll from blocking: an active
+** idle handle makes it return at once. In LB_LOOP_SHARED the check handle
+** then resumes the task without delay; in the other modes a wake from a
+** callback that uv_run ran before its poll (a timer's, say) would
+** otherwise leave lb_step blocked in that poll with the task ready. The
+** drain stops the handle when the queue is empty. */
 static void idle_noop(uv_idle_t *h) {
   (void)h;
 }
 
 void lb__sched_kick(lb_runtime *rt) {
-  if (rt->mode == LB_LOOP_SHARED && rt->ready_head &&
-      !uv_is_active((uv_handle_t *)&rt->idle))
+  if (rt->ready_head && !rt->closing && !uv_is_active((uv_handle_t *)&rt->idle))
     uv_idle_start(&rt->idle, idle_noop);
 }
 
@@ -331,7 +334,7 @@ int lb__drain(lb_runtime *rt, uint64_t deadline) {
     if (rt->deadline && uv_hrtime() >= rt->deadline) break;
   }
   rt->deadline = 0;
-  if (rt->mode == LB_LOOP_SHARED && rt->ready_head == NULL)
+  if (rt->ready_head == NULL)
     uv_idle_stop(&rt->idle);
   return ran;
 }
