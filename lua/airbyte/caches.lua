@@ -81,9 +81,12 @@ local function ensure_dir(dir)
   if not ok then errors.raise("PyAirbyteCacheError", msg, { context = { directory = dir } }) end
 end
 
+-- An SQL identifier in double quotes (quotes inside doubled); the checks
+-- (airbyte.checks) use it too.
 local function quote_ident(name)
-  return '"' .. name:gsub('"', '""') .. '"'
+  return '"' .. tostring(name):gsub('"', '""') .. '"'
 end
+M.quote_ident = quote_ident
 
 -- --- construction --------------------------------------------------------------
 

@@ -33,9 +33,7 @@ local M = {}
 
 local SAMPLES = 5
 
-local function quote_ident(name)
-  return '"' .. tostring(name):gsub('"', '""') .. '"'
-end
+local quote_ident = require("airbyte.caches").quote_ident
 
 local function fail_input(msg, extra)
   errors.raise("PyAirbyteInputError", msg, extra)
@@ -173,6 +171,18 @@ end
 
 -- --- running ------------------------------------------------------------------
 
+-- A check's SQL failing (a user's `sql` expression, a bad pattern) names
+-- the stream and what SQLite said.
+local function query(cache, stream, sql, params)
+  local ok, rows = pcall(cache.run_sql_query, cache, sql, { params = params })
+  if not ok then
+    local why = tostring(rows):gsub("^[^:\n]+:%d+: ", "")   -- not where in our Lua it surfaced
+    errors.raise("PyAirbyteInputError", ("check of stream '%s': the cache refused its SQL: %s"):format(
+      stream, why), { stream_name = stream })
+  end
+  return rows
+end
+
 local RUN_OPTIONS = { scope = true, since = true }
 
 function M.run(cache, spec, opts)
@@ -276,7 +286,7 @@ function M.run(cache, spec, opts)
     end
     if #select > 0 then
       local sql = ("SELECT %s FROM %s WHERE %s"):format(table.concat(select, ", "), tbl, scope_sql)
-      local row = cache:run_sql_query(sql, { params = params })[1]
+      local row = query(cache, stream, sql, params)[1]
       for i, c in ipairs(list) do
         local v = row["c" .. i]
         local r = { stream = c.stream, column = c.column, check = c.check, samples = {} }
@@ -286,8 +296,8 @@ function M.run(cache, spec, opts)
           if not r.passed then
             r.message = ("%d failing row%s"):format(v, v == 1 and "" or "s")
             local target = c.column and quote_ident(c.column) or "*"
-            local srows = cache:run_sql_query(("SELECT %s FROM %s WHERE %s AND (%s) LIMIT %d"):format(
-              target, tbl, scope_sql, c.cond, SAMPLES), { params = params })
+            local srows = query(cache, stream, ("SELECT %s FROM %s WHERE %s AND (%s) LIMIT %d"):format(
+              target, tbl, scope_sql, c.cond, SAMPLES), params)
             for j, sr in ipairs(srows) do
               if c.column then r.samples[j] = sr[c.column] == nil and json.null or sr[c.column]
               else r.samples[j] = sr end

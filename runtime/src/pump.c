@@ -771,7 +771,7 @@ static int hooked(lua_State *L, const pump *pm) {
   int i;
   if (!lua_isnil(L, S_ONREC)) return 1;
   for (i = 0; i < pm->nstreams; i++)
-    if (pm->s[i].has_hook) return 1;
+    if (pm->s[i].has_hook || pm->s[i].has_rule) return 1;   /* a validate rule is Lua too */
   return 0;
 }
 

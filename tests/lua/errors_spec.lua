@@ -5,14 +5,7 @@ local H = require "helper"
 local ab = require "airbyte"
 local json = require "airbyte.json"
 
-local function count_lines(path)
-  local f = io.open(path)
-  if not f then return 0 end
-  local n = 0
-  for _ in f:lines() do n = n + 1 end
-  f:close()
-  return n
-end
+local count_lines = H.count_lines
 
 -- Runs fn with stderr sent to a file; returns fn's pcall results and the text.
 local function capture_stderr(dir, fn)

@@ -31,6 +31,16 @@ function H.read_file(path)
   return s
 end
 
+-- Lines in a file (0 when it does not exist).
+function H.count_lines(path)
+  local f = io.open(path)
+  if not f then return 0 end
+  local n = 0
+  for _ in f:lines() do n = n + 1 end
+  f:close()
+  return n
+end
+
 function H.write_file(path, content)
   local f = assert(io.open(path, "wb"))
   f:write(content)

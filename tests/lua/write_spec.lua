@@ -7,14 +7,7 @@ local errors = require "airbyte.errors"
 local proc = require "airbyte.process"
 local core = require "airbyte.core"
 
-local function count_lines(path)
-  local f = io.open(path)
-  if not f then return 0 end
-  local n = 0
-  for _ in f:lines() do n = n + 1 end
-  f:close()
-  return n
-end
+local count_lines = H.count_lines
 
 local function faker(count)
   return ab.get_source("source-faker", { config = { count = count, seed = 3, always_updated = false } })

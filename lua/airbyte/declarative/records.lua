@@ -12,16 +12,21 @@ local is_list = interp.is_list
 
 -- DpathExtractor ------------------------------------------------------------------
 
--- The value at a path of keys (list indexes count from 0), or nil.
+-- The member of a decoded JSON value at one path key (list indexes count
+-- from 0, as in the CDK's dpath), or nil.
+local function child(node, key)
+  if type(node) ~= "table" then return nil end
+  if is_list(node) then
+    local n = math.tointeger(tonumber(key))
+    return n and node[n + 1]
+  end
+  return node[key]
+end
+
+-- The value at a path of keys, or nil.
 function M.dpath(node, keys)
   for _, k in ipairs(keys) do
-    if type(node) ~= "table" then return nil end
-    if is_list(node) then
-      local n = math.tointeger(tonumber(k))
-      node = n and node[n + 1]
-    else
-      node = node[k]
-    end
+    node = child(node, k)
     if node == nil then return nil end
   end
   return node
@@ -45,13 +50,7 @@ local function glob(node, path, i, out)
     end
     return
   end
-  local v
-  if is_list(node) then
-    local n = math.tointeger(tonumber(key))
-    v = n and node[n + 1]
-  else
-    v = node[key]
-  end
+  local v = child(node, key)
   if v ~= nil then glob(v, path, i + 1, out) end
 end
 
