@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 PACKAGES=(build-essential cmake pkg-config liblua5.4-dev lua5.4 lua-cjson-dev lua-cjson
           libuv1-dev libsqlite3-dev libyaml-dev sqlite3 libpq-dev lua-busted python3 python3-jsonschema python3-venv
           lua-luv luarocks
-          libcurl4-openssl-dev curl)
+          libcurl4-openssl-dev curl
+          postgresql python3-psycopg2)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
