@@ -31,6 +31,12 @@ function H.read_file(path)
   return s
 end
 
+function H.exists(path)
+  local f = io.open(path)
+  if f then f:close() end
+  return f ~= nil
+end
+
 -- Lines in a file (0 when it does not exist).
 function H.count_lines(path)
   local f = io.open(path)
