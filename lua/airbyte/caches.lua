@@ -155,6 +155,26 @@ function Cache:_db()
   return db
 end
 
+-- For a read (read.lua): the cache's connection, or, while another read
+-- (a task of this script) uses it, a connection of its own to the same
+-- file, so that their transactions stay apart (they take turns at the
+-- file's write lock). The second value gives it back.
+function Cache:_writer()
+  local db = self:_db()
+  local users = rawget(self, "_writers") or 0
+  rawset(self, "_writers", users + 1)
+  local function done() rawset(self, "_writers", (rawget(self, "_writers") or 1) - 1) end
+  if users == 0 or self.db_path == ":memory:" then return db, done end
+  local own, err = sqlite.open(self.db_path)
+  if not own then
+    done()
+    errors.raise("PyAirbyteCacheError", ("cannot open the cache: %s"):format(err),
+      { context = { db_path = self.db_path } })
+  end
+  own:set_table_prefix(self.table_prefix)
+  return own, function() own:close(); done() end
+end
+
 function Cache:close()
   local db = rawget(self, "_handle")
   if db then

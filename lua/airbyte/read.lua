@@ -11,6 +11,7 @@ local catalog = require "airbyte.catalog"
 local pump = require "airbyte.pump"
 local progress = require "airbyte.progress"
 local options = require "airbyte.options"
+local core = require "airbyte.core"
 
 local M = {}
 
@@ -107,8 +108,48 @@ local function stats_count(st)
   return ss and tonumber(ss.recordCount)
 end
 
+-- Stream locks (issue 9 §4): a read holds the lock of each stream it
+-- reads, in the cache, from before it looks up the state until its last
+-- commit, so two runners (processes, or tasks of one script) on one
+-- stream never both read from the same state: the second waits up to
+-- lock_timeout seconds (default 60), yielding, then fails naming the
+-- stream and the holder. Streams are taken in (namespace, name) order, so
+-- two reads of overlapping stream sets cannot hold one each and wait for
+-- the other. Returns the release function.
+M.DEFAULT_LOCK_TIMEOUT = 60
+local function lock_streams(db, source, cat, timeout_s)
+  local list = {}
+  for _, cs in ipairs(cat.streams) do
+    local ns = cs.stream.namespace
+    list[#list + 1] = { cs.stream.name, ns ~= json.null and ns or nil }
+  end
+  table.sort(list, function(a, b) return stream_id(a[1], a[2]) < stream_id(b[1], b[2]) end)
+  local held = {}
+  local function release()
+    for i = #held, 1, -1 do pcall(db.unlock_stream, db, source.name, held[i][1], held[i][2]) end
+    held = {}
+  end
+  local deadline = core.now() + timeout_s * 1000
+  for _, s in ipairs(list) do
+    while true do
+      local ok, why = db:try_lock_stream(source.name, s[1], s[2])
+      if ok then held[#held + 1] = s; break end
+      local left = deadline - core.now()
+      if left <= 0 then
+        release()
+        errors.raise("PyAirbyteCacheError", ("%s; gave up after waiting %g s (lock_timeout)"):format(why, timeout_s), {
+          connector_name = source.name, context = { stream = s[1], namespace = s[2] },
+          guidance = "Another runner is reading this stream into the same cache: wait for it to finish, "
+            .. "or raise lock_timeout. Runners on different streams do not wait for each other." })
+      end
+      core.sleep(math.min(25, left))
+    end
+  end
+  return release
+end
+
 M.OPTIONS = options.allow{ "cache", "streams", "write_strategy", "force_full_refresh", "skip_validation",
-                           "quiet", "on_record", "hooks", "validate" }
+                           "quiet", "on_record", "hooks", "validate", "lock_timeout" }
 -- read(source, opts [, internal]): internal, from Destination:write, may
 -- give { streams = names } (read those without selecting them on the
 -- source) and { fallback_states = rows } (a destination's stored states,
@@ -130,7 +171,18 @@ function M.read(source, opts, internal)
   end
   if not opts.skip_validation then source:validate_config() end
   local cat = source:get_configured_catalog{ streams = selected, force_full_refresh = opts.force_full_refresh }
-  local db = cache:_db()
+  local lock_timeout = opts.lock_timeout or M.DEFAULT_LOCK_TIMEOUT
+  if type(lock_timeout) ~= "number" or lock_timeout < 0 then
+    errors.raise("PyAirbyteInputError", "lock_timeout must be a number of seconds >= 0",
+      { input_value = tostring(lock_timeout) })
+  end
+  -- a connection of the read's own while another task reads through this
+  -- cache object (caches.lua), its stream locks; both go at the end, also
+  -- when the read fails
+  local db, release_db = cache:_writer()
+  local unlock = function() end
+  local _ <close> = setmetatable({}, { __close = function() unlock(); release_db() end })
+  unlock = lock_streams(db, source, cat, lock_timeout)
   local since = db:uuid7()     -- every row this read writes has a greater raw id
   local state_in, incremental = nil, {}
   if not opts.force_full_refresh then
@@ -205,9 +257,9 @@ function M.read(source, opts, internal)
       elseif stype ~= "STREAM" and any_replace then
         pending_global = text
       else
-        db:put_state(source.name, "", text)
-        db:commit()
-        db:begin()
+        -- queued behind the rows before it: neither the commit nor the
+        -- next begin (which may wait for another writer) holds the loop
+        db:commit_state(source.name, text, true)
       end
     elseif msg.type == "TRACE" then
       local tr = msg.trace
@@ -234,7 +286,7 @@ function M.read(source, opts, internal)
     p:terminate()
     pcall(p.wait, p)
     p:close()
-    pcall(db.rollback, db)   -- never hides e
+    pcall(db.rollback, db)   -- never hides e (waits for the writer by yielding)
     for _, s in pairs(streams) do pcall(s.abort, s); s:close() end
     tracker:finish(nil, "Failed")
     error(e, 0)
@@ -251,6 +303,7 @@ function M.read(source, opts, internal)
 
   -- success: swap replaced tables in with their states, commit the rest
   local swapped, serr = pcall(function()
+    db:settle()              -- the rows and commits queued: waited for by yielding
     for name, s in pairs(streams) do
       s:finish()
       if pending[stream_id(name)] then db:put_state(source.name, "", pending[stream_id(name)]) end

@@ -87,6 +87,7 @@
 #include "jskim.h"
 
 #define LB_CACHE_ESQL (-100)   /* SQLite error, see lb_cache_errmsg */
+#define LB_CACHE_ELOCKED (-101) /* another runner holds a stream lock */
 
 typedef struct lb_cache lb_cache;
 typedef struct lb_cache_stream lb_cache_stream;
@@ -116,6 +117,25 @@ int  lb_cache_begin(lb_cache *c);
 int  lb_cache_commit(lb_cache *c);
 int  lb_cache_rollback(lb_cache *c);
 int  lb_cache_in_transaction(const lb_cache *c);
+
+/* Queued transactions, for a caller that must not wait (an event loop):
+** begin_queued and commit_queued hand BEGIN IMMEDIATE, COMMIT and the state
+** stored in the transaction before it to the writer thread (async mode),
+** after the rows written so far, and return at once; lb_cache_wait_idle
+** says when they are done, lb_cache_sync then returns how they went. It is
+** the writer thread that waits for the write lock (up to 60 s), for a
+** commit's writes, and for the checkpoint a large WAL needs first. With a
+** state (state_json non-NULL: an AirbyteStateMessage, checked here, kept
+** under its key as lb_cache_put_state does), the state goes into the
+** transaction first; begin_again queues BEGIN after the COMMIT. Errors
+** show up as queued rows' do: at the next call (roll back then). Without
+** the writer thread (sync mode) they run at once.
+** Writers of one file take turns: one that commits while another waits for
+** the lock lets that one go first (see cache_sqlite.c, "Taking turns"). */
+int  lb_cache_begin_queued(lb_cache *c);
+int  lb_cache_commit_queued(lb_cache *c, const char *source_name, const char *state_json,
+                            size_t len, int begin_again);
+
 
 /* Async mode (on by default): lb_cache_stream_write scans the record on
 ** the caller's thread, copies what is to be bound into a batch and returns;
@@ -194,6 +214,20 @@ lb_cache_stream *lb_cache_stream_open_id(lb_cache *c, const char *source_name,
                                          lb_write_strategy strategy,
                                          const char *const *primary_key,
                                          char *err, size_t errlen);
+
+/* Stream locks (issue 9 §4): a per-(table prefix, source, stream) lock a
+** runner holds for the whole read of that stream, so that two runners on
+** one stream never interleave their rows and states. Tries for up to
+** timeout_ms (0 = once; it blocks the calling thread meanwhile, so an event
+** loop passes 0 and retries after yielding); refused, it returns
+** LB_CACHE_ELOCKED with an error naming the stream and the holder
+** ("pid 12@host since 2026-01-01T00:00:00Z", or another reader in this
+** process). Streams never wait for each other. The lock is dropped by
+** unlock, by lb_cache_close, and by the kernel when the holder's process
+** ends (kill -9 included). An in-memory cache has no other runner: 0. */
+int  lb_cache_lock_stream(lb_cache *c, const char *source_name, const lb_cache_stream_id *id,
+                          int timeout_ms, char *err, size_t errlen);
+int  lb_cache_unlock_stream(lb_cache *c, const char *source_name, const lb_cache_stream_id *id);
 
 /* The table of stream (ns, name) under the current table prefix, by the
 ** rules of "Stream names" (the one it has, or the one it would get; nothing

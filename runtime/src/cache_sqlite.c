@@ -27,6 +27,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #if defined(__linux__)
 # include <sys/random.h>
 #endif
@@ -91,8 +93,12 @@ typedef struct row_head {
   char ts[48];
 } row_head;
 
+typedef struct state_job state_job;
+
 typedef struct batch {
   struct batch *next;
+  int job;                      /* JOB_ROWS, or a transaction step (see run_job) */
+  state_job *state;             /* JOB_STATE: what to store */
   char *rows;
   size_t rows_n, rows_cap;
   char *text;
@@ -103,6 +109,10 @@ typedef struct batch {
 #define BATCH_ROWS 1024         /* hand a batch over after this many rows */
 #define BATCH_TEXT (1u << 20)   /* ... or this many bytes of text */
 #define BATCH_QUEUE 2           /* batches waiting for the writer at most */
+#define LOCK_WAIT_MS 60000      /* the writer thread waits this long for the write lock */
+#define GIVE_WAY_MS 2000        /* after a commit, waits this long for a waiting writer's turn */
+
+enum { JOB_ROWS = 0, JOB_BEGIN, JOB_COMMIT, JOB_STATE };
 
 struct lb_cache {
   sqlite3 *db;
@@ -128,6 +138,14 @@ struct lb_cache {
   batch *spare;                 /* free batches */
   int async_err;                /* first failure of the writer, sticky */
   char async_msg[512];
+  /* the write lock: whoever runs a transaction step (the writer thread,
+  ** or the caller in sync mode) waits for it in on_busy; turn_fd is the
+  ** turnstile beside the file that makes writers take turns (turn_enter) */
+  int lock_wait;                /* a transaction step runs: wait up to LOCK_WAIT_MS */
+  uint64_t busy_since;          /* when the current wait for a lock began */
+  int turn_fd;                  /* -1 = not open (yet), -2 = none (":memory:") */
+  int quit;                     /* closing: a wait for the lock gives up (under mu) */
+  struct stream_lock *locks;    /* stream locks held through this cache */
   /* the checkpointer: a thread with its own connection that copies the WAL
   ** into the database file when it has grown, instead of the connection
   ** that commits (see ckpt_start) */
@@ -363,6 +381,8 @@ static void worker_stop(lb_cache *c);
 static void ckpt_start(lb_cache *c);
 static void ckpt_stop(lb_cache *c);
 static void ckpt_bound_wal(lb_cache *c);
+static int on_busy(void *ud, int n);
+static void locks_release_all(lb_cache *c);
 
 void lb_cache_uuid7(lb_cache *c, char out[37]) {
   uuid7_gen(c, out);
@@ -861,6 +881,7 @@ int lb_cache_sqlite_open(const char *path, lb_cache **out, char *err, size_t err
   }
   rng_seed(c);
   c->async = 1;
+  c->turn_fd = -1;
   /* NOMUTEX: a connection is only ever used by one thread at a time. */
   rc = sqlite3_open_v2(path, &c->db,
                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -870,7 +891,7 @@ int lb_cache_sqlite_open(const char *path, lb_cache **out, char *err, size_t err
     goto fail;
   }
   sqlite3_extended_result_codes(c->db, 1);
-  sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
+  sqlite3_busy_handler(c->db, on_busy, c);
   if ((rc = lb__sqlite_add_regexp(c->db)) != SQLITE_OK) {
     snprintf(c->errmsg, sizeof c->errmsg, "cannot open %.200s: %s", path, sqlite3_errstr(rc));
     goto fail;
@@ -907,8 +928,15 @@ fail:
 
 void lb_cache_close(lb_cache *c) {
   if (c == NULL) return;
+  if (c->worker) {              /* a wait for the write lock ends now */
+    uv_mutex_lock(&c->mu);
+    c->quit = 1;
+    uv_mutex_unlock(&c->mu);
+  }
   worker_stop(c);               /* queued rows go in first */
   ckpt_stop(c);
+  locks_release_all(c);
+  if (c->turn_fd >= 0) close(c->turn_fd);
   while (c->streams) lb_cache_stream_close(c->streams);
   sqlite3_finalize(c->put_state);
   sqlite3_finalize(c->put_dstate);
@@ -927,19 +955,22 @@ int lb_cache_in_transaction(const lb_cache *c) {
   return sqlite3_get_autocommit(c->db) == 0;
 }
 
+/* Both run as the queued steps do (see "queued transactions"), and wait. */
 int lb_cache_begin(lb_cache *c) {
+  int rc;
   barrier(c);
   clear_async_err(c);           /* a failure belongs to the transaction it broke */
   if (lb_cache_in_transaction(c)) { seterr(c, "a transaction is already open"); return LB_EINVAL; }
-  ckpt_bound_wal(c);
-  return exec_sql(c, "BEGIN IMMEDIATE");
+  if ((rc = lb_cache_begin_queued(c)) != 0) return rc;
+  return barrier(c);
 }
 
 int lb_cache_commit(lb_cache *c) {
   int err = barrier(c);
   if (err) return err;          /* rows were lost: the caller must roll back */
   if (!lb_cache_in_transaction(c)) { seterr(c, "no transaction is open"); return LB_EINVAL; }
-  return exec_sql(c, "COMMIT");
+  if ((err = lb_cache_commit_queued(c, NULL, NULL, 0, 0)) != 0) return err;
+  return barrier(c);
 }
 
 int lb_cache_rollback(lb_cache *c) {
@@ -1771,6 +1802,9 @@ static int write_failed(lb_cache_stream *s, int rc, char *msg, size_t msglen) {
 
 /* --- async mode: the writer thread ------------------------------------------------ */
 
+static int run_job(lb_cache *c, batch *b, char *msg, size_t msglen);
+static void job_free(batch *b);
+
 static void batch_free(batch *b) {
   if (b == NULL) return;
   free(b->rows);
@@ -1795,6 +1829,19 @@ static void writer_main(void *arg) {
     failed = c->async_err != 0;
     uv_cond_broadcast(&c->cv);                 /* room in the queue */
     uv_mutex_unlock(&c->mu);
+    if (b->job) {                              /* a transaction step, in order with the rows */
+      char msg[sizeof c->async_msg];
+      int code = failed ? 0 : run_job(c, b, msg, sizeof msg);
+      job_free(b);
+      uv_mutex_lock(&c->mu);
+      if (code && c->async_err == 0) {
+        c->async_err = code;
+        memcpy(c->async_msg, msg, sizeof msg);
+      }
+      c->busy = 0;
+      uv_cond_broadcast(&c->cv);
+      continue;
+    }
     /* after a failure, rows are dropped until the caller hears of it */
     for (i = 0, off = 0; i < b->nrows && !failed;) {
       row_head *h = (row_head *)(void *)(b->rows + off);
@@ -2360,6 +2407,8 @@ static int step_done(lb_cache *c, sqlite3_stmt *st) {
 }
 
 #define NOW_SQL "strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now')"
+#define PUT_STATE_SQL "INSERT OR REPLACE INTO _airbyte_state (" STATE_COLS ", stream_namespace)" \
+                      " VALUES (?1, ?3, ?2 || ?3, ?4, " NOW_SQL ", ?5)"
 
 int lb_cache_put_state(lb_cache *c, const char *source_name, const char *stream_name,
                        const char *state_json, size_t len) {
@@ -2368,9 +2417,7 @@ int lb_cache_put_state(lb_cache *c, const char *source_name, const char *stream_
   if (source_name == NULL || state_json == NULL) { seterr(c, "source name and state required"); return LB_EINVAL; }
   if ((rc = barrier(c)) != 0) return rc;         /* state must not run ahead of data */
   if ((rc = state_key(c, stream_name, state_json, len, &k)) < 0) return rc;
-  if ((rc = prep(c, &c->put_state,
-                 "INSERT OR REPLACE INTO _airbyte_state (" STATE_COLS ", stream_namespace)"
-                 " VALUES (?1, ?3, ?2 || ?3, ?4, " NOW_SQL ", ?5)")) < 0)
+  if ((rc = prep(c, &c->put_state, PUT_STATE_SQL)) < 0)
     return rc;
   sqlite3_bind_text(c->put_state, 1, source_name, -1, SQLITE_STATIC);
   sqlite3_bind_text(c->put_state, 2, c->prefix, -1, SQLITE_STATIC);
@@ -2378,6 +2425,248 @@ int lb_cache_put_state(lb_cache *c, const char *source_name, const char *stream_
   sqlite3_bind_text(c->put_state, 4, state_json, (int)len, SQLITE_STATIC);
   sqlite3_bind_text(c->put_state, 5, k.ns, (int)k.nslen, SQLITE_STATIC);
   return step_done(c, c->put_state);
+}
+
+/* --- queued transactions -------------------------------------------------------------
+** BEGIN, COMMIT and the state stored before a COMMIT are jobs in the writer's
+** queue, run in order with the rows (run_job). The caller hands them over and
+** goes on: it never waits for the write lock (another connection holds it),
+** for a commit's writes, or for a checkpoint; it asks lb_cache_wait_idle when
+** it needs them done, with a deadline, and yields meanwhile. In sync mode
+** (no writer thread) they run at once on the caller's thread.
+**
+** Taking turns.  SQLite's write lock is not fair: a writer that commits and
+** begins again at once keeps it, while another one polls for it in its busy
+** handler and times out. So writers of one file line up at a turnstile
+** beside it ("<file>-lbturn", flock): a writer waiting for the lock holds it
+** shared; one that has just committed checks for such a waiter and, if there
+** is one, waits (up to GIVE_WAY_MS) until the waiter has the lock before it
+** begins again. That works between processes and between connections of one
+** process alike, since each connection opens the file itself. */
+
+struct state_job {
+  const char *source, *name, *ns, *json;
+  size_t name_len, ns_len, json_len;
+  char buf[1];                  /* the four texts */
+};
+
+static void job_free(batch *b) {
+  if (b == NULL) return;
+  free(b->state);
+  free(b);
+}
+
+static int quitting(lb_cache *c) {
+  int quit;
+  if (!c->worker) return 0;
+  uv_mutex_lock(&c->mu);
+  quit = c->quit;
+  uv_mutex_unlock(&c->mu);
+  return quit;
+}
+
+/* SQLite's busy handler for the connection, on whichever thread uses it: a
+** transaction step (lock_wait) waits up to LOCK_WAIT_MS, anything else the
+** plain BUSY_TIMEOUT_MS, polling every millisecond (SQLite's own handler
+** sleeps up to 100 ms between tries, and so misses a lock that is free
+** only between another writer's commit and its next begin). */
+static int on_busy(void *ud, int n) {
+  lb_cache *c = ud;
+  uint64_t now = uv_hrtime();
+  uint64_t limit = (uint64_t)(c->lock_wait ? LOCK_WAIT_MS : BUSY_TIMEOUT_MS) * 1000000u;
+  if (n == 0) c->busy_since = now;
+  if (now - c->busy_since >= limit || (c->lock_wait && quitting(c))) return 0;
+  uv_sleep(1);
+  return 1;
+}
+
+/* The turnstile's descriptor, opened on first use; -1 when there is none
+** (an in-memory database, a directory we cannot write: no turns then). */
+static int turn_fd(lb_cache *c) {
+  if (c->turn_fd == -1) {
+    const char *fn = sqlite3_db_filename(c->db, "main");
+    char path[4096];
+    c->turn_fd = -2;
+    if (fn && *fn && snprintf(path, sizeof path, "%s-lbturn", fn) < (int)sizeof path) {
+      int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+      if (fd >= 0) c->turn_fd = fd;
+    }
+  }
+  return c->turn_fd >= 0 ? c->turn_fd : -1;
+}
+
+static void give_way(lb_cache *c) {
+  int fd = turn_fd(c);
+  uint64_t until;
+  if (fd < 0) return;
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {     /* a writer is waiting for the lock */
+    until = uv_hrtime() + (uint64_t)GIVE_WAY_MS * 1000000u;
+    do uv_sleep(1);
+    while (flock(fd, LOCK_EX | LOCK_NB) != 0 && uv_hrtime() < until && !quitting(c));
+  }
+  flock(fd, LOCK_UN);
+}
+
+/* One transaction step; 0 or an error code with its message in msg. */
+static int run_job(lb_cache *c, batch *b, char *msg, size_t msglen) {
+  char why[256];
+  const char *sql = NULL;
+  int rc = SQLITE_OK, fd;
+  switch (b->job) {
+    case JOB_BEGIN:
+      if (sqlite3_get_autocommit(c->db) == 0) {
+        snprintf(msg, msglen, "a transaction is already open");
+        return LB_EINVAL;
+      }
+      ckpt_bound_wal(c);
+      fd = turn_fd(c);
+      if (fd >= 0) flock(fd, LOCK_SH);          /* waiting: holders give way */
+      c->lock_wait = c->worker;                 /* sync mode: the caller's thread, as before */
+      rc = sqlite3_exec(c->db, sql = "BEGIN IMMEDIATE", NULL, NULL, NULL);
+      c->lock_wait = 0;
+      if (fd >= 0) flock(fd, LOCK_UN);
+      break;
+    case JOB_COMMIT:
+      if (sqlite3_get_autocommit(c->db)) {
+        snprintf(msg, msglen, "no transaction is open");
+        return LB_EINVAL;
+      }
+      rc = sqlite3_exec(c->db, sql = "COMMIT", NULL, NULL, NULL);
+      if (rc == SQLITE_OK) give_way(c);
+      break;
+    case JOB_STATE: {
+      const state_job *j = b->state;
+      sql = "INSERT OR REPLACE INTO _airbyte_state";
+      if (c->put_state == NULL &&
+          (rc = sqlite3_prepare_v3(c->db, PUT_STATE_SQL, -1, SQLITE_PREPARE_PERSISTENT, &c->put_state,
+                                   NULL)) != SQLITE_OK)
+        break;
+      sqlite3_bind_text(c->put_state, 1, j->source, -1, SQLITE_STATIC);
+      sqlite3_bind_text(c->put_state, 2, c->prefix, -1, SQLITE_STATIC);
+      sqlite3_bind_text(c->put_state, 3, j->name, (int)j->name_len, SQLITE_STATIC);
+      sqlite3_bind_text(c->put_state, 4, j->json, (int)j->json_len, SQLITE_STATIC);
+      sqlite3_bind_text(c->put_state, 5, j->ns, (int)j->ns_len, SQLITE_STATIC);
+      rc = sqlite3_step(c->put_state);
+      if (rc == SQLITE_DONE) rc = SQLITE_OK;
+      else rc = sqlite3_errcode(c->db);
+      sqlite3_reset(c->put_state);
+      sqlite3_clear_bindings(c->put_state);
+      break;
+    }
+    default:
+      break;
+  }
+  if (rc == SQLITE_OK) return 0;
+  sqlite_why(c, c->db, why, sizeof why);
+  if ((rc & 0xff) == SQLITE_BUSY)
+    snprintf(msg, msglen, "%.200s: another writer held the cache file %.200s for more than %d s (in: %s)",
+             why, c->path, LOCK_WAIT_MS / 1000, sql);
+  else
+    snprintf(msg, msglen, "%.250s (in: %s)", why, sql);
+  return rc == SQLITE_NOMEM ? LB_ENOMEM : LB_CACHE_ESQL;
+}
+
+/* Hands a job to the writer after the rows filled so far (neither waits for
+** room: a job is small, and the pump waits for room before a STATE), or runs
+** it now in sync mode. Takes b. Returns the writer's sticky error, if any. */
+static int queue_job(lb_cache *c, batch *b) {
+  int err;
+  if (c->async && !c->worker && worker_start(c) != 0) c->async = 0;   /* no thread: stay sync */
+  if (!c->worker) {
+    char msg[sizeof c->errmsg];
+    err = run_job(c, b, msg, sizeof msg);
+    job_free(b);
+    if (err) memcpy(c->errmsg, msg, sizeof msg);
+    return err;
+  }
+  uv_mutex_lock(&c->mu);
+  if (c->fill && c->fill->nrows > 0) {
+    batch *f = c->fill;
+    f->next = NULL;
+    if (c->queue_tail) c->queue_tail->next = f;
+    else c->queue = f;
+    c->queue_tail = f;
+    c->queued++;
+    c->fill = c->spare;
+    if (c->spare) c->spare = c->spare->next;
+  }
+  b->next = NULL;
+  if (c->queue_tail) c->queue_tail->next = b;
+  else c->queue = b;
+  c->queue_tail = b;
+  c->queued++;
+  uv_cond_broadcast(&c->cv);
+  err = c->async_err;
+  if (err) memcpy(c->errmsg, c->async_msg, sizeof c->errmsg);
+  uv_mutex_unlock(&c->mu);
+  if (err) c->failed = err;
+  return err;
+}
+
+static batch *job_new(lb_cache *c, int kind) {
+  batch *b = calloc(1, sizeof *b);
+  if (b == NULL) { seterr(c, "out of memory"); return NULL; }
+  b->job = kind;
+  return b;
+}
+
+/* Nothing queued or running: the caller has seen every outcome. */
+static int writer_idle(lb_cache *c) {
+  int idle;
+  if (!c->worker) return 1;
+  if (c->fill && c->fill->nrows > 0) return 0;
+  uv_mutex_lock(&c->mu);
+  idle = c->queued == 0 && !c->busy;
+  uv_mutex_unlock(&c->mu);
+  return idle;
+}
+
+int lb_cache_begin_queued(lb_cache *c) {
+  batch *b;
+  if (writer_idle(c)) {         /* as lb_cache_begin: a new transaction forgets the failed one */
+    clear_async_err(c);
+    if (lb_cache_in_transaction(c)) { seterr(c, "a transaction is already open"); return LB_EINVAL; }
+  } else if (c->failed) {
+    return c->failed;
+  }
+  if ((b = job_new(c, JOB_BEGIN)) == NULL) return LB_ENOMEM;
+  return queue_job(c, b);
+}
+
+int lb_cache_commit_queued(lb_cache *c, const char *source_name, const char *state_json, size_t len,
+                           int begin_again) {
+  batch *st = NULL, *cm, *bg = NULL;
+  int rc;
+  if (c->failed) return c->failed;      /* rows were lost: the caller must roll back */
+  if (state_json) {
+    key_text k;
+    size_t slen;
+    state_job *j;
+    char *p;
+    if (source_name == NULL) { seterr(c, "source name and state required"); return LB_EINVAL; }
+    if ((rc = state_key(c, NULL, state_json, len, &k)) < 0) return rc;
+    slen = strlen(source_name);
+    if ((st = job_new(c, JOB_STATE)) == NULL) return LB_ENOMEM;
+    if ((j = malloc(sizeof *j + slen + k.nlen + k.nslen + len + 4)) == NULL) {
+      free(st);
+      seterr(c, "out of memory");
+      return LB_ENOMEM;
+    }
+    p = j->buf;
+    j->source = p; memcpy(p, source_name, slen + 1); p += slen + 1;
+    j->name = p; memcpy(p, k.name, k.nlen); p[k.nlen] = '\0'; p += k.nlen + 1; j->name_len = k.nlen;
+    j->ns = p; memcpy(p, k.ns, k.nslen); p[k.nslen] = '\0'; p += k.nslen + 1; j->ns_len = k.nslen;
+    j->json = p; memcpy(p, state_json, len); p[len] = '\0'; j->json_len = len;
+    st->state = j;
+  }
+  if ((cm = job_new(c, JOB_COMMIT)) == NULL || (begin_again && (bg = job_new(c, JOB_BEGIN)) == NULL)) {
+    job_free(st);
+    free(cm);
+    return LB_ENOMEM;
+  }
+  if (st && (rc = queue_job(c, st)) != 0) { free(cm); free(bg); return rc; }
+  if ((rc = queue_job(c, cm)) != 0) { free(bg); return rc; }
+  return bg ? queue_job(c, bg) : 0;
 }
 
 static int each_state(lb_cache *c, sqlite3_stmt *st, lb_cache_state_cb cb, void *ud) {
@@ -2592,4 +2881,151 @@ int lb_cache_move_destination(lb_cache *c, const char *destination_name, const c
     return rc;
   }
   return exec_sql(c, "RELEASE lb_move_destination");
+}
+
+/* --- stream locks ---------------------------------------------------------------------
+** One file per (table prefix, source, stream) in "<file>-lbstreams/", named by
+** a 64-bit hash of the four, held with flock(LOCK_EX) by the runner reading
+** that stream: the kernel drops it when the holder exits, kill -9 included,
+** and two descriptors conflict even inside one process. The holder writes
+** who it is into the file ("pid 12 on host since ..."), which a refused
+** runner quotes. Files are never removed: one removed while another runner
+** has it open would let a third lock a new file of the same name. */
+
+typedef struct stream_lock {
+  struct stream_lock *next;
+  uint64_t key;
+  int fd;
+} stream_lock;
+
+static uint64_t fnv_add(uint64_t h, const char *p, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i++) { h ^= (unsigned char)p[i]; h *= 1099511628211ULL; }
+  h ^= 0xff;                    /* a separator no byte of a name can fake */
+  return h * 1099511628211ULL;
+}
+
+static uint64_t stream_lock_key(lb_cache *c, const char *source_name, const lb_cache_stream_id *id) {
+  uint64_t h = 14695981039346656037ULL;
+  h = fnv_add(h, c->prefix, strlen(c->prefix));
+  h = fnv_add(h, source_name, strlen(source_name));
+  h = fnv_add(h, id->ns ? id->ns : "", id->ns ? id->ns_len : 0);
+  return fnv_add(h, id->name, id->name_len);
+}
+
+static void describe_stream(char *out, size_t cap, const char *source_name, const lb_cache_stream_id *id) {
+  int nl = id->name_len > 200 ? 200 : (int)id->name_len;
+  if (id->ns && id->ns_len)
+    snprintf(out, cap, "stream '%.*s.%.*s' of source '%.200s'", id->ns_len > 100 ? 100 : (int)id->ns_len,
+             id->ns, nl, id->name, source_name);
+  else
+    snprintf(out, cap, "stream '%.*s' of source '%.200s'", nl, id->name, source_name);
+}
+
+static void holder_text(int fd, char *out, size_t cap) {
+  ssize_t n = pread(fd, out, cap - 1, 0);
+  if (n <= 0) { snprintf(out, cap, "another runner"); return; }
+  out[n] = '\0';
+  while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\0')) out[--n] = '\0';
+  if (n == 0) snprintf(out, cap, "another runner");
+}
+
+int lb_cache_lock_stream(lb_cache *c, const char *source_name, const lb_cache_stream_id *id,
+                         int timeout_ms, char *err, size_t errlen) {
+  char path[4200], what[400], who[300];
+  const char *fn;
+  stream_lock *l;
+  uint64_t key, until;
+  int fd, held_here = 0;
+  if (source_name == NULL || id == NULL || id->name == NULL || id->name_len == 0) {
+    seterr(c, "a source and a stream name are required");
+    copyerr(err, errlen, c->errmsg);
+    return LB_EINVAL;
+  }
+  describe_stream(what, sizeof what, source_name, id);
+  key = stream_lock_key(c, source_name, id);
+  fn = sqlite3_db_filename(c->db, "main");
+  if (fn == NULL || *fn == '\0') return 0;      /* in memory: no other runner can see it */
+  if (snprintf(path, sizeof path, "%s-lbstreams", fn) >= (int)sizeof path) {
+    seterr(c, "the cache path is too long for its stream locks");
+    copyerr(err, errlen, c->errmsg);
+    return LB_EINVAL;
+  }
+  if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+    seterr(c, "cannot lock %s: cannot create %.300s: %s", what, path, strerror(errno));
+    copyerr(err, errlen, c->errmsg);
+    return LB_CACHE_ESQL;
+  }
+  snprintf(path + strlen(path), sizeof path - strlen(path), "/%016llx", (unsigned long long)key);
+  if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0) {
+    seterr(c, "cannot lock %s: cannot open %.300s: %s", what, path, strerror(errno));
+    copyerr(err, errlen, c->errmsg);
+    return LB_CACHE_ESQL;
+  }
+  until = uv_hrtime() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
+  for (;;) {
+    for (l = c->locks; l && l->key != key; l = l->next) {}
+    held_here = l != NULL;                      /* this cache holds it: a flock would not refuse */
+    if (!held_here && flock(fd, LOCK_EX | LOCK_NB) == 0) break;
+    if (!held_here && errno != EWOULDBLOCK && errno != EINTR) {
+      seterr(c, "cannot lock %s: %s", what, strerror(errno));
+      close(fd);
+      copyerr(err, errlen, c->errmsg);
+      return LB_CACHE_ESQL;
+    }
+    if (uv_hrtime() >= until) {
+      if (held_here) snprintf(who, sizeof who, "another reader in this process (pid %ld)", (long)getpid());
+      else holder_text(fd, who, sizeof who);
+      seterr(c, "%s is being read into this cache by %s", what, who);
+      close(fd);
+      copyerr(err, errlen, c->errmsg);
+      return LB_CACHE_ELOCKED;
+    }
+    uv_sleep(10);
+  }
+  if ((l = malloc(sizeof *l)) == NULL) {
+    close(fd);                                  /* closing drops the lock */
+    seterr(c, "out of memory");
+    copyerr(err, errlen, c->errmsg);
+    return LB_ENOMEM;
+  }
+  {
+    char host[256] = "unknown host", since[40], text[400];
+    time_t now = time(NULL);
+    struct tm tm;
+    int n;
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    strftime(since, sizeof since, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
+    n = snprintf(text, sizeof text, "pid %ld@%.200s since %s\n", (long)getpid(), host, since);
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, text, (size_t)n, 0) != n) {}   /* who: best effort */
+  }
+  l->key = key;
+  l->fd = fd;
+  l->next = c->locks;
+  c->locks = l;
+  return 0;
+}
+
+int lb_cache_unlock_stream(lb_cache *c, const char *source_name, const lb_cache_stream_id *id) {
+  stream_lock **pp, *l;
+  uint64_t key;
+  if (source_name == NULL || id == NULL || id->name == NULL) return LB_EINVAL;
+  key = stream_lock_key(c, source_name, id);
+  for (pp = &c->locks; *pp && (*pp)->key != key; pp = &(*pp)->next) {}
+  if ((l = *pp) == NULL) return 0;              /* not held (an in-memory cache): nothing to do */
+  *pp = l->next;
+  if (ftruncate(l->fd, 0) != 0) {}              /* nobody holds it now */
+  close(l->fd);                                 /* drops the flock */
+  free(l);
+  return 0;
+}
+
+static void locks_release_all(lb_cache *c) {
+  while (c->locks) {
+    stream_lock *l = c->locks;
+    c->locks = l->next;
+    close(l->fd);
+    free(l);
+  }
 }

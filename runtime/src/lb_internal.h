@@ -149,6 +149,15 @@ void lb__on_task_end(lb_runtime *rt, lb_task_end_fn fn);
 void lb__sched_kick(lb_runtime *rt);
 void lb__hook_current(lb_runtime *rt);
 
+/* lua_cache.c: waiting for a cache's writer thread without holding the
+** loop. How long the loop thread may wait before the task yields (a
+** uv_hrtime() deadline): the step's budget, else 1 ms; 0 when the caller
+** cannot yield (outside a task), which then waits as long as it takes. */
+uint64_t lb__cache_wait_deadline(lua_State *L);
+/* Suspends the task until it should look again (the next step with a
+** budget, else 1 ms later, the loop polling meanwhile); then k runs. */
+int  lb__cache_retry(lua_State *L, lua_KContext ctx, lua_KFunction k);
+
 /* proc.c */
 void lb__procs_terminate_all(lb_runtime *rt, int force);
 int  lb__procs_running(lb_runtime *rt);

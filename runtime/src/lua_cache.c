@@ -405,21 +405,151 @@ static int db_rows(lua_State *L) {
   return 4;
 }
 
-static int db_begin(lua_State *L) {
+/* Inside a task, begin, commit and rollback never hold the loop thread
+** while the writer thread works or waits for the write lock (another
+** connection, in this process or another, holds it): the task waits until
+** the writer is idle, yielding whenever the step's budget is spent (with
+** no budget, every millisecond), then runs its step, then waits the same
+** way for its outcome. Outside a task they wait as lb_cache_begin does. */
+#define WAIT_SLICE_NS 1000000u
+
+uint64_t lb__cache_wait_deadline(lua_State *L) {
+  lb_runtime *rt = lb__rt(L);
+  if (rt->current == NULL || !lua_isyieldable(L)) return 0;
+  return rt->deadline ? rt->deadline : uv_hrtime() + WAIT_SLICE_NS;
+}
+
+/* The retry: with a budget, the task runs again at the next step (the
+** step ends at its deadline); without one, after a 1 ms timer, so that
+** the loop polls meanwhile (a task that is ready at once would keep the
+** loop from reading the pipes the other tasks wait for). */
+typedef struct retry {
+  uv_timer_t timer;
+  lb_task *waiter;
+} retry;
+
+static void on_retry_closed(uv_handle_t *h) {
+  free(h->data);
+}
+
+static void on_retry(uv_timer_t *h) {
+  retry *r = h->data;
+  lb_task *t = r->waiter;
+  r->waiter = NULL;
+  uv_close((uv_handle_t *)h, on_retry_closed);
+  if (t) lb__wake(t);
+}
+
+static void cleanup_retry(void *data) {
+  retry *r = data;
+  r->waiter = NULL;
+  uv_timer_stop(&r->timer);
+  uv_close((uv_handle_t *)&r->timer, on_retry_closed);
+}
+
+int lb__cache_retry(lua_State *L, lua_KContext ctx, lua_KFunction k) {
+  lb_runtime *rt = lb__rt(L);
+  retry *r;
+  if (rt->deadline) {
+    lb__wake(rt->current);
+    return lb__wait(L, NULL, NULL, ctx, k);
+  }
+  if ((r = malloc(sizeof *r)) == NULL) return luaL_error(L, "out of memory");
+  uv_timer_init(rt->loop, &r->timer);
+  r->timer.data = r;
+  r->waiter = rt->current;
+  uv_timer_start(&r->timer, on_retry, 1, 0);
+  return lb__wait(L, cleanup_retry, r, ctx, k);
+}
+
+enum { TX_BEGIN, TX_COMMIT, TX_ROLLBACK, TX_SETTLE };
+
+/* ctx: the step (TX_*) * 2 + 1 once it has been handed over */
+static int txn_k(lua_State *L, int status, lua_KContext ctx) {
   db_ud *d = checkdb(L, 1);
-  check_rc(L, d->c, lb_cache_begin(d->c));
+  (void)status;
+  for (;;) {
+    uint64_t deadline = lb__cache_wait_deadline(L);
+    int step = (int)(ctx >> 1);
+    if (!lb_cache_wait_idle(d->c, deadline)) return lb__cache_retry(L, ctx, txn_k);
+    if (ctx & 1) break;                   /* handed over and done */
+    switch (step) {
+      case TX_BEGIN:
+        check_rc(L, d->c, lb_cache_begin_queued(d->c));
+        break;
+      case TX_COMMIT:
+        check_rc(L, d->c, lb_cache_sync(d->c));   /* rows were lost: roll back instead */
+        check_rc(L, d->c, lb_cache_commit_queued(d->c, NULL, NULL, 0, 0));
+        break;
+      case TX_ROLLBACK:
+        check_rc(L, d->c, lb_cache_rollback(d->c));   /* quick, and never waits for a lock */
+        return 0;
+      default:
+        break;
+    }
+    ctx |= 1;
+  }
+  check_rc(L, d->c, lb_cache_sync(d->c));
   return 0;
 }
 
-static int db_commit(lua_State *L) {
+static int txn_step(lua_State *L, int step) {
+  checkdb(L, 1);
+  lua_settop(L, 1);
+  return txn_k(L, LUA_OK, (lua_KContext)step << 1);
+}
+
+static int db_begin(lua_State *L) { return txn_step(L, TX_BEGIN); }
+static int db_commit(lua_State *L) { return txn_step(L, TX_COMMIT); }
+static int db_rollback(lua_State *L) { return txn_step(L, TX_ROLLBACK); }
+/* db:settle(): waits (as above) for everything queued; raises its error */
+static int db_settle(lua_State *L) { return txn_step(L, TX_SETTLE); }
+
+/* db:commit_state(source, state_json [, begin_again]): stores the state
+** and commits, then begins again when asked, all queued behind the rows
+** written so far (lb_cache_commit_queued): returns at once, so it may be
+** called where a task cannot wait (the pump's on_message). */
+static int db_commit_state(lua_State *L) {
   db_ud *d = checkdb(L, 1);
-  check_rc(L, d->c, lb_cache_commit(d->c));
+  const char *source = luaL_checkstring(L, 2);
+  size_t len;
+  const char *state = luaL_checklstring(L, 3, &len);
+  check_rc(L, d->c, lb_cache_commit_queued(d->c, source, state, len, lua_toboolean(L, 4)));
   return 0;
 }
 
-static int db_rollback(lua_State *L) {
+static void stream_id_args(lua_State *L, int idx, lb_cache_stream_id *id) {
+  id->name = luaL_checklstring(L, idx, &id->name_len);
+  id->ns = luaL_optlstring(L, idx + 1, NULL, &id->ns_len);
+}
+
+/* db:try_lock_stream(source, name [, namespace]) -> true, or false and
+** the message naming the stream and its holder (the caller retries after
+** yielding: lb_cache_lock_stream with no wait). */
+static int db_try_lock_stream(lua_State *L) {
   db_ud *d = checkdb(L, 1);
-  check_rc(L, d->c, lb_cache_rollback(d->c));
+  const char *source = luaL_checkstring(L, 2);
+  lb_cache_stream_id id;
+  char err[600];
+  int rc;
+  stream_id_args(L, 3, &id);
+  rc = lb_cache_lock_stream(d->c, source, &id, 0, err, sizeof err);
+  if (rc == LB_CACHE_ELOCKED) {
+    lua_pushboolean(L, 0);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  if (rc < 0) return luaL_error(L, "%s", err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int db_unlock_stream(lua_State *L) {
+  db_ud *d = checkdb(L, 1);
+  const char *source = luaL_checkstring(L, 2);
+  lb_cache_stream_id id;
+  stream_id_args(L, 3, &id);
+  check_rc(L, d->c, lb_cache_unlock_stream(d->c, source, &id));
   return 0;
 }
 
@@ -924,6 +1054,10 @@ static const luaL_Reg db_methods[] = {
   {"begin", db_begin},
   {"commit", db_commit},
   {"rollback", db_rollback},
+  {"settle", db_settle},
+  {"commit_state", db_commit_state},
+  {"try_lock_stream", db_try_lock_stream},
+  {"unlock_stream", db_unlock_stream},
   {"in_transaction", db_in_transaction},
   {"changes", db_changes},
   {"set_async", db_set_async},

@@ -783,6 +783,7 @@ static int pump_loop(lua_State *L) {
   size_t len;
   lb_msg m;
   lb_lines_pos pos;
+  uint64_t deadline;
   int rc;
   lua_settop(L, S_TOP);
   for (;;) {
@@ -795,16 +796,17 @@ static int pump_loop(lua_State *L) {
     rc = lb_lines_next(&p->outbuf, &line, &len);
     if (rc == LB_LINES_OK) {
       int type = lb_msg_parse(line, len, &m);
-      /* A step with a budget never waits for the cache's writer thread
-      ** past its deadline: the line goes back and the task resumes at the
-      ** next step. A record waits for room before its hook runs (a hook
-      ** runs once), a STATE for the rows before it. */
-      if (rt->deadline && pm->cache && rt->current && lua_isyieldable(L) &&
-          ((type == LB_MSG_RECORD && !lb_cache_wait_room(pm->cache, m.data.n, rt->deadline)) ||
-           (type == LB_MSG_STATE && !lb_cache_wait_idle(pm->cache, rt->deadline)))) {
+      /* A task never waits for the cache's writer thread past its step's
+      ** deadline (with no budget, a millisecond): the line goes back and
+      ** the task resumes at its next turn, so other tasks run while the
+      ** writer waits for the write lock. A record waits for room before
+      ** its hook runs (a hook runs once), a STATE for room for the rows
+      ** before it: its commit is queued behind them (read.lua). */
+      if (pm->cache && (type == LB_MSG_RECORD || type == LB_MSG_STATE) &&
+          (deadline = lb__cache_wait_deadline(L)) != 0 &&
+          !lb_cache_wait_room(pm->cache, type == LB_MSG_RECORD ? m.data.n : (size_t)-1 / 4, deadline)) {
         lb_lines_seek(&p->outbuf, pos);
-        lb__wake(rt->current);
-        return lb__wait(L, NULL, NULL, 0, pump_k);
+        return lb__cache_retry(L, 0, pump_k);
       }
       p->stdout_lines++;
       pm->by_type[type]++;
@@ -876,10 +878,9 @@ static int pump_loop(lua_State *L) {
       return luaL_error(L, "reading the output of connector '%s' failed: %s", p->name,
                         uv_strerror(p->out_error));
     if (p->out_eof) {
-      if (rt->deadline && pm->cache && rt->current && lua_isyieldable(L) &&
-          !lb_cache_wait_idle(pm->cache, rt->deadline)) {   /* the finish must not wait */
-        lb__wake(rt->current);
-        return lb__wait(L, NULL, NULL, 0, pump_k);
+      if (pm->cache && (deadline = lb__cache_wait_deadline(L)) != 0 &&
+          !lb_cache_wait_idle(pm->cache, deadline)) {   /* the finish must not wait */
+        return lb__cache_retry(L, 0, pump_k);
       }
       push_totals(L, pm);
       return 1;
