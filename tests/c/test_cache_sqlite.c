@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sqlite3.h>
+#include <uv.h>
 #include "cache.h"
 #include "jskim.h"
 #include "lbtest.h"
@@ -1097,6 +1098,70 @@ static void t_ledger(void) {
 
 /* A file made before namespaces and identities: its tables are rebuilt with
 ** the new keys and keep their rows. */
+/* Transactions queued for the writer thread never make the caller wait
+** for the write lock: with another connection holding it, begin, rows, a
+** state and the commit are all handed over at once, and go in, in order,
+** once the lock is free. (Async mode only: in sync mode they run at once.) */
+static void t_queued_transactions(void) {
+  const char *path = db_path();
+  lb_cache *c = open_cache(path);
+  lb_cache_stream *s;
+  sqlite3 *other = NULL;
+  const char *st = "{\"type\": \"STREAM\", \"stream\": {\"stream_descriptor\": {\"name\": \"q\"},"
+                   " \"stream_state\": {\"id\": 2}}}";
+  if (!c) return;
+  s = open_stream(c, "q", "{\"properties\": {\"id\": {\"type\": \"integer\"}}}", LB_WRITE_APPEND, NULL);
+  CHECK_EQ_INT(sqlite3_open(path, &other), SQLITE_OK);
+  CHECK_EQ_INT(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+  CHECK_EQ_INT(lb_cache_begin_queued(c), 0);
+  CHECK_EQ_INT(write_json(s, "{\"id\": 1}", 0), 0);
+  CHECK_EQ_INT(write_json(s, "{\"id\": 2}", 0), 0);
+  CHECK_EQ_INT(lb_cache_commit_queued(c, "source-test", st, strlen(st), 1), 0);
+  /* the lock is still taken: nothing could have gone in, and nobody waited */
+  CHECK_EQ_INT(qint(other, "SELECT count(*) FROM q"), 0);
+  CHECK_EQ_INT(lb_cache_wait_idle(c, uv_hrtime() + 20 * 1000000u), 0);
+  CHECK_EQ_INT(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+  CHECK_EQ_INT(lb_cache_wait_idle(c, 0), 1);
+  CHECK_EQ_INT(lb_cache_sync(c), 0);
+  CHECK_EQ_INT(qint(other, "SELECT count(*) FROM q"), 2);
+  CHECK_EQ_STR(q1(other, "SELECT state_json FROM _airbyte_state WHERE stream_name = 'q'", NULL), st);
+  CHECK(lb_cache_in_transaction(c));             /* begin_again */
+  CHECK_EQ_INT(lb_cache_commit(c), 0);
+  CHECK_EQ_INT(lb_cache_commit_queued(c, "source-test", "{", 1, 0), LB_EINVAL);   /* checked here */
+  sqlite3_close(other);
+  lb_cache_stream_close(s);
+  lb_cache_close(c);
+}
+
+/* Stream locks: one holder per (source, stream) across connections, the
+** refusal names the stream and the holder, other streams never wait, and
+** unlock and close give the lock back. */
+static void t_stream_locks(void) {
+  const char *path = db_path();
+  lb_cache *a = open_cache(path), *b = open_cache(path);
+  lb_cache_stream_id users = { "users", 5, NULL, 0 }, items = { "items", 5, "shop", 4 };
+  char err[600], want[64];
+  if (!a || !b) return;
+  CHECK_EQ_INT(lb_cache_lock_stream(a, "src", &users, 0, err, sizeof err), 0);
+  CHECK_EQ_INT(lb_cache_lock_stream(b, "src", &users, 30, err, sizeof err), LB_CACHE_ELOCKED);
+  CHECK(strstr(err, "stream 'users' of source 'src'") != NULL);
+  snprintf(want, sizeof want, "pid %ld@", (long)getpid());
+  CHECK(strstr(err, want) != NULL);
+  CHECK(strstr(err, " since 20") != NULL);
+  CHECK_EQ_INT(lb_cache_lock_stream(b, "other-src", &users, 0, err, sizeof err), 0);   /* another source */
+  CHECK_EQ_INT(lb_cache_lock_stream(b, "src", &items, 0, err, sizeof err), 0);         /* another stream */
+  CHECK_EQ_INT(lb_cache_lock_stream(a, "src", &items, 0, err, sizeof err), LB_CACHE_ELOCKED);
+  CHECK(strstr(err, "stream 'shop.items' of source 'src'") != NULL);
+  CHECK_EQ_INT(lb_cache_lock_stream(a, "src", &users, 0, err, sizeof err), LB_CACHE_ELOCKED);  /* held here */
+  CHECK(strstr(err, "this process") != NULL);
+  CHECK_EQ_INT(lb_cache_unlock_stream(a, "src", &users), 0);
+  CHECK_EQ_INT(lb_cache_lock_stream(b, "src", &users, 0, err, sizeof err), 0);
+  lb_cache_close(b);                             /* gives back all three */
+  CHECK_EQ_INT(lb_cache_lock_stream(a, "src", &users, 0, err, sizeof err), 0);
+  CHECK_EQ_INT(lb_cache_lock_stream(a, "src", &items, 0, err, sizeof err), 0);
+  lb_cache_close(a);
+}
+
 static void t_state_migration(void) {
   const char *path = db_path();
   sqlite3 *db;
@@ -1167,6 +1232,8 @@ TEST_LIST {
   {"async_errors", t_async_errors},
   {"async_volume", t_async_volume},
   {"multi_row_merge", t_multi_row_merge},
+  {"queued_transactions", t_queued_transactions},
+  {"stream_locks", t_stream_locks},
   {"switch_to_sync", t_switch_to_sync},
   {"create_users_sync", t_create_users},
   {"types_roundtrip_sync", t_types_roundtrip},
