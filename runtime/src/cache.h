@@ -127,7 +127,10 @@ int  lb_cache_in_transaction(const lb_cache *c);
 ** commit's writes, and for the checkpoint a large WAL needs first. With a
 ** state (state_json non-NULL: an AirbyteStateMessage, checked here, kept
 ** under its key as lb_cache_put_state does), the state goes into the
-** transaction first; begin_again queues BEGIN after the COMMIT. Errors
+** transaction first; begin_again queues BEGIN after the COMMIT, taken
+** lazily: the write lock is taken when the next rows reach the writer, or
+** by lb_cache_wait_idle or any call that uses the connection, so a source
+** that is slow between two states does not keep other writers out. Errors
 ** show up as queued rows' do: at the next call (roll back then). Without
 ** the writer thread (sync mode) they run at once.
 ** Writers of one file take turns: one that commits while another waits for

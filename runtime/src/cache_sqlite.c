@@ -98,6 +98,7 @@ typedef struct state_job state_job;
 typedef struct batch {
   struct batch *next;
   int job;                      /* JOB_ROWS, or a transaction step (see run_job) */
+  int lazy;                     /* JOB_BEGIN: only once something is written */
   state_job *state;             /* JOB_STATE: what to store */
   char *rows;
   size_t rows_n, rows_cap;
@@ -145,6 +146,7 @@ struct lb_cache {
   uint64_t busy_since;          /* when the current wait for a lock began */
   int turn_fd;                  /* -1 = not open (yet), -2 = none (":memory:") */
   int quit;                     /* closing: a wait for the lock gives up (under mu) */
+  int begin_pending;            /* a lazy BEGIN waits for something to write (under mu) */
   struct stream_lock *locks;    /* stream locks held through this cache */
   /* the checkpointer: a thread with its own connection that copies the WAL
   ** into the database file when it has grown, instead of the connection
@@ -376,6 +378,7 @@ static void uuid7_gen(lb_cache *c, char out[37]) {
 }
 
 static int barrier(lb_cache *c);
+static int drain(lb_cache *c, int *pending);
 static void clear_async_err(lb_cache *c);
 static void worker_stop(lb_cache *c);
 static void ckpt_start(lb_cache *c);
@@ -974,7 +977,13 @@ int lb_cache_commit(lb_cache *c) {
 }
 
 int lb_cache_rollback(lb_cache *c) {
-  barrier(c);
+  int pending;
+  if (c->worker) {              /* a lazy BEGIN not taken yet has nothing to undo */
+    drain(c, &pending);
+    uv_mutex_lock(&c->mu);
+    c->begin_pending = 0;
+    uv_mutex_unlock(&c->mu);
+  }
   clear_async_err(c);
   /* SQLite rolls back by itself on some errors (a full disk, an I/O
   ** error): nothing is left to undo, and failing here would hide why */
@@ -1818,17 +1827,41 @@ static void writer_main(void *arg) {
   for (;;) {
     batch *b;
     size_t off;
-    int i, failed;
+    int i, failed, begin;
     while (c->queue == NULL && !c->stop) uv_cond_wait(&c->cv, &c->mu);
     if (c->queue == NULL) break;               /* stopping, nothing left */
     b = c->queue;
     c->queue = b->next;
     if (c->queue == NULL) c->queue_tail = NULL;
     c->queued--;
+    if (b->job == JOB_BEGIN && b->lazy) {      /* the lock is taken by what comes next */
+      c->begin_pending = c->async_err == 0;
+      job_free(b);
+      uv_cond_broadcast(&c->cv);
+      continue;
+    }
     c->busy = 1;
     failed = c->async_err != 0;
+    begin = c->begin_pending && !failed;
+    c->begin_pending = 0;
     uv_cond_broadcast(&c->cv);                 /* room in the queue */
     uv_mutex_unlock(&c->mu);
+    if (begin && b->job != JOB_BEGIN) {        /* the lazy BEGIN, first */
+      char msg[sizeof c->async_msg];
+      batch bb;
+      int code;
+      memset(&bb, 0, sizeof bb);
+      bb.job = JOB_BEGIN;
+      if ((code = run_job(c, &bb, msg, sizeof msg)) != 0) {
+        uv_mutex_lock(&c->mu);
+        if (c->async_err == 0) {
+          c->async_err = code;
+          memcpy(c->async_msg, msg, sizeof msg);
+        }
+        uv_mutex_unlock(&c->mu);
+        failed = 1;
+      }
+    }
     if (b->job) {                              /* a transaction step, in order with the rows */
       char msg[sizeof c->async_msg];
       int code = failed ? 0 : run_job(c, b, msg, sizeof msg);
@@ -1941,16 +1974,26 @@ static int submit(lb_cache *c) {
 /* Waits until every queued row is in the database. Returns the writer's
 ** sticky error (its message copied to errmsg). Every function that touches
 ** the database from the caller's side calls this first. */
-static int barrier(lb_cache *c) {
+static int drain(lb_cache *c, int *pending) {
   int err;
-  if (!c->worker) return 0;
   if (c->fill && c->fill->nrows > 0) submit(c);
   uv_mutex_lock(&c->mu);
   while (c->queued > 0 || c->busy) uv_cond_wait(&c->cv, &c->mu);
   err = c->async_err;
   if (err) memcpy(c->errmsg, c->async_msg, sizeof c->errmsg);
+  *pending = c->begin_pending;
   uv_mutex_unlock(&c->mu);
   if (err) c->failed = err;
+  return err;
+}
+
+/* A lazy BEGIN (lb_cache_commit_queued) is taken now: the caller is about
+** to work in the transaction. */
+static int barrier(lb_cache *c) {
+  int err, pending;
+  if (!c->worker) return 0;
+  err = drain(c, &pending);
+  if (err == 0 && pending && (err = lb_cache_begin_queued(c)) == 0) err = drain(c, &pending);
   return err;
 }
 
@@ -1993,8 +2036,15 @@ int lb_cache_wait_idle(lb_cache *c, uint64_t deadline_ns) {
     submit(c);                      /* room in the queue: does not wait */
   }
   uv_mutex_lock(&c->mu);
-  while ((c->queued > 0 || c->busy) && c->async_err == 0)
-    if (wait_until(c, deadline_ns)) { idle = 0; break; }
+  for (;;) {
+    while ((c->queued > 0 || c->busy) && c->async_err == 0)
+      if (wait_until(c, deadline_ns)) { idle = 0; break; }
+    if (!idle || !c->begin_pending || c->async_err) break;
+    /* a lazy BEGIN is taken now: the caller goes on in the transaction */
+    uv_mutex_unlock(&c->mu);
+    if (lb_cache_begin_queued(c) != 0) return 1;   /* the error is the caller's next */
+    uv_mutex_lock(&c->mu);
+  }
   uv_mutex_unlock(&c->mu);
   return idle;
 }
@@ -2009,8 +2059,9 @@ static void clear_async_err(lb_cache *c) {
 
 static void worker_stop(lb_cache *c) {
   batch *b;
+  int pending;
   if (!c->worker) return;
-  barrier(c);
+  drain(c, &pending);           /* a lazy BEGIN is dropped: close rolls back anyway */
   uv_mutex_lock(&c->mu);
   c->stop = 1;
   uv_cond_broadcast(&c->cv);
@@ -2616,7 +2667,7 @@ static int writer_idle(lb_cache *c) {
   if (!c->worker) return 1;
   if (c->fill && c->fill->nrows > 0) return 0;
   uv_mutex_lock(&c->mu);
-  idle = c->queued == 0 && !c->busy;
+  idle = c->queued == 0 && !c->busy && !c->begin_pending;
   uv_mutex_unlock(&c->mu);
   return idle;
 }
@@ -2664,6 +2715,7 @@ int lb_cache_commit_queued(lb_cache *c, const char *source_name, const char *sta
     free(cm);
     return LB_ENOMEM;
   }
+  if (bg) bg->lazy = 1;
   if (st && (rc = queue_job(c, st)) != 0) { free(cm); free(bg); return rc; }
   if ((rc = queue_job(c, cm)) != 0) { free(bg); return rc; }
   return bg ? queue_job(c, bg) : 0;
