@@ -409,7 +409,7 @@ function M.subset(cat, names)
 end
 
 M.OPTIONS = options.allow{ "cache", "state_cache", "streams", "write_strategy", "force_full_refresh",
-                           "quiet", "on_record", "hooks", "stream_prefix", "checks", "validate" }
+                           "quiet", "on_record", "hooks", "stream_prefix", "checks", "validate", "lock_timeout" }
 local write_any
 
 function M.write(dest, source_data, opts)
@@ -469,7 +469,7 @@ write_any = function(dest, kind, source_data, source_name, cache, opts, state_ca
       local result = read.read(source_data, { cache = cache, write_strategy = opts.write_strategy,
                                               force_full_refresh = opts.force_full_refresh, quiet = opts.quiet,
                                               on_record = opts.on_record, hooks = opts.hooks,
-                                              validate = opts.validate },
+                                              validate = opts.validate, lock_timeout = opts.lock_timeout },
                                { streams = streams,
                                  fallback_states = destination_rows(state_cache, run.who, source_data.name) })
       names = {}
