@@ -91,4 +91,32 @@ describe("one cache, several reading tasks", function()
     assert.equal(500, count(cache, "users"))
     cache:close()
   end)
+
+  it("makes a second task on the same stream wait for the first, then resume from its state", function()
+    local path = dir .. "/c.sqlite"
+    local function read()
+      local s = ab.get_source("source-faker", { config = { count = 2000, seed = 3, records_per_slice = 100,
+                                                            always_updated = false } })
+      s:select_streams({ "users" })
+      return s:read{ cache = ab.SQLiteCache{ db_path = path }, write_strategy = "append", quiet = true }
+        .processed_records
+    end
+    local a, b = core.spawn(read), core.spawn(read)
+    local na, nb = a:wait(), b:wait()
+    assert.equal(2000, na + nb)          -- one read them all, the other started from its state
+    local cache = ab.SQLiteCache{ db_path = path }
+    assert.equal(2000, count(cache, "users"))
+    cache:close()
+  end)
+
+  it("refuses a lock_timeout that is not a number of seconds", function()
+    local s = ab.get_source("source-faker", { config = { count = 10, seed = 1 } })
+    s:select_streams({ "users" })
+    for _, bad in ipairs({ "5", -1 }) do
+      local kind = H.error_kind(function()
+        s:read{ cache = ab.SQLiteCache{ db_path = dir .. "/c.sqlite" }, quiet = true, lock_timeout = bad }
+      end)
+      assert.equal("PyAirbyteInputError", kind)
+    end
+  end)
 end)
