@@ -1821,6 +1821,16 @@ static void batch_free(batch *b) {
   free(b);
 }
 
+/* The writer's first failure is kept (sticky) until the caller hears of it. */
+static void writer_failed(lb_cache *c, int code, const char *msg, size_t msglen) {
+  uv_mutex_lock(&c->mu);
+  if (c->async_err == 0) {
+    c->async_err = code;
+    memcpy(c->async_msg, msg, msglen);
+  }
+  uv_mutex_unlock(&c->mu);
+}
+
 static void writer_main(void *arg) {
   lb_cache *c = arg;
   uv_mutex_lock(&c->mu);
@@ -1853,12 +1863,7 @@ static void writer_main(void *arg) {
       memset(&bb, 0, sizeof bb);
       bb.job = JOB_BEGIN;
       if ((code = run_job(c, &bb, msg, sizeof msg)) != 0) {
-        uv_mutex_lock(&c->mu);
-        if (c->async_err == 0) {
-          c->async_err = code;
-          memcpy(c->async_msg, msg, sizeof msg);
-        }
-        uv_mutex_unlock(&c->mu);
+        writer_failed(c, code, msg, sizeof msg);
         failed = 1;
       }
     }
@@ -1905,13 +1910,7 @@ static void writer_main(void *arg) {
       }
       if (rc != SQLITE_OK) {
         char msg[sizeof c->async_msg];
-        int code = write_failed(s, rc, msg, sizeof msg);
-        uv_mutex_lock(&c->mu);
-        if (c->async_err == 0) {
-          c->async_err = code;
-          memcpy(c->async_msg, msg, sizeof msg);
-        }
-        uv_mutex_unlock(&c->mu);
+        writer_failed(c, write_failed(s, rc, msg, sizeof msg), msg, sizeof msg);
         failed = 1;
       }
     }
@@ -1939,6 +1938,15 @@ static int worker_start(lb_cache *c) {
   return 0;
 }
 
+/* With c->mu held: b goes to the end of the writer's queue. */
+static void enqueue(lb_cache *c, batch *b) {
+  b->next = NULL;
+  if (c->queue_tail) c->queue_tail->next = b;
+  else c->queue = b;
+  c->queue_tail = b;
+  c->queued++;
+}
+
 /* Hands the filled batch to the writer (waiting while the queue is full)
 ** and takes a spare one. Returns the writer's sticky error, if any. */
 static int submit(lb_cache *c) {
@@ -1949,11 +1957,7 @@ static int submit(lb_cache *c) {
   while (c->queued >= BATCH_QUEUE && c->async_err == 0) uv_cond_wait(&c->cv, &c->mu);
   if (b) {
     if (b->nrows > 0) {
-      b->next = NULL;
-      if (c->queue_tail) c->queue_tail->next = b;
-      else c->queue = b;
-      c->queue_tail = b;
-      c->queued++;
+      enqueue(c, b);
       uv_cond_broadcast(&c->cv);
     } else {
       b->next = c->spare;
@@ -2632,20 +2636,11 @@ static int queue_job(lb_cache *c, batch *b) {
   }
   uv_mutex_lock(&c->mu);
   if (c->fill && c->fill->nrows > 0) {
-    batch *f = c->fill;
-    f->next = NULL;
-    if (c->queue_tail) c->queue_tail->next = f;
-    else c->queue = f;
-    c->queue_tail = f;
-    c->queued++;
+    enqueue(c, c->fill);
     c->fill = c->spare;
     if (c->spare) c->spare = c->spare->next;
   }
-  b->next = NULL;
-  if (c->queue_tail) c->queue_tail->next = b;
-  else c->queue = b;
-  c->queue_tail = b;
-  c->queued++;
+  enqueue(c, b);
   uv_cond_broadcast(&c->cv);
   err = c->async_err;
   if (err) memcpy(c->errmsg, c->async_msg, sizeof c->errmsg);

@@ -149,6 +149,10 @@ void lb__on_task_end(lb_runtime *rt, lb_task_end_fn fn);
 void lb__sched_kick(lb_runtime *rt);
 void lb__hook_current(lb_runtime *rt);
 
+/* lua_core.c: suspends the running task for ms milliseconds (a libuv
+** timer, the loop polling meanwhile); then k runs. */
+int  lb__sleep(lua_State *L, uint64_t ms, lua_KContext ctx, lua_KFunction k);
+
 /* lua_cache.c: waiting for a cache's writer thread without holding the
 ** loop. How long the loop thread may wait before the task yields (a
 ** uv_hrtime() deadline): the step's budget, else 1 ms; 0 when the caller

@@ -423,43 +423,13 @@ uint64_t lb__cache_wait_deadline(lua_State *L) {
 ** step ends at its deadline); without one, after a 1 ms timer, so that
 ** the loop polls meanwhile (a task that is ready at once would keep the
 ** loop from reading the pipes the other tasks wait for). */
-typedef struct retry {
-  uv_timer_t timer;
-  lb_task *waiter;
-} retry;
-
-static void on_retry_closed(uv_handle_t *h) {
-  free(h->data);
-}
-
-static void on_retry(uv_timer_t *h) {
-  retry *r = h->data;
-  lb_task *t = r->waiter;
-  r->waiter = NULL;
-  uv_close((uv_handle_t *)h, on_retry_closed);
-  if (t) lb__wake(t);
-}
-
-static void cleanup_retry(void *data) {
-  retry *r = data;
-  r->waiter = NULL;
-  uv_timer_stop(&r->timer);
-  uv_close((uv_handle_t *)&r->timer, on_retry_closed);
-}
-
 int lb__cache_retry(lua_State *L, lua_KContext ctx, lua_KFunction k) {
   lb_runtime *rt = lb__rt(L);
-  retry *r;
   if (rt->deadline) {
     lb__wake(rt->current);
     return lb__wait(L, NULL, NULL, ctx, k);
   }
-  if ((r = malloc(sizeof *r)) == NULL) return luaL_error(L, "out of memory");
-  uv_timer_init(rt->loop, &r->timer);
-  r->timer.data = r;
-  r->waiter = rt->current;
-  uv_timer_start(&r->timer, on_retry, 1, 0);
-  return lb__wait(L, cleanup_retry, r, ctx, k);
+  return lb__sleep(L, 1, ctx, k);
 }
 
 enum { TX_BEGIN, TX_COMMIT, TX_ROLLBACK, TX_SETTLE };

@@ -180,19 +180,21 @@ static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
   return 0;
 }
 
-static int l_sleep(lua_State *L) {
+int lb__sleep(lua_State *L, uint64_t ms, lua_KContext ctx, lua_KFunction k) {
   lb_runtime *rt = lb__rt(L);
-  lua_Number ms = luaL_checknumber(L, 1);
   lb_task *t = lb__current(L, "sleep()");
-  sleeper *s;
-  if (ms < 0) ms = 0;
-  s = malloc(sizeof *s);
+  sleeper *s = malloc(sizeof *s);
   if (s == NULL) return luaL_error(L, "out of memory");
   uv_timer_init(rt->loop, &s->timer);
   s->timer.data = s;
   s->waiter = t;
-  uv_timer_start(&s->timer, on_sleep_done, (uint64_t)ms, 0);
-  return lb__wait(L, cleanup_sleep, s, 0, sleep_k);
+  uv_timer_start(&s->timer, on_sleep_done, ms, 0);
+  return lb__wait(L, cleanup_sleep, s, ctx, k);
+}
+
+static int l_sleep(lua_State *L) {
+  lua_Number ms = luaL_checknumber(L, 1);
+  return lb__sleep(L, ms < 0 ? 0 : (uint64_t)ms, 0, sleep_k);
 }
 
 static int l_yield(lua_State *L) {

@@ -81,9 +81,15 @@ function H.run(argv, opts)
     p:write(opts.stdin)
     p:close_stdin()
   end
+  return H.finish(p)
+end
+
+-- Reads a started process's stdout to its end and waits for it: stdout
+-- (string), exit code, signal, the process object.
+function H.finish(p)
   local out = {}
   while true do
-    local line, err = p:read_line()
+    local line = p:read_line()
     if not line then break end
     out[#out + 1] = line
   end

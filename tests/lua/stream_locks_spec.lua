@@ -14,17 +14,7 @@ local function start(path, stream, strategy, count, gate, timeout)
                                      tostring(timeout or 120) }, name = "runner-" .. stream })
 end
 
--- stdout of a finished runner, and its exit code and signal
-local function finish(p)
-  local out = {}
-  while true do
-    local line = p:read_line()
-    if not line then break end
-    out[#out + 1] = line
-  end
-  local code, sig = p:wait()
-  return table.concat(out, "\n"), code, sig
-end
+local finish = H.finish
 
 local function q(path, sql)
   local cache = ab.SQLiteCache{ db_path = path }
