@@ -122,7 +122,7 @@ int main(int argc, char **argv) {
     qsort(cpu + 1, (size_t)(ns - 1), sizeof *cpu, cmp);
     printf("%-9s steps %d, p50 %.2f ms, p99 %.2f ms, worst %.2f ms for a %.2f ms budget; "
            "%.1f%% over; throughput %.2f of the unbudgeted run (%.2f s vs %.2f s); "
-           "loop-thread CPU per step p99 %.2f ms, worst %.2f ms; of the %d steps over budget + 0.5 ms, "
+           "loop-thread CPU per step: cpu_p99 %.2f ms, cpu_worst %.2f ms; of the %d steps over budget + 0.5 ms, "
            "%d were preempted (switched out, never blocked)\n",
            h ? "hook" : "no hook", ns, steps[1 + (ns - 1) / 2].wall, steps[1 + (int)((ns - 1) * 0.99)].wall,
            steps[ns - 1].wall, b, 100.0 * over / (ns > 1 ? ns - 1 : 1), base / secs, secs, base,
