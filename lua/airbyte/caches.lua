@@ -158,13 +158,18 @@ end
 -- For a read (read.lua): the cache's connection, or, while another read
 -- (a task of this script) uses it, a connection of its own to the same
 -- file, so that their transactions stay apart (they take turns at the
--- file's write lock). The second value gives it back.
+-- file's write lock). An in-memory database has no second connection:
+-- reads through it take turns (the task waits, yielding). The second
+-- value gives it back.
 function Cache:_writer()
   local db = self:_db()
+  if self.db_path == ":memory:" then
+    while (rawget(self, "_writers") or 0) > 0 do require("airbyte.core").sleep(5) end
+  end
   local users = rawget(self, "_writers") or 0
   rawset(self, "_writers", users + 1)
   local function done() rawset(self, "_writers", (rawget(self, "_writers") or 1) - 1) end
-  if users == 0 or self.db_path == ":memory:" then return db, done end
+  if users == 0 then return db, done end
   local own, err = sqlite.open(self.db_path)
   if not own then
     done()

@@ -53,15 +53,17 @@ describe("one cache, several reading tasks", function()
     assert.equal("2000\t100\n2000\t100", out)
   end)
 
-  it("completes two tasks reading through one cache object", function()
-    local shared = ab.SQLiteCache{ db_path = dir .. "/one.sqlite" }
-    local a = core.spawn(faker_read, shared, 1, "users", 2000)
-    local b = core.spawn(faker_read, shared, 2, "products", 100)
-    assert.equal(2000, a:wait())
-    assert.equal(100, b:wait())
-    assert.equal(2000, count(shared, "users"))
-    assert.equal(100, count(shared, "products"))
-    shared:close()
+  it("completes two tasks reading through one cache object, in a file or in memory", function()
+    for _, path in ipairs({ dir .. "/one.sqlite", ":memory:" }) do
+      local shared = ab.SQLiteCache{ db_path = path }
+      local a = core.spawn(faker_read, shared, 1, "users", 2000)
+      local b = core.spawn(faker_read, shared, 2, "products", 100)
+      assert.equal(2000, a:wait())
+      assert.equal(100, b:wait())
+      assert.equal(2000, count(shared, "users"))
+      assert.equal(100, count(shared, "products"))
+      shared:close()
+    end
   end)
 
   it("keeps the loop going while a task waits for the write lock another task holds", function()
