@@ -87,7 +87,7 @@
 #include "jskim.h"
 
 #define LB_CACHE_ESQL (-100)   /* SQLite error, see lb_cache_errmsg */
-#define LB_CACHE_ELOCKED (-101) /* another runner holds a stream lock */
+#define LB_CACHE_EBUSY (-101)  /* lb_cache_lock_stream: another runner holds the stream */
 
 typedef struct lb_cache lb_cache;
 typedef struct lb_cache_stream lb_cache_stream;
@@ -223,14 +223,14 @@ lb_cache_stream *lb_cache_stream_open_id(lb_cache *c, const char *source_name,
 ** one stream never interleave their rows and states. Tries for up to
 ** timeout_ms (0 = once; it blocks the calling thread meanwhile, so an event
 ** loop passes 0 and retries after yielding); refused, it returns
-** LB_CACHE_ELOCKED with an error naming the stream and the holder
+** LB_CACHE_EBUSY with an error naming the stream and the holder
 ** ("pid 12@host since 2026-01-01T00:00:00Z", or another reader in this
 ** process). Streams never wait for each other. The lock is dropped by
 ** unlock, by lb_cache_close, and by the kernel when the holder's process
 ** ends (kill -9 included). An in-memory cache has no other runner: 0. */
 int  lb_cache_lock_stream(lb_cache *c, const char *source_name, const lb_cache_stream_id *id,
-                          int timeout_ms, char *err, size_t errlen);
-int  lb_cache_unlock_stream(lb_cache *c, const char *source_name, const lb_cache_stream_id *id);
+                          long timeout_ms, char *err, size_t errlen);
+void lb_cache_unlock_stream(lb_cache *c, const char *source_name, const lb_cache_stream_id *id);
 
 /* The table of stream (ns, name) under the current table prefix, by the
 ** rules of "Stream names" (the one it has, or the one it would get; nothing

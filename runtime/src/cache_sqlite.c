@@ -2978,7 +2978,7 @@ static void holder_text(int fd, char *out, size_t cap) {
 }
 
 int lb_cache_lock_stream(lb_cache *c, const char *source_name, const lb_cache_stream_id *id,
-                         int timeout_ms, char *err, size_t errlen) {
+                         long timeout_ms, char *err, size_t errlen) {
   char path[4200], what[400], who[300];
   const char *fn;
   stream_lock *l;
@@ -3026,7 +3026,7 @@ int lb_cache_lock_stream(lb_cache *c, const char *source_name, const lb_cache_st
       seterr(c, "%s is being read into this cache by %s", what, who);
       close(fd);
       copyerr(err, errlen, c->errmsg);
-      return LB_CACHE_ELOCKED;
+      return LB_CACHE_EBUSY;
     }
     uv_sleep(10);
   }
@@ -3054,18 +3054,17 @@ int lb_cache_lock_stream(lb_cache *c, const char *source_name, const lb_cache_st
   return 0;
 }
 
-int lb_cache_unlock_stream(lb_cache *c, const char *source_name, const lb_cache_stream_id *id) {
+void lb_cache_unlock_stream(lb_cache *c, const char *source_name, const lb_cache_stream_id *id) {
   stream_lock **pp, *l;
   uint64_t key;
-  if (source_name == NULL || id == NULL || id->name == NULL) return LB_EINVAL;
+  if (source_name == NULL || id == NULL || id->name == NULL) return;
   key = stream_lock_key(c, source_name, id);
   for (pp = &c->locks; *pp && (*pp)->key != key; pp = &(*pp)->next) {}
-  if ((l = *pp) == NULL) return 0;              /* not held (an in-memory cache): nothing to do */
+  if ((l = *pp) == NULL) return;                /* not held (an in-memory cache): nothing to do */
   *pp = l->next;
   if (ftruncate(l->fd, 0) != 0) {}              /* nobody holds it now */
   close(l->fd);                                 /* drops the flock */
   free(l);
-  return 0;
 }
 
 static void locks_release_all(lb_cache *c) {

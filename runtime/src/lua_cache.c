@@ -504,7 +504,7 @@ static int db_try_lock_stream(lua_State *L) {
   int rc;
   stream_id_args(L, 3, &id);
   rc = lb_cache_lock_stream(d->c, source, &id, 0, err, sizeof err);
-  if (rc == LB_CACHE_ELOCKED) {
+  if (rc == LB_CACHE_EBUSY) {
     lua_pushboolean(L, 0);
     lua_pushstring(L, err);
     return 2;
@@ -519,7 +519,7 @@ static int db_unlock_stream(lua_State *L) {
   const char *source = luaL_checkstring(L, 2);
   lb_cache_stream_id id;
   stream_id_args(L, 3, &id);
-  check_rc(L, d->c, lb_cache_unlock_stream(d->c, source, &id));
+  lb_cache_unlock_stream(d->c, source, &id);
   return 0;
 }
 
