@@ -86,7 +86,7 @@ struct lb_runtime {
   lb_host_wait  again;
   lb_task_end_fn end_hooks[LB_TASK_END_HOOKS];
   jmp_buf      *panic_jmp;     /* where a Lua panic resumes (loop.c's step) */
-  int           panicked;
+  int           panicked;      /* host code raised, or Lua panicked: LB_ELUA */
   lb_task      *in_callback;   /* the task whose end callback runs */
   lb_proc      *procs;         /* child processes whose handles are open */
   lb_tmpfile   *tmpfiles;      /* removed at close */
@@ -105,6 +105,11 @@ void lb__set_error(lb_runtime *rt, const char *fmt, ...);
 void lb__log(lb_runtime *rt, int level, const char *fmt, ...);
 /* With a host log sink: io.stderr of L hands its lines to the sink. */
 void lb__log_install(lua_State *L, lb_runtime *rt);
+/* Runs host code (an end callback) in a protected call on rt->L: 0, or
+** LB_ELUA when it raised a Lua error (then in lb_last_error and the log,
+** and rt->panicked is set). */
+typedef void (*lb_host_fn)(void *ud);
+int  lb__host_call(lb_runtime *rt, lb_host_fn fn, void *ud, const char *what);
 
 /* runtime.c */
 lb_runtime *lb__rt(lua_State *L);

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <lua.h>
 #include <lauxlib.h>
@@ -385,38 +386,119 @@ static void cancelled_children_are_reaped_without_steps(void) {
   lb_runtime_close(rt);
 }
 
-/* A host's end callback that raises a Lua error outside any pcall: the
-** step returns LB_ELUA with the message (and logs it) instead of Lua
-** calling abort(), and the runtime keeps working. */
+/* A host's end callback that raises a Lua error outside any pcall. */
 static void on_end_raises(lb_task *t, void *data) {
   (void)t;
   luaL_error(lb_lua(data), "host bug in a callback");
 }
 
-static void panic_returns_to_the_step(void) {
-  static sink s;
-  lb_options o;
-  lb_runtime *rt;
-  lb_task *t, *next;
-  int rc;
-  memset(&s, 0, sizeof s);
-  lb_options_init(&o);
-  o.log = log_to;
-  o.log_ud = &s;
-  rt = new_rt(&o);
-  t = spawn_args(rt, "return 1\n", 0, NULL);
+/* Each entry point that can run a host callback, with a callback that
+** raises a Lua error outside any pcall: the error comes back as LB_ELUA
+** or in lb_last_error and the log, never as Lua's abort(). Each case runs
+** in a child process, so one abort cannot hide the others. */
+typedef void (*raising_case)(lb_runtime *rt, sink *s);
+
+static void raising_in_step(lb_runtime *rt, sink *s) {
+  lb_task *t = spawn_args(rt, "return 1\n", 0, NULL);
   lb_task_on_end(t, on_end_raises, rt);
-  rc = lb_step(rt, 0, 0);
-  CHECK_EQ_INT(rc, LB_ELUA);
+  CHECK_EQ_INT(lb_step(rt, 0, 0), LB_ELUA);
   CHECK(strstr(lb_last_error(rt), "host bug in a callback") != NULL);
-  CHECK(strstr(s.text, "host bug in a callback") != NULL);
+  CHECK(strstr(s->text, "host bug in a callback") != NULL);
   CHECK_EQ_INT(lb_task_get_state(t), LB_TASK_DONE);
-  next = spawn_args(rt, "return 2\n", 0, NULL);
-  CHECK_EQ_INT(lb_run(rt), 0);
-  CHECK_EQ_STR(lb_task_result(next, NULL), "[2]");
   lb_task_release(t);
-  lb_task_release(next);
-  lb_runtime_close(rt);
+}
+
+static void raising_on_end_at_once(lb_runtime *rt, sink *s) {
+  lb_task *t = spawn_args(rt, "return 1\n", 0, NULL);
+  CHECK_EQ_INT(lb_run(rt), 0);
+  lb_task_on_end(t, on_end_raises, rt);          /* ended: runs at once */
+  CHECK(strstr(lb_last_error(rt), "host bug in a callback") != NULL);
+  CHECK(strstr(s->text, "host bug in a callback") != NULL);
+  lb_task_release(t);
+}
+
+/* A task waiting in a sleep, with an end callback that raises. */
+static lb_task *sleeper_raising_at_end(lb_runtime *rt) {
+  lb_task *t = spawn_args(rt, "require('airbyte.core').sleep(60000)\n", 0, NULL);
+  lb_task_on_end(t, on_end_raises, rt);
+  CHECK_EQ_INT(lb_step(rt, 0, 0), 1);
+  return t;
+}
+
+static void raising_on_cancel(lb_runtime *rt, sink *s) {
+  lb_task *t = sleeper_raising_at_end(rt);
+  CHECK_EQ_INT(lb_task_cancel(t), LB_ELUA);
+  CHECK_EQ_INT(lb_task_get_state(t), LB_TASK_CANCELLED);
+  CHECK(strstr(lb_last_error(rt), "host bug in a callback") != NULL);
+  CHECK(strstr(s->text, "host bug in a callback") != NULL);
+  lb_task_release(t);
+}
+
+static void raising_on_close(lb_runtime *rt, sink *s) {
+  lb_task *t = sleeper_raising_at_end(rt);
+  lb_runtime_close(rt);                          /* cancels t: its callback raises */
+  CHECK_EQ_INT(lb_task_get_state(t), LB_TASK_CANCELLED);
+  CHECK(strstr(s->text, "host bug in a callback") != NULL);
+  lb_task_release(t);
+}
+
+static lb_runtime *sink_rt;
+
+static void log_raises(void *ud, int level, const char *msg, size_t len) {
+  log_to(ud, level, msg, len);
+  luaL_error(lb_lua(sink_rt), "host bug in the log sink");
+}
+
+/* The sink raises on the line the end callback's error is logged with. */
+static void raising_on_end_and_in_log(lb_runtime *rt, sink *s) {
+  lb_task *t = spawn_args(rt, "return 1\n", 0, NULL);
+  (void)s;
+  lb_task_on_end(t, on_end_raises, rt);
+  CHECK_EQ_INT(lb_step(rt, 0, 0), LB_ELUA);
+  CHECK(strstr(lb_last_error(rt), "host bug") != NULL);
+  lb_task_release(t);
+}
+
+static void run_raising(raising_case fn, lb_log_fn log) {
+  pid_t pid;
+  int status = 0;
+  fflush(stdout);
+  fflush(stderr);
+  pid = fork();
+  if (pid == 0) {
+    static sink s;
+    lb_options o;
+    lb_runtime *rt;
+    lb_task *next;
+    int closed = fn == raising_on_close;
+    lb_options_init(&o);
+    o.log = log;
+    o.log_ud = &s;
+    sink_rt = rt = new_rt(&o);
+    fn(rt, &s);
+    if (!closed) {             /* the runtime keeps working */
+      next = spawn_args(rt, "return 2\n", 0, NULL);
+      CHECK_EQ_INT(lb_run(rt), 0);
+      CHECK_EQ_STR(lb_task_result(next, NULL), "[2]");
+      lb_task_release(next);
+      lb_runtime_close(rt);
+    }
+    fflush(stderr);
+    _exit(lbt_failed_checks ? 1 : 0);
+  }
+  CHECK(pid > 0);
+  CHECK(waitpid(pid, &status, 0) == pid);
+  if (WIFSIGNALED(status)) fprintf(stderr, "  the host died of signal %d\n", WTERMSIG(status));
+  else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) fprintf(stderr, "  the host failed its checks\n");
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void lua_errors_never_abort(void) {
+  run_raising(raising_in_step, log_to);
+  run_raising(raising_on_end_at_once, log_to);
+  run_raising(raising_on_cancel, log_to);
+  run_raising(raising_on_close, log_to);
+  run_raising(raising_on_end_and_in_log, log_raises);
 }
 
 TEST_LIST {
@@ -428,8 +510,8 @@ TEST_LIST {
   {"handles_outlive_close", handles_outlive_close},
   {"sigpipe_is_the_hosts", sigpipe_is_the_hosts},
   {"luv_in_the_state_closes_safely", luv_in_the_state_closes_safely},
-  {"panic_returns_to_the_step", panic_returns_to_the_step},
   {"cancelled_children_are_reaped_without_steps", cancelled_children_are_reaped_without_steps},
+  {"lua_errors_never_abort", lua_errors_never_abort},
   {NULL, NULL}
 };
 LBTEST_MAIN
