@@ -455,7 +455,7 @@ static lb_runtime *module_runtime(lua_State *L) {
   rc = runtime_alloc(NULL, &rt);
   if (rc < 0) luaL_error(L, "cannot create the luabyte runtime: %s", lb_strerror(rc));
   *box = rt;
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &rt);   /* anchors the box until lua_close */
+  lua_rawsetp(L, LUA_REGISTRYINDEX, rt);    /* anchors the box until lua_close */
   rt->borrowed_L = 1;
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   rt->L = lua_tothread(L, -1);

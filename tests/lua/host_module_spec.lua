@@ -78,6 +78,12 @@ describe("the Lua module in stock lua5.4", function()
     assert.is_true(has(out, "timer ticked during the sync true"), out)
   end)
 
+  it("closes safely when luv is required after airbyte and ab.use_loop(uv) is called", function()
+    local out, code = lua54("luv_after_airbyte.lua", {})
+    assert.are.equal(0, code, out)
+    assert.is_true(has(out, "task done true"), out)
+  end)
+
   it("says how to point at the luabyte command when there is none to find", function()
     local lib = dir .. "/lib/lua/5.4"
     assert(os.execute(("mkdir -p %s && cp %s %s/"):format(H.shell_quote(lib), H.shell_quote(module),
