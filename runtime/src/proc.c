@@ -49,6 +49,7 @@ static void maybe_free(lb_proc *p) {
   lb_runtime *rt = p->rt;
   int i;
   if (p->open_handles > 0 || !p->lua_gone) return;
+  lb__task_unlink(&p->link);
   if (p->prev) p->prev->next = p->next;
   else if (rt->procs == p) rt->procs = p->next;
   if (p->next) p->next->prev = p->prev;
@@ -418,7 +419,7 @@ void lb__proc_close_stdin(lb_proc *p) {
 
 /* --- spawn ----------------------------------------------------------------- */
 
-static void procs_task_ended(lb_runtime *rt, lb_task *owner, int cancelled);
+static void task_ended(lb_task_link *l, int cancelled);
 
 int lb__proc_spawn(lb_runtime *rt, const lb_proc_opts *o, lb_proc **out,
                    char *err, size_t errlen) {
@@ -448,8 +449,7 @@ int lb__proc_spawn(lb_runtime *rt, const lb_proc_opts *o, lb_proc **out,
   p->idle_timeout_ms = o->idle_timeout_ms;
   p->timeout_ms = o->timeout_ms;
   p->has_stdin = o->pipe_stdin;
-  p->owner = rt->current;
-  lb__on_task_end(rt, procs_task_ended);
+  if (rt->current) lb__task_link(rt->current, &p->link, task_ended);
 
   uv_pipe_init(rt->loop, &p->out, 0);
   uv_pipe_init(rt->loop, &p->err, 0);
@@ -555,13 +555,9 @@ void lb__procs_terminate_all(lb_runtime *rt, int force) {
   }
 }
 
-/* A cancelled task's children are terminated; an ended task's are kept
-** (a process object may outlive its task) but no longer owned. */
-static void procs_task_ended(lb_runtime *rt, lb_task *owner, int cancelled) {
-  lb_proc *p;
-  for (p = rt->procs; p; p = p->next) {
-    if (p->owner != owner) continue;
-    if (cancelled) lb__proc_terminate(p, 0);
-    else p->owner = NULL;
-  }
+/* A cancelled task's children are terminated; an ended task's are kept (a
+** process object may outlive its task), no longer linked to it. */
+static void task_ended(lb_task_link *l, int cancelled) {
+  lb_proc *p = (lb_proc *)(void *)((char *)l - offsetof(lb_proc, link));
+  if (cancelled) lb__proc_terminate(p, 0);
 }

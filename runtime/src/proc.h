@@ -27,7 +27,7 @@ struct lb_proc {
   struct lb_reaper *reaper;      /* ends the child once terminated (reap.h) */
   int           open_handles;
   int           lua_gone;        /* the Lua object was collected or closed */
-  lb_task      *owner;           /* the task that started it */
+  lb_task_link  link;            /* in the cleanup chain of the task that started it */
   /* stdout */
   lb_lines      outbuf;
   int           out_reading, out_eof;

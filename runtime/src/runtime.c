@@ -301,21 +301,10 @@ static int runtime_alloc(const lb_options *opts, lb_runtime **out) {
   return 0;
 }
 
-static int rt_key;   /* registry: light userdata of the runtime of a state */
-
-lb_runtime *lb__rt(lua_State *L) {
-  lb_runtime *rt;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &rt_key);
-  rt = lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  return rt;
-}
-
 static int set_up(lb_runtime *rt, int openlibs) {
   int rc;
   lua_State *L = rt->L;
-  lua_pushlightuserdata(L, rt);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &rt_key);
+  lb__rt_set(L, rt);
   lua_pushcfunction(L, setup_state);
   lua_pushlightuserdata(L, rt);
   lua_pushboolean(L, openlibs);
@@ -414,8 +403,7 @@ static int runtime_gc(lua_State *L) {
   rt->closing = 1;
   runtime_shutdown(rt);
   runtime_free(rt);
-  lua_pushnil(L);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &rt_key);
+  lb__rt_set(L, NULL);
   return 0;
 }
 
@@ -441,10 +429,7 @@ void lb__module_refinalize(lua_State *L) {
 static lb_runtime *module_runtime(lua_State *L) {
   lb_runtime *rt, **box;
   int rc;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &rt_key);
-  rt = lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  if (rt) return rt;
+  if ((rt = lb__rt(L)) != NULL) return rt;
   box = lua_newuserdatauv(L, sizeof *box, 0);
   *box = NULL;
   if (luaL_newmetatable(L, RUNTIME_MT)) {

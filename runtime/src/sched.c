@@ -38,19 +38,41 @@ void lb__sched_kick(lb_runtime *rt) {
     uv_idle_start(&rt->idle, idle_noop);
 }
 
-void lb__on_task_end(lb_runtime *rt, lb_task_end_fn fn) {
-  int i;
-  for (i = 0; i < LB_TASK_END_HOOKS; i++) {
-    if (rt->end_hooks[i] == fn) return;
-    if (rt->end_hooks[i] == NULL) { rt->end_hooks[i] = fn; return; }
+void lb__task_link(lb_task *t, lb_task_link *l, lb_task_link_fn fn) {
+  l->fn = fn;
+  l->task = t;
+  l->prev = NULL;
+  l->next = t->links;
+  if (t->links) t->links->prev = l;
+  t->links = l;
+}
+
+void lb__task_unlink(lb_task_link *l) {
+  lb_task *t = l->task;
+  if (t == NULL) return;
+  if (l->prev) l->prev->next = l->next;
+  else t->links = l->next;
+  if (l->next) l->next->prev = l->prev;
+  l->task = NULL;
+  l->prev = l->next = NULL;
+}
+
+/* Cancelled: every link hears it and stays (its resource may unlink or
+** outlive the task). Ended: each is unlinked, then told. */
+static void cancel_links(lb_task *t) {
+  lb_task_link *l, *n;
+  for (l = t->links; l; l = n) {
+    n = l->next;
+    l->fn(l, 1);
   }
 }
 
-static void run_end_hooks(lb_task *t, int cancelled) {
-  lb_runtime *rt = t->rt;
-  int i;
-  for (i = 0; i < LB_TASK_END_HOOKS && rt->end_hooks[i]; i++)
-    rt->end_hooks[i](rt, t, cancelled);
+static void end_links(lb_task *t) {
+  lb_task_link *l;
+  while ((l = t->links) != NULL) {
+    lb__task_unlink(l);
+    l->fn(l, 0);
+  }
 }
 
 static void enqueue(lb_runtime *rt, lb_task *t) {
@@ -198,32 +220,6 @@ void lb__wake(lb_task *t) {
   }
 }
 
-lb_task *lb__current(lua_State *L, const char *what) {
-  lb_runtime *rt = lb__rt(L);
-  if (rt->current == NULL && !rt->stepping && !rt->closing) {
-    /* outside any task: the wait runs the loop itself (lb__host_wait) */
-    if (rt->mode == LB_LOOP_SHARED)
-      luaL_error(L, "%s outside a task is not possible while the host runs the loop "
-                    "(ab.use_loop, LB_LOOP_SHARED): start it with ab.spawn(fn)", what);
-    return &rt->host;
-  }
-  if (rt->current == NULL || !lua_isyieldable(L))
-    luaL_error(L, "%s is not allowed here: it waits, and only code running in a "
-                  "task can wait (not inside a metamethod, iterator of a C "
-                  "function or a record hook)", what);
-  return rt->current;
-}
-
-int lb__wait(lua_State *L, lb_cleanup_fn cleanup, void *data,
-             lua_KContext ctx, lua_KFunction k) {
-  lb_task *t = lb__current(L, "waiting");
-  if (t == &t->rt->host) return lb__host_wait(L, cleanup, data, ctx, k);
-  t->cleanup = cleanup;
-  t->cleanup_data = data;
-  lua_pushlightuserdata(L, (void *)&lb__io_sentinel);
-  return lua_yieldk(L, 1, ctx, k);
-}
-
 int lb__budget_spent(lb_runtime *rt) {
   return rt->interrupted || (rt->deadline && uv_hrtime() >= rt->deadline);
 }
@@ -261,7 +257,7 @@ static void finish(lb_task *t, lb_task_state st) {
   t->state = st;
   rt->live--;
   if (st == LB_TASK_FAILED) rt->failed++;
-  run_end_hooks(t, 0);
+  end_links(t);
   wake_joiners(t);
 }
 
@@ -392,7 +388,7 @@ int lb__task_cancel(lb_task *t, const char *why) {
     fn(t->cleanup_data);
   }
   unqueue(rt, t);
-  run_end_hooks(t, 1);
+  cancel_links(t);
   /* Runs pending __close handlers of the coroutine (temp files, processes). */
   lua_resetthread(t->co);
   t->res_ref = ref_string(rt->L, why);
