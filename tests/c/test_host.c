@@ -191,7 +191,7 @@ static void log_sink_gets_messages(void) {
 static void mem_limit_fails_the_task(void) {
   lb_options o;
   lb_runtime *rt;
-  lb_task *bomb, *after;
+  lb_task *bomb, *big, *after;
   lb_options_init(&o);
   o.mem_limit = 8u << 20;
   rt = new_rt(&o);
@@ -199,9 +199,15 @@ static void mem_limit_fails_the_task(void) {
   CHECK_EQ_INT(lb_run(rt), LB_ELUA);
   CHECK_EQ_INT(lb_task_get_state(bomb), LB_TASK_FAILED);
   CHECK(lb_task_error(bomb) && strstr(lb_task_error(bomb), "not enough memory"));
+  /* one allocation past the limit, asked for by C code (a library's buffer) */
+  big = spawn_args(rt, "return #string.rep('x', 64 << 20)\n", 0, NULL);
+  CHECK_EQ_INT(lb_run(rt), LB_ELUA);
+  CHECK_EQ_INT(lb_task_get_state(big), LB_TASK_FAILED);
+  CHECK(lb_task_error(big) && strstr(lb_task_error(big), "not enough memory"));
   after = spawn_args(rt, "return #string.rep('y', 1000000)\n", 0, NULL);
   lb_run(rt);
   CHECK_EQ_STR(lb_task_result(after, NULL), "[1000000]");
+  lb_task_release(big);
   lb_task_release(bomb);
   lb_task_release(after);
   lb_runtime_close(rt);

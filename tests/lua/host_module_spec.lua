@@ -39,9 +39,15 @@ describe("the Lua module in stock lua5.4", function()
   before_each(function() dir = H.tmpdir() end)
   after_each(function() H.rm_rf(dir) end)
 
-  it("is built next to the luabyte command", function()
+  it("is built next to the luabyte command, with luaopen_airbyte its only entry point", function()
     assert.is_true(require("airbyte.core").executable(module) or
                    io.open(module, "rb") ~= nil)
+    local p = assert(io.popen("nm -D --defined-only " .. H.shell_quote(module)))
+    local syms = p:read("a")
+    p:close()
+    assert.truthy(syms:find(" luaopen_airbyte\n", 1, true), syms)
+    -- the inner modules load through require "airbyte", never on their own
+    assert.falsy(syms:find("luaopen_airbyte_", 1, true))
   end)
 
   it("runs a plain script whose blocking calls run the loop until they are done", function()
@@ -52,6 +58,7 @@ describe("the Lua module in stock lua5.4", function()
     assert.is_true(has(out, "check failed true AirbyteConnectorCheckFailedError"), out)
     -- built-in connectors ran as the luabyte command next to the module, not as lua5.4
     assert.is_true(has(out, "exe " .. H.exe), out)
+    assert.is_true(has(out, "slept outside a task"), out)
     local f = assert(io.open(dir .. "/out/_airbyte_raw_users.jsonl", "r"), "no output file")
     local n = 0
     for _ in f:lines() do n = n + 1 end
@@ -78,10 +85,28 @@ describe("the Lua module in stock lua5.4", function()
     assert.is_true(has(out, "timer ticked during the sync true"), out)
   end)
 
+  it("is driven by a host's own poller through backend_fd and backend_timeout", function()
+    local out, code = lua54("poll_host.lua", { dir })
+    assert.are.equal(0, code, out)
+    assert.is_true(has(out, "synced 2000"), out)
+    assert.is_true(has(out, "woken by the fd true"), out)
+    assert.is_true(has(out, "steps>1 true"), out)
+  end)
+
   it("closes safely when luv is required after airbyte and ab.use_loop(uv) is called", function()
     local out, code = lua54("luv_after_airbyte.lua", {})
     assert.are.equal(0, code, out)
     assert.is_true(has(out, "task done true"), out)
+  end)
+
+  it("finds the luabyte command on PATH when none is installed beside the module", function()
+    local lib = dir .. "/lib/lua/5.4"
+    assert(os.execute(("mkdir -p %s && cp %s %s/"):format(H.shell_quote(lib), H.shell_quote(module),
+                                                         H.shell_quote(lib))))
+    local out, code = lua54("which_luabyte.lua", {}, {
+      LUA_CPATH = lib .. "/?.so;;", PATH = build_dir .. ":/usr/bin:/bin", LUABYTE_EXE = false })
+    assert.are.equal(0, code, out)
+    assert.is_true(has(out, "exe " .. build_dir .. "/luabyte"), out)
   end)
 
   it("says how to point at the luabyte command when there is none to find", function()
