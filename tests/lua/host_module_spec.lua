@@ -27,6 +27,14 @@ local function lua54(script, args, env)
   return H.run(argv, { env = env, timeout = 120000 })
 end
 
+-- A copy of the module in DIR/lib/lua/5.4, with no luabyte command near it.
+local function module_alone(dir)
+  local lib = dir .. "/lib/lua/5.4"
+  assert(os.execute(("mkdir -p %s && cp %s %s/"):format(H.shell_quote(lib), H.shell_quote(module),
+                                                       H.shell_quote(lib))))
+  return lib
+end
+
 local function has(out, line)
   for l in (out .. "\n"):gmatch("(.-)\n") do
     if l == line then return true end
@@ -100,9 +108,7 @@ describe("the Lua module in stock lua5.4", function()
   end)
 
   it("finds the luabyte command on PATH when none is installed beside the module", function()
-    local lib = dir .. "/lib/lua/5.4"
-    assert(os.execute(("mkdir -p %s && cp %s %s/"):format(H.shell_quote(lib), H.shell_quote(module),
-                                                         H.shell_quote(lib))))
+    local lib = module_alone(dir)
     local out, code = lua54("which_luabyte.lua", {}, {
       LUA_CPATH = lib .. "/?.so;;", PATH = build_dir .. ":/usr/bin:/bin", LUABYTE_EXE = false })
     assert.are.equal(0, code, out)
@@ -110,9 +116,7 @@ describe("the Lua module in stock lua5.4", function()
   end)
 
   it("says how to point at the luabyte command when there is none to find", function()
-    local lib = dir .. "/lib/lua/5.4"
-    assert(os.execute(("mkdir -p %s && cp %s %s/"):format(H.shell_quote(lib), H.shell_quote(module),
-                                                         H.shell_quote(lib))))
+    local lib = module_alone(dir)
     local out, code = lua54("no_luabyte.lua", {}, {
       LUA_CPATH = lib .. "/?.so;;", PATH = "/usr/bin:/bin", LUABYTE_EXE = false })
     assert.are.equal(0, code, out)
