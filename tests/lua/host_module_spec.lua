@@ -3,25 +3,12 @@
 -- airbyte.so built next to the luabyte binary under test.
 local H = require "helper"
 
-local build_dir = H.exe:match("^(.*)/[^/]+$")
+local build_dir = H.build_dir
 local module = build_dir .. "/airbyte.so"
 local hosts = H.fixtures .. "/hosts/"
 
--- The sanitizer build's module needs the sanitizer runtimes loaded first.
-local function sanitizer_env(env)
-  if os.getenv("LB_ASAN") then
-    local p = io.popen("gcc -print-file-name=libasan.so; gcc -print-file-name=libubsan.so")
-    local asan, ubsan = p:read("l"), p:read("l")
-    p:close()
-    env.LD_PRELOAD = asan .. " " .. ubsan
-    env.ASAN_OPTIONS = "detect_leaks=0"
-  end
-  return env
-end
-
 local function lua54(script, args, env)
-  env = sanitizer_env(env or {})
-  if env.LUA_CPATH == nil then env.LUA_CPATH = build_dir .. "/?.so;;" end
+  env = H.host_env(env)
   local argv = { "lua5.4", hosts .. script }
   for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
   return H.run(argv, { env = env, timeout = 120000 })
