@@ -306,6 +306,8 @@ static void luv_in_the_state_closes_safely(void) {
     "local timer = uv.new_timer()\n"
     "timer:start(1, 1, function() fired = fired + 1 end)\n"
     "KEEP = uv.new_timer()\n"                 /* left open for close to deal with */
+    "RUNNING = uv.new_timer()\n"              /* and one still running, with a callback */
+    "RUNNING:start(60000, 60000, function() end)\n"
     "while fired < 3 do require('airbyte.core').sleep(2) end\n"
     "timer:stop()\n"
     "return fired >= 3\n", 0, NULL);
