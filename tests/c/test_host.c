@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <lua.h>
 #include <lauxlib.h>
+#include <lualib.h>
 #include <uv.h>
 #include "lbtest.h"
 #include "luabyte.h"
@@ -400,6 +401,31 @@ static void on_end_raises(lb_task *t, void *data) {
   luaL_error(lb_lua(data), "host bug in a callback");
 }
 
+/* A C host with a Lua state of its own (a game engine's) links the library
+** and opens the module in it: the same API as in stock lua5.4, a blocking
+** call outside any task runs the loop, ab.step drives spawned tasks, and
+** lua_close ends the runtime with the state. */
+static void own_state_opens_the_module(void) {
+  lua_State *L = luaL_newstate();
+  const char *script =
+    "local ab = require 'airbyte'\n"
+    "local core = require 'airbyte.core'\n"
+    "core.sleep(2)\n"                          /* outside any task: runs the loop */
+    "local t = ab.spawn(function(a) core.sleep(3) return a * 2 end, 21)\n"
+    "local frames = 0\n"
+    "while ab.step(0, 2000) do frames = frames + 1 end\n"
+    "LEFT = ab.spawn(function() core.sleep(60000) end)\n"   /* still waiting at lua_close */
+    "ab.step(0, 0)\n"
+    "return t:wait(), frames > 0\n";
+  luaL_openlibs(L);
+  luaL_requiref(L, "airbyte", luaopen_airbyte, 0);
+  lua_pop(L, 1);
+  if (luaL_dostring(L, script) != LUA_OK) fprintf(stderr, "  %s\n", lua_tostring(L, -1));
+  CHECK_EQ_INT(lua_tointeger(L, -2), 42);
+  CHECK(lua_toboolean(L, -1));
+  lua_close(L);
+}
+
 /* Each entry point that can run a host callback, with a callback that
 ** raises a Lua error outside any pcall: the error comes back as LB_ELUA
 ** or in lb_last_error and the log, never as Lua's abort(). Each case runs
@@ -520,6 +546,7 @@ TEST_LIST {
   {"luv_in_the_state_closes_safely", luv_in_the_state_closes_safely},
   {"cancelled_children_are_reaped_without_steps", cancelled_children_are_reaped_without_steps},
   {"lua_errors_never_abort", lua_errors_never_abort},
+  {"own_state_opens_the_module", own_state_opens_the_module},
   {NULL, NULL}
 };
 LBTEST_MAIN
