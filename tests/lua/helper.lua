@@ -85,6 +85,23 @@ function H.run(argv, opts)
   return table.concat(out, "\n"), code, sig, p
 end
 
+-- The environment for a host that loads the airbyte.so built next to H.exe
+-- (stock lua5.4, a C host linked with that build's libluabyte): the
+-- sanitizer build's libraries need the sanitizer runtimes loaded first.
+H.build_dir = H.exe:match("^(.*)/[^/]+$")
+function H.host_env(env)
+  env = env or {}
+  if os.getenv("LB_ASAN") then
+    local p = io.popen("gcc -print-file-name=libasan.so; gcc -print-file-name=libubsan.so")
+    local asan, ubsan = p:read("l"), p:read("l")
+    p:close()
+    env.LD_PRELOAD = asan .. " " .. ubsan
+    env.ASAN_OPTIONS = "detect_leaks=0"
+  end
+  if env.LUA_CPATH == nil then env.LUA_CPATH = H.build_dir .. "/?.so;;" end
+  return env
+end
+
 -- argv for running a luabyte script from tests/fixtures/connectors.
 function H.fixture_connector(name, ...)
   return { H.exe, H.fixtures .. "/connectors/" .. name, ... }
