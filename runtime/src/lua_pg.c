@@ -4,7 +4,7 @@
 ** calls block: they are not meant for a host's loop thread).
 **
 **   pg.connect{ host=, port=, database=, username=, password=, dsn=,
-**               application_name=, connect_timeout= }   -> conn
+**               application_name=, sslmode=, connect_timeout= }   -> conn
 **   conn:exec(sql)               simple protocol (several statements allowed)
 **                                -> rows affected by the last one
 **   conn:query(sql [, params])   one statement, $1.. parameters (params.n
@@ -81,6 +81,7 @@ static int l_connect(lua_State *L) {
   p.password = opt_field(L, "password");
   p.dsn = opt_field(L, "dsn");
   p.application_name = opt_field(L, "application_name");
+  p.sslmode = opt_field(L, "sslmode");
   lua_getfield(L, 1, "connect_timeout");
   p.connect_timeout_s = (int)luaL_optinteger(L, -1, 0);
   lua_pop(L, 1);
