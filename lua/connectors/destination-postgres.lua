@@ -216,6 +216,10 @@ local function column_of(columns, path, stream, what)
   end
 end
 
+local function meta_json(sync_id, changes)
+  return cdk.encode(cdk.obj("sync_id", sync_id or NULL, "changes", cdk.array(changes)))
+end
+
 local function setup_stream(conn, st, s, index)
   local mode, gen, sync_id = mode_of(st)
   local schema = st.namespace or s.schema
@@ -225,6 +229,8 @@ local function setup_stream(conn, st, s, index)
     raw = sql.raw_name(schema, st.name), final = sql.final_name(st.name),
     raw_rows = {}, final_rows = {}, n = 0, bytes = 0,
   }
+  t.row, t.gen_text = {}, gen and tostring(gen) or "\\N"
+  t.empty_meta = sql.copy_field(meta_json(sync_id, {}))   -- the meta of most rows, made once
   t.raw_target, t.final_target = t.raw, t.final
   if mode == "overwrite" then t.raw_target, t.final_target = sql.tmp_name(t.raw), sql.tmp_name(t.final) end
   t.raw_q = sql.qualified(s.raw_schema, t.raw_target)
@@ -265,10 +271,6 @@ end
 local RAW_COLUMNS = "(_airbyte_raw_id, _airbyte_extracted_at, _airbyte_loaded_at, _airbyte_data, " ..
   "_airbyte_meta, _airbyte_generation_id)"
 
-local function meta_json(sync_id, changes)
-  return cdk.encode(cdk.obj("sync_id", sync_id or NULL, "changes", cdk.array(changes)))
-end
-
 ---------------------------------------------------------------------------
 -- write
 ---------------------------------------------------------------------------
@@ -278,6 +280,7 @@ local function write(config, _, input, emit)
   local conn = connect(config)
   local tables, names = {}, input.stream_names
   local field, cast, nulled = sql.copy_field, typing.cast, typing.NULLED
+  cdk.uuid4()                                 -- resolves cdk.uuid4 to the binary's
   local uuid4, strip_nul = cdk.uuid4, typing.strip_nul_escapes
 
   local function drop_tmp(t)
@@ -350,7 +353,7 @@ local function write(config, _, input, emit)
     commit()
   end)
 
-  local loaded_ms, loaded_text = nil, "\\N"
+  local loaded = "\\N"      -- _airbyte_loaded_at of the batch being built (null without typing)
   for msg, line in input do
     if msg.type == "RECORD" then
       local rec = msg.record
@@ -363,31 +366,47 @@ local function write(config, _, input, emit)
         local id, extracted = uuid4(), iso_utc(at)
         local data_json = msg.data_json
         if find(data_json, "\\u0000", 1, true) then data_json = strip_nul(data_json) end
-        local source_changes = {}
         -- the source's own changes (reading meta decodes the whole line: only when it has one)
+        local source_changes
         local meta = find(line, '"meta"', 1, true) and rec.meta
-        if type(meta) == "table" and type(meta.changes) == "table" then
+        if type(meta) == "table" and type(meta.changes) == "table" and #meta.changes > 0 then
+          source_changes = {}
           for i, c in ipairs(meta.changes) do source_changes[i] = c end
         end
-        local gen = t.gen and tostring(t.gen) or "\\N"
         local n = t.n + 1
         if s.typing then
-          local now = emit.now_ms()
-          if now ~= loaded_ms then loaded_ms, loaded_text = now, iso_utc(now) end
+          if n == 1 then loaded = iso_utc(emit.now_ms()) end   -- typed with its batch
           local data = rec.data
           if type(data) ~= "table" then data = {} end
-          local changes, row = {}, {}
-          for i, c in ipairs(source_changes) do changes[i] = c end
-          for i, c in ipairs(t.columns) do
-            local text, fits = cast(c.kind, data[c.name])
-            if fits == false then changes[#changes + 1] = nulled(c.name) end
+          local changes, row, cols = nil, t.row, t.columns
+          for i = 1, #cols do
+            local c = cols[i]
+            local v = data[c.name]
+            local text, fits
+            if v == nil or v == NULL then
+              text = nil
+            elseif c.kind == "string" and type(v) == "string" and not find(v, "[\0\\\n\r\t]") then
+              text = v                     -- the common case: a plain string, as it is
+            else
+              text, fits = cast(c.kind, v)
+            end
+            if fits == false then
+              if not changes then   -- the final row's list: the source's, then the typecasts
+                changes = {}
+                for j, x in ipairs(source_changes or changes) do changes[j] = x end
+              end
+              changes[#changes + 1] = nulled(c.name)
+            end
             row[i] = field(text)
           end
-          t.final_rows[n] = concat({ id, extracted, field(meta_json(t.sync_id, changes)), gen,
-            concat(row, "\t") }, "\t", 1, #t.columns > 0 and 5 or 4) .. "\n"
+          changes = changes or source_changes
+          t.final_rows[n] = id .. "\t" .. extracted .. "\t" ..
+            (changes and field(meta_json(t.sync_id, changes)) or t.empty_meta) .. "\t" .. t.gen_text ..
+            (#cols > 0 and ("\t" .. concat(row, "\t", 1, #cols)) or "") .. "\n"
         end
-        t.raw_rows[n] = concat({ id, extracted, s.typing and loaded_text or "\\N", field(data_json),
-          field(meta_json(t.sync_id, source_changes)), gen }, "\t") .. "\n"
+        t.raw_rows[n] = id .. "\t" .. extracted .. "\t" .. loaded .. "\t" .. field(data_json) .. "\t" ..
+          (source_changes and field(meta_json(t.sync_id, source_changes)) or t.empty_meta) .. "\t" ..
+          t.gen_text .. "\n"
         t.n, t.bytes = n, t.bytes + #data_json
         if n >= BATCH_ROWS or t.bytes >= BATCH_BYTES then flush(t) end
       end

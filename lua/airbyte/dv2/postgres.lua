@@ -21,7 +21,7 @@ local typing = require "airbyte.dv2.typing"
 
 local M = {}
 
-local concat, format, gsub = table.concat, string.format, string.gsub
+local concat, format, gsub, find = table.concat, string.format, string.gsub, string.find
 local name, quote = pg.name, pg.quote_ident
 
 M.PG_TYPE = {
@@ -138,6 +138,7 @@ end
 local COPY_ESC = { ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
 function M.copy_field(s)
   if s == nil then return "\\N" end
+  if not find(s, "[\\\n\r\t]") then return s end
   return (gsub(s, "[\\\n\r\t]", COPY_ESC))
 end
 

@@ -30,7 +30,7 @@ local match, find, format, lower, gsub = string.match, string.find, string.forma
 local mtype, tointeger, huge = math.type, math.tointeger, math.huge
 
 local NULL = json.null
-local encode = cdk.encode
+local encode = json.encode      -- the C encoder: objects' keys sorted, big integers' digits kept
 local number_text = json.number
 
 ---------------------------------------------------------------------------
