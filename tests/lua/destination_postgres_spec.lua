@@ -591,6 +591,68 @@ describe("destination-postgres commits before it echoes a STATE", function()
   end)
 end)
 
+describe("destination-postgres when the server goes away", function()
+  it("fails with the server's words and keeps what was committed", function()
+    if not need_pg() then return end
+    local schema = fresh_schema()
+    local p = assert(proc.spawn({ argv = { H.exe, "connector", "destination-postgres", "write",
+      "--config", write_json(dir .. "/config.json", config(schema)),
+      "--catalog", write_json(dir .. "/catalog.json", catalog("items", { type = "object",
+        properties = { id = { type = "integer" } } }, "append")) }, stdin = true, timeout = 120000 }))
+    local lines = {}
+    for i = 1, 10 do lines[i] = record("items", ('{"id":%d}'):format(i)) end
+    lines[#lines + 1] = state("items", 1, 10)
+    p:write(table.concat(lines, "\n") .. "\n")
+    repeat
+      local line = p:read_line()
+      assert.is_not_nil(line, "the connector ended before echoing the state")
+    until line:find('"STATE"', 1, true)
+    -- the server ends the connector's session (as a restart or an admin would)
+    local killed = db:query("SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity " ..
+      "WHERE application_name = 'luabyte destination-postgres' AND pid <> pg_backend_pid()")
+    assert.equal(1, #killed)
+    lines = { record("items", '{"id":11}'), state("items", 2, 1) }
+    p:write(table.concat(lines, "\n") .. "\n")
+    p:close_stdin()
+    local rest = {}
+    while true do
+      local line = p:read_line()
+      if not line then break end
+      rest[#rest + 1] = line
+    end
+    local code = p:wait()
+    assert.is_not.equal(0, code)
+    local out = table.concat(rest, "\n")
+    assert.equal(0, #messages_of(out, "STATE"))          -- the second state is not echoed
+    local err = messages_of(out, "TRACE")[1].trace.error
+    assert.truthy(err.message:find("PostgreSQL", 1, true) and
+      (err.message:find("terminat", 1, true) or err.message:find("connection", 1, true)), err.message)
+    assert.equal(10, count(schema, "items"))
+  end)
+end)
+
+describe("destination-postgres names", function()
+  it("a stream's namespace is its schema; names over 63 bytes are cut, across syncs", function()
+    if not need_pg() then return end
+    local schema = fresh_schema()
+    local ns = fresh_schema()
+    local long = "a_stream_with_a_name_much_longer_than_sixty_three_bytes_" .. string.rep("x", 20)
+    local cat = catalog(long, { type = "object", properties = { id = { type = "integer" } } }, "overwrite")
+    cat.streams[1].stream.namespace = ns
+    for round = 1, 2 do
+      local lines = { ('{"type":"RECORD","record":{"stream":"%s","namespace":"%s","data":{"id":%d},"emitted_at":1}}')
+        :format(long, ns, round), status(long, "COMPLETE") }
+      local out, code, tail = write(config(schema), cat, lines)
+      assert.equal(0, code, tail .. out)
+    end
+    local final = pg.name(long)
+    assert.is_true(#final <= 63)
+    assert.same({ { id = "2" } }, db:query("SELECT id FROM " .. q(ns, final)))
+    assert.equal(1, count(schema .. "_raw", pg.name(ns .. "_raw__stream_" .. long)))
+    assert.is_false(table_exists(schema, final))        -- nothing in the default schema
+  end)
+end)
+
 describe("destination-postgres through the airbyte API", function()
   it("faker -> destination-postgres with dest:write(source): typed tables, confirmed states", function()
     if not need_pg() then return end
