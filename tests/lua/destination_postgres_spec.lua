@@ -317,6 +317,20 @@ describe("destination-postgres spec and check", function()
     assert.truthy(st.message:find("refused", 1, true) or st.message:find("failed", 1, true), st.message)
   end)
 
+  -- scripts/pg.sh starts its server without SSL
+  it("ssl and ssl_mode reach libpq: a server without SSL refuses sslmode=require", function()
+    if not need_pg() then return end
+    for _, extra in ipairs({ { ssl = true }, { ssl_mode = { mode = "require" } } }) do
+      local out = connector({ "check", "--config", write_json(dir .. "/c.json", config(fresh_schema(), extra)) })
+      local st = messages_of(out, "CONNECTION_STATUS")[1].connectionStatus
+      assert.equal("FAILED", st.status)
+      assert.truthy(st.message:find("SSL", 1, true), st.message)
+    end
+    local out = connector({ "check", "--config", write_json(dir .. "/c.json",
+      config(fresh_schema(), { ssl = true, ssl_mode = { mode = "disable" } })) })
+    assert.equal("SUCCEEDED", messages_of(out, "CONNECTION_STATUS")[1].connectionStatus.status)
+  end)
+
   it("check rejects what the built-in cannot do with a clear reason", function()
     local cfg = config("public", { tunnel_method = { tunnel_method = "SSH_KEY_AUTH" } })
     local out = connector({ "check", "--config", write_json(dir .. "/c.json", cfg) })
