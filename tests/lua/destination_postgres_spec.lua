@@ -550,6 +550,17 @@ describe("destination-postgres sync modes across two syncs", function()
     assert.equal(8, count(schema .. "_raw", schema .. "_raw__stream_items"))   -- raw keeps everything
   end)
 
+  it("disable_type_dedupe writes only the raw table, its rows not loaded", function()
+    if not need_pg() then return end
+    local schema = fresh_schema()
+    local out, code, tail = write(config(schema, { disable_type_dedupe = true }), catalog("items", SCHEMA, "append"),
+      { record("items", '{"id":1,"v":"a"}'), state("items", 1, 1) })
+    assert.equal(0, code, tail .. out)
+    assert.is_false(table_exists(schema, "items"))
+    assert.same({ { id = "1", loaded = "f" } }, db:query("SELECT _airbyte_data->>'id' AS id, " ..
+      "_airbyte_loaded_at IS NOT NULL AS loaded FROM " .. q(schema .. "_raw", schema .. "_raw__stream_items")))
+  end)
+
   it("append_dedup without a primary key is a config error naming the stream", function()
     if not need_pg() then return end
     local schema = fresh_schema()
