@@ -583,30 +583,35 @@ describe("destination-postgres sync modes across two syncs", function()
   end)
 end)
 
+-- A running `write` of stream "items" (append) that was sent records 1..10
+-- and a STATE, and has echoed it: the process and the echoed message.
+local function writer_past_first_state(schema)
+  local p = assert(proc.spawn({ argv = { H.exe, "connector", "destination-postgres", "write",
+    "--config", write_json(dir .. "/config.json", config(schema)),
+    "--catalog", write_json(dir .. "/catalog.json", catalog("items", { type = "object",
+      properties = { id = { type = "integer" } } }, "append")) }, stdin = true, timeout = 120000 }))
+  local lines = {}
+  for i = 1, 10 do lines[i] = record("items", ('{"id":%d}'):format(i)) end
+  lines[#lines + 1] = state("items", 1, 10)
+  p:write(table.concat(lines, "\n") .. "\n")
+  while true do
+    local line = p:read_line()
+    assert.is_not_nil(line, "the connector ended before echoing the state")
+    if line:find('"STATE"', 1, true) then return p, json.decode(line) end
+  end
+end
+
 describe("destination-postgres commits before it echoes a STATE", function()
   it("rows before an echoed state are committed; rows after it die with the process", function()
     if not need_pg() then return end
     local schema = fresh_schema()
-    local p = assert(proc.spawn({ argv = { H.exe, "connector", "destination-postgres", "write",
-      "--config", write_json(dir .. "/config.json", config(schema)),
-      "--catalog", write_json(dir .. "/catalog.json", catalog("items", { type = "object",
-        properties = { id = { type = "integer" } } }, "append")) }, stdin = true, timeout = 120000 }))
-    local lines = {}
-    for i = 1, 10 do lines[i] = record("items", ('{"id":%d}'):format(i)) end
-    lines[#lines + 1] = state("items", 1, 10)
-    p:write(table.concat(lines, "\n") .. "\n")
-    local echoed
-    while true do
-      local line = p:read_line()
-      assert.is_not_nil(line, "the connector ended before echoing the state")
-      if line:find('"STATE"', 1, true) then echoed = json.decode(line) break end
-    end
+    local p, echoed = writer_past_first_state(schema)
     assert.equal(10, echoed.state.destinationStats.recordCount)
     -- the echo came while the connector still runs: its rows are visible now
     assert.equal(10, count(schema, "items"))
     assert.equal(10, count(schema .. "_raw", schema .. "_raw__stream_items"))
     -- records without a state, then the connector dies: they were never committed
-    lines = {}
+    local lines = {}
     for i = 11, 15 do lines[#lines + 1] = record("items", ('{"id":%d}'):format(i)) end
     p:write(table.concat(lines, "\n") .. "\n")
     p:kill(9)
@@ -620,23 +625,12 @@ describe("destination-postgres when the server goes away", function()
   it("fails with the server's words and keeps what was committed", function()
     if not need_pg() then return end
     local schema = fresh_schema()
-    local p = assert(proc.spawn({ argv = { H.exe, "connector", "destination-postgres", "write",
-      "--config", write_json(dir .. "/config.json", config(schema)),
-      "--catalog", write_json(dir .. "/catalog.json", catalog("items", { type = "object",
-        properties = { id = { type = "integer" } } }, "append")) }, stdin = true, timeout = 120000 }))
-    local lines = {}
-    for i = 1, 10 do lines[i] = record("items", ('{"id":%d}'):format(i)) end
-    lines[#lines + 1] = state("items", 1, 10)
-    p:write(table.concat(lines, "\n") .. "\n")
-    repeat
-      local line = p:read_line()
-      assert.is_not_nil(line, "the connector ended before echoing the state")
-    until line:find('"STATE"', 1, true)
+    local p = writer_past_first_state(schema)
     -- the server ends the connector's session (as a restart or an admin would)
     local killed = db:query("SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity " ..
       "WHERE application_name = 'luabyte destination-postgres' AND pid <> pg_backend_pid()")
     assert.equal(1, #killed)
-    lines = { record("items", '{"id":11}'), state("items", 2, 1) }
+    local lines = { record("items", '{"id":11}'), state("items", 2, 1) }
     p:write(table.concat(lines, "\n") .. "\n")
     p:close_stdin()
     local rest = {}
