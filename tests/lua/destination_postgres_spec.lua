@@ -550,6 +550,17 @@ describe("destination-postgres sync modes across two syncs", function()
     assert.equal(8, count(schema .. "_raw", schema .. "_raw__stream_items"))   -- raw keeps everything
   end)
 
+  it("a NUL character, which PostgreSQL cannot store, is dropped from both tables", function()
+    if not need_pg() then return end
+    local schema = fresh_schema()
+    local out, code, tail = write(config(schema), catalog("items", SCHEMA, "append"),
+      { record("items", [[{"id":1,"v":"a\u0000b","x":{"k":"\\u0000 stays"}}]]), state("items", 1, 1) })
+    assert.equal(0, code, tail .. out)
+    assert.same({ { v = "ab", raw = "ab", k = "\\u0000 stays" } }, db:query("SELECT f.v, r._airbyte_data->>'v' AS raw, " ..
+      "r._airbyte_data->'x'->>'k' AS k FROM " .. q(schema, "items") .. " f JOIN " ..
+      q(schema .. "_raw", schema .. "_raw__stream_items") .. " r USING (_airbyte_raw_id)"))
+  end)
+
   it("disable_type_dedupe writes only the raw table, its rows not loaded", function()
     if not need_pg() then return end
     local schema = fresh_schema()
@@ -753,5 +764,49 @@ describe("airbyte.dv2.typing", function()
     assert.equal("date", k({ ["$ref"] = "WellKnownTypes.json#/definitions/Date" }))
     assert.equal("unknown", k({ oneOf = {} }))
     assert.equal("object", k({ properties = {} }))
+  end)
+end)
+
+describe("airbyte.pg", function()
+  it("runs statements, binds parameters, copies rows and says what the server said", function()
+    if not need_pg() then return end
+    local c = pg.connect(ENV)
+    assert.equal(0, c:exec("CREATE TEMP TABLE t (a int, b text, c boolean); SET search_path = pg_temp, public"))
+    assert.equal(2, c:copy("COPY t (a, b) FROM STDIN", "1\tone\n2\t\\N\n"))
+    assert.equal(2, c:copy("COPY t (a, b) FROM STDIN", { "3\tth\\tree\n", "4\tfour\n" }))
+    assert.equal(1, c:exec("UPDATE t SET c = true WHERE a = 1"))
+    local rows, cols = c:query("SELECT a, b, c FROM t WHERE a >= $1 AND (b IS NOT DISTINCT FROM $2 OR $3) ORDER BY a",
+      { 1, nil, true, n = 3 })
+    assert.same({ "a", "b", "c" }, cols)
+    assert.same({ { a = "1", b = "one", c = "t" }, { a = "2" }, { a = "3", b = "th\tree" }, { a = "4", b = "four" } }, rows)
+    assert.same({ { b = "one" } }, (c:query("SELECT b FROM t WHERE c = $1", { true })))
+    -- errors: the server's words and the statement, and the connection stays usable
+    local ok, err = pcall(c.copy, c, "COPY t (a, b) FROM STDIN", "x\ty\n")
+    assert.is_false(ok)
+    assert.truthy(err:find('invalid input syntax for type integer: "x"', 1, true), err)
+    assert.truthy(err:find("(in: COPY t (a, b) FROM STDIN)", 1, true), err)
+    ok, err = pcall(c.query, c, "SELECT nope FROM t")
+    assert.is_false(ok)
+    assert.truthy(err:find('column "nope" does not exist', 1, true), err)
+    assert.equal("4", c:query("SELECT count(*) AS n FROM t")[1].n)
+    ok, err = pcall(c.query, c, "SELECT $1", { {} })
+    assert.is_false(ok)
+    assert.truthy(err:find("parameter 1 is a table", 1, true), err)
+    c:close()
+    ok, err = pcall(c.exec, c, "SELECT 1")
+    assert.is_false(ok)
+    assert.truthy(err:find("closed", 1, true), err)
+  end)
+
+  it("masks the password in connection errors and cuts long names like pg.c", function()
+    local ok, err = pcall(pg.connect, { host = "127.0.0.1", port = "1", database = "d", password = "hunter2-pgdest" })
+    assert.is_false(ok)
+    assert.truthy(err:find("connecting to PostgreSQL (127.0.0.1:1/d) failed", 1, true), err)
+    assert.falsy(err:find("hunter2-pgdest", 1, true))
+    local long = string.rep("n", 70)
+    assert.equal(63, #pg.name(long))
+    assert.is_not.equal(pg.name(long), pg.name(long .. "x"))
+    assert.equal("users", pg.name("users"))
+    assert.equal('"a""b"', pg.quote_ident('a"b'))
   end)
 end)
