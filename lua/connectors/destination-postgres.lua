@@ -229,8 +229,8 @@ local function setup_stream(conn, st, s, index)
     raw = sql.raw_name(schema, st.name), final = sql.final_name(st.name),
     raw_rows = {}, final_rows = {}, n = 0, bytes = 0,
   }
-  t.row, t.gen_text = {}, gen and tostring(gen) or "\\N"
-  t.empty_meta = sql.copy_field(meta_json(sync_id, {}))   -- the meta of most rows, made once
+  t.row, t.raw_row, t.gen_text = {}, {}, gen and tostring(gen) or nil
+  t.empty_meta = meta_json(sync_id, {})   -- the meta of most rows, made once
   t.raw_target, t.final_target = t.raw, t.final
   if mode == "overwrite" then t.raw_target, t.final_target = sql.tmp_name(t.raw), sql.tmp_name(t.final) end
   t.raw_q = sql.qualified(s.raw_schema, t.raw_target)
@@ -279,7 +279,7 @@ local function write(config, _, input, emit)
   local s = settings(config, emit.log)
   local conn = connect(config)
   local tables, names = {}, input.stream_names
-  local field, cast, nulled = sql.copy_field, typing.cast, typing.NULLED
+  local copy_row, cast, nulled = pg.copy_row, typing.cast, typing.NULLED
   cdk.uuid4()                                 -- resolves cdk.uuid4 to the binary's
   local uuid4, strip_nul = cdk.uuid4, typing.strip_nul_escapes
 
@@ -353,7 +353,7 @@ local function write(config, _, input, emit)
     commit()
   end)
 
-  local loaded = "\\N"      -- _airbyte_loaded_at of the batch being built (null without typing)
+  local loaded = nil        -- _airbyte_loaded_at of the batch being built (null without typing)
   for msg, line in input do
     if msg.type == "RECORD" then
       local rec = msg.record
@@ -378,6 +378,7 @@ local function write(config, _, input, emit)
           if n == 1 then loaded = iso_utc(emit.now_ms()) end   -- typed with its batch
           local data = rec.data
           if type(data) ~= "table" then data = {} end
+          -- row: the meta columns, then one text (or nil) per column
           local changes, row, cols = nil, t.row, t.columns
           for i = 1, #cols do
             local c = cols[i]
@@ -385,8 +386,8 @@ local function write(config, _, input, emit)
             local text, fits
             if v == nil or v == NULL then
               text = nil
-            elseif c.kind == "string" and type(v) == "string" and not find(v, "[\0\\\n\r\t]") then
-              text = v                     -- the common case: a plain string, as it is
+            elseif c.kind == "string" and type(v) == "string" then
+              text = v                     -- the common case: a string, as it is
             else
               text, fits = cast(c.kind, v)
             end
@@ -397,16 +398,18 @@ local function write(config, _, input, emit)
               end
               changes[#changes + 1] = nulled(c.name)
             end
-            row[i] = field(text)
+            row[i + 4] = text
           end
           changes = changes or source_changes
-          t.final_rows[n] = id .. "\t" .. extracted .. "\t" ..
-            (changes and field(meta_json(t.sync_id, changes)) or t.empty_meta) .. "\t" .. t.gen_text ..
-            (#cols > 0 and ("\t" .. concat(row, "\t", 1, #cols)) or "") .. "\n"
+          row[1], row[2], row[4] = id, extracted, t.gen_text
+          row[3] = changes and meta_json(t.sync_id, changes) or t.empty_meta
+          t.final_rows[n] = copy_row(row, #cols + 4)
         end
-        t.raw_rows[n] = id .. "\t" .. extracted .. "\t" .. loaded .. "\t" .. field(data_json) .. "\t" ..
-          (source_changes and field(meta_json(t.sync_id, source_changes)) or t.empty_meta) .. "\t" ..
-          t.gen_text .. "\n"
+        local raw = t.raw_row
+        raw[1], raw[2], raw[3], raw[4] = id, extracted, loaded, data_json
+        raw[5] = source_changes and meta_json(t.sync_id, source_changes) or t.empty_meta
+        raw[6] = t.gen_text
+        t.raw_rows[n] = copy_row(raw, 6)
         t.n, t.bytes = n, t.bytes + #data_json
         if n >= BATCH_ROWS or t.bytes >= BATCH_BYTES then flush(t) end
       end

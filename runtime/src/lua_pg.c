@@ -13,6 +13,10 @@
 **   conn:copy(sql, data)         COPY ... FROM STDIN; data is a string or
 **                                an array of strings -> rows copied
 **   conn:close()                 (also on collection)
+**   pg.copy_row(list [, n])      list[1..n] as one line of COPY's text format:
+**                                fields escaped and joined by tabs, nil and
+**                                json.null as \N, NUL bytes dropped (a text
+**                                column cannot hold one)
 **   pg.name(s)                   s as PostgreSQL keeps an identifier (pg.h)
 **   pg.quote_ident(s)            "s" with embedded quotes doubled
 **
@@ -240,6 +244,51 @@ static int l_tostring(lua_State *L) {
   return 1;
 }
 
+/* Escapes s[0..len) into b for COPY's text format. Plain runs are added
+** whole: most fields have nothing to escape. */
+static void add_copy_field(luaL_Buffer *b, const char *s, size_t len) {
+  size_t i, run = 0;
+  for (i = 0; i < len; i++) {
+    const char *esc;
+    switch (s[i]) {
+      case '\\': esc = "\\\\"; break;
+      case '\n': esc = "\\n"; break;
+      case '\r': esc = "\\r"; break;
+      case '\t': esc = "\\t"; break;
+      case '\0': esc = ""; break;
+      default: continue;
+    }
+    luaL_addlstring(b, s + run, i - run);
+    luaL_addstring(b, esc);
+    run = i + 1;
+  }
+  luaL_addlstring(b, s + run, len - run);
+}
+
+static int l_copy_row(lua_State *L) {
+  lua_Integer i, n;
+  luaL_Buffer b;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  n = luaL_opt(L, luaL_checkinteger, 2, luaL_len(L, 1));
+  luaL_buffinit(L, &b);
+  for (i = 1; i <= n; i++) {
+    const char *s = NULL;
+    size_t len = 0;
+    int t = lua_geti(L, 1, i);
+    if (t == LUA_TSTRING) s = lua_tolstring(L, -1, &len);
+    else if (t != LUA_TNIL && !(t == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == NULL))
+      return luaL_error(L, "COPY field %d is a %s (strings, nil or json.null)", (int)i, luaL_typename(L, -1));
+    /* the string stays alive in the list: pop before the buffer grows */
+    lua_pop(L, 1);
+    if (i > 1) luaL_addchar(&b, '\t');
+    if (s) add_copy_field(&b, s, len);
+    else luaL_addstring(&b, "\\N");
+  }
+  luaL_addchar(&b, '\n');
+  luaL_pushresult(&b);
+  return 1;
+}
+
 static int l_name(lua_State *L) {
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len);
@@ -273,6 +322,7 @@ static const luaL_Reg functions[] = {
   {"connect", l_connect},
   {"name", l_name},
   {"quote_ident", l_quote_ident},
+  {"copy_row", l_copy_row},
   {NULL, NULL}
 };
 

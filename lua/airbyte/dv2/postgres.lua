@@ -15,13 +15,12 @@
 --   M.add_missing_columns(conn, schema, table, columns) (a later schema's new properties)
 --   M.dedup(final_q, stage_q, pk_columns, cursor_column, cdc) -> statements
 --   M.swap(conn, schema, tmp, final, cascade)   (inside the caller's transaction)
---   M.copy_field(text|nil) -> the text as one field of COPY's text format
 local pg = require "airbyte.pg"
 local typing = require "airbyte.dv2.typing"
 
 local M = {}
 
-local concat, format, gsub, find = table.concat, string.format, string.gsub, string.find
+local concat, format = table.concat, string.format
 local name, quote = pg.name, pg.quote_ident
 
 M.PG_TYPE = {
@@ -133,13 +132,6 @@ end
 function M.swap(conn, schema, tmp, final, cascade)
   conn:exec(format("DROP TABLE IF EXISTS %s%s", M.qualified(schema, final), cascade and " CASCADE" or ""))
   conn:exec(format("ALTER TABLE %s RENAME TO %s", M.qualified(schema, tmp), quote(final)))
-end
-
-local COPY_ESC = { ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
-function M.copy_field(s)
-  if s == nil then return "\\N" end
-  if not find(s, "[\\\n\r\t]") then return s end
-  return (gsub(s, "[\\\n\r\t]", COPY_ESC))
 end
 
 return M
