@@ -264,7 +264,7 @@ local function setup_stream(conn, st, s, index)
   local cols = {}
   for i, c in ipairs(sql.META_COLUMNS) do cols[i] = c end
   for _, c in ipairs(t.columns) do cols[#cols + 1] = c.quoted end
-  t.copy_final = format("COPY %s (%s) FROM STDIN", t.stage_q or t.final_q, concat(cols, ", "))
+  t.copy_columns = concat(cols, ", ")
   return t
 end
 
@@ -319,7 +319,8 @@ local function write(config, _, input, emit)
     if t.n == 0 then return end
     conn:copy("COPY " .. t.raw_q .. " " .. RAW_COLUMNS .. " FROM STDIN", t.raw_rows)
     if s.typing then
-      conn:copy(t.copy_final, t.final_rows)
+      -- (the table is named here: an overwrite stream's changes when it is swapped in)
+      conn:copy(format("COPY %s (%s) FROM STDIN", t.stage_q or t.final_q, t.copy_columns), t.final_rows)
       if t.fold then
         for _, stmt in ipairs(t.fold) do conn:exec(stmt) end
       end

@@ -47,6 +47,13 @@ static void params_of(const conn *c, lb_pg_params *p) {
   p->password = c->password;
 }
 
+/* Raises msg as it is: the server's words are the message, without the
+** position of the Lua line that called (luaL_error would prepend it). */
+static int raise_plain(lua_State *L, const char *msg) {
+  lua_pushstring(L, msg);
+  return lua_error(L);
+}
+
 /* Raises "PostgreSQL: <server's words> (in: <start of sql>)". */
 static int raise_result(lua_State *L, conn *c, PGresult *res, const char *sql) {
   lb_pg_params p;
@@ -59,7 +66,7 @@ static int raise_result(lua_State *L, conn *c, PGresult *res, const char *sql) {
     lb__pg_error(&p, c->pg, what, NULL, err, sizeof err);
   PQclear(res);
   snprintf(msg, sizeof msg, "%s (in: %.80s%s)", err, sql, strlen(sql) > 80 ? "..." : "");
-  return luaL_error(L, "%s", msg);
+  return raise_plain(L, msg);
 }
 
 static const char *opt_field(lua_State *L, const char *key) {
@@ -95,7 +102,7 @@ static int l_connect(lua_State *L) {
   luaL_setmetatable(L, CONN_MT);
   if (p.password && (c->password = strdup(p.password)) == NULL) return luaL_error(L, "not enough memory");
   c->pg = lb__pg_connect(&p, err, sizeof err);
-  if (c->pg == NULL) return luaL_error(L, "%s", err);
+  if (c->pg == NULL) return raise_plain(L, err);
   return 1;
 }
 
