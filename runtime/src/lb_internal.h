@@ -181,6 +181,7 @@ int luaopen_airbyte_pump(lua_State *L);    /* pump.c: connector output into the 
 int luaopen_airbyte_sandbox(lua_State *L); /* lua_sandbox.c: validators in a limited state */
 int luaopen_airbyte_libyaml(lua_State *L); /* lua_yaml.c: YAML documents (libyaml) */
 int luaopen_airbyte_http(lua_State *L);    /* lua_http.c: HTTP(S) through libcurl */
+int luaopen_airbyte_pg(lua_State *L);      /* lua_pg.c: PostgreSQL for destination-postgres */
 int luaopen_cjson(lua_State *L);           /* lua-cjson, linked in */
 void lb__open_mask(lua_State *L);          /* lua_mask.c: core.mask*, into the table on top */
 

@@ -23,7 +23,7 @@ static void describe(const lb_pg_params *p, char *out, size_t cap) {
 }
 
 PGconn *lb__pg_connect(const lb_pg_params *p, char *err, size_t errlen) {
-  const char *keys[10], *vals[10];
+  const char *keys[11], *vals[11];
   char timeout[16], where[256], what[300];
   int n = 0;
   PGconn *conn;
@@ -36,6 +36,7 @@ PGconn *lb__pg_connect(const lb_pg_params *p, char *err, size_t errlen) {
   if (p->database && *p->database && !(p->dsn && *p->dsn)) { keys[n] = "dbname"; vals[n++] = p->database; }
   if (p->username && *p->username) { keys[n] = "user"; vals[n++] = p->username; }
   if (p->password && *p->password) { keys[n] = "password"; vals[n++] = p->password; }
+  if (p->sslmode && *p->sslmode) { keys[n] = "sslmode"; vals[n++] = p->sslmode; }
   keys[n] = "application_name"; vals[n++] = p->application_name ? p->application_name : "luabyte";
   keys[n] = "connect_timeout"; vals[n++] = timeout;
   keys[n] = NULL; vals[n] = NULL;

@@ -25,6 +25,7 @@ typedef struct lb_pg_params {
   const char *host, *port, *database, *username, *password;
   const char *dsn;                /* libpq "key=value ..." or postgresql:// URI */
   const char *application_name;   /* NULL = "luabyte" */
+  const char *sslmode;            /* libpq's sslmode (disable ... verify-full); NULL = libpq's default */
   int connect_timeout_s;          /* 0 = 10 */
 } lb_pg_params;
 

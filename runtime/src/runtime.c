@@ -110,6 +110,7 @@ static const luaL_Reg c_modules[] = {
   {"airbyte.sandbox", luaopen_airbyte_sandbox},
   {"airbyte.libyaml", luaopen_airbyte_libyaml},
   {"airbyte.http", luaopen_airbyte_http},
+  {"airbyte.pg", luaopen_airbyte_pg},
   {"cjson", luaopen_cjson},
   {NULL, NULL}
 };
