@@ -682,7 +682,7 @@ int lb_cache_cursor_next(lb_cache_cursor *cur, lb_cache_buf *out, const char **r
 }
 
 void lb_cache_cursor_close(lb_cache_cursor *cur) {
-  if (cur) cur->c->ops->cursor_close(cur);
+  if (cur) cur->ops->cursor_close(cur);     /* the cache may be gone already */
 }
 
 /* --- ad-hoc SQL and introspection ---------------------------------------------------------------- */

@@ -161,8 +161,12 @@ struct lb_cache_stream {
   long long rows;               /* accepted by write */
 };
 
+/* A cursor may outlive its cache (a feed's userdata collected after the
+** cache was closed): its close goes through its own ops pointer and must
+** not touch the cache. Queries are closed by the cache's close. */
 struct lb_cache_cursor {
   lb_cache *c;
+  const struct lb_cache_ops *ops;
 };
 
 struct lb_cache_query {

@@ -1756,6 +1756,8 @@ typedef struct sq_cursor {
   size_t head_len;
 } sq_cursor;
 
+/* Never touches the cache, which may be closed already (sqlite3_close_v2
+** keeps the connection until its last statement is finalized). */
 static void sq_cursor_close(lb_cache_cursor *base) {
   sq_cursor *f = (sq_cursor *)(void *)base;
   sqlite3_finalize(f->st);
@@ -1775,6 +1777,7 @@ static lb_cache_cursor *sq_cursor_open(lb_cache *base, const lb_cache_cursor_spe
   barrier(c);
   if ((f = calloc(1, sizeof *f)) == NULL) { seterr(c, "out of memory"); return NULL; }
   f->base.c = base;
+  f->base.ops = &sqlite_ops;
   f->col_raw_id = f->col_extracted = -1;
   /* No ORDER BY: sorting a large table costs more than the whole feed
   ** (there is no index on the raw id, which would slow every insert). The
