@@ -158,6 +158,7 @@ struct lb_cache_stream {
   char *name, *ns;              /* the stream's identity (ns "" = none) */
   size_t name_len, ns_len;
   char *table;                  /* final table name */
+  lb_write_strategy strategy;
   long long rows;               /* accepted by write */
 };
 

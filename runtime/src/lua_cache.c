@@ -821,6 +821,118 @@ static int db_put_delivered(lua_State *L) {
   return 0;
 }
 
+/* --- introspection and stream locks ------------------------------------------------------- */
+
+static int db_kind(lua_State *L) {
+  db_ud *d = checkdb(L, 1);
+  lua_pushstring(L, lb_cache_kind(d->c));
+  return 1;
+}
+
+static int db_has_table(lua_State *L) {
+  db_ud *d = checkdb(L, 1);
+  int rc = lb_cache_has_table(d->c, luaL_checkstring(L, 2));
+  check_rc(L, d->c, rc);
+  lua_pushboolean(L, rc > 0);
+  return 1;
+}
+
+/* Pieces gathered by the callbacks below, then pushed as an array of
+** tables with the given field names. */
+static int push_records(lua_State *L, lb_cache *c, lb_cache_buf *b, int rc,
+                        const char *const *fields, int nfields) {
+  size_t off = 0;
+  lua_Integer k = 0;
+  if (rc == LB_ENOMEM) return luaL_error(L, "out of memory");
+  check_rc(L, c, rc);
+  lua_newtable(L);
+  while (off < b->len) {
+    int i;
+    lua_createtable(L, 0, nfields);
+    for (i = 0; i < nfields; i++) {
+      size_t n;
+      memcpy(&n, b->p + off, sizeof n);
+      lua_pushlstring(L, b->p + off + sizeof n, n);
+      lua_setfield(L, -2, fields[i]);
+      off += sizeof n + n;
+    }
+    lua_rawseti(L, -2, ++k);
+  }
+  return 1;
+}
+
+static int gather_column(void *ud, const char *name, int kind, const char *decl) {
+  lb_cache_buf *b = ud;
+  const char *kn = kind >= 0 && kind < (int)(sizeof kind_names / sizeof kind_names[0]) ? kind_names[kind] : "";
+  if (buf_piece(b, name, strlen(name)) || buf_piece(b, kn, strlen(kn)) ||
+      buf_piece(b, decl, strlen(decl)))
+    return LB_ENOMEM;
+  return 0;
+}
+
+/* db:columns(table) -> { {name =, kind = "string"|"integer"|"number"|
+** "boolean"|"json"|"" (none of ours), type = declared type}, ... } in
+** table order; {} for a missing table. */
+static int db_columns(lua_State *L) {
+  static const char *const fields[] = { "name", "kind", "type" };
+  db_ud *d = checkdb(L, 1);
+  const char *table = luaL_checkstring(L, 2);
+  lb_cache_buf *b = new_buf(L);
+  return push_records(L, d->c, b, lb_cache_columns(d->c, table, gather_column, b), fields, 3);
+}
+
+static int gather_stream(void *ud, const lb_cache_stream_row *r) {
+  lb_cache_buf *b = ud;
+  if (buf_piece(b, r->name, r->name_len) || buf_piece(b, r->ns, r->ns_len) ||
+      buf_piece(b, r->table, strlen(r->table)) ||
+      buf_piece(b, r->source_name, strlen(r->source_name)) ||
+      buf_piece(b, r->catalog_json, r->catalog_len))
+    return LB_ENOMEM;
+  return 0;
+}
+
+/* db:streams() -> { {name =, namespace = "" for none, table =, source =,
+** catalog = the JSON schema text it was cached with}, ... }: the streams
+** cached under the table prefix whose table exists, by name. */
+static int db_streams(lua_State *L) {
+  static const char *const fields[] = { "name", "namespace", "table", "source", "catalog" };
+  db_ud *d = checkdb(L, 1);
+  lb_cache_buf *b = new_buf(L);
+  return push_records(L, d->c, b, lb_cache_streams(d->c, gather_stream, b), fields, 5);
+}
+
+static void stream_id_arg(lua_State *L, int idx, lb_cache_stream_id *id) {
+  id->name = luaL_checklstring(L, idx, &id->name_len);
+  id->ns = luaL_optlstring(L, idx + 1, "", &id->ns_len);
+}
+
+/* db:lock_stream(source, stream [, namespace [, timeout_ms]]) -> true, or
+** raises the holder's description (cache.h lb_cache_lock_stream). */
+static int db_lock_stream(lua_State *L) {
+  db_ud *d = checkdb(L, 1);
+  const char *source = luaL_checkstring(L, 2);
+  lb_cache_stream_id id;
+  char err[512];
+  long timeout;
+  int rc;
+  stream_id_arg(L, 3, &id);
+  timeout = (long)luaL_optinteger(L, 5, 0);
+  err[0] = '\0';
+  rc = lb_cache_lock_stream(d->c, source, &id, timeout, err, sizeof err);
+  if (rc < 0) return luaL_error(L, "%s", err[0] ? err : lb_cache_errmsg(d->c));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int db_unlock_stream(lua_State *L) {
+  db_ud *d = checkdb(L, 1);
+  const char *source = luaL_checkstring(L, 2);
+  lb_cache_stream_id id;
+  stream_id_arg(L, 3, &id);
+  lb_cache_unlock_stream(d->c, source, &id);
+  return 0;
+}
+
 /* --- module functions ------------------------------------------------------------------- */
 
 /* sqlite.state_key(state) -> type, name, namespace | nil: the key a state
@@ -843,6 +955,26 @@ static int l_state_key(lua_State *L) {
   lua_pushlstring(L, name, nlen);
   if (nslen) lua_pushlstring(L, ns, nslen); else lua_pushnil(L);
   return 3;
+}
+
+/* sqlite.state_count_mismatch(state, field, arrived) -> the count the
+** state claims (field "sourceStats" or "destinationStats") when it differs
+** from arrived, else nil (cache.h: the record-count check). */
+static int l_state_count_mismatch(lua_State *L) {
+  size_t n;
+  const char *json, *field;
+  lb_jval top;
+  long long arrived, expected = 0;
+  luaL_checkany(L, 1);
+  json = json_arg(L, 1, &n);
+  field = luaL_checkstring(L, 2);
+  arrived = (long long)luaL_checkinteger(L, 3);
+  if (lb_jskim_validate(json, n, &top, NULL) != 0) return luaL_argerror(L, 1, "not a JSON text");
+  if (lb_cache_state_count_mismatch(&top, field, arrived, &expected))
+    lua_pushinteger(L, (lua_Integer)expected);
+  else
+    lua_pushnil(L);
+  return 1;
 }
 
 static int l_normalize(lua_State *L) {
@@ -959,6 +1091,12 @@ static const luaL_Reg db_methods[] = {
   {"table_name", db_table_name},
   {"uuid7", db_uuid7},
   {"put_quarantine", db_put_quarantine},
+  {"kind", db_kind},
+  {"has_table", db_has_table},
+  {"columns", db_columns},
+  {"streams", db_streams},
+  {"lock_stream", db_lock_stream},
+  {"unlock_stream", db_unlock_stream},
   {"path", db_path},
   {"close", db_close},
   {NULL, NULL}
@@ -1007,6 +1145,7 @@ static const luaL_Reg module_funcs[] = {
   {"open", l_open},
   {"normalize", l_normalize},
   {"state_key", l_state_key},
+  {"state_count_mismatch", l_state_count_mismatch},
   {"mkdir_p", l_mkdir_p},
   {"ulid", l_ulid},
   {NULL, NULL}

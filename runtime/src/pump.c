@@ -240,13 +240,23 @@ static int run_hook(lua_State *L, pump_stream *ps, const lb_msg *m, lb_jval *dat
 /* A STATE: `since` is the records of its stream since that stream's last
 ** state (of all streams for GLOBAL / LEGACY, which reset every count). The
 ** key (lb_state_key_of, the one rule) goes to on_message as its third to
-** fifth arguments: type, name, namespace (nil for none). A STREAM state of
-** a stream outside the selection (a source's own bookkeeping) counts 0. */
+** fifth arguments: type, name, namespace (nil for none); then the state
+** rules of cache.h, decided here once: the disposition ("commit",
+** "hold_stream", "hold_global" or "skip": lb_cache_state_disposition, with
+** the strategies of the cache streams), the record count the state
+** carries when it differs from `since` (lb_cache_state_count_mismatch on
+** sourceStats; nil when it agrees or has none), and the state object's
+** JSON text as the source wrote it (to store without decoding it). A
+** STREAM state of a stream outside the selection (a source's own
+** bookkeeping) counts 0. */
 static void on_state(lua_State *L, pump *pm, const lb_msg *m, const char *line, size_t len) {
+  static const char *const disposition[] = { "commit", "hold_stream", "hold_global", "skip" };
   lb_state_key k;
-  long long since;
-  int i;
+  long long since, expected = 0;
+  int i, replaced = 0, any_replaced = 0;
   lb_state_key_of(&m->payload, &k);
+  for (i = 0; i < pm->nstreams; i++)
+    if (pm->s[i].cs && lb_cache_stream_strategy(pm->s[i].cs) == LB_WRITE_REPLACE) any_replaced = 1;
   if (k.type == LB_STATE_STREAM) {
     lb_msg as;                /* the state's stream, as a record of it would name it */
     pump_stream *ps;
@@ -257,6 +267,7 @@ static void on_state(lua_State *L, pump *pm, const lb_msg *m, const char *line, 
     if (ps && !ns_exact(ps, &k.ns)) ps = NULL;   /* "items" in another namespace is another stream */
     since = ps ? ps->since_state : 0;
     if (ps) ps->since_state = 0;
+    replaced = ps && ps->cs && lb_cache_stream_strategy(ps->cs) == LB_WRITE_REPLACE;
   } else {
     since = pm->since_global;
     pm->since_global = 0;
@@ -270,7 +281,13 @@ static void on_state(lua_State *L, pump *pm, const lb_msg *m, const char *line, 
     if (k.type == LB_STATE_STREAM) lb__json_push(L, &k.name);
     else lua_pushstring(L, k.type == LB_STATE_GLOBAL ? "_GLOBAL" : "_LEGACY");
     if (k.ns.type == LB_JSTRING) lb__json_push(L, &k.ns); else lua_pushnil(L);
-    call_lua(L, 5, 0, "handling a STATE message failed");
+    lua_pushstring(L, disposition[lb_cache_state_disposition(&m->whole, &k, replaced, any_replaced, 0)]);
+    if (lb_cache_state_count_mismatch(&m->payload, "sourceStats", since, &expected))
+      lua_pushinteger(L, (lua_Integer)expected);
+    else
+      lua_pushnil(L);
+    lua_pushlstring(L, m->payload.p, m->payload.n);
+    call_lua(L, 8, 0, "handling a STATE message failed");
   }
 }
 
