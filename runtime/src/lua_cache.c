@@ -1,12 +1,17 @@
 /*
-** lua_cache.c - the `airbyte.sqlite` module: a thin binding of the SQLite
-** cache (cache.h) plus ad-hoc SQL.
+** lua_cache.c - the `airbyte.sqlite` module: a thin binding of the storage
+** interface (cache.h). It speaks only cache.h, so a db userdata has the
+** same methods whichever backend keeps the data; constructors pick the
+** backend (open: SQLite; open_pg: PostgreSQL, cache_pg.c).
 **
 **   local sqlite = require "airbyte.sqlite"
 **   local db = sqlite.open(path)            -- nil, msg on failure (environment)
+**   db:kind()                               -- "sqlite" | "postgres"
 **   db:exec(sql)                            -- one or more statements
 **   local rows, cols = db:query(sql [, params [, max_records]])
-**   for row in db:rows(sql [, params]) do ... end
+**   for row in db:rows(sql [, params]) do ... end   -- 5th value: column kinds
+**   db:has_table(name); db:columns(table); db:streams()   -- introspection
+**   db:lock_stream(source, stream [, namespace [, timeout_ms]]); db:unlock_stream(...)
 **   db:begin(); db:commit(); db:rollback(); db:in_transaction()
 **   local s = db:stream_open{ source = "source-faker", stream = "users", namespace = nil,
 **                             schema = json_text_or_table,
@@ -24,6 +29,7 @@
 **   db:put_delivered(destination, source, namespace_or_nil, stream, raw_id)
 **   db:move_destination(name, from_config_hash, to_config_hash)
 **   sqlite.state_key(state_json_or_table) -> "STREAM"|"GLOBAL"|"LEGACY", name, namespace|nil
+**   sqlite.state_count_mismatch(state, "sourceStats"|"destinationStats", arrived) -> count | nil
 **   db:table_name(stream [, namespace]) -> the stream's table (cache.h "Stream
 **       names"; namespace nil = the one it was cached under); raises on a clash
 **   db:set_table_prefix(prefix); db:table_prefix(); db:path(); db:close()
@@ -32,15 +38,16 @@
 **   sqlite.mkdir_p(path) -> true | nil, msg, errno
 **   sqlite.ulid() -> a new ULID (26 characters, time-ordered)
 **
-** Rows are tables keyed by column name: INTEGER -> integer, REAL -> float,
-** TEXT and BLOB -> string, NULL -> no key. Parameters: an array (positional
+** Rows are tables keyed by column name: integers, floats, strings (text,
+** JSON text, big-integer digits), booleans (a backend with a boolean
+** type), NULL -> no key. Parameters: an array (positional
 ** `?`, `?NNN`; `n` field honoured for trailing nils) or a table of names for
 ** `:name`, `@name`, `$name`; values nil / json.null -> NULL, booleans -> 1/0,
 ** integers, floats, strings, BigInt -> its digits as TEXT.
 **
-** Errors: misuse and SQL errors raise (SQL errors with SQLite's message and
-** the statement cut to 200 bytes); only open and mkdir_p, which depend on the
-** file system, return nil, msg.
+** Errors: misuse and SQL errors raise (SQL errors with the database's
+** message and the statement cut to 200 bytes); only open and mkdir_p, which
+** depend on the environment, return nil, msg.
 */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -86,7 +93,7 @@ typedef struct stmt_ud {
 
 static db_ud *checkdb(lua_State *L, int idx) {
   db_ud *d = luaL_checkudata(L, idx, DB_MT);
-  if (d->c == NULL) luaL_error(L, "attempt to use a closed SQLite cache");
+  if (d->c == NULL) luaL_error(L, "attempt to use a closed cache");
   return d;
 }
 
@@ -284,16 +291,21 @@ static const lb_cache_value *step_box(lua_State *L, stmt_ud *u) {
 
 /* --- db ----------------------------------------------------------------------------- */
 
-static int l_open(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  char err[512];
+/* A new db userdata for any backend; `label` (what tostring and db:path
+** show: the file, or the server and schema) is at index label_idx. Fill
+** its `c` with the backend's constructor, then finish with open_result. */
+static db_ud *new_db(lua_State *L, int label_idx) {
   db_ud *d = lua_newuserdatauv(L, sizeof *d, 1);
-  int rc;
   d->c = NULL;
   luaL_setmetatable(L, DB_MT);
-  lua_pushvalue(L, 1);
+  lua_pushvalue(L, label_idx);
   lua_setiuservalue(L, -2, 1);
-  rc = lb_cache_sqlite_open(path, &d->c, err, sizeof err);
+  return d;
+}
+
+/* The db (left on the stack), or nil, msg, code when the backend could
+** not open. */
+static int open_result(lua_State *L, int rc, const char *err) {
   if (rc < 0) {
     luaL_pushfail(L);
     lua_pushstring(L, err);
@@ -302,6 +314,18 @@ static int l_open(lua_State *L) {
   }
   return 1;
 }
+
+static int l_open(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  char err[512];
+  db_ud *d = new_db(L, 1);
+  return open_result(L, lb_cache_sqlite_open(path, &d->c, err, sizeof err), err);
+}
+
+/* sqlite.open_pg{ host=, port=, database=, username=, password=, dsn=,
+** schema_name=, table_prefix= } belongs here: new_db with a label, then
+** open_result(L, lb_cache_pg_open(...)). Helper "pgcache" adds it with
+** cache_pg.c (built when libpq is found: LB_WITH_POSTGRES). */
 
 static int db_close(lua_State *L) {
   db_ud *d = luaL_checkudata(L, 1, DB_MT);
