@@ -114,3 +114,54 @@ H.each_backend(function(b)
     end
   end)
 end)
+
+-- The state rules are C's (cache.h): the pump hands each STATE's key,
+-- disposition, claimed count and own text to on_message.
+describe("state rules in the pump", function()
+  local sqlite = require "airbyte.sqlite"
+  local proc, pump = require "airbyte.process", require "airbyte.pump"
+
+  local function source_printing(dir, lines)
+    H.write_file(dir .. "/lines.jsonl", table.concat(lines, "\n") .. "\n")
+    return assert(proc.spawn{ argv = { "cat", dir .. "/lines.jsonl" } })
+  end
+
+  it("decides commit, hold and skip, checks counts, and passes the state's own text", function()
+    local dir = H.tmpdir()
+    local db = assert(sqlite.open(dir .. "/c.sqlite"))
+    local schema = '{"properties": {"id": {"type": "integer"}}}'
+    local kept = db:stream_open{ source = "s", stream = "kept", schema = schema, strategy = "append" }
+    local swapped = db:stream_open{ source = "s", stream = "swapped", schema = schema, strategy = "replace" }
+    local rec = '{"type":"RECORD","record":{"stream":"%s","data":{"id":1},"emitted_at":1}}'
+    local p = source_printing(dir, {
+      rec:format("kept"), rec:format("kept"),
+      '{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":{"name":"kept"}},'
+        .. '"sourceStats":{"recordCount":2.0}}}',
+      rec:format("swapped"),
+      '{"type":"STATE","state":{"type":"STREAM", "stream":{"stream_descriptor":{"name":"swapped"}},'
+        .. '"sourceStats":{"recordCount":5}}}',
+      '{"type":"STATE","state":{"type":"GLOBAL","global":{"shared_state":{}}}}',
+      '{"type":"STATE","state":{"data":{}},"redactedConfig":{"x":1}}',
+    })
+    local seen = {}
+    db:begin()
+    pump.to_cache(p, { streams = { kept = kept, swapped = swapped },
+      on_message = function(msg, since, type, name, ns, disposition, expected, text)
+        seen[#seen + 1] = { since, type, name, ns, disposition, expected, text }
+      end })
+    db:rollback()
+    p:wait()
+    assert.same({ 2, "STREAM", "kept", nil, "commit", nil,
+                  '{"type":"STREAM","stream":{"stream_descriptor":{"name":"kept"}},"sourceStats":{"recordCount":2.0}}' },
+                seen[1])
+    assert.same({ 1, "STREAM", "swapped", nil, "hold_stream", 5,
+                  '{"type":"STREAM", "stream":{"stream_descriptor":{"name":"swapped"}},"sourceStats":{"recordCount":5}}' },
+                seen[2])
+    assert.equal("hold_global", seen[3][5])
+    assert.equal("_GLOBAL", seen[3][3])
+    assert.equal("skip", seen[4][5])
+    assert.equal(4, #seen)
+    kept:close(); swapped:close(); db:close()
+    H.rm_rf(dir)
+  end)
+end)
