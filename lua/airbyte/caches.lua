@@ -34,15 +34,16 @@
 --   cache:close(); also <close> and garbage collection. A closed cache opens
 --       its database again when used, so one object serves reads in sequence.
 -- For the source-reading layer (read.lua) and datasets (read_result.lua):
---   cache:_db() -> the airbyte.SQLiteDB userdata (opened on demand): begin,
+--   cache:_db() -> the airbyte.CacheDB userdata (any backend) (opened on demand): begin,
 --       commit, rollback, stream_open, put_state, get_states, ... and the C
 --       pump's lb__cache_check / lb__cache_stream_check
 --   cache:table_name(stream [, namespace]) -> the stream's table, as the C
 --       cache decides it (cache.h "Stream names"; namespace nil = the one it
 --       was cached under); a clash raises PyAirbyteNameNormalizationError
 --   cache:column_names(stream [, namespace]) -> array of column names (table order)
---   cache:_rows(sql, stream_name [, params [, namespace]]) -> typed row iterator
---       over any SELECT on that stream's table (types from its declared types)
+--   cache:_rows(sql [, params]) -> typed row iterator over any SELECT (types
+--       from the declared types of the columns it reads)
+--   cache:_stream_schema(stream [, namespace]) -> the JSON schema it was cached with
 --   M.rethrow(err, fields) -> raises a C cache error "Kind: message" as the
 --       structured error of that kind (other errors as they are)
 local sqlite = require "airbyte.sqlite"
@@ -238,25 +239,31 @@ end
 
 -- --- streams -------------------------------------------------------------------------
 
-local function table_exists(db, name)
-  local rows = db:query("SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = ?", { name })
-  return #rows > 0
-end
-
 -- The names of the streams cached under the table prefix whose table
--- exists (a name cached in several namespaces is listed once).
+-- exists (a name cached in several namespaces is listed once), as the
+-- storage interface lists them (lb_cache_streams).
 function Cache:_stream_names()
-  local db = self:_db()
   local out, seen = {}, {}
-  for row in db:rows("SELECT stream_name, table_name FROM _airbyte_streams"
-      .. " WHERE table_prefix = ?1 ORDER BY stream_name", { self.table_prefix }) do
-    local n = row.stream_name
-    if n and not seen[n] and table_exists(db, row.table_name) then
+  for _, row in ipairs(self:_db():streams()) do
+    local n = row.name
+    if not seen[n] then
       seen[n] = true
       out[#out + 1] = n
     end
   end
   return out
+end
+
+-- The JSON schema a cached stream was read with (_airbyte_streams'
+-- catalog_metadata), decoded; nil when the stream is not cached.
+function Cache:_stream_schema(stream_name, namespace)
+  for _, row in ipairs(self:_db():streams()) do
+    if row.name == stream_name and (namespace == nil or row.namespace == namespace) then
+      local ok, schema = pcall(json.decode, row.catalog)
+      return ok and schema or nil
+    end
+  end
+  return nil
 end
 
 function Cache:contains(name)
@@ -292,15 +299,14 @@ end
 
 function Cache:column_names(stream_name, namespace)
   local names = {}
-  local rows = self:_db():query("SELECT name FROM pragma_table_info(?)",
-    { self:table_name(stream_name, namespace) })
-  for i, r in ipairs(rows) do names[i] = r.name end
+  for i, col in ipairs(self:_db():columns(self:table_name(stream_name, namespace))) do names[i] = col.name end
   return names
 end
 
--- Converters per column, from the table's declared types (see cache.h):
--- JSON columns hold JSON text, BIGINT columns may hold integers beyond
--- int64 as their digits.
+-- Converters per column kind, from the declared types of the columns a
+-- query reads (the storage interface reports them): JSON columns hold JSON
+-- text, integer and number columns may hold integers beyond int64 as their
+-- digits.
 local function decode_json(v)
   if type(v) ~= "string" then return v end
   local c = v:sub(1, 1)
@@ -317,22 +323,14 @@ local function to_bigint(v)
   return v
 end
 
-function Cache:_converters(stream_name, namespace)
-  local conv = {}
-  local rows = self:_db():query("SELECT name, type FROM pragma_table_info(?)",
-    { self:table_name(stream_name, namespace) })
-  for _, r in ipairs(rows) do
-    local t = (r.type or ""):upper()
-    if t == "JSON" then conv[r.name] = decode_json
-    elseif t == "BIGINT" or t:find("^DECIMAL") then conv[r.name] = to_bigint end
-  end
-  return conv
-end
+local CONVERT = { json = decode_json, integer = to_bigint, number = to_bigint }
 
-function Cache:_rows(sql, stream_name, params, namespace)
+-- cache:_rows(sql [, params]) -> typed row iterator over any SELECT
+function Cache:_rows(sql, params)
   local db = self:_db()
-  local conv = stream_name and self:_converters(stream_name, namespace) or {}
-  local iter, _, _, closer = db:rows(sql, params)
+  local iter, _, _, closer, kinds = db:rows(sql, params)
+  local conv = {}
+  for col, kind in pairs(kinds) do conv[col] = CONVERT[kind] end
   if next(conv) == nil then return iter, nil, nil, closer end
   return function()
     local row = iter()
@@ -348,12 +346,12 @@ end
 
 function Cache:get_records(stream_name, namespace)
   local tname = self:table_name(stream_name, namespace)
-  if not table_exists(self:_db(), tname) then
+  if not self:_db():has_table(tname) then
     errors.raise("AirbyteStreamNotFoundError",
       ("stream '%s' is not in the cache %s"):format(stream_name, self.db_path),
       { stream_name = stream_name, available_streams = self:_stream_names() })
   end
-  return self:_rows("SELECT * FROM " .. quote_ident(tname), stream_name, nil, namespace)
+  return self:_rows("SELECT * FROM " .. quote_ident(tname))
 end
 
 -- --- state ------------------------------------------------------------------------------
@@ -368,7 +366,7 @@ end
 -- source's data, decoded), reasons, _airbyte_extracted_at, quarantined_at }
 function Cache:get_quarantine(stream)
   local db = self:_db()
-  if not table_exists(db, "_airbyte_quarantine") then return {} end
+  if not db:has_table("_airbyte_quarantine") then return {} end
   local rows = db:query("SELECT * FROM _airbyte_quarantine WHERE ?1 IS NULL OR stream_name = ?1 ORDER BY rowid",
     { stream == nil and json.null or stream })
   for _, r in ipairs(rows) do

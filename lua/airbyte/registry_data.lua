@@ -228,6 +228,7 @@ return {
       destinationDefinitionId = "25c5221d-dce2-4163-ade9-739ef790f503", name = "Postgres",
       dockerRepository = "airbyte/destination-postgres", dockerImageTag = "2.4.7",
       language = "java", releaseStage = "generally_available", supportLevel = "certified",
+      luabyte = BUILTIN,    -- lua/connectors/destination-postgres.lua (Destinations V2 layout)
     },
     destination {
       destinationDefinitionId = "ca81ee7c-3163-4246-af40-094cc31e5e42", name = "MySQL",

@@ -1,5 +1,14 @@
 /*
-** cache.h - the SQLite cache, laid out the way PyAirbyte lays out its caches.
+** cache.h - the storage interface: a cache laid out the way PyAirbyte lays
+** out its caches, whichever database keeps it.
+**
+** Every backend implements it (cache_backend.h says how; cache_sqlite.c is
+** SQLite, cache_pg.c PostgreSQL): callers (the pump, the Lua binding, the
+** tests) see only this file. cache.c implements each function once, with
+** what is common to all backends (argument checks, the table prefix, the
+** UUIDv7 generator, the error message, the stream -> table rules, state
+** keys and the state rules) and calls the backend for the rest. The layout
+** below is the same on every backend; types are SQLite's where it says so.
 **
 ** One table per stream, named by PyAirbyte's normalizer (lb_cache_normalize)
 ** as "Stream names" below says, with one typed column per top-level property
@@ -43,7 +52,8 @@
 ** Streams of different sources with one name share one table (as in
 ** PyAirbyte). Files made before this layout are migrated when opened.
 **
-** Column types.  SQLite keeps a type per value; a column's declared type only
+** Column types (the kinds are cache_columns.c's, for every backend; the
+** SQL types and binding rules below are SQLite's).  SQLite keeps a type per value; a column's declared type only
 ** chooses an "affinity" that converts some values on the way in.  We declare
 ** PyAirbyte's types where that conversion is a harmless cast towards the
 ** declared type and avoid them where it would change data:
@@ -65,7 +75,7 @@
 **   to a column's name fills that column (PyAirbyte's records are
 **   case-insensitive dicts).
 **
-** Durability.  The database runs with journal_mode=WAL and synchronous=NORMAL:
+** Durability (SQLite).  The database runs with journal_mode=WAL and synchronous=NORMAL:
 ** a committed transaction may be lost if the machine loses power before the
 ** next WAL checkpoint syncs, but the file is always consistent, and a crash
 ** of the process (the failure luabyte guarantees against: connector or host
@@ -75,7 +85,7 @@
 ** data.  Readers in other connections see the last commit while a sync runs.
 **
 ** Functions return 0 or a negative code: LB_ENOMEM, LB_EINVAL (misuse, bad
-** input), LB_CACHE_ESQL (SQLite failed: lb_cache_errmsg tells why).  Nothing
+** input), LB_CACHE_ESQL (the database failed: lb_cache_errmsg tells why).  Nothing
 ** here exits, aborts or raises.  One lb_cache is used by one thread at a time.
 */
 #ifndef LB_CACHE_H
@@ -86,11 +96,13 @@
 #include "luabyte.h"
 #include "jskim.h"
 
-#define LB_CACHE_ESQL (-100)   /* SQLite error, see lb_cache_errmsg */
+#define LB_CACHE_ESQL (-100)   /* the database failed, see lb_cache_errmsg */
 #define LB_CACHE_EBUSY (-101)  /* lb_cache_lock_stream: another runner holds the stream */
 
 typedef struct lb_cache lb_cache;
 typedef struct lb_cache_stream lb_cache_stream;
+typedef struct lb_cache_cursor lb_cache_cursor;
+typedef struct lb_cache_query lb_cache_query;
 
 typedef enum {
   LB_WRITE_APPEND,    /* plain INSERT */
@@ -98,14 +110,16 @@ typedef enum {
   LB_WRITE_REPLACE    /* into a shadow table swapped in by _finish */
 } lb_write_strategy;
 
-/* Open or create the database file at path (its directory must exist) and
-** the _airbyte_* tables. ":memory:" works. On failure *out is NULL and err
-** says why. */
+/* SQLite: open or create the database file at path (its directory must
+** exist) and the _airbyte_* tables. ":memory:" works. On failure *out is
+** NULL and err says why. (PostgreSQL: lb_cache_pg_open, cache_pg.h.) */
 int  lb_cache_sqlite_open(const char *path, lb_cache **out, char *err, size_t errlen);
 /* Closes the streams still open (their statements; unfinished REPLACE shadow
 ** tables stay and are dropped by the next open of that stream), rolls back an
 ** open transaction and closes the database. NULL is fine. */
 void lb_cache_close(lb_cache *c);
+/* The backend: "sqlite" or "postgres". */
+const char *lb_cache_kind(const lb_cache *c);
 
 /* Transactions: BEGIN IMMEDIATE (takes the write lock now, so a concurrent
 ** writer waits up to the busy timeout here rather than failing later).
@@ -134,11 +148,12 @@ int  lb_cache_in_transaction(const lb_cache *c);
 ** show up as queued rows' do: at the next call (roll back then). Without
 ** the writer thread (sync mode) they run at once.
 ** Writers of one file take turns: one that commits while another waits for
-** the lock lets that one go first (see cache_sqlite.c, "Taking turns"). */
+** the lock lets that one go first (see cache_sqlite.c, "Taking turns").
+** A backend without queued transactions (no writer thread) runs them at
+** once: begin; put_state, commit, then begin when begin_again. */
 int  lb_cache_begin_queued(lb_cache *c);
 int  lb_cache_commit_queued(lb_cache *c, const char *source_name, const char *state_json,
                             size_t len, int begin_again);
-
 
 /* Async mode (on by default): lb_cache_stream_write scans the record on
 ** the caller's thread, copies what is to be bound into a batch and returns;
@@ -173,8 +188,9 @@ int  lb_cache_wait_idle(lb_cache *c, uint64_t deadline_ns);
 
 /* Message of the last failure on this cache (never NULL). */
 const char *lb_cache_errmsg(lb_cache *c);
-/* The sqlite3 connection, for the Lua binding's ad-hoc SQL (waits for
-** queued rows first, so the caller may use it right away). */
+/* SQLite only (NULL for other backends): the sqlite3 connection, for C
+** tests that look at the file (waits for queued rows first). Everything
+** else uses the interface. */
 struct sqlite3 *lb_cache_db(lb_cache *c);
 
 /* Table prefix prepended to stream names (PyAirbyte's table_prefix), "" by
@@ -218,20 +234,6 @@ lb_cache_stream *lb_cache_stream_open_id(lb_cache *c, const char *source_name,
                                          const char *const *primary_key,
                                          char *err, size_t errlen);
 
-/* Stream locks (issue 9 §4): a per-(table prefix, source, stream) lock a
-** runner holds for the whole read of that stream, so that two runners on
-** one stream never interleave their rows and states. Tries for up to
-** timeout_ms (0 = once; it blocks the calling thread meanwhile, so an event
-** loop passes 0 and retries after yielding); refused, it returns
-** LB_CACHE_EBUSY with an error naming the stream and the holder
-** ("pid 12@host since 2026-01-01T00:00:00Z", or another reader in this
-** process). Streams never wait for each other. The lock is dropped by
-** unlock, by lb_cache_close, and by the kernel when the holder's process
-** ends (kill -9 included). An in-memory cache has no other runner: 0. */
-int  lb_cache_lock_stream(lb_cache *c, const char *source_name, const lb_cache_stream_id *id,
-                          long timeout_ms, char *err, size_t errlen);
-void lb_cache_unlock_stream(lb_cache *c, const char *source_name, const lb_cache_stream_id *id);
-
 /* The table of stream (ns, name) under the current table prefix, by the
 ** rules of "Stream names" (the one it has, or the one it would get; nothing
 ** is written). ns NULL (not "") = whichever namespace the stream was cached
@@ -267,6 +269,22 @@ int  lb_cache_stream_abort(lb_cache_stream *s, char *err, size_t errlen);
 /* Finalizes the statements and frees the stream. NULL is fine. */
 void lb_cache_stream_close(lb_cache_stream *s);
 
+/* Stream locks (issue 9 section 4): a per-(table prefix, source, stream)
+** lock a runner holds for the whole read of that stream, so that two
+** runners of the same source and stream (processes on one machine or
+** many, tasks of one script) never interleave their rows and states;
+** runners of other streams never wait. Tries for up to timeout_ms (0 =
+** once); refused, it returns LB_CACHE_EBUSY with err naming the stream and
+** the other holder ("pid 12@host since 2026-01-01T00:00:00Z", or another
+** reader in this process). 0 = acquired. A lock is released by unlock, by
+** closing the cache, or when its process dies (kill -9 included).
+** SQLite: a flock'd file per stream in "<file>-lbstreams/"; the wait
+** blocks the calling thread, so an event loop passes 0 and retries after
+** yielding (read.lua); an in-memory cache has no other runner: always 0. */
+int  lb_cache_lock_stream(lb_cache *c, const char *source_name, const lb_cache_stream_id *id,
+                          long timeout_ms, char *err, size_t errlen);
+void lb_cache_unlock_stream(lb_cache *c, const char *source_name, const lb_cache_stream_id *id);
+
 /* Records accepted by lb_cache_stream_write (in async mode some may still
 ** be queued). */
 long long lb_cache_stream_rows_written(const lb_cache_stream *s);
@@ -275,6 +293,7 @@ const char *lb_cache_stream_table(const lb_cache_stream *s);   /* final table na
 const char *lb_cache_stream_name(const lb_cache_stream *s, size_t *len);
 const char *lb_cache_stream_namespace(const lb_cache_stream *s, size_t *len);
 lb_cache *lb_cache_stream_cache(const lb_cache_stream *s);
+lb_write_strategy lb_cache_stream_strategy(const lb_cache_stream *s);
 
 /* State.  A state is kept under its key (lb_state_key_of, protocol.h): a
 ** STREAM state under its stream's (namespace, name), GLOBAL and LEGACY
@@ -325,13 +344,130 @@ int  lb_cache_put_delivered(lb_cache *c, const lb_cache_delivery *d, const char 
 int  lb_cache_move_destination(lb_cache *c, const char *destination_name, const char *from_hash,
                                const char *to_hash);
 
-/* The SQL of the two state reads, for the Lua binding, which runs them in
-** statements it owns (so a memory error while building rows leaks nothing):
-** columns stream_name, state_json, stream_namespace. get_states binds ?1
-** source, ?2 table prefix; get_destination_states ?1 destination name, ?2
-** config hash or NULL, ?3 source or NULL. */
-extern const char *const lb__cache_get_states_sql;
-extern const char *const lb__cache_get_destination_states_sql;
+/* The rules of state, once (Lua calls them through the binding).
+**
+** When a state commits: a STATE that follows records commits with them
+** (LB_STATE_COMMIT), except that a REPLACE stream's own state is held until
+** its table is swapped in (LB_STATE_HOLD_STREAM), and a GLOBAL or LEGACY
+** state is held until the end when any stream of the read is replaced
+** (LB_STATE_HOLD_GLOBAL), since it speaks for those streams too. A state
+** with no checkpoint (the Faros kit's side channel: a message carrying
+** redactedConfig or logs) is never stored (LB_STATE_SKIP); neither is a
+** state after the read has failed (failed != 0). stream_replaced: the
+** state's stream (a STREAM state with no namespace) is written with
+** REPLACE. */
+typedef enum {
+  LB_STATE_COMMIT = 0,
+  LB_STATE_HOLD_STREAM,
+  LB_STATE_HOLD_GLOBAL,
+  LB_STATE_SKIP
+} lb_state_disposition;
+struct lb_state_key;
+lb_state_disposition lb_cache_state_disposition(const lb_jval *state_msg,
+                                                const struct lb_state_key *key,
+                                                int stream_replaced, int any_replaced,
+                                                int failed);
+/* The record-count check: a state's sourceStats.recordCount (field
+** "sourceStats") or destinationStats.recordCount ("destinationStats")
+** against the records that arrived before it. Returns 1 when the state
+** carries a count that differs (*expected set to it), 0 when it agrees or
+** carries none. */
+int  lb_cache_state_count_mismatch(const lb_jval *state, const char *field, long long arrived,
+                                   long long *expected);
+
+/* --- the read side ----------------------------------------------------------- */
+
+/* A growable byte buffer ({0} to start; free p when done).
+** lb_cache_buf_reserve makes room for `more` bytes after len: LB_ENOMEM. */
+typedef struct lb_cache_buf {
+  char *p;
+  size_t len, cap;
+} lb_cache_buf;
+int  lb_cache_buf_reserve(lb_cache_buf *b, size_t more);
+
+/* A cursor over a stream's rows, as protocol RECORD lines:
+**   {"type":"RECORD","record":{"stream":<stream>,"data":{...},"emitted_at":N}}\n
+** (with "namespace" after the stream when ns is given), the data holding
+** the source's columns only (NULL as null; JSON columns as their JSON,
+** booleans as true/false, big integers as their digits), built with the
+** shared JSON encoder (jsonenc.c); emitted_at from _airbyte_extracted_at.
+** Rows come in table order (no sort: a sort of a big table costs more than
+** the feed); after_raw_id limits them to _airbyte_raw_id > after (UUIDv7
+** text sorts by time), NULL = all. */
+typedef struct lb_cache_cursor_spec {
+  const char *table;                 /* the stream's table (lb_cache_table_name) */
+  const char *stream, *ns;           /* names in the lines; ns NULL = none */
+  size_t stream_len, ns_len;
+  const char *after_raw_id;          /* NULL = every row */
+} lb_cache_cursor_spec;
+/* NULL on failure (lb_cache_errmsg says why). */
+lb_cache_cursor *lb_cache_cursor_open(lb_cache *c, const lb_cache_cursor_spec *spec);
+/* Appends the next row's line to out and points *raw_id at its
+** _airbyte_raw_id (valid until the next call; length in *raw_id_len, 0 when
+** the row has none). 1 = a row, 0 = no more rows, negative on failure. */
+int  lb_cache_cursor_next(lb_cache_cursor *cur, lb_cache_buf *out, const char **raw_id,
+                          size_t *raw_id_len);
+void lb_cache_cursor_close(lb_cache_cursor *cur);   /* NULL is fine */
+
+/* --- ad-hoc SQL and introspection (the Lua layer's run_sql_query, datasets,
+** checks) ----------------------------------------------------------------------- */
+
+typedef enum {
+  LB_VAL_NULL = 0,
+  LB_VAL_INT,        /* i */
+  LB_VAL_FLOAT,      /* d */
+  LB_VAL_TEXT,       /* s, n (may hold NUL) */
+  LB_VAL_JSON,       /* s, n: JSON text (a backend with a JSON type) */
+  LB_VAL_BOOL,       /* i: 0 or 1 */
+  LB_VAL_BIGINT      /* s, n: the digits of an integer beyond int64 */
+} lb_cache_vtype;
+
+typedef struct lb_cache_value {
+  lb_cache_vtype type;
+  long long i;
+  double d;
+  const char *s;
+  size_t n;
+  const char *name;  /* parameters: ":name", "@name", "$name"; NULL = positional */
+} lb_cache_value;
+
+/* Runs one or more statements (no results), in the caller's transaction
+** if one is open. */
+int  lb_cache_exec(lb_cache *c, const char *sql, size_t len);
+/* Rows changed by the last statement. */
+long long lb_cache_changes(lb_cache *c);
+/* One statement with parameters (positional in order, or named), rows one
+** at a time: query_next points *row at ncols values (valid until the next
+** call) and returns 1, 0 at the end, negative on failure. col_kind is the
+** declared kind of a result column that comes from a table column
+** (lb_col_kind of cache_backend.h: the column types of the layout), -1 for
+** an expression. NULL on failure (lb_cache_errmsg has the database's
+** message and the statement). */
+lb_cache_query *lb_cache_query_open(lb_cache *c, const char *sql, size_t len,
+                                    const lb_cache_value *params, int nparams);
+int  lb_cache_query_ncols(lb_cache_query *q);
+const char *lb_cache_query_col_name(lb_cache_query *q, int i);
+int  lb_cache_query_col_kind(lb_cache_query *q, int i);
+int  lb_cache_query_next(lb_cache_query *q, const lb_cache_value **row);
+void lb_cache_query_close(lb_cache_query *q);      /* NULL is fine */
+
+/* 1 when a table of that name exists, 0 when not, negative on failure. */
+int  lb_cache_has_table(lb_cache *c, const char *table);
+/* Calls cb for each column of table in table order: its name, its kind
+** (lb_col_kind, from the declared type; -1 when it has none of ours) and
+** the declared type as the database spells it. 0 for a missing table (no
+** calls). A non-zero return from cb stops and is returned. */
+typedef int (*lb_cache_column_cb)(void *ud, const char *name, int kind, const char *decl);
+int  lb_cache_columns(lb_cache *c, const char *table, lb_cache_column_cb cb, void *ud);
+/* Calls cb for each stream cached under the current table prefix whose
+** table exists, in (name, namespace) order: name, namespace ("" none),
+** table, source, catalog_metadata (the JSON schema it was opened with). */
+typedef struct lb_cache_stream_row {
+  const char *name, *ns, *table, *source_name, *catalog_json;   /* ns "" = none */
+  size_t name_len, ns_len, catalog_len;
+} lb_cache_stream_row;
+typedef int (*lb_cache_streams_cb)(void *ud, const lb_cache_stream_row *row);
+int  lb_cache_streams(lb_cache *c, lb_cache_streams_cb cb, void *ud);
 
 /* PyAirbyte's LowerCaseNormalizer: lower case, every character (code point)
 ** that is not [a-z0-9] becomes '_' (NUL too: len counts the bytes, never
@@ -349,7 +485,7 @@ long lb_cache_normalize(const char *name, size_t len, char *out, size_t cap);
 void lb_cache_uuid7(lb_cache *c, char out[37]);
 
 /* For the C pump: the C objects behind the Lua userdata of lua_cache.c
-** ("airbyte.SQLiteDB" and "airbyte.SQLiteStream"). Raise if the value is not
+** ("airbyte.CacheDB" and "airbyte.CacheStream", for every backend). Raise if the value is not
 ** one, or is closed. */
 struct lua_State;
 lb_cache *lb__cache_check(struct lua_State *L, int idx);
@@ -366,5 +502,13 @@ lb_cache_stream *lb__cache_stream_check(struct lua_State *L, int idx);
 int lb_cache_put_quarantine(lb_cache *c, const char *source_name, const char *stream, size_t stream_len,
                             const char *ns, size_t ns_len, const char *record_json, size_t record_len,
                             const char *reasons_json, size_t reasons_len, long long emitted_at_ms);
+/* The same, as the backends receive it (emitted_at_ms clamped). */
+typedef struct lb_cache_quarantine {
+  const char *source_name, *stream, *ns;          /* ns "" = none */
+  size_t stream_len, ns_len;
+  const char *record_json, *reasons_json;
+  size_t record_len, reasons_len;
+  long long emitted_at_ms;
+} lb_cache_quarantine;
 
 #endif

@@ -17,6 +17,18 @@ typedef struct lb_proc lb_proc;
 typedef struct lb_tmpfile lb_tmpfile;
 typedef struct lb_masker lb_masker;
 
+/* A resource's link in the cleanup chain of the task that made it (proc.c's
+** children): the scheduler calls fn when the task is cancelled, before its
+** __close handlers run (cancelled = 1), and when it has ended, unlinked
+** first (cancelled = 0). It knows nothing else of the resource. */
+typedef struct lb_task_link lb_task_link;
+typedef void (*lb_task_link_fn)(lb_task_link *l, int cancelled);
+struct lb_task_link {
+  lb_task_link_fn fn;
+  lb_task        *task;        /* NULL when not linked */
+  lb_task_link   *prev, *next;
+};
+
 struct lb_task {
   lb_runtime   *rt;
   lua_State    *co;            /* the coroutine, anchored by co_ref */
@@ -42,13 +54,8 @@ struct lb_task {
   int           in_end_cb;     /* end_cb is running: release frees after it */
   char         *result_json;   /* lb_task_result, made on first use */
   size_t        result_len;
+  lb_task_link *links;         /* cleanup chain of what the task made */
 };
-
-/* Called when a task ends (cancelled first, before its __close handlers
-** run, then ended), so owners of resources (proc.c) need no scheduler
-** knowledge and the scheduler none of theirs. */
-typedef void (*lb_task_end_fn)(lb_runtime *rt, lb_task *t, int cancelled);
-#define LB_TASK_END_HOOKS 4
 
 /* A wait made outside any task, kept while the loop runs (loop.c). */
 typedef struct lb_host_wait {
@@ -84,9 +91,8 @@ struct lb_runtime {
   const void   *host_frame;    /* the call frame running a host wait's continuation */
   lua_State    *host_L;
   lb_host_wait  again;
-  lb_task_end_fn end_hooks[LB_TASK_END_HOOKS];
   jmp_buf      *panic_jmp;     /* where a Lua panic resumes (loop.c's step) */
-  int           panicked;
+  int           panicked;      /* host code raised, or Lua panicked: LB_ELUA */
   lb_task      *in_callback;   /* the task whose end callback runs */
   lb_proc      *procs;         /* child processes whose handles are open */
   lb_tmpfile   *tmpfiles;      /* removed at close */
@@ -105,9 +111,17 @@ void lb__set_error(lb_runtime *rt, const char *fmt, ...);
 void lb__log(lb_runtime *rt, int level, const char *fmt, ...);
 /* With a host log sink: io.stderr of L hands its lines to the sink. */
 void lb__log_install(lua_State *L, lb_runtime *rt);
+/* Runs host code (an end callback) in a protected call on rt->L: 0, or
+** LB_ELUA when it raised a Lua error (then in lb_last_error and the log,
+** and rt->panicked is set). */
+typedef void (*lb_host_fn)(void *ud);
+int  lb__host_call(lb_runtime *rt, lb_host_fn fn, void *ud, const char *what);
+
+/* rtstate.c */
+lb_runtime *lb__rt(lua_State *L);
+void lb__rt_set(lua_State *L, lb_runtime *rt);   /* NULL: none any more */
 
 /* runtime.c */
-lb_runtime *lb__rt(lua_State *L);
 /* The luabyte command that runs built-in connectors, or NULL. */
 const char *lb__exe_path(lb_runtime *rt);
 /* After ab.use_loop: the runtime is finalized before luv's loop. */
@@ -121,10 +135,15 @@ void lb__tmpfile_remove(lb_runtime *rt, lb_tmpfile *f);
 int  lb__loop_init(lb_runtime *rt, uv_loop_t *shared);
 void lb__loop_close(lb_runtime *rt, int close_loop);
 int  lb__loop_use(lb_runtime *rt, uv_loop_t *loop, uint32_t budget_us);
-/* A wait outside any task (stock lua5.4 calling source:read()): runs the
-** loop until the wait ends, then the continuation k. */
-int  lb__host_wait(lua_State *L, lb_cleanup_fn cleanup, void *data,
-                   lua_KContext ctx, lua_KFunction k);
+/* Suspends the running task until lb__wake(); the continuation k then runs
+** (it must re-check its condition). cleanup(data) undoes the wait if the
+** task is cancelled first. Outside any task (stock lua5.4 calling
+** source:read()) it runs the loop until the wait ends, then k. */
+int  lb__wait(lua_State *L, lb_cleanup_fn cleanup, void *data,
+              lua_KContext ctx, lua_KFunction k);
+/* The task running L, or the host's stand-in outside tasks; raises where
+** no wait is possible. */
+lb_task *lb__current(lua_State *L, const char *what);
 
 /* sched.c */
 extern const char lb__io_sentinel;   /* yielded value that marks an I/O wait */
@@ -132,19 +151,14 @@ lb_task *lb__task_new(lb_runtime *rt, lua_State *from, int nargs);
 void lb__task_free_if_unused(lb_task *t);
 void lb__tasks_detach(lb_runtime *rt);
 void lb__wake(lb_task *t);
-/* Suspends the running task until lb__wake(); the continuation k then runs
-** (it must re-check its condition). cleanup(data) undoes the wait if the
-** task is cancelled first. Raises when called outside a task. */
-int  lb__wait(lua_State *L, lb_cleanup_fn cleanup, void *data,
-              lua_KContext ctx, lua_KFunction k);
-lb_task *lb__current(lua_State *L, const char *what);
 /* Resumes ready tasks until none is ready or uv_hrtime() passes deadline
 ** (0 = no budget). */
 int  lb__drain(lb_runtime *rt, uint64_t deadline);
 void lb__cancel_all(lb_runtime *rt);
 int  lb__task_cancel(lb_task *t, const char *why);
 int  lb__budget_spent(lb_runtime *rt);
-void lb__on_task_end(lb_runtime *rt, lb_task_end_fn fn);
+void lb__task_link(lb_task *t, lb_task_link *l, lb_task_link_fn fn);
+void lb__task_unlink(lb_task_link *l);   /* no-op when not linked */
 /* LB_LOOP_SHARED: keeps the host's poll from blocking while tasks are ready. */
 void lb__sched_kick(lb_runtime *rt);
 void lb__hook_current(lb_runtime *rt);
@@ -180,6 +194,7 @@ int luaopen_airbyte_pump(lua_State *L);    /* pump.c: connector output into the 
 int luaopen_airbyte_sandbox(lua_State *L); /* lua_sandbox.c: validators in a limited state */
 int luaopen_airbyte_libyaml(lua_State *L); /* lua_yaml.c: YAML documents (libyaml) */
 int luaopen_airbyte_http(lua_State *L);    /* lua_http.c: HTTP(S) through libcurl */
+int luaopen_airbyte_pg(lua_State *L);      /* lua_pg.c: PostgreSQL for destination-postgres */
 int luaopen_cjson(lua_State *L);           /* lua-cjson, linked in */
 void lb__open_mask(lua_State *L);          /* lua_mask.c: core.mask*, into the table on top */
 

@@ -2,8 +2,8 @@
 ** log.c - the runtime's messages: the host's log sink (lb_options.log) or
 ** stderr, and, with a sink, a Lua `io.stderr` that hands it every line the
 ** Lua side prints there (progress, "Completed ..." summaries, connector
-** failures, warnings), so a host's stderr stays its own. A leaf: it uses
-** nothing else of the core.
+** failures, warnings), so a host's stderr stays its own; and host code run
+** in protected mode. A leaf: it uses nothing else of the core.
 */
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,9 +13,75 @@
 
 #define STREAM_MT "airbyte.LogStream"
 
+/* Host code (a log sink, an end callback) runs inside a protected call on
+** lb_lua(rt), the state it would raise through: a Lua error it raises
+** comes back here instead of reaching Lua's panic, which aborts. */
+typedef struct host_call {
+  lb_host_fn fn;
+  void *ud;
+} host_call;
+
+static int host_call_p(lua_State *L) {
+  host_call *c = lua_touserdata(L, 1);
+  c->fn(c->ud);
+  return 0;
+}
+
+/* LUA_OK, or an error status with the message on top of rt->L. */
+static int protect(lb_runtime *rt, lb_host_fn fn, void *ud) {
+  lua_State *L = rt->L;
+  host_call c;
+  if (L == NULL || !lua_checkstack(L, 2)) {   /* nothing to raise through */
+    fn(ud);
+    return LUA_OK;
+  }
+  c.fn = fn;
+  c.ud = ud;
+  lua_pushcfunction(L, host_call_p);
+  lua_pushlightuserdata(L, &c);
+  return lua_pcall(L, 1, 0, 0);
+}
+
+typedef struct sink_call {
+  lb_runtime *rt;
+  int level;
+  const char *msg;
+  size_t len;
+} sink_call;
+
+static void call_sink(void *ud) {
+  sink_call *c = ud;
+  c->rt->log(c->rt->log_ud, c->level, c->msg, c->len);
+}
+
 static void emit(lb_runtime *rt, int level, const char *msg, size_t len) {
-  if (rt->log) rt->log(rt->log_ud, level, msg, len);
-  else fprintf(stderr, "luabyte: %.*s\n", (int)len, msg);
+  sink_call c;
+  if (rt->log == NULL) {
+    fprintf(stderr, "luabyte: %.*s\n", (int)len, msg);
+    return;
+  }
+  c.rt = rt;
+  c.level = level;
+  c.msg = msg;
+  c.len = len;
+  if (protect(rt, call_sink, &c) != LUA_OK) {   /* the sink is broken: stderr is left */
+    const char *e = lua_tostring(rt->L, -1);
+    fprintf(stderr, "luabyte: the host's log sink raised a Lua error (%s) on: %.*s\n",
+            e ? e : "not a string", (int)len, msg);
+    lua_pop(rt->L, 1);
+    rt->panicked = 1;
+  }
+}
+
+int lb__host_call(lb_runtime *rt, lb_host_fn fn, void *ud, const char *what) {
+  const char *e;
+  if (protect(rt, fn, ud) == LUA_OK) return 0;
+  e = lua_tostring(rt->L, -1);
+  lb__set_error(rt, "Lua error in the host's %s: %s", what, e ? e : "(not a string)");
+  lua_pop(rt->L, 1);
+  rt->panicked = 1;
+  lb__log(rt, LB_LOG_ERROR, "%s", rt->errmsg);
+  return LB_ELUA;
 }
 
 void lb__log(lb_runtime *rt, int level, const char *fmt, ...) {

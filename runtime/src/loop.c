@@ -1,8 +1,9 @@
 /*
 ** loop.c - the three loop modes: lb_step/lb_run, the backend fd and
 ** timeout, the shared loop's check handle, switching to a host's loop, and
-** blocking calls made outside any task (they run the loop until their wait
-** ends, so a plain script can call source:read()).
+** waits (lb__wait): a task's yields to the scheduler, a blocking call made
+** outside any task runs the loop until its wait ends, so a plain script can
+** call source:read().
 */
 #define _GNU_SOURCE 1   /* sigtimedwait */
 #include <pthread.h>
@@ -14,6 +15,8 @@
 #include "lb_internal.h"
 
 static void step(lb_runtime *rt, int timeout_ms, uint32_t budget_us);
+static int host_wait(lua_State *L, lb_cleanup_fn cleanup, void *data,
+                     lua_KContext ctx, lua_KFunction k);
 
 /* --- the runtime's own handles --------------------------------------------- */
 
@@ -229,6 +232,36 @@ LB_API struct uv_loop_s *lb_loop(lb_runtime *rt) {
   return rt->loop;
 }
 
+/* --- waiting ---------------------------------------------------------------- */
+
+/* In a task a wait yields to the scheduler (sched.c); outside any task it
+** runs the loop here until it ends. */
+lb_task *lb__current(lua_State *L, const char *what) {
+  lb_runtime *rt = lb__rt(L);
+  if (rt->current == NULL && !rt->stepping && !rt->closing) {
+    /* outside any task: the wait runs the loop itself (host_wait) */
+    if (rt->mode == LB_LOOP_SHARED)
+      luaL_error(L, "%s outside a task is not possible while the host runs the loop "
+                    "(ab.use_loop, LB_LOOP_SHARED): start it with ab.spawn(fn)", what);
+    return &rt->host;
+  }
+  if (rt->current == NULL || !lua_isyieldable(L))
+    luaL_error(L, "%s is not allowed here: it waits, and only code running in a "
+                  "task can wait (not inside a metamethod, iterator of a C "
+                  "function or a record hook)", what);
+  return rt->current;
+}
+
+int lb__wait(lua_State *L, lb_cleanup_fn cleanup, void *data,
+             lua_KContext ctx, lua_KFunction k) {
+  lb_task *t = lb__current(L, "waiting");
+  if (t == &t->rt->host) return host_wait(L, cleanup, data, ctx, k);
+  t->cleanup = cleanup;
+  t->cleanup_data = data;
+  lua_pushlightuserdata(L, (void *)&lb__io_sentinel);
+  return lua_yieldk(L, 1, ctx, k);
+}
+
 /* --- waits outside a task ---------------------------------------------------- */
 
 /* Identity of the running C function's call frame: the continuation of a
@@ -289,8 +322,8 @@ static int call_k(lua_State *L) {
 }
 
 /* A wait outside any task: the runtime's loop runs here until it ends. */
-int lb__host_wait(lua_State *L, lb_cleanup_fn cleanup, void *data,
-                  lua_KContext ctx, lua_KFunction k) {
+static int host_wait(lua_State *L, lb_cleanup_fn cleanup, void *data,
+                     lua_KContext ctx, lua_KFunction k) {
   lb_runtime *rt = lb__rt(L);
   const void *outer_frame = rt->host_frame;
   lua_State *outer_L = rt->host_L;

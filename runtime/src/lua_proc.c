@@ -404,7 +404,7 @@ static int l_terminate(lua_State *L) {
 
 static int l_pid(lua_State *L) {
   lb_proc *p = lb__proc_check(L, 1);
-  lua_pushinteger(L, p->running || p->exited ? p->process.pid : 0);
+  lua_pushinteger(L, p->running || p->exited ? p->pid : 0);
   return 1;
 }
 
@@ -482,7 +482,7 @@ static int l_close(lua_State *L) {
 
 static int l_tostring(lua_State *L) {
   proc_ud *u = luaL_checkudata(L, 1, PROC_MT);
-  if (u->p) lua_pushfstring(L, "airbyte.Process(%s, pid %d)", u->p->name, (int)u->p->process.pid);
+  if (u->p) lua_pushfstring(L, "airbyte.Process(%s, pid %d)", u->p->name, (int)u->p->pid);
   else lua_pushliteral(L, "airbyte.Process(closed)");
   return 1;
 }

@@ -9,9 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/wait.h>
 #include "mask.h"
 #include "proc.h"
 #include "protocol.h"
+#include "reap.h"
 
 #define WRITE_QUEUE_MAX (1024 * 1024)
 #define STDERR_MAX_LINE (64 * 1024)
@@ -47,6 +49,7 @@ static void maybe_free(lb_proc *p) {
   lb_runtime *rt = p->rt;
   int i;
   if (p->open_handles > 0 || !p->lua_gone) return;
+  lb__task_unlink(&p->link);
   if (p->prev) p->prev->next = p->next;
   else if (rt->procs == p) rt->procs = p->next;
   if (p->next) p->next->prev = p->prev;
@@ -232,15 +235,13 @@ static void on_linger(uv_timer_t *h) {
   wake_all(p);
 }
 
-static void on_exit_cb(uv_process_t *proc, int64_t status, int signum) {
-  lb_proc *p = proc->data;
+/* The child is gone (libuv's exit callback, or the reaper's). */
+static void exited(lb_proc *p, int64_t status, int signum) {
   p->running = 0;
   p->exited = 1;
   p->exit_status = status;
   p->term_signal = signum;
-  uv_timer_stop(&p->kill_timer);
   close_handle((uv_handle_t *)&p->process);
-  close_handle((uv_handle_t *)&p->kill_timer);
   if (p->lua_gone) {                 /* nobody reads: close everything */
     close_handle((uv_handle_t *)&p->out);
     close_handle((uv_handle_t *)&p->err);
@@ -258,36 +259,52 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int signum) {
   wake_all(p);
 }
 
-/* Children run in their own process group (UV_PROCESS_DETACHED makes
-** them session leaders), so a signal reaches the connector and whatever it
-** started: a shell wrapper's children, a Python interpreter, docker run. */
-static void signal_group(lb_proc *p, int signum) {
-  if (kill(-p->process.pid, signum) != 0) uv_process_kill(&p->process, signum);
+static void on_exit_cb(uv_process_t *proc, int64_t status, int signum) {
+  exited(proc->data, status, signum);
 }
 
-static void on_kill_timer(uv_timer_t *h) {
-  lb_proc *p = h->data;
-  if (p->running) {
-    signal_group(p, SIGKILL);
-    p->kill_sent = SIGKILL;
-  }
+static void on_reaped(void *data, int64_t status, int signum) {
+  lb_proc *p = data;
+  p->reaper = NULL;
+  p->open_handles--;                 /* the reaper counted as one */
+  exited(p, status, signum);
+  maybe_free(p);
 }
 
+/* Terminating hands the child to a reaper (reap.h): libuv stops watching
+** it, and the SIGKILL after the grace period and the reaping happen on
+** time whether or not the host steps. Children run in their own process
+** group (UV_PROCESS_DETACHED makes them session leaders), so the signals
+** reach the connector and whatever it started: a shell wrapper's
+** children, a Python interpreter, docker run. */
 void lb__proc_terminate(lb_proc *p, int force) {
+  int first = force ? SIGKILL : SIGTERM;
   if (!p->running) return;
-  if (force || p->kill_sent == SIGTERM) {
-    signal_group(p, SIGKILL);
-    p->kill_sent = SIGKILL;
+  if (p->reaper) {
+    if (force && p->kill_sent != SIGKILL) {
+      lb__reap_hurry(p->reaper);
+      p->kill_sent = SIGKILL;
+    }
     return;
   }
-  if (p->kill_sent) return;
-  signal_group(p, SIGTERM);
-  p->kill_sent = SIGTERM;
-  uv_timer_start(&p->kill_timer, on_kill_timer, p->rt->kill_grace_ms, 0);
+  /* closing the process handle is what makes libuv forget the pid */
+  close_handle((uv_handle_t *)&p->process);
+  if (lb__reap_start(p->rt->loop, p->pid, first, p->rt->kill_grace_ms, on_reaped, p,
+                     &p->reaper) == 0) {
+    p->open_handles++;
+  } else {
+    /* no memory for a reaper: end it here (SIGKILL is quick) */
+    int st = 0;
+    if (kill(-p->pid, SIGKILL) != 0) (void)kill(p->pid, SIGKILL);
+    while (waitpid(p->pid, &st, 0) < 0 && errno == EINTR) {}
+    exited(p, WIFEXITED(st) ? WEXITSTATUS(st) : 0, WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+  }
+  p->kill_sent = first;
 }
 
 int lb__proc_kill(lb_proc *p, int signum) {
   if (!p->running) return UV_ESRCH;
+  if (p->reaper) return lb__reap_signal(p->reaper, signum);
   return uv_process_kill(&p->process, signum);
 }
 
@@ -402,7 +419,7 @@ void lb__proc_close_stdin(lb_proc *p) {
 
 /* --- spawn ----------------------------------------------------------------- */
 
-static void procs_task_ended(lb_runtime *rt, lb_task *owner, int cancelled);
+static void task_ended(lb_task_link *l, int cancelled);
 
 int lb__proc_spawn(lb_runtime *rt, const lb_proc_opts *o, lb_proc **out,
                    char *err, size_t errlen) {
@@ -432,16 +449,14 @@ int lb__proc_spawn(lb_runtime *rt, const lb_proc_opts *o, lb_proc **out,
   p->idle_timeout_ms = o->idle_timeout_ms;
   p->timeout_ms = o->timeout_ms;
   p->has_stdin = o->pipe_stdin;
-  p->owner = rt->current;
-  lb__on_task_end(rt, procs_task_ended);
+  if (rt->current) lb__task_link(rt->current, &p->link, task_ended);
 
   uv_pipe_init(rt->loop, &p->out, 0);
   uv_pipe_init(rt->loop, &p->err, 0);
   uv_timer_init(rt->loop, &p->timer);
-  uv_timer_init(rt->loop, &p->kill_timer);
-  p->open_handles = 4;
+  p->open_handles = 3;
   if (p->has_stdin) { uv_pipe_init(rt->loop, &p->in, 0); p->open_handles++; }
-  p->out.data = p->err.data = p->in.data = p->timer.data = p->kill_timer.data = p;
+  p->out.data = p->err.data = p->in.data = p->timer.data = p;
   p->process.data = p;
 
   memset(&po, 0, sizeof po);
@@ -450,7 +465,7 @@ int lb__proc_spawn(lb_runtime *rt, const lb_proc_opts *o, lb_proc **out,
   po.env = (char **)o->env;
   po.cwd = o->cwd;
   po.exit_cb = on_exit_cb;
-  po.flags = UV_PROCESS_DETACHED;   /* own process group: see signal_group */
+  po.flags = UV_PROCESS_DETACHED;   /* own process group: see lb__proc_terminate */
   po.stdio = stdio;
   po.stdio_count = 3;
   if (p->has_stdin) {
@@ -480,12 +495,12 @@ int lb__proc_spawn(lb_runtime *rt, const lb_proc_opts *o, lb_proc **out,
     close_handle((uv_handle_t *)&p->out);
     close_handle((uv_handle_t *)&p->err);
     close_handle((uv_handle_t *)&p->timer);
-    close_handle((uv_handle_t *)&p->kill_timer);
     if (p->has_stdin) close_handle((uv_handle_t *)&p->in);
     return rc;
   }
   p->open_handles++;              /* the process handle */
   p->running = 1;
+  p->pid = p->process.pid;
   {
     /* A 1 MiB pipe instead of 64 KiB: a fast connector and we wake each
     ** other 16 times less often. Best effort: the kernel may refuse. */
@@ -517,7 +532,6 @@ void lb__proc_release(lb_proc *p) {
   if (!p->running) {
     close_handle((uv_handle_t *)&p->err);
     close_handle((uv_handle_t *)&p->timer);
-    close_handle((uv_handle_t *)&p->kill_timer);
   }
   maybe_free(p);
 }
@@ -541,13 +555,9 @@ void lb__procs_terminate_all(lb_runtime *rt, int force) {
   }
 }
 
-/* A cancelled task's children are terminated; an ended task's are kept
-** (a process object may outlive its task) but no longer owned. */
-static void procs_task_ended(lb_runtime *rt, lb_task *owner, int cancelled) {
-  lb_proc *p;
-  for (p = rt->procs; p; p = p->next) {
-    if (p->owner != owner) continue;
-    if (cancelled) lb__proc_terminate(p, 0);
-    else p->owner = NULL;
-  }
+/* A cancelled task's children are terminated; an ended task's are kept (a
+** process object may outlive its task), no longer linked to it. */
+static void task_ended(lb_task_link *l, int cancelled) {
+  lb_proc *p = (lb_proc *)(void *)((char *)l - offsetof(lb_proc, link));
+  if (cancelled) lb__proc_terminate(p, 0);
 }

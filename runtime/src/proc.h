@@ -24,10 +24,10 @@ struct lb_proc {
   uv_process_t  process;
   uv_pipe_t     in, out, err;
   uv_timer_t    timer;           /* idle / overall timeout */
-  uv_timer_t    kill_timer;      /* SIGTERM -> SIGKILL */
+  struct lb_reaper *reaper;      /* ends the child once terminated (reap.h) */
   int           open_handles;
   int           lua_gone;        /* the Lua object was collected or closed */
-  lb_task      *owner;           /* the task that started it */
+  lb_task_link  link;            /* in the cleanup chain of the task that started it */
   /* stdout */
   lb_lines      outbuf;
   int           out_reading, out_eof;
@@ -47,6 +47,7 @@ struct lb_proc {
   int64_t       exit_status;
   int           term_signal;
   int           kill_sent;       /* 0, SIGTERM or SIGKILL */
+  pid_t         pid;
   lb_task      *exit_waiter;
   /* timeouts */
   uint64_t      idle_timeout_ms, timeout_ms, started_ms, last_output_ms;

@@ -110,15 +110,37 @@ static const luaL_Reg c_modules[] = {
   {"airbyte.sandbox", luaopen_airbyte_sandbox},
   {"airbyte.libyaml", luaopen_airbyte_libyaml},
   {"airbyte.http", luaopen_airbyte_http},
+  {"airbyte.pg", luaopen_airbyte_pg},
   {"cjson", luaopen_cjson},
   {NULL, NULL}
 };
+
+/* __gc of the state's first finalized object, so lua_close runs it last:
+** close callbacks that libuv handles of other libraries in the state (luv
+** on lb_loop(), with luv_set_loop) asked for in their own __gc run here,
+** while the state they call into still exists. */
+static int last_gc(lua_State *L) {
+  lb_runtime *rt = lb__rt(L);
+  if (rt && rt->loop) {
+    uv_run(rt->loop, UV_RUN_NOWAIT);
+    uv_run(rt->loop, UV_RUN_NOWAIT);
+  }
+  return 0;
+}
 
 static int setup_state(lua_State *L) {
   lb_runtime *rt = lua_touserdata(L, 1);
   const lb_embedded *m;
   const luaL_Reg *r;
-  if (lua_toboolean(L, 2)) luaL_openlibs(L);
+  if (lua_toboolean(L, 2)) {            /* the runtime's own state */
+    luaL_openlibs(L);
+    lua_newuserdatauv(L, 1, 0);       /* before any other object with a finalizer */
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, last_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, (void *)last_gc);
+  }
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "preload");
   for (r = c_modules; r->name; r++) {
@@ -280,21 +302,10 @@ static int runtime_alloc(const lb_options *opts, lb_runtime **out) {
   return 0;
 }
 
-static int rt_key;   /* registry: light userdata of the runtime of a state */
-
-lb_runtime *lb__rt(lua_State *L) {
-  lb_runtime *rt;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &rt_key);
-  rt = lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  return rt;
-}
-
 static int set_up(lb_runtime *rt, int openlibs) {
   int rc;
   lua_State *L = rt->L;
-  lua_pushlightuserdata(L, rt);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &rt_key);
+  lb__rt_set(L, rt);
   lua_pushcfunction(L, setup_state);
   lua_pushlightuserdata(L, rt);
   lua_pushboolean(L, openlibs);
@@ -308,24 +319,13 @@ static int set_up(lb_runtime *rt, int openlibs) {
   return 0;
 }
 
-/* __gc of the state's first finalized object, so lua_close runs it last:
-** close callbacks that libuv handles of other libraries in the state (luv
-** on lb_loop(), with luv_set_loop) asked for in their own __gc run here,
-** while the state they call into still exists. */
-static int last_gc(lua_State *L) {
-  lb_runtime *rt = lb__rt(L);
-  if (rt && rt->loop) {
-    uv_run(rt->loop, UV_RUN_NOWAIT);
-    uv_run(rt->loop, UV_RUN_NOWAIT);
-  }
-  return 0;
-}
-
-/* Lua's last resort for an error no protected call catches (a host's end
-** callback or log sink raising through lb_lua(rt), memory the system has
-** not got): logged, then back to the step that was running, which returns
-** LB_ELUA; Lua has reset the main thread. Only outside steps does Lua
-** abort, as for any host's own misuse of lb_lua(rt). */
+/* Lua's last resort for an error no protected call catches. Host code is
+** always called protected (log.c's lb__host_call) and the runtime's own
+** Lua work runs in lua_pcall or a task, so this is left for memory the
+** system has not got in the runtime's bookkeeping during a step: logged,
+** then back to the step, which returns LB_ELUA; Lua has reset the main
+** thread. Only a host's own unprotected use of lb_lua(rt) outside every
+** lb_* call still ends in Lua's abort(), as in any Lua host. */
 static int on_panic(lua_State *L) {
   lb_runtime *rt = lb__rt(L);
   const char *msg = lua_tostring(L, -1);
@@ -352,12 +352,6 @@ LB_API int lb_runtime_new(const lb_options *opts, lb_runtime **out) {
   lua_atpanic(rt->L, on_panic);
   lua_gc(rt->L, LUA_GCGEN, 0, 0);  /* suits many short-lived record tables */
   if ((rc = set_up(rt, 1)) < 0) { lb_runtime_close(rt); return rc; }
-  lua_newuserdatauv(rt->L, 1, 0);  /* nothing of a host's has a finalizer yet */
-  lua_createtable(rt->L, 0, 1);
-  lua_pushcfunction(rt->L, last_gc);
-  lua_setfield(rt->L, -2, "__gc");
-  lua_setmetatable(rt->L, -2);
-  lua_rawsetp(rt->L, LUA_REGISTRYINDEX, (void *)last_gc);
   *out = rt;
   return 0;
 }
@@ -410,8 +404,7 @@ static int runtime_gc(lua_State *L) {
   rt->closing = 1;
   runtime_shutdown(rt);
   runtime_free(rt);
-  lua_pushnil(L);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &rt_key);
+  lb__rt_set(L, NULL);
   return 0;
 }
 
@@ -437,10 +430,7 @@ void lb__module_refinalize(lua_State *L) {
 static lb_runtime *module_runtime(lua_State *L) {
   lb_runtime *rt, **box;
   int rc;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &rt_key);
-  rt = lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  if (rt) return rt;
+  if ((rt = lb__rt(L)) != NULL) return rt;
   box = lua_newuserdatauv(L, sizeof *box, 0);
   *box = NULL;
   if (luaL_newmetatable(L, RUNTIME_MT)) {
@@ -451,7 +441,7 @@ static lb_runtime *module_runtime(lua_State *L) {
   rc = runtime_alloc(NULL, &rt);
   if (rc < 0) luaL_error(L, "cannot create the luabyte runtime: %s", lb_strerror(rc));
   *box = rt;
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &rt);   /* anchors the box until lua_close */
+  lua_rawsetp(L, LUA_REGISTRYINDEX, rt);    /* anchors the box until lua_close */
   rt->borrowed_L = 1;
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   rt->L = lua_tothread(L, -1);

@@ -38,19 +38,41 @@ void lb__sched_kick(lb_runtime *rt) {
     uv_idle_start(&rt->idle, idle_noop);
 }
 
-void lb__on_task_end(lb_runtime *rt, lb_task_end_fn fn) {
-  int i;
-  for (i = 0; i < LB_TASK_END_HOOKS; i++) {
-    if (rt->end_hooks[i] == fn) return;
-    if (rt->end_hooks[i] == NULL) { rt->end_hooks[i] = fn; return; }
+void lb__task_link(lb_task *t, lb_task_link *l, lb_task_link_fn fn) {
+  l->fn = fn;
+  l->task = t;
+  l->prev = NULL;
+  l->next = t->links;
+  if (t->links) t->links->prev = l;
+  t->links = l;
+}
+
+void lb__task_unlink(lb_task_link *l) {
+  lb_task *t = l->task;
+  if (t == NULL) return;
+  if (l->prev) l->prev->next = l->next;
+  else t->links = l->next;
+  if (l->next) l->next->prev = l->prev;
+  l->task = NULL;
+  l->prev = l->next = NULL;
+}
+
+/* Cancelled: every link hears it and stays (its resource may unlink or
+** outlive the task). Ended: each is unlinked, then told. */
+static void cancel_links(lb_task *t) {
+  lb_task_link *l, *n;
+  for (l = t->links; l; l = n) {
+    n = l->next;
+    l->fn(l, 1);
   }
 }
 
-static void run_end_hooks(lb_task *t, int cancelled) {
-  lb_runtime *rt = t->rt;
-  int i;
-  for (i = 0; i < LB_TASK_END_HOOKS && rt->end_hooks[i]; i++)
-    rt->end_hooks[i](rt, t, cancelled);
+static void end_links(lb_task *t) {
+  lb_task_link *l;
+  while ((l = t->links) != NULL) {
+    lb__task_unlink(l);
+    l->fn(l, 0);
+  }
 }
 
 static void enqueue(lb_runtime *rt, lb_task *t) {
@@ -146,16 +168,41 @@ void lb__tasks_detach(lb_runtime *rt) {
   }
 }
 
+typedef struct end_call {
+  lb_task    *t;
+  lb_task_cb  cb;
+  void       *data;
+} end_call;
+
+static void call_end(void *ud) {
+  end_call *c = ud;
+  c->cb(c->t, c->data);
+}
+
+/* The host's end callback, protected: a Lua error it raises through
+** lb_lua(rt) is logged and makes the entry point return LB_ELUA. */
+static void run_end_cb(lb_runtime *rt, lb_task *t, lb_task_cb cb, void *data) {
+  end_call c;
+  c.t = t;
+  c.cb = cb;
+  c.data = data;
+  t->in_end_cb = 1;
+  if (rt) {
+    rt->in_callback = t;
+    (void)lb__host_call(rt, call_end, &c, "task end callback");
+    rt->in_callback = NULL;
+  } else {
+    cb(t, data);                     /* the runtime is gone: no Lua to raise through */
+  }
+  t->in_end_cb = 0;
+}
+
 /* The end of a task, told to the host; then it may be freed. */
 static void ended(lb_task *t) {
   lb_task_cb cb = t->end_cb;
   if (cb) {
     t->end_cb = NULL;
-    t->in_end_cb = 1;
-    t->rt->in_callback = t;
-    cb(t, t->end_data);
-    t->rt->in_callback = NULL;
-    t->in_end_cb = 0;
+    run_end_cb(t->rt, t, cb, t->end_data);
   }
   lb__task_free_if_unused(t);
 }
@@ -171,32 +218,6 @@ void lb__wake(lb_task *t) {
     t->state = LB_TASK_READY;
     enqueue(t->rt, t);
   }
-}
-
-lb_task *lb__current(lua_State *L, const char *what) {
-  lb_runtime *rt = lb__rt(L);
-  if (rt->current == NULL && !rt->stepping && !rt->closing) {
-    /* outside any task: the wait runs the loop itself (lb__host_wait) */
-    if (rt->mode == LB_LOOP_SHARED)
-      luaL_error(L, "%s outside a task is not possible while the host runs the loop "
-                    "(ab.use_loop, LB_LOOP_SHARED): start it with ab.spawn(fn)", what);
-    return &rt->host;
-  }
-  if (rt->current == NULL || !lua_isyieldable(L))
-    luaL_error(L, "%s is not allowed here: it waits, and only code running in a "
-                  "task can wait (not inside a metamethod, iterator of a C "
-                  "function or a record hook)", what);
-  return rt->current;
-}
-
-int lb__wait(lua_State *L, lb_cleanup_fn cleanup, void *data,
-             lua_KContext ctx, lua_KFunction k) {
-  lb_task *t = lb__current(L, "waiting");
-  if (t == &t->rt->host) return lb__host_wait(L, cleanup, data, ctx, k);
-  t->cleanup = cleanup;
-  t->cleanup_data = data;
-  lua_pushlightuserdata(L, (void *)&lb__io_sentinel);
-  return lua_yieldk(L, 1, ctx, k);
 }
 
 int lb__budget_spent(lb_runtime *rt) {
@@ -236,7 +257,7 @@ static void finish(lb_task *t, lb_task_state st) {
   t->state = st;
   rt->live--;
   if (st == LB_TASK_FAILED) rt->failed++;
-  run_end_hooks(t, 0);
+  end_links(t);
   wake_joiners(t);
 }
 
@@ -339,6 +360,24 @@ int lb__drain(lb_runtime *rt, uint64_t deadline) {
   return ran;
 }
 
+static int ref_string_p(lua_State *L) {
+  lua_pushstring(L, lua_touserdata(L, 1));
+  lua_pushinteger(L, luaL_ref(L, LUA_REGISTRYINDEX));
+  return 1;
+}
+
+/* A registry reference to a copy of s, LUA_NOREF without memory for it:
+** a cancel happens outside any protected call, so it must not raise. */
+static int ref_string(lua_State *L, const char *s) {
+  int ref = LUA_NOREF;
+  if (!lua_checkstack(L, 2)) return ref;
+  lua_pushcfunction(L, ref_string_p);
+  lua_pushlightuserdata(L, (void *)s);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK) ref = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return ref;
+}
+
 int lb__task_cancel(lb_task *t, const char *why) {
   lb_runtime *rt = t->rt;
   if (is_terminal(t)) return 0;
@@ -349,11 +388,10 @@ int lb__task_cancel(lb_task *t, const char *why) {
     fn(t->cleanup_data);
   }
   unqueue(rt, t);
-  run_end_hooks(t, 1);
+  cancel_links(t);
   /* Runs pending __close handlers of the coroutine (temp files, processes). */
   lua_resetthread(t->co);
-  lua_pushstring(rt->L, why);
-  t->res_ref = luaL_ref(rt->L, LUA_REGISTRYINDEX);
+  t->res_ref = ref_string(rt->L, why);
   free(t->error);
   t->error = strdup(why);
   finish(t, LB_TASK_CANCELLED);
@@ -444,9 +482,11 @@ LB_API void lb_task_on_end(lb_task *t, lb_task_cb cb, void *data) {
   t->end_data = data;
   if (is_terminal(t)) {
     if (cb) {
-      t->in_end_cb = 1;
-      cb(t, data);
-      t->in_end_cb = 0;
+      /* a raising callback is reported in lb_last_error and the log here,
+      ** not by the next lb_step */
+      int raised = t->rt ? t->rt->panicked : 0;
+      run_end_cb(t->rt, t, cb, data);
+      if (t->rt) t->rt->panicked = raised;
       if (t->rt) lb__task_free_if_unused(t);
       else if (!t->host_held) task_free(t);
     }
@@ -455,10 +495,18 @@ LB_API void lb_task_on_end(lb_task *t, lb_task_cb cb, void *data) {
   t->end_cb = cb;
 }
 
+/* LB_ELUA when the task's end callback raised (it is cancelled all the same). */
 LB_API int lb_task_cancel(lb_task *t) {
+  lb_runtime *rt;
+  int rc, raised;
   if (t == NULL) return LB_EINVAL;
-  if (t->rt == NULL) return is_terminal(t) ? 0 : LB_ESTATE;
-  return lb__task_cancel(t, "task cancelled");
+  if ((rt = t->rt) == NULL) return is_terminal(t) ? 0 : LB_ESTATE;
+  raised = rt->panicked;
+  rt->panicked = 0;
+  rc = lb__task_cancel(t, "task cancelled");
+  if (rc == 0 && rt->panicked) rc = LB_ELUA;
+  rt->panicked = raised;            /* a step's own report stays for lb_step */
+  return rc;
 }
 
 LB_API void lb_task_release(lb_task *t) {

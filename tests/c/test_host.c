@@ -4,9 +4,11 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <lua.h>
 #include <lauxlib.h>
+#include <lualib.h>
 #include <uv.h>
 #include "lbtest.h"
 #include "luabyte.h"
@@ -25,6 +27,13 @@ static lb_task *spawn_args(lb_runtime *rt, const char *src, int argc, const char
   if (rc != 0) fprintf(stderr, "  spawn: %s\n", lb_last_error(rt));
   CHECK_EQ_INT(rc, 0);
   return t;
+}
+
+/* lb_run, then the task's result (its error printed when it failed). */
+static void run_expecting(lb_runtime *rt, lb_task *t, const char *json) {
+  CHECK_EQ_INT(lb_run(rt), 0);
+  if (lb_task_error(t)) fprintf(stderr, "  %s\n", lb_task_error(t));
+  CHECK_EQ_STR(lb_task_result(t, NULL), json);
 }
 
 static void results_are_json(void) {
@@ -183,7 +192,7 @@ static void log_sink_gets_messages(void) {
 static void mem_limit_fails_the_task(void) {
   lb_options o;
   lb_runtime *rt;
-  lb_task *bomb, *after;
+  lb_task *bomb, *big, *after;
   lb_options_init(&o);
   o.mem_limit = 8u << 20;
   rt = new_rt(&o);
@@ -191,9 +200,15 @@ static void mem_limit_fails_the_task(void) {
   CHECK_EQ_INT(lb_run(rt), LB_ELUA);
   CHECK_EQ_INT(lb_task_get_state(bomb), LB_TASK_FAILED);
   CHECK(lb_task_error(bomb) && strstr(lb_task_error(bomb), "not enough memory"));
+  /* one allocation past the limit, asked for by C code (a library's buffer) */
+  big = spawn_args(rt, "return #string.rep('x', 64 << 20)\n", 0, NULL);
+  CHECK_EQ_INT(lb_run(rt), LB_ELUA);
+  CHECK_EQ_INT(lb_task_get_state(big), LB_TASK_FAILED);
+  CHECK(lb_task_error(big) && strstr(lb_task_error(big), "not enough memory"));
   after = spawn_args(rt, "return #string.rep('y', 1000000)\n", 0, NULL);
   lb_run(rt);
   CHECK_EQ_STR(lb_task_result(after, NULL), "[1000000]");
+  lb_task_release(big);
   lb_task_release(bomb);
   lb_task_release(after);
   lb_runtime_close(rt);
@@ -262,9 +277,7 @@ static void sigpipe_is_the_hosts(void) {
     "for i = 1, 200 do ok, err = p:write(chunk) if not ok then break end end\n"
     "p:wait()\n"
     "return ok == nil and err ~= nil\n", 0, NULL);
-  CHECK_EQ_INT(lb_run(rt), 0);
-  if (lb_task_error(t)) fprintf(stderr, "  %s\n", lb_task_error(t));
-  CHECK_EQ_STR(lb_task_result(t, NULL), "[true]");
+  run_expecting(rt, t, "[true]");
   lb_task_release(t);
   lb_runtime_close(rt);
 }
@@ -294,6 +307,8 @@ static void luv_in_the_state_closes_safely(void) {
     "local timer = uv.new_timer()\n"
     "timer:start(1, 1, function() fired = fired + 1 end)\n"
     "KEEP = uv.new_timer()\n"                 /* left open for close to deal with */
+    "RUNNING = uv.new_timer()\n"              /* and one still running, with a callback */
+    "RUNNING:start(60000, 60000, function() end)\n"
     "while fired < 3 do require('airbyte.core').sleep(2) end\n"
     "timer:stop()\n"
     "return fired >= 3\n", 0, NULL);
@@ -305,38 +320,223 @@ static void luv_in_the_state_closes_safely(void) {
 #endif
 }
 
-/* A host's end callback that raises a Lua error outside any pcall: the
-** step returns LB_ELUA with the message (and logs it) instead of Lua
-** calling abort(), and the runtime keeps working. */
+/* The state letter of /proc/PID/stat, or 0 once the pid is gone (reaped). */
+static char proc_state(long pid) {
+  char path[64], buf[512], *paren;
+  FILE *f;
+  size_t n;
+  snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+  if ((f = fopen(path, "r")) == NULL) return 0;
+  n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  paren = strrchr(buf, ')');
+  return paren && paren[1] == ' ' ? paren[2] : '?';
+}
+
+static lua_Integer global_int(lb_runtime *rt, const char *name) {
+  lua_State *L = lb_lua(rt);
+  lua_Integer v;
+  lua_getglobal(L, name);
+  v = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* lb_task_cancel, then the host stops stepping (a paused game, a server
+** busy elsewhere): the children still get SIGKILL after the grace period
+** and are reaped, no <defunct> entry waits for the next step. One child
+** dies of SIGTERM, one ignores it. Their exits stay readable in Lua. */
+static void cancelled_children_are_reaped_without_steps(void) {
+  lb_options o;
+  lb_runtime *rt;
+  lb_task *t, *later;
+  long pids[2];
+  int i, tries;
+  uint64_t t0;
+  lb_options_init(&o);
+  o.kill_grace_ms = 200;
+  rt = new_rt(&o);
+  t = spawn_args(rt,
+    "local proc = require 'airbyte.process'\n"
+    "P1 = proc.spawn{argv = {'sleep', '60'}}\n"
+    "P2 = proc.spawn{argv = {'sh', '-c', 'trap \"\" TERM; exec sleep 60'}}\n"
+    "PID1, PID2 = P1:pid(), P2:pid()\n"
+    "P1:wait()\n", 0, NULL);
+  for (tries = 0; tries < 1000 && lb_task_get_state(t) != LB_TASK_WAITING; tries++)
+    lb_step(rt, 10, 0);
+  pids[0] = (long)global_int(rt, "PID1");
+  pids[1] = (long)global_int(rt, "PID2");
+  CHECK(pids[0] > 0 && pids[1] > 0);
+  /* the shell has exec'd sleep once it shows as sleep: its TERM is ignored */
+  for (tries = 0; tries < 2000; tries++) {
+    char path[64], comm[64] = "";
+    FILE *f;
+    snprintf(path, sizeof path, "/proc/%ld/comm", pids[1]);
+    if ((f = fopen(path, "r")) != NULL) { (void)!fgets(comm, sizeof comm, f); fclose(f); }
+    if (strncmp(comm, "sleep", 5) == 0) break;
+    usleep(5000);
+  }
+  t0 = uv_hrtime();
+  CHECK_EQ_INT(lb_task_cancel(t), 0);
+  CHECK_EQ_INT(lb_task_get_state(t), LB_TASK_CANCELLED);
+  for (i = 0; i < 2; i++) {
+    char st = '?';
+    for (tries = 0; tries < 3000 && (st = proc_state(pids[i])) != 0; tries++)
+      usleep(5000);                  /* not a single lb_step meanwhile */
+    if (st != 0) fprintf(stderr, "  child %ld still there, state %c\n", pids[i], st);
+    CHECK(st == 0);
+    printf("     child %d gone %.0f ms after the cancel (grace 200 ms)\n", i + 1,
+           (uv_hrtime() - t0) / 1e6);
+  }
+  later = spawn_args(rt,
+    "local a, b = P1:wait()\n"
+    "local c, d = P2:wait()\n"
+    "return a, b, c, d, P2:exit_description()\n", 0, NULL);
+  run_expecting(rt, later, "[null,15,null,9,\"killed by signal 9 (SIGKILL)\"]");
+  lb_task_release(t);
+  lb_task_release(later);
+  lb_runtime_close(rt);
+}
+
+/* A host's end callback that raises a Lua error outside any pcall. */
 static void on_end_raises(lb_task *t, void *data) {
   (void)t;
   luaL_error(lb_lua(data), "host bug in a callback");
 }
 
-static void panic_returns_to_the_step(void) {
-  static sink s;
-  lb_options o;
-  lb_runtime *rt;
-  lb_task *t, *next;
-  int rc;
-  memset(&s, 0, sizeof s);
-  lb_options_init(&o);
-  o.log = log_to;
-  o.log_ud = &s;
-  rt = new_rt(&o);
-  t = spawn_args(rt, "return 1\n", 0, NULL);
+/* A C host with a Lua state of its own (a game engine's) links the library
+** and opens the module in it: the same API as in stock lua5.4, a blocking
+** call outside any task runs the loop, ab.step drives spawned tasks, and
+** lua_close ends the runtime with the state. */
+static void own_state_opens_the_module(void) {
+  lua_State *L = luaL_newstate();
+  const char *script =
+    "local ab = require 'airbyte'\n"
+    "local core = require 'airbyte.core'\n"
+    "core.sleep(2)\n"                          /* outside any task: runs the loop */
+    "local t = ab.spawn(function(a) core.sleep(3) return a * 2 end, 21)\n"
+    "local frames = 0\n"
+    "while ab.step(0, 2000) do frames = frames + 1 end\n"
+    "LEFT = ab.spawn(function() core.sleep(60000) end)\n"   /* still waiting at lua_close */
+    "ab.step(0, 0)\n"
+    "return t:wait(), frames > 0\n";
+  luaL_openlibs(L);
+  luaL_requiref(L, "airbyte", luaopen_airbyte, 0);
+  lua_pop(L, 1);
+  if (luaL_dostring(L, script) != LUA_OK) fprintf(stderr, "  %s\n", lua_tostring(L, -1));
+  CHECK_EQ_INT(lua_tointeger(L, -2), 42);
+  CHECK(lua_toboolean(L, -1));
+  lua_close(L);
+}
+
+/* Each entry point that can run a host callback, with a callback that
+** raises a Lua error outside any pcall: the error comes back as LB_ELUA
+** or in lb_last_error and the log, never as Lua's abort(). Each case runs
+** in a child process, so one abort cannot hide the others. */
+typedef void (*raising_case)(lb_runtime *rt, sink *s);
+
+static void raising_in_step(lb_runtime *rt, sink *s) {
+  lb_task *t = spawn_args(rt, "return 1\n", 0, NULL);
   lb_task_on_end(t, on_end_raises, rt);
-  rc = lb_step(rt, 0, 0);
-  CHECK_EQ_INT(rc, LB_ELUA);
+  CHECK_EQ_INT(lb_step(rt, 0, 0), LB_ELUA);
   CHECK(strstr(lb_last_error(rt), "host bug in a callback") != NULL);
-  CHECK(strstr(s.text, "host bug in a callback") != NULL);
+  CHECK(strstr(s->text, "host bug in a callback") != NULL);
   CHECK_EQ_INT(lb_task_get_state(t), LB_TASK_DONE);
-  next = spawn_args(rt, "return 2\n", 0, NULL);
-  CHECK_EQ_INT(lb_run(rt), 0);
-  CHECK_EQ_STR(lb_task_result(next, NULL), "[2]");
   lb_task_release(t);
-  lb_task_release(next);
-  lb_runtime_close(rt);
+}
+
+static void raising_on_end_at_once(lb_runtime *rt, sink *s) {
+  lb_task *t = spawn_args(rt, "return 1\n", 0, NULL);
+  CHECK_EQ_INT(lb_run(rt), 0);
+  lb_task_on_end(t, on_end_raises, rt);          /* ended: runs at once */
+  CHECK(strstr(lb_last_error(rt), "host bug in a callback") != NULL);
+  CHECK(strstr(s->text, "host bug in a callback") != NULL);
+  lb_task_release(t);
+}
+
+/* A task waiting in a sleep, with an end callback that raises. */
+static lb_task *sleeper_raising_at_end(lb_runtime *rt) {
+  lb_task *t = spawn_args(rt, "require('airbyte.core').sleep(60000)\n", 0, NULL);
+  lb_task_on_end(t, on_end_raises, rt);
+  CHECK_EQ_INT(lb_step(rt, 0, 0), 1);
+  return t;
+}
+
+static void raising_on_cancel(lb_runtime *rt, sink *s) {
+  lb_task *t = sleeper_raising_at_end(rt);
+  CHECK_EQ_INT(lb_task_cancel(t), LB_ELUA);
+  CHECK_EQ_INT(lb_task_get_state(t), LB_TASK_CANCELLED);
+  CHECK(strstr(lb_last_error(rt), "host bug in a callback") != NULL);
+  CHECK(strstr(s->text, "host bug in a callback") != NULL);
+  lb_task_release(t);
+}
+
+static void raising_on_close(lb_runtime *rt, sink *s) {
+  lb_task *t = sleeper_raising_at_end(rt);
+  lb_runtime_close(rt);                          /* cancels t: its callback raises */
+  CHECK_EQ_INT(lb_task_get_state(t), LB_TASK_CANCELLED);
+  CHECK(strstr(s->text, "host bug in a callback") != NULL);
+  lb_task_release(t);
+}
+
+static lb_runtime *sink_rt;
+
+static void log_raises(void *ud, int level, const char *msg, size_t len) {
+  log_to(ud, level, msg, len);
+  luaL_error(lb_lua(sink_rt), "host bug in the log sink");
+}
+
+/* The sink raises on the line the end callback's error is logged with. */
+static void raising_on_end_and_in_log(lb_runtime *rt, sink *s) {
+  lb_task *t = spawn_args(rt, "return 1\n", 0, NULL);
+  (void)s;
+  lb_task_on_end(t, on_end_raises, rt);
+  CHECK_EQ_INT(lb_step(rt, 0, 0), LB_ELUA);
+  CHECK(strstr(lb_last_error(rt), "host bug") != NULL);
+  lb_task_release(t);
+}
+
+static void run_raising(raising_case fn, lb_log_fn log) {
+  pid_t pid;
+  int status = 0;
+  fflush(stdout);
+  fflush(stderr);
+  pid = fork();
+  if (pid == 0) {
+    static sink s;
+    lb_options o;
+    lb_runtime *rt;
+    lb_task *next;
+    int closed = fn == raising_on_close;
+    lb_options_init(&o);
+    o.log = log;
+    o.log_ud = &s;
+    sink_rt = rt = new_rt(&o);
+    fn(rt, &s);
+    if (!closed) {             /* the runtime keeps working */
+      next = spawn_args(rt, "return 2\n", 0, NULL);
+      CHECK_EQ_INT(lb_run(rt), 0);
+      CHECK_EQ_STR(lb_task_result(next, NULL), "[2]");
+      lb_task_release(next);
+      lb_runtime_close(rt);
+    }
+    fflush(stderr);
+    _exit(lbt_failed_checks ? 1 : 0);
+  }
+  CHECK(pid > 0);
+  CHECK(waitpid(pid, &status, 0) == pid);
+  if (WIFSIGNALED(status)) fprintf(stderr, "  the host died of signal %d\n", WTERMSIG(status));
+  else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) fprintf(stderr, "  the host failed its checks\n");
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void lua_errors_never_abort(void) {
+  run_raising(raising_in_step, log_to);
+  run_raising(raising_on_end_at_once, log_to);
+  run_raising(raising_on_cancel, log_to);
+  run_raising(raising_on_close, log_to);
+  run_raising(raising_on_end_and_in_log, log_raises);
 }
 
 TEST_LIST {
@@ -348,7 +548,9 @@ TEST_LIST {
   {"handles_outlive_close", handles_outlive_close},
   {"sigpipe_is_the_hosts", sigpipe_is_the_hosts},
   {"luv_in_the_state_closes_safely", luv_in_the_state_closes_safely},
-  {"panic_returns_to_the_step", panic_returns_to_the_step},
+  {"cancelled_children_are_reaped_without_steps", cancelled_children_are_reaped_without_steps},
+  {"lua_errors_never_abort", lua_errors_never_abort},
+  {"own_state_opens_the_module", own_state_opens_the_module},
   {NULL, NULL}
 };
 LBTEST_MAIN

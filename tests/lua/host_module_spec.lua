@@ -3,28 +3,23 @@
 -- airbyte.so built next to the luabyte binary under test.
 local H = require "helper"
 
-local build_dir = H.exe:match("^(.*)/[^/]+$")
+local build_dir = H.build_dir
 local module = build_dir .. "/airbyte.so"
 local hosts = H.fixtures .. "/hosts/"
 
--- The sanitizer build's module needs the sanitizer runtimes loaded first.
-local function sanitizer_env(env)
-  if os.getenv("LB_ASAN") then
-    local p = io.popen("gcc -print-file-name=libasan.so; gcc -print-file-name=libubsan.so")
-    local asan, ubsan = p:read("l"), p:read("l")
-    p:close()
-    env.LD_PRELOAD = asan .. " " .. ubsan
-    env.ASAN_OPTIONS = "detect_leaks=0"
-  end
-  return env
-end
-
 local function lua54(script, args, env)
-  env = sanitizer_env(env or {})
-  if env.LUA_CPATH == nil then env.LUA_CPATH = build_dir .. "/?.so;;" end
+  env = H.host_env(env)
   local argv = { "lua5.4", hosts .. script }
   for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
   return H.run(argv, { env = env, timeout = 120000 })
+end
+
+-- A copy of the module in DIR/lib/lua/5.4, with no luabyte command near it.
+local function module_alone(dir)
+  local lib = dir .. "/lib/lua/5.4"
+  assert(os.execute(("mkdir -p %s && cp %s %s/"):format(H.shell_quote(lib), H.shell_quote(module),
+                                                       H.shell_quote(lib))))
+  return lib
 end
 
 local function has(out, line)
@@ -39,9 +34,15 @@ describe("the Lua module in stock lua5.4", function()
   before_each(function() dir = H.tmpdir() end)
   after_each(function() H.rm_rf(dir) end)
 
-  it("is built next to the luabyte command", function()
+  it("is built next to the luabyte command, with luaopen_airbyte its only entry point", function()
     assert.is_true(require("airbyte.core").executable(module) or
                    io.open(module, "rb") ~= nil)
+    local p = assert(io.popen("nm -D --defined-only " .. H.shell_quote(module)))
+    local syms = p:read("a")
+    p:close()
+    assert.truthy(syms:find(" luaopen_airbyte\n", 1, true), syms)
+    -- the inner modules load through require "airbyte", never on their own
+    assert.falsy(syms:find("luaopen_airbyte_", 1, true))
   end)
 
   it("runs a plain script whose blocking calls run the loop until they are done", function()
@@ -52,6 +53,7 @@ describe("the Lua module in stock lua5.4", function()
     assert.is_true(has(out, "check failed true AirbyteConnectorCheckFailedError"), out)
     -- built-in connectors ran as the luabyte command next to the module, not as lua5.4
     assert.is_true(has(out, "exe " .. H.exe), out)
+    assert.is_true(has(out, "slept outside a task"), out)
     local f = assert(io.open(dir .. "/out/_airbyte_raw_users.jsonl", "r"), "no output file")
     local n = 0
     for _ in f:lines() do n = n + 1 end
@@ -78,10 +80,30 @@ describe("the Lua module in stock lua5.4", function()
     assert.is_true(has(out, "timer ticked during the sync true"), out)
   end)
 
+  it("is driven by a host's own poller through backend_fd and backend_timeout", function()
+    local out, code = lua54("poll_host.lua", { dir })
+    assert.are.equal(0, code, out)
+    assert.is_true(has(out, "synced 2000"), out)
+    assert.is_true(has(out, "woken by the fd true"), out)
+    assert.is_true(has(out, "steps>1 true"), out)
+  end)
+
+  it("closes safely when luv is required after airbyte and ab.use_loop(uv) is called", function()
+    local out, code = lua54("luv_after_airbyte.lua", {})
+    assert.are.equal(0, code, out)
+    assert.is_true(has(out, "task done true"), out)
+  end)
+
+  it("finds the luabyte command on PATH when none is installed beside the module", function()
+    local lib = module_alone(dir)
+    local out, code = lua54("which_luabyte.lua", {}, {
+      LUA_CPATH = lib .. "/?.so;;", PATH = build_dir .. ":/usr/bin:/bin", LUABYTE_EXE = false })
+    assert.are.equal(0, code, out)
+    assert.is_true(has(out, "exe " .. build_dir .. "/luabyte"), out)
+  end)
+
   it("says how to point at the luabyte command when there is none to find", function()
-    local lib = dir .. "/lib/lua/5.4"
-    assert(os.execute(("mkdir -p %s && cp %s %s/"):format(H.shell_quote(lib), H.shell_quote(module),
-                                                         H.shell_quote(lib))))
+    local lib = module_alone(dir)
     local out, code = lua54("no_luabyte.lua", {}, {
       LUA_CPATH = lib .. "/?.so;;", PATH = "/usr/bin:/bin", LUABYTE_EXE = false })
     assert.are.equal(0, code, out)

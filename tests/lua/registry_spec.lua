@@ -20,7 +20,7 @@ local function contains(list, x)
 end
 
 local BUILTINS = { "destination-csv", "destination-dev-null", "destination-local-json",
-                   "destination-sqlite", "source-faker" }
+                   "destination-postgres", "destination-sqlite", "source-faker" }
 
 local dir
 before_each(function() dir = H.tmpdir() end)
