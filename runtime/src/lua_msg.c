@@ -10,6 +10,10 @@
 **   msg.data_json                              RECORD data as the source wrote it
 **   msg.record, msg.state, msg.trace, ...      the decoded payload
 **   msg:decode()                               the whole message as a table
+**   msg:payload_span()                         first, last byte (1-based) of the
+**                                              payload object ("state", ...) in
+**                                              msg.line, for edits that keep
+**                                              the rest of the line as it is
 ** Decoded values are cached in the message's user value.
 */
 #include <string.h>
@@ -118,6 +122,13 @@ static int msg_decode(lua_State *L) {
   return 1;
 }
 
+static int msg_payload_span(lua_State *L) {
+  msg_ud *u = luaL_checkudata(L, 1, MSG_MT);
+  lua_pushinteger(L, (lua_Integer)u->payload.off + 1);
+  lua_pushinteger(L, (lua_Integer)u->payload.off + (lua_Integer)u->payload.n);
+  return 2;
+}
+
 static int msg_index(lua_State *L) {
   msg_ud *u = lua_touserdata(L, 1);
   size_t klen;
@@ -175,6 +186,12 @@ static int msg_index(lua_State *L) {
         if (v.type != LB_JNUMBER) lua_pushnil(L);
         else if (lb_jnum_to_int64(&v, &ms)) lua_pushinteger(L, (lua_Integer)ms);
         else lua_pushnumber(L, lb_jnum_to_double(&v));
+        return 1;
+      }
+      break;
+    case 12:
+      if (memcmp(k, "payload_span", 12) == 0) {
+        lua_pushcfunction(L, msg_payload_span);
         return 1;
       }
       break;
