@@ -7,17 +7,12 @@ local json = require "airbyte.json"
 local errors = require "airbyte.errors"
 local logs = require "airbyte.logs"
 local options = require "airbyte.options"
+local secrets = require "airbyte.secrets"
 
 local M = {}
 
 local Connector = {}
 M.Connector = Connector
-
--- Hooks the secrets layer fills in: hydrate secret_reference:: values just
--- before a config is written, and list the values to mask in this
--- connector's logs (the C process layer masks them in every log line).
-M.hydrate = function(config) return config end
-M.secret_values = function(connector, config) return {} end
 
 function M.init(self, executor, name, config, opts)
   opts = opts or {}
@@ -87,8 +82,8 @@ function Connector:validate_config(config)
   config = config or self:get_config()
   local spec = self:_spec(false)
   -- registers the config's secret values before anything could quote them
-  M.secret_values(self, config)
-  local problems = M.validate(spec.connectionSpecification or {}, M.hydrate(config))
+  secrets.secret_values(self, config)
+  local problems = M.validate(spec.connectionSpecification or {}, secrets.hydrate(config))
   if problems and #problems > 0 then
     errors.raise("AirbyteConnectorValidationFailedError",
       ("config of connector '%s' is not valid: %s"):format(self.name, table.concat(problems, "; ")),
@@ -132,7 +127,7 @@ function Connector:_start(command, files, opts)
   for _, flag in ipairs({ "config", "catalog", "state" }) do
     local v = files and files[flag]
     if v ~= nil then
-      if flag == "config" then v = M.hydrate(v) end
+      if flag == "config" then v = secrets.hydrate(v) end
       local f = tempjson(v)
       keep[#keep + 1] = f
       args[#args + 1] = "--" .. flag
@@ -141,7 +136,7 @@ function Connector:_start(command, files, opts)
   end
   local p, err = proc.spawn{
     argv = self.executor:argv(args), name = self.name, log_file = self._log_file,
-    secrets = files and files.config and M.secret_values(self, files.config) or nil,
+    secrets = files and files.config and secrets.secret_values(self, files.config) or nil,
     env = self.executor.env, stdin = opts.stdin, idle_timeout = opts.idle_timeout,
     timeout = opts.timeout, max_line = opts.max_line,
   }
