@@ -8,6 +8,7 @@ local errors = require "airbyte.errors"
 local logs = require "airbyte.logs"
 local options = require "airbyte.options"
 local secrets = require "airbyte.secrets"
+local log = require "airbyte.log"
 
 local M = {}
 
@@ -157,7 +158,7 @@ function Connector:_common_message(msg, state)
     if tr and tr.type == "ERROR" and tr.error then
       local te = errors.mask_all(tr.error)   -- masked here: it is shown and kept
       state.trace_errors[#state.trace_errors + 1] = te
-      io.stderr:write(errors.mask(("ERROR: %s: %s\n"):format(self.name, tostring(te.message))))
+      log.write(errors.mask(("ERROR: %s: %s\n"):format(self.name, tostring(te.message))))
       return true
     end
   elseif msg.type == "CONNECTION_STATUS" then
@@ -262,7 +263,7 @@ function Connector:print_config_spec(format, opts)
     local f = assert(io.open(opts.output_file, "w"))
     f:write(text)
     f:close()
-  elseif opts.stderr then io.stderr:write(text)
+  elseif opts.stderr then log.write(text)
   else io.stdout:write(text) end
   return text
 end
@@ -279,7 +280,7 @@ function Connector:check()
       { connector_name = self.name, failure_reason = status and status.message,
         log_file = self._log_file })
   end
-  io.stderr:write(("Connection check succeeded for `%s`.\n"):format(self.name))
+  log.write(("Connection check succeeded for `%s`.\n"):format(self.name))
   return true
 end
 

@@ -25,6 +25,7 @@ local errors = require "airbyte.errors"
 local options = require "airbyte.options"
 local dotenv = require "airbyte.dotenv"
 local spec_secrets = require "airbyte.spec_secrets"
+local log = require "airbyte.log"
 
 local M = {}
 
@@ -103,13 +104,13 @@ local prompt_source = { name = "prompt" }
 function prompt_source:get_secret(name)
   if prompted[name] then return prompted[name] end
   if not M.is_interactive() then return nil end
-  io.stderr:write(("Enter the value of secret '%s' (input is hidden): "):format(name))
-  io.stderr:flush()
+  log.write(("Enter the value of secret '%s' (input is hidden): "):format(name))
+  log.flush()
   -- stty acts on the shell's stdin, which is our terminal
   local hidden = os.execute("stty -echo 2>/dev/null")
   local ok, line = pcall(io.read, "l")
   if hidden then os.execute("stty echo 2>/dev/null") end
-  io.stderr:write("\n")
+  log.write("\n")
   if not ok or line == nil or line == "" then return nil end
   prompted[name] = line
   return line

@@ -10,6 +10,7 @@ local errors = require "airbyte.errors"
 local connector = require "airbyte.connector"
 local catalog = require "airbyte.catalog"
 local options = require "airbyte.options"
+local log = require "airbyte.log"
 
 local M = {}
 
@@ -68,7 +69,7 @@ end
 function Source:select_streams(streams)
   if self._config == nil then   -- deferred until set_config, as PyAirbyte does
     self._deferred_streams = streams
-    io.stderr:write(("Stream selection for '%s' deferred until the config is set.\n"):format(self.name))
+    log.write(("Stream selection for '%s' deferred until the config is set.\n"):format(self.name))
     return
   end
   self._selected = normalize_selection(self, streams)
@@ -205,7 +206,7 @@ function Source:get_samples(opts)
     if not ok then
       if opts.on_error == "ignore" then out[name] = false
       elseif opts.on_error == "log" then
-        io.stderr:write(("Failed to get samples for stream '%s': %s\n"):format(name, tostring(err)))
+        log.write(("Failed to get samples for stream '%s': %s\n"):format(name, tostring(err)))
         out[name] = false
       else error(err, 0) end
     end

@@ -7,6 +7,7 @@ local args = require "airbyte.cdk.args"
 local errors = require "airbyte.cdk.errors"
 local emitter = require "airbyte.cdk.emitter"
 local commands = require "airbyte.cdk.commands"
+local log = require "airbyte.log"
 
 local M = {}
 
@@ -19,7 +20,7 @@ function M.main(connector, argv, opts)
   if out == io.stdout then out:setvbuf("full", 65536) end
   local parsed, why = args.parse(argv, connector.kind)
   if not parsed then
-    io.stderr:write("error: ", why, "\n", args.USAGE)
+    log.write("error: ", why, "\n", args.USAGE)
     return 2
   end
   local e = { out = out }
