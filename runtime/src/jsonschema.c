@@ -51,10 +51,7 @@ typedef unsigned char uchar;
 /* ====================================================================== */
 
 const char *lb_schema_strerror(int code) {
-#define LB_SCHEMA_XX(name, val, text) case (val): return text;
-  switch (code) { LB_SCHEMA_ERRNO_MAP(LB_SCHEMA_XX) default: break; }
-#undef LB_SCHEMA_XX
-  return "unknown error";
+  return lb_strerror(code);
 }
 
 /* Append the JSON text of a schema value (enum, const, pattern) for a
