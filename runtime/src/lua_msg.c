@@ -70,16 +70,6 @@ void lb__push_message(lua_State *L, const lb_msg *m, const char *line, size_t le
   lua_setmetatable(L, -2);
 }
 
-static void push_jstring(lua_State *L, const lb_jval *s) {
-  if (!lb_jstr_has_escapes(s)) {
-    lua_pushlstring(L, s->p + 1, s->n - 2);
-  } else {
-    luaL_Buffer b;
-    char *out = luaL_buffinitsize(L, &b, s->n);
-    luaL_pushresultsize(&b, lb_jstr_decode(s, out, s->n));
-  }
-}
-
 /* The cache table (user value), created on first use. */
 static void push_cache(lua_State *L, int idx) {
   if (lua_getiuservalue(L, idx, 1) != LUA_TTABLE) {
@@ -159,7 +149,7 @@ static int msg_index(lua_State *L) {
     case 6:
       if (memcmp(k, "stream", 6) == 0 && u->type == LB_MSG_RECORD) {
         v = from_span(u, &u->stream);
-        push_jstring(L, &v);
+        lb__push_jstring(L, &v);
         return 1;
       }
       if (memcmp(k, "decode", 6) == 0) {
@@ -174,7 +164,7 @@ static int msg_index(lua_State *L) {
       }
       if (memcmp(k, "namespace", 9) == 0 && u->type == LB_MSG_RECORD) {
         v = from_span(u, &u->ns);
-        if (v.type == LB_JSTRING) push_jstring(L, &v);
+        if (v.type == LB_JSTRING) lb__push_jstring(L, &v);
         else lua_pushnil(L);
         return 1;
       }

@@ -126,8 +126,7 @@ function M.file_destination(def)
     input:on_commit(function()
       for _, out in pairs(files) do out:commit() end
     end)
-    local core = host.core()
-    local uuid4, floor = core and core.uuid4 or fs.uuid4, math.floor
+    local uuid4, floor = host.core().uuid4, math.floor
     while true do
       local is_record, name, _, at, data_json = input:next_raw()
       if is_record == nil then break end

@@ -7,68 +7,34 @@ local host = require "airbyte.cdk.host"
 
 local M = {}
 
-local format, gsub, match = string.format, string.gsub, string.match
+local format, match, sub = string.format, string.match, string.sub
 local tostring, setmetatable, pcall = tostring, setmetatable, pcall
 
 local BLOCK = 1 << 18          -- write buffer size
 
-local seeded = false
-
--- math.random seeded from the kernel once: ids must not repeat across the
--- destination processes of several syncs started in the same second.
-local function seed_random()
-  seeded = true
-  local f = io.open("/dev/urandom", "rb")
-  local bytes = f and f:read(16)
-  if f then f:close() end
-  if bytes and #bytes == 16 then
-    math.randomseed(string.unpack("<i8i8", bytes))
-  end
-end
-
+-- Ids come from the runtime's one generator (runtime/src/ids.c).
 -- tmp_id() -> 8 random hex digits, for names of temporary files.
 function M.tmp_id()
-  if not seeded then seed_random() end
-  return format("%08x", math.random(0) & 0xffffffff)
+  return sub(host.core().uuid4(), 1, 8)
 end
 
 -- cdk.uuid4() -> a random (version 4) UUID string.
 function M.uuid4()
-  local core = host.core()
-  if core and core.uuid4 then
-    M.uuid4 = core.uuid4            -- the binary's, from the OS's randomness
-    return core.uuid4()
-  end
-  if not seeded then seed_random() end
-  local random = math.random
-  local a, b = random(0), random(0)
-  return format("%08x-%04x-4%03x-%04x-%012x", (a >> 32) & 0xffffffff, (a >> 16) & 0xffff, a & 0xfff,
-    0x8000 | ((b >> 48) & 0x3fff), b & 0xffffffffffff)
-end
-
--- The binary's core[name](path), raise(err) when it fails; false where the
--- runtime has no such function (stock lua5.4).
-local function core_call(name, path, raise)
-  local core = host.core()
-  local fn = core and core[name]
-  if not fn then return false end
-  local ok, err = fn(path)
-  if not ok then raise(err) end
-  return true
+  return host.core().uuid4()
 end
 
 -- cdk.fsync(path): the file (or directory) reaches the disk; raises on
--- failure. A no-op where the runtime has no fsync (stock lua5.4).
+-- failure.
 function M.fsync(path)
-  core_call("fsync", path, errors.error)
+  local ok, err = host.core().fsync(path)
+  if not ok then errors.error(err) end
 end
 
 -- cdk.mkdir_p(path): creates the directory and its parents; raises a
 -- config error when it cannot (the path comes from the config).
 function M.mkdir_p(path)
-  if not core_call("mkdir_p", path, errors.config_error) then
-    os.execute("mkdir -p '" .. gsub(path, "'", "'\\''") .. "'")
-  end
+  local ok, err = host.core().mkdir_p(path)
+  if not ok then errors.config_error(err) end
 end
 
 local Output = {}

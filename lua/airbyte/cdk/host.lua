@@ -1,12 +1,12 @@
--- airbyte.cdk.host: the luabyte binary's modules the kit uses beyond
--- airbyte.json, loaded on first use so that a source also runs under a
--- stock lua5.4: airbyte.process (the C protocol-line classifier, which
--- destinations need) and airbyte.core (read_stdin, fsync, mkdir_p, uuid4).
+-- airbyte.cdk.host: the luabyte runtime's modules the kit uses beyond
+-- airbyte.json (which it needs to load at all, so they are there too):
+-- airbyte.process (the C protocol-line classifier, which destinations need)
+-- and airbyte.core (read_stdin, fsync, mkdir_p, uuid4), loaded on first use.
 local M = {}
 
-local pcall, error = pcall, error
+local pcall, error, require = pcall, error, require
 
-local process_mod, core_mod
+local process_mod
 
 -- process() -> airbyte.process; raises outside the luabyte runtime.
 function M.process()
@@ -18,13 +18,9 @@ function M.process()
   return process_mod
 end
 
--- core() -> airbyte.core, or false under a stock lua5.4.
+-- core() -> airbyte.core.
 function M.core()
-  if core_mod == nil then
-    local ok, core = pcall(require, "airbyte.core")
-    core_mod = ok and core or false
-  end
-  return core_mod
+  return require "airbyte.core"
 end
 
 return M

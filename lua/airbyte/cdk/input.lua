@@ -60,15 +60,11 @@ local function chunk_lines(next_chunk)
 end
 
 -- stdin in chunks that come back as soon as bytes are there: core.read_stdin
--- makes one read(2). io.read(n) would wait for n bytes, holding back the
--- echo of a STATE while the source is quiet, so without read_stdin (stock
--- lua5.4) each chunk is one line.
+-- makes one read(2) (io.read(n) would wait for n bytes, holding back the
+-- echo of a STATE while the source is quiet).
 local function stdin_chunks()
-  local core = host.core()
-  local read = core and core.read_stdin
-  if read then return function() return read(BLOCK) end end
-  local stdin = io.stdin
-  return function() return stdin:read("L") end
+  local read = host.core().read_stdin
+  return function() return read(BLOCK) end
 end
 
 -- Records: the record table resolves data and any other field from the C
