@@ -104,6 +104,30 @@ local file_destination = require "airbyte.cdk.file_destination"
 local connector = require "airbyte.cdk.connector"
 
 ---@class airbyte.cdk
+---@field null lightuserdata                        JSON null
+---@field obj fun(...): table                        keys encode in the order given
+---@field array fun(t?: table): table                always encoded as an array
+---@field encode fun(v: any): string
+---@field escape fun(s: string): string
+---@field validate fun(schema: table, value: any): string[]|nil
+---@field error fun(message: string, failure_type?: string, internal?: string)
+---@field config_error fun(message: string)
+---@field clock fun(): integer                       epoch ms; a host may replace it
+---@field stream_state fun(state: table[], name: string, namespace?: string): any
+---@field source fun(def: { spec: table, check?: function, discover?: function, read: function }): table
+---@field destination fun(def: { spec: table, check?: function, write: function }): table
+---@field main fun(connector: table, argv: string[], opts?: { out?: file*, input?: function }): integer
+---@field parse_message fun(line: string): userdata|nil, string?
+---@field record_data_json fun(line: string): string
+---@field with_destination_stats fun(line: string, message: table, count: integer, rejected?: integer): string
+---@field stream_status fun(msg: table): string?, string?, string?
+---@field record_counter fun(): table
+---@field uuid4 fun(): string
+---@field fsync fun(path: string)
+---@field mkdir_p fun(path: string)
+---@field output_file fun(path: string, opts?: { mode?: "overwrite"|"append", header?: string }): table
+---@field file_destination fun(def: table): table
+---@field raw_sync_mode fun(stream: table, emit: table): "overwrite"|"append"
 local M = {
   null = json.null, obj = json.obj, array = json.array, encode = json.encode, escape = json.escape,
   validate = require("airbyte.cdk.validate").validate,

@@ -12,6 +12,14 @@ local log = require "airbyte.log"
 
 local M = {}
 
+-- The members every connector object has (PyAirbyte's ConnectorBase).
+---@class airbyte.Connector
+---@field name string
+---@field executor table
+---@field config_spec table             computed: the spec's connectionSpecification
+---@field docs_url string               computed
+---@field connector_version string|nil  computed: the installed version
+---@field log_file string|nil           computed: this connector's log file
 local Connector = {}
 M.Connector = Connector
 
@@ -59,6 +67,8 @@ end
 -- --- config ------------------------------------------------------------------
 
 local SET_CONFIG_OPTIONS = options.allow{ "validate" }
+---@param config table
+---@param opts? { validate?: boolean }
 function Connector:set_config(config, opts)
   opts = options.check(opts, SET_CONFIG_OPTIONS, "set_config")
   if type(config) ~= "table" then
@@ -69,6 +79,7 @@ function Connector:set_config(config, opts)
   if self._on_config_set then self:_on_config_set() end
 end
 
+---@return table
 function Connector:get_config()
   if self._config == nil then
     errors.raise("AirbyteConnectorConfigurationMissingError",
@@ -79,6 +90,7 @@ function Connector:get_config()
 end
 
 -- Raises AirbyteConnectorValidationFailedError naming every failing path.
+---@param config? table                defaults to the config set
 function Connector:validate_config(config)
   config = config or self:get_config()
   local spec = self:_spec(false)
@@ -251,6 +263,9 @@ end
 
 -- print_config_spec(format, {output_file=, stderr=}): "yaml" (default) or "json"
 local PRINT_CONFIG_SPEC_OPTIONS = options.allow{ "output_file", "stderr" }
+---@param format? "yaml"|"json"
+---@param opts? { output_file?: string, stderr?: boolean }
+---@return string
 function Connector:print_config_spec(format, opts)
   opts = options.check(opts, PRINT_CONFIG_SPEC_OPTIONS, "print_config_spec")
   format = format or "yaml"
@@ -268,6 +283,7 @@ function Connector:print_config_spec(format, opts)
   return text
 end
 
+---@return true                        raises AirbyteConnectorCheckFailedError
 function Connector:check()
   local config = self:get_config()
   local msg = self:_execute_for("check", { config = config }, "CONNECTION_STATUS",
