@@ -203,45 +203,57 @@ function Input:reader()
   return read_line
 end
 
--- A record of a configured stream handed out: counted for the next state.
-function Input:count(name, ns)
+-- The next line, nil (and eof set) at the end of the input.
+function Input:line()
+  local line = self.read_line()
+  if line == nil then self.eof = true end
+  return line
+end
+
+-- A RECORD of stream name: true when the stream is configured (then it
+-- counts for the next state), else false (counted as ignored).
+function Input:take(name, ns)
+  if not self.streams[name] then
+    self.ignored[name] = (self.ignored[name] or 0) + 1
+    return false
+  end
   local key = ns and (name .. "\0" .. ns) or name
   self.counter:add_key(key, 1)
   self.last_key = key
+  return true
+end
+
+-- A line not handed out: a STATE is committed and echoed, a line that is
+-- not a message (type nil) logged; LOG, CONTROL, SPEC, ...: nothing for a
+-- destination to do.
+function Input:aside(t, line, why)
+  if t == "STATE" then
+    self:checkpoint(line)
+  elseif t == nil and find(line, "%S") then
+    self:skip(line, why)
+  end
 end
 
 function Input:next()
-  local read_line = self:reader()
-  local parse, streams = parse_line, self.streams
+  self:reader()
+  local parse = parse_line
   while true do
-    local line = read_line()
-    if line == nil then
-      self.eof = true
-      return nil
-    end
+    local line = self:line()
+    if line == nil then return nil end
     local m, why = parse(line)
-    if m then
-      local t = m.type
-      if t == "RECORD" then
-        local name = m.stream
-        if streams[name] then
-          local ns = m.namespace
-          self:count(name, ns)
-          local rec = setmetatable({ stream = name, namespace = ns, emitted_at = m.emitted_at, [ORIGIN] = m },
-                                   RecordMT)
-          -- data_json: the bytes the scanner found, no second pass over the line
-          local msg = { type = "RECORD", record = rec, data_json = m.data_json }
-          return msg, line
-        end
-        self.ignored[name] = (self.ignored[name] or 0) + 1
-      elseif t == "STATE" then
-        self:checkpoint(line)
-      elseif t == "TRACE" then
-        return self:trace(line), line
+    local t = m and m.type
+    if t == "RECORD" then
+      local name, ns = m.stream, m.namespace
+      if self:take(name, ns) then
+        local rec = setmetatable({ stream = name, namespace = ns, emitted_at = m.emitted_at, [ORIGIN] = m },
+                                 RecordMT)
+        -- data_json: the bytes the scanner found, no second pass over the line
+        return { type = "RECORD", record = rec, data_json = m.data_json }, line
       end
-      -- LOG, CONTROL, SPEC, ...: nothing for a destination to do
-    elseif find(line, "%S") then
-      self:skip(line, why)
+    elseif t == "TRACE" then
+      return self:trace(line), line
+    else
+      self:aside(t, line, why)
     end
   end
 end
@@ -264,27 +276,18 @@ end
 -- configured stream; false, message for a TRACE; nil at the end. STATE
 -- lines are checkpointed as in next(); other lines as well.
 function Input:next_raw()
-  local read_line = self:reader()
-  local parts, streams = parse_parts, self.streams
+  self:reader()
+  local parts = parse_parts
   while true do
-    local line = read_line()
-    if line == nil then
-      self.eof = true
-      return nil
-    end
+    local line = self:line()
+    if line == nil then return nil end
     local t, name, ns, at, data = parts(line)
     if t == "RECORD" then
-      if streams[name] then
-        self:count(name, ns)
-        return true, name, ns, at, data
-      end
-      self.ignored[name] = (self.ignored[name] or 0) + 1
-    elseif t == "STATE" then
-      self:checkpoint(line)
+      if self:take(name, ns) then return true, name, ns, at, data end
     elseif t == "TRACE" then
       return false, self:trace(line)
-    elseif t == nil and find(line, "%S") then
-      self:skip(line, name)
+    else
+      self:aside(t, line, name)
     end
   end
 end
