@@ -23,7 +23,7 @@ local M = {}
 local Connector = {}
 M.Connector = Connector
 
-function M.init(self, executor, name, config, opts)
+local function init(self, executor, name, config, opts)
   opts = opts or {}
   self.name = name
   self.executor = executor
@@ -32,6 +32,11 @@ function M.init(self, executor, name, config, opts)
   self._log_file = logs.connector_log_file(name)
   if config ~= nil then self:set_config(config, { validate = opts.validate or false }) end
   return self
+end
+
+-- new(cls, executor, name, config, opts) -> an object of cls (a class()).
+function M.new(cls, executor, name, config, opts)
+  return init(setmetatable({}, cls), executor, name, config, opts)
 end
 
 -- Properties: computed on access, as PyAirbyte's @property members.

@@ -28,10 +28,7 @@ M.Destination = cls
 
 ---@return airbyte.Destination
 function M.new(executor, name, config, opts)
-  opts = opts or {}
-  local self = setmetatable({}, cls)
-  connector.init(self, executor, name, config, opts)
-  return self
+  return connector.new(cls, executor, name, config, opts)
 end
 
 ---@return boolean

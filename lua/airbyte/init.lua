@@ -46,6 +46,16 @@ M.errors = errors
 M.json = require "airbyte.json"
 M.sandbox = require "airbyte.sandbox"     -- validators for untrusted code (validate.rules)
 
+-- The executor of connector name, and opts checked against allowed (what
+-- names the function in messages).
+local function executor_for(name, opts, allowed, what)
+  if type(name) ~= "string" or name == "" then
+    errors.raise("PyAirbyteInputError", what .. " needs a connector name", { input_value = tostring(name) })
+  end
+  opts = options.check(opts, allowed, what)
+  return executors.get_executor(name, opts), opts
+end
+
 -- get_source(name, opts): opts = { config, config_change_callback, streams,
 -- version, local_executable, install_if_missing, install_root, pip_url,
 -- use_python, docker_image, use_host_network, no_executor }
@@ -54,11 +64,8 @@ local GET_SOURCE_OPTIONS = options.allow(executors.OPTIONS, { "config", "config_
 ---@param opts? airbyte.GetSourceOptions
 ---@return airbyte.Source
 function M.get_source(name, opts)
-  if type(name) ~= "string" or name == "" then
-    errors.raise("PyAirbyteInputError", "get_source needs a connector name", { input_value = tostring(name) })
-  end
-  opts = options.check(opts, GET_SOURCE_OPTIONS, "get_source")
-  local executor = executors.get_executor(name, opts)
+  local executor
+  executor, opts = executor_for(name, opts, GET_SOURCE_OPTIONS, "get_source")
   return require("airbyte.source").new(executor, name, opts.config, {
     config_change_callback = opts.config_change_callback, streams = opts.streams })
 end
@@ -71,11 +78,8 @@ local GET_DESTINATION_OPTIONS = options.allow(executors.OPTIONS, { "config", "co
 ---@param opts? airbyte.GetDestinationOptions
 ---@return airbyte.Destination
 function M.get_destination(name, opts)
-  if type(name) ~= "string" or name == "" then
-    errors.raise("PyAirbyteInputError", "get_destination needs a connector name", { input_value = tostring(name) })
-  end
-  opts = options.check(opts, GET_DESTINATION_OPTIONS, "get_destination")
-  local executor = executors.get_executor(name, opts)
+  local executor
+  executor, opts = executor_for(name, opts, GET_DESTINATION_OPTIONS, "get_destination")
   return require("airbyte.destination").new(executor, name, opts.config, {
     config_change_callback = opts.config_change_callback })
 end

@@ -267,10 +267,8 @@ M.Source = cls
 
 ---@return airbyte.Source
 function M.new(executor, name, config, opts)
-  opts = opts or {}
-  local self = setmetatable({}, cls)
-  connector.init(self, executor, name, config, opts)
-  if opts.streams then self:select_streams(opts.streams) end
+  local self = connector.new(cls, executor, name, config, opts)
+  if opts and opts.streams then self:select_streams(opts.streams) end
   return self
 end
 
