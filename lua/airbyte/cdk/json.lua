@@ -8,6 +8,10 @@
 -- when it needs no escaping; number_text(v) is the shortest text that reads
 -- back as the same double, always with a '.' or an exponent, nil for NaN
 -- and the infinities (JSON has neither: the kit writes null).
+-- The walk over tables stays here, not in airbyte.json.encode: it keeps
+-- the declared key order of obj() tables and the array marks, goes through
+-- __index/__pairs (the records of a destination's input resolve lazily),
+-- and passes string bytes through unchecked, as the kit always has.
 local cjson = require "cjson"
 local ajson = require "airbyte.json"
 
