@@ -322,28 +322,26 @@ static int l_executable(lua_State *L) {
   return 1;
 }
 
+/* nil, msg, code for a failed file call: msg is fmt with the path and
+** strerror(e), code the error's name ("ENOENT"). */
+static int push_os_fail(lua_State *L, const char *fmt, const char *path, int e) {
+  luaL_pushfail(L);
+  lua_pushfstring(L, fmt, path, strerror(e));
+  lua_pushstring(L, uv_err_name(uv_translate_sys_error(e)));
+  return 3;
+}
+
 /* fsync(path) -> true | nil, msg, code: makes a written file durable, for
 ** destinations that echo a STATE only once its records are on disk. A
 ** directory path syncs the directory (after a rename). */
 static int l_fsync(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   int fd = open(path, O_RDONLY | O_CLOEXEC), rc, e;
-  if (fd < 0) {
-    e = errno;
-    luaL_pushfail(L);
-    lua_pushfstring(L, "cannot open '%s' to sync it: %s", path, strerror(e));
-    lua_pushstring(L, uv_err_name(uv_translate_sys_error(e)));
-    return 3;
-  }
+  if (fd < 0) return push_os_fail(L, "cannot open '%s' to sync it: %s", path, errno);
   rc = fsync(fd);
   e = errno;
   close(fd);
-  if (rc != 0) {
-    luaL_pushfail(L);
-    lua_pushfstring(L, "cannot sync '%s': %s", path, strerror(e));
-    lua_pushstring(L, uv_err_name(uv_translate_sys_error(e)));
-    return 3;
-  }
+  if (rc != 0) return push_os_fail(L, "cannot sync '%s': %s", path, e);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -356,12 +354,7 @@ static int l_mkdir_p(lua_State *L) {
   luaL_Buffer b;
   char *buf = luaL_buffinitsize(L, &b, len + 1);
   memcpy(buf, path, len + 1);
-  if ((e = lb__mkdir_p(buf, mode)) != 0) {
-    luaL_pushfail(L);
-    lua_pushfstring(L, "cannot create directory '%s': %s", buf, strerror(e));
-    lua_pushstring(L, uv_err_name(uv_translate_sys_error(e)));
-    return 3;
-  }
+  if ((e = lb__mkdir_p(buf, mode)) != 0) return push_os_fail(L, "cannot create directory '%s': %s", buf, e);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -531,24 +524,23 @@ static const luaL_Reg funcs[] = {
   {NULL, NULL}
 };
 
+static const luaL_Reg task_meta[] = {
+  {"__gc", l_task_gc}, {"__tostring", l_task_tostring}, {NULL, NULL}
+};
+
+static const luaL_Reg tmpfile_meta[] = {
+  {"__index", l_tmp_index}, {"__gc", l_tmp_remove}, {"__close", l_tmp_remove},
+  {"__tostring", l_tmp_tostring}, {NULL, NULL}
+};
+
 int luaopen_airbyte_core(lua_State *L) {
   luaL_newmetatable(L, TASK_MT);
+  luaL_setfuncs(L, task_meta, 0);
   luaL_newlib(L, task_methods);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_task_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_task_tostring);
-  lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
   luaL_newmetatable(L, TMPFILE_MT);
-  lua_pushcfunction(L, l_tmp_index);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_tmp_remove);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_tmp_remove);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, l_tmp_tostring);
-  lua_setfield(L, -2, "__tostring");
+  luaL_setfuncs(L, tmpfile_meta, 0);
   lua_pop(L, 1);
   luaL_newlib(L, funcs);
   lb__open_mask(L);
