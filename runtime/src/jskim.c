@@ -17,6 +17,7 @@
 #include <stdio.h>
 
 #include "jskim.h"
+#include "errtab.h"
 
 /* SSE2 is part of x86-64; LB_JSKIM_NO_SIMD forces the portable word loop
 ** (to test it on x86 too). */
@@ -450,7 +451,7 @@ int lb_jskim_validate(const char *buf, size_t n, lb_jval *top, size_t *erroff) {
 }
 
 const char *lb_jskim_strerror(int code) {
-  return code == 0 ? "ok" : lb_strerror(code);   /* texts in the one table */
+  return code == 0 ? "ok" : lb__err_text(code);   /* texts in the one table */
 }
 
 /* ---------------------------------------------------------------------- */

@@ -33,6 +33,7 @@
 
 #include "jskim.h"
 #include "jsonschema.h"
+#include "errtab.h"
 #include "textbuf.h"
 #include "uri.h"
 #include "ecma_regex.h"
@@ -51,7 +52,7 @@ typedef unsigned char uchar;
 /* ====================================================================== */
 
 const char *lb_schema_strerror(int code) {
-  return lb_strerror(code);
+  return lb__err_text(code);
 }
 
 /* Append the JSON text of a schema value (enum, const, pattern) for a

@@ -8,6 +8,7 @@
 #include "jskim.h"
 #include "lines.h"
 #include "jsonschema.h"
+#include "errtab.h"
 
 static void every_code_has_a_text_and_a_name(void) {
   int c, d;
@@ -38,6 +39,15 @@ static void the_parts_codes_are_in_the_space(void) {
   CHECK_EQ_STR(lb_err_name(LB_CACHE_ESQL), "LB_CACHE_ESQL");
 }
 
+/* errtab.c is the lookup the parts use; lb_strerror / lb_err_name say the same. */
+static void errtab_and_the_api_agree(void) {
+  int c;
+  for (c = 1; c >= LB_ERRNO_MIN - 1; c--) {
+    CHECK_EQ_STR(lb__err_text(c), lb_strerror(c));
+    CHECK_EQ_STR(lb__err_name(c), lb_err_name(c));
+  }
+}
+
 static void part_texts_are_the_parts_own(void) {
   CHECK_EQ_STR(lb_jskim_strerror(0), "ok");
   CHECK_EQ_STR(lb_jskim_strerror(LB_JSKIM_ESYNTAX), "unexpected character");
@@ -49,6 +59,7 @@ static void part_texts_are_the_parts_own(void) {
 TEST_LIST {
   {"every_code_has_a_text_and_a_name", every_code_has_a_text_and_a_name},
   {"the_parts_codes_are_in_the_space", the_parts_codes_are_in_the_space},
+  {"errtab_and_the_api_agree", errtab_and_the_api_agree},
   {"part_texts_are_the_parts_own", part_texts_are_the_parts_own},
   {NULL, NULL}
 };
