@@ -11,6 +11,7 @@ local core = require "airbyte.core"
 local json = require "airbyte.json"
 local errors = require "airbyte.errors"
 local secrets = require "airbyte.secrets"
+local log = require "airbyte.log"
 
 local M = {}
 
@@ -347,7 +348,7 @@ function commands.connectors(args)
   end
   if kind == "builtin" or type(available) ~= "function" then
     if kind and kind ~= "builtin" and kind ~= "any" and kind ~= "all" and kind ~= "installable" then
-      io.stderr:write(("luabyte connectors: no connector registry here; listing no %s connectors\n"):format(kind))
+      log.write(("luabyte connectors: no connector registry here; listing no %s connectors\n"):format(kind))
       names = {}
     else
       names = M.builtin_connectors()
@@ -368,32 +369,31 @@ local function on_error(e)
   return debug.traceback(tostring(e), 2)   -- a bug: where it happened helps
 end
 
--- main(subcommand, args) -> 0; other exit statuses leave through os.exit
--- (after flushing), since runtime/cli/main.c reads a normal return as success.
+-- main(subcommand, args) -> the exit status (after flushing), which
+-- runtime/cli/main.c exits with.
 function M.main(sub, args)
   local cmd = commands[sub]
   local code
   if not cmd then
-    io.stderr:write(("luabyte: unknown subcommand '%s'\n"):format(tostring(sub)), USAGE)
+    log.write(("luabyte: unknown subcommand '%s'\n"):format(tostring(sub)), USAGE)
     code = 2
   else
     local ok, res = xpcall(cmd, on_error, args or {})
-    -- Ctrl-C: main.c reports it and exits 130, which os.exit(1) would hide
+    -- Ctrl-C: main.c reports it and exits 130, which returning 1 would hide
     if not ok and core.interrupted() then error(res, 0) end
     if ok then
       code = res or 0
     elseif getmetatable(res) == Usage then
-      io.stderr:write(("luabyte %s: %s\n\n"):format(sub, res.message), usages[sub])
+      log.write(("luabyte %s: %s\n\n"):format(sub, res.message), usages[sub])
       code = 2
     else
       -- error text is masked: a connector's message may quote its config
-      io.stderr:write(("luabyte %s: error: %s\n"):format(sub, secrets.mask(tostring(res))))
+      log.write(("luabyte %s: error: %s\n"):format(sub, secrets.mask(tostring(res))))
       code = 1
     end
   end
   io.stdout:flush()
-  io.stderr:flush()
-  if code ~= 0 then os.exit(code) end
+  log.flush()
   return code
 end
 

@@ -7,19 +7,23 @@ local json = require "airbyte.json"
 local errors = require "airbyte.errors"
 local logs = require "airbyte.logs"
 local options = require "airbyte.options"
+local secrets = require "airbyte.secrets"
+local log = require "airbyte.log"
 
 local M = {}
 
+-- The members every connector object has (PyAirbyte's ConnectorBase).
+---@class airbyte.Connector
+---@field name string
+---@field executor table
+---@field config_spec table             computed: the spec's connectionSpecification
+---@field docs_url string               computed
+---@field connector_version string|nil  computed: the installed version
+---@field log_file string|nil           computed: this connector's log file
 local Connector = {}
 M.Connector = Connector
 
--- Hooks the secrets layer fills in: hydrate secret_reference:: values just
--- before a config is written, and list the values to mask in this
--- connector's logs (the C process layer masks them in every log line).
-M.hydrate = function(config) return config end
-M.secret_values = function(connector, config) return {} end
-
-function M.init(self, executor, name, config, opts)
+local function init(self, executor, name, config, opts)
   opts = opts or {}
   self.name = name
   self.executor = executor
@@ -28,6 +32,11 @@ function M.init(self, executor, name, config, opts)
   self._log_file = logs.connector_log_file(name)
   if config ~= nil then self:set_config(config, { validate = opts.validate or false }) end
   return self
+end
+
+-- new(cls, executor, name, config, opts) -> an object of cls (a class()).
+function M.new(cls, executor, name, config, opts)
+  return init(setmetatable({}, cls), executor, name, config, opts)
 end
 
 -- Properties: computed on access, as PyAirbyte's @property members.
@@ -63,6 +72,8 @@ end
 -- --- config ------------------------------------------------------------------
 
 local SET_CONFIG_OPTIONS = options.allow{ "validate" }
+---@param config table
+---@param opts? { validate?: boolean }
 function Connector:set_config(config, opts)
   opts = options.check(opts, SET_CONFIG_OPTIONS, "set_config")
   if type(config) ~= "table" then
@@ -73,6 +84,7 @@ function Connector:set_config(config, opts)
   if self._on_config_set then self:_on_config_set() end
 end
 
+---@return table
 function Connector:get_config()
   if self._config == nil then
     errors.raise("AirbyteConnectorConfigurationMissingError",
@@ -83,12 +95,13 @@ function Connector:get_config()
 end
 
 -- Raises AirbyteConnectorValidationFailedError naming every failing path.
+---@param config? table                defaults to the config set
 function Connector:validate_config(config)
   config = config or self:get_config()
   local spec = self:_spec(false)
   -- registers the config's secret values before anything could quote them
-  M.secret_values(self, config)
-  local problems = M.validate(spec.connectionSpecification or {}, M.hydrate(config))
+  secrets.secret_values(self, config)
+  local problems = M.validate(spec.connectionSpecification or {}, secrets.hydrate(config))
   if problems and #problems > 0 then
     errors.raise("AirbyteConnectorValidationFailedError",
       ("config of connector '%s' is not valid: %s"):format(self.name, table.concat(problems, "; ")),
@@ -132,7 +145,7 @@ function Connector:_start(command, files, opts)
   for _, flag in ipairs({ "config", "catalog", "state" }) do
     local v = files and files[flag]
     if v ~= nil then
-      if flag == "config" then v = M.hydrate(v) end
+      if flag == "config" then v = secrets.hydrate(v) end
       local f = tempjson(v)
       keep[#keep + 1] = f
       args[#args + 1] = "--" .. flag
@@ -141,7 +154,7 @@ function Connector:_start(command, files, opts)
   end
   local p, err = proc.spawn{
     argv = self.executor:argv(args), name = self.name, log_file = self._log_file,
-    secrets = files and files.config and M.secret_values(self, files.config) or nil,
+    secrets = files and files.config and secrets.secret_values(self, files.config) or nil,
     env = self.executor.env, stdin = opts.stdin, idle_timeout = opts.idle_timeout,
     timeout = opts.timeout, max_line = opts.max_line,
   }
@@ -162,7 +175,7 @@ function Connector:_common_message(msg, state)
     if tr and tr.type == "ERROR" and tr.error then
       local te = errors.mask_all(tr.error)   -- masked here: it is shown and kept
       state.trace_errors[#state.trace_errors + 1] = te
-      io.stderr:write(errors.mask(("ERROR: %s: %s\n"):format(self.name, tostring(te.message))))
+      log.write(errors.mask(("ERROR: %s: %s\n"):format(self.name, tostring(te.message))))
       return true
     end
   elseif msg.type == "CONNECTION_STATUS" then
@@ -255,6 +268,9 @@ end
 
 -- print_config_spec(format, {output_file=, stderr=}): "yaml" (default) or "json"
 local PRINT_CONFIG_SPEC_OPTIONS = options.allow{ "output_file", "stderr" }
+---@param format? "yaml"|"json"
+---@param opts? { output_file?: string, stderr?: boolean }
+---@return string
 function Connector:print_config_spec(format, opts)
   opts = options.check(opts, PRINT_CONFIG_SPEC_OPTIONS, "print_config_spec")
   format = format or "yaml"
@@ -267,11 +283,12 @@ function Connector:print_config_spec(format, opts)
     local f = assert(io.open(opts.output_file, "w"))
     f:write(text)
     f:close()
-  elseif opts.stderr then io.stderr:write(text)
+  elseif opts.stderr then log.write(text)
   else io.stdout:write(text) end
   return text
 end
 
+---@return true                        raises AirbyteConnectorCheckFailedError
 function Connector:check()
   local config = self:get_config()
   local msg = self:_execute_for("check", { config = config }, "CONNECTION_STATUS",
@@ -284,7 +301,7 @@ function Connector:check()
       { connector_name = self.name, failure_reason = status and status.message,
         log_file = self._log_file })
   end
-  io.stderr:write(("Connection check succeeded for `%s`.\n"):format(self.name))
+  log.write(("Connection check succeeded for `%s`.\n"):format(self.name))
   return true
 end
 

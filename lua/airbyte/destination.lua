@@ -9,8 +9,15 @@ local connector = require "airbyte.connector"
 
 local M = {}
 
+---@class airbyte.Destination: airbyte.Connector
 local Destination = {}
 
+-- source_data: a Source, a ReadResult or a Cache; opts as write.lua's
+-- OPTIONS: cache, state_cache, streams, write_strategy, force_full_refresh,
+-- quiet, on_record, hooks, stream_prefix, checks, validate.
+---@param source_data airbyte.Source|airbyte.ReadResult|airbyte.Cache
+---@param opts? table
+---@return airbyte.WriteResult
 function Destination:write(source_data, opts)
   return require("airbyte.write").write(self, source_data, opts or {})
 end
@@ -19,13 +26,12 @@ local cls = connector.class({}, Destination)
 cls._class_name = "Destination"
 M.Destination = cls
 
+---@return airbyte.Destination
 function M.new(executor, name, config, opts)
-  opts = opts or {}
-  local self = setmetatable({}, cls)
-  connector.init(self, executor, name, config, opts)
-  return self
+  return connector.new(cls, executor, name, config, opts)
 end
 
+---@return boolean
 function M.is_destination(v)
   return getmetatable(v) == cls
 end

@@ -5,6 +5,9 @@
 -- log_text = {...}, trace_errors = {...}, context = {...} } whose
 -- tostring() is a readable report. errors.is(e, "AirbyteConnectorError")
 -- follows PyAirbyte's class hierarchy.
+---@class airbyte.errors
+---@field hierarchy table<string, string>  class -> parent class
+---@field mask fun(text: any): any          the runtime's secret masker
 local M = {}
 
 -- child -> parent, after airbyte/exceptions.py
@@ -42,6 +45,13 @@ local parent = {
 }
 M.hierarchy = parent
 
+---@class airbyte.Error
+---@field kind string
+---@field message string
+---@field connector_name? string
+---@field exit_code? integer
+---@field log_file? string
+---@field context? table
 local Error = {}
 Error.__index = Error
 
@@ -106,6 +116,9 @@ local function masked(v, depth, seen)
 end
 
 -- mask_all(v) -> v with every string in it masked (a copy when v is a table).
+---@generic T
+---@param v T
+---@return T
 function M.mask_all(v)
   return masked(v, 0, {})
 end
@@ -113,6 +126,10 @@ end
 -- An error's fields leave the connector layer as they are (e.message,
 -- e.failure_reason, e.trace_errors[i].message, e.log_text...): each string
 -- is masked here, not only in tostring(e).
+---@param kind string                 PyAirbyte's exception class name
+---@param message string
+---@param fields? table
+---@return airbyte.Error
 function M.new(kind, message, fields)
   assert(parent[kind] or kind == "PyAirbyteError", "unknown error kind " .. tostring(kind))
   local e, seen = {}, {}
@@ -123,11 +140,17 @@ function M.new(kind, message, fields)
 end
 
 -- raise(kind, message, fields): raises a structured error.
+---@param kind string
+---@param message string
+---@param fields? table
 function M.raise(kind, message, fields)
   error(M.new(kind, message, fields), 2)
 end
 
 -- is(e, kind): true when e is a structured error of that kind or a subkind.
+---@param e any
+---@param kind string                   matches subclasses too
+---@return boolean
 function M.is(e, kind)
   if getmetatable(e) ~= Error then return false end
   local k = e.kind
@@ -138,6 +161,8 @@ function M.is(e, kind)
   return false
 end
 
+---@param e any
+---@return boolean
 function M.is_error(e)
   return getmetatable(e) == Error
 end

@@ -17,6 +17,7 @@
 local core = require "airbyte.core"
 local errors = require "airbyte.errors"
 local registry = require "airbyte.registry"
+local log = require "airbyte.log"
 
 local M = {}
 
@@ -211,7 +212,7 @@ function M.local_executable(name, path)
         :format(name, path),
       { connector_name = name, guidance = "Check the local_executable option or your PATH." })
   end
-  io.stderr:write(("Using local `%s` executable: %s\n"):format(name, resolved))
+  log.write(("Using local `%s` executable: %s\n"):format(name, resolved))
   return setmetatable({ kind = "local", name = name, path = resolved, prefix = { resolved } }, Executor)
 end
 
@@ -473,7 +474,7 @@ function Docker:map_arg(a)
     if a:sub(1, #m[1] + 1) == m[1] .. "/" and (not best or #m[1] > #best[1]) then best = m end
   end
   if best then return best[2] .. a:sub(#best[1] + 1) end
-  io.stderr:write(("Warning: connector '%s': %s is not under a directory mounted into the container; "
+  log.write(("Warning: connector '%s': %s is not under a directory mounted into the container; "
     .. "passed unchanged\n"):format(self.name, a))
   return a
 end

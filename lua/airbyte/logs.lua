@@ -4,19 +4,9 @@ local core = require "airbyte.core"
 
 local M = {}
 
-local alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"   -- Crockford base32, as ULIDs
-
--- A short time-ordered id: 9 characters, like PyAirbyte's ULID suffix.
-function M.short_id()
-  local t = math.floor(core.now() * 1000) ~ (math.random(0, 1 << 30))
-  local out = {}
-  for i = 9, 1, -1 do
-    local d = t % 32
-    out[i] = alphabet:sub(d + 1, d + 1)
-    t = t // 32
-  end
-  return table.concat(out)
-end
+-- A short time-ordered id: 9 characters, like PyAirbyte's ULID suffix
+-- (made by the runtime's one id generator, runtime/src/ids.c).
+M.short_id = core.short_id
 
 function M.root()
   local r = os.getenv("AIRBYTE_LOGGING_ROOT")

@@ -2,6 +2,7 @@
 -- plain periodic lines otherwise (or with NO_LIVE_PROGRESS / CI set), and
 -- always a final summary.
 local core = require "airbyte.core"
+local log = require "airbyte.log"
 
 local M = {}
 local Tracker = {}
@@ -14,10 +15,10 @@ local function live_allowed()
   return core.isatty(2)
 end
 
--- new{job = "source-faker -> SQLiteCache", out = io.stderr, mask = fn}
+-- new{job = "source-faker -> SQLiteCache", out = log.stream(), mask = fn}
 function M.new(opts)
   local self = setmetatable({
-    job = opts.job, out = opts.out or io.stderr, live = live_allowed(),
+    job = opts.job, out = opts.out or log.stream(), live = live_allowed(),
     started = core.now(), first_record = nil, last_plain = core.now(),
     records = 0, bytes = 0, streams = {}, mask = opts.mask or function(s) return s end,
     quiet = opts.quiet,

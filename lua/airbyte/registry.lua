@@ -13,6 +13,7 @@
 -- so nothing reaches the network unless an executor is asked to install.
 local json = require "airbyte.json"
 local errors = require "airbyte.errors"
+local log = require "airbyte.log"
 
 local M = {}
 
@@ -232,7 +233,7 @@ function M.get_available_connectors(install_type)
     want = function() return true end
   elseif t == "python" or t == "yaml" or t == "java" or t == "builtin" then
     if t == "java" then
-      io.stderr:write("Warning: Java connectors run as Docker images; docker must be on PATH to use them.\n")
+      log.write("Warning: Java connectors run as Docker images; docker must be on PATH to use them.\n")
     end
     want = function(m) return has(m, t) end
   else

@@ -15,16 +15,17 @@
 -- has no str subclass to hide it) but registers it, so it is masked
 -- wherever it would be shown.
 --
--- Loading this module wires it in: connector.hydrate resolves
--- "secret_reference::NAME" just before a config file is written,
--- connector.secret_values lists the values the process layer masks in
--- connector logs, and errors.mask hides them in error text (progress lines
--- go through errors.mask too). airbyte/init.lua requires it, so it is
--- always active.
+-- airbyte.connector requires this module: hydrate resolves
+-- "secret_reference::NAME" just before a config file is written, and
+-- secret_values lists the values the process layer masks in connector
+-- logs. The values live in the runtime's masker, which errors.mask (and so
+-- every error text and progress line) uses as well.
 local core = require "airbyte.core"
 local errors = require "airbyte.errors"
 local options = require "airbyte.options"
-local connector = require "airbyte.connector"
+local dotenv = require "airbyte.dotenv"
+local spec_secrets = require "airbyte.spec_secrets"
+local log = require "airbyte.log"
 
 local M = {}
 
@@ -61,77 +62,12 @@ M.clear = core.mask_clear
 -- "****". Anything but a string is returned unchanged.
 M.mask = core.mask
 
--- --- .env files ----------------------------------------------------------------
+-- .env files: parsed by airbyte.dotenv.
+M.parse_dotenv = dotenv.parse
+M.dotenv_path = dotenv.path
 
-local escapes = { n = "\n", t = "\t", r = "\r", a = "\a", b = "\b", f = "\f", v = "\v",
-                  ['"'] = '"', ["'"] = "'", ["\\"] = "\\" }
-
--- ${NAME} and ${NAME:-default} in unquoted and double-quoted values, as
--- python-dotenv expands them: earlier keys of the file win over the
--- environment.
-local function expand(value, seen)
-  return (value:gsub("%${([%a_][%w_]*)(:?%-?)([^}]*)}", function(name, op, default)
-    local v = seen[name] or os.getenv(name)
-    if (v == nil or v == "") and op == ":-" then return default end
-    return v or ""
-  end))
-end
-
--- parse_dotenv(text) -> { KEY = value }: KEY=VALUE lines, "export KEY=..."
--- too, "#" comments (whole lines, or after a space in an unquoted value),
--- 'single quotes' taken literally, "double quotes" with backslash escapes;
--- quoted values may span lines. Lines that are not assignments are skipped,
--- as python-dotenv skips them.
-function M.parse_dotenv(text)
-  local values = {}
-  local pos, n = 1, #text
-  while pos <= n do
-    local eol = text:find("\n", pos, true) or n + 1
-    local line = text:sub(pos, eol - 1)
-    local key, vat = line:match("^%s*export%s+([%a_][%w_%.%-]*)%s*=[ \t]*()")
-    if not key then key, vat = line:match("^%s*([%a_][%w_%.%-]*)%s*=[ \t]*()") end
-    local next_pos = eol + 1
-    if key then
-      local start = pos + vat - 1
-      local q = text:sub(start, start)
-      if q == '"' or q == "'" then
-        local buf, i, closed = {}, start + 1, false
-        while i <= n do
-          local c = text:sub(i, i)
-          if c == q then closed = true break end
-          if q == '"' and c == "\\" and i < n then
-            local e = text:sub(i + 1, i + 1)
-            buf[#buf + 1] = escapes[e] or ("\\" .. e)
-            i = i + 2
-          else
-            buf[#buf + 1] = c
-            i = i + 1
-          end
-        end
-        if closed then
-          local value = table.concat(buf)
-          values[key] = q == '"' and expand(value, values) or value
-          next_pos = (text:find("\n", i + 1, true) or n) + 1   -- the rest of that line is a comment
-        end
-        -- an unterminated quote: the line is skipped
-      else
-        local value = line:sub(vat)
-        if value:sub(1, 1) == "#" then value = "" end
-        value = value:gsub("%s+#.*$", ""):gsub("%s+$", "")
-        values[key] = expand(value, values)
-      end
-    end
-    pos = next_pos
-  end
-  return values
-end
-
--- Where the .env file is: in AIRBYTE_PROJECT_DIR, else the current directory.
-function M.dotenv_path()
-  local dir = os.getenv("AIRBYTE_PROJECT_DIR")
-  if dir and dir ~= "" then return (dir:gsub("/+$", "")) .. "/.env" end
-  return ".env"
-end
+-- spec_secret_values(connection_specification, config): airbyte.spec_secrets.
+M.spec_secret_values = spec_secrets.values
 
 -- --- secret sources ---------------------------------------------------------------
 -- A source (a "secret manager") is a table { name = "...",
@@ -144,11 +80,11 @@ end
 
 local dotenv_source = { name = "dotenv" }
 function dotenv_source:get_secret(name)
-  local f = io.open(M.dotenv_path(), "rb")
+  local f = io.open(dotenv.path(), "rb")
   if not f then return nil end
   local text = f:read("a")
   f:close()
-  return M.parse_dotenv(text or "")[name]
+  return dotenv.parse(text or "")[name]
 end
 
 local function truthy_env(name)
@@ -168,13 +104,13 @@ local prompt_source = { name = "prompt" }
 function prompt_source:get_secret(name)
   if prompted[name] then return prompted[name] end
   if not M.is_interactive() then return nil end
-  io.stderr:write(("Enter the value of secret '%s' (input is hidden): "):format(name))
-  io.stderr:flush()
+  log.write(("Enter the value of secret '%s' (input is hidden): "):format(name))
+  log.flush()
   -- stty acts on the shell's stdin, which is our terminal
   local hidden = os.execute("stty -echo 2>/dev/null")
   local ok, line = pcall(io.read, "l")
   if hidden then os.execute("stty echo 2>/dev/null") end
-  io.stderr:write("\n")
+  log.write("\n")
   if not ok or line == nil or line == "" then return nil end
   prompted[name] = line
   return line
@@ -356,65 +292,6 @@ function M.hydrate(config)
   return M.resolve_references(config, M.REFERENCE_PREFIX)
 end
 
--- --- secret fields of a spec ----------------------------------------------------------
-
-local function resolve_ref(root, ref)
-  if type(ref) ~= "string" or ref:sub(1, 2) ~= "#/" then return nil end
-  local node = root
-  for part in ref:sub(3):gmatch("[^/]+") do
-    part = part:gsub("~1", "/"):gsub("~0", "~")
-    if type(node) ~= "table" then return nil end
-    node = node[part]
-  end
-  return node
-end
-
-local function all_strings(v, out, depth)
-  if type(v) == "string" or type(v) == "number" then out[#out + 1] = v
-  elseif type(v) == "table" and depth < 64 then
-    for _, x in pairs(v) do all_strings(x, out, depth + 1) end
-  end
-end
-
-local function walk(root, schema, value, out, depth)
-  if type(schema) ~= "table" or value == nil or depth > 64 then return end
-  if schema["$ref"] then walk(root, resolve_ref(root, schema["$ref"]), value, out, depth + 1) end
-  if schema.airbyte_secret == true then all_strings(value, out, 0) end
-  -- every branch: the one the value matches holds the secret markers, and
-  -- masking a little too much is the safe mistake
-  for _, key in ipairs({ "oneOf", "anyOf", "allOf" }) do
-    if type(schema[key]) == "table" then
-      for _, branch in ipairs(schema[key]) do walk(root, branch, value, out, depth + 1) end
-    end
-  end
-  for _, key in ipairs({ "then", "else" }) do walk(root, schema[key], value, out, depth + 1) end
-  if type(value) ~= "table" then return end
-  local props = type(schema.properties) == "table" and schema.properties or {}
-  for k, sub in pairs(props) do walk(root, sub, value[k], out, depth + 1) end
-  if type(schema.additionalProperties) == "table" then
-    for k, x in pairs(value) do
-      if type(k) == "string" and props[k] == nil then walk(root, schema.additionalProperties, x, out, depth + 1) end
-    end
-  end
-  local items = schema.items
-  if type(items) == "table" then
-    if items[1] ~= nil then   -- a tuple: one schema per position
-      for i, sub in ipairs(items) do walk(root, sub, value[i], out, depth + 1) end
-    else
-      for _, x in ipairs(value) do walk(root, items, x, out, depth + 1) end
-    end
-  end
-end
-
--- spec_secret_values(connection_specification, config) -> the values of
--- config fields the spec marks airbyte_secret (nested objects, arrays and
--- oneOf/anyOf/allOf branches included).
-function M.spec_secret_values(spec, config)
-  local out = {}
-  if type(spec) == "table" and type(config) == "table" then walk(spec, spec, config, out, 0) end
-  return out
-end
-
 -- Specs by the command line that starts the connector: several objects of
 -- one connector (and a Docker connector's spec costs seconds) share one.
 local specs_by_argv = {}
@@ -441,15 +318,9 @@ function M.secret_values(conn, config)
   local hydrated = M.hydrate(config)
   local spec = spec_of(conn)
   if spec then
-    for _, v in ipairs(M.spec_secret_values(spec.connectionSpecification, hydrated)) do M.register(v) end
+    for _, v in ipairs(spec_secrets.values(spec.connectionSpecification, hydrated)) do M.register(v) end
   end
   return M.values()
 end
-
--- --- wiring ---------------------------------------------------------------------------
-
-connector.hydrate = M.hydrate
-connector.secret_values = M.secret_values
-errors.mask = M.mask
 
 return M

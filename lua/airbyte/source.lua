@@ -10,10 +10,14 @@ local errors = require "airbyte.errors"
 local connector = require "airbyte.connector"
 local catalog = require "airbyte.catalog"
 local options = require "airbyte.options"
+local log = require "airbyte.log"
 
 local M = {}
 
 local props = {}
+---@class airbyte.Source: airbyte.Connector
+---@field discovered_catalog table      computed: the connector's catalog (discovered once)
+---@field configured_catalog table      computed: get_configured_catalog()
 local Source = {}
 
 -- --- catalog and streams -------------------------------------------------------
@@ -35,6 +39,7 @@ props.configured_catalog = function(self)
 end
 
 -- One name per stream name (a name in several namespaces is listed once).
+---@return string[]
 function Source:get_available_streams()
   local names, seen = {}, {}
   for _, s in ipairs(self.discovered_catalog.streams) do
@@ -65,10 +70,11 @@ local function normalize_selection(self, streams)
   return out
 end
 
+---@param streams string|string[]      names, or "*" for all
 function Source:select_streams(streams)
   if self._config == nil then   -- deferred until set_config, as PyAirbyte does
     self._deferred_streams = streams
-    io.stderr:write(("Stream selection for '%s' deferred until the config is set.\n"):format(self.name))
+    log.write(("Stream selection for '%s' deferred until the config is set.\n"):format(self.name))
     return
   end
   self._selected = normalize_selection(self, streams)
@@ -78,6 +84,7 @@ function Source:select_all_streams()
   self:select_streams("*")
 end
 
+---@return string[]
 function Source:get_selected_streams()
   local out = {}
   for i, n in ipairs(self._selected or {}) do out[i] = n end
@@ -109,6 +116,8 @@ end
 
 -- get_configured_catalog{streams = nil|"*"|list, force_full_refresh = false}
 local GET_CONFIGURED_CATALOG_OPTIONS = options.allow{ "streams", "force_full_refresh" }
+---@param opts? { streams?: string|string[], force_full_refresh?: boolean }
+---@return table
 function Source:get_configured_catalog(opts)
   opts = options.check(opts, GET_CONFIGURED_CATALOG_OPTIONS, "get_configured_catalog")
   local names
@@ -120,6 +129,8 @@ function Source:get_configured_catalog(opts)
     primary_keys = self._pk_overrides, cursor_keys = self._cursor_overrides })
 end
 
+---@param stream string
+---@return table
 function Source:get_stream_json_schema(stream)
   for _, s in ipairs(self.discovered_catalog.streams) do
     if s.name == stream then return s.json_schema end
@@ -128,20 +139,26 @@ function Source:get_stream_json_schema(stream)
     { connector_name = self.name, stream_name = stream, available_streams = self:get_available_streams() })
 end
 
+---@param stream string
+---@param key string
 function Source:set_cursor_key(stream, key)
   self._cursor_overrides = self._cursor_overrides or {}
   self._cursor_overrides[stream:lower()] = key
 end
 
+---@param keys table<string, string>
 function Source:set_cursor_keys(keys)
   for k, v in pairs(keys) do self:set_cursor_key(k, v) end
 end
 
+---@param stream string
+---@param pk string|string[]|string[][]
 function Source:set_primary_key(stream, pk)
   self._pk_overrides = self._pk_overrides or {}
   self._pk_overrides[stream:lower()] = pk
 end
 
+---@param keys table<string, string|string[]>
 function Source:set_primary_keys(keys)
   for k, v in pairs(keys) do self:set_primary_key(k, v) end
 end
@@ -152,6 +169,9 @@ end
 -- plus _airbyte_* fields). Reads with no state. Usable in a generic for:
 -- breaking out of the loop (or closing the iterator) stops the connector.
 local GET_RECORDS_OPTIONS = options.allow{ "limit" }
+---@param stream string
+---@param opts? { limit?: integer }
+---@return fun(): table?                 records, until the stream ends
 function Source:get_records(stream, opts)
   opts = options.check(opts, GET_RECORDS_OPTIONS, "get_records")
   local cat = self:get_configured_catalog{ streams = { stream }, force_full_refresh = true }
@@ -190,6 +210,8 @@ end
 
 -- get_samples{streams = nil|"*"|list, limit = 5, on_error = "raise"|"ignore"|"log"}
 local GET_SAMPLES_OPTIONS = options.allow{ "streams", "limit", "on_error" }
+---@param opts? { limit?: integer, streams?: string|string[], on_error?: "raise"|"ignore"|"log" }
+---@return table<string, table[]|false>
 function Source:get_samples(opts)
   opts = options.check(opts, GET_SAMPLES_OPTIONS, "get_samples")
   local limit = opts.limit or 5
@@ -205,7 +227,7 @@ function Source:get_samples(opts)
     if not ok then
       if opts.on_error == "ignore" then out[name] = false
       elseif opts.on_error == "log" then
-        io.stderr:write(("Failed to get samples for stream '%s': %s\n"):format(name, tostring(err)))
+        log.write(("Failed to get samples for stream '%s': %s\n"):format(name, tostring(err)))
         out[name] = false
       else error(err, 0) end
     end
@@ -213,6 +235,7 @@ function Source:get_samples(opts)
   return out
 end
 
+---@param opts? { limit?: integer, streams?: string|string[], on_error?: "raise"|"ignore"|"log" }
 function Source:print_samples(opts)
   local samples = self:get_samples(opts)
   local names = {}
@@ -230,6 +253,10 @@ end
 
 props.__class_name = function() return "Source" end
 
+-- opts as read.lua's OPTIONS: cache, streams, write_strategy,
+-- force_full_refresh, skip_validation, quiet, on_record, hooks, validate.
+---@param opts? table
+---@return airbyte.ReadResult
 function Source:read(opts)
   return require("airbyte.read").read(self, opts or {})
 end
@@ -238,11 +265,10 @@ local cls = connector.class(props, Source)
 cls._class_name = "Source"
 M.Source = cls
 
+---@return airbyte.Source
 function M.new(executor, name, config, opts)
-  opts = opts or {}
-  local self = setmetatable({}, cls)
-  connector.init(self, executor, name, config, opts)
-  if opts.streams then self:select_streams(opts.streams) end
+  local self = connector.new(cls, executor, name, config, opts)
+  if opts and opts.streams then self:select_streams(opts.streams) end
   return self
 end
 

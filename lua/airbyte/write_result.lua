@@ -7,6 +7,14 @@
 local json = require "airbyte.json"
 
 local M = {}
+---@class airbyte.WriteResult
+---@field destination_name string
+---@field source_name string
+---@field processed_records integer
+---@field streams table<string, { records: integer }>
+---@field warnings string[]
+---@field confirmed_states integer
+---@field invalid_records table<string, table<string, integer>>
 local WriteResult = {}
 WriteResult.__index = WriteResult
 
@@ -23,6 +31,7 @@ end
 -- The last state the destination confirmed, per key: { [stream] = state
 -- table }, "namespace.stream" for a stream in a namespace, "_GLOBAL" and
 -- "_LEGACY" for those. Empty when the write kept no state.
+---@return table<string, table>
 function WriteResult:get_state_provider()
   local out = {}
   if not self._state_cache then return out end

@@ -67,6 +67,20 @@ static int run_task(lb_runtime *rt, lb_task *main_task) {
   return status;
 }
 
+/* The exit status a Lua entry point (airbyte.builtin.run, airbyte.cli.main)
+** returned, for a task that ended well: library code never exits the
+** process itself, the command does. Its result is the JSON array of the
+** returned values; anything but a whole number in 0..255 first is 0. */
+static int returned_status(lb_task *t) {
+  const char *r = lb_task_result(t, NULL);
+  char *end;
+  long v;
+  if (r == NULL || r[0] != '[') return 0;
+  v = strtol(r + 1, &end, 10);
+  if (end == r + 1 || (*end != ']' && *end != ',') || v < 0 || v > 255) return 0;
+  return (int)v;
+}
+
 static int is_subcommand(const char *s) {
   static const char *const names[] = {"validate", "sync", "benchmark", "connectors", NULL};
   int i;
@@ -91,7 +105,7 @@ int main(int argc, char **argv) {
   lb_options opts;
   lb_runtime *rt;
   lb_task *task = NULL;
-  int i, rc, status = 0, script = 0;
+  int i, rc, status = 0, script = 0, script_entry = 0;
   char code[1024];
 
   /* parse options the way lua.c does: they stop at the first non-option */
@@ -182,11 +196,13 @@ int main(int argc, char **argv) {
     snprintf(code, sizeof code,
              "return require('airbyte.builtin').run(arg[0], {table.unpack(arg, 1)})");
     rc = lb_spawn_string(rt, code, strlen(code), "=(connector)", 0, NULL, &task);
+    script_entry = 1;
   } else if (is_subcommand(argv[script])) {
     set_arg(rt, argc, argv, script);
     snprintf(code, sizeof code,
              "return require('airbyte.cli').main(arg[0], {table.unpack(arg, 1)})");
     rc = lb_spawn_string(rt, code, strlen(code), "=(cli)", 0, NULL, &task);
+    script_entry = 1;
   } else {
     rc = lb_spawn_file(rt, argv[script], argc - script - 1,
                        (const char *const *)argv + script + 1, &task);
@@ -198,6 +214,7 @@ int main(int argc, char **argv) {
     goto done;
   }
   status = run_task(rt, task);
+  if (status == 0 && script_entry) status = returned_status(task);
 
 done:
   if (task) lb_task_release(task);

@@ -76,22 +76,43 @@ typedef struct lb_options {
                                     poll of the host's loop, 0 = until none is ready */
 } lb_options;
 
-/* Error codes: negative, libuv style. */
-#define LB_ERRNO_MAP(XX)                                   \
-  XX(ENOMEM,    -1, "out of memory")                       \
-  XX(EINVAL,    -2, "invalid argument")                    \
-  XX(EBUSY,     -3, "runtime is already stepping")         \
-  XX(ELUA,      -4, "Lua error (see lb_last_error)")       \
-  XX(ECANCELED, -5, "task cancelled")                      \
-  XX(ELOOP,     -6, "event loop error")                    \
-  XX(ENOENT,    -7, "file not found")                      \
-  XX(ESTATE,    -8, "operation not valid in this state")
+/* Error codes: negative, libuv style, one space for the whole runtime.
+** The table lists them contiguous from -1 down (LB_ERRNO_MIN, the last, is
+** counted from it): first what the API returns, then the codes of the
+** runtime's parts (JSON scanner, line splitter, schema validator, cache),
+** so that no two meanings share a number and lb_strerror / lb_err_name
+** name every code. Add a code at the end with the next number. */
+#define LB_ERRNO_MAP(XX)                                                    \
+  XX(ENOMEM,         -1, "out of memory")                                   \
+  XX(EINVAL,         -2, "invalid argument")                                \
+  XX(EBUSY,          -3, "runtime is already stepping")                     \
+  XX(ELUA,           -4, "Lua error (see lb_last_error)")                   \
+  XX(ECANCELED,      -5, "task cancelled")                                  \
+  XX(ELOOP,          -6, "event loop error")                                \
+  XX(ENOENT,         -7, "file not found")                                  \
+  XX(ESTATE,         -8, "operation not valid in this state")               \
+  XX(JSKIM_ESYNTAX,  -9, "unexpected character")                            \
+  XX(JSKIM_ETRUNC,  -10, "unexpected end of input")                         \
+  XX(JSKIM_EUTF8,   -11, "invalid UTF-8 in a string")                       \
+  XX(JSKIM_EESCAPE, -12, "invalid escape or lone surrogate")                \
+  XX(JSKIM_EDEPTH,  -13, "nesting too deep")                                \
+  XX(JSKIM_ETRAIL,  -14, "unexpected bytes after the value")                \
+  XX(JSKIM_ECTRL,   -15, "control character in a string")                   \
+  XX(LINES_TOOLONG, -16, "line longer than the limit")                      \
+  XX(SCHEMA_EJSON,  -17, "invalid JSON")                                    \
+  XX(SCHEMA_EREF,   -18, "unresolvable $ref")                               \
+  XX(SCHEMA_ELOAD,  -19, "cannot load remote schema")                       \
+  XX(SCHEMA_EDEPTH, -20, "validation nested too deep")                      \
+  XX(SCHEMA_ELOOP,  -21, "infinite $ref loop")                              \
+  XX(CACHE_ESQL,    -22, "SQLite error (see the cache's message)")
 
 enum {
 #define LB__ERRDEF(name, code, msg) LB_##name = code,
   LB_ERRNO_MAP(LB__ERRDEF)
 #undef LB__ERRDEF
-  LB_ERRNO_MIN = -8
+#define LB__ERRCOUNT(name, code, msg) - 1
+  LB_ERRNO_MIN = 0 LB_ERRNO_MAP(LB__ERRCOUNT)
+#undef LB__ERRCOUNT
 };
 
 typedef enum lb_task_state {

@@ -17,6 +17,7 @@
 #include <stdio.h>
 
 #include "jskim.h"
+#include "errtab.h"
 
 /* SSE2 is part of x86-64; LB_JSKIM_NO_SIMD forces the portable word loop
 ** (to test it on x86 too). */
@@ -450,17 +451,7 @@ int lb_jskim_validate(const char *buf, size_t n, lb_jval *top, size_t *erroff) {
 }
 
 const char *lb_jskim_strerror(int code) {
-  switch (code) {
-    case 0: return "ok";
-    case LB_JSKIM_ESYNTAX: return "unexpected character";
-    case LB_JSKIM_ETRUNC: return "unexpected end of input";
-    case LB_JSKIM_EUTF8: return "invalid UTF-8 in a string";
-    case LB_JSKIM_EESCAPE: return "invalid escape or lone surrogate";
-    case LB_JSKIM_EDEPTH: return "nesting too deep";
-    case LB_JSKIM_ETRAIL: return "unexpected bytes after the value";
-    case LB_JSKIM_ECTRL: return "control character in a string";
-    default: return "unknown error";
-  }
+  return code == 0 ? "ok" : lb__err_text(code);   /* texts in the one table */
 }
 
 /* ---------------------------------------------------------------------- */

@@ -11,6 +11,7 @@
 #define LB_JSKIM_H
 
 #include <stddef.h>
+#include "luabyte.h"
 
 #define LB_JSKIM_MAXDEPTH 512
 
@@ -33,14 +34,12 @@ typedef struct lb_jiter {
   const char *end;   /* one past the closing bracket */
 } lb_jiter;
 
-/* Error codes (negative) returned by lb_jskim_validate. */
-#define LB_JSKIM_ESYNTAX   (-1)  /* unexpected byte */
-#define LB_JSKIM_ETRUNC    (-2)  /* input ends inside a value */
-#define LB_JSKIM_EUTF8     (-3)  /* invalid UTF-8 in a string */
-#define LB_JSKIM_EESCAPE   (-4)  /* bad escape or lone surrogate */
-#define LB_JSKIM_EDEPTH    (-5)  /* nesting deeper than LB_JSKIM_MAXDEPTH */
-#define LB_JSKIM_ETRAIL    (-6)  /* bytes after the value */
-#define LB_JSKIM_ECTRL     (-7)  /* raw control character in a string */
+/* Error codes (negative) returned by lb_jskim_validate, in the runtime's
+** one table (luabyte.h): LB_JSKIM_ESYNTAX (unexpected byte), _ETRUNC
+** (input ends inside a value), _EUTF8 (invalid UTF-8 in a string),
+** _EESCAPE (bad escape or lone surrogate), _EDEPTH (nesting deeper than
+** LB_JSKIM_MAXDEPTH), _ETRAIL (bytes after the value), _ECTRL (raw control
+** character in a string). */
 
 /* Validate buf[0..n). Returns 0 and fills *top (may be NULL) with the span of
 ** the top-level value, or a negative LB_JSKIM_E* code and sets *erroff (may be

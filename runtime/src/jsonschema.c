@@ -33,6 +33,11 @@
 
 #include "jskim.h"
 #include "jsonschema.h"
+#include "errtab.h"
+#include "textbuf.h"
+#include "uri.h"
+#include "ecma_regex.h"
+#include "schema_format.h"
 
 #if defined(__GNUC__)
 #define NOINLINE __attribute__((noinline))
@@ -47,91 +52,31 @@ typedef unsigned char uchar;
 /* ====================================================================== */
 
 const char *lb_schema_strerror(int code) {
-#define LB_SCHEMA_XX(name, val, text) case (val): return text;
-  switch (code) { LB_SCHEMA_ERRNO_MAP(LB_SCHEMA_XX) default: break; }
-#undef LB_SCHEMA_XX
-  return "unknown error";
-}
-
-/* ====================================================================== */
-/* Growable string                                                          */
-/* ====================================================================== */
-
-/* Out of memory is sticky: callers check oom once at the end. */
-typedef struct sbuf {
-  char  *p;
-  size_t n, cap;
-  int    oom;
-} sbuf;
-
-static void sb_reserve(sbuf *b, size_t extra) {
-  size_t want;
-  char *np;
-  if (b->oom) return;
-  if (extra > (size_t)-1 / 2 - b->n) { b->oom = 1; return; }
-  want = b->n + extra + 1;
-  if (want <= b->cap) return;
-  if (want < 64) want = 64;
-  if (want < b->cap * 2) want = b->cap * 2;
-  np = realloc(b->p, want);
-  if (!np) { b->oom = 1; return; }
-  b->p = np;
-  b->cap = want;
-}
-
-static void sb_add(sbuf *b, const char *s, size_t n) {
-  sb_reserve(b, n);
-  if (b->oom) return;
-  if (n) memcpy(b->p + b->n, s, n);
-  b->n += n;
-  b->p[b->n] = '\0';
-}
-
-static void sb_adds(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
-static void sb_addc(sbuf *b, char c) { sb_add(b, &c, 1); }
-
-static void sb_vprintf(sbuf *b, const char *fmt, va_list ap) {
-  va_list aq;
-  int k;
-  va_copy(aq, ap);
-  k = vsnprintf(NULL, 0, fmt, aq);
-  va_end(aq);
-  if (k < 0) { b->oom = 1; return; }
-  sb_reserve(b, (size_t)k);
-  if (b->oom) return;
-  vsnprintf(b->p + b->n, (size_t)k + 1, fmt, ap);
-  b->n += (size_t)k;
-}
-
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  sb_vprintf(b, fmt, ap);
-  va_end(ap);
+  return lb__err_text(code);
 }
 
 /* Append the JSON text of a schema value (enum, const, pattern) for a
 ** message: white space outside strings dropped, so that a pretty-printed
 ** schema still gives a one-line message, and at most about max bytes, cut
 ** at a UTF-8 boundary and marked "...". */
-static void sb_add_clip(sbuf *b, const char *s, size_t n, size_t max) {
+static void sb_add_clip(lb_sbuf *b, const char *s, size_t n, size_t max) {
   size_t i, start = b->n;
   int in_str = 0;
   for (i = 0; i < n; i++) {
     char c = s[i];
     if (b->n - start >= max && ((uchar)c & 0xc0) != 0x80) {
-      sb_adds(b, "...");
+      lb__sb_adds(b, "...");
       return;
     }
     if (in_str) {
-      if (c == '\\' && i + 1 < n) { sb_add(b, s + i, 2); i++; continue; }
+      if (c == '\\' && i + 1 < n) { lb__sb_add(b, s + i, 2); i++; continue; }
       if (c == '"') in_str = 0;
     } else if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
       continue;
     } else if (c == '"') {
       in_str = 1;
     }
-    sb_addc(b, c);
+    lb__sb_addc(b, c);
   }
 }
 
@@ -170,10 +115,6 @@ enum { T_NULL = 1, T_BOOL = 2, T_OBJECT = 4, T_ARRAY = 8, T_NUMBER = 16,
 enum { H_ENUM = 1, H_CONST = 2, H_MULT = 4, H_MAX = 8, H_MIN = 16,
        H_XMAX = 32, H_XMIN = 64, H_UNIQUE = 128 };
 
-enum { F_NONE = 0, F_DATETIME, F_DATE, F_TIME, F_EMAIL, F_IDN_EMAIL,
-       F_HOSTNAME, F_IDN_HOSTNAME, F_IPV4, F_IPV6, F_URI, F_URI_REF, F_IRI,
-       F_IRI_REF, F_URI_TEMPLATE, F_JSON_POINTER, F_REL_JSON_POINTER,
-       F_REGEX };
 
 struct node {
   lb_jval     v;             /* the schema value; v.p is the hash key */
@@ -329,7 +270,7 @@ static int set_err(lb_schema *s, int code, const char *fmt, ...) {
 }
 
 static void warn(lb_schema *s, const node *n, const char *fmt, ...) {
-  sbuf b = { NULL, 0, 0, 0 };
+  lb_sbuf b = { NULL, 0, 0, 0 };
   va_list ap;
   if (s->nwarn == s->warncap) {
     int cap = s->warncap ? s->warncap * 2 : 8;
@@ -338,10 +279,10 @@ static void warn(lb_schema *s, const node *n, const char *fmt, ...) {
     s->warn = nw;
     s->warncap = cap;
   }
-  sb_adds(&b, n && n->loc ? n->loc : "#");
-  sb_adds(&b, ": ");
+  lb__sb_adds(&b, n && n->loc ? n->loc : "#");
+  lb__sb_adds(&b, ": ");
   va_start(ap, fmt);
-  sb_vprintf(&b, fmt, ap);
+  lb__sb_vprintf(&b, fmt, ap);
   va_end(ap);
   if (b.oom) { free(b.p); set_err(s, LB_SCHEMA_ENOMEM, "out of memory"); return; }
   s->warn[s->nwarn++] = b.p;
@@ -424,31 +365,8 @@ static void sit_init(sit *it, const lb_jval *v) {
   it->tn = it->ti = 0;
 }
 
-static int hexv(int c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 static unsigned hex4v(const uchar *p) {
-  return (unsigned)(hexv(p[0]) << 12 | hexv(p[1]) << 8 | hexv(p[2]) << 4 | hexv(p[3]));
-}
-
-static size_t utf8_put(unsigned cp, uchar *o) {
-  if (cp < 0x80) { o[0] = (uchar)cp; return 1; }
-  if (cp < 0x800) {
-    o[0] = (uchar)(0xc0 | (cp >> 6)); o[1] = (uchar)(0x80 | (cp & 0x3f));
-    return 2;
-  }
-  if (cp < 0x10000) {
-    o[0] = (uchar)(0xe0 | (cp >> 12)); o[1] = (uchar)(0x80 | ((cp >> 6) & 0x3f));
-    o[2] = (uchar)(0x80 | (cp & 0x3f));
-    return 3;
-  }
-  o[0] = (uchar)(0xf0 | (cp >> 18)); o[1] = (uchar)(0x80 | ((cp >> 12) & 0x3f));
-  o[2] = (uchar)(0x80 | ((cp >> 6) & 0x3f)); o[3] = (uchar)(0x80 | (cp & 0x3f));
-  return 4;
+  return (unsigned)(lb__hexval(p[0]) << 12 | lb__hexval(p[1]) << 8 | lb__hexval(p[2]) << 4 | lb__hexval(p[3]));
 }
 
 /* Next decoded byte, or -1 at the end. */
@@ -471,7 +389,7 @@ static int sit_next(sit *it) {
         cp = 0x10000 + ((cp - 0xd800) << 10) + (hex4v(it->p + 2) - 0xdc00);
         it->p += 6;
       }
-      it->tn = utf8_put(cp, it->tmp);
+      it->tn = lb__utf8_put(cp, it->tmp);
       return it->tmp[it->ti++];
     }
     default: it->tmp[0] = it->p[1]; break;
@@ -589,138 +507,6 @@ static int json_eq(const lb_jval *a, const lb_jval *b) {
 }
 
 /* ====================================================================== */
-/* URIs (RFC 3986 reference resolution)                                     */
-/* ====================================================================== */
-
-typedef struct uparts {
-  const char *scheme, *auth, *path, *query, *frag;
-  size_t scheme_n, auth_n, path_n, query_n, frag_n;
-  int has_scheme, has_auth, has_query, has_frag;
-} uparts;
-
-static void uri_split(const char *u, uparts *r) {
-  const char *p = u;
-  memset(r, 0, sizeof *r);
-  if (isalpha((uchar)*p)) {
-    const char *q = p + 1;
-    while (isalnum((uchar)*q) || *q == '+' || *q == '-' || *q == '.') q++;
-    if (*q == ':') {
-      r->has_scheme = 1; r->scheme = p; r->scheme_n = (size_t)(q - p);
-      p = q + 1;
-    }
-  }
-  if (p[0] == '/' && p[1] == '/') {
-    const char *q = p + 2;
-    while (*q && *q != '/' && *q != '?' && *q != '#') q++;
-    r->has_auth = 1; r->auth = p + 2; r->auth_n = (size_t)(q - p - 2);
-    p = q;
-  }
-  r->path = p;
-  while (*p && *p != '?' && *p != '#') p++;
-  r->path_n = (size_t)(p - r->path);
-  if (*p == '?') {
-    r->has_query = 1; r->query = ++p;
-    while (*p && *p != '#') p++;
-    r->query_n = (size_t)(p - r->query);
-  }
-  if (*p == '#') {
-    r->has_frag = 1; r->frag = p + 1; r->frag_n = strlen(p + 1);
-  }
-}
-
-/* RFC 3986 5.2.4: remove "." and ".." segments of path[0..n), append to o. */
-static void remove_dots(sbuf *o, const char *in, size_t n) {
-  size_t start = o->n;
-  const char *e = in + n;
-  while (in < e) {
-    size_t left = (size_t)(e - in);
-    if (left >= 3 && !memcmp(in, "../", 3)) in += 3;
-    else if (left >= 2 && !memcmp(in, "./", 2)) in += 2;
-    else if (left >= 3 && !memcmp(in, "/./", 3)) in += 2;
-    else if (left == 2 && !memcmp(in, "/.", 2)) { in += 1; sb_addc(o, '/'); in += 1; }
-    else if ((left >= 4 && !memcmp(in, "/../", 4)) || (left == 3 && !memcmp(in, "/..", 3))) {
-      in += 3;
-      while (o->n > start && o->p[o->n - 1] != '/') o->n--;
-      if (o->n > start) o->n--;
-      if (in == e) sb_addc(o, '/');
-    } else if ((left == 1 && *in == '.') || (left == 2 && !memcmp(in, "..", 2))) {
-      in = e;
-    } else {
-      const char *q = in + (*in == '/');
-      while (q < e && *q != '/') q++;
-      sb_add(o, in, (size_t)(q - in));
-      in = q;
-    }
-  }
-  if (o->p && !o->oom) o->p[o->n] = '\0';
-}
-
-/* Resolve ref against base into o (RFC 3986 5.2.2). */
-static void uri_resolve(sbuf *o, const char *base, const char *ref) {
-  uparts b, r;
-  const char *query = NULL;
-  size_t query_n = 0;
-  int has_query = 0;
-  uri_split(base, &b);
-  uri_split(ref, &r);
-  if (r.has_scheme) {
-    sb_add(o, r.scheme, r.scheme_n); sb_addc(o, ':');
-    if (r.has_auth) { sb_adds(o, "//"); sb_add(o, r.auth, r.auth_n); }
-    remove_dots(o, r.path, r.path_n);
-    has_query = r.has_query; query = r.query; query_n = r.query_n;
-  } else {
-    if (b.has_scheme) { sb_add(o, b.scheme, b.scheme_n); sb_addc(o, ':'); }
-    if (r.has_auth) {
-      sb_adds(o, "//"); sb_add(o, r.auth, r.auth_n);
-      remove_dots(o, r.path, r.path_n);
-      has_query = r.has_query; query = r.query; query_n = r.query_n;
-    } else {
-      if (b.has_auth) { sb_adds(o, "//"); sb_add(o, b.auth, b.auth_n); }
-      if (r.path_n == 0) {
-        sb_add(o, b.path, b.path_n);
-        if (r.has_query) { has_query = 1; query = r.query; query_n = r.query_n; }
-        else { has_query = b.has_query; query = b.query; query_n = b.query_n; }
-      } else {
-        if (r.path[0] == '/') {
-          remove_dots(o, r.path, r.path_n);
-        } else {
-          /* merge: the base path up to its last '/', then the reference */
-          sbuf m = { NULL, 0, 0, 0 };
-          const char *slash = NULL, *q;
-          for (q = b.path; q < b.path + b.path_n; q++) if (*q == '/') slash = q;
-          if (b.has_auth && b.path_n == 0) sb_addc(&m, '/');
-          else if (slash) sb_add(&m, b.path, (size_t)(slash - b.path + 1));
-          sb_add(&m, r.path, r.path_n);
-          if (m.oom) o->oom = 1;
-          else remove_dots(o, m.p, m.n);
-          free(m.p);
-        }
-        has_query = r.has_query; query = r.query; query_n = r.query_n;
-      }
-    }
-  }
-  if (has_query) { sb_addc(o, '?'); sb_add(o, query, query_n); }
-  if (r.has_frag) { sb_addc(o, '#'); sb_add(o, r.frag, r.frag_n); }
-  if (!o->p) sb_add(o, "", 0);
-}
-
-/* Percent-decode s[0..n) into o (a fragment is a JSON pointer or a name
-** after this). */
-static void pct_decode(sbuf *o, const char *s, size_t n) {
-  size_t i;
-  for (i = 0; i < n; i++) {
-    if (s[i] == '%' && i + 2 < n && hexv((uchar)s[i + 1]) >= 0 &&
-        hexv((uchar)s[i + 2]) >= 0) {
-      sb_addc(o, (char)(hexv((uchar)s[i + 1]) * 16 + hexv((uchar)s[i + 2])));
-      i += 2;
-    } else {
-      sb_addc(o, s[i]);
-    }
-  }
-  if (!o->p) sb_add(o, "", 0);
-}
-
-/* ====================================================================== */
 /* The draft-07 meta-schema, built in so that $ref to it needs no loader    */
 /* ====================================================================== */
 
@@ -789,521 +575,17 @@ static const char meta_schema[] =
   "\"not\":{\"$ref\":\"#\"}},"
   "\"default\":true}";
 
-/* ====================================================================== */
-/* ECMA 262 patterns -> POSIX extended regexes                              */
-/* ====================================================================== */
-/*
-** glibc's regcomp is run in the "C" locale, so it matches bytes. The
-** translation turns every ECMA construct that means "one code point" into
-** a regex over the UTF-8 bytes of that code point: a character class
-** becomes a set of code point ranges, emitted as one bracket for its ASCII
-** part and byte-range sequences for the rest. A quantifier after a
-** non-ASCII literal then repeats the whole character, and "^.$" matches
-** "é". Lookarounds, backreferences and \p{...} have no POSIX equivalent:
-** those patterns are reported (a warning) and not enforced.
-*/
-
-#define CSET_MAX 64
-#define CP_MAX 0x10ffff
-
-typedef struct cset {
-  unsigned lo[CSET_MAX], hi[CSET_MAX];
-  int n;
-  int overflow;
-} cset;
-
-static void cs_add(cset *c, unsigned lo, unsigned hi) {
-  if (lo == 0) lo = 1;               /* NUL cannot be in a C pattern */
-  if (lo > hi) return;
-  if (c->n == CSET_MAX) { c->overflow = 1; return; }
-  c->lo[c->n] = lo;
-  c->hi[c->n] = hi;
-  c->n++;
-}
-
-static void cs_norm(cset *c) {
-  int i, j, k = 0;
-  for (i = 1; i < c->n; i++) {       /* insertion sort: sets are small */
-    unsigned lo = c->lo[i], hi = c->hi[i];
-    for (j = i - 1; j >= 0 && c->lo[j] > lo; j--) {
-      c->lo[j + 1] = c->lo[j];
-      c->hi[j + 1] = c->hi[j];
-    }
-    c->lo[j + 1] = lo;
-    c->hi[j + 1] = hi;
-  }
-  for (i = 0; i < c->n; i++) {
-    if (k > 0 && c->lo[i] <= c->hi[k - 1] + 1) {
-      if (c->hi[i] > c->hi[k - 1]) c->hi[k - 1] = c->hi[i];
-    } else {
-      c->lo[k] = c->lo[i];
-      c->hi[k] = c->hi[i];
-      k++;
-    }
-  }
-  c->n = k;
-}
-
-static void cs_negate(cset *c) {
-  cset r;
-  unsigned next = 1;
-  int i;
-  cs_norm(c);
-  r.n = 0;
-  r.overflow = c->overflow;
-  for (i = 0; i < c->n; i++) {
-    if (c->lo[i] > next) cs_add(&r, next, c->lo[i] - 1);
-    next = c->hi[i] + 1;
-  }
-  if (next <= CP_MAX) cs_add(&r, next, CP_MAX);
-  *c = r;
-}
-
-static void cs_union(cset *c, const cset *o) {
-  int i;
-  for (i = 0; i < o->n; i++) cs_add(c, o->lo[i], o->hi[i]);
-  if (o->overflow) c->overflow = 1;
-}
-
-/* The class escapes, as sets. */
-static void cs_class(cset *c, int esc) {
-  c->n = 0;
-  c->overflow = 0;
-  switch (tolower(esc)) {
-    case 'd': cs_add(c, '0', '9'); break;
-    case 'w':
-      cs_add(c, '0', '9'); cs_add(c, 'A', 'Z'); cs_add(c, '_', '_'); cs_add(c, 'a', 'z');
-      break;
-    case 's':                        /* ECMA WhiteSpace and LineTerminator */
-      cs_add(c, 9, 13); cs_add(c, ' ', ' '); cs_add(c, 0xa0, 0xa0);
-      cs_add(c, 0x1680, 0x1680); cs_add(c, 0x2000, 0x200a);
-      cs_add(c, 0x2028, 0x2029); cs_add(c, 0x202f, 0x202f);
-      cs_add(c, 0x205f, 0x205f); cs_add(c, 0x3000, 0x3000);
-      cs_add(c, 0xfeff, 0xfeff);
-      break;
-    default: break;
-  }
-  if (isupper(esc)) cs_negate(c);
-}
-
-/* One UTF-8 sequence pattern for the code points lo..hi, which have the
-** same encoded length n and differ only where their byte ranges are full
-** (the caller splits until that holds). */
-static void emit_seq(sbuf *o, unsigned lo, unsigned hi) {
-  uchar a[4], b[4];
-  size_t n = utf8_put(lo, a), i;
-  utf8_put(hi, b);
-  for (i = 0; i < n; i++) {
-    if (a[i] == b[i]) {
-      sb_addc(o, (char)a[i]);
-    } else {
-      sb_addc(o, '[');
-      sb_addc(o, (char)a[i]);
-      sb_addc(o, '-');
-      sb_addc(o, (char)b[i]);
-      sb_addc(o, ']');
-    }
-  }
-}
-
-/* Split lo..hi (same encoded length n) until each piece is a product of
-** byte ranges: where the pieces differ above the low 6*i bits, the low bits
-** must run over their whole range. */
-static void utf8_split(sbuf *o, unsigned lo, unsigned hi, int n, int *nalt) {
-  int i;
-  for (i = 1; i < n; i++) {
-    unsigned m = (1u << (6 * i)) - 1;
-    if ((lo & ~m) != (hi & ~m)) {
-      if ((lo & m) != 0) {
-        utf8_split(o, lo, lo | m, n, nalt);
-        utf8_split(o, (lo | m) + 1, hi, n, nalt);
-        return;
-      }
-      if ((hi & m) != m) {
-        utf8_split(o, lo, (hi & ~m) - 1, n, nalt);
-        utf8_split(o, hi & ~m, hi, n, nalt);
-        return;
-      }
-    }
-  }
-  if ((*nalt)++) sb_addc(o, '|');
-  emit_seq(o, lo, hi);
-}
-
-static void utf8_ranges(sbuf *o, unsigned lo, unsigned hi, int *nalt) {
-  static const unsigned top[] = { 0x7f, 0x7ff, 0xffff, CP_MAX };
-  int n;
-  for (n = 1; n <= 4 && lo <= hi; n++) {
-    unsigned t = top[n - 1];
-    if (lo > t) continue;
-    utf8_split(o, lo, hi < t ? hi : t, n, nalt);
-    lo = t + 1;
-  }
-}
-
-/* A bracket expression for the ASCII members (1..127) of a set. POSIX
-** brackets have no escapes: ']' must come first, '-' last, '^' not first,
-** and '[' must not be followed by '.', ':' or '='. */
-static int emit_ascii_bracket(sbuf *o, const uchar *in) {
-  int c, count = 0, any = 0;
-  for (c = 1; c < 128; c++) count += in[c];
-  if (!count) return 0;
-  if (count == 1) {
-    for (c = 1; c < 128 && !in[c]; c++) {}
-    if (isalnum(c)) { sb_addc(o, (char)c); return 1; }
-    if (c == '^') { sb_adds(o, "\\^"); return 1; }
-  }
-  sb_addc(o, '[');
-  if (in[']']) { sb_addc(o, ']'); any = 1; }
-  for (c = 1; c < 128; c++) {
-    int d;
-    if (!in[c] || c == ']' || c == '-' || c == '^' || c == '[') continue;
-    for (d = c; d + 1 < 128 && in[d + 1] && d + 1 != ']' && d + 1 != '-' &&
-         d + 1 != '^' && d + 1 != '['; d++) {}
-    sb_addc(o, (char)c);
-    if (d - c >= 2) { sb_addc(o, '-'); sb_addc(o, (char)d); }
-    else if (d > c) sb_addc(o, (char)d);
-    c = d;
-    any = 1;
-  }
-  if (in['[']) { sb_addc(o, '['); any = 1; }
-  if (in['^']) {
-    if (!any && in['-']) sb_addc(o, '-');    /* "[-^]": '^' must not come first */
-    sb_addc(o, '^');
-    if (any && in['-']) sb_addc(o, '-');
-  } else if (in['-']) {
-    sb_addc(o, '-');
-  }
-  sb_addc(o, ']');
-  return 1;
-}
-
-static void emit_set(sbuf *o, cset *c) {
-  uchar ascii[128];
-  int i, nalt = 0, has_wide = 0;
-  cs_norm(c);
-  memset(ascii, 0, sizeof ascii);
-  for (i = 0; i < c->n; i++) {
-    unsigned x;
-    for (x = c->lo[i]; x <= c->hi[i] && x < 128; x++) ascii[x] = 1;
-    if (c->hi[i] >= 128) has_wide = 1;
-  }
-  if (!has_wide) {
-    if (!emit_ascii_bracket(o, ascii)) sb_adds(o, "(a^)");   /* empty: never matches */
-    return;
-  }
-  sb_addc(o, '(');
-  if (emit_ascii_bracket(o, ascii)) nalt = 1;
-  for (i = 0; i < c->n; i++)
-    if (c->hi[i] >= 128)
-      utf8_ranges(o, c->lo[i] < 128 ? 128 : c->lo[i], c->hi[i], &nalt);
-  sb_addc(o, ')');
-}
-
-/* A literal code point. */
-static void emit_cp(sbuf *o, unsigned cp) {
-  uchar b[4];
-  size_t n;
-  if (cp < 128) {
-    if (strchr(".[\\()*+?{|^$", (int)cp)) sb_addc(o, '\\');
-    sb_addc(o, (char)cp);
-    return;
-  }
-  n = utf8_put(cp, b);
-  sb_addc(o, '(');        /* so that a quantifier repeats the whole character */
-  sb_add(o, (const char *)b, n);
-  sb_addc(o, ')');
-}
-
-typedef struct rxt {
-  const uchar *p, *e;
-  sbuf *o;
-  const char *why;        /* what failed */
-  int unsupported;        /* valid ECMA that POSIX cannot express */
-} rxt;
-
-static int rx_fail(rxt *t, int unsupported, const char *why) {
-  t->why = why;
-  t->unsupported = unsupported;
-  return -1;
-}
-
-/* Decode one UTF-8 code point of the (valid) pattern. */
-static unsigned rx_cp(rxt *t) {
-  unsigned c = *t->p++;
-  int more = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : c >= 0xc0 ? 1 : 0;
-  if (more) c &= 0x3fu >> more;
-  while (more-- > 0 && t->p < t->e) c = (c << 6) | (*t->p++ & 0x3fu);
-  return c;
-}
-
-static int rx_hex(rxt *t, int n, unsigned *cp) {
-  unsigned v = 0;
-  int i;
-  for (i = 0; i < n; i++) {
-    if (t->p >= t->e || hexv(*t->p) < 0) return rx_fail(t, 0, "bad hex escape");
-    v = v * 16 + (unsigned)hexv(*t->p++);
-  }
-  *cp = v;
-  return 0;
-}
-
-/* An escape, t->p just past the backslash: 1 and *cp for a character, 2 and
-** *set for a class escape, -1 on failure. */
-static int rx_escape(rxt *t, int in_class, unsigned *cp, cset *set) {
-  int c;
-  if (t->p >= t->e) return rx_fail(t, 0, "trailing backslash");
-  c = *t->p++;
-  switch (c) {
-    case 'd': case 'D': case 'w': case 'W': case 's': case 'S':
-      cs_class(set, c);
-      return 2;
-    case 'n': *cp = '\n'; return 1;
-    case 't': *cp = '\t'; return 1;
-    case 'r': *cp = '\r'; return 1;
-    case 'f': *cp = '\f'; return 1;
-    case 'v': *cp = '\v'; return 1;
-    case 'b':                        /* outside a class the caller took it */
-      *cp = '\b';
-      return 1;
-    case '0':
-      if (t->p < t->e && isdigit(*t->p)) return rx_fail(t, 0, "octal escape");
-      return rx_fail(t, 1, "\\0 (NUL) in a pattern");
-    case 'c':
-      if (t->p < t->e && isalpha(*t->p)) { *cp = (unsigned)(*t->p++ % 32); return 1; }
-      return rx_fail(t, 0, "bad \\c escape");
-    case 'x':
-      return rx_hex(t, 2, cp) ? -1 : 1;
-    case 'u':
-      if (t->p < t->e && *t->p == '{') {
-        unsigned v = 0;
-        t->p++;
-        while (t->p < t->e && hexv(*t->p) >= 0 && v <= CP_MAX) v = v * 16 + (unsigned)hexv(*t->p++);
-        if (t->p >= t->e || *t->p != '}' || v > CP_MAX) return rx_fail(t, 0, "bad \\u{} escape");
-        t->p++;
-        *cp = v;
-        return 1;
-      }
-      if (rx_hex(t, 4, cp)) return -1;
-      if (*cp >= 0xd800 && *cp <= 0xdbff && t->e - t->p >= 6 && t->p[0] == '\\' &&
-          t->p[1] == 'u') {
-        rxt save = *t;
-        unsigned lo;
-        t->p += 2;
-        if (rx_hex(t, 4, &lo) == 0 && lo >= 0xdc00 && lo <= 0xdfff) {
-          *cp = 0x10000 + ((*cp - 0xd800) << 10) + (lo - 0xdc00);
-        } else {
-          *t = save;
-        }
-      }
-      return 1;
-    case 'p': case 'P':
-      return rx_fail(t, 1, "\\p{...} Unicode property escapes");
-    case 'k':
-      return rx_fail(t, 1, "named backreferences");
-    case '-':
-      if (in_class) { *cp = '-'; return 1; }
-      return rx_fail(t, 0, "invalid escape \\-");
-    default:
-      if (c >= '1' && c <= '9') return rx_fail(t, 1, "backreferences");
-      if (strchr("^$\\.*+?()[]{}|/", c)) { *cp = (unsigned)c; return 1; }
-      return rx_fail(t, 0, "invalid escape");
-  }
-}
-
-static int rx_class(rxt *t, cset *out) {
-  int neg = 0;
-  out->n = 0;
-  out->overflow = 0;
-  if (t->p < t->e && *t->p == '^') { neg = 1; t->p++; }
-  while (t->p < t->e && *t->p != ']') {
-    unsigned a = 0, b = 0;
-    cset s;
-    int ka, kb;
-    if (*t->p == '\\') { t->p++; ka = rx_escape(t, 1, &a, &s); }
-    else { a = rx_cp(t); ka = 1; }
-    if (ka < 0) return -1;
-    if (ka == 1 && t->e - t->p >= 2 && t->p[0] == '-' && t->p[1] != ']') {
-      t->p++;
-      if (*t->p == '\\') { t->p++; kb = rx_escape(t, 1, &b, &s); }
-      else { b = rx_cp(t); kb = 1; }
-      if (kb < 0) return -1;
-      if (kb != 1) return rx_fail(t, 0, "class escape in a range");
-      if (a > b) return rx_fail(t, 0, "range out of order");
-      cs_add(out, a, b);
-    } else if (ka == 1) {
-      cs_add(out, a, a);
-    } else {
-      cs_union(out, &s);
-    }
-  }
-  if (t->p >= t->e) return rx_fail(t, 0, "unterminated character class");
-  t->p++;
-  if (neg) cs_negate(out);
-  if (out->overflow) return rx_fail(t, 1, "character class too large");
-  return 0;
-}
-
-/* {n}, {n,}, {n,m} at t->p? Returns its length or 0. */
-static size_t rx_interval(const uchar *p, const uchar *e) {
-  const uchar *q = p + 1;
-  unsigned long a = 0, b = 0;
-  int digits = 0;
-  while (q < e && isdigit(*q)) { a = a * 10 + (unsigned)(*q++ - '0'); if (++digits > 6) return 0; }
-  if (!digits) return 0;
-  if (q < e && *q == ',') {
-    q++;
-    digits = 0;
-    while (q < e && isdigit(*q)) { b = b * 10 + (unsigned)(*q++ - '0'); if (++digits > 6) return 0; }
-    if (digits && b < a) return 0;
-  }
-  if (q >= e || *q != '}') return 0;
-  if (a > RE_DUP_MAX || b > RE_DUP_MAX) return 0;
-  return (size_t)(q - p + 1);
-}
-
-/* Translate pattern[0..n) into o. 0, or -1 with t->why. */
-static int rx_translate(const char *pat, size_t n, sbuf *o, rxt *t) {
-  int atom = 0, depth = 0;
-  cset set;
-  t->p = (const uchar *)pat;
-  t->e = t->p + n;
-  t->o = o;
-  t->why = NULL;
-  t->unsupported = 0;
-  sb_add(o, "", 0);
-  while (t->p < t->e) {
-    int c = *t->p;
-    size_t q;
-    switch (c) {
-      case '\\':
-        t->p++;
-        if (t->p < t->e && (*t->p == 'b' || *t->p == 'B')) {
-#ifdef __GLIBC__
-          sb_addc(o, '\\');
-          sb_addc(o, (char)*t->p++);
-          atom = 0;
-          break;
-#else
-          return rx_fail(t, 1, "word boundaries");
-#endif
-        }
-        {
-          unsigned cp;
-          int k = rx_escape(t, 0, &cp, &set);
-          if (k < 0) return -1;
-          if (k == 1) {
-            if (cp == 0) return rx_fail(t, 1, "NUL in a pattern");
-            emit_cp(o, cp);
-          } else {
-            emit_set(o, &set);
-          }
-        }
-        atom = 1;
-        break;
-      case '[':
-        t->p++;
-        if (rx_class(t, &set)) return -1;
-        emit_set(o, &set);
-        atom = 1;
-        break;
-      case '(':
-        t->p++;
-        if (t->p < t->e && *t->p == '?') {
-          t->p++;
-          if (t->p < t->e && *t->p == ':') {
-            t->p++;
-          } else if (t->p < t->e && (*t->p == '=' || *t->p == '!')) {
-            return rx_fail(t, 1, "lookahead");
-          } else if (t->p < t->e && *t->p == '<') {
-            t->p++;
-            if (t->p < t->e && (*t->p == '=' || *t->p == '!')) return rx_fail(t, 1, "lookbehind");
-            while (t->p < t->e && (isalnum(*t->p) || *t->p == '_' || *t->p == '$')) t->p++;
-            if (t->p >= t->e || *t->p != '>') return rx_fail(t, 0, "bad group name");
-            t->p++;
-          } else {
-            return rx_fail(t, 0, "bad group");
-          }
-        }
-        sb_addc(o, '(');
-        depth++;
-        atom = 0;
-        break;
-      case ')':
-        if (!depth) return rx_fail(t, 0, "unbalanced ')'");
-        /* an empty group or alternative is valid ECMA but not POSIX */
-        if (o->n && (o->p[o->n - 1] == '(' || o->p[o->n - 1] == '|')) sb_adds(o, "()");
-        if (o->oom) break;
-        sb_addc(o, ')');
-        t->p++;
-        depth--;
-        atom = 1;
-        break;
-      case '|':
-        sb_addc(o, '|');
-        t->p++;
-        atom = 0;
-        break;
-      case '^': case '$':
-        sb_addc(o, (char)c);
-        t->p++;
-        atom = 0;
-        break;
-      case '*': case '+': case '?':
-        if (!atom) return rx_fail(t, 0, "nothing to repeat");
-        sb_addc(o, (char)c);
-        t->p++;
-        if (t->p < t->e && *t->p == '?') t->p++;   /* lazy: same verdict */
-        atom = 0;
-        break;
-      case '{':
-        q = rx_interval(t->p, t->e);
-        if (q) {
-          if (!atom) return rx_fail(t, 0, "nothing to repeat");
-          sb_add(o, (const char *)t->p, q);
-          t->p += q;
-          if (t->p < t->e && *t->p == '?') t->p++;
-          atom = 0;
-        } else {
-          sb_adds(o, "\\{");
-          t->p++;
-          atom = 1;
-        }
-        break;
-      case '.':
-        t->p++;
-        set.n = 0;
-        set.overflow = 0;
-        cs_add(&set, '\n', '\n'); cs_add(&set, '\r', '\r'); cs_add(&set, 0x2028, 0x2029);
-        cs_negate(&set);
-        emit_set(o, &set);
-        atom = 1;
-        break;
-      default:
-        emit_cp(o, rx_cp(t));
-        atom = 1;
-        break;
-    }
-  }
-  if (depth) return rx_fail(t, 0, "unbalanced '('");
-  if (o->oom) return rx_fail(t, 0, "out of memory");
-  return 0;
-}
-
 /* Compile an ECMA pattern: the regex, or NULL with *why set. */
 static regex_t *rx_compile(lb_schema *s, const char *pat, size_t n, const char **why,
                            int *unsupported) {
-  sbuf o = { NULL, 0, 0, 0 };
-  rxt t;
+  lb_sbuf o = { NULL, 0, 0, 0 };
   rxlist *r;
   int rc;
   locale_t old = (locale_t)0;
   *unsupported = 0;
   if (memchr(pat, '\0', n)) { *why = "NUL in a pattern"; *unsupported = 1; return NULL; }
-  if (rx_translate(pat, n, &o, &t)) {
+  if (lb__ecma_to_posix(pat, n, &o, why, unsupported)) {
     free(o.p);
-    *why = t.why;
-    *unsupported = t.unsupported;
     return NULL;
   }
   r = amalloc(s, sizeof *r);
@@ -1333,358 +615,6 @@ static int rx_search(const lb_schema *s, const regex_t *re, const char *str, siz
   rc = regexec(re, str, 1, m, REG_STARTEND);
   if (s->cloc) uselocale(old);
   return rc == 0;
-}
-
-/* ====================================================================== */
-/* Formats (asserted only with LB_SCHEMA_FORMAT_ASSERT)                     */
-/* ====================================================================== */
-
-static int digits_at(const char *s, size_t n, size_t at, size_t k, int *v) {
-  size_t i;
-  *v = 0;
-  if (at + k > n) return 0;
-  for (i = 0; i < k; i++) {
-    if (!isdigit((uchar)s[at + i])) return 0;
-    *v = *v * 10 + (s[at + i] - '0');
-  }
-  return 1;
-}
-
-static int leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
-
-static int fmt_date(const char *s, size_t n) {
-  static const int mdays[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-  int y, m, d;
-  if (n != 10 || s[4] != '-' || s[7] != '-') return 0;
-  if (!digits_at(s, n, 0, 4, &y) || !digits_at(s, n, 5, 2, &m) || !digits_at(s, n, 8, 2, &d))
-    return 0;
-  if (m < 1 || m > 12 || d < 1) return 0;
-  return d <= mdays[m - 1] + (m == 2 && leap(y));
-}
-
-/* RFC 3339 full-time; a leap second only at 23:59:60 UTC. */
-static int fmt_time(const char *s, size_t n) {
-  int h, mi, sec, oh = 0, om = 0, sign = 0;
-  size_t i = 8;
-  if (n < 9 || s[2] != ':' || s[5] != ':') return 0;
-  if (!digits_at(s, n, 0, 2, &h) || !digits_at(s, n, 3, 2, &mi) || !digits_at(s, n, 6, 2, &sec))
-    return 0;
-  if (h > 23 || mi > 59 || sec > 60) return 0;
-  if (i < n && s[i] == '.') {
-    size_t st = ++i;
-    while (i < n && isdigit((uchar)s[i])) i++;
-    if (i == st) return 0;
-  }
-  if (i == n) return 0;
-  if (s[i] == 'z' || s[i] == 'Z') {
-    i++;
-  } else if (s[i] == '+' || s[i] == '-') {
-    sign = s[i] == '+' ? 1 : -1;
-    if (i + 6 != n || s[i + 3] != ':' || !digits_at(s, n, i + 1, 2, &oh) ||
-        !digits_at(s, n, i + 4, 2, &om) || oh > 23 || om > 59)
-      return 0;
-    i += 6;
-  } else {
-    return 0;
-  }
-  if (i != n) return 0;
-  if (sec == 60) {
-    int utc = (h * 60 + mi - sign * (oh * 60 + om) + 2 * 1440) % 1440;
-    if (utc != 23 * 60 + 59) return 0;
-  }
-  return 1;
-}
-
-static int fmt_datetime(const char *s, size_t n) {
-  if (n < 11 || (s[10] != 'T' && s[10] != 't')) return 0;
-  return fmt_date(s, 10) && fmt_time(s + 11, n - 11);
-}
-
-static int fmt_ipv4(const char *s, size_t n) {
-  size_t i = 0;
-  int part;
-  for (part = 0; part < 4; part++) {
-    size_t st = i;
-    int v = 0;
-    if (part) { if (i >= n || s[i] != '.') return 0; st = ++i; }
-    while (i < n && isdigit((uchar)s[i]) && i - st < 3) v = v * 10 + (s[i++] - '0');
-    if (i == st || v > 255 || (s[st] == '0' && i - st > 1)) return 0;
-  }
-  return i == n;
-}
-
-static int fmt_ipv6(const char *s, size_t n) {
-  int groups = 0, dbl = 0;
-  size_t i = 0;
-  if (n < 2) return 0;
-  if (s[0] == ':') {
-    if (s[1] != ':') return 0;
-    dbl = 1;
-    i = 2;
-    if (i == n) return 1;
-  }
-  while (i < n) {
-    size_t st = i;
-    while (i < n && hexv((uchar)s[i]) >= 0 && i - st < 5) i++;
-    if (i < n && s[i] == '.') {     /* a trailing IPv4 takes two groups */
-      if (!fmt_ipv4(s + st, n - st)) return 0;
-      groups += 2;
-      i = n;
-      break;
-    }
-    if (i == st || i - st > 4) return 0;
-    groups++;
-    if (i == n) break;
-    if (s[i] != ':') return 0;
-    i++;
-    if (i < n && s[i] == ':') {
-      if (dbl) return 0;
-      dbl = 1;
-      i++;
-      if (i == n) break;
-    } else if (i == n) {
-      return 0;                      /* a trailing single ':' */
-    }
-  }
-  return dbl ? groups < 8 : groups == 8;
-}
-
-static int fmt_hostname_ex(const char *s, size_t n, int idn) {
-  size_t i = 0;
-  if (n == 0 || n > 253) return 0;
-  while (i < n) {
-    size_t st = i;
-    while (i < n && s[i] != '.') {
-      uchar c = (uchar)s[i];
-      if (!(isalnum(c) || c == '-' || (idn && c >= 0x80))) return 0;
-      i++;
-    }
-    if (i == st || i - st > 63) return 0;
-    if (s[st] == '-' || s[i - 1] == '-') return 0;
-    /* "ab--" in positions 3-4 is reserved for A-labels ("xn--") */
-    if (i - st >= 4 && s[st + 2] == '-' && s[st + 3] == '-' &&
-        !((s[st] == 'x' || s[st] == 'X') && (s[st + 1] == 'n' || s[st + 1] == 'N')))
-      return 0;
-    if (i < n) i++;
-    if (i == n && s[n - 1] == '.') return 0;   /* no empty last label */
-  }
-  return 1;
-}
-
-static int fmt_email_ex(const char *s, size_t n, int idn) {
-  const char *at = NULL;
-  size_t i, ln;
-  for (i = n; i > 0; i--) if (s[i - 1] == '@') { at = s + i - 1; break; }
-  if (!at) return 0;
-  ln = (size_t)(at - s);
-  if (ln == 0 || ln > 64) return 0;
-  if (s[0] == '"') {
-    if (ln < 2 || s[ln - 1] != '"') return 0;
-  } else {
-    if (s[0] == '.' || s[ln - 1] == '.') return 0;
-    for (i = 0; i < ln; i++) {
-      uchar c = (uchar)s[i];
-      if (c == '.' && s[i + 1] == '.') return 0;
-      if (!(isalnum(c) || strchr("!#$%&'*+-/=?^_`{|}~.", c) || (idn && c >= 0x80)) || c == 0)
-        return 0;
-    }
-  }
-  s = at + 1;
-  n -= ln + 1;
-  if (n >= 2 && s[0] == '[' && s[n - 1] == ']') {
-    if (n > 7 && !strncmp(s + 1, "IPv6:", 5)) return fmt_ipv6(s + 6, n - 7);
-    return fmt_ipv4(s + 1, n - 2);
-  }
-  return fmt_hostname_ex(s, n, idn);
-}
-
-/* RFC 3986 URI / URI-reference (iri: any non-ASCII allowed too). */
-static int uri_chars_ok(const char *s, size_t n, const char *extra, int iri) {
-  size_t i;
-  for (i = 0; i < n; i++) {
-    uchar c = (uchar)s[i];
-    if (c == '%') {
-      if (i + 2 >= n || hexv((uchar)s[i + 1]) < 0 || hexv((uchar)s[i + 2]) < 0) return 0;
-      i += 2;
-    } else if (!(isalnum(c) || strchr("-._~!$&'()*+,;=:@/?", c) || (extra && strchr(extra, c)) ||
-                 (iri && c >= 0x80)) || c == 0) {
-      return 0;
-    }
-  }
-  return 1;
-}
-
-static int fmt_uri_ex(const char *s, size_t n, int need_scheme, int iri) {
-  size_t i = 0, hash = n;
-  const char *p;
-  for (i = 0; i < n; i++) if (s[i] == '#') { hash = i; break; }
-  if (hash < n && !uri_chars_ok(s + hash + 1, n - hash - 1, NULL, iri)) return 0;
-  /* scheme */
-  for (i = 0; i < hash && (isalnum((uchar)s[i]) || s[i] == '+' || s[i] == '-' || s[i] == '.'); i++) {}
-  if (i < hash && s[i] == ':' && i > 0 && isalpha((uchar)s[0])) {
-    i++;
-  } else {
-    if (need_scheme) return 0;
-    i = 0;
-    /* a relative reference's first segment has no ':' */
-    for (p = s; p < s + hash && *p != '/' && *p != '?'; p++) if (*p == ':') return 0;
-  }
-  if (hash - i >= 2 && s[i] == '/' && s[i + 1] == '/') {
-    size_t a = i + 2, e = a, k, h;
-    const char *at;
-    while (e < hash && s[e] != '/' && s[e] != '?') e++;
-    /* userinfo "@" host [":" port] */
-    at = memchr(s + a, '@', e - a);
-    h = a;
-    if (at) {
-      h = (size_t)(at - s) + 1;
-      if (memchr(s + h, '@', e - h)) return 0;
-      for (k = a; k < h - 1; k++) if (s[k] == '[' || s[k] == ']') return 0;
-      if (!uri_chars_ok(s + a, h - 1 - a, NULL, iri)) return 0;
-    }
-    if (h < e && s[h] == '[') {      /* IP literal: IPv6 or IPvFuture */
-      const char *rb = memchr(s + h, ']', e - h);
-      size_t in = h + 1, ln;
-      if (!rb) return 0;
-      ln = (size_t)(rb - s) - in;
-      if (ln > 1 && (s[in] == 'v' || s[in] == 'V')) {
-        size_t j = in + 1;
-        while (j < in + ln && hexv((uchar)s[j]) >= 0) j++;
-        if (j == in + 1 || j >= in + ln || s[j] != '.' || j + 1 == in + ln) return 0;
-        for (j++; j < in + ln; j++)
-          if (!(isalnum((uchar)s[j]) || strchr("-._~!$&'()*+,;=:", s[j]))) return 0;
-      } else if (!fmt_ipv6(s + in, ln)) {
-        return 0;
-      }
-      k = (size_t)(rb - s) + 1;
-    } else {
-      for (k = h; k < e && s[k] != ':'; k++)
-        if (s[k] == '[' || s[k] == ']') return 0;
-      if (!uri_chars_ok(s + h, k - h, NULL, iri)) return 0;
-    }
-    if (k < e) {                     /* the port: digits only */
-      if (s[k] != ':') return 0;
-      for (k++; k < e; k++) if (!isdigit((uchar)s[k])) return 0;
-    }
-    i = e;
-  }
-  return uri_chars_ok(s + i, hash - i, NULL, iri);
-}
-
-static int fmt_json_pointer(const char *s, size_t n) {
-  size_t i;
-  if (n && s[0] != '/') return 0;
-  for (i = 0; i < n; i++)
-    if (s[i] == '~' && (i + 1 >= n || (s[i + 1] != '0' && s[i + 1] != '1'))) return 0;
-  return 1;
-}
-
-static int fmt_rel_json_pointer(const char *s, size_t n) {
-  size_t i = 0;
-  while (i < n && isdigit((uchar)s[i])) i++;
-  if (i == 0 || (s[0] == '0' && i > 1)) return 0;
-  if (i < n && (s[i] == '+' || s[i] == '-')) {   /* index adjustment */
-    size_t st = ++i;
-    while (i < n && isdigit((uchar)s[i])) i++;
-    if (i == st || (s[st] == '0' && i - st > 1)) return 0;
-  }
-  if (i == n) return 1;
-  if (s[i] == '#') return i + 1 == n;
-  return fmt_json_pointer(s + i, n - i);
-}
-
-static int pct_ok(const char *s, size_t n, size_t i) {
-  return i + 2 < n && hexv((uchar)s[i + 1]) >= 0 && hexv((uchar)s[i + 2]) >= 0;
-}
-
-/* RFC 6570: literals, and expressions "{" [op] varspec *("," varspec) "}" */
-static int fmt_uri_template(const char *s, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    uchar c = (uchar)s[i];
-    if (c == '{') {
-      i++;
-      if (i < n && strchr("+#./;?&", s[i])) i++;
-      for (;;) {
-        int chars = 0;
-        /* varname: varchar *(["."] varchar) */
-        while (i < n) {
-          if (isalnum((uchar)s[i]) || s[i] == '_') { i++; chars++; }
-          else if (s[i] == '%' && pct_ok(s, n, i)) { i += 3; chars++; }
-          else if (s[i] == '.' && chars && i + 1 < n && s[i + 1] != '.' && s[i + 1] != '}' &&
-                   s[i + 1] != ',' && s[i + 1] != ':' && s[i + 1] != '*') i++;
-          else break;
-        }
-        if (!chars || i >= n) return 0;
-        if (s[i] == '*') {
-          i++;
-        } else if (s[i] == ':') {
-          size_t st = ++i;
-          while (i < n && isdigit((uchar)s[i])) i++;
-          if (i == st || i - st > 4 || s[st] == '0') return 0;
-        }
-        if (i >= n) return 0;
-        if (s[i] == ',') { i++; continue; }
-        if (s[i] == '}') { i++; break; }
-        return 0;
-      }
-    } else if (c == '%') {
-      if (!pct_ok(s, n, i)) return 0;
-      i += 3;
-    } else {
-      if (c <= ' ' || c == 0x7f || strchr("\"<>\\^`|}", c)) return 0;
-      i++;
-    }
-  }
-  return 1;
-}
-
-static int fmt_regex(const char *s, size_t n) {
-  sbuf o = { NULL, 0, 0, 0 };
-  rxt t;
-  int rc = rx_translate(s, n, &o, &t);
-  free(o.p);
-  /* unsupported constructs are still valid ECMA regexes */
-  return rc == 0 || t.unsupported;
-}
-
-static const struct { const char *name; int id; } formats[] = {
-  { "date-time", F_DATETIME }, { "date", F_DATE }, { "time", F_TIME },
-  { "email", F_EMAIL }, { "idn-email", F_IDN_EMAIL }, { "hostname", F_HOSTNAME },
-  { "idn-hostname", F_IDN_HOSTNAME }, { "ipv4", F_IPV4 }, { "ipv6", F_IPV6 },
-  { "uri", F_URI }, { "uri-reference", F_URI_REF }, { "iri", F_IRI },
-  { "iri-reference", F_IRI_REF }, { "uri-template", F_URI_TEMPLATE },
-  { "json-pointer", F_JSON_POINTER }, { "relative-json-pointer", F_REL_JSON_POINTER },
-  { "regex", F_REGEX }, { NULL, 0 }
-};
-
-static const char *format_name(int id) {
-  int i;
-  for (i = 0; formats[i].name; i++) if (formats[i].id == id) return formats[i].name;
-  return "format";
-}
-
-static int format_ok(int id, const char *s, size_t n) {
-  switch (id) {
-    case F_DATETIME: return fmt_datetime(s, n);
-    case F_DATE: return fmt_date(s, n);
-    case F_TIME: return fmt_time(s, n);
-    case F_EMAIL: return fmt_email_ex(s, n, 0);
-    case F_IDN_EMAIL: return fmt_email_ex(s, n, 1);
-    case F_HOSTNAME: return fmt_hostname_ex(s, n, 0);
-    case F_IDN_HOSTNAME: return fmt_hostname_ex(s, n, 1);
-    case F_IPV4: return fmt_ipv4(s, n);
-    case F_IPV6: return fmt_ipv6(s, n);
-    case F_URI: return fmt_uri_ex(s, n, 1, 0);
-    case F_URI_REF: return fmt_uri_ex(s, n, 0, 0);
-    case F_IRI: return fmt_uri_ex(s, n, 1, 1);
-    case F_IRI_REF: return fmt_uri_ex(s, n, 0, 1);
-    case F_URI_TEMPLATE: return fmt_uri_template(s, n);
-    case F_JSON_POINTER: return fmt_json_pointer(s, n);
-    case F_REL_JSON_POINTER: return fmt_rel_json_pointer(s, n);
-    case F_REGEX: return fmt_regex(s, n);
-    default: return 1;
-  }
 }
 
 /* ====================================================================== */
@@ -1755,26 +685,26 @@ static node *get_node(lb_schema *s, const lb_jval *v, const char *base, const ch
 static node *child(lb_schema *s, node *parent, const lb_jval *v, const char *kw,
                    const lb_jval *key, long idx) {
   node *n = find_node(s, v->p);
-  sbuf b = { NULL, 0, 0, 0 };
+  lb_sbuf b = { NULL, 0, 0, 0 };
   const char *loc;
   if (n) return n;
-  sb_adds(&b, parent->loc);
-  sb_addc(&b, '/');
-  sb_adds(&b, kw);
+  lb__sb_adds(&b, parent->loc);
+  lb__sb_addc(&b, '/');
+  lb__sb_adds(&b, kw);
   if (key) {
     char *heap;
     size_t len, i;
     const char *name = str_bytes(key, &len, &heap);
     if (!name) b.oom = 1;
-    sb_addc(&b, '/');
+    lb__sb_addc(&b, '/');
     for (i = 0; name && i < len; i++) {
-      if (name[i] == '~') sb_adds(&b, "~0");
-      else if (name[i] == '/') sb_adds(&b, "~1");
-      else sb_addc(&b, name[i]);
+      if (name[i] == '~') lb__sb_adds(&b, "~0");
+      else if (name[i] == '/') lb__sb_adds(&b, "~1");
+      else lb__sb_addc(&b, name[i]);
     }
     free(heap);
   } else if (idx >= 0) {
-    sb_printf(&b, "/%ld", idx);
+    lb__sb_printf(&b, "/%ld", idx);
   }
   loc = b.oom ? NULL : astrndup(s, b.p, b.n);
   free(b.p);
@@ -1839,9 +769,9 @@ static int add_doc(lb_schema *s, const char *uri, const char *text, size_t len,
                    *uri ? uri : "", *uri ? ": " : "", (unsigned long)off,
                    lb_jskim_strerror(rc));
   {
-    sbuf b = { NULL, 0, 0, 0 };
-    sb_adds(&b, uri);
-    sb_addc(&b, '#');
+    lb_sbuf b = { NULL, 0, 0, 0 };
+    lb__sb_adds(&b, uri);
+    lb__sb_addc(&b, '#');
     loc = b.oom ? NULL : astrndup(s, b.p, b.n);
     free(b.p);
   }
@@ -1986,10 +916,10 @@ static int build(lb_schema *s, node *n) {
   /* draft-07: $ref makes every sibling keyword, $id included, ignored */
   if (lb_jobj_find(&n->v, "$ref", 4, &ref)) {
     if (ref.type == LB_JSTRING) {
-      sbuf b = { NULL, 0, 0, 0 };
+      lb_sbuf b = { NULL, 0, 0, 0 };
       char *raw = astr_decode(s, &ref, NULL);
       if (!raw) return set_err(s, LB_SCHEMA_ENOMEM, "out of memory");
-      uri_resolve(&b, n->base, raw);
+      lb__uri_resolve(&b, n->base, raw);
       n->ref = b.oom ? NULL : astrndup(s, b.p, b.n);
       free(b.p);
       if (!n->ref) return set_err(s, LB_SCHEMA_ENOMEM, "out of memory");
@@ -2000,10 +930,10 @@ static int build(lb_schema *s, node *n) {
     warn(s, n, "$ref must be a string: ignored");
   }
   if (lb_jobj_find(&n->v, "$id", 3, &id) && id.type == LB_JSTRING) {
-    sbuf b = { NULL, 0, 0, 0 };
+    lb_sbuf b = { NULL, 0, 0, 0 };
     char *raw = astr_decode(s, &id, NULL), *hash;
     if (!raw) return set_err(s, LB_SCHEMA_ENOMEM, "out of memory");
-    uri_resolve(&b, n->base, raw);
+    lb__uri_resolve(&b, n->base, raw);
     if (b.oom) { free(b.p); return set_err(s, LB_SCHEMA_ENOMEM, "out of memory"); }
     hash = strchr(b.p, '#');
     if (hash && hash[1] && hash[1] != '/') {
@@ -2092,9 +1022,8 @@ static int build(lb_schema *s, node *n) {
         break;
       case 'f':
         if (kw_is(&k, "format") && v.type == LB_JSTRING) {
-          int i;
-          for (i = 0; formats[i].name; i++)
-            if (lb_jstr_eq(&v, formats[i].name, strlen(formats[i].name))) n->format = formats[i].id;
+          int fid = lb__format_id(&v);
+          if (fid != LB_FMT_NONE) n->format = fid;
         }
         break;
       case 'i':
@@ -2256,7 +1185,7 @@ static int walk_pointer(lb_schema *s, node *from, const char *ptr, lb_jval *out,
                         const char **base) {
   lb_jval cur = from->v;
   const char *p = ptr;
-  sbuf tok = { NULL, 0, 0, 0 };
+  lb_sbuf tok = { NULL, 0, 0, 0 };
   *base = from->base;
   while (*p == '/') {
     const char *q = ++p;
@@ -2266,13 +1195,13 @@ static int walk_pointer(lb_schema *s, node *from, const char *ptr, lb_jval *out,
     while (*q && *q != '/') q++;
     for (; p < q; p++) {
       if (*p == '~' && p + 1 < q && (p[1] == '0' || p[1] == '1')) {
-        sb_addc(&tok, p[1] == '0' ? '~' : '/');
+        lb__sb_addc(&tok, p[1] == '0' ? '~' : '/');
         p++;
       } else {
-        sb_addc(&tok, *p);
+        lb__sb_addc(&tok, *p);
       }
     }
-    sb_add(&tok, "", 0);
+    lb__sb_add(&tok, "", 0);
     if (tok.oom) { free(tok.p); return set_err(s, LB_SCHEMA_ENOMEM, "out of memory"); }
     if (cur.type == LB_JOBJECT) {
       found = lb_jobj_find(&cur, tok.p, tok.n, &next);
@@ -2296,10 +1225,10 @@ static int walk_pointer(lb_schema *s, node *from, const char *ptr, lb_jval *out,
         if (known && known->boolean == -1) {
           *base = known->base;
         } else {
-          sbuf b = { NULL, 0, 0, 0 };
+          lb_sbuf b = { NULL, 0, 0, 0 };
           char *raw = astr_decode(s, &id, NULL), *h;
           if (!raw) { free(tok.p); return set_err(s, LB_SCHEMA_ENOMEM, "out of memory"); }
-          uri_resolve(&b, *base, raw);
+          lb__uri_resolve(&b, *base, raw);
           if (!b.oom && (h = strchr(b.p, '#'))) { *h = '\0'; b.n = (size_t)(h - b.p); }
           *base = b.oom ? NULL : astrndup(s, b.p, b.n);
           free(b.p);
@@ -2319,14 +1248,14 @@ static int walk_pointer(lb_schema *s, node *from, const char *ptr, lb_jval *out,
 ** to fetch, or is NULL when the target may still appear as queued nodes
 ** get built), <0 error. With final set, "not yet" is an error. */
 static int resolve_one(lb_schema *s, node *n, const char **missing, int final) {
-  sbuf docpart = { NULL, 0, 0, 0 }, frag = { NULL, 0, 0, 0 };
+  lb_sbuf docpart = { NULL, 0, 0, 0 }, frag = { NULL, 0, 0, 0 };
   const char *hash = strchr(n->ref, '#');
   res *r;
   node *target = NULL;
   int rc = 1;
-  sb_add(&docpart, n->ref, hash ? (size_t)(hash - n->ref) : strlen(n->ref));
-  if (hash) pct_decode(&frag, hash + 1, strlen(hash + 1));
-  else sb_add(&frag, "", 0);
+  lb__sb_add(&docpart, n->ref, hash ? (size_t)(hash - n->ref) : strlen(n->ref));
+  if (hash) lb__pct_decode(&frag, hash + 1, strlen(hash + 1));
+  else lb__sb_add(&frag, "", 0);
   if (docpart.oom || frag.oom) { rc = set_err(s, LB_SCHEMA_ENOMEM, "out of memory"); goto done; }
   *missing = NULL;
   r = find_res(s, docpart.p);
@@ -2353,9 +1282,9 @@ static int resolve_one(lb_schema *s, node *n, const char **missing, int final) {
     }
     target = find_node(s, v.p);
     if (!target) {
-      sbuf l = { NULL, 0, 0, 0 };
-      sb_adds(&l, r->n->loc);
-      sb_adds(&l, hash + 1);
+      lb_sbuf l = { NULL, 0, 0, 0 };
+      lb__sb_adds(&l, r->n->loc);
+      lb__sb_adds(&l, hash + 1);
       loc = l.oom ? NULL : astrndup(s, l.p, l.n);
       free(l.p);
       if (!loc || !(target = get_node(s, &v, base, loc))) {
@@ -2364,11 +1293,11 @@ static int resolve_one(lb_schema *s, node *n, const char **missing, int final) {
       }
     }
   } else {
-    sbuf a = { NULL, 0, 0, 0 };
+    lb_sbuf a = { NULL, 0, 0, 0 };
     res *ar;
-    sb_add(&a, docpart.p, docpart.n);
-    sb_addc(&a, '#');
-    sb_add(&a, frag.p, frag.n);
+    lb__sb_add(&a, docpart.p, docpart.n);
+    lb__sb_addc(&a, '#');
+    lb__sb_add(&a, frag.p, frag.n);
     if (a.oom) { free(a.p); rc = set_err(s, LB_SCHEMA_ENOMEM, "out of memory"); goto done; }
     ar = find_res(s, a.p);
     free(a.p);
@@ -2527,7 +1456,7 @@ static int is_ident(const char *p, size_t n) {
   return 1;
 }
 
-static void path_fmt(sbuf *b, const pseg *path) {
+static void path_fmt(lb_sbuf *b, const pseg *path) {
   const pseg *chain[64];
   size_t n = 0, i;
   int cut = 0;
@@ -2536,22 +1465,22 @@ static void path_fmt(sbuf *b, const pseg *path) {
     if (n < 64) chain[n++] = x;
     else cut = 1;
   }
-  sb_addc(b, '$');
-  if (cut) sb_adds(b, "...");
+  lb__sb_addc(b, '$');
+  if (cut) lb__sb_adds(b, "...");
   for (i = n; i-- > 0;) {
     x = chain[i];
     if (x->key) {
       /* the raw span is valid JSON string text: quoted as it came */
       if (is_ident(x->key->p + 1, x->key->n - 2)) {
-        sb_addc(b, '.');
-        sb_add(b, x->key->p + 1, x->key->n - 2);
+        lb__sb_addc(b, '.');
+        lb__sb_add(b, x->key->p + 1, x->key->n - 2);
       } else {
-        sb_addc(b, '[');
-        sb_add(b, x->key->p, x->key->n);
-        sb_addc(b, ']');
+        lb__sb_addc(b, '[');
+        lb__sb_add(b, x->key->p, x->key->n);
+        lb__sb_addc(b, ']');
       }
     } else {
-      sb_printf(b, "[%lu]", (unsigned long)x->idx);
+      lb__sb_printf(b, "[%lu]", (unsigned long)x->idx);
     }
   }
 }
@@ -2571,14 +1500,14 @@ static int errs_push(lb_schema_errors *e, char *msg) {
 }
 
 static int set_fatal(vctx *c, int code, const pseg *path, const char *fmt, ...) {
-  sbuf b = { NULL, 0, 0, 0 };
+  lb_sbuf b = { NULL, 0, 0, 0 };
   va_list ap;
   if (c->fatal) return c->fatal;
   c->fatal = code;
   path_fmt(&b, path);
-  sb_adds(&b, ": ");
+  lb__sb_adds(&b, ": ");
   va_start(ap, fmt);
-  sb_vprintf(&b, fmt, ap);
+  lb__sb_vprintf(&b, fmt, ap);
   va_end(ap);
   snprintf(c->fatal_msg, sizeof c->fatal_msg, "%s", b.oom ? "out of memory" : b.p);
   free(b.p);
@@ -2587,14 +1516,14 @@ static int set_fatal(vctx *c, int code, const pseg *path, const char *fmt, ...) 
 
 /* Record a failure: returns 1 (invalid) or a negative code. */
 static int fail(vctx *c, const pseg *path, const char *fmt, ...) {
-  sbuf b = { NULL, 0, 0, 0 };
+  lb_sbuf b = { NULL, 0, 0, 0 };
   va_list ap;
   if (!collecting(c)) return 1;
   if (c->errs->count >= c->errs->max) { c->errs->truncated = 1; return 1; }
   path_fmt(&b, path);
-  sb_adds(&b, ": ");
+  lb__sb_adds(&b, ": ");
   va_start(ap, fmt);
-  sb_vprintf(&b, fmt, ap);
+  lb__sb_vprintf(&b, fmt, ap);
   va_end(ap);
   if (b.oom || errs_push(c->errs, b.p)) {
     if (!b.oom) b.p = NULL;
@@ -2606,10 +1535,10 @@ static int fail(vctx *c, const pseg *path, const char *fmt, ...) {
 
 /* Like fail, quoting a span of the schema (clipped). */
 static int fail_span(vctx *c, const pseg *path, const char *pre, const lb_jval *v) {
-  sbuf b = { NULL, 0, 0, 0 };
+  lb_sbuf b = { NULL, 0, 0, 0 };
   int r;
   if (!collecting(c)) return 1;
-  sb_adds(&b, pre);
+  lb__sb_adds(&b, pre);
   sb_add_clip(&b, v->p, v->n, 120);
   r = b.oom ? set_fatal(c, LB_SCHEMA_ENOMEM, path, "out of memory") : fail(c, path, "%s", b.p);
   free(b.p);
@@ -2811,8 +1740,8 @@ static NOINLINE int check_string(vctx *c, const node *n, const lb_jval *inst, co
       r = fail_span(c, path, "string does not match the pattern ", &n->pattern_v);
       if (STEP(r, bad, c)) { free(heap); return r; }
     }
-    if (n->format && (c->s->flags & LB_SCHEMA_FORMAT_ASSERT) && !format_ok(n->format, str, len)) {
-      r = fail(c, path, "string is not a valid %s", format_name(n->format));
+    if (n->format && (c->s->flags & LB_SCHEMA_FORMAT_ASSERT) && !lb__format_ok(n->format, str, len)) {
+      r = fail(c, path, "string is not a valid %s", lb__format_name(n->format));
       if (STEP(r, bad, c)) { free(heap); return r; }
     }
     if ((n->content_b64 || n->content_json) && (c->s->flags & LB_SCHEMA_CONTENT_ASSERT)) {
@@ -3086,14 +2015,14 @@ static int validate_node(vctx *c, const node *n, const lb_jval *inst, const pseg
     }
     if (!ok) {
       if (collecting(c)) {
-        sbuf b = { NULL, 0, 0, 0 };
+        lb_sbuf b = { NULL, 0, 0, 0 };
         int i, k = 0;
         for (i = 0; type_names[i].name; i++)
           if (t & type_names[i].bit) {
-            if (k++) sb_adds(&b, " or ");
-            sb_adds(&b, type_names[i].name);
+            if (k++) lb__sb_adds(&b, " or ");
+            lb__sb_adds(&b, type_names[i].name);
           }
-        if (!k) sb_adds(&b, "nothing");
+        if (!k) lb__sb_adds(&b, "nothing");
         r = b.oom ? set_fatal(c, LB_SCHEMA_ENOMEM, path, "out of memory")
                   : fail(c, path, "expected %s, got %s", b.p, type_name(inst));
         free(b.p);
@@ -3208,9 +2137,9 @@ int lb_schema_validate(const lb_schema *s, const char *instance, size_t len,
   rc = lb_jskim_validate(instance ? instance : "", len, &top, &off);
   if (rc) {
     if (errs) {
-      sbuf b = { NULL, 0, 0, 0 };
+      lb_sbuf b = { NULL, 0, 0, 0 };
       int saved = errs->max;
-      sb_printf(&b, "$: invalid JSON at offset %lu: %s", (unsigned long)off,
+      lb__sb_printf(&b, "$: invalid JSON at offset %lu: %s", (unsigned long)off,
                 lb_jskim_strerror(rc));
       if (!b.oom) {
         errs->max = errs->count + 1;

@@ -1,6 +1,19 @@
 /*
 ** lb_internal.h - declarations shared by the files of the core.
-** Cross-file helpers use the lb__ prefix; file-local ones are static.
+**
+** The prefix rule, for every name in runtime/:
+**   lb_    the public API (runtime/include/luabyte.h, LB_API), and the
+**          interface of a part that stands alone as a small library with
+**          its own header and tests (jskim.h, protocol.h, lines.h,
+**          jsonschema.h, cache.h, mask.h, digest.h: lb_jskim_validate,
+**          lb_msg_parse, lb_cache_open, ...). Types are lb_ + a noun
+**          (lb_runtime, lb_jval), macros and enum constants LB_.
+**   lb__   a helper one file of the core lends another (declared here or in
+**          the lending file's header: lb__log, lb__json_push, lb__uuid4);
+**          never part of the API, free to change.
+**   none   file-local: static, no prefix (sb_add, emit, push_string).
+** Lua-binding files (lua_*.c) export only their luaopen_airbyte_* entry
+** points and lb__ helpers of the binding layer.
 */
 #ifndef LB_INTERNAL_H
 #define LB_INTERNAL_H

@@ -10,6 +10,7 @@
 #define LB_LINES_H
 
 #include <stddef.h>
+#include "luabyte.h"
 
 typedef struct lb_lines {
   char  *buf;
@@ -27,8 +28,9 @@ typedef struct lb_lines {
 
 #define LB_LINES_OK       0
 #define LB_LINES_AGAIN    1    /* no complete line buffered */
-#define LB_LINES_TOOLONG  (-1) /* a line exceeds max_line (truncate == 0) */
-#define LB_LINES_NOMEM    (-2)
+/* LB_LINES_TOOLONG (a line exceeds max_line, truncate == 0) is in the
+** runtime's error table (luabyte.h); out of memory is LB_ENOMEM. */
+#define LB_LINES_NOMEM    LB_ENOMEM
 
 void   lb_lines_init(lb_lines *b, size_t max_line, int truncate);
 void   lb_lines_free(lb_lines *b);

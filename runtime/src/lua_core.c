@@ -19,6 +19,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "lb_internal.h"
+#include "ids.h"
+#include "fs.h"
 
 #define TASK_MT "airbyte.Task"
 #define TMPFILE_MT "airbyte.TempFile"
@@ -256,37 +258,31 @@ static int l_read_stdin(lua_State *L) {
   return 1;
 }
 
-/* uuid4() -> a random (version 4) UUID string. xorshift128+ seeded from
-** the OS once per runtime (the state is this closure's upvalue): record
-** ids for destinations, where a Lua string.format per record shows. */
+/* uuid4() -> a random (version 4) UUID string, from the generator in
+** this closure's upvalue (seeded from the OS once per runtime): record ids
+** for destinations, where a Lua string.format per record shows. */
 static int l_uuid4(lua_State *L) {
-  uint64_t *s = lua_touserdata(L, lua_upvalueindex(1));
-  uint64_t a, b, x, y;
+  lb_rng *r = lua_touserdata(L, lua_upvalueindex(1));
   char out[37];
-  static const char hex[] = "0123456789abcdef";
-  int i, k = 0;
-  if (s[0] == 0 && s[1] == 0) {
-    if (uv_random(NULL, NULL, s, 2 * sizeof *s, 0, NULL) != 0 || (s[0] | s[1]) == 0) {
-      s[0] = uv_hrtime() | 1;
-      s[1] = (uint64_t)(uintptr_t)s ^ 0x9e3779b97f4a7c15ULL;
-    }
-  }
-  for (i = 0; i < 2; i++) {   /* two draws of xorshift128+ */
-    x = s[0]; y = s[1];
-    s[0] = y;
-    x ^= x << 23;
-    s[1] = x ^ y ^ (x >> 17) ^ (y >> 26);
-    if (i == 0) a = s[1] + y; else b = s[1] + y;
-  }
-  a = (a & 0xffffffffffff0fffULL) | 0x4000ULL;              /* version 4 */
-  b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  /* variant 10 */
-  for (i = 0; i < 16; i++) {
-    uint8_t byte = (uint8_t)(i < 8 ? a >> (56 - 8 * i) : b >> (56 - 8 * (i - 8)));
-    if (i == 4 || i == 6 || i == 8 || i == 10) out[k++] = '-';
-    out[k++] = hex[byte >> 4];
-    out[k++] = hex[byte & 15];
-  }
+  if (r->s[0] == 0 && r->s[1] == 0) lb__rng_seed(r, r);
+  lb__uuid4(r, out);
   lua_pushlstring(L, out, 36);
+  return 1;
+}
+
+/* ulid() -> a new ULID (26 characters, time-ordered). */
+static int l_ulid(lua_State *L) {
+  char out[26];
+  lb__ulid(out);
+  lua_pushlstring(L, out, sizeof out);
+  return 1;
+}
+
+/* short_id() -> 9 time-ordered characters (log file names). */
+static int l_short_id(lua_State *L) {
+  char out[9];
+  lb__short_id(out);
+  lua_pushlstring(L, out, sizeof out);
   return 1;
 }
 
@@ -328,28 +324,26 @@ static int l_executable(lua_State *L) {
   return 1;
 }
 
+/* nil, msg, code for a failed file call: msg is fmt with the path and
+** strerror(e), code the error's name ("ENOENT"). */
+static int push_os_fail(lua_State *L, const char *fmt, const char *path, int e) {
+  luaL_pushfail(L);
+  lua_pushfstring(L, fmt, path, strerror(e));
+  lua_pushstring(L, uv_err_name(uv_translate_sys_error(e)));
+  return 3;
+}
+
 /* fsync(path) -> true | nil, msg, code: makes a written file durable, for
 ** destinations that echo a STATE only once its records are on disk. A
 ** directory path syncs the directory (after a rename). */
 static int l_fsync(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   int fd = open(path, O_RDONLY | O_CLOEXEC), rc, e;
-  if (fd < 0) {
-    e = errno;
-    luaL_pushfail(L);
-    lua_pushfstring(L, "cannot open '%s' to sync it: %s", path, strerror(e));
-    lua_pushstring(L, uv_err_name(uv_translate_sys_error(e)));
-    return 3;
-  }
+  if (fd < 0) return push_os_fail(L, "cannot open '%s' to sync it: %s", path, errno);
   rc = fsync(fd);
   e = errno;
   close(fd);
-  if (rc != 0) {
-    luaL_pushfail(L);
-    lua_pushfstring(L, "cannot sync '%s': %s", path, strerror(e));
-    lua_pushstring(L, uv_err_name(uv_translate_sys_error(e)));
-    return 3;
-  }
+  if (rc != 0) return push_os_fail(L, "cannot sync '%s': %s", path, e);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -358,25 +352,11 @@ static int l_fsync(lua_State *L) {
 static int l_mkdir_p(lua_State *L) {
   size_t len;
   const char *path = luaL_checklstring(L, 1, &len);
-  int mode = (int)luaL_optinteger(L, 2, 0755);
+  int mode = (int)luaL_optinteger(L, 2, 0755), e;
   luaL_Buffer b;
   char *buf = luaL_buffinitsize(L, &b, len + 1);
-  size_t i;
   memcpy(buf, path, len + 1);
-  for (i = 1; i <= len; i++) {
-    if (buf[i] == '/' || buf[i] == '\0') {
-      char c = buf[i];
-      buf[i] = '\0';
-      if (mkdir(buf, (mode_t)mode) != 0 && errno != EEXIST) {
-        int e = errno;
-        luaL_pushfail(L);
-        lua_pushfstring(L, "cannot create directory '%s': %s", buf, strerror(e));
-        lua_pushstring(L, uv_err_name(uv_translate_sys_error(e)));
-        return 3;
-      }
-      buf[i] = c;
-    }
-  }
+  if ((e = lb__mkdir_p(buf, mode)) != 0) return push_os_fail(L, "cannot create directory '%s': %s", buf, e);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -532,6 +512,8 @@ static const luaL_Reg funcs[] = {
   {"in_task", l_in_task},
   {"tempfile", l_tempfile},
   {"mkdir_p", l_mkdir_p},
+  {"ulid", l_ulid},
+  {"short_id", l_short_id},
   {"fsync", l_fsync},
   {"isatty", l_isatty},
   {"count_prefixed_lines", l_count_prefixed_lines},
@@ -544,28 +526,27 @@ static const luaL_Reg funcs[] = {
   {NULL, NULL}
 };
 
+static const luaL_Reg task_meta[] = {
+  {"__gc", l_task_gc}, {"__tostring", l_task_tostring}, {NULL, NULL}
+};
+
+static const luaL_Reg tmpfile_meta[] = {
+  {"__index", l_tmp_index}, {"__gc", l_tmp_remove}, {"__close", l_tmp_remove},
+  {"__tostring", l_tmp_tostring}, {NULL, NULL}
+};
+
 int luaopen_airbyte_core(lua_State *L) {
   luaL_newmetatable(L, TASK_MT);
+  luaL_setfuncs(L, task_meta, 0);
   luaL_newlib(L, task_methods);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_task_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_task_tostring);
-  lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
   luaL_newmetatable(L, TMPFILE_MT);
-  lua_pushcfunction(L, l_tmp_index);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, l_tmp_remove);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_tmp_remove);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, l_tmp_tostring);
-  lua_setfield(L, -2, "__tostring");
+  luaL_setfuncs(L, tmpfile_meta, 0);
   lua_pop(L, 1);
   luaL_newlib(L, funcs);
   lb__open_mask(L);
-  memset(lua_newuserdatauv(L, 2 * sizeof(uint64_t), 0), 0, 2 * sizeof(uint64_t));
+  memset(lua_newuserdatauv(L, sizeof(lb_rng), 0), 0, sizeof(lb_rng));
   lua_pushcclosure(L, l_uuid4, 1);
   lua_setfield(L, -2, "uuid4");
   lua_pushlightuserdata(L, (void *)&lb__io_sentinel);

@@ -49,7 +49,7 @@ typedef struct schema_ud {
 } schema_ud;
 
 static const char *err_name(int code) {
-#define LB_SCHEMA_XX(name, val, text) case (val): return #name;
+#define LB_SCHEMA_XX(name) case LB_SCHEMA_##name: return #name;
   switch (code) { LB_SCHEMA_ERRNO_MAP(LB_SCHEMA_XX) default: break; }
 #undef LB_SCHEMA_XX
   return "EUNKNOWN";

@@ -10,6 +10,10 @@
 **   msg.data_json                              RECORD data as the source wrote it
 **   msg.record, msg.state, msg.trace, ...      the decoded payload
 **   msg:decode()                               the whole message as a table
+**   msg:payload_span()                         first, last byte (1-based) of the
+**                                              payload object ("state", ...) in
+**                                              msg.line, for edits that keep
+**                                              the rest of the line as it is
 ** Decoded values are cached in the message's user value.
 */
 #include <string.h>
@@ -66,16 +70,6 @@ void lb__push_message(lua_State *L, const lb_msg *m, const char *line, size_t le
   lua_setmetatable(L, -2);
 }
 
-static void push_jstring(lua_State *L, const lb_jval *s) {
-  if (!lb_jstr_has_escapes(s)) {
-    lua_pushlstring(L, s->p + 1, s->n - 2);
-  } else {
-    luaL_Buffer b;
-    char *out = luaL_buffinitsize(L, &b, s->n);
-    luaL_pushresultsize(&b, lb_jstr_decode(s, out, s->n));
-  }
-}
-
 /* The cache table (user value), created on first use. */
 static void push_cache(lua_State *L, int idx) {
   if (lua_getiuservalue(L, idx, 1) != LUA_TTABLE) {
@@ -118,6 +112,13 @@ static int msg_decode(lua_State *L) {
   return 1;
 }
 
+static int msg_payload_span(lua_State *L) {
+  msg_ud *u = luaL_checkudata(L, 1, MSG_MT);
+  lua_pushinteger(L, (lua_Integer)u->payload.off + 1);
+  lua_pushinteger(L, (lua_Integer)u->payload.off + (lua_Integer)u->payload.n);
+  return 2;
+}
+
 static int msg_index(lua_State *L) {
   msg_ud *u = lua_touserdata(L, 1);
   size_t klen;
@@ -148,7 +149,7 @@ static int msg_index(lua_State *L) {
     case 6:
       if (memcmp(k, "stream", 6) == 0 && u->type == LB_MSG_RECORD) {
         v = from_span(u, &u->stream);
-        push_jstring(L, &v);
+        lb__push_jstring(L, &v);
         return 1;
       }
       if (memcmp(k, "decode", 6) == 0) {
@@ -163,7 +164,7 @@ static int msg_index(lua_State *L) {
       }
       if (memcmp(k, "namespace", 9) == 0 && u->type == LB_MSG_RECORD) {
         v = from_span(u, &u->ns);
-        if (v.type == LB_JSTRING) push_jstring(L, &v);
+        if (v.type == LB_JSTRING) lb__push_jstring(L, &v);
         else lua_pushnil(L);
         return 1;
       }
@@ -175,6 +176,12 @@ static int msg_index(lua_State *L) {
         if (v.type != LB_JNUMBER) lua_pushnil(L);
         else if (lb_jnum_to_int64(&v, &ms)) lua_pushinteger(L, (lua_Integer)ms);
         else lua_pushnumber(L, lb_jnum_to_double(&v));
+        return 1;
+      }
+      break;
+    case 12:
+      if (memcmp(k, "payload_span", 12) == 0) {
+        lua_pushcfunction(L, msg_payload_span);
         return 1;
       }
       break;

@@ -545,17 +545,9 @@ static int l_parse_parts(lua_State *L) {
   }
   lua_pushstring(L, lb_msg_type_name(m.type));
   if (m.type != LB_MSG_RECORD) return 1;
-  if (!lb_jstr_has_escapes(&m.stream)) lua_pushlstring(L, m.stream.p + 1, m.stream.n - 2);
-  else {
-    luaL_Buffer b;
-    char *out = luaL_buffinitsize(L, &b, m.stream.n);
-    luaL_pushresultsize(&b, lb_jstr_decode(&m.stream, out, m.stream.n));
-  }
-  if (m.ns.type == LB_JSTRING) {
-    luaL_Buffer b;
-    char *out = luaL_buffinitsize(L, &b, m.ns.n);
-    luaL_pushresultsize(&b, lb_jstr_decode(&m.ns, out, m.ns.n));
-  } else lua_pushnil(L);
+  lb__push_jstring(L, &m.stream);
+  if (m.ns.type == LB_JSTRING) lb__push_jstring(L, &m.ns);
+  else lua_pushnil(L);
   if (m.emitted_at.type != LB_JNUMBER) lua_pushnil(L);
   else if (lb_jnum_to_int64(&m.emitted_at, &ms)) lua_pushinteger(L, (lua_Integer)ms);
   else lua_pushnumber(L, lb_jnum_to_double(&m.emitted_at));

@@ -227,17 +227,21 @@ int lb__bigint_from_string(lua_State *L, const char *s, size_t n) {
 /* Decoding                                                                */
 /* ---------------------------------------------------------------------- */
 
-static const char *push_string(lua_State *L, const char *p, const char *end) {
-  lb_jval s;
-  const char *q = lb_jskim_skip(p, end, &s);
-  size_t len = s.n - 2;
-  if (!memchr(p + 1, '\\', len)) {
-    lua_pushlstring(L, p + 1, len);
+void lb__push_jstring(lua_State *L, const lb_jval *s) {
+  size_t len = s->n - 2;
+  if (!lb_jstr_has_escapes(s)) {
+    lua_pushlstring(L, s->p + 1, len);
   } else {
     luaL_Buffer b;
     char *dst = luaL_buffinitsize(L, &b, len);
-    luaL_pushresultsize(&b, lb_jstr_decode(&s, dst, len));
+    luaL_pushresultsize(&b, lb_jstr_decode(s, dst, len));
   }
+}
+
+static const char *push_string(lua_State *L, const char *p, const char *end) {
+  lb_jval s;
+  const char *q = lb_jskim_skip(p, end, &s);
+  lb__push_jstring(L, &s);
   return q;
 }
 

@@ -25,6 +25,10 @@
 ** errors. */
 void lb__json_push(lua_State *L, const lb_jval *v);
 
+/* Push the text of a validated JSON string span (escapes decoded): the one
+** way a scanned string becomes a Lua string. */
+void lb__push_jstring(lua_State *L, const lb_jval *s);
+
 /* Push the shared array / object metatable. */
 void lb__json_push_array_mt(lua_State *L);
 void lb__json_push_object_mt(lua_State *L);

@@ -489,15 +489,18 @@ end)
 describe("cdk destination helpers", function()
   local cdk = require "airbyte.cdk"
 
-  it("finds the data text of a record line exactly, or re-encodes it", function()
+  it("finds the data text of a record line exactly, whatever its layout", function()
     assert.equal('{"a":1}', cdk.record_data_json('{"type":"RECORD","record":{"stream":"s","data":{"a":1},"emitted_at":1}}'))
     assert.equal('{ "a" : [1, {"b": "x"}] }', cdk.record_data_json(
       '{"type": "RECORD", "record": {"stream": "s", "namespace": null, "emitted_at": 1.5e3, "data": { "a" : [1, {"b": "x"}] }}}'))
-    -- a brace inside a string defeats brace matching: the data is re-encoded
-    assert.equal('{"k":"{","n":12345678901234567890}',
+    -- the C scanner reads strings, so a brace inside one does not mislead it:
+    -- the bytes stay as written (every digit, the keys' order)
+    assert.equal('{"n":12345678901234567890,"k":"{"}',
       cdk.record_data_json('{"type":"RECORD","record":{"stream":"s","data":{"n":12345678901234567890,"k":"{"}}}'))
-    -- other layouts are re-encoded too
-    assert.equal('{"a":1}', cdk.record_data_json('{"record":{"data":{"a":1},"stream":"s"},"type":"RECORD"}'))
+    -- "type" last, "data" before "stream": the same bytes
+    assert.equal('{"a" :1}', cdk.record_data_json('{"record":{"data":{"a" :1},"stream":"s"},"type":"RECORD"}'))
+    -- a line that is not a RECORD raises
+    assert.has_error(function() cdk.record_data_json('{"type":"LOG","log":{}}') end)
   end)
 
   it("adds destinationStats to a state line, keeping everything else", function()
@@ -508,6 +511,10 @@ describe("cdk destination helpers", function()
     local empty = '{"type":"STATE","state":{}}'
     assert.equal('{"type":"STATE","state":{"destinationStats":{"recordCount":0.0}}}',
       cdk.with_destination_stats(empty, json.decode(empty), 0))
+    -- "state" before "type", white space: the bytes kept, the stats appended in the state object
+    local odd = '{ "state" : { "type": "GLOBAL", "x": "}" } , "type": "STATE" }'
+    assert.equal('{ "state" : { "type": "GLOBAL", "x": "}" ,"destinationStats":{"recordCount":5.0}} , "type": "STATE" }',
+      cdk.with_destination_stats(odd, json.decode(odd), 5))
     -- destinationStats already there: replaced, the rest kept
     local again = '{"type":"STATE","state":{"type":"GLOBAL","destinationStats":{"recordCount":7.0,"x":1}}}'
     local res = json.decode(cdk.with_destination_stats(again, json.decode(again), 2))

@@ -96,12 +96,22 @@ local function header_number(resp, name, regex)
   return tonumber(v)
 end
 
+-- The number in the response header a WaitTimeFromHeader / WaitUntilTimeFromHeader
+-- node names (node.header, interpolated; node.regex picks it out): a
+-- function of (resp, ctx) -> number | nil.
+local function header_reader(node, path)
+  local h = interp.compile(tostring(node.header or ""), path .. ".header")
+  return function(resp, ctx)
+    return header_number(resp, interp.str(h:eval(ctx) or ""), node.regex)
+  end
+end
+
 function M.WaitTimeFromHeader(node, path)
   manifest.fields(node, "WaitTimeFromHeader", path, "header regex max_waiting_time_in_seconds")
-  local h = interp.compile(tostring(node.header or ""), path .. ".header")
+  local header = header_reader(node, path)
   return {
     backoff = function(resp, _, ctx)
-      local s = header_number(resp, interp.str(h:eval(ctx) or ""), node.regex)
+      local s = header(resp, ctx)
       if s == nil then return nil end
       local max = tonumber(node.max_waiting_time_in_seconds)
       if max and s > max then
@@ -115,10 +125,10 @@ end
 
 function M.WaitUntilTimeFromHeader(node, path)
   manifest.fields(node, "WaitUntilTimeFromHeader", path, "header regex min_wait max_waiting_time_in_seconds")
-  local h = interp.compile(tostring(node.header or ""), path .. ".header")
+  local header = header_reader(node, path)
   return {
     backoff = function(resp, _, ctx)
-      local at = header_number(resp, interp.str(h:eval(ctx) or ""), node.regex)
+      local at = header(resp, ctx)
       if at == nil then return nil end
       local wait = at - dt.now(interp.clock):timestamp()
       local min = tonumber(node.min_wait)

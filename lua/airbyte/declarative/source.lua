@@ -13,6 +13,7 @@ local cdk = require "airbyte.cdk"
 local manifest = require "airbyte.declarative.manifest"
 local factory = require "airbyte.declarative.factory"
 local requester = require "airbyte.declarative.requester"
+local log = require "airbyte.log"
 
 local M = {}
 
@@ -170,7 +171,7 @@ function M.run(path, argv)
       "emitted_at", cdk.clock() + 0.0, "error", cdk.obj("message", msg, "failure_type",
       type(connector) == "table" and connector.failure_type or "system_error")))), "\n")
     io.stdout:flush()
-    io.stderr:write("luabyte: manifest ", tostring(path), ": ", msg, "\n")
+    log.write("luabyte: manifest ", tostring(path), ": ", msg, "\n")
     return 1
   end
   return cdk.main(connector, argv)

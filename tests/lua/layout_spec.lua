@@ -1,0 +1,96 @@
+-- One rule in one place (issue 13): library code reports through
+-- airbyte.log and returns exit statuses instead of exiting; the kit's face
+-- keeps its API over lua/airbyte/cdk/*.lua, cdk.clock included.
+local H = require "helper"
+
+-- Runs fn with io.stderr sent to a file; returns fn's results and the text.
+local function capture_stderr(fn)
+  local dir = H.tmpdir()
+  local path = dir .. "/stderr.txt"
+  local saved = io.stderr
+  local f = assert(io.open(path, "w"))
+  io.stderr = f
+  local res = table.pack(pcall(fn))
+  io.stderr = saved
+  f:close()
+  local text = H.read_file(path)
+  H.rm_rf(dir)
+  return res, text
+end
+
+describe("airbyte.log", function()
+  local log = require "airbyte.log"
+
+  it("writes to the stream io.stderr is at the time of the call", function()
+    local res, text = capture_stderr(function()
+      return log.write("warning: ", "one", "\n") == io.stderr
+    end)
+    assert.is_true(res[1])
+    assert.is_true(res[2])
+    assert.equal("warning: one\n", text)
+  end)
+end)
+
+describe("entry points return exit statuses", function()
+  it("airbyte.builtin.run: an unknown connector is status 2 with a message, not an exit", function()
+    local res, text = capture_stderr(function()
+      return require("airbyte.builtin").run("no-such-connector", { "spec" })
+    end)
+    assert.is_true(res[1])
+    assert.equal(2, res[2])
+    assert.matches("no built%-in connector 'no%-such%-connector'", text)
+  end)
+
+  it("airbyte.cli.main: an unknown subcommand is status 2 with the usage", function()
+    local res, text = capture_stderr(function() return require("airbyte.cli").main("frobnicate", {}) end)
+    assert.is_true(res[1])
+    assert.equal(2, res[2])
+    assert.matches("unknown subcommand 'frobnicate'", text)
+  end)
+
+  it("cdk.main: a command the connector does not support is status 2 with the usage", function()
+    local cdk = require "airbyte.cdk"
+    local src = cdk.source { spec = { connectionSpecification = { type = "object" } }, read = function() end }
+    local out = { write = function() end, flush = function() end }
+    local res, text = capture_stderr(function() return cdk.main(src, { "write", "--config", "c", "--catalog", "k" }, { out = out }) end)
+    assert.is_true(res[1])
+    assert.equal(2, res[2])
+    assert.matches("a source does not support 'write'", text)
+    assert.matches("usage: <connector> spec", text)
+  end)
+end)
+
+describe("the cdk face", function()
+  local cdk = require "airbyte.cdk"
+
+  it("keeps the kit's API", function()
+    for _, name in ipairs({ "null", "obj", "array", "encode", "escape", "validate", "error", "config_error",
+                            "clock", "stream_state", "source", "destination", "main", "parse_message",
+                            "record_data_json", "with_destination_stats", "stream_status", "record_counter",
+                            "uuid4", "fsync", "mkdir_p", "output_file", "file_destination", "raw_sync_mode" }) do
+      assert.is_not_nil(cdk[name], name)
+    end
+  end)
+
+  it("passes a host's cdk.clock to the emitter", function()
+    local saved = cdk.clock
+    cdk.clock = function() return 1234 end
+    local lines = {}
+    local out = { write = function(_, ...) lines[#lines + 1] = table.concat({ ... }) end, flush = function() end }
+    local dir = H.tmpdir()
+    H.write_file(dir .. "/c.json", "{}")
+    H.write_file(dir .. "/k.json", '{"streams":[{"stream":{"name":"s","json_schema":{}},"sync_mode":"full_refresh"}]}')
+    local src = cdk.source { spec = { connectionSpecification = { type = "object" } },
+      read = function(_, _, _, emit) emit.record("s", { a = 1 }) end }
+    local ok, code = pcall(cdk.main, src, { "read", "--config", dir .. "/c.json", "--catalog", dir .. "/k.json" },
+                           { out = out })
+    cdk.clock = saved
+    H.rm_rf(dir)
+    assert.is_true(ok, code)
+    assert.equal(0, code)
+    local text = table.concat(lines)
+    assert.matches('{"type":"RECORD","record":{"stream":"s","data":{"a":1},"emitted_at":1234}}', text, 1, true)
+    assert.matches('"emitted_at":1234.0', text, 1, true)
+    assert.equal(saved, cdk.clock)
+  end)
+end)
