@@ -44,35 +44,18 @@ static char *dupstr(const char *s, size_t n) {
 
 /* --- strings ------------------------------------------------------------------ */
 
-void lb__sb_addn(lb_sbuf *b, const char *s, size_t n) {
-  if (b->oom) return;
-  if (b->n + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    char *p;
-    while (cap < b->n + n + 1) cap *= 2;
-    if ((p = realloc(b->p, cap)) == NULL) { b->oom = 1; return; }
-    b->p = p;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->n, s, n);
-  b->n += n;
-  b->p[b->n] = '\0';
-}
-
-void lb__sb_add(lb_sbuf *b, const char *s) { lb__sb_addn(b, s, strlen(s)); }
-
 /* A double-quoted identifier; normalized names never hold quotes, but the
 ** doubling keeps any other name safe too. */
 void lb__sb_ident(lb_sbuf *b, const char *s) {
   const char *q;
-  lb__sb_addn(b, "\"", 1);
+  lb__sb_add(b, "\"", 1);
   while ((q = strchr(s, '"')) != NULL) {
-    lb__sb_addn(b, s, (size_t)(q - s) + 1);
-    lb__sb_addn(b, "\"", 1);
+    lb__sb_add(b, s, (size_t)(q - s) + 1);
+    lb__sb_add(b, "\"", 1);
     s = q + 1;
   }
-  lb__sb_add(b, s);
-  lb__sb_addn(b, "\"", 1);
+  lb__sb_adds(b, s);
+  lb__sb_add(b, "\"", 1);
 }
 
 void lb__sb_reset(lb_sbuf *b) {

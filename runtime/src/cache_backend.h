@@ -25,6 +25,7 @@
 
 #include <stdarg.h>
 #include "cache.h"
+#include "textbuf.h"
 
 /* --- the schema -> columns mapping (cache_columns.c, shared) --------------- */
 
@@ -337,15 +338,9 @@ int  lb__cache_is_reserved(const lb_cache *c, const char *t);
 ** it unique (a digest of the whole name at its end). */
 void lb__cache_fit_ident(const lb_cache *c, char *name);
 
-/* A growable string for building SQL and messages; `oom` latches an
-** allocation failure (check it once at the end). Start with {0}. */
-typedef struct lb_sbuf {
-  char *p;
-  size_t n, cap;
-  int oom;
-} lb_sbuf;
-void lb__sb_addn(lb_sbuf *b, const char *s, size_t n);
-void lb__sb_add(lb_sbuf *b, const char *s);
+/* SQL and messages are built in textbuf.h's lb_sbuf (lb__sb_add with a
+** length, lb__sb_adds without; `oom` latches an allocation failure: check
+** it once at the end; start with {0}). What the caches add to it: */
 void lb__sb_reset(lb_sbuf *b);
 /* A double-quoted SQL identifier (quotes inside doubled). */
 void lb__sb_ident(lb_sbuf *b, const char *s);

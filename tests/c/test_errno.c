@@ -24,7 +24,7 @@ static void every_code_has_a_text_and_a_name(void) {
 
 static void the_parts_codes_are_in_the_space(void) {
   static const int parts[] = { LB_JSKIM_ESYNTAX, LB_JSKIM_ECTRL, LB_LINES_TOOLONG, LB_SCHEMA_EJSON,
-                               LB_SCHEMA_ELOOP, LB_CACHE_ESQL };
+                               LB_SCHEMA_ELOOP, LB_CACHE_ESQL, LB_CACHE_EBUSY };
   size_t i;
   for (i = 0; i < sizeof parts / sizeof parts[0]; i++) {
     CHECK(parts[i] >= LB_ERRNO_MIN && parts[i] < LB_ESTATE);
@@ -37,6 +37,7 @@ static void the_parts_codes_are_in_the_space(void) {
   CHECK_EQ_INT(LB_LINES_NOMEM, LB_ENOMEM);
   CHECK_EQ_INT(LB_SCHEMA_ENOMEM, LB_ENOMEM);
   CHECK_EQ_STR(lb_err_name(LB_CACHE_ESQL), "LB_CACHE_ESQL");
+  CHECK_EQ_STR(lb_err_name(LB_CACHE_EBUSY), "LB_CACHE_EBUSY");
 }
 
 /* errtab.c is the lookup the parts use; lb_strerror / lb_err_name say the same. */
