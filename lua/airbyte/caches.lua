@@ -47,6 +47,7 @@
 --   M.rethrow(err, fields) -> raises a C cache error "Kind: message" as the
 --       structured error of that kind (other errors as they are)
 local sqlite = require "airbyte.sqlite"
+local core = require "airbyte.core"
 local json = require "airbyte.json"
 local errors = require "airbyte.errors"
 local options = require "airbyte.options"
@@ -78,7 +79,7 @@ end
 
 local function ensure_dir(dir)
   if dir == nil or dir == "" then return end
-  local ok, msg = sqlite.mkdir_p(dir)
+  local ok, msg = core.mkdir_p(dir)
   if not ok then errors.raise("PyAirbyteCacheError", msg, { context = { directory = dir } }) end
 end
 
@@ -132,7 +133,7 @@ function M.new_local_cache(opts)
         "Cache name can only contain alphanumeric characters and underscores.", { input_value = name })
     end
   else
-    name = sqlite.ulid()
+    name = core.ulid()
   end
   local dir = opts.cache_dir or (M.cache_root() .. "/" .. name)
   return M.SQLiteCache{ db_path = dir .. "/db_" .. name .. ".sqlite", cache_dir = dir,

@@ -96,8 +96,9 @@
 #include "luabyte.h"
 #include "jskim.h"
 
-#define LB_CACHE_ESQL (-100)   /* the database failed, see lb_cache_errmsg */
-#define LB_CACHE_EBUSY (-101)  /* lb_cache_lock_stream: another runner holds the stream */
+/* LB_CACHE_ESQL (the database failed, see lb_cache_errmsg) and
+** LB_CACHE_EBUSY (lb_cache_lock_stream: another runner holds the stream)
+** are in luabyte.h's one error table. */
 
 typedef struct lb_cache lb_cache;
 typedef struct lb_cache_stream lb_cache_stream;

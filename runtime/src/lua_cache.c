@@ -1020,70 +1020,6 @@ static int l_normalize(lua_State *L) {
   return 1;
 }
 
-/* mkdir -p: every missing directory of path, mode 0777 minus the umask. */
-static int l_mkdir_p(lua_State *L) {
-  size_t n, i;
-  const char *path = luaL_checklstring(L, 1, &n);
-  luaL_Buffer b;
-  char *p;
-  if (n == 0) return luaL_argerror(L, 1, "empty path");
-  p = luaL_buffinitsize(L, &b, n + 1);
-  memcpy(p, path, n);
-  p[n] = '\0';
-  for (i = 1; i <= n; i++) {
-    struct stat st;
-    if (i < n && p[i] != '/') continue;
-    if (i < n) p[i] = '\0';
-    if (mkdir(p, 0777) != 0) {
-      int e = errno;
-      if (e != EEXIST || stat(p, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        luaL_pushfail(L);
-        lua_pushfstring(L, "cannot create directory %s: %s", p,
-                        e == EEXIST ? "a file of that name exists" : strerror(e));
-        lua_pushinteger(L, e);
-        return 3;
-      }
-    }
-    if (i < n) p[i] = '/';
-  }
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-/* A ULID: 48 bits of milliseconds and 80 random bits in Crockford's base32,
-** as PyAirbyte names new local caches. */
-static int l_ulid(lua_State *L) {
-  static const char b32[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-  unsigned char r[10];
-  char out[26];
-  struct timespec ts;
-  unsigned long long ms;
-  int i, got = 0;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ms = (unsigned long long)ts.tv_sec * 1000u + (unsigned long long)ts.tv_nsec / 1000000u;
-#if defined(__linux__)
-  got = getrandom(r, sizeof r, GRND_NONBLOCK) == (ssize_t)sizeof r;
-#endif
-  if (!got) {
-    unsigned long long x = ms ^ ((unsigned long long)ts.tv_nsec << 20) ^ (unsigned long long)getpid();
-    for (i = 0; i < 10; i++) {
-      x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-      r[i] = (unsigned char)x;
-    }
-  }
-  for (i = 9; i >= 0; i--) { out[i] = b32[ms & 31]; ms >>= 5; }
-  {
-    /* 80 bits -> 16 characters, 5 bits at a time from the top */
-    int bit = 0;
-    for (i = 0; i < 16; i++, bit += 5) {
-      int byte = bit / 8, off = bit % 8, v = (r[byte] << 8 | (byte + 1 < 10 ? r[byte + 1] : 0));
-      out[10 + i] = b32[(v >> (11 - off)) & 31];
-    }
-  }
-  lua_pushlstring(L, out, sizeof out);
-  return 1;
-}
-
 /* db:move_destination(name, from_hash, to_hash) */
 static int db_move_destination(lua_State *L) {
   db_ud *d = checkdb(L, 1);
@@ -1170,8 +1106,6 @@ static const luaL_Reg module_funcs[] = {
   {"normalize", l_normalize},
   {"state_key", l_state_key},
   {"state_count_mismatch", l_state_count_mismatch},
-  {"mkdir_p", l_mkdir_p},
-  {"ulid", l_ulid},
   {NULL, NULL}
 };
 

@@ -157,7 +157,7 @@ function backends.postgres()
   if (os.getenv("PGHOST") or "") == "" then
     return nil, "no PostgreSQL server: set PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE (scripts/pg.sh start)"
   end
-  local run = sqlite.ulid():lower()
+  local run = require("airbyte.core").ulid():lower()
   local function params(name)
     return { host = os.getenv("PGHOST"), port = tonumber(os.getenv("PGPORT") or ""),
              database = os.getenv("PGDATABASE"), username = os.getenv("PGUSER"),
