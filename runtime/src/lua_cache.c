@@ -515,13 +515,6 @@ static int read_pk(lua_State *L, int opts, const char **pk) {
   return n;
 }
 
-static int has_elements(lua_State *L, int opts, const char *field) {
-  int t = lua_getfield(L, opts, field), yes;
-  yes = (t == LUA_TSTRING && lua_rawlen(L, -1) > 0) || (t == LUA_TTABLE && lua_rawlen(L, -1) > 0);
-  lua_pop(L, 1);
-  return yes;
-}
-
 /* A namespace argument: nil or json.null = none. */
 static const char *opt_namespace(lua_State *L, int idx, size_t *len) {
   *len = 0;
@@ -561,10 +554,9 @@ static int db_stream_open(lua_State *L) {
   if (strcmp(strategy, "append") == 0) ws = LB_WRITE_APPEND;
   else if (strcmp(strategy, "merge") == 0) ws = LB_WRITE_MERGE;
   else if (strcmp(strategy, "replace") == 0) ws = LB_WRITE_REPLACE;
-  else if (strcmp(strategy, "auto") == 0)   /* PyAirbyte: PK -> merge, cursor -> append */
-    ws = npk > 0 ? LB_WRITE_MERGE : has_elements(L, 2, "cursor_field") ? LB_WRITE_APPEND
-                                                                       : LB_WRITE_REPLACE;
-  else return luaL_error(L, "stream_open: unknown strategy '%s'", strategy);
+  /* "auto" is resolved once, by airbyte.catalog.resolve_write_method */
+  else return luaL_error(L, "stream_open: strategy must be append, merge or replace (got '%s'; "
+                         "resolve 'auto' with airbyte.catalog.resolve_write_method)", strategy);
   u = lua_newuserdatauv(L, sizeof *u, 1);
   u->s = NULL;
   u->db = d;

@@ -202,12 +202,23 @@ H.each_backend(function(b)
       assert.has_error(function()
         db:stream_open{ stream = "users", schema = users_schema, strategy = "merge", primary_key = { { "a", "b" } } }
       end)
-      -- auto: PK -> merge, else cursor -> append, else replace
-      s = db:stream_open{ stream = "users", schema = users_schema, strategy = "auto", primary_key = { "id" } }
+      -- "auto" is airbyte.catalog's to resolve (PK -> merge, else cursor -> append, else
+      -- replace); the binding takes only what it resolves to
+      local catalog = require "airbyte.catalog"
+      local function cs(extra)
+        local t = { stream = { name = "users", json_schema = users_schema }, sync_mode = "incremental" }
+        for k, v in pairs(extra) do t[k] = v end
+        return t
+      end
+      assert.equal("merge", catalog.resolve_write_method(cs{ primary_key = { { "id" } } }, "auto"))
+      assert.equal("append", catalog.resolve_write_method(cs{ cursor_field = { "id" } }, "auto"))
+      assert.equal("replace", catalog.resolve_write_method(cs{}, "auto"))
+      assert.has_error(function() db:stream_open{ stream = "users", schema = users_schema, strategy = "auto" } end)
+      s = db:stream_open{ stream = "users", schema = users_schema, strategy = "merge", primary_key = { "id" } }
       s:write({ id = 1, name = "third" })
       s:close()
       assert.equal(1, db:query("SELECT count(*) AS n FROM users")[1].n)
-      s = db:stream_open{ stream = "users", schema = users_schema, strategy = "auto", cursor_field = { "id" } }
+      s = db:stream_open{ stream = "users", schema = users_schema, strategy = "append" }
       s:write({ id = 1, name = "appended" })
       s:close()
       assert.equal(2, db:query("SELECT count(*) AS n FROM users")[1].n)
