@@ -1,5 +1,14 @@
 /*
-** cache.h - the SQLite cache, laid out the way PyAirbyte lays out its caches.
+** cache.h - the storage interface: a cache laid out the way PyAirbyte lays
+** out its caches, whichever database keeps it.
+**
+** Every backend implements it (cache_backend.h says how; cache_sqlite.c is
+** SQLite, cache_pg.c PostgreSQL): callers (the pump, the Lua binding, the
+** tests) see only this file. cache.c implements each function once, with
+** what is common to all backends (argument checks, the table prefix, the
+** UUIDv7 generator, the error message, the stream -> table rules, state
+** keys and the state rules) and calls the backend for the rest. The layout
+** below is the same on every backend; types are SQLite's where it says so.
 **
 ** One table per stream, named by PyAirbyte's normalizer (lb_cache_normalize)
 ** as "Stream names" below says, with one typed column per top-level property
@@ -86,10 +95,13 @@
 #include "luabyte.h"
 #include "jskim.h"
 
-#define LB_CACHE_ESQL (-100)   /* SQLite error, see lb_cache_errmsg */
+#define LB_CACHE_ESQL (-100)   /* the database failed, see lb_cache_errmsg */
+#define LB_CACHE_EBUSY (-101)  /* lb_cache_lock_stream: another runner holds the stream */
 
 typedef struct lb_cache lb_cache;
 typedef struct lb_cache_stream lb_cache_stream;
+typedef struct lb_cache_cursor lb_cache_cursor;
+typedef struct lb_cache_query lb_cache_query;
 
 typedef enum {
   LB_WRITE_APPEND,    /* plain INSERT */
@@ -97,14 +109,16 @@ typedef enum {
   LB_WRITE_REPLACE    /* into a shadow table swapped in by _finish */
 } lb_write_strategy;
 
-/* Open or create the database file at path (its directory must exist) and
-** the _airbyte_* tables. ":memory:" works. On failure *out is NULL and err
-** says why. */
+/* SQLite: open or create the database file at path (its directory must
+** exist) and the _airbyte_* tables. ":memory:" works. On failure *out is
+** NULL and err says why. (PostgreSQL: lb_cache_pg_open, cache_pg.h.) */
 int  lb_cache_sqlite_open(const char *path, lb_cache **out, char *err, size_t errlen);
 /* Closes the streams still open (their statements; unfinished REPLACE shadow
 ** tables stay and are dropped by the next open of that stream), rolls back an
 ** open transaction and closes the database. NULL is fine. */
 void lb_cache_close(lb_cache *c);
+/* The backend: "sqlite" or "postgres". */
+const char *lb_cache_kind(const lb_cache *c);
 
 /* Transactions: BEGIN IMMEDIATE (takes the write lock now, so a concurrent
 ** writer waits up to the busy timeout here rather than failing later).
@@ -150,8 +164,9 @@ int  lb_cache_wait_idle(lb_cache *c, uint64_t deadline_ns);
 
 /* Message of the last failure on this cache (never NULL). */
 const char *lb_cache_errmsg(lb_cache *c);
-/* The sqlite3 connection, for the Lua binding's ad-hoc SQL (waits for
-** queued rows first, so the caller may use it right away). */
+/* SQLite only (NULL for other backends): the sqlite3 connection, for C
+** tests that look at the file (waits for queued rows first). Everything
+** else uses the interface. */
 struct sqlite3 *lb_cache_db(lb_cache *c);
 
 /* Table prefix prepended to stream names (PyAirbyte's table_prefix), "" by
@@ -230,6 +245,18 @@ int  lb_cache_stream_abort(lb_cache_stream *s, char *err, size_t errlen);
 /* Finalizes the statements and frees the stream. NULL is fine. */
 void lb_cache_stream_close(lb_cache_stream *s);
 
+/* Stream locks (issue 9 section 4): a per-(source, stream) lock a runner
+** holds for the whole read of that stream, so that two runners of the same
+** source and stream (processes on one machine or many, tasks of one
+** script) never interleave; runners of other streams never wait. Waits up
+** to timeout_ms for another holder, never blocking the caller's event loop
+** on the database's own lock wait; then LB_CACHE_EBUSY with err naming the
+** stream and the other holder (pid@host, since when). 0 = acquired. A lock
+** is released by unlock, by closing the cache, or when its process dies. */
+int  lb_cache_lock_stream(lb_cache *c, const char *source_name, const lb_cache_stream_id *id,
+                          long timeout_ms, char *err, size_t errlen);
+void lb_cache_unlock_stream(lb_cache *c, const char *source_name, const lb_cache_stream_id *id);
+
 /* Records accepted by lb_cache_stream_write (in async mode some may still
 ** be queued). */
 long long lb_cache_stream_rows_written(const lb_cache_stream *s);
@@ -288,13 +315,133 @@ int  lb_cache_put_delivered(lb_cache *c, const lb_cache_delivery *d, const char 
 int  lb_cache_move_destination(lb_cache *c, const char *destination_name, const char *from_hash,
                                const char *to_hash);
 
-/* The SQL of the two state reads, for the Lua binding, which runs them in
-** statements it owns (so a memory error while building rows leaks nothing):
-** columns stream_name, state_json, stream_namespace. get_states binds ?1
-** source, ?2 table prefix; get_destination_states ?1 destination name, ?2
-** config hash or NULL, ?3 source or NULL. */
+/* SQLite only, until lua_cache.c reads states through lb_cache_get_states:
+** the SQL of the two state reads. */
 extern const char *const lb__cache_get_states_sql;
 extern const char *const lb__cache_get_destination_states_sql;
+
+/* The rules of state, once (Lua calls them through the binding).
+**
+** When a state commits: a STATE that follows records commits with them
+** (LB_STATE_COMMIT), except that a REPLACE stream's own state is held until
+** its table is swapped in (LB_STATE_HOLD_STREAM), and a GLOBAL or LEGACY
+** state is held until the end when any stream of the read is replaced
+** (LB_STATE_HOLD_GLOBAL), since it speaks for those streams too. A state
+** with no checkpoint (the Faros kit's side channel: a message carrying
+** redactedConfig or logs) is never stored (LB_STATE_SKIP); neither is a
+** state after the read has failed (failed != 0). stream_replaced: the
+** state's stream (a STREAM state with no namespace) is written with
+** REPLACE. */
+typedef enum {
+  LB_STATE_COMMIT = 0,
+  LB_STATE_HOLD_STREAM,
+  LB_STATE_HOLD_GLOBAL,
+  LB_STATE_SKIP
+} lb_state_disposition;
+struct lb_state_key;
+lb_state_disposition lb_cache_state_disposition(const lb_jval *state_msg,
+                                                const struct lb_state_key *key,
+                                                int stream_replaced, int any_replaced,
+                                                int failed);
+/* The record-count check: a state's sourceStats.recordCount (field
+** "sourceStats") or destinationStats.recordCount ("destinationStats")
+** against the records that arrived before it. Returns 1 when the state
+** carries a count that differs (*expected set to it), 0 when it agrees or
+** carries none. */
+int  lb_cache_state_count_mismatch(const lb_jval *state, const char *field, long long arrived,
+                                   long long *expected);
+
+/* --- the read side ----------------------------------------------------------- */
+
+/* A growable byte buffer (free p when done). */
+typedef struct lb_cache_buf {
+  char *p;
+  size_t len, cap;
+} lb_cache_buf;
+
+/* A cursor over a stream's rows, as protocol RECORD lines:
+**   {"type":"RECORD","record":{"stream":<stream>,"data":{...},"emitted_at":N}}\n
+** (with "namespace" after the stream when ns is given), the data holding
+** the source's columns only (NULL as null; JSON columns as their JSON,
+** booleans as true/false, big integers as their digits), built with the
+** shared JSON encoder (jsonenc.c); emitted_at from _airbyte_extracted_at.
+** Rows come in table order (no sort: a sort of a big table costs more than
+** the feed); after_raw_id limits them to _airbyte_raw_id > after (UUIDv7
+** text sorts by time), NULL = all. */
+typedef struct lb_cache_cursor_spec {
+  const char *table;                 /* the stream's table (lb_cache_table_name) */
+  const char *stream, *ns;           /* names in the lines; ns NULL = none */
+  size_t stream_len, ns_len;
+  const char *after_raw_id;          /* NULL = every row */
+} lb_cache_cursor_spec;
+/* NULL on failure (lb_cache_errmsg says why). */
+lb_cache_cursor *lb_cache_cursor_open(lb_cache *c, const lb_cache_cursor_spec *spec);
+/* Appends the next row's line to out and points *raw_id at its
+** _airbyte_raw_id (valid until the next call; length in *raw_id_len, 0 when
+** the row has none). 1 = a row, 0 = no more rows, negative on failure. */
+int  lb_cache_cursor_next(lb_cache_cursor *cur, lb_cache_buf *out, const char **raw_id,
+                          size_t *raw_id_len);
+void lb_cache_cursor_close(lb_cache_cursor *cur);   /* NULL is fine */
+
+/* --- ad-hoc SQL and introspection (the Lua layer's run_sql_query, datasets,
+** checks) ----------------------------------------------------------------------- */
+
+typedef enum {
+  LB_VAL_NULL = 0,
+  LB_VAL_INT,        /* i */
+  LB_VAL_FLOAT,      /* d */
+  LB_VAL_TEXT,       /* s, n (may hold NUL) */
+  LB_VAL_JSON,       /* s, n: JSON text (a backend with a JSON type) */
+  LB_VAL_BOOL,       /* i: 0 or 1 */
+  LB_VAL_BIGINT      /* s, n: the digits of an integer beyond int64 */
+} lb_cache_vtype;
+
+typedef struct lb_cache_value {
+  lb_cache_vtype type;
+  long long i;
+  double d;
+  const char *s;
+  size_t n;
+  const char *name;  /* parameters: ":name", "@name", "$name"; NULL = positional */
+} lb_cache_value;
+
+/* Runs one or more statements (no results), in the caller's transaction
+** if one is open. */
+int  lb_cache_exec(lb_cache *c, const char *sql, size_t len);
+/* Rows changed by the last statement. */
+long long lb_cache_changes(lb_cache *c);
+/* One statement with parameters (positional in order, or named), rows one
+** at a time: query_next points *row at ncols values (valid until the next
+** call) and returns 1, 0 at the end, negative on failure. col_kind is the
+** declared kind of a result column that comes from a table column
+** (lb_col_kind of cache_backend.h: the column types of the layout), -1 for
+** an expression. NULL on failure (lb_cache_errmsg has the database's
+** message and the statement). */
+lb_cache_query *lb_cache_query_open(lb_cache *c, const char *sql, size_t len,
+                                    const lb_cache_value *params, int nparams);
+int  lb_cache_query_ncols(lb_cache_query *q);
+const char *lb_cache_query_col_name(lb_cache_query *q, int i);
+int  lb_cache_query_col_kind(lb_cache_query *q, int i);
+int  lb_cache_query_next(lb_cache_query *q, const lb_cache_value **row);
+void lb_cache_query_close(lb_cache_query *q);      /* NULL is fine */
+
+/* 1 when a table of that name exists, 0 when not, negative on failure. */
+int  lb_cache_has_table(lb_cache *c, const char *table);
+/* Calls cb for each column of table in table order: its name, its kind
+** (lb_col_kind, from the declared type; -1 when it has none of ours) and
+** the declared type as the database spells it. 0 for a missing table (no
+** calls). A non-zero return from cb stops and is returned. */
+typedef int (*lb_cache_column_cb)(void *ud, const char *name, int kind, const char *decl);
+int  lb_cache_columns(lb_cache *c, const char *table, lb_cache_column_cb cb, void *ud);
+/* Calls cb for each stream cached under the current table prefix whose
+** table exists, in (name, namespace) order: name, namespace ("" none),
+** table, source, catalog_metadata (the JSON schema it was opened with). */
+typedef struct lb_cache_stream_row {
+  const char *name, *ns, *table, *source_name, *catalog_json;   /* ns "" = none */
+  size_t name_len, ns_len, catalog_len;
+} lb_cache_stream_row;
+typedef int (*lb_cache_streams_cb)(void *ud, const lb_cache_stream_row *row);
+int  lb_cache_streams(lb_cache *c, lb_cache_streams_cb cb, void *ud);
 
 /* PyAirbyte's LowerCaseNormalizer: lower case, every character (code point)
 ** that is not [a-z0-9] becomes '_' (NUL too: len counts the bytes, never
@@ -329,5 +476,13 @@ lb_cache_stream *lb__cache_stream_check(struct lua_State *L, int idx);
 int lb_cache_put_quarantine(lb_cache *c, const char *source_name, const char *stream, size_t stream_len,
                             const char *ns, size_t ns_len, const char *record_json, size_t record_len,
                             const char *reasons_json, size_t reasons_len, long long emitted_at_ms);
+/* The same, as the backends receive it (emitted_at_ms clamped). */
+typedef struct lb_cache_quarantine {
+  const char *source_name, *stream, *ns;          /* ns "" = none */
+  size_t stream_len, ns_len;
+  const char *record_json, *reasons_json;
+  size_t record_len, reasons_len;
+  long long emitted_at_ms;
+} lb_cache_quarantine;
 
 #endif
