@@ -88,6 +88,7 @@ struct pg_stream {
   size_t arena_cap;
   int guess;
   int finished;
+  lb_cache_ts ts;               /* _airbyte_extracted_at text of the last record */
 };
 
 typedef struct pg_cursor {
@@ -161,59 +162,27 @@ static int exec1(pg_cache *pc, const char *sql, int n, const char *const *vals) 
   return 0;
 }
 
-/* A growable SQL text; `oom` latches allocation failure. */
-typedef struct sbuf { char *p; size_t n, cap; int oom; } sbuf;
-
-static void sb_addn(sbuf *b, const char *s, size_t n) {
-  if (b->oom) return;
-  if (b->n + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    char *np;
-    while (cap < b->n + n + 1) cap *= 2;
-    if ((np = realloc(b->p, cap)) == NULL) { b->oom = 1; return; }
-    b->p = np;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->n, s, n);
-  b->n += n;
-  b->p[b->n] = '\0';
-}
-static void sb_add(sbuf *b, const char *s) { sb_addn(b, s, strlen(s)); }
-static void sb_ident(sbuf *b, const char *s) {
-  char stack[160];
-  size_t need = lb__pg_quote_ident(s, strlen(s), stack, sizeof stack);
-  if (need < sizeof stack) { sb_addn(b, stack, need); return; }
-  {
-    char *q = malloc(need + 1);
-    if (q == NULL) { b->oom = 1; return; }
-    lb__pg_quote_ident(s, strlen(s), q, need + 1);
-    sb_addn(b, q, need);
-    free(q);
-  }
-}
 /* "schema"."name" */
-static void sb_qual(sbuf *b, pg_cache *pc, const char *name) {
-  sb_add(b, pc->qschema);
-  sb_add(b, ".");
-  sb_ident(b, name);
+static void sb_qual(lb_sbuf *b, pg_cache *pc, const char *name) {
+  lb__sb_add(b, pc->qschema);
+  lb__sb_add(b, ".");
+  lb__sb_ident(b, name);
 }
-static void sb_reset(sbuf *b) { b->n = 0; if (b->p) b->p[0] = '\0'; }
 
-static int sb_done(pg_cache *pc, sbuf *b) {
+static int sb_done(pg_cache *pc, lb_sbuf *b) {
   if (b->oom || b->p == NULL) return oom(pc);
   return 0;
 }
 
-/* A name cut to PostgreSQL's 63 bytes (pg.h), as a fresh string. */
-static char *pg_name2(const char *a, const char *b) {
-  sbuf t = {NULL, 0, 0, 0};
-  char out[LB_PG_NAMEDATALEN + 1];
-  sb_add(&t, a);
-  sb_add(&t, b);
+/* a .. b as a fresh string, cut to PostgreSQL's 63 bytes by the cache's
+** one rule for long names */
+static char *pg_name2(pg_cache *pc, const char *a, const char *b) {
+  lb_sbuf t = {0};
+  lb__sb_add(&t, a);
+  lb__sb_add(&t, b);
   if (t.oom) { free(t.p); return NULL; }
-  lb__pg_name(t.p, t.n, out);
-  free(t.p);
-  return dupn(out, strlen(out));
+  lb__cache_fit_ident(&pc->base, t.p);
+  return t.p;
 }
 
 /* PostgreSQL text cannot hold a NUL byte: names with one are refused. */
@@ -311,12 +280,12 @@ static int flush_stream(pg_stream *s) {
     if ((rc = end_copy(pc)) < 0) return rc;
     if (s->stage) {
       /* made per COPY: a rolled-back transaction takes a new temporary table with it */
-      sbuf b = {NULL, 0, 0, 0};
-      sb_add(&b, "CREATE TEMP TABLE IF NOT EXISTS ");
-      sb_add(&b, s->stage);
-      sb_add(&b, " (LIKE ");
-      sb_add(&b, s->qtable);
-      sb_add(&b, ")");
+      lb_sbuf b = {0};
+      lb__sb_add(&b, "CREATE TEMP TABLE IF NOT EXISTS ");
+      lb__sb_add(&b, s->stage);
+      lb__sb_add(&b, " (LIKE ");
+      lb__sb_add(&b, s->qtable);
+      lb__sb_add(&b, ")");
       if ((rc = sb_done(pc, &b)) == 0) rc = exec1(pc, b.p, 0, NULL);
       free(b.p);
       if (rc < 0) return rc;
@@ -344,14 +313,14 @@ static int flush_stream(pg_stream *s) {
   return 0;
 }
 
-static void sb_cols(sbuf *b, pg_stream *s, const char *prefix) {
+static void sb_cols(lb_sbuf *b, pg_stream *s, const char *prefix) {
   int i;
   for (i = 0; i < s->sch->ncols + 3; i++) {
     static const char *const internal[3] = {
       LB_CACHE_RAW_ID_COL, LB_CACHE_EXTRACTED_AT_COL, LB_CACHE_META_COL };
-    if (i) sb_add(b, ", ");
-    if (prefix) sb_add(b, prefix);
-    sb_ident(b, i < s->sch->ncols ? s->sch->cols[i].name : internal[i - s->sch->ncols]);
+    if (i) lb__sb_add(b, ", ");
+    if (prefix) lb__sb_add(b, prefix);
+    lb__sb_ident(b, i < s->sch->ncols ? s->sch->cols[i].name : internal[i - s->sch->ncols]);
   }
 }
 
@@ -359,30 +328,30 @@ static void sb_cols(sbuf *b, pg_stream *s, const char *prefix) {
 ** rows with a NULL key part never conflict and go in as they are. */
 static int merge_stage(pg_stream *s) {
   pg_cache *pc = s->pc;
-  sbuf b = {NULL, 0, 0, 0};
+  lb_sbuf b = {0};
   int i, j, first = 1, rc;
   if (!s->staged) return 0;
-  sb_add(&b, "INSERT INTO ");
-  sb_add(&b, s->qtable);
-  sb_add(&b, " (");
+  lb__sb_add(&b, "INSERT INTO ");
+  lb__sb_add(&b, s->qtable);
+  lb__sb_add(&b, " (");
   sb_cols(&b, s, NULL);
-  sb_add(&b, ") SELECT DISTINCT ON (");
-  for (i = 0; i < s->npk; i++) { if (i) sb_add(&b, ", "); sb_ident(&b, s->sch->cols[s->pk[i]].name); }
-  sb_add(&b, ") ");
+  lb__sb_add(&b, ") SELECT DISTINCT ON (");
+  for (i = 0; i < s->npk; i++) { if (i) lb__sb_add(&b, ", "); lb__sb_ident(&b, s->sch->cols[s->pk[i]].name); }
+  lb__sb_add(&b, ") ");
   sb_cols(&b, s, NULL);
-  sb_add(&b, " FROM ");
-  sb_add(&b, s->stage);
-  sb_add(&b, " WHERE ");
+  lb__sb_add(&b, " FROM ");
+  lb__sb_add(&b, s->stage);
+  lb__sb_add(&b, " WHERE ");
   for (i = 0; i < s->npk; i++) {
-    if (i) sb_add(&b, " AND ");
-    sb_ident(&b, s->sch->cols[s->pk[i]].name);
-    sb_add(&b, " IS NOT NULL");
+    if (i) lb__sb_add(&b, " AND ");
+    lb__sb_ident(&b, s->sch->cols[s->pk[i]].name);
+    lb__sb_add(&b, " IS NOT NULL");
   }
-  sb_add(&b, " ORDER BY ");
-  for (i = 0; i < s->npk; i++) { sb_ident(&b, s->sch->cols[s->pk[i]].name); sb_add(&b, ", "); }
-  sb_add(&b, "\"" LB_CACHE_RAW_ID_COL "\" COLLATE \"C\" DESC ON CONFLICT (");
-  for (i = 0; i < s->npk; i++) { if (i) sb_add(&b, ", "); sb_ident(&b, s->sch->cols[s->pk[i]].name); }
-  sb_add(&b, ") DO UPDATE SET ");
+  lb__sb_add(&b, " ORDER BY ");
+  for (i = 0; i < s->npk; i++) { lb__sb_ident(&b, s->sch->cols[s->pk[i]].name); lb__sb_add(&b, ", "); }
+  lb__sb_add(&b, "\"" LB_CACHE_RAW_ID_COL "\" COLLATE \"C\" DESC ON CONFLICT (");
+  for (i = 0; i < s->npk; i++) { if (i) lb__sb_add(&b, ", "); lb__sb_ident(&b, s->sch->cols[s->pk[i]].name); }
+  lb__sb_add(&b, ") DO UPDATE SET ");
   for (i = 0; i < s->sch->ncols + 3; i++) {
     static const char *const internal[3] = {
       LB_CACHE_RAW_ID_COL, LB_CACHE_EXTRACTED_AT_COL, LB_CACHE_META_COL };
@@ -390,28 +359,28 @@ static int merge_stage(pg_stream *s) {
     int is_pk = 0;
     for (j = 0; j < s->npk; j++) if (s->pk[j] == i) is_pk = 1;
     if (is_pk) continue;
-    if (!first) sb_add(&b, ", ");
+    if (!first) lb__sb_add(&b, ", ");
     first = 0;
-    sb_ident(&b, name);
-    sb_add(&b, " = EXCLUDED.");
-    sb_ident(&b, name);
+    lb__sb_ident(&b, name);
+    lb__sb_add(&b, " = EXCLUDED.");
+    lb__sb_ident(&b, name);
   }
-  sb_add(&b, "; INSERT INTO ");
-  sb_add(&b, s->qtable);
-  sb_add(&b, " (");
+  lb__sb_add(&b, "; INSERT INTO ");
+  lb__sb_add(&b, s->qtable);
+  lb__sb_add(&b, " (");
   sb_cols(&b, s, NULL);
-  sb_add(&b, ") SELECT ");
+  lb__sb_add(&b, ") SELECT ");
   sb_cols(&b, s, NULL);
-  sb_add(&b, " FROM ");
-  sb_add(&b, s->stage);
-  sb_add(&b, " WHERE ");
+  lb__sb_add(&b, " FROM ");
+  lb__sb_add(&b, s->stage);
+  lb__sb_add(&b, " WHERE ");
   for (i = 0; i < s->npk; i++) {
-    if (i) sb_add(&b, " OR ");
-    sb_ident(&b, s->sch->cols[s->pk[i]].name);
-    sb_add(&b, " IS NULL");
+    if (i) lb__sb_add(&b, " OR ");
+    lb__sb_ident(&b, s->sch->cols[s->pk[i]].name);
+    lb__sb_add(&b, " IS NULL");
   }
-  sb_add(&b, "; TRUNCATE ");
-  sb_add(&b, s->stage);
+  lb__sb_add(&b, "; TRUNCATE ");
+  lb__sb_add(&b, s->stage);
   if ((rc = sb_done(pc, &b)) == 0) {
     PGresult *res = run(pc, pc->conn, b.p, 0, NULL, "merging into the table");
     if (res == NULL) rc = LB_CACHE_ESQL;
@@ -487,13 +456,13 @@ static const char *const bookkeeping_sql =
 ** floats with every digit, unqualified names in the cache's schema (for
 ** run_sql_query), UTF-8. */
 static int session_setup(pg_cache *pc, PGconn *conn) {
-  sbuf b = {NULL, 0, 0, 0};
+  lb_sbuf b = {0};
   PGresult *res;
   int rc;
-  sb_add(&b, "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET extra_float_digits = 3;"
+  lb__sb_add(&b, "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET extra_float_digits = 3;"
              " SET client_encoding = 'UTF8'; SET search_path = ");
-  sb_add(&b, pc->qschema);
-  sb_add(&b, ", public");
+  lb__sb_add(&b, pc->qschema);
+  lb__sb_add(&b, ", public");
   if ((rc = sb_done(pc, &b)) < 0) return rc;
   res = run(pc, conn, b.p, 0, NULL, "setting up the PostgreSQL session");
   free(b.p);
@@ -733,10 +702,10 @@ static int kind_of_type(const char *t) {
   " WHERE n.nspname = $1 AND k.relname = $2 AND k.relkind IN ('r', 'p') AND a.attnum > 0" \
   " AND NOT a.attisdropped ORDER BY a.attnum"
 
-static void sb_coldef(sbuf *b, const char *name, int kind) {
-  sb_ident(b, name);
-  sb_add(b, " ");
-  sb_add(b, kind_sql[kind]);
+static void sb_coldef(lb_sbuf *b, const char *name, int kind) {
+  lb__sb_ident(b, name);
+  lb__sb_add(b, " ");
+  lb__sb_add(b, kind_sql[kind]);
 }
 
 static const char *const internal_defs[3] = {
@@ -749,7 +718,7 @@ static const char *const internal_defs[3] = {
 ** new and learns the types of the existing ones (never changed here). */
 static int ensure_table(pg_stream *s, const char *table, int fresh) {
   pg_cache *pc = s->pc;
-  sbuf b = {NULL, 0, 0, 0};
+  lb_sbuf b = {0};
   const char *v[2] = { pc->schema, table };
   char *found = NULL;
   int have_internal = 0, exists = 0, i, rc = 0;
@@ -774,23 +743,23 @@ static int ensure_table(pg_stream *s, const char *table, int fresh) {
     PQclear(res);
   }
   if (!exists) {
-    sb_add(&b, "CREATE TABLE ");
+    lb__sb_add(&b, "CREATE TABLE ");
     sb_qual(&b, pc, table);
-    sb_add(&b, " (");
-    for (i = 0; i < s->sch->ncols; i++) { sb_coldef(&b, s->sch->cols[i].name, s->kind[i]); sb_add(&b, ", "); }
-    sb_add(&b, internal_defs[0]); sb_add(&b, ", ");
-    sb_add(&b, internal_defs[1]); sb_add(&b, ", ");
-    sb_add(&b, internal_defs[2]); sb_add(&b, ")");
+    lb__sb_add(&b, " (");
+    for (i = 0; i < s->sch->ncols; i++) { sb_coldef(&b, s->sch->cols[i].name, s->kind[i]); lb__sb_add(&b, ", "); }
+    lb__sb_add(&b, internal_defs[0]); lb__sb_add(&b, ", ");
+    lb__sb_add(&b, internal_defs[1]); lb__sb_add(&b, ", ");
+    lb__sb_add(&b, internal_defs[2]); lb__sb_add(&b, ")");
     if ((rc = sb_done(pc, &b)) == 0) rc = exec1(pc, b.p, 0, NULL);
   } else {
     for (i = 0; i < s->sch->ncols + 3 && rc == 0; i++) {
       if (i < s->sch->ncols ? found[i] : (have_internal & (1 << (i - s->sch->ncols)))) continue;
-      sb_reset(&b);
-      sb_add(&b, "ALTER TABLE ");
+      lb__sb_reset(&b);
+      lb__sb_add(&b, "ALTER TABLE ");
       sb_qual(&b, pc, table);
-      sb_add(&b, " ADD COLUMN IF NOT EXISTS ");
+      lb__sb_add(&b, " ADD COLUMN IF NOT EXISTS ");
       if (i < s->sch->ncols) sb_coldef(&b, s->sch->cols[i].name, s->kind[i]);
-      else sb_add(&b, internal_defs[i - s->sch->ncols]);
+      else lb__sb_add(&b, internal_defs[i - s->sch->ncols]);
       if ((rc = sb_done(pc, &b)) == 0) rc = exec1(pc, b.p, 0, NULL);
     }
   }
@@ -803,9 +772,9 @@ static int ensure_table(pg_stream *s, const char *table, int fresh) {
 ** rows appended earlier may repeat a key: all but the last go first. */
 static int ensure_pk_index(pg_stream *s) {
   pg_cache *pc = s->pc;
-  char *idx = pg_name2(LB_CACHE_PK_INDEX_PREFIX, s->base.table);
+  char *idx = pg_name2(pc, LB_CACHE_PK_INDEX_PREFIX, s->base.table);
   const char *v[2];
-  sbuf b = {NULL, 0, 0, 0};
+  lb_sbuf b = {0};
   PGresult *res;
   int i, n, same = 1, rc = 0;
   if (idx == NULL) return oom(pc);
@@ -822,27 +791,27 @@ static int ensure_pk_index(pg_stream *s) {
     if (i >= s->npk || strcmp(PQgetvalue(res, i, 0), s->sch->cols[s->pk[i]].name) != 0) same = 0;
   PQclear(res);
   if (n == s->npk && same) { free(idx); return 0; }
-  sb_add(&b, "DROP INDEX IF EXISTS ");
+  lb__sb_add(&b, "DROP INDEX IF EXISTS ");
   sb_qual(&b, pc, idx);
-  sb_add(&b, "; DELETE FROM ");
-  sb_add(&b, s->qtable);
-  sb_add(&b, " WHERE ctid IN (SELECT ctid FROM (SELECT ctid, row_number() OVER (PARTITION BY ");
-  for (i = 0; i < s->npk; i++) { if (i) sb_add(&b, ", "); sb_ident(&b, s->sch->cols[s->pk[i]].name); }
-  sb_add(&b, " ORDER BY \"" LB_CACHE_RAW_ID_COL "\" COLLATE \"C\" DESC NULLS LAST) AS rn FROM ");
-  sb_add(&b, s->qtable);
-  sb_add(&b, " WHERE ");
+  lb__sb_add(&b, "; DELETE FROM ");
+  lb__sb_add(&b, s->qtable);
+  lb__sb_add(&b, " WHERE ctid IN (SELECT ctid FROM (SELECT ctid, row_number() OVER (PARTITION BY ");
+  for (i = 0; i < s->npk; i++) { if (i) lb__sb_add(&b, ", "); lb__sb_ident(&b, s->sch->cols[s->pk[i]].name); }
+  lb__sb_add(&b, " ORDER BY \"" LB_CACHE_RAW_ID_COL "\" COLLATE \"C\" DESC NULLS LAST) AS rn FROM ");
+  lb__sb_add(&b, s->qtable);
+  lb__sb_add(&b, " WHERE ");
   for (i = 0; i < s->npk; i++) {
-    if (i) sb_add(&b, " AND ");
-    sb_ident(&b, s->sch->cols[s->pk[i]].name);
-    sb_add(&b, " IS NOT NULL");
+    if (i) lb__sb_add(&b, " AND ");
+    lb__sb_ident(&b, s->sch->cols[s->pk[i]].name);
+    lb__sb_add(&b, " IS NOT NULL");
   }
-  sb_add(&b, ") d WHERE rn > 1); CREATE UNIQUE INDEX ");
-  sb_ident(&b, idx);
-  sb_add(&b, " ON ");
-  sb_add(&b, s->qtable);
-  sb_add(&b, " (");
-  for (i = 0; i < s->npk; i++) { if (i) sb_add(&b, ", "); sb_ident(&b, s->sch->cols[s->pk[i]].name); }
-  sb_add(&b, ")");
+  lb__sb_add(&b, ") d WHERE rn > 1); CREATE UNIQUE INDEX ");
+  lb__sb_ident(&b, idx);
+  lb__sb_add(&b, " ON ");
+  lb__sb_add(&b, s->qtable);
+  lb__sb_add(&b, " (");
+  for (i = 0; i < s->npk; i++) { if (i) lb__sb_add(&b, ", "); lb__sb_ident(&b, s->sch->cols[s->pk[i]].name); }
+  lb__sb_add(&b, ")");
   if ((rc = sb_done(pc, &b)) == 0) rc = exec1(pc, b.p, 0, NULL);
   free(b.p);
   free(idx);
@@ -851,11 +820,11 @@ static int ensure_pk_index(pg_stream *s) {
 
 static int drop_pk_index(pg_stream *s) {
   pg_cache *pc = s->pc;
-  char *idx = pg_name2(LB_CACHE_PK_INDEX_PREFIX, s->base.table);
-  sbuf b = {NULL, 0, 0, 0};
+  char *idx = pg_name2(pc, LB_CACHE_PK_INDEX_PREFIX, s->base.table);
+  lb_sbuf b = {0};
   int rc;
   if (idx == NULL) return oom(pc);
-  sb_add(&b, "DROP INDEX IF EXISTS ");
+  lb__sb_add(&b, "DROP INDEX IF EXISTS ");
   sb_qual(&b, pc, idx);
   free(idx);
   if ((rc = sb_done(pc, &b)) == 0) rc = exec1(pc, b.p, 0, NULL);
@@ -887,13 +856,13 @@ typedef struct ddl_ctx { pg_stream *s; const lb_cache_stream_spec *spec; } ddl_c
 
 static int stream_ddl(pg_cache *pc, void *ud) {
   pg_stream *s = ((ddl_ctx *)ud)->s;
-  sbuf b = {NULL, 0, 0, 0};
+  lb_sbuf b = {0};
   int rc;
   if ((rc = xact_lock(pc, s->base.table)) < 0) return rc;
   if (s->strategy == LB_WRITE_REPLACE) {
     /* a shadow table left by a run that died is stale: start afresh */
-    sb_add(&b, "DROP TABLE IF EXISTS ");
-    sb_add(&b, s->qtarget);
+    lb__sb_add(&b, "DROP TABLE IF EXISTS ");
+    lb__sb_add(&b, s->qtarget);
     if ((rc = sb_done(pc, &b)) == 0) rc = exec1(pc, b.p, 0, NULL);
     free(b.p);
     if (rc == 0) rc = ensure_table(s, s->target, 1);
@@ -924,7 +893,7 @@ static void stream_free(pg_stream *s) {
 }
 
 static char *qualified(pg_cache *pc, const char *name) {
-  sbuf b = {NULL, 0, 0, 0};
+  lb_sbuf b = {0};
   sb_qual(&b, pc, name);
   if (b.oom) { free(b.p); return NULL; }
   return b.p;
@@ -932,12 +901,12 @@ static char *qualified(pg_cache *pc, const char *name) {
 
 /* COPY <target> (<columns>) FROM STDIN */
 static int make_copy_sql(pg_stream *s) {
-  sbuf b = {NULL, 0, 0, 0};
-  sb_add(&b, "COPY ");
-  sb_add(&b, s->qtarget);
-  sb_add(&b, " (");
+  lb_sbuf b = {0};
+  lb__sb_add(&b, "COPY ");
+  lb__sb_add(&b, s->qtarget);
+  lb__sb_add(&b, " (");
   sb_cols(&b, s, NULL);
-  sb_add(&b, ") FROM STDIN");
+  lb__sb_add(&b, ") FROM STDIN");
   if (b.oom) { free(b.p); return oom(s->pc); }
   free(s->copy_sql);
   s->copy_sql = b.p;
@@ -976,7 +945,7 @@ static lb_cache_stream *pg_stream_open(lb_cache *c, const lb_cache_stream_spec *
   s->npk = spec->npk;
   if ((s->qtable = qualified(pc, s->base.table)) == NULL) goto nomem;
   if (s->strategy == LB_WRITE_REPLACE) {
-    if ((s->target = pg_name2(LB_CACHE_SHADOW_PREFIX, s->base.table)) == NULL) goto nomem;
+    if ((s->target = pg_name2(pc, LB_CACHE_SHADOW_PREFIX, s->base.table)) == NULL) goto nomem;
   } else if ((s->target = dupn(s->base.table, strlen(s->base.table))) == NULL) {
     goto nomem;
   }
@@ -986,10 +955,10 @@ static lb_cache_stream *pg_stream_open(lb_cache *c, const lb_cache_stream_spec *
   if (with_tx(pc, stream_ddl, &ctx) < 0) goto fail;
   if (s->strategy == LB_WRITE_MERGE) {
     char name[40];
-    sbuf b = {NULL, 0, 0, 0};
+    lb_sbuf b = {0};
     snprintf(name, sizeof name, "_luabyte_stage_%u", ++pc->cursor_seq);
-    sb_add(&b, "pg_temp.");
-    sb_ident(&b, name);
+    lb__sb_add(&b, "pg_temp.");
+    lb__sb_ident(&b, name);
     if (b.oom) { free(b.p); goto nomem; }
     s->stage = b.p;
     free(s->qtarget);
@@ -1014,7 +983,7 @@ fail:
 static int widen_for(const pg_stream *s, int ci, const lb_jval *v) {
   int k = s->kind[ci];
   long long i64;
-  if (v->type == LB_JNULL) return -1;
+  if (v->type == LB_JNULL || v->type == LB_JNONE) return -1;
   switch (k) {
     case LB_COL_INTEGER:
       if (v->type == LB_JNUMBER) return lb_jnum_to_int64(v, &i64) ? -1 : LB_COL_NUMBER;
@@ -1035,26 +1004,29 @@ static int widen_for(const pg_stream *s, int ci, const lb_jval *v) {
 ** every row before this one with the old type. */
 static int widen(pg_stream *s, int ci, int k) {
   pg_cache *pc = s->pc;
-  sbuf b = {NULL, 0, 0, 0};
+  lb_sbuf b = {0};
   const char *name = s->sch->cols[ci].name;
-  int rc, pass;
+  int rc, pass, i, keyed = 0;
+  /* a key column keeps its unique index: JSONB has the btree operators
+  ** JSON lacks (key values are scalars: nothing of their text is lost) */
+  for (i = 0; i < s->npk; i++) if (s->pk[i] == ci) keyed = 1;
   if ((rc = flush_stream(s)) < 0 || (rc = end_copy(pc)) < 0) return rc;
   for (pass = 0; pass < 2; pass++) {
     /* APPEND: the table; MERGE: the table and its staging table (if made
     ** yet); REPLACE: the shadow table only (the old one goes at finish) */
     const char *t = pass == 0 ? (s->strategy == LB_WRITE_REPLACE ? s->qtarget : s->qtable) : s->stage;
     if (t == NULL) continue;
-    sb_reset(&b);
-    sb_add(&b, pass == 1 ? "ALTER TABLE IF EXISTS " : "ALTER TABLE ");
-    sb_add(&b, t);
-    sb_add(&b, " ALTER COLUMN ");
-    sb_ident(&b, name);
-    sb_add(&b, " TYPE ");
-    sb_add(&b, kind_sql[k]);
-    sb_add(&b, " USING ");
-    if (k == LB_COL_JSON) sb_add(&b, "to_json(");
-    sb_ident(&b, name);
-    sb_add(&b, k == LB_COL_JSON ? ")" : "::NUMERIC");
+    lb__sb_reset(&b);
+    lb__sb_add(&b, pass == 1 ? "ALTER TABLE IF EXISTS " : "ALTER TABLE ");
+    lb__sb_add(&b, t);
+    lb__sb_add(&b, " ALTER COLUMN ");
+    lb__sb_ident(&b, name);
+    lb__sb_add(&b, " TYPE ");
+    lb__sb_add(&b, k == LB_COL_JSON && keyed ? "JSONB" : kind_sql[k]);
+    lb__sb_add(&b, " USING ");
+    if (k == LB_COL_JSON) lb__sb_add(&b, keyed ? "to_jsonb(" : "to_json(");
+    lb__sb_ident(&b, name);
+    lb__sb_add(&b, k == LB_COL_JSON ? ")" : "::NUMERIC");
     if ((rc = sb_done(pc, &b)) == 0) rc = exec1(pc, b.p, 0, NULL);
     if (rc < 0) { free(b.p); pc->failed = rc; return rc; }
   }
@@ -1064,7 +1036,7 @@ static int widen(pg_stream *s, int ci, int k) {
 }
 
 static int reserve_buf(pg_stream *s, size_t more) {
-  if (lb__cache_buf_reserve(&s->buf, more) != 0) return oom(s->pc);
+  if (lb_cache_buf_reserve(&s->buf, more) != 0) return oom(s->pc);
   return 0;
 }
 
@@ -1145,9 +1117,9 @@ static int pg_stream_write(lb_cache_stream *bs, const lb_jval *data, long long e
                            const char *meta_json) {
   pg_stream *s = PS(bs);
   pg_cache *pc = s->pc;
-  char uuid[37], ts[48];
+  char uuid[37];
   size_t need, mlen = meta_json ? strlen(meta_json) : 2;
-  int i, rc, tslen;
+  int i, rc;
   if (pc == NULL) { lb__cache_seterr(bs->c, "the cache is closed"); return LB_EINVAL; }
   if (s->finished) { lb__cache_seterr(&pc->base, "stream '%s' is finished", s->base.table); return LB_EINVAL; }
   if (pc->failed) return pc->failed;
@@ -1190,10 +1162,10 @@ static int pg_stream_write(lb_cache_stream *bs, const lb_jval *data, long long e
     b->p[b->len++] = '\t';
   }
   lb_cache_uuid7(&pc->base, uuid);
-  tslen = lb__cache_format_ts(emitted_at_ms, ts);
+  lb__cache_ts(&s->ts, emitted_at_ms);
   memcpy(s->buf.p + s->buf.len, uuid, 36); s->buf.len += 36;
   s->buf.p[s->buf.len++] = '\t';
-  memcpy(s->buf.p + s->buf.len, ts, (size_t)tslen); s->buf.len += (size_t)tslen;
+  memcpy(s->buf.p + s->buf.len, s->ts.text, (size_t)s->ts.len); s->buf.len += (size_t)s->ts.len;
   s->buf.p[s->buf.len++] = '\t';
   copy_text(&s->buf, meta_json ? meta_json : "{}", mlen);
   s->buf.p[s->buf.len++] = '\n';
@@ -1204,15 +1176,15 @@ static int pg_stream_write(lb_cache_stream *bs, const lb_jval *data, long long e
 
 static int swap_in(pg_cache *pc, void *ud) {
   pg_stream *s = ud;
-  sbuf b = {NULL, 0, 0, 0};
+  lb_sbuf b = {0};
   int rc;
   if ((rc = xact_lock(pc, s->base.table)) < 0) return rc;
-  sb_add(&b, "DROP TABLE IF EXISTS ");
-  sb_add(&b, s->qtable);
-  sb_add(&b, "; ALTER TABLE ");
-  sb_add(&b, s->qtarget);
-  sb_add(&b, " RENAME TO ");
-  sb_ident(&b, s->base.table);
+  lb__sb_add(&b, "DROP TABLE IF EXISTS ");
+  lb__sb_add(&b, s->qtable);
+  lb__sb_add(&b, "; ALTER TABLE ");
+  lb__sb_add(&b, s->qtarget);
+  lb__sb_add(&b, " RENAME TO ");
+  lb__sb_ident(&b, s->base.table);
   if ((rc = sb_done(pc, &b)) == 0) rc = exec1(pc, b.p, 0, NULL);
   free(b.p);
   return rc;
@@ -1233,7 +1205,7 @@ static int pg_stream_finish(lb_cache_stream *bs) {
 static int pg_stream_abort(lb_cache_stream *bs) {
   pg_stream *s = PS(bs);
   pg_cache *pc = s->pc;
-  sbuf b = {NULL, 0, 0, 0};
+  lb_sbuf b = {0};
   int rc = 0;
   if (s->finished || pc == NULL) return 0;
   s->buf.len = 0;                 /* its rows are being dropped anyway */
@@ -1242,8 +1214,8 @@ static int pg_stream_abort(lb_cache_stream *bs) {
   s->finished = 1;
   if (s->strategy != LB_WRITE_REPLACE) return 0;
   if (PQtransactionStatus(pc->conn) == PQTRANS_INERROR) return 0;   /* the rollback drops it */
-  sb_add(&b, "DROP TABLE IF EXISTS ");
-  sb_add(&b, s->qtarget);
+  lb__sb_add(&b, "DROP TABLE IF EXISTS ");
+  lb__sb_add(&b, s->qtarget);
   if ((rc = sb_done(pc, &b)) == 0) rc = exec1(pc, b.p, 0, NULL);
   free(b.p);
   return rc;
@@ -1259,9 +1231,9 @@ static void pg_stream_close(lb_cache_stream *bs) {
     else pc->streams = s->next;
     if (s->next) s->next->prev = s->prev;
     if (s->stage && PQtransactionStatus(pc->conn) == PQTRANS_IDLE) {
-      sbuf b = {NULL, 0, 0, 0};
-      sb_add(&b, "DROP TABLE IF EXISTS ");
-      sb_add(&b, s->stage);
+      lb_sbuf b = {0};
+      lb__sb_add(&b, "DROP TABLE IF EXISTS ");
+      lb__sb_add(&b, s->stage);
       if (!b.oom) PQclear(PQexec(pc->conn, b.p));
       free(b.p);
     }
@@ -1283,9 +1255,9 @@ static int put_state_row(pg_cache *pc, const lb_cache_state_row *r, int dest) {
   ns = dupn(r->key_ns ? r->key_ns : "", r->key_ns ? r->key_ns_len : 0);
   json = dupn(r->state_json, r->len);
   if (name) {
-    sbuf t = {NULL, 0, 0, 0};
-    sb_add(&t, pc->base.prefix);
-    sb_add(&t, name);
+    lb_sbuf t = {0};
+    lb__sb_add(&t, pc->base.prefix);
+    lb__sb_add(&t, name);
     table = t.oom ? (free(t.p), NULL) : t.p;
   }
   if (!name || !ns || !json || !table) { rc = oom(pc); goto done; }
@@ -1453,7 +1425,8 @@ static int pg_move_destination(lb_cache *c, const char *destination_name, const 
 
 static int pg_put_quarantine(lb_cache *c, const lb_cache_quarantine *q) {
   pg_cache *pc = PC(c);
-  char sql[768], ts[48], *stream = NULL, *ns = NULL, *rec = NULL, *why = NULL;
+  lb_cache_ts ts = {0};
+  char sql[768], *stream = NULL, *ns = NULL, *rec = NULL, *why = NULL;
   const char *v[6];
   int rc;
   if ((rc = no_nul(pc, q->stream, q->stream_len, "a stream name")) < 0) return rc;
@@ -1465,7 +1438,7 @@ static int pg_put_quarantine(lb_cache *c, const lb_cache_quarantine *q) {
            " _airbyte_extracted_at TIMESTAMP WITH TIME ZONE,"
            " quarantined_at TIMESTAMP WITH TIME ZONE)", pc->qschema);
   if ((rc = exec1(pc, sql, 0, NULL)) < 0) return rc;
-  lb__cache_format_ts(q->emitted_at_ms, ts);
+  lb__cache_ts(&ts, q->emitted_at_ms);
   stream = dupn(q->stream, q->stream_len);
   ns = dupn(q->ns ? q->ns : "", q->ns ? q->ns_len : 0);
   rec = dupn(q->record_json, q->record_len);
@@ -1475,7 +1448,7 @@ static int pg_put_quarantine(lb_cache *c, const lb_cache_quarantine *q) {
            "INSERT INTO %s._airbyte_quarantine (source_name, stream_name, stream_namespace,"
            " record_json, reasons, _airbyte_extracted_at, quarantined_at)"
            " VALUES ($1, $2, $3, $4, $5, $6, now())", pc->qschema);
-  v[0] = q->source_name; v[1] = stream; v[2] = ns; v[3] = rec; v[4] = why; v[5] = ts;
+  v[0] = q->source_name; v[1] = stream; v[2] = ns; v[3] = rec; v[4] = why; v[5] = ts.text;
   rc = exec1(pc, sql, 6, v);
 done:
   free(stream); free(ns); free(rec); free(why);
@@ -1625,17 +1598,17 @@ static void reader_done(pg_cache *pc) {
 /* DECLAREs cur->name for sql on a reader and fetches the first rows. */
 static int cursor_start(pg_cache *pc, pg_cursor *cur, const char *sql, int n, const char *const *v,
                         const Oid *types, const char *what) {
-  sbuf b = {NULL, 0, 0, 0};
+  lb_sbuf b = {0};
   PGresult *res;
   char fetch[64];
   int rc = 0;
   cur->pc = pc;
   if ((cur->conn = reader(pc, &cur->on_reader)) == NULL) return LB_CACHE_ESQL;
   snprintf(cur->name, sizeof cur->name, "lb_cursor_%u", ++pc->cursor_seq);
-  sb_add(&b, "DECLARE ");
-  sb_add(&b, cur->name);
-  sb_add(&b, " NO SCROLL CURSOR FOR ");
-  sb_add(&b, sql);
+  lb__sb_add(&b, "DECLARE ");
+  lb__sb_add(&b, cur->name);
+  lb__sb_add(&b, " NO SCROLL CURSOR FOR ");
+  lb__sb_add(&b, sql);
   if ((rc = sb_done(pc, &b)) < 0) goto fail;
   res = PQexecParams(cur->conn, b.p, n, types, v, NULL, NULL, 0);
   free(b.p);
@@ -1703,7 +1676,7 @@ static void add_quoted(lb_cache_buf *b, const char *s, size_t n) {
 }
 
 static int add_text(pg_cache *pc, lb_cache_buf *b, const char *s, size_t n) {
-  if (lb__cache_buf_reserve(b, LB_JSON_QUOTE_ROOM(n)) != 0) return oom(pc);
+  if (lb_cache_buf_reserve(b, LB_JSON_QUOTE_ROOM(n)) != 0) return oom(pc);
   add_quoted(b, s, n);
   return 0;
 }
@@ -1711,7 +1684,7 @@ static int add_text(pg_cache *pc, lb_cache_buf *b, const char *s, size_t n) {
 static lb_cache_cursor *pg_cursor_open(lb_cache *c, const lb_cache_cursor_spec *spec) {
   pg_cache *pc = PC(c);
   pg_cursor *cur;
-  sbuf q = {NULL, 0, 0, 0};
+  lb_sbuf q = {0};
   lb_cache_buf h = {NULL, 0, 0};
   const char *v[1] = { spec->after_raw_id };
   char what[200];
@@ -1721,9 +1694,9 @@ static lb_cache_cursor *pg_cursor_open(lb_cache *c, const lb_cache_cursor_spec *
   if ((cur = calloc(1, sizeof *cur)) == NULL) { oom(pc); return NULL; }
   cur->base.c = c;
   cur->col_raw = cur->col_ts = -1;
-  sb_add(&q, "SELECT * FROM ");
+  lb__sb_add(&q, "SELECT * FROM ");
   sb_qual(&q, pc, spec->table);
-  if (spec->after_raw_id) sb_add(&q, " WHERE \"" LB_CACHE_RAW_ID_COL "\" COLLATE \"C\" > $1");
+  if (spec->after_raw_id) lb__sb_add(&q, " WHERE \"" LB_CACHE_RAW_ID_COL "\" COLLATE \"C\" > $1");
   if (sb_done(pc, &q) < 0) { free(cur); return NULL; }
   snprintf(what, sizeof what, "reading table '%.100s'", spec->table);
   rc = cursor_start(pc, cur, q.p, spec->after_raw_id ? 1 : 0, v, NULL, what);
@@ -1732,7 +1705,7 @@ static lb_cache_cursor *pg_cursor_open(lb_cache *c, const lb_cache_cursor_spec *
   /* the line's head and each column's key, once */
   if (add_text(pc, &h, "", 0) < 0) goto fail;
   h.len = 0;
-  if (lb__cache_buf_reserve(&h, 64 + LB_JSON_QUOTE_ROOM(spec->stream_len) +
+  if (lb_cache_buf_reserve(&h, 64 + LB_JSON_QUOTE_ROOM(spec->stream_len) +
                             (spec->ns ? LB_JSON_QUOTE_ROOM(spec->ns_len) + 16 : 0)) != 0) {
     oom(pc);
     goto fail;
@@ -1805,7 +1778,7 @@ static int pg_cursor_next(lb_cache_cursor *bc, lb_cache_buf *out, const char **r
   *raw_id_len = 0;
   if ((rc = cursor_step(cur, "reading the cache")) <= 0) return rc;
   r = cur->res;
-  if (lb__cache_buf_reserve(out, cur->head_len + 64) != 0) return oom(pc);
+  if (lb_cache_buf_reserve(out, cur->head_len + 64) != 0) return oom(pc);
   memcpy(out->p + out->len, cur->head, cur->head_len);
   out->len += cur->head_len;
   for (i = 0; i < cur->ncols; i++) {
@@ -1817,7 +1790,7 @@ static int pg_cursor_next(lb_cache_cursor *bc, lb_cache_buf *out, const char **r
       if (i == cur->col_ts && !isnull) ms = lb__cache_parse_ts(t, n);
       continue;
     }
-    if (lb__cache_buf_reserve(out, klen + LB_JSON_QUOTE_ROOM(n) + LB_JSON_NUM_ROOM) != 0) return oom(pc);
+    if (lb_cache_buf_reserve(out, klen + LB_JSON_QUOTE_ROOM(n) + LB_JSON_NUM_ROOM) != 0) return oom(pc);
     memcpy(out->p + out->len, cur->keys + cur->key_off[i] + first, klen - (size_t)first);
     out->len += klen - (size_t)first;
     first = 0;
@@ -1832,7 +1805,7 @@ static int pg_cursor_next(lb_cache_cursor *bc, lb_cache_buf *out, const char **r
       default: add_quoted(out, t, n); break;
     }
   }
-  if (lb__cache_buf_reserve(out, 64) != 0) return oom(pc);
+  if (lb_cache_buf_reserve(out, 64) != 0) return oom(pc);
   memcpy(out->p + out->len, "},\"emitted_at\":", 15);
   out->len += 15;
   out->len += lb__json_fmt_int(ms, out->p + out->len);
