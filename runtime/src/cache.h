@@ -315,11 +315,6 @@ int  lb_cache_put_delivered(lb_cache *c, const lb_cache_delivery *d, const char 
 int  lb_cache_move_destination(lb_cache *c, const char *destination_name, const char *from_hash,
                                const char *to_hash);
 
-/* SQLite only, until lua_cache.c reads states through lb_cache_get_states:
-** the SQL of the two state reads. */
-extern const char *const lb__cache_get_states_sql;
-extern const char *const lb__cache_get_destination_states_sql;
-
 /* The rules of state, once (Lua calls them through the binding).
 **
 ** When a state commits: a STATE that follows records commits with them
@@ -353,11 +348,13 @@ int  lb_cache_state_count_mismatch(const lb_jval *state, const char *field, long
 
 /* --- the read side ----------------------------------------------------------- */
 
-/* A growable byte buffer (free p when done). */
+/* A growable byte buffer ({0} to start; free p when done).
+** lb_cache_buf_reserve makes room for `more` bytes after len: LB_ENOMEM. */
 typedef struct lb_cache_buf {
   char *p;
   size_t len, cap;
 } lb_cache_buf;
+int  lb_cache_buf_reserve(lb_cache_buf *b, size_t more);
 
 /* A cursor over a stream's rows, as protocol RECORD lines:
 **   {"type":"RECORD","record":{"stream":<stream>,"data":{...},"emitted_at":N}}\n

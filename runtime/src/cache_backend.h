@@ -43,13 +43,15 @@ typedef enum {
 /* The kind of one property definition (a JSON schema object). */
 lb_col_kind lb__col_kind_of(const lb_jval *def);
 
-/* One column of a stream's table: a normalized property name. `flag` is
-** the backend's (SQLite: the existing column has TEXT affinity). */
+/* One column of a stream's table: a normalized property name. is_text:
+** values go in as text (every JSON value as its text, strings decoded):
+** the loader sets it for LB_COL_STRING, a backend corrects it from the
+** column an existing table has (SQLite: TEXT affinity). */
 typedef struct lb_cache_col {
   const char *name;       /* normalized, NUL-terminated, in the schema's pool */
   size_t namelen;
   int kind;               /* lb_col_kind */
-  int flag;
+  int is_text;
 } lb_cache_col;
 
 /* A property of the schema as the source spells it, and its column:
@@ -76,15 +78,39 @@ typedef struct lb_cache_schema {
   unsigned cmask;
 } lb_cache_schema;
 
-/* Fills *sch from schema[0..len) (NULL or "" = no properties). Negative
-** with the message in err on invalid JSON, a property that normalizes to
-** nothing (PyAirbyteNameNormalizationError) or no memory. */
+/* Fills *sch (zeroed by the caller) from schema[0..len) (NULL or "" = no
+** properties). Negative with the message in err on invalid JSON, a
+** property that normalizes to nothing (PyAirbyteNameNormalizationError) or
+** no memory; free *sch with lb__cache_schema_free either way. */
 int  lb__cache_schema_load(lb_cache_schema *sch, const char *schema, size_t len,
                            char *err, size_t errlen);
 void lb__cache_schema_free(lb_cache_schema *sch);
 /* Index of the column / property of that exact name, or -1. */
 int  lb__cache_schema_col(const lb_cache_schema *sch, const char *name, size_t len);
 int  lb__cache_schema_prop(const lb_cache_schema *sch, const char *name, size_t len);
+/* A value of a record, scanned and ready to bind or copy: its bytes in the
+** record (or decoded beside it). TEXT is a decoded string, or the JSON text
+** of an object/array, or of any value when the column is_text; BIGINT the
+** digits of an integer beyond int64 (stored as such, never rounded). */
+enum { LB_WV_NULL, LB_WV_INT, LB_WV_DBL, LB_WV_TEXT, LB_WV_BIGINT };
+typedef struct lb_cache_wval {
+  int kind;
+  int len;
+  const char *p;
+  union { long long i; double d; } u;
+} lb_cache_wval;
+
+/* Scans the members of a jskim-validated object (p just after '{', end at
+** its '}') into vals (one per column of sch, all set here): keys are
+** matched to columns through the properties (a key that is not a property
+** but normalizes to a column's name fills it), keys not in the schema are
+** dropped, booleans become 1/0 unless the column is_text. Decoded strings
+** go to dec, which has room for end - p bytes. *guess is the scanner's
+** position hint, 0 to start (keep one per stream). 0, or -1 when the bytes
+** are not the JSON they should be. */
+int  lb__cache_scan_row(const lb_cache_schema *sch, int *guess, const char *p, const char *end,
+                        lb_cache_wval *vals, char *dec);
+
 /* 1 for _airbyte_raw_id, _airbyte_extracted_at, _airbyte_meta. */
 int  lb__cache_is_internal_col(const char *name);
 
@@ -274,14 +300,18 @@ void lb__cache_seterr(lb_cache *c, const char *fmt, ...)
   __attribute__((format(printf, 2, 3)))
 #endif
   ;
-/* Grows b to hold `more` bytes after b->len; LB_ENOMEM. */
-int  lb__cache_buf_reserve(lb_cache_buf *b, size_t more);
 
-/* "YYYY-MM-DDTHH:MM:SS.mmm+00:00" of an emitted_at (clamped to the
-** LB_CACHE_MIN_MS..MAX_MS range) into out (48 bytes); its length. And back:
-** that text (or without the fraction or offset) to epoch ms, 0 when it
-** cannot be read. */
-int  lb__cache_format_ts(long long ms, char out[48]);
+/* _airbyte_extracted_at text of an emitted_at, "YYYY-MM-DDTHH:MM:SS.mmm+00:00"
+** (clamped to LB_CACHE_MIN_MS..MAX_MS): lb__cache_ts formats ms into t->text
+** (t->len bytes), formatting the seconds again only when they change, so
+** keep one per stream ({0} to start). lb__cache_parse_ts reads that text
+** (or without the fraction or offset) back to epoch ms, 0 when it cannot. */
+typedef struct lb_cache_ts {
+  long long sec;
+  int len;
+  char text[48];
+} lb_cache_ts;
+void lb__cache_ts(lb_cache_ts *t, long long ms);
 long long lb__cache_parse_ts(const char *s, size_t n);
 
 /* The stream -> table rules (cache_names.c): the table of (ns, name)
@@ -291,5 +321,25 @@ int  lb__cache_resolve_table(lb_cache *c, const char *name, size_t nlen, const c
                              size_t nslen, char **out);
 /* 1 when t is in the reserved space of this cache's backend. */
 int  lb__cache_is_reserved(const lb_cache *c, const char *t);
+/* Cuts a NUL-terminated name longer than ops->max_ident in place, keeping
+** it unique (a digest of the whole name at its end). */
+void lb__cache_fit_ident(const lb_cache *c, char *name);
+
+/* A growable string for building SQL and messages; `oom` latches an
+** allocation failure (check it once at the end). Start with {0}. */
+typedef struct lb_sbuf {
+  char *p;
+  size_t n, cap;
+  int oom;
+} lb_sbuf;
+void lb__sb_addn(lb_sbuf *b, const char *s, size_t n);
+void lb__sb_add(lb_sbuf *b, const char *s);
+void lb__sb_reset(lb_sbuf *b);
+/* A double-quoted SQL identifier (quotes inside doubled). */
+void lb__sb_ident(lb_sbuf *b, const char *s);
+/* A name for messages: quoted, control bytes (NUL...) as \u00XX, cut at
+** 100 bytes; and "stream 'name' (namespace 'ns')". */
+void lb__sb_name(lb_sbuf *b, const char *s, size_t n);
+void lb__sb_stream(lb_sbuf *b, const char *name, size_t nlen, const char *ns, size_t nslen);
 
 #endif

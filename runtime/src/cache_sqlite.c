@@ -32,59 +32,44 @@
 #endif
 #include <sqlite3.h>
 #include <uv.h>
-#include "cache.h"
+#include "cache_backend.h"
 #include "sql_regexp.h"
 #include "protocol.h"
+#include "jsonenc.h"
 
-#define RAW_ID_COL "_airbyte_raw_id"
-#define EXTRACTED_AT_COL "_airbyte_extracted_at"
-#define META_COL "_airbyte_meta"
-#define SHADOW_PREFIX "_airbyte_replace_"
-#define PK_INDEX_PREFIX "_airbyte_pk_"
+#define RAW_ID_COL LB_CACHE_RAW_ID_COL
+#define EXTRACTED_AT_COL LB_CACHE_EXTRACTED_AT_COL
+#define META_COL LB_CACHE_META_COL
+#define SHADOW_PREFIX LB_CACHE_SHADOW_PREFIX
+#define PK_INDEX_PREFIX LB_CACHE_PK_INDEX_PREFIX
 #define LEGACY_PK_INDEX_SUFFIX "_airbyte_pk"   /* older files: "<table>_airbyte_pk" */
-#define REMAP_PREFIX "stream_"                 /* for names in the reserved space */
 #define BUSY_TIMEOUT_MS 5000
-#define NORM_STACK 256
 
-/* Column kinds, from the JSON schema (or the declared type of an existing
-** column). Only K_TEXT changes how values are bound (see cache.h). */
-enum { K_TEXT, K_INT, K_NUM, K_BOOL, K_JSON };
+typedef struct sq_cache sq_cache;
+typedef struct sq_stream sq_stream;
+typedef struct sq_query sq_query;
+#define SQ(b) ((sq_cache *)(void *)(b))     /* the head is the first member */
+#define SQS(b) ((sq_stream *)(void *)(b))
 
+/* SQL types of the column kinds (lb_col_kind, cache_columns.c). Only
+** is_text changes how values are bound (see cache.h). */
 static const char *const kind_sql[] = {
   "VARCHAR", "BIGINT", "DECIMAL(38,9)", "BOOLEAN", "JSON"
 };
 
-typedef struct col {
-  const char *name;       /* normalized, in the stream's string pool */
-  size_t namelen;
-  int kind;
-  int is_text;            /* the table's column has TEXT affinity */
-} col;
-
-/* A schema property: its raw name maps to a column. Several properties may
-** map to one column when their names normalize alike. */
-typedef struct prop {
-  const char *name;
-  size_t len;
-  int col;
-} prop;
-
-/* A value of a record, scanned and ready to bind. Text points into the
-** record (sync mode) or into a batch's copy of it (async mode). */
-enum { V_NULL, V_INT, V_DBL, V_TEXT, V_BLOB };
-typedef struct wval {
-  int kind;
-  int len;
-  const char *p;
-  union { long long i; double d; } u;
-} wval;
+/* A value of a record, scanned by lb__cache_scan_row and ready to bind.
+** Text points into the record (sync mode) or into a batch's copy of it
+** (async mode). */
+typedef lb_cache_wval wval;
+enum { V_NULL = LB_WV_NULL, V_INT = LB_WV_INT, V_DBL = LB_WV_DBL, V_TEXT = LB_WV_TEXT,
+       V_BLOB = LB_WV_BIGINT };
 
 /* Async mode: rows travel from the caller to the writer thread in batches.
 ** A row is a row_head followed by one wval per column of its stream; the
 ** text it points to lives in the batch's text area, which never moves
 ** while the batch holds rows (room is checked before a row is added). */
 typedef struct row_head {
-  lb_cache_stream *s;
+  sq_stream *s;
   const char *meta;             /* in the text area, NUL-terminated; NULL = {} */
   int ts_len;
   char uuid[37];                /* made by the caller, like the rest */
@@ -104,14 +89,14 @@ typedef struct batch {
 #define BATCH_TEXT (1u << 20)   /* ... or this many bytes of text */
 #define BATCH_QUEUE 2           /* batches waiting for the writer at most */
 
-struct lb_cache {
+struct sq_cache {
+  lb_cache base;                /* first: the head of every backend (cache_backend.h) */
   sqlite3 *db;
-  lb_cache_stream *streams;     /* open streams, closed with the cache */
+  sq_stream *streams;           /* open streams, closed with the cache */
   sqlite3_stmt *put_state, *put_dstate, *get_ledger, *put_ledger;
-  char *prefix;
-  uint64_t rng[2];              /* xorshift128+ state, never all zero */
-  uint64_t uuid_ms;             /* timestamp of the last UUID */
-  uint64_t uuid_hi, uuid_lo;    /* its 12 + 62 counter bits */
+  sq_query *queries;            /* open ad-hoc queries, closed with the cache */
+  lb_sbuf owner;                /* the strings of the last table_owner answer */
+  char owner_what[32];
   /* async mode (see lb_cache_set_async): the fields after `mu` are shared
   ** with the writer thread and only touched with mu held */
   int async;                    /* wanted */
@@ -141,47 +126,33 @@ struct lb_cache {
   int ckpt_busy;                /* a pass is running (under ckpt_mu) */
   int wal_frames;               /* WAL size at the last commit (under ckpt_mu) */
   int ckpt_complete;            /* the last pass copied the whole WAL (under ckpt_mu) */
-  char errmsg[512];
 };
 
-struct lb_cache_stream {
-  lb_cache *c;
-  lb_cache_stream *prev, *next;
+struct sq_stream {
+  lb_cache_stream base;         /* first: name, namespace, table, rows */
+  sq_cache *c;
+  sq_stream *prev, *next;
   sqlite3_stmt *ins;
   sqlite3_stmt *ins_multi;      /* the writer thread's, `multi` rows at once */
   int multi;
   lb_write_strategy strategy;
-  char *name, *ns;              /* the stream's identity (ns "" = none) */
-  size_t name_len, ns_len;
-  char *table;                  /* final table name */
   char *target;                 /* table written to: final or shadow */
-  char *pool;                   /* names of columns and properties */
-  col *cols;
-  int ncols;
-  prop *props;
-  int nprops;
-  int *pht;                     /* property hash table: index + 1, 0 = empty */
-  unsigned pmask;
-  int *cht;                     /* column-name hash table */
-  unsigned cmask;
+  lb_cache_schema sch;          /* the columns (cache_columns.c) */
   int guess;                    /* property expected next */
   wval *vals;                   /* sync mode: the values of the current record */
   char *arena;                  /* sync mode: its decoded strings */
   size_t arena_cap;
-  long long rows;
-  long long ts_sec;             /* second that ts currently spells */
-  int ts_len;
+  lb_cache_ts ts;               /* _airbyte_extracted_at of the current record */
   int finished;
   char uuid[37];
-  char ts[48];
 };
 
 /* --- small helpers -------------------------------------------------------- */
 
-static void seterr(lb_cache *c, const char *fmt, ...) {
+static void seterr(sq_cache *c, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
+  vsnprintf(c->base.errmsg, sizeof c->base.errmsg, fmt, ap);
   va_end(ap);
 }
 
@@ -192,7 +163,7 @@ static void copyerr(char *err, size_t errlen, const char *msg) {
 /* SQLite's message for the last failed call on db. "database or disk is
 ** full" does not say which disk: a full disk and a failed write name the
 ** cache file (its -wal and -journal files live beside it). */
-static void sqlite_why(lb_cache *c, sqlite3 *db, char *out, size_t len) {
+static void sqlite_why(sq_cache *c, sqlite3 *db, char *out, size_t len) {
   int ec = sqlite3_errcode(db);
   if (ec == SQLITE_FULL)
     snprintf(out, len, "the disk is full: cannot write the cache file %.300s (%s)", c->path,
@@ -204,7 +175,7 @@ static void sqlite_why(lb_cache *c, sqlite3 *db, char *out, size_t len) {
 }
 
 /* Records SQLite's message for a failed call on sql (cut to 200 bytes). */
-static int sqlerr(lb_cache *c, const char *sql) {
+static int sqlerr(sq_cache *c, const char *sql) {
   int n = sql ? (int)strlen(sql) : 0;
   char why[400];
   if (n > 200) n = 200;
@@ -216,7 +187,7 @@ static int sqlerr(lb_cache *c, const char *sql) {
   return sqlite3_errcode(c->db) == SQLITE_NOMEM ? LB_ENOMEM : LB_CACHE_ESQL;
 }
 
-static int exec_sql(lb_cache *c, const char *sql) {
+static int exec_sql(sq_cache *c, const char *sql) {
   if (sqlite3_exec(c->db, sql, NULL, NULL, NULL) != SQLITE_OK) return sqlerr(c, sql);
   return 0;
 }
@@ -227,266 +198,12 @@ static char *dupstr(const char *s, size_t n) {
   return p;
 }
 
-/* A growable string for building SQL; `oom` latches allocation failure. */
-typedef struct sbuf {
-  char *p;
-  size_t n, cap;
-  int oom;
-} sbuf;
-
-static void sb_addn(sbuf *b, const char *s, size_t n) {
-  if (b->oom) return;
-  if (b->n + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    char *p;
-    while (cap < b->n + n + 1) cap *= 2;
-    if ((p = realloc(b->p, cap)) == NULL) { b->oom = 1; return; }
-    b->p = p;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->n, s, n);
-  b->n += n;
-  b->p[b->n] = '\0';
-}
-
-static void sb_add(sbuf *b, const char *s) { sb_addn(b, s, strlen(s)); }
-
-/* A double-quoted identifier; normalized names never hold quotes, but the
-** doubling keeps any other name safe too. */
-static void sb_ident(sbuf *b, const char *s) {
-  const char *q;
-  sb_addn(b, "\"", 1);
-  while ((q = strchr(s, '"')) != NULL) {
-    sb_addn(b, s, (size_t)(q - s) + 1);
-    sb_addn(b, "\"", 1);
-    s = q + 1;
-  }
-  sb_add(b, s);
-  sb_addn(b, "\"", 1);
-}
-
-static void sb_reset(sbuf *b) {
-  b->n = 0;
-  b->oom = 0;
-  if (b->p) b->p[0] = '\0';
-}
-
-static unsigned hash_bytes(const char *s, size_t n) {
-  unsigned h = 2166136261u;               /* FNV-1a */
-  size_t i;
-  for (i = 0; i < n; i++) { h ^= (unsigned char)s[i]; h *= 16777619u; }
-  return h;
-}
-
-/* --- random numbers, UUIDv7, timestamps ------------------------------------ */
-
-static uint64_t rng_next(lb_cache *c) {
-  uint64_t s1 = c->rng[0];
-  const uint64_t s0 = c->rng[1];
-  c->rng[0] = s0;
-  s1 ^= s1 << 23;
-  c->rng[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
-  return c->rng[1] + s0;
-}
-
-/* Seeds from the kernel; falls back on time and addresses, which is enough
-** for ids that only need to be unique, not secret. */
-static void rng_seed(lb_cache *c) {
-  uint64_t seed[2] = {0, 0};
-  int got = 0;
-#if defined(__linux__)
-  if (getrandom(seed, sizeof seed, GRND_NONBLOCK) == (ssize_t)sizeof seed) got = 1;
-#endif
-  if (!got) {
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      if (read(fd, seed, sizeof seed) == (ssize_t)sizeof seed) got = 1;
-      close(fd);
-    }
-  }
-  if (!got) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    seed[0] = (uint64_t)ts.tv_sec * 1000000007u ^ (uint64_t)ts.tv_nsec;
-    seed[1] = (uint64_t)(uintptr_t)c ^ ((uint64_t)getpid() << 32);
-  }
-  if (seed[0] == 0 && seed[1] == 0) seed[0] = 0x9e3779b97f4a7c15ull;
-  c->rng[0] = seed[0];
-  c->rng[1] = seed[1];
-}
-
-static uint64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-/* RFC 9562 UUIDv7 with method 1 of its section 6.2: the 74 bits after the
-** timestamp are a counter that starts at a random value (top bit clear, so
-** it has room to grow) each new millisecond and is incremented within one.
-** A clock that steps back keeps the last timestamp. So ids of one cache are
-** strictly increasing, as text too. */
-static void uuid7_gen(lb_cache *c, char out[37]) {
-  static const char hex[] = "0123456789abcdef";
-  unsigned char b[16];
-  uint64_t ms = now_ms();
-  int i, j;
-  if (ms > c->uuid_ms) {
-    uint64_t r = rng_next(c);
-    c->uuid_ms = ms;
-    c->uuid_hi = (r >> 53) & 0x7ff;          /* 11 bits: top bit stays 0 */
-    c->uuid_lo = rng_next(c) >> 2;           /* 62 bits */
-  } else if (++c->uuid_lo >> 62) {
-    c->uuid_lo = 0;
-    if (++c->uuid_hi > 0xfff) {              /* 2^74 ids in one ms: move on */
-      c->uuid_ms++;
-      c->uuid_hi = 0;
-    }
-  }
-  ms = c->uuid_ms;
-  for (i = 0; i < 6; i++) b[i] = (unsigned char)(ms >> (40 - 8 * i));
-  b[6] = (unsigned char)(0x70 | ((c->uuid_hi >> 8) & 0x0f));
-  b[7] = (unsigned char)(c->uuid_hi & 0xff);
-  b[8] = (unsigned char)(0x80 | ((c->uuid_lo >> 56) & 0x3f));
-  for (i = 9; i < 16; i++) b[i] = (unsigned char)(c->uuid_lo >> (8 * (15 - i)));
-  for (i = 0, j = 0; i < 16; i++) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) out[j++] = '-';
-    out[j++] = hex[b[i] >> 4];
-    out[j++] = hex[b[i] & 15];
-  }
-  out[36] = '\0';
-}
-
-static int barrier(lb_cache *c);
-static void clear_async_err(lb_cache *c);
-static void worker_stop(lb_cache *c);
-static void ckpt_start(lb_cache *c);
-static void ckpt_stop(lb_cache *c);
-static void ckpt_bound_wal(lb_cache *c);
-
-void lb_cache_uuid7(lb_cache *c, char out[37]) {
-  uuid7_gen(c, out);
-}
-
-static long long floordiv(long long a, long long b) {
-  long long q = a / b;
-  if ((a % b) != 0 && ((a < 0) != (b < 0))) q--;
-  return q;
-}
-
-/* Days since 1970-01-01 to a proleptic Gregorian date (era arithmetic:
-** 400-year eras of 146097 days make the leap rules exact). */
-static void civil_from_days(long long z, long long *y, int *m, int *d) {
-  long long era, yoe, doy, mp;
-  z += 719468;
-  era = floordiv(z, 146097);
-  doy = z - era * 146097;                                  /* day of era */
-  yoe = (doy - doy / 1460 + doy / 36524 - doy / 146096) / 365;
-  *y = yoe + era * 400;
-  doy = doy - (365 * yoe + yoe / 4 - yoe / 100);           /* day of year */
-  mp = (5 * doy + 2) / 153;
-  *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-  *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-  if (*m <= 2) (*y)++;
-}
-
-/* _airbyte_extracted_at text for emitted_at: the seconds part is only
-** formatted again when the second changes (records of a batch share it). */
-static void format_ts(lb_cache_stream *s, long long ms) {
-  long long sec;
-  int frac;
-  /* far outside the range the arithmetic below overflows; inside it the
-  ** year has four digits, as readers of the column expect */
-  if (ms < LB_CACHE_MIN_MS) ms = LB_CACHE_MIN_MS;
-  if (ms > LB_CACHE_MAX_MS) ms = LB_CACHE_MAX_MS;
-  sec = floordiv(ms, 1000);
-  frac = (int)(ms - sec * 1000);
-  if (sec != s->ts_sec || s->ts_len == 0) {
-    long long days = floordiv(sec, 86400), y;
-    int rem = (int)(sec - days * 86400), m, d;
-    civil_from_days(days, &y, &m, &d);
-    s->ts_len = snprintf(s->ts, sizeof s->ts, "%04lld-%02d-%02dT%02d:%02d:%02d.%03d+00:00",
-                         y, m, d, rem / 3600, rem / 60 % 60, rem % 60, frac);
-    s->ts_sec = sec;
-  } else {
-    char *p = s->ts + s->ts_len - 9;          /* the three digits after '.' */
-    p[0] = (char)('0' + frac / 100);
-    p[1] = (char)('0' + frac / 10 % 10);
-    p[2] = (char)('0' + frac % 10);
-  }
-}
-
-/* --- names ------------------------------------------------------------------ */
-
-long lb_cache_normalize(const char *name, size_t len, char *out, size_t cap) {
-  const unsigned char *p = (const unsigned char *)name, *end = p + len;
-  size_t n = 0;
-  int lead_digit = len > 0 && name[0] >= '0' && name[0] <= '9', only_us = 1;
-#define PUT(ch) do { char ch_ = (ch);                                          \
-    if (ch_ != '_') only_us = 0;                                               \
-    if (n + 1 < cap) out[n] = ch_;                                             \
-    n++;                                                                       \
-  } while (0)
-  if (lead_digit) PUT('_');
-  while (p < end) {
-    unsigned char ch = *p;
-    if (ch < 0x80) {
-      if (ch >= 'A' && ch <= 'Z') PUT((char)(ch + 32));
-      else if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')) PUT((char)ch);
-      else PUT('_');
-      p++;
-      continue;
-    }
-    /* Python lower-cases before substituting: U+0130 becomes "i" plus a
-    ** combining dot and the Kelvin sign becomes "k"; every other non-ASCII
-    ** code point stays non-ASCII and becomes one '_'. */
-    if (ch == 0xC4 && end - p >= 2 && p[1] == 0xB0) { PUT('i'); PUT('_'); p += 2; continue; }
-    if (ch == 0xE2 && end - p >= 3 && p[1] == 0x84 && p[2] == 0xAA) { PUT('k'); p += 3; continue; }
-    {
-      int k = ch >= 0xF0 ? 4 : ch >= 0xE0 ? 3 : ch >= 0xC0 ? 2 : 1, i;
-      for (i = 1; i < k && p + i < end && (p[i] & 0xC0) == 0x80; i++) {}
-      p += i;
-      PUT('_');
-    }
-  }
-#undef PUT
-  if (cap) out[n < cap ? n : cap - 1] = '\0';
-  return only_us ? -1 : (long)n;
-}
-
-/* --- the stream -> table mapping ------------------------------------------------ */
-
-/* Tables, indexes and anything else of ours live in these spaces; no stream
-** table is ever named in them (see cache.h). SQLite compares names without
-** regard to ASCII case; normalized names are lower case already. */
-static int is_reserved(const char *t) {
-  return strncmp(t, "_airbyte_", 9) == 0 || strncmp(t, "_luabyte_", 9) == 0 ||
-         strncmp(t, "sqlite_", 7) == 0;
-}
-
-/* A name for messages: quoted, control bytes (NUL...) as \u00XX, cut at
-** 100 bytes. */
-static void sb_name(sbuf *b, const char *s, size_t n) {
-  size_t i;
-  sb_addn(b, "'", 1);
-  for (i = 0; i < n && i < 100; i++) {
-    unsigned char ch = (unsigned char)s[i];
-    if (ch < 0x20) {
-      char esc[8];
-      snprintf(esc, sizeof esc, "\\u%04x", ch);
-      sb_add(b, esc);
-    } else {
-      sb_addn(b, s + i, 1);
-    }
-  }
-  sb_add(b, n > 100 ? "...'" : "'");
-}
-
-static void sb_stream(sbuf *b, const char *name, size_t nlen, const char *ns, size_t nslen) {
-  sb_add(b, "stream ");
-  sb_name(b, name, nlen);
-  if (nslen) { sb_add(b, " (namespace "); sb_name(b, ns, nslen); sb_add(b, ")"); }
-}
+static int barrier(sq_cache *c);
+static void clear_async_err(sq_cache *c);
+static void worker_stop(sq_cache *c);
+static void ckpt_start(sq_cache *c);
+static void ckpt_stop(sq_cache *c);
+static void ckpt_bound_wal(sq_cache *c);
 
 static void bind_len(sqlite3_stmt *st, int i, const char *s, size_t n) {
   sqlite3_bind_text64(st, i, s ? s : "", s ? n : 0, SQLITE_STATIC, SQLITE_UTF8);
@@ -497,180 +214,6 @@ static const char *col_bytes(sqlite3_stmt *st, int i, size_t *n) {
   const char *p = (const char *)sqlite3_column_text(st, i);
   *n = p ? (size_t)sqlite3_column_bytes(st, i) : 0;
   return p ? p : "";
-}
-
-/* normalize(prefix .. [a .. "_"] .. b) into *res (a fresh string); a
-** name that falls in the reserved space gets REMAP_PREFIX in front. */
-static int table_candidate(lb_cache *c, const char *a, size_t alen, const char *b, size_t blen,
-                           char **res) {
-  sbuf raw = {NULL, 0, 0, 0};
-  char buf[NORM_STACK], *out;
-  long n;
-  *res = NULL;
-  sb_addn(&raw, c->prefix, strlen(c->prefix));
-  if (a) { sb_addn(&raw, a, alen); sb_addn(&raw, "_", 1); }
-  sb_addn(&raw, b, blen);
-  if (raw.oom) { free(raw.p); seterr(c, "out of memory"); return LB_ENOMEM; }
-  n = lb_cache_normalize(raw.p, raw.n, buf, sizeof buf);
-  if (n < 0) {
-    sbuf m = {NULL, 0, 0, 0};
-    sb_stream(&m, b, blen, a, alen);
-    seterr(c, "PyAirbyteNameNormalizationError: the table name of %s normalizes to nothing "
-           "but underscores", m.p ? m.p : "a stream");
-    free(m.p);
-    free(raw.p);
-    return LB_EINVAL;
-  }
-  if ((out = malloc((size_t)n + sizeof REMAP_PREFIX)) == NULL) {
-    free(raw.p);
-    seterr(c, "out of memory");
-    return LB_ENOMEM;
-  }
-  if ((size_t)n < sizeof buf) memcpy(out, buf, (size_t)n + 1);
-  else lb_cache_normalize(raw.p, raw.n, out, (size_t)n + 1);
-  free(raw.p);
-  if (is_reserved(out)) {
-    memmove(out + sizeof REMAP_PREFIX - 1, out, (size_t)n + 1);
-    memcpy(out, REMAP_PREFIX, sizeof REMAP_PREFIX - 1);
-  }
-  *res = out;
-  return 0;
-}
-
-enum { OWN_FREE, OWN_SELF, OWN_STREAM, OWN_OBJECT };
-
-/* Who holds table name t: nobody (or a table no stream row claims, which a
-** stream may adopt, as PyAirbyte would write into it), this stream, another
-** stream (described into *other; *same_name is set when its prefix and name
-** are ours, i.e. only the namespace differs), or another kind of object (an
-** index, a view: described into *other). Negative on SQL errors. */
-static int table_owner(lb_cache *c, const char *t, const char *name, size_t nlen,
-                       const char *ns, size_t nslen, sbuf *other, int *same_name) {
-  sqlite3_stmt *st = NULL;
-  const char *sql = "SELECT stream_name, stream_namespace, table_prefix FROM _airbyte_streams"
-                    " WHERE table_name = ?1";
-  const char *sql2 = "SELECT type FROM sqlite_master WHERE name = ?1 COLLATE NOCASE";
-  int rc, who = OWN_FREE;
-  *same_name = 0;
-  if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql);
-  sqlite3_bind_text(st, 1, t, -1, SQLITE_STATIC);
-  if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    size_t on, onn, opn;
-    const char *oname = col_bytes(st, 0, &on), *ons = col_bytes(st, 1, &onn);
-    const char *opre = col_bytes(st, 2, &opn);
-    int same_prefix = opn == strlen(c->prefix) && memcmp(opre, c->prefix, opn) == 0;
-    *same_name = same_prefix && on == nlen && memcmp(oname, name, nlen) == 0;
-    if (*same_name && onn == nslen && memcmp(ons, ns, nslen) == 0) who = OWN_SELF;
-    else { who = OWN_STREAM; sb_stream(other, oname, on, ons, onn); }
-  }
-  sqlite3_finalize(st);
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sqlerr(c, sql);
-  if (who != OWN_FREE) return who;
-  if (sqlite3_prepare_v2(c->db, sql2, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql2);
-  sqlite3_bind_text(st, 1, t, -1, SQLITE_STATIC);
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    const char *type = (const char *)sqlite3_column_text(st, 0);
-    if (type == NULL || strcmp(type, "table") != 0) {
-      sb_add(other, "an existing ");
-      sb_add(other, type ? type : "object");
-      who = OWN_OBJECT;
-    }
-  }
-  sqlite3_finalize(st);
-  if (rc != SQLITE_DONE) return sqlerr(c, sql2);
-  return who;
-}
-
-/* The table of stream (ns, name) under the cache's table prefix, as a fresh
-** string: its row in _airbyte_streams if it has one; else the first free
-** of normalize(prefix + name) and, when only the namespace differs from
-** the stream holding that, normalize(prefix + ns + "_" + name) (reserved
-** names remapped, see table_candidate). Any other clash is a
-** PyAirbyteNameNormalizationError naming both streams. Nothing is written:
-** register_stream claims the name. ns NULL (lookups only) matches the one
-** row of that name in any namespace, and is an error when there are
-** several. */
-static int resolve_table(lb_cache *c, const char *name, size_t nlen, const char *ns, size_t nslen,
-                         char **out) {
-  sqlite3_stmt *st = NULL;
-  const char *sql =
-    "SELECT table_name, stream_namespace FROM _airbyte_streams WHERE table_prefix = ?1"
-    " AND stream_name = ?2 AND (?3 IS NULL OR stream_namespace = ?3) ORDER BY stream_namespace";
-  sbuf other = {NULL, 0, 0, 0}, self = {NULL, 0, 0, 0};
-  char *t = NULL, *t2 = NULL;
-  int rc, n = 0, who, same_name;
-  *out = NULL;
-  if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql);
-  sqlite3_bind_text(st, 1, c->prefix, -1, SQLITE_STATIC);
-  bind_len(st, 2, name, nlen);
-  if (ns) bind_len(st, 3, ns, nslen);
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    size_t tn;
-    const char *tp = col_bytes(st, 0, &tn);
-    if (n++ == 0) t = dupstr(tp, tn);
-    else {
-      size_t on;
-      const char *ons = col_bytes(st, 1, &on);
-      sb_add(&other, n == 2 ? "" : ", ");
-      sb_name(&other, ons, on);
-    }
-  }
-  sqlite3_finalize(st);
-  if (rc != SQLITE_DONE) { free(t); return sqlerr(c, sql); }
-  if (n > 1) {
-    sb_name(&self, name, nlen);
-    seterr(c, "PyAirbyteInputError: stream %s exists in several namespaces (the first table is "
-           "'%s', others in namespace %s): give the namespace", self.p ? self.p : "",
-           t ? t : "", other.p ? other.p : "");
-    free(t); free(self.p); free(other.p);
-    return LB_EINVAL;
-  }
-  if (n == 1) {
-    if (t == NULL) { seterr(c, "out of memory"); return LB_ENOMEM; }
-    *out = t;
-    return 0;
-  }
-  if (ns == NULL) { ns = ""; nslen = 0; }
-  if ((rc = table_candidate(c, NULL, 0, name, nlen, &t)) < 0) return rc;
-  who = table_owner(c, t, name, nlen, ns, nslen, &other, &same_name);
-  if (who == OWN_STREAM && same_name && nslen > 0) {
-    /* one name, several namespaces: the later one is namespace-qualified */
-    if ((rc = table_candidate(c, ns, nslen, name, nlen, &t2)) < 0) { free(t); free(other.p); return rc; }
-    free(t);
-    t = t2;
-    sb_reset(&other);
-    who = table_owner(c, t, name, nlen, ns, nslen, &other, &same_name);
-  }
-  if (who == OWN_FREE || who == OWN_SELF) { free(other.p); *out = t; return 0; }
-  rc = who;
-  if (who >= 0) {
-    sb_stream(&self, name, nlen, ns, nslen);
-    seterr(c, "PyAirbyteNameNormalizationError: %s and %s both need the table '%s' (their names "
-           "normalize alike); rename one, read them into separate caches or use a table_prefix",
-           self.p ? self.p : "a stream", other.p ? other.p : "another stream", t);
-    rc = LB_EINVAL;
-  }
-  free(t); free(self.p); free(other.p);
-  return rc;
-}
-
-long lb_cache_table_name(lb_cache *c, const char *name, size_t name_len,
-                         const char *ns, size_t ns_len, char *out, size_t cap) {
-  char *t;
-  size_t n;
-  int rc;
-  if (name == NULL || name_len == 0) { seterr(c, "a stream name is required"); return LB_EINVAL; }
-  barrier(c);
-  if ((rc = resolve_table(c, name, name_len, ns, ns_len, &t)) < 0) return rc;
-  n = strlen(t);
-  if (cap) { memcpy(out, t, n < cap ? n + 1 : cap - 1); out[n < cap ? n : cap - 1] = '\0'; }
-  free(t);
-  return (long)n;
-}
-
-static int is_internal_col(const char *name) {
-  return strcmp(name, RAW_ID_COL) == 0 || strcmp(name, EXTRACTED_AT_COL) == 0 ||
-         strcmp(name, META_COL) == 0;
 }
 
 /* --- opening, closing, transactions ------------------------------------------ */
@@ -724,7 +267,7 @@ static const char *const internal_tables_sql =
   " stream_namespace VARCHAR, table_prefix VARCHAR);";
 
 /* 1 when table has the column, 0 when not (or no such table), <0 on error. */
-static int has_column(lb_cache *c, const char *table, const char *column) {
+static int has_column(sq_cache *c, const char *table, const char *column) {
   sqlite3_stmt *st = NULL;
   int rc, found = 0;
   if (sqlite3_prepare_v2(c->db, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", -1, &st,
@@ -745,7 +288,7 @@ static int has_column(lb_cache *c, const char *table, const char *column) {
 ** destination's first write after the upgrade sends its rows once more,
 ** never fewer). One transaction, the check inside it, so two processes
 ** opening one old file migrate it once. */
-static int create_state_tables(lb_cache *c) {
+static int create_state_tables(sq_cache *c) {
   char sql[1024];
   size_t i;
   int rc;
@@ -769,10 +312,10 @@ static int create_state_tables(lb_cache *c) {
       rc = exec_sql(c, sql);
     }
     if (rc < 0) {
-      char msg[sizeof c->errmsg];
-      memcpy(msg, c->errmsg, sizeof msg);
+      char msg[sizeof c->base.errmsg];
+      memcpy(msg, c->base.errmsg, sizeof msg);
       exec_sql(c, "ROLLBACK");
-      memcpy(c->errmsg, msg, sizeof msg);
+      memcpy(c->base.errmsg, msg, sizeof msg);
       return rc;
     }
     if ((rc = exec_sql(c, "COMMIT")) < 0) return rc;
@@ -780,7 +323,7 @@ static int create_state_tables(lb_cache *c) {
   return 0;
 }
 
-static int count_rows(lb_cache *c, const char *sql) {
+static int count_rows(sq_cache *c, const char *sql) {
   sqlite3_stmt *st = NULL;
   int n = -1;
   if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql);
@@ -795,7 +338,7 @@ static int count_rows(lb_cache *c, const char *sql) {
 ** already claims (streams that were merged into one table), are dropped:
 ** the stream gets a table of its own, or its clash reported, on its next
 ** read. A row whose name normalizes to its table already goes first. */
-static int migrate_streams(lb_cache *c) {
+static int migrate_streams(sq_cache *c) {
   const char *cols = "SELECT count(*) FROM pragma_table_info('_airbyte_streams')"
                      " WHERE name IN ('stream_namespace', 'table_prefix')";
   const char *rows = "SELECT rowid, stream_name, table_name FROM _airbyte_streams"
@@ -821,9 +364,9 @@ static int migrate_streams(lb_cache *c) {
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
       size_t nn, tn;
       const char *name = col_bytes(st, 1, &nn), *old = col_bytes(st, 2, &tn);
-      char buf[NORM_STACK];
+      char buf[256];
       long n = lb_cache_normalize(old, tn, buf, sizeof buf);
-      if (n < 0 || (size_t)n >= sizeof buf || is_reserved(buf)) continue;
+      if (n < 0 || (size_t)n >= sizeof buf || lb__cache_is_reserved(&c->base, buf)) continue;
       if (((size_t)n == tn && memcmp(buf, old, tn) == 0) != (pass == 0)) continue;
       sqlite3_bind_int64(up, 1, sqlite3_column_int64(st, 0));
       sqlite3_bind_text(up, 2, buf, (int)n, SQLITE_TRANSIENT);
@@ -842,37 +385,38 @@ static int migrate_streams(lb_cache *c) {
 done:
   sqlite3_finalize(st);
   sqlite3_finalize(up);
-  if (rc < 0) { char msg[sizeof c->errmsg]; memcpy(msg, c->errmsg, sizeof msg);
+  if (rc < 0) { char msg[sizeof c->base.errmsg]; memcpy(msg, c->base.errmsg, sizeof msg);
                 sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
-                memcpy(c->errmsg, msg, sizeof msg); return rc; }
+                memcpy(c->base.errmsg, msg, sizeof msg); return rc; }
   return exec_sql(c, "COMMIT");
 }
 
+static const lb_cache_ops sqlite_ops;
+
 int lb_cache_sqlite_open(const char *path, lb_cache **out, char *err, size_t errlen) {
-  lb_cache *c;
+  sq_cache *c;
   int rc;
   *out = NULL;
   if (path == NULL) { copyerr(err, errlen, "no database path"); return LB_EINVAL; }
   if ((c = calloc(1, sizeof *c)) == NULL) { copyerr(err, errlen, "out of memory"); return LB_ENOMEM; }
-  if ((c->prefix = dupstr("", 0)) == NULL) {
+  if (lb__cache_init(&c->base, &sqlite_ops) < 0) {
     free(c);
     copyerr(err, errlen, "out of memory");
     return LB_ENOMEM;
   }
-  rng_seed(c);
   c->async = 1;
   /* NOMUTEX: a connection is only ever used by one thread at a time. */
   rc = sqlite3_open_v2(path, &c->db,
                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
   if (rc != SQLITE_OK) {
-    snprintf(c->errmsg, sizeof c->errmsg, "cannot open %.200s: %s", path,
+    snprintf(c->base.errmsg, sizeof c->base.errmsg, "cannot open %.200s: %s", path,
              c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
     goto fail;
   }
   sqlite3_extended_result_codes(c->db, 1);
   sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
   if ((rc = lb__sqlite_add_regexp(c->db)) != SQLITE_OK) {
-    snprintf(c->errmsg, sizeof c->errmsg, "cannot open %.200s: %s", path, sqlite3_errstr(rc));
+    snprintf(c->base.errmsg, sizeof c->base.errmsg, "cannot open %.200s: %s", path, sqlite3_errstr(rc));
     goto fail;
   }
   /* WAL + synchronous=NORMAL: see cache.h for why this is crash-safe. The
@@ -880,36 +424,40 @@ int lb_cache_sqlite_open(const char *path, lb_cache **out, char *err, size_t err
   if (exec_sql(c, "PRAGMA journal_mode=WAL") < 0 ||
       exec_sql(c, "PRAGMA synchronous=NORMAL") < 0 ||
       exec_sql(c, internal_tables_sql) < 0 || migrate_streams(c) < 0 || create_state_tables(c) < 0) {
-    char msg[sizeof c->errmsg];
-    memcpy(msg, c->errmsg, sizeof msg);
-    snprintf(c->errmsg, sizeof c->errmsg, "cannot open %.200s: %.280s", path, msg);
+    char msg[sizeof c->base.errmsg];
+    memcpy(msg, c->base.errmsg, sizeof msg);
+    snprintf(c->base.errmsg, sizeof c->base.errmsg, "cannot open %.200s: %.280s", path, msg);
     goto fail;
   }
   if ((c->path = dupstr(path, strlen(path))) == NULL) {
-    snprintf(c->errmsg, sizeof c->errmsg, "out of memory");
+    snprintf(c->base.errmsg, sizeof c->base.errmsg, "out of memory");
     sqlite3_close_v2(c->db);
-    free(c->prefix);
+    lb__cache_fini(&c->base);
     free(c);
     copyerr(err, errlen, "out of memory");
     return LB_ENOMEM;
   }
   ckpt_start(c);
-  *out = c;
+  *out = &c->base;
   return 0;
 fail:
-  copyerr(err, errlen, c->errmsg);
+  copyerr(err, errlen, c->base.errmsg);
   rc = sqlite3_errcode(c->db) == SQLITE_NOMEM ? LB_ENOMEM : LB_CACHE_ESQL;
   sqlite3_close_v2(c->db);
-  free(c->prefix);
+  lb__cache_fini(&c->base);
   free(c);
   return rc;
 }
 
-void lb_cache_close(lb_cache *c) {
-  if (c == NULL) return;
+static void sq_stream_close(lb_cache_stream *base);
+static void sq_query_close(lb_cache_query *qb);
+
+static void sq_close(lb_cache *base) {
+  sq_cache *c = SQ(base);
   worker_stop(c);               /* queued rows go in first */
   ckpt_stop(c);
-  while (c->streams) lb_cache_stream_close(c->streams);
+  while (c->streams) sq_stream_close(&c->streams->base);
+  while (c->queries) sq_query_close((lb_cache_query *)(void *)c->queries);
   sqlite3_finalize(c->put_state);
   sqlite3_finalize(c->put_dstate);
   sqlite3_finalize(c->get_ledger);
@@ -918,111 +466,51 @@ void lb_cache_close(lb_cache *c) {
   ** binding has not finalized yet keep the connection alive until they are
   ** (it finalizes them before calling us, so this is immediate). */
   sqlite3_close_v2(c->db);
-  free(c->prefix);
+  lb__cache_fini(&c->base);
+  free(c->owner.p);
   free(c->path);
   free(c);
 }
 
-int lb_cache_in_transaction(const lb_cache *c) {
-  return sqlite3_get_autocommit(c->db) == 0;
+static int sq_in_transaction(const lb_cache *base) {
+  return sqlite3_get_autocommit(((const sq_cache *)(const void *)base)->db) == 0;
 }
 
-int lb_cache_begin(lb_cache *c) {
+static int sq_begin(lb_cache *base) {
+  sq_cache *c = SQ(base);
   barrier(c);
   clear_async_err(c);           /* a failure belongs to the transaction it broke */
-  if (lb_cache_in_transaction(c)) { seterr(c, "a transaction is already open"); return LB_EINVAL; }
+  if (sq_in_transaction(base)) { seterr(c, "a transaction is already open"); return LB_EINVAL; }
   ckpt_bound_wal(c);
   return exec_sql(c, "BEGIN IMMEDIATE");
 }
 
-int lb_cache_commit(lb_cache *c) {
+static int sq_commit(lb_cache *base) {
+  sq_cache *c = SQ(base);
   int err = barrier(c);
   if (err) return err;          /* rows were lost: the caller must roll back */
-  if (!lb_cache_in_transaction(c)) { seterr(c, "no transaction is open"); return LB_EINVAL; }
+  if (!sq_in_transaction(base)) { seterr(c, "no transaction is open"); return LB_EINVAL; }
   return exec_sql(c, "COMMIT");
 }
 
-int lb_cache_rollback(lb_cache *c) {
+static int sq_rollback(lb_cache *base) {
+  sq_cache *c = SQ(base);
   barrier(c);
   clear_async_err(c);
   /* SQLite rolls back by itself on some errors (a full disk, an I/O
   ** error): nothing is left to undo, and failing here would hide why */
-  if (!lb_cache_in_transaction(c)) return 0;
+  if (!sq_in_transaction(base)) return 0;
   return exec_sql(c, "ROLLBACK");
 }
 
-const char *lb_cache_errmsg(lb_cache *c) { return c->errmsg; }
-struct sqlite3 *lb_cache_db(lb_cache *c) {
+struct sqlite3 *lb_cache_db(lb_cache *base) {
+  sq_cache *c = SQ(base);
+  if (base->ops != &sqlite_ops) return NULL;
   barrier(c);                   /* the caller is about to use the connection */
   return c->db;
 }
-const char *lb_cache_table_prefix(const lb_cache *c) { return c->prefix; }
-
-int lb_cache_set_table_prefix(lb_cache *c, const char *prefix) {
-  char *p = dupstr(prefix ? prefix : "", prefix ? strlen(prefix) : 0);
-  if (p == NULL) { seterr(c, "out of memory"); return LB_ENOMEM; }
-  free(c->prefix);
-  c->prefix = p;
-  return 0;
-}
 
 /* --- the JSON schema ------------------------------------------------------- */
-
-static int kind_of_name(const lb_jval *t) {
-  static const struct { const char *s; int k; } map[] = {
-    {"string", K_TEXT}, {"integer", K_INT}, {"number", K_NUM},
-    {"boolean", K_BOOL}, {"object", K_JSON}, {"array", K_JSON}
-  };
-  size_t i;
-  for (i = 0; i < sizeof map / sizeof map[0]; i++)
-    if (lb_jstr_eq(t, map[i].s, strlen(map[i].s))) return map[i].k;
-  return K_TEXT;        /* null, unknown names: VARCHAR like PyAirbyte */
-}
-
-/* PyAirbyte's type resolution (airbyte/types.py): airbyte_type wins, then
-** "type" (a list minus "null" must leave exactly one), then nothing ->
-** VARCHAR. A $ref to one of the protocol's well-known types is understood
-** too (PyAirbyte would fall back to VARCHAR). */
-static int prop_kind(const lb_jval *def) {
-  lb_jval t;
-  if (def->type != LB_JOBJECT) return K_TEXT;
-  if (lb_jobj_find(def, "airbyte_type", 12, &t) && t.type == LB_JSTRING) {
-    if (lb_jstr_eq(&t, "integer", 7)) return K_INT;
-    if (lb_jstr_eq(&t, "number", 6)) return K_NUM;
-    if (lb_jstr_eq(&t, "boolean", 7)) return K_BOOL;
-    if (lb_jstr_eq(&t, "object", 6) || lb_jstr_eq(&t, "array", 5)) return K_JSON;
-    return K_TEXT;      /* dates, times, timestamps, big_integer */
-  }
-  if (lb_jobj_find(def, "type", 4, &t)) {
-    if (t.type == LB_JSTRING) return kind_of_name(&t);
-    if (t.type == LB_JARRAY) {
-      lb_jiter it;
-      lb_jval e, one;
-      int n = 0;
-      lb_jiter_init(&it, &t);
-      while (lb_jarr_next(&it, &e)) {
-        if (e.type == LB_JSTRING && lb_jstr_eq(&e, "null", 4)) continue;
-        one = e;
-        n++;
-      }
-      if (n == 1 && one.type == LB_JSTRING) return kind_of_name(&one);
-    }
-    return K_TEXT;
-  }
-  if (lb_jobj_find(def, "$ref", 4, &t) && t.type == LB_JSTRING) {
-    static const struct { const char *s; int k; } wk[] = {
-      {"\"WellKnownTypes.json#/definitions/Integer\"", K_INT},
-      {"\"WellKnownTypes.json#/definitions/Number\"", K_NUM},
-      {"\"WellKnownTypes.json#/definitions/Boolean\"", K_BOOL}
-    };
-    size_t i;
-    for (i = 0; i < sizeof wk / sizeof wk[0]; i++) {
-      size_t n = strlen(wk[i].s);
-      if (t.n == n && memcmp(t.p, wk[i].s, n) == 0) return wk[i].k;
-    }
-  }
-  return K_TEXT;
-}
 
 /* SQLite's affinity rule 2 (after rule 1, "INT"): CHAR, CLOB or TEXT. */
 static int decl_is_text(const char *decl) {
@@ -1035,119 +523,14 @@ static int decl_is_text(const char *decl) {
   return strstr(up, "CHAR") || strstr(up, "CLOB") || strstr(up, "TEXT");
 }
 
-static int find_col(const lb_cache_stream *s, const char *name, size_t len) {
-  unsigned h = hash_bytes(name, len) & s->cmask;
-  int i;
-  while ((i = s->cht[h]) != 0) {
-    const col *cl = &s->cols[i - 1];
-    if (cl->namelen == len && memcmp(cl->name, name, len) == 0) return i - 1;
-    h = (h + 1) & s->cmask;
-  }
-  return -1;
-}
-
-static int find_prop_hash(const lb_cache_stream *s, const char *name, size_t len) {
-  unsigned h = hash_bytes(name, len) & s->pmask;
-  int i;
-  while ((i = s->pht[h]) != 0) {
-    const prop *pr = &s->props[i - 1];
-    if (pr->len == len && memcmp(pr->name, name, len) == 0) return i - 1;
-    h = (h + 1) & s->pmask;
-  }
-  return -1;
-}
-
-static unsigned table_mask(int n) {
-  unsigned size = 8;
-  while (size < (unsigned)n * 2u) size *= 2;
-  return size - 1;
-}
-
-/* Reads the properties of the schema into s->props/s->cols (normalized,
-** deduplicated, internal column names skipped) and builds the hash tables. */
-static int load_schema(lb_cache_stream *s, const char *schema, size_t len) {
-  lb_cache *c = s->c;
-  lb_jval top, props, k, v;
-  lb_jiter it;
-  size_t erroff = 0, poolsz = 0, used = 0;
-  int nprops = 0, rc;
-  if (schema == NULL || len == 0) { schema = "{}"; len = 2; }
-  rc = lb_jskim_validate(schema, len, &top, &erroff);
-  if (rc < 0) {
-    seterr(c, "invalid JSON schema: %s at byte %zu", lb_jskim_strerror(rc), erroff);
-    return LB_EINVAL;
-  }
-  if (top.type != LB_JOBJECT || !lb_jobj_find(&top, "properties", 10, &props) ||
-      props.type != LB_JOBJECT) {
-    props.type = LB_JNONE;
-  } else {
-    lb_jiter_init(&it, &props);
-    while (lb_jobj_next(&it, &k, &v)) { nprops++; poolsz += 2 * k.n + 2; }
-  }
-  s->props = calloc((size_t)nprops + 1, sizeof *s->props);
-  s->cols = calloc((size_t)nprops + 1, sizeof *s->cols);
-  s->pool = malloc(poolsz + 1);
-  s->pmask = table_mask(nprops);
-  s->cmask = table_mask(nprops);
-  s->pht = calloc((size_t)s->pmask + 1, sizeof *s->pht);
-  s->cht = calloc((size_t)s->cmask + 1, sizeof *s->cht);
-  if (!s->props || !s->cols || !s->pool || !s->pht || !s->cht) {
-    seterr(c, "out of memory");
-    return LB_ENOMEM;
-  }
-  if (props.type == LB_JNONE) return 0;
-  lb_jiter_init(&it, &props);
-  while (lb_jobj_next(&it, &k, &v)) {
-    char *raw = s->pool + used, *norm;
-    size_t rawlen = lb_jstr_decode(&k, raw, k.n), normlen;
-    long n;
-    int ci;
-    used += rawlen + 1;
-    raw[rawlen] = '\0';
-    if (find_prop_hash(s, raw, rawlen) >= 0) continue;     /* duplicate key */
-    norm = s->pool + used;
-    n = lb_cache_normalize(raw, rawlen, norm, poolsz - used);
-    if (n < 0) {
-      seterr(c, "PyAirbyteNameNormalizationError: property '%.*s' normalizes to "
-             "nothing but underscores", (int)(rawlen > 200 ? 200 : rawlen), raw);
-      return LB_EINVAL;
-    }
-    normlen = (size_t)n;           /* <= 2 * rawlen + 1: always fits the pool */
-    if (is_internal_col(norm)) continue;
-    ci = find_col(s, norm, normlen);
-    if (ci < 0) {
-      unsigned h = hash_bytes(norm, normlen) & s->cmask;
-      col *cl = &s->cols[s->ncols];
-      used += normlen + 1;
-      cl->name = norm;
-      cl->namelen = normlen;
-      cl->kind = prop_kind(&v);
-      cl->is_text = cl->kind == K_TEXT;
-      while (s->cht[h]) h = (h + 1) & s->cmask;
-      s->cht[h] = ++s->ncols;
-      ci = s->ncols - 1;
-    }
-    {
-      unsigned h = hash_bytes(raw, rawlen) & s->pmask;
-      prop *pr = &s->props[s->nprops];
-      pr->name = raw;
-      pr->len = rawlen;
-      pr->col = ci;
-      while (s->pht[h]) h = (h + 1) & s->pmask;
-      s->pht[h] = ++s->nprops;
-    }
-  }
-  return 0;
-}
-
 /* --- opening a stream ------------------------------------------------------- */
 
 /* The declared types of the table's columns: 0 and *exists = 0 when the
 ** table is missing. Marks schema columns found and their real affinity;
 ** returns the names of internal columns present in *have_internal (bits). */
-static int inspect_table(lb_cache_stream *s, const char *table, int *exists,
+static int inspect_table(sq_stream *s, const char *table, int *exists,
                          char *found, int *have_internal) {
-  lb_cache *c = s->c;
+  sq_cache *c = s->c;
   sqlite3_stmt *st = NULL;
   const char *sql = "SELECT name, type FROM pragma_table_info(?1)";
   int rc;
@@ -1164,9 +547,9 @@ static int inspect_table(lb_cache_stream *s, const char *table, int *exists,
     if (strcmp(name, RAW_ID_COL) == 0) *have_internal |= 1;
     else if (strcmp(name, EXTRACTED_AT_COL) == 0) *have_internal |= 2;
     else if (strcmp(name, META_COL) == 0) *have_internal |= 4;
-    else if ((ci = find_col(s, name, strlen(name))) >= 0) {
+    else if ((ci = lb__cache_schema_col(&s->sch, name, strlen(name))) >= 0) {
       found[ci] = 1;
-      s->cols[ci].is_text = decl_is_text(decl ? decl : "");
+      s->sch.cols[ci].is_text = decl_is_text(decl ? decl : "");
     }
   }
   if (rc != SQLITE_DONE) { rc = sqlerr(c, sql); sqlite3_finalize(st); return rc; }
@@ -1180,45 +563,45 @@ static const char *const internal_cols_sql[3] = {
   "\"" META_COL "\" JSON"
 };
 
-static int create_table(lb_cache_stream *s, sbuf *b, const char *table) {
+static int create_table(sq_stream *s, lb_sbuf *b, const char *table) {
   int i;
-  sb_reset(b);
-  sb_add(b, "CREATE TABLE ");
-  sb_ident(b, table);
-  sb_add(b, " (");
-  for (i = 0; i < s->ncols; i++) {
-    sb_ident(b, s->cols[i].name);
-    sb_add(b, " ");
-    sb_add(b, kind_sql[s->cols[i].kind]);
-    sb_add(b, ", ");
+  lb__sb_reset(b);
+  lb__sb_add(b, "CREATE TABLE ");
+  lb__sb_ident(b, table);
+  lb__sb_add(b, " (");
+  for (i = 0; i < s->sch.ncols; i++) {
+    lb__sb_ident(b, s->sch.cols[i].name);
+    lb__sb_add(b, " ");
+    lb__sb_add(b, kind_sql[s->sch.cols[i].kind]);
+    lb__sb_add(b, ", ");
   }
-  sb_add(b, internal_cols_sql[0]);
-  sb_add(b, ", ");
-  sb_add(b, internal_cols_sql[1]);
-  sb_add(b, ", ");
-  sb_add(b, internal_cols_sql[2]);
-  sb_add(b, ")");
+  lb__sb_add(b, internal_cols_sql[0]);
+  lb__sb_add(b, ", ");
+  lb__sb_add(b, internal_cols_sql[1]);
+  lb__sb_add(b, ", ");
+  lb__sb_add(b, internal_cols_sql[2]);
+  lb__sb_add(b, ")");
   if (b->oom) { seterr(s->c, "out of memory"); return LB_ENOMEM; }
   return exec_sql(s->c, b->p);
 }
 
 /* Schema evolution: add the columns that are new (PyAirbyte never changes
 ** the type of an existing column, nor drops one). */
-static int add_columns(lb_cache_stream *s, sbuf *b, const char *table,
+static int add_columns(sq_stream *s, lb_sbuf *b, const char *table,
                        const char *found, int have_internal) {
   int i, rc;
-  for (i = 0; i < s->ncols + 3; i++) {
-    if (i < s->ncols ? found[i] : (have_internal & (1 << (i - s->ncols)))) continue;
-    sb_reset(b);
-    sb_add(b, "ALTER TABLE ");
-    sb_ident(b, table);
-    sb_add(b, " ADD COLUMN ");
-    if (i < s->ncols) {
-      sb_ident(b, s->cols[i].name);
-      sb_add(b, " ");
-      sb_add(b, kind_sql[s->cols[i].kind]);
+  for (i = 0; i < s->sch.ncols + 3; i++) {
+    if (i < s->sch.ncols ? found[i] : (have_internal & (1 << (i - s->sch.ncols)))) continue;
+    lb__sb_reset(b);
+    lb__sb_add(b, "ALTER TABLE ");
+    lb__sb_ident(b, table);
+    lb__sb_add(b, " ADD COLUMN ");
+    if (i < s->sch.ncols) {
+      lb__sb_ident(b, s->sch.cols[i].name);
+      lb__sb_add(b, " ");
+      lb__sb_add(b, kind_sql[s->sch.cols[i].kind]);
     } else {
-      sb_add(b, internal_cols_sql[i - s->ncols]);
+      lb__sb_add(b, internal_cols_sql[i - s->sch.ncols]);
     }
     if (b->oom) { seterr(s->c, "out of memory"); return LB_ENOMEM; }
     if ((rc = exec_sql(s->c, b->p)) < 0) return rc;
@@ -1232,96 +615,96 @@ static int add_columns(lb_cache_stream *s, sbuf *b, const char *table,
 ** first (rows with a NULL key part are left alone: they never conflict). */
 /* Older files named the index "<table>_airbyte_pk", a name a stream's table
 ** could take: it goes (the new one is made in the reserved space). */
-static int drop_legacy_pk_index(lb_cache_stream *s, sbuf *b) {
+static int drop_legacy_pk_index(sq_stream *s, lb_sbuf *b) {
   const char *sql = "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
                     " AND name = ?1 || '" LEGACY_PK_INDEX_SUFFIX "' AND tbl_name = ?1";
   sqlite3_stmt *st = NULL;
   int n = 0;
   if (sqlite3_prepare_v2(s->c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(s->c, sql);
-  sqlite3_bind_text(st, 1, s->table, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 1, s->base.table, -1, SQLITE_STATIC);
   if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int(st, 0);
   sqlite3_finalize(st);
   if (n == 0) return 0;
-  sb_reset(b);
-  sb_add(b, "DROP INDEX ");
-  sb_add(b, "\"");
-  sb_add(b, s->table);
-  sb_add(b, LEGACY_PK_INDEX_SUFFIX "\"");
+  lb__sb_reset(b);
+  lb__sb_add(b, "DROP INDEX ");
+  lb__sb_add(b, "\"");
+  lb__sb_add(b, s->base.table);
+  lb__sb_add(b, LEGACY_PK_INDEX_SUFFIX "\"");
   if (b->oom) { seterr(s->c, "out of memory"); return LB_ENOMEM; }
   return exec_sql(s->c, b->p);
 }
 
-static int ensure_pk_index(lb_cache_stream *s, sbuf *b, const int *pk, int npk) {
-  lb_cache *c = s->c;
+static int ensure_pk_index(sq_stream *s, lb_sbuf *b, const int *pk, int npk) {
+  sq_cache *c = s->c;
   sqlite3_stmt *st = NULL;
   const char *sql = "SELECT name FROM pragma_index_info(?1) ORDER BY seqno";
   char *idx;
   int rc, n = 0, same = 1, i;
   if ((rc = drop_legacy_pk_index(s, b)) < 0) return rc;
-  sb_reset(b);
-  sb_add(b, PK_INDEX_PREFIX);
-  sb_add(b, s->table);
+  lb__sb_reset(b);
+  lb__sb_add(b, PK_INDEX_PREFIX);
+  lb__sb_add(b, s->base.table);
   if (b->oom || (idx = dupstr(b->p, b->n)) == NULL) { seterr(c, "out of memory"); return LB_ENOMEM; }
   if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) { free(idx); return sqlerr(c, sql); }
   sqlite3_bind_text(st, 1, idx, -1, SQLITE_STATIC);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     const char *name = (const char *)sqlite3_column_text(st, 0);
-    if (n >= npk || name == NULL || strcmp(name, s->cols[pk[n]].name) != 0) same = 0;
+    if (n >= npk || name == NULL || strcmp(name, s->sch.cols[pk[n]].name) != 0) same = 0;
     n++;
   }
   sqlite3_finalize(st);
   if (rc != SQLITE_DONE) { free(idx); return sqlerr(c, sql); }
   if (n == npk && same) { free(idx); return 0; }
   if (n > 0) {
-    sb_reset(b);
-    sb_add(b, "DROP INDEX ");
-    sb_ident(b, idx);
+    lb__sb_reset(b);
+    lb__sb_add(b, "DROP INDEX ");
+    lb__sb_ident(b, idx);
     if (b->oom) { free(idx); seterr(c, "out of memory"); return LB_ENOMEM; }
     if ((rc = exec_sql(c, b->p)) < 0) { free(idx); return rc; }
   }
-  sb_reset(b);
-  sb_add(b, "DELETE FROM ");
-  sb_ident(b, s->table);
-  sb_add(b, " WHERE ");
-  for (i = 0; i < npk; i++) { sb_ident(b, s->cols[pk[i]].name); sb_add(b, " IS NOT NULL AND "); }
-  sb_add(b, "rowid NOT IN (SELECT max(rowid) FROM ");
-  sb_ident(b, s->table);
-  sb_add(b, " GROUP BY ");
-  for (i = 0; i < npk; i++) { if (i) sb_add(b, ", "); sb_ident(b, s->cols[pk[i]].name); }
-  sb_add(b, ")");
+  lb__sb_reset(b);
+  lb__sb_add(b, "DELETE FROM ");
+  lb__sb_ident(b, s->base.table);
+  lb__sb_add(b, " WHERE ");
+  for (i = 0; i < npk; i++) { lb__sb_ident(b, s->sch.cols[pk[i]].name); lb__sb_add(b, " IS NOT NULL AND "); }
+  lb__sb_add(b, "rowid NOT IN (SELECT max(rowid) FROM ");
+  lb__sb_ident(b, s->base.table);
+  lb__sb_add(b, " GROUP BY ");
+  for (i = 0; i < npk; i++) { if (i) lb__sb_add(b, ", "); lb__sb_ident(b, s->sch.cols[pk[i]].name); }
+  lb__sb_add(b, ")");
   if (b->oom) { free(idx); seterr(c, "out of memory"); return LB_ENOMEM; }
   if ((rc = exec_sql(c, b->p)) < 0) { free(idx); return rc; }
-  sb_reset(b);
-  sb_add(b, "CREATE UNIQUE INDEX ");
-  sb_ident(b, idx);
-  sb_add(b, " ON ");
-  sb_ident(b, s->table);
-  sb_add(b, " (");
-  for (i = 0; i < npk; i++) { if (i) sb_add(b, ", "); sb_ident(b, s->cols[pk[i]].name); }
-  sb_add(b, ")");
+  lb__sb_reset(b);
+  lb__sb_add(b, "CREATE UNIQUE INDEX ");
+  lb__sb_ident(b, idx);
+  lb__sb_add(b, " ON ");
+  lb__sb_ident(b, s->base.table);
+  lb__sb_add(b, " (");
+  for (i = 0; i < npk; i++) { if (i) lb__sb_add(b, ", "); lb__sb_ident(b, s->sch.cols[pk[i]].name); }
+  lb__sb_add(b, ")");
   free(idx);
   if (b->oom) { seterr(c, "out of memory"); return LB_ENOMEM; }
   return exec_sql(c, b->p);
 }
 
-static int drop_pk_index(lb_cache_stream *s, sbuf *b) {
+static int drop_pk_index(sq_stream *s, lb_sbuf *b) {
   int rc;
   if ((rc = drop_legacy_pk_index(s, b)) < 0) return rc;
-  sb_reset(b);
-  sb_add(b, "DROP INDEX IF EXISTS ");
-  sb_addn(b, "\"", 1);
-  sb_add(b, PK_INDEX_PREFIX);
-  sb_add(b, s->table);
-  sb_addn(b, "\"", 1);
+  lb__sb_reset(b);
+  lb__sb_add(b, "DROP INDEX IF EXISTS ");
+  lb__sb_addn(b, "\"", 1);
+  lb__sb_add(b, PK_INDEX_PREFIX);
+  lb__sb_add(b, s->base.table);
+  lb__sb_addn(b, "\"", 1);
   if (b->oom) { seterr(s->c, "out of memory"); return LB_ENOMEM; }
   return exec_sql(s->c, b->p);
 }
 
-/* Claims s->table for the stream in _airbyte_streams (resolve_table made
+/* Claims s->base.table for the stream in _airbyte_streams (resolve_table made
 ** sure it is free or already the stream's). */
-static int register_stream(lb_cache_stream *s, const char *source_name,
+static int register_stream(sq_stream *s, const char *source_name,
                            const char *schema, size_t len) {
-  lb_cache *c = s->c;
+  sq_cache *c = s->c;
   sqlite3_stmt *st = NULL;
   const char *sql =
     "INSERT INTO _airbyte_streams (stream_name, source_name, table_name, catalog_metadata,"
@@ -1330,13 +713,13 @@ static int register_stream(lb_cache_stream *s, const char *source_name,
     " catalog_metadata = excluded.catalog_metadata";
   int rc;
   if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql);
-  bind_len(st, 1, s->name, s->name_len);
+  bind_len(st, 1, s->base.name, s->base.name_len);
   sqlite3_bind_text(st, 2, source_name ? source_name : "", -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 3, s->table, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 3, s->base.table, -1, SQLITE_STATIC);
   if (schema && len) sqlite3_bind_text(st, 4, schema, (int)len, SQLITE_STATIC);
   else sqlite3_bind_text(st, 4, "{}", 2, SQLITE_STATIC);
-  bind_len(st, 5, s->ns, s->ns_len);
-  sqlite3_bind_text(st, 6, c->prefix, -1, SQLITE_STATIC);
+  bind_len(st, 5, s->base.ns, s->base.ns_len);
+  sqlite3_bind_text(st, 6, c->base.prefix, -1, SQLITE_STATIC);
   rc = sqlite3_step(st);
   sqlite3_finalize(st);
   return rc == SQLITE_DONE ? 0 : sqlerr(c, sql);
@@ -1349,43 +732,43 @@ static int register_stream(lb_cache_stream *s, const char *source_name,
 
 /* Prepares INSERT ... VALUES (?...) with `rows` rows (parameters numbered
 ** row after row) into *out. */
-static int prepare_insert(lb_cache_stream *s, sbuf *b, const int *pk, int npk, int rows,
+static int prepare_insert(sq_stream *s, lb_sbuf *b, const int *pk, int npk, int rows,
                           sqlite3_stmt **out) {
-  int i, j, r, ntot = s->ncols + 3;
+  int i, j, r, ntot = s->sch.ncols + 3;
   char num[16];
   static const char *const internal[3] = { RAW_ID_COL, EXTRACTED_AT_COL, META_COL };
-  sb_reset(b);
-  sb_add(b, "INSERT INTO ");
-  sb_ident(b, s->target);
-  sb_add(b, " (");
+  lb__sb_reset(b);
+  lb__sb_add(b, "INSERT INTO ");
+  lb__sb_ident(b, s->target);
+  lb__sb_add(b, " (");
   for (i = 0; i < ntot; i++) {
-    if (i) sb_add(b, ", ");
-    sb_ident(b, i < s->ncols ? s->cols[i].name : internal[i - s->ncols]);
+    if (i) lb__sb_add(b, ", ");
+    lb__sb_ident(b, i < s->sch.ncols ? s->sch.cols[i].name : internal[i - s->sch.ncols]);
   }
-  sb_add(b, ") VALUES ");
+  lb__sb_add(b, ") VALUES ");
   for (r = 0; r < rows; r++) {
-    sb_add(b, r ? ", (" : "(");
+    lb__sb_add(b, r ? ", (" : "(");
     for (i = 0; i < ntot; i++) {
       snprintf(num, sizeof num, "%s?%d", i ? ", " : "", r * ntot + i + 1);
-      sb_add(b, num);
+      lb__sb_add(b, num);
     }
-    sb_add(b, ")");
+    lb__sb_add(b, ")");
   }
   if (s->strategy == LB_WRITE_MERGE) {
     int first = 1;
-    sb_add(b, " ON CONFLICT (");
-    for (i = 0; i < npk; i++) { if (i) sb_add(b, ", "); sb_ident(b, s->cols[pk[i]].name); }
-    sb_add(b, ") DO UPDATE SET ");
+    lb__sb_add(b, " ON CONFLICT (");
+    for (i = 0; i < npk; i++) { if (i) lb__sb_add(b, ", "); lb__sb_ident(b, s->sch.cols[pk[i]].name); }
+    lb__sb_add(b, ") DO UPDATE SET ");
     for (i = 0; i < ntot; i++) {
-      const char *name = i < s->ncols ? s->cols[i].name : internal[i - s->ncols];
+      const char *name = i < s->sch.ncols ? s->sch.cols[i].name : internal[i - s->sch.ncols];
       int is_pk = 0;
       for (j = 0; j < npk; j++) if (pk[j] == i) is_pk = 1;
       if (is_pk) continue;
-      if (!first) sb_add(b, ", ");
+      if (!first) lb__sb_add(b, ", ");
       first = 0;
-      sb_ident(b, name);
-      sb_add(b, " = excluded.");
-      sb_ident(b, name);
+      lb__sb_ident(b, name);
+      lb__sb_add(b, " = excluded.");
+      lb__sb_ident(b, name);
     }
   }
   if (b->oom) { seterr(s->c, "out of memory"); return LB_ENOMEM; }
@@ -1394,121 +777,67 @@ static int prepare_insert(lb_cache_stream *s, sbuf *b, const int *pk, int npk, i
   return 0;
 }
 
-static void stream_free(lb_cache_stream *s) {
+static void stream_free(sq_stream *s) {
   sqlite3_finalize(s->ins);
   sqlite3_finalize(s->ins_multi);
-  free(s->name);
-  free(s->ns);
-  free(s->table);
+  lb__cache_stream_fini(&s->base);
   free(s->target);
-  free(s->pool);
-  free(s->cols);
-  free(s->props);
-  free(s->pht);
-  free(s->cht);
+  lb__cache_schema_free(&s->sch);
   free(s->arena);
   free(s->vals);
   free(s);
 }
 
-lb_cache_stream *lb_cache_stream_open(lb_cache *c, const char *source_name,
-                                      const char *stream_name,
-                                      const char *json_schema, size_t schema_len,
-                                      lb_write_strategy strategy,
-                                      const char *const *primary_key,
-                                      char *err, size_t errlen) {
-  lb_cache_stream_id id;
-  id.name = stream_name;
-  id.name_len = stream_name ? strlen(stream_name) : 0;
-  id.ns = NULL;
-  id.ns_len = 0;
-  return lb_cache_stream_open_id(c, source_name, &id, json_schema, schema_len, strategy,
-                                 primary_key, err, errlen);
-}
-
-lb_cache_stream *lb_cache_stream_open_id(lb_cache *c, const char *source_name,
-                                         const lb_cache_stream_id *id,
-                                         const char *json_schema, size_t schema_len,
-                                         lb_write_strategy strategy,
-                                         const char *const *primary_key,
-                                         char *err, size_t errlen) {
-  lb_cache_stream *s = NULL;
-  sbuf b = {NULL, 0, 0, 0};
+/* cache.c has decided the table and mapped the columns: make or evolve
+** the table, claim it, prepare the INSERTs. */
+static lb_cache_stream *sq_stream_open(lb_cache *base, const lb_cache_stream_spec *spec) {
+  sq_cache *c = SQ(base);
+  sq_stream *s = NULL;
+  lb_sbuf b = {NULL, 0, 0, 0};
   char *found = NULL;
-  const char *stream_name = id ? id->name : NULL;
-  int pk[64], npk = 0, exists, have_internal, rc;
-  if (stream_name == NULL || id->name_len == 0) {
-    seterr(c, "a stream name is required");
-    goto fail;
-  }
-  if (strategy != LB_WRITE_APPEND && strategy != LB_WRITE_MERGE && strategy != LB_WRITE_REPLACE) {
-    seterr(c, "unknown write strategy %d", (int)strategy);
-    goto fail;
-  }
+  const int *pk = spec->pk;
+  int npk = spec->npk, exists, have_internal, rc;
+  lb_write_strategy strategy = spec->strategy;
   if ((rc = barrier(c)) != 0) goto fail;
   if ((s = calloc(1, sizeof *s)) == NULL) { seterr(c, "out of memory"); goto fail; }
   s->c = c;
   s->strategy = strategy;
-  s->ts_sec = 0;
-  s->name_len = id->name_len;
-  s->ns_len = id->ns ? id->ns_len : 0;
-  if ((s->name = dupstr(stream_name, s->name_len)) == NULL ||
-      (s->ns = dupstr(id->ns ? id->ns : "", s->ns_len)) == NULL) {
-    seterr(c, "out of memory");
-    goto fail;
-  }
-  if (resolve_table(c, s->name, s->name_len, s->ns, s->ns_len, &s->table) < 0) goto fail;
-  if (load_schema(s, json_schema, schema_len) < 0) goto fail;
-  if (primary_key) {
-    for (; primary_key[npk]; npk++) {
-      char norm[NORM_STACK];
-      long n = lb_cache_normalize(primary_key[npk], strlen(primary_key[npk]), norm, sizeof norm);
-      int ci = n < 0 || (size_t)n >= sizeof norm ? -1 : find_col(s, norm, (size_t)n);
-      if (npk >= (int)(sizeof pk / sizeof pk[0])) { seterr(c, "too many primary key columns"); goto fail; }
-      if (ci < 0) {
-        seterr(c, "primary key '%s' is not a property of stream '%s'", primary_key[npk], stream_name);
-        goto fail;
-      }
-      pk[npk] = ci;
-    }
-  }
-  if (strategy == LB_WRITE_MERGE && npk == 0) {
-    seterr(c, "PyAirbyteInputError: Cannot use merge strategy on a stream with no primary keys.");
-    goto fail;
-  }
-  if ((found = calloc((size_t)s->ncols + 1, 1)) == NULL ||
-      (s->vals = calloc((size_t)s->ncols + 1, sizeof *s->vals)) == NULL) {
+  s->sch = *spec->schema;                /* taken over */
+  free(spec->schema);
+  if (lb__cache_stream_init(&s->base, base, spec) < 0) goto fail;
+  if ((found = calloc((size_t)s->sch.ncols + 1, 1)) == NULL ||
+      (s->vals = calloc((size_t)s->sch.ncols + 1, sizeof *s->vals)) == NULL) {
     seterr(c, "out of memory");
     goto fail;
   }
 
   if (strategy == LB_WRITE_REPLACE) {
-    sb_reset(&b);
-    sb_add(&b, SHADOW_PREFIX);
-    sb_add(&b, s->table);
+    lb__sb_reset(&b);
+    lb__sb_add(&b, SHADOW_PREFIX);
+    lb__sb_add(&b, s->base.table);
     if (b.oom || (s->target = dupstr(b.p, b.n)) == NULL) { seterr(c, "out of memory"); goto fail; }
     /* A shadow table left by a run that died is stale: start afresh. */
-    sb_reset(&b);
-    sb_add(&b, "DROP TABLE IF EXISTS ");
-    sb_ident(&b, s->target);
+    lb__sb_reset(&b);
+    lb__sb_add(&b, "DROP TABLE IF EXISTS ");
+    lb__sb_ident(&b, s->target);
     if (b.oom) { seterr(c, "out of memory"); goto fail; }
     if (exec_sql(c, b.p) < 0 || create_table(s, &b, s->target) < 0) goto fail;
   } else {
-    if ((s->target = dupstr(s->table, strlen(s->table))) == NULL) { seterr(c, "out of memory"); goto fail; }
-    if (inspect_table(s, s->table, &exists, found, &have_internal) < 0) goto fail;
-    if (!exists) rc = create_table(s, &b, s->table);
-    else rc = add_columns(s, &b, s->table, found, have_internal);
+    if ((s->target = dupstr(s->base.table, strlen(s->base.table))) == NULL) { seterr(c, "out of memory"); goto fail; }
+    if (inspect_table(s, s->base.table, &exists, found, &have_internal) < 0) goto fail;
+    if (!exists) rc = create_table(s, &b, s->base.table);
+    else rc = add_columns(s, &b, s->base.table, found, have_internal);
     if (rc < 0) goto fail;
     if (strategy == LB_WRITE_MERGE) rc = ensure_pk_index(s, &b, pk, npk);
     else rc = drop_pk_index(s, &b);
     if (rc < 0) goto fail;
   }
-  if (register_stream(s, source_name, json_schema, schema_len) < 0) goto fail;
+  if (register_stream(s, spec->source_name, spec->json_schema, spec->schema_len) < 0) goto fail;
   if (prepare_insert(s, &b, pk, npk, 1, &s->ins) < 0) goto fail;
   {
     /* as many rows as SQLite's parameter limit allows, up to MULTI_ROWS */
     int maxp = sqlite3_limit(c->db, SQLITE_LIMIT_VARIABLE_NUMBER, -1);
-    s->multi = maxp / (s->ncols + 3);
+    s->multi = maxp / (s->sch.ncols + 3);
     if (s->multi > MULTI_ROWS) s->multi = MULTI_ROWS;
     if (s->multi > 1 && prepare_insert(s, &b, pk, npk, s->multi, &s->ins_multi) < 0) goto fail;
   }
@@ -1517,9 +846,9 @@ lb_cache_stream *lb_cache_stream_open_id(lb_cache *c, const char *source_name,
   c->streams = s;
   free(b.p);
   free(found);
-  return s;
+  return &s->base;
 fail:
-  copyerr(err, errlen, c->errmsg);
+  if (s == NULL) { lb__cache_schema_free(spec->schema); free(spec->schema); }
   free(b.p);
   free(found);
   if (s) stream_free(s);
@@ -1527,204 +856,6 @@ fail:
 }
 
 /* --- writing ----------------------------------------------------------------- */
-
-/* The record scanner. The data object was validated by jskim, so it only
-** has to find where things end; it does that in one pass that also notes
-** what binding needs (escapes in strings, integer-ness and value of
-** numbers), instead of skipping each value with the generic iterator and
-** then looking at it again. Bounds are still checked, so bytes that were not
-** validated fail cleanly instead of being read past their end. */
-
-#define IS_WS(ch) ((ch) == ' ' || (ch) == '\n' || (ch) == '\r' || (ch) == '\t')
-
-#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-# define SWAR_STRINGS 1
-#endif
-
-/* p is just past an opening quote; returns the closing quote, or NULL.
-** *esc is set when a backslash shows up. */
-static const char *string_close(const char *p, const char *end, int *esc) {
-#if defined(SWAR_STRINGS)
-  /* 8 bytes at a time: a byte equal to '"' or '\\' makes its lane zero in
-  ** w ^ pattern, and the classic has-zero-byte trick finds the first one. */
-  const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
-  while (end - p >= 8) {
-    uint64_t w, q, b, m;
-    memcpy(&w, p, 8);
-    q = w ^ (ones * '"');
-    b = w ^ (ones * '\\');
-    m = ((q - ones) & ~q & highs) | ((b - ones) & ~b & highs);
-    if (m == 0) { p += 8; continue; }
-    p += __builtin_ctzll(m) >> 3;
-    if (*p == '"') return p;
-    *esc = 1;
-    p += 2;
-  }
-#endif
-  while (p < end) {
-    if (*p == '"') return p;
-    if (*p == '\\') { *esc = 1; p += 2; continue; }
-    p++;
-  }
-  return NULL;
-}
-
-/* Scans the members of a validated object (p just after '{', end at '}')
-** into vals (one per column, all set here). Decoded strings and keys go to
-** dec, which has room for end - p bytes. 0, or -1 when the bytes are not
-** the JSON they should be. */
-static int scan_row(lb_cache_stream *s, const char *p, const char *end, wval *vals, char *dec) {
-  size_t used = 0;
-  int i, ncols = s->ncols;
-  for (i = 0; i < ncols; i++) vals[i].kind = V_NULL;
-  for (;;) {
-    const char *kp, *vp, *q;
-    size_t kl;
-    int kesc = 0, vesc = 0, pi, ci;
-    wval *w;
-    while (p < end && (IS_WS(*p) || *p == ',')) p++;
-    if (p >= end) break;
-    if (*p != '"') return -1;
-    pi = s->guess;
-    if (pi < s->nprops && (size_t)(end - p) > s->props[pi].len + 1 &&
-        p[1 + s->props[pi].len] == '"' && memcmp(p + 1, s->props[pi].name, s->props[pi].len) == 0) {
-      /* the key the schema order predicts: its bytes are the name and a
-      ** quote follows (a name needing escapes never matches here) */
-      kp = p + 1;
-      kl = s->props[pi].len;
-      q = kp + kl;
-    } else if ((q = string_close(p + 1, end, &kesc)) == NULL) {
-      return -1;
-    } else {
-      kp = p + 1;
-      kl = (size_t)(q - kp);
-    }
-    p = q + 1;
-    while (p < end && IS_WS(*p)) p++;
-    if (p >= end || *p != ':') return -1;
-    p++;
-    while (p < end && IS_WS(*p)) p++;
-    if (p >= end) return -1;
-    vp = p;
-    /* find the end of the value */
-    switch (*p) {
-      case '"':
-        if ((q = string_close(p + 1, end, &vesc)) == NULL) return -1;
-        p = q + 1;
-        break;
-      case '{': case '[': {
-        lb_jval v;
-        p = lb_jskim_skip(p, end, &v);
-        break;
-      }
-      case 't': case 'n': p += 4; break;
-      case 'f': p += 5; break;
-      default:
-        while (p < end && ((*p >= '0' && *p <= '9') || *p == '-' || *p == '+' || *p == '.' ||
-                           *p == 'e' || *p == 'E'))
-          p++;
-        if (p == vp) return -1;
-        break;
-    }
-    if (p > end) return -1;
-    /* which column */
-    if (kesc) {
-      lb_jval kv;
-      kv.type = LB_JSTRING;
-      kv.p = kp - 1;
-      kv.n = kl + 2;
-      /* decoded keys go where the next decoded value will go: they are only
-      ** needed for the lookup */
-      kl = lb_jstr_decode(&kv, dec + used, kl);
-      kp = dec + used;
-    }
-    pi = s->guess;
-    if (pi < s->nprops && s->props[pi].len == kl && memcmp(s->props[pi].name, kp, kl) == 0) {
-      ci = s->props[pi].col;
-    } else if ((pi = find_prop_hash(s, kp, kl)) >= 0) {
-      ci = s->props[pi].col;
-    } else {
-      char norm[NORM_STACK];
-      long n = lb_cache_normalize(kp, kl, norm, sizeof norm);
-      if (n < 0 || (size_t)n >= sizeof norm || (ci = find_col(s, norm, (size_t)n)) < 0) continue;
-      pi = s->guess - 1;
-    }
-    s->guess = pi + 1;
-    w = &vals[ci];
-    /* what to bind (see cache.h for the rules) */
-    switch (*vp) {
-      case '"':
-        w->kind = V_TEXT;
-        if (!vesc) {
-          w->p = vp + 1;
-          w->len = (int)(p - vp - 2);
-        } else {
-          lb_jval v;
-          v.type = LB_JSTRING;
-          v.p = vp;
-          v.n = (size_t)(p - vp);
-          w->p = dec + used;
-          w->len = (int)lb_jstr_decode(&v, dec + used, v.n);
-          used += (size_t)w->len;
-        }
-        break;
-      case '{': case '[':
-        w->kind = V_TEXT;
-        w->p = vp;
-        w->len = (int)(p - vp);
-        break;
-      case 'n':
-        w->kind = V_NULL;
-        break;
-      case 't': case 'f':
-        if (s->cols[ci].is_text) {
-          w->kind = V_TEXT;
-          w->p = vp;
-          w->len = (int)(p - vp);
-        } else {
-          w->kind = V_INT;
-          w->u.i = *vp == 't';
-        }
-        break;
-      default: {
-        const char *d = vp + (*vp == '-');
-        lb_jval v;
-        if (s->cols[ci].is_text) {
-          w->kind = V_TEXT;
-          w->p = vp;
-          w->len = (int)(p - vp);
-          break;
-        }
-        if (p - d <= 18) {           /* up to 18 digits cannot overflow */
-          const char *x = d;
-          long long i64 = 0;
-          while (x < p && *x >= '0' && *x <= '9') i64 = i64 * 10 + (*x++ - '0');
-          if (x == p) {
-            w->kind = V_INT;
-            w->u.i = *vp == '-' ? -i64 : i64;
-            break;
-          }
-        }
-        v.type = LB_JNUMBER;
-        v.p = vp;
-        v.n = (size_t)(p - vp);
-        if (lb_jnum_to_int64(&v, &w->u.i)) {
-          w->kind = V_INT;
-        } else if (lb_jnum_is_integer(&v)) {   /* too big for int64: keep every digit */
-          w->kind = V_BLOB;
-          w->p = vp;
-          w->len = (int)(p - vp);
-        } else {
-          w->kind = V_DBL;
-          w->u.d = lb_jnum_to_double(&v);
-        }
-        break;
-      }
-    }
-  }
-  s->guess = 0;
-  return 0;
-}
 
 /* Binds vals and the internal columns, steps and resets. Runs on the
 ** caller's thread (sync mode) or the writer thread (async mode): it only
@@ -1757,12 +888,12 @@ static int step_reset(sqlite3_stmt *st, int rc) {
   return rc;
 }
 
-static int bind_step(lb_cache_stream *s, const wval *vals, const char *uuid, const char *ts,
+static int bind_step(sq_stream *s, const wval *vals, const char *uuid, const char *ts,
                      int ts_len, const char *meta_json) {
-  return step_reset(s->ins, bind_row(s->ins, 0, s->ncols, vals, uuid, ts, ts_len, meta_json));
+  return step_reset(s->ins, bind_row(s->ins, 0, s->sch.ncols, vals, uuid, ts, ts_len, meta_json));
 }
 
-static int write_failed(lb_cache_stream *s, int rc, char *msg, size_t msglen) {
+static int write_failed(sq_stream *s, int rc, char *msg, size_t msglen) {
   char why[384];
   sqlite_why(s->c, s->c->db, why, sizeof why);
   snprintf(msg, msglen, "writing to table '%.100s': %s", s->target, why);
@@ -1779,7 +910,7 @@ static void batch_free(batch *b) {
 }
 
 static void writer_main(void *arg) {
-  lb_cache *c = arg;
+  sq_cache *c = arg;
   uv_mutex_lock(&c->mu);
   for (;;) {
     batch *b;
@@ -1798,8 +929,8 @@ static void writer_main(void *arg) {
     /* after a failure, rows are dropped until the caller hears of it */
     for (i = 0, off = 0; i < b->nrows && !failed;) {
       row_head *h = (row_head *)(void *)(b->rows + off);
-      lb_cache_stream *s = h->s;
-      size_t rowsz = sizeof *h + (size_t)s->ncols * sizeof(wval);
+      sq_stream *s = h->s;
+      size_t rowsz = sizeof *h + (size_t)s->sch.ncols * sizeof(wval);
       int rc, k = 0;
       /* the next `multi` rows, when they all belong to this stream, go in
       ** with one statement */
@@ -1809,11 +940,11 @@ static void writer_main(void *arg) {
         if (k < s->multi) k = 0;
       }
       if (k) {
-        int r, ntot = s->ncols + 3;
+        int r, ntot = s->sch.ncols + 3;
         rc = SQLITE_OK;
         for (r = 0; r < k && rc == SQLITE_OK; r++, off += rowsz) {
           h = (row_head *)(void *)(b->rows + off);
-          rc = bind_row(s->ins_multi, r * ntot, s->ncols, (const wval *)(void *)(h + 1), h->uuid,
+          rc = bind_row(s->ins_multi, r * ntot, s->sch.ncols, (const wval *)(void *)(h + 1), h->uuid,
                         h->ts, h->ts_len, h->meta);
         }
         rc = step_reset(s->ins_multi, rc);
@@ -1846,7 +977,7 @@ static void writer_main(void *arg) {
   uv_mutex_unlock(&c->mu);
 }
 
-static int worker_start(lb_cache *c) {
+static int worker_start(sq_cache *c) {
   if (uv_mutex_init(&c->mu) != 0) return -1;
   if (uv_cond_init(&c->cv) != 0) { uv_mutex_destroy(&c->mu); return -1; }
   c->stop = 0;
@@ -1861,7 +992,7 @@ static int worker_start(lb_cache *c) {
 
 /* Hands the filled batch to the writer (waiting while the queue is full)
 ** and takes a spare one. Returns the writer's sticky error, if any. */
-static int submit(lb_cache *c) {
+static int submit(sq_cache *c) {
   batch *b = c->fill;
   int err;
   c->fill = NULL;
@@ -1885,7 +1016,7 @@ static int submit(lb_cache *c) {
     c->spare = c->fill->next;
   }
   err = c->async_err;
-  if (err) memcpy(c->errmsg, c->async_msg, sizeof c->errmsg);
+  if (err) memcpy(c->base.errmsg, c->async_msg, sizeof c->base.errmsg);
   uv_mutex_unlock(&c->mu);
   if (err) c->failed = err;
   return err;
@@ -1894,14 +1025,14 @@ static int submit(lb_cache *c) {
 /* Waits until every queued row is in the database. Returns the writer's
 ** sticky error (its message copied to errmsg). Every function that touches
 ** the database from the caller's side calls this first. */
-static int barrier(lb_cache *c) {
+static int barrier(sq_cache *c) {
   int err;
   if (!c->worker) return 0;
   if (c->fill && c->fill->nrows > 0) submit(c);
   uv_mutex_lock(&c->mu);
   while (c->queued > 0 || c->busy) uv_cond_wait(&c->cv, &c->mu);
   err = c->async_err;
-  if (err) memcpy(c->errmsg, c->async_msg, sizeof c->errmsg);
+  if (err) memcpy(c->base.errmsg, c->async_msg, sizeof c->base.errmsg);
   uv_mutex_unlock(&c->mu);
   if (err) c->failed = err;
   return err;
@@ -1909,7 +1040,7 @@ static int barrier(lb_cache *c) {
 
 /* With c->mu held: waits on the writer until deadline_ns (0 = for ever);
 ** 0 when it was woken, 1 when the deadline passed. */
-static int wait_until(lb_cache *c, uint64_t deadline_ns) {
+static int wait_until(sq_cache *c, uint64_t deadline_ns) {
   uint64_t now;
   if (deadline_ns == 0) {
     uv_cond_wait(&c->cv, &c->mu);
@@ -1922,13 +1053,14 @@ static int wait_until(lb_cache *c, uint64_t deadline_ns) {
 }
 
 /* Would the next write hand a batch over (reserve or its end)? */
-static int write_submits(const lb_cache *c, size_t data_len) {
+static int write_submits(const sq_cache *c, size_t data_len) {
   const batch *b = c->fill;
   return b && b->nrows > 0 &&
          (b->nrows + 1 >= BATCH_ROWS || b->text_cap - b->text_n < 2 * data_len);
 }
 
-int lb_cache_wait_room(lb_cache *c, size_t data_len, uint64_t deadline_ns) {
+static int sq_wait_room(lb_cache *base, size_t data_len, uint64_t deadline_ns) {
+  sq_cache *c = SQ(base);
   int room = 1;
   if (!c->worker || !write_submits(c, data_len)) return 1;
   uv_mutex_lock(&c->mu);
@@ -1938,11 +1070,12 @@ int lb_cache_wait_room(lb_cache *c, size_t data_len, uint64_t deadline_ns) {
   return room;
 }
 
-int lb_cache_wait_idle(lb_cache *c, uint64_t deadline_ns) {
+static int sq_wait_idle(lb_cache *base, uint64_t deadline_ns) {
+  sq_cache *c = SQ(base);
   int idle = 1;
   if (!c->worker) return 1;
   if (c->fill && c->fill->nrows > 0) {
-    if (!lb_cache_wait_room(c, (size_t)-1 / 4, deadline_ns)) return 0;
+    if (!sq_wait_room(base, (size_t)-1 / 4, deadline_ns)) return 0;
     submit(c);                      /* room in the queue: does not wait */
   }
   uv_mutex_lock(&c->mu);
@@ -1952,7 +1085,7 @@ int lb_cache_wait_idle(lb_cache *c, uint64_t deadline_ns) {
   return idle;
 }
 
-static void clear_async_err(lb_cache *c) {
+static void clear_async_err(sq_cache *c) {
   c->failed = 0;
   if (!c->worker) return;
   uv_mutex_lock(&c->mu);
@@ -1960,7 +1093,7 @@ static void clear_async_err(lb_cache *c) {
   uv_mutex_unlock(&c->mu);
 }
 
-static void worker_stop(lb_cache *c) {
+static void worker_stop(sq_cache *c) {
   batch *b;
   if (!c->worker) return;
   barrier(c);
@@ -1977,7 +1110,8 @@ static void worker_stop(lb_cache *c) {
   uv_mutex_destroy(&c->mu);
 }
 
-int lb_cache_set_async(lb_cache *c, int on) {
+static int sq_set_async(lb_cache *base, int on) {
+  sq_cache *c = SQ(base);
   if (!on) {
     int err = barrier(c);
     worker_stop(c);
@@ -2006,7 +1140,7 @@ int lb_cache_set_async(lb_cache *c, int on) {
 /* Runs after every commit of the cache's connection, in the committing
 ** thread (caller or writer). */
 static int wal_hook(void *ud, sqlite3 *db, const char *name, int frames) {
-  lb_cache *c = ud;
+  sq_cache *c = ud;
   (void)db;
   (void)name;
   uv_mutex_lock(&c->ckpt_mu);
@@ -2027,7 +1161,7 @@ static int wal_hook(void *ud, sqlite3 *db, const char *name, int frames) {
 ** unchanged: a commit is as durable as before, the checkpoint only moves
 ** committed pages from the WAL into the database file. */
 static void ckpt_main(void *arg) {
-  lb_cache *c = arg;
+  sq_cache *c = arg;
   uv_mutex_lock(&c->ckpt_mu);
   for (;;) {
     while (!c->ckpt_pending && !c->ckpt_stop) uv_cond_wait(&c->ckpt_cv, &c->ckpt_mu);
@@ -2047,7 +1181,7 @@ static void ckpt_main(void *arg) {
 
 /* Starts the checkpointer when the database is a file in WAL mode; when it
 ** cannot, SQLite's automatic checkpoint stays in charge. */
-static void ckpt_start(lb_cache *c) {
+static void ckpt_start(sq_cache *c) {
   sqlite3_stmt *st = NULL;
   int wal = 0;
   if (c->ckpt || !c->async) return;
@@ -2096,7 +1230,7 @@ fail_db:
 /* Before a write transaction: when the WAL has grown past the limit, wait
 ** for a checkpoint that copies all of it, so that the transaction starts
 ** the WAL over. */
-static void ckpt_bound_wal(lb_cache *c) {
+static void ckpt_bound_wal(sq_cache *c) {
   int tries;
   if (!c->ckpt) return;
   uv_mutex_lock(&c->ckpt_mu);
@@ -2110,7 +1244,7 @@ static void ckpt_bound_wal(lb_cache *c) {
   uv_mutex_unlock(&c->ckpt_mu);
 }
 
-static void ckpt_stop(lb_cache *c) {
+static void ckpt_stop(sq_cache *c) {
   if (!c->ckpt) return;
   sqlite3_wal_autocheckpoint(c->db, CKPT_FRAMES);   /* back to SQLite's own */
   uv_mutex_lock(&c->ckpt_mu);
@@ -2125,14 +1259,14 @@ static void ckpt_stop(lb_cache *c) {
   c->ckpt = 0;
 }
 
-int lb_cache_sync(lb_cache *c) {
-  return barrier(c);
+static int sq_sync(lb_cache *base) {
+  return barrier(SQ(base));
 }
 
 /* Room for a row of ncols values and `text` bytes in the fill batch: a new
 ** batch when the current one is full, a bigger text area only while the
 ** batch is empty (rows point into it). */
-static int reserve(lb_cache *c, int ncols, size_t text) {
+static int reserve(sq_cache *c, int ncols, size_t text) {
   size_t need = sizeof(row_head) + (size_t)ncols * sizeof(wval);
   batch *b = c->fill;
   int err;
@@ -2168,17 +1302,13 @@ oom:
 
 /* --- writing ---------------------------------------------------------------------------- */
 
-int lb_cache_stream_write(lb_cache_stream *s, const lb_jval *data,
-                          long long emitted_at_ms, const char *meta_json) {
-  lb_cache *c = s->c;
+static int sq_stream_write(lb_cache_stream *sbase, const lb_jval *data,
+                           long long emitted_at_ms, const char *meta_json) {
+  sq_stream *s = SQS(sbase);
+  sq_cache *c = s->c;
   size_t n;
   int rc;
-  if (s->ins == NULL) { seterr(c, "stream '%s' is finished", s->table); return LB_EINVAL; }
-  if (data == NULL || data->type != LB_JOBJECT || data->n < 2 || data->p[0] != '{' ||
-      data->p[data->n - 1] != '}') {
-    seterr(c, "record data of stream '%s' is not a JSON object", s->table);
-    return LB_EINVAL;
-  }
+  if (s->ins == NULL) { seterr(c, "stream '%s' is finished", s->base.table); return LB_EINVAL; }
   n = data->n;
   if (c->async && !c->worker && worker_start(c) != 0) c->async = 0;   /* no thread: stay sync */
   if (c->failed) return c->failed;   /* errmsg still holds the writer's message */
@@ -2189,31 +1319,31 @@ int lb_cache_stream_write(lb_cache_stream *s, const lb_jval *data,
     char *copy;
     /* the record is copied (decoded strings follow it, never longer than
     ** it), so the caller's buffer may change as soon as we return */
-    if ((rc = reserve(c, s->ncols, 2 * n + mlen)) != 0) return rc;
+    if ((rc = reserve(c, s->sch.ncols, 2 * n + mlen)) != 0) return rc;
     b = c->fill;
     h = (row_head *)(void *)(b->rows + b->rows_n);
     copy = b->text + b->text_n;
     memcpy(copy, data->p, n);
-    if (scan_row(s, copy + 1, copy + n - 1, (wval *)(void *)(h + 1), copy + n) != 0) {
+    if (lb__cache_scan_row(&s->sch, &s->guess, copy + 1, copy + n - 1, (wval *)(void *)(h + 1), copy + n) != 0) {
       s->guess = 0;
-      seterr(c, "record data of stream '%s' is not valid JSON", s->table);
+      seterr(c, "record data of stream '%s' is not valid JSON", s->base.table);
       return LB_EINVAL;
     }
     b->text_n += 2 * n;
     h->s = s;
-    uuid7_gen(c, h->uuid);
-    format_ts(s, emitted_at_ms);
-    memcpy(h->ts, s->ts, (size_t)s->ts_len);
-    h->ts_len = s->ts_len;
+    lb_cache_uuid7(&c->base, h->uuid);
+    lb__cache_ts(&s->ts, emitted_at_ms);
+    memcpy(h->ts, s->ts.text, (size_t)s->ts.len);
+    h->ts_len = s->ts.len;
     h->meta = NULL;
     if (meta_json) {
       memcpy(b->text + b->text_n, meta_json, mlen);
       h->meta = b->text + b->text_n;
       b->text_n += mlen;
     }
-    b->rows_n += sizeof *h + (size_t)s->ncols * sizeof(wval);
+    b->rows_n += sizeof *h + (size_t)s->sch.ncols * sizeof(wval);
     b->nrows++;
-    s->rows++;
+    s->base.rows++;
     if (b->nrows >= BATCH_ROWS) return submit(c);
     return 0;
   }
@@ -2225,47 +1355,45 @@ int lb_cache_stream_write(lb_cache_stream *s, const lb_jval *data,
     s->arena = np;
     s->arena_cap = cap;
   }
-  if (scan_row(s, data->p + 1, data->p + n - 1, s->vals, s->arena) != 0) {
+  if (lb__cache_scan_row(&s->sch, &s->guess, data->p + 1, data->p + n - 1, s->vals, s->arena) != 0) {
     s->guess = 0;
-    seterr(c, "record data of stream '%s' is not valid JSON", s->table);
+    seterr(c, "record data of stream '%s' is not valid JSON", s->base.table);
     return LB_EINVAL;
   }
-  uuid7_gen(c, s->uuid);
-  format_ts(s, emitted_at_ms);
-  if ((rc = bind_step(s, s->vals, s->uuid, s->ts, s->ts_len, meta_json)) != SQLITE_OK)
-    return write_failed(s, rc, c->errmsg, sizeof c->errmsg);
-  s->rows++;
+  lb_cache_uuid7(&c->base, s->uuid);
+  lb__cache_ts(&s->ts, emitted_at_ms);
+  if ((rc = bind_step(s, s->vals, s->uuid, s->ts.text, s->ts.len, meta_json)) != SQLITE_OK)
+    return write_failed(s, rc, c->base.errmsg, sizeof c->base.errmsg);
+  s->base.rows++;
   return 0;
 }
 
-int lb_cache_stream_finish(lb_cache_stream *s, char *err, size_t errlen) {
-  sbuf b = {NULL, 0, 0, 0};
+static int sq_stream_finish(lb_cache_stream *sbase) {
+  sq_stream *s = SQS(sbase);
+  lb_sbuf b = {NULL, 0, 0, 0};
   int rc;
   if (s->finished) return 0;
-  if ((rc = barrier(s->c)) != 0) {
-    copyerr(err, errlen, s->c->errmsg);
-    return rc;
-  }
+  if ((rc = barrier(s->c)) != 0) return rc;
   sqlite3_finalize(s->ins);          /* statements on the shadow table must go */
   sqlite3_finalize(s->ins_multi);
   s->ins = s->ins_multi = NULL;
   s->finished = 1;
   if (s->strategy != LB_WRITE_REPLACE) return 0;
-  sb_add(&b, "DROP TABLE IF EXISTS ");
-  sb_ident(&b, s->table);
-  sb_add(&b, "; ALTER TABLE ");
-  sb_ident(&b, s->target);
-  sb_add(&b, " RENAME TO ");
-  sb_ident(&b, s->table);
+  lb__sb_add(&b, "DROP TABLE IF EXISTS ");
+  lb__sb_ident(&b, s->base.table);
+  lb__sb_add(&b, "; ALTER TABLE ");
+  lb__sb_ident(&b, s->target);
+  lb__sb_add(&b, " RENAME TO ");
+  lb__sb_ident(&b, s->base.table);
   if (b.oom) { seterr(s->c, "out of memory"); rc = LB_ENOMEM; }
   else rc = exec_sql(s->c, b.p);
   free(b.p);
-  if (rc < 0) copyerr(err, errlen, s->c->errmsg);
   return rc;
 }
 
-int lb_cache_stream_abort(lb_cache_stream *s, char *err, size_t errlen) {
-  sbuf b = {NULL, 0, 0, 0};
+static int sq_stream_abort(lb_cache_stream *sbase) {
+  sq_stream *s = SQS(sbase);
+  lb_sbuf b = {NULL, 0, 0, 0};
   int rc = 0;
   if (s->finished) return 0;
   barrier(s->c);                /* its rows are being dropped anyway */
@@ -2274,17 +1402,16 @@ int lb_cache_stream_abort(lb_cache_stream *s, char *err, size_t errlen) {
   s->ins = s->ins_multi = NULL;
   s->finished = 1;
   if (s->strategy != LB_WRITE_REPLACE) return 0;
-  sb_add(&b, "DROP TABLE IF EXISTS ");
-  sb_ident(&b, s->target);
+  lb__sb_add(&b, "DROP TABLE IF EXISTS ");
+  lb__sb_ident(&b, s->target);
   if (b.oom) { seterr(s->c, "out of memory"); rc = LB_ENOMEM; }
   else rc = exec_sql(s->c, b.p);
   free(b.p);
-  if (rc < 0) copyerr(err, errlen, s->c->errmsg);
   return rc;
 }
 
-void lb_cache_stream_close(lb_cache_stream *s) {
-  if (s == NULL) return;
+static void sq_stream_close(lb_cache_stream *sbase) {
+  sq_stream *s = SQS(sbase);
   barrier(s->c);                /* the writer may still hold rows of it */
   if (s->prev) s->prev->next = s->next;
   else s->c->streams = s->next;
@@ -2292,66 +1419,16 @@ void lb_cache_stream_close(lb_cache_stream *s) {
   stream_free(s);
 }
 
-long long lb_cache_stream_rows_written(const lb_cache_stream *s) { return s->rows; }
-const char *lb_cache_stream_table(const lb_cache_stream *s) { return s->table; }
-const char *lb_cache_stream_name(const lb_cache_stream *s, size_t *len) {
-  if (len) *len = s->name_len;
-  return s->name;
-}
-const char *lb_cache_stream_namespace(const lb_cache_stream *s, size_t *len) {
-  if (len) *len = s->ns_len;
-  return s->ns;
-}
-lb_cache *lb_cache_stream_cache(const lb_cache_stream *s) { return s->c; }
-
 /* --- state ------------------------------------------------------------------- */
 
-/* The key of a state (lb_state_key_of): its name and namespace, into
-** k->name / k->ns. A stream_name given by the caller must agree with the
-** message (it is there for PyAirbyte's signature; the message decides),
-** except for a STREAM state without a stream name, which it names.
-** LB_EINVAL for invalid JSON, a disagreeing name, a key too long. */
-typedef struct key_text { char name[512], ns[512]; size_t nlen, nslen; } key_text;
-
-static int state_key(lb_cache *c, const char *stream_name, const char *json, size_t len,
-                     key_text *k) {
-  lb_jval top;
-  lb_state_key sk;
-  size_t erroff = 0;
-  int rc = lb_jskim_validate(json, len, &top, &erroff);
-  if (rc < 0) {
-    seterr(c, "invalid state JSON: %s at byte %zu", lb_jskim_strerror(rc), erroff);
-    return LB_EINVAL;
-  }
-  lb_state_key_of(&top, &sk);
-  if (lb_state_key_text(&sk, k->name, sizeof k->name, &k->nlen, k->ns, sizeof k->ns, &k->nslen) != 0) {
-    seterr(c, "state key too long");
-    return LB_EINVAL;
-  }
-  if (stream_name && stream_name[0] && sk.type == LB_STATE_LEGACY) {
-    lb_jval t;   /* a STREAM state that does not name its stream: the caller does */
-    if (lb_jobj_find(&top, "type", 4, &t) && lb_jstr_eq(&t, "STREAM", 6) &&
-        (k->nlen = strlen(stream_name)) < sizeof k->name) {
-      memcpy(k->name, stream_name, k->nlen + 1);
-      return 0;
-    }
-  }
-  if (stream_name && stream_name[0] &&
-      (strlen(stream_name) != k->nlen || memcmp(stream_name, k->name, k->nlen) != 0)) {
-    seterr(c, "the state is for stream '%.200s', not '%.200s'", k->name, stream_name);
-    return LB_EINVAL;
-  }
-  return 0;
-}
-
-static int prep(lb_cache *c, sqlite3_stmt **st, const char *sql) {
+static int prep(sq_cache *c, sqlite3_stmt **st, const char *sql) {
   if (*st) return 0;
   if (sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK)
     return sqlerr(c, sql);
   return 0;
 }
 
-static int step_done(lb_cache *c, sqlite3_stmt *st) {
+static int step_done(sq_cache *c, sqlite3_stmt *st) {
   int rc = sqlite3_step(st);
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
@@ -2361,26 +1438,23 @@ static int step_done(lb_cache *c, sqlite3_stmt *st) {
 
 #define NOW_SQL "strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now')"
 
-int lb_cache_put_state(lb_cache *c, const char *source_name, const char *stream_name,
-                       const char *state_json, size_t len) {
-  key_text k;
+static int sq_put_state(lb_cache *base, const lb_cache_state_row *r) {
+  sq_cache *c = SQ(base);
   int rc;
-  if (source_name == NULL || state_json == NULL) { seterr(c, "source name and state required"); return LB_EINVAL; }
   if ((rc = barrier(c)) != 0) return rc;         /* state must not run ahead of data */
-  if ((rc = state_key(c, stream_name, state_json, len, &k)) < 0) return rc;
   if ((rc = prep(c, &c->put_state,
                  "INSERT OR REPLACE INTO _airbyte_state (" STATE_COLS ", stream_namespace)"
                  " VALUES (?1, ?3, ?2 || ?3, ?4, " NOW_SQL ", ?5)")) < 0)
     return rc;
-  sqlite3_bind_text(c->put_state, 1, source_name, -1, SQLITE_STATIC);
-  sqlite3_bind_text(c->put_state, 2, c->prefix, -1, SQLITE_STATIC);
-  sqlite3_bind_text(c->put_state, 3, k.name, (int)k.nlen, SQLITE_STATIC);
-  sqlite3_bind_text(c->put_state, 4, state_json, (int)len, SQLITE_STATIC);
-  sqlite3_bind_text(c->put_state, 5, k.ns, (int)k.nslen, SQLITE_STATIC);
+  sqlite3_bind_text(c->put_state, 1, r->source_name, -1, SQLITE_STATIC);
+  sqlite3_bind_text(c->put_state, 2, c->base.prefix, -1, SQLITE_STATIC);
+  bind_len(c->put_state, 3, r->key_name, r->key_name_len);
+  bind_len(c->put_state, 4, r->state_json, r->len);
+  bind_len(c->put_state, 5, r->key_ns, r->key_ns_len);
   return step_done(c, c->put_state);
 }
 
-static int each_state(lb_cache *c, sqlite3_stmt *st, lb_cache_state_cb cb, void *ud) {
+static int each_state(sq_cache *c, sqlite3_stmt *st, lb_cache_state_cb cb, void *ud) {
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     const char *name = (const char *)sqlite3_column_text(st, 0);
@@ -2403,59 +1477,53 @@ static int each_state(lb_cache *c, sqlite3_stmt *st, lb_cache_state_cb cb, void 
 }
 
 /* PyAirbyte reads back only the rows of the cache's table prefix. */
-const char *const lb__cache_get_states_sql =
+static const char *const get_states_sql =
   "SELECT stream_name, state_json, stream_namespace FROM _airbyte_state WHERE source_name = ?1"
   " AND substr(table_name, 1, length(?2)) = ?2 ORDER BY stream_namespace, stream_name";
 
-int lb_cache_get_states(lb_cache *c, const char *source_name, lb_cache_state_cb cb, void *ud) {
+static int sq_get_states(lb_cache *base, const char *source_name, const char *prefix,
+                         lb_cache_state_cb cb, void *ud) {
+  sq_cache *c = SQ(base);
   sqlite3_stmt *st = NULL;
-  if (source_name == NULL || cb == NULL) { seterr(c, "source name and callback required"); return LB_EINVAL; }
   barrier(c);
-  if (sqlite3_prepare_v2(c->db, lb__cache_get_states_sql, -1, &st, NULL) != SQLITE_OK)
-    return sqlerr(c, lb__cache_get_states_sql);
+  if (sqlite3_prepare_v2(c->db, get_states_sql, -1, &st, NULL) != SQLITE_OK)
+    return sqlerr(c, get_states_sql);
   sqlite3_bind_text(st, 1, source_name, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 2, c->prefix, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, prefix, -1, SQLITE_STATIC);
   return each_state(c, st, cb, ud);
 }
 
-int lb_cache_put_destination_state(lb_cache *c, const char *destination_name,
-                                   const char *config_hash, const char *source_name,
-                                   const char *stream_name, const char *state_json, size_t len) {
-  key_text k;
+static int sq_put_destination_state(lb_cache *base, const lb_cache_state_row *r) {
+  sq_cache *c = SQ(base);
   int rc;
-  if (destination_name == NULL || source_name == NULL || state_json == NULL) {
-    seterr(c, "destination name, source name and state required");
-    return LB_EINVAL;
-  }
   if ((rc = barrier(c)) != 0) return rc;
-  if ((rc = state_key(c, stream_name, state_json, len, &k)) < 0) return rc;
   if ((rc = prep(c, &c->put_dstate,
                  "INSERT OR REPLACE INTO _airbyte_destination_state (" DSTATE_COLS ","
                  " stream_namespace, destination_config_hash)"
                  " VALUES (?1, ?2, ?3, ?4, " NOW_SQL ", ?5, ?6)")) < 0)
     return rc;
-  sqlite3_bind_text(c->put_dstate, 1, destination_name, -1, SQLITE_STATIC);
-  sqlite3_bind_text(c->put_dstate, 2, source_name, -1, SQLITE_STATIC);
-  sqlite3_bind_text(c->put_dstate, 3, k.name, (int)k.nlen, SQLITE_STATIC);
-  sqlite3_bind_text(c->put_dstate, 4, state_json, (int)len, SQLITE_STATIC);
-  sqlite3_bind_text(c->put_dstate, 5, k.ns, (int)k.nslen, SQLITE_STATIC);
-  sqlite3_bind_text(c->put_dstate, 6, config_hash ? config_hash : "", -1, SQLITE_STATIC);
+  sqlite3_bind_text(c->put_dstate, 1, r->destination_name, -1, SQLITE_STATIC);
+  sqlite3_bind_text(c->put_dstate, 2, r->source_name, -1, SQLITE_STATIC);
+  bind_len(c->put_dstate, 3, r->key_name, r->key_name_len);
+  bind_len(c->put_dstate, 4, r->state_json, r->len);
+  bind_len(c->put_dstate, 5, r->key_ns, r->key_ns_len);
+  sqlite3_bind_text(c->put_dstate, 6, r->config_hash, -1, SQLITE_STATIC);
   return step_done(c, c->put_dstate);
 }
 
 /* ?1 destination name, ?2 config hash (NULL: any), ?3 source (NULL: any) */
-const char *const lb__cache_get_destination_states_sql =
+static const char *const get_destination_states_sql =
   "SELECT stream_name, state_json, stream_namespace FROM _airbyte_destination_state"
   " WHERE destination_name = ?1 AND (?2 IS NULL OR destination_config_hash = ?2)"
   " AND (?3 IS NULL OR source_name = ?3)"
   " ORDER BY destination_config_hash, source_name, stream_namespace, stream_name";
 
-int lb_cache_get_destination_states(lb_cache *c, const char *destination_name,
-                                    const char *config_hash, const char *source_name,
-                                    lb_cache_state_cb cb, void *ud) {
+static int sq_get_destination_states(lb_cache *base, const char *destination_name,
+                                     const char *config_hash, const char *source_name,
+                                     lb_cache_state_cb cb, void *ud) {
+  sq_cache *c = SQ(base);
   sqlite3_stmt *st = NULL;
-  const char *sql = lb__cache_get_destination_states_sql;
-  if (destination_name == NULL || cb == NULL) { seterr(c, "destination name and callback required"); return LB_EINVAL; }
+  const char *sql = get_destination_states_sql;
   barrier(c);
   if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql);
   sqlite3_bind_text(st, 1, destination_name, -1, SQLITE_STATIC);
@@ -2474,18 +1542,9 @@ static void bind_ledger_key(sqlite3_stmt *st, const lb_cache_delivery *d) {
   sqlite3_bind_text(st, 5, d->stream_name, -1, SQLITE_STATIC);
 }
 
-static int ledger_args(lb_cache *c, const lb_cache_delivery *d) {
-  if (d == NULL || d->destination_name == NULL || d->source_name == NULL || d->stream_name == NULL) {
-    seterr(c, "destination name, source name and stream name required");
-    return LB_EINVAL;
-  }
-  return 0;
-}
-
-int lb_cache_get_delivered(lb_cache *c, const lb_cache_delivery *d, char *raw_id, size_t cap) {
+static int sq_get_delivered(lb_cache *base, const lb_cache_delivery *d, char *raw_id, size_t cap) {
+  sq_cache *c = SQ(base);
   int rc;
-  if ((rc = ledger_args(c, d)) < 0) return rc;
-  if (raw_id == NULL || cap == 0) { seterr(c, "no buffer for the raw id"); return LB_EINVAL; }
   if ((rc = barrier(c)) != 0) return rc;
   if ((rc = prep(c, &c->get_ledger,
                  "SELECT last_raw_id FROM _luabyte_destination_progress WHERE destination_name = ?1"
@@ -2505,10 +1564,9 @@ int lb_cache_get_delivered(lb_cache *c, const lb_cache_delivery *d, char *raw_id
   return raw_id[0] != '\0';
 }
 
-int lb_cache_put_delivered(lb_cache *c, const lb_cache_delivery *d, const char *raw_id) {
+static int sq_put_delivered(lb_cache *base, const lb_cache_delivery *d, const char *raw_id) {
+  sq_cache *c = SQ(base);
   int rc;
-  if ((rc = ledger_args(c, d)) < 0) return rc;
-  if (raw_id == NULL || raw_id[0] == '\0') { seterr(c, "no raw id"); return LB_EINVAL; }
   if ((rc = barrier(c)) != 0) return rc;
   /* never backwards: an older confirmation arriving late changes nothing */
   if ((rc = prep(c, &c->put_ledger,
@@ -2522,21 +1580,14 @@ int lb_cache_put_delivered(lb_cache *c, const lb_cache_delivery *d, const char *
   return step_done(c, c->put_ledger);
 }
 
-int lb_cache_put_quarantine(lb_cache *c, const char *source_name, const char *stream, size_t stream_len,
-                            const char *ns, size_t ns_len, const char *record_json, size_t record_len,
-                            const char *reasons_json, size_t reasons_len, long long emitted_at_ms) {
+static int sq_put_quarantine(lb_cache *base, const lb_cache_quarantine *q) {
+  sq_cache *c = SQ(base);
   static const char *const sql =
     "INSERT INTO _airbyte_quarantine (source_name, stream_name, stream_namespace, record_json,"
     " reasons, _airbyte_extracted_at, quarantined_at) VALUES (?1, ?2, ?3, ?4, ?5,"
     " strftime('%Y-%m-%dT%H:%M:%f+00:00', ?6 / 1000.0, 'unixepoch'), " NOW_SQL ")";
   sqlite3_stmt *st = NULL;
   int rc;
-  if (source_name == NULL || stream == NULL || record_json == NULL || reasons_json == NULL) {
-    seterr(c, "quarantine: source, stream, record and reasons required");
-    return LB_EINVAL;
-  }
-  if (emitted_at_ms < LB_CACHE_MIN_MS) emitted_at_ms = LB_CACHE_MIN_MS;
-  if (emitted_at_ms > LB_CACHE_MAX_MS) emitted_at_ms = LB_CACHE_MAX_MS;
   if ((rc = barrier(c)) != 0) return rc;   /* after the rows queued before it, in their transaction */
   if ((rc = exec_sql(c, "CREATE TABLE IF NOT EXISTS _airbyte_quarantine (source_name VARCHAR NOT NULL,"
                         " stream_name VARCHAR NOT NULL, stream_namespace VARCHAR NOT NULL DEFAULT '',"
@@ -2545,19 +1596,20 @@ int lb_cache_put_quarantine(lb_cache *c, const char *source_name, const char *st
                         " quarantined_at TIMESTAMP WITH TIME ZONE)")) < 0)
     return rc;
   if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql);
-  sqlite3_bind_text(st, 1, source_name, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 2, stream, (int)stream_len, SQLITE_STATIC);
-  sqlite3_bind_text(st, 3, ns ? ns : "", ns ? (int)ns_len : 0, SQLITE_STATIC);
-  sqlite3_bind_text(st, 4, record_json, (int)record_len, SQLITE_STATIC);
-  sqlite3_bind_text(st, 5, reasons_json, (int)reasons_len, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 6, emitted_at_ms);
+  sqlite3_bind_text(st, 1, q->source_name, -1, SQLITE_STATIC);
+  bind_len(st, 2, q->stream, q->stream_len);
+  bind_len(st, 3, q->ns, q->ns_len);
+  bind_len(st, 4, q->record_json, q->record_len);
+  bind_len(st, 5, q->reasons_json, q->reasons_len);
+  sqlite3_bind_int64(st, 6, q->emitted_at_ms);
   rc = sqlite3_step(st) == SQLITE_DONE ? 0 : sqlerr(c, sql);
   sqlite3_finalize(st);
   return rc;
 }
 
-int lb_cache_move_destination(lb_cache *c, const char *destination_name, const char *from_hash,
-                              const char *to_hash) {
+static int sq_move_destination(lb_cache *base, const char *destination_name, const char *from_hash,
+                               const char *to_hash) {
+  sq_cache *c = SQ(base);
   static const char *const sql[] = {
     "UPDATE OR REPLACE _airbyte_destination_state SET destination_config_hash = ?3"
     " WHERE destination_name = ?1 AND destination_config_hash = ?2",
@@ -2566,10 +1618,6 @@ int lb_cache_move_destination(lb_cache *c, const char *destination_name, const c
   };
   size_t i;
   int rc;
-  if (destination_name == NULL || from_hash == NULL || to_hash == NULL) {
-    seterr(c, "destination name and both config hashes required");
-    return LB_EINVAL;
-  }
   if ((rc = barrier(c)) != 0) return rc;
   /* both tables or neither, inside a transaction of the caller's or not */
   if ((rc = exec_sql(c, "SAVEPOINT lb_move_destination")) < 0) return rc;
@@ -2584,12 +1632,583 @@ int lb_cache_move_destination(lb_cache *c, const char *destination_name, const c
     if (rc < 0) break;
   }
   if (rc < 0) {
-    char msg[sizeof c->errmsg];
-    memcpy(msg, c->errmsg, sizeof msg);
+    char msg[sizeof c->base.errmsg];
+    memcpy(msg, c->base.errmsg, sizeof msg);
     exec_sql(c, "ROLLBACK TO lb_move_destination");
     exec_sql(c, "RELEASE lb_move_destination");
-    memcpy(c->errmsg, msg, sizeof msg);
+    memcpy(c->base.errmsg, msg, sizeof msg);
     return rc;
   }
   return exec_sql(c, "RELEASE lb_move_destination");
 }
+
+/* --- name lookups (the rules are cache_names.c's) ----------------------------------- */
+
+static int sq_stream_rows(lb_cache *base, const char *prefix, const char *name, size_t nlen,
+                          const char *ns, size_t nslen, lb_cache_streams_cb cb, void *ud) {
+  sq_cache *c = SQ(base);
+  sqlite3_stmt *st = NULL;
+  const char *sql =
+    "SELECT table_name, stream_namespace, source_name, catalog_metadata FROM _airbyte_streams"
+    " WHERE table_prefix = ?1 AND stream_name = ?2 AND (?3 IS NULL OR stream_namespace = ?3)"
+    " ORDER BY stream_namespace";
+  int rc, r = 0;
+  barrier(c);
+  if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql);
+  sqlite3_bind_text(st, 1, prefix, -1, SQLITE_STATIC);
+  bind_len(st, 2, name, nlen);
+  if (ns) bind_len(st, 3, ns, nslen);
+  while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    lb_cache_stream_row row;
+    size_t tn;
+    row.name = name;
+    row.name_len = nlen;
+    row.table = col_bytes(st, 0, &tn);
+    row.ns = col_bytes(st, 1, &row.ns_len);
+    row.source_name = col_bytes(st, 2, &tn);
+    row.catalog_json = col_bytes(st, 3, &row.catalog_len);
+    r = cb(ud, &row);
+  }
+  if (r == 0 && rc != SQLITE_DONE) r = sqlerr(c, sql);
+  sqlite3_finalize(st);
+  return r;
+}
+
+/* The row claiming t, else what else holds the name (SQLite compares
+** names without regard to ASCII case). The strings live in c->owner. */
+static int sq_table_owner(lb_cache *base, const char *t, lb_cache_name_owner *o) {
+  sq_cache *c = SQ(base);
+  sqlite3_stmt *st = NULL;
+  const char *sql = "SELECT stream_name, stream_namespace, table_prefix FROM _airbyte_streams"
+                    " WHERE table_name = ?1";
+  const char *sql2 = "SELECT type FROM sqlite_master WHERE name = ?1 COLLATE NOCASE";
+  int rc;
+  barrier(c);
+  o->kind = LB_NAME_FREE;
+  if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql);
+  sqlite3_bind_text(st, 1, t, -1, SQLITE_STATIC);
+  if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    size_t n[3];
+    const char *v[3];
+    int i;
+    lb__sb_reset(&c->owner);
+    for (i = 0; i < 3; i++) {
+      v[i] = col_bytes(st, i, &n[i]);
+      lb__sb_addn(&c->owner, v[i], n[i]);
+      lb__sb_addn(&c->owner, "", 1);            /* NUL-separated */
+    }
+    if (c->owner.oom) { sqlite3_finalize(st); seterr(c, "out of memory"); return LB_ENOMEM; }
+    o->kind = LB_NAME_STREAM;
+    o->name = c->owner.p;
+    o->name_len = n[0];
+    o->ns = o->name + n[0] + 1;
+    o->ns_len = n[1];
+    o->prefix = o->ns + n[1] + 1;
+    o->prefix_len = n[2];
+  }
+  sqlite3_finalize(st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sqlerr(c, sql);
+  if (o->kind != LB_NAME_FREE) return 0;
+  if (sqlite3_prepare_v2(c->db, sql2, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql2);
+  sqlite3_bind_text(st, 1, t, -1, SQLITE_STATIC);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *type = (const char *)sqlite3_column_text(st, 0);
+    if (type == NULL || strcmp(type, "table") != 0) {
+      snprintf(c->owner_what, sizeof c->owner_what, "%s", type ? type : "object");
+      o->kind = LB_NAME_OBJECT;
+      o->what = c->owner_what;
+    }
+  }
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE) return sqlerr(c, sql2);
+  return 0;
+}
+
+/* --- stream locks ------------------------------------------------------------------------ */
+
+/* Helper "txn" implements the SQLite stream lock in its branch (a lock row
+** or BEGIN IMMEDIATE discipline that never waits on the loop thread); until
+** that is merged, a lock is always acquired at once, which is what one
+** runner per cache, today's only supported setup, needs. */
+static int sq_lock_stream(lb_cache *base, const char *source_name, const lb_cache_stream_id *id,
+                          long timeout_ms, char *err, size_t errlen) {
+  (void)base; (void)source_name; (void)id; (void)timeout_ms; (void)err; (void)errlen;
+  return 0;
+}
+
+static void sq_unlock_stream(lb_cache *base, const char *source_name, const lb_cache_stream_id *id) {
+  (void)base; (void)source_name; (void)id;
+}
+
+/* --- the read side: rows as RECORD lines --------------------------------------------------- */
+
+/* Per column: what its declared type says about the values it holds. */
+enum { F_PLAIN = 0, F_JSON, F_BOOL, F_BIGINT, F_INTERNAL };
+
+typedef struct sq_cursor {
+  lb_cache_cursor base;
+  sqlite3_stmt *st;
+  int ncols, col_raw_id, col_extracted;
+  unsigned char *kind;           /* per column */
+  char *keys;                    /* per column: ",\"name\":", back to back */
+  size_t *key_off;               /* ncols + 1 offsets into keys */
+  char *head;                    /* {"type":"RECORD","record":{"stream":...,"data":{ */
+  size_t head_len;
+} sq_cursor;
+
+static void sq_cursor_close(lb_cache_cursor *base) {
+  sq_cursor *f = (sq_cursor *)(void *)base;
+  sqlite3_finalize(f->st);
+  free(f->kind);
+  free(f->keys);
+  free(f->key_off);
+  free(f->head);
+  free(f);
+}
+
+static lb_cache_cursor *sq_cursor_open(lb_cache *base, const lb_cache_cursor_spec *spec) {
+  sq_cache *c = SQ(base);
+  sq_cursor *f;
+  lb_sbuf sql = {NULL, 0, 0, 0};
+  size_t total = 0, klen = 0;
+  int i;
+  barrier(c);
+  if ((f = calloc(1, sizeof *f)) == NULL) { seterr(c, "out of memory"); return NULL; }
+  f->base.c = base;
+  f->col_raw_id = f->col_extracted = -1;
+  /* No ORDER BY: sorting a large table costs more than the whole feed
+  ** (there is no index on the raw id, which would slow every insert). The
+  ** caller tracks the highest id sent as rows go by instead. */
+  lb__sb_add(&sql, "SELECT * FROM ");
+  lb__sb_ident(&sql, spec->table);
+  if (spec->after_raw_id) lb__sb_add(&sql, " WHERE " RAW_ID_COL " > ?1");
+  if (sql.oom) { seterr(c, "out of memory"); goto fail; }
+  if (sqlite3_prepare_v2(c->db, sql.p, -1, &f->st, NULL) != SQLITE_OK) {
+    char why[400];
+    sqlite_why(c, c->db, why, sizeof why);
+    seterr(c, "reading stream '%.*s' from the cache failed: %s",
+           (int)(spec->stream_len > 200 ? 200 : spec->stream_len), spec->stream, why);
+    goto fail;
+  }
+  if (spec->after_raw_id) sqlite3_bind_text(f->st, 1, spec->after_raw_id, -1, SQLITE_TRANSIENT);
+  f->ncols = sqlite3_column_count(f->st);
+  if ((f->kind = calloc((size_t)f->ncols + 1, 1)) == NULL ||
+      (f->key_off = calloc((size_t)f->ncols + 1, sizeof *f->key_off)) == NULL) {
+    seterr(c, "out of memory");
+    goto fail;
+  }
+  for (i = 0; i < f->ncols; i++) total += LB_JSON_QUOTE_ROOM(strlen(sqlite3_column_name(f->st, i))) + 2;
+  if ((f->keys = malloc(total + 1)) == NULL) { seterr(c, "out of memory"); goto fail; }
+  for (i = 0; i < f->ncols; i++) {
+    const char *name = sqlite3_column_name(f->st, i), *decl = sqlite3_column_decltype(f->st, i);
+    f->key_off[i] = klen;
+    f->keys[klen++] = ',';
+    klen += (size_t)lb__json_quote(name, strlen(name), f->keys + klen, 0);
+    f->keys[klen++] = ':';
+    if (strcmp(name, RAW_ID_COL) == 0) f->col_raw_id = i;
+    if (strcmp(name, EXTRACTED_AT_COL) == 0) f->col_extracted = i;
+    if (i == f->col_raw_id || i == f->col_extracted || strcmp(name, META_COL) == 0) {
+      f->kind[i] = F_INTERNAL;
+    } else if (decl) {
+      if (strcmp(decl, "JSON") == 0) f->kind[i] = F_JSON;
+      else if (strcmp(decl, "BOOLEAN") == 0) f->kind[i] = F_BOOL;
+      else if (strcmp(decl, "BIGINT") == 0) f->kind[i] = F_BIGINT;
+    }
+  }
+  f->key_off[f->ncols] = klen;
+  /* the line up to the data, with the names JSON-encoded once */
+  {
+    size_t cap = 64 + LB_JSON_QUOTE_ROOM(spec->stream_len) + LB_JSON_QUOTE_ROOM(spec->ns_len), n = 0;
+    if ((f->head = malloc(cap)) == NULL) { seterr(c, "out of memory"); goto fail; }
+    memcpy(f->head, "{\"type\":\"RECORD\",\"record\":{\"stream\":", 36);
+    n = 36;
+    n += (size_t)lb__json_quote(spec->stream, spec->stream_len, f->head + n, 0);
+    if (spec->ns && spec->ns_len) {
+      memcpy(f->head + n, ",\"namespace\":", 13);
+      n += 13;
+      n += (size_t)lb__json_quote(spec->ns, spec->ns_len, f->head + n, 0);
+    }
+    memcpy(f->head + n, ",\"data\":{", 9);
+    f->head_len = n + 9;
+  }
+  free(sql.p);
+  return &f->base;
+fail:
+  free(sql.p);
+  sq_cursor_close(&f->base);
+  return NULL;
+}
+
+static int is_digits(const unsigned char *s, int n) {
+  int i = (n > 0 && s[0] == '-') ? 1 : 0;
+  if (i >= n) return 0;
+  for (; i < n; i++) if (s[i] < '0' || s[i] > '9') return 0;
+  return 1;
+}
+
+#define ADD(s_, n_) (memcpy(out->p + out->len, (s_), (n_)), out->len += (n_))
+
+/* One row as a RECORD line. The data holds the source's fields only: the
+** cache's own columns give the emitted_at and the raw id but are not sent
+** as data. */
+static int sq_cursor_next(lb_cache_cursor *base, lb_cache_buf *out, const char **raw_id,
+                          size_t *raw_id_len) {
+  sq_cursor *f = (sq_cursor *)(void *)base;
+  sq_cache *c = SQ(base->c);
+  int i, first = 1, rc;
+  long long ms = 0;
+  *raw_id = NULL;
+  *raw_id_len = 0;
+  rc = sqlite3_step(f->st);
+  if (rc == SQLITE_DONE) return 0;
+  if (rc != SQLITE_ROW) {
+    char why[400];
+    sqlite_why(c, c->db, why, sizeof why);
+    seterr(c, "reading the cache failed: %s", why);
+    return LB_CACHE_ESQL;
+  }
+  if (lb_cache_buf_reserve(out, 64 + f->head_len) != 0) goto oom;
+  ADD(f->head, f->head_len);
+  for (i = 0; i < f->ncols; i++) {
+    int t = sqlite3_column_type(f->st, i), n = 0, kind = f->kind[i];
+    const unsigned char *txt = NULL;
+    size_t klen = f->key_off[i + 1] - f->key_off[i];
+    if (t == SQLITE_TEXT || t == SQLITE_BLOB) {
+      txt = sqlite3_column_text(f->st, i);
+      n = sqlite3_column_bytes(f->st, i);
+    }
+    if (kind == F_INTERNAL) {
+      if (i == f->col_extracted && txt) ms = lb__cache_parse_ts((const char *)txt, (size_t)n);
+      if (i == f->col_raw_id && txt) { *raw_id = (const char *)txt; *raw_id_len = (size_t)n; }
+      continue;
+    }
+    if (lb_cache_buf_reserve(out, klen + LB_JSON_NUM_ROOM + LB_JSON_QUOTE_ROOM((size_t)n)) != 0)
+      goto oom;
+    ADD(f->keys + f->key_off[i] + first, klen - (size_t)first);   /* the ',' */
+    first = 0;
+    switch (t) {
+      case SQLITE_NULL:
+        ADD("null", 4);
+        break;
+      case SQLITE_INTEGER: {
+        long long v = sqlite3_column_int64(f->st, i);
+        if (kind == F_BOOL && (v == 0 || v == 1)) { if (v) ADD("true", 4); else ADD("false", 5); }
+        else out->len += lb__json_fmt_int(v, out->p + out->len);
+        break;
+      }
+      case SQLITE_FLOAT: {
+        double v = sqlite3_column_double(f->st, i);
+        size_t k = lb__json_fmt_double(v, out->p + out->len);
+        /* the source's 1e400 was read as an infinity: send a number that
+        ** reads back as one (JSON has no infinity literal) */
+        if (k == 0) { if (v > 0) ADD("1e999", 5); else ADD("-1e999", 6); }
+        out->len += k;
+        break;
+      }
+      default:
+        /* object/array columns hold the source's JSON text; a string the
+        ** source put there (against its schema) is held decoded and goes
+        ** out as a string again */
+        if (kind == F_JSON && n > 0 && (txt[0] == '{' || txt[0] == '[') &&
+            lb_jskim_validate((const char *)txt, (size_t)n, NULL, NULL) == 0)
+          ADD(txt, (size_t)n);
+        /* big integers are stored as a BLOB of their digits, in any
+        ** numeric column: they go out as the number they were */
+        else if ((t == SQLITE_BLOB || kind == F_BIGINT) && is_digits(txt, n))
+          ADD(txt, (size_t)n);
+        /* cache text was valid UTF-8 when it was read: not checked again */
+        else out->len += (size_t)lb__json_quote((const char *)txt, (size_t)n, out->p + out->len, 0);
+        break;
+    }
+  }
+  if (lb_cache_buf_reserve(out, 64) != 0) goto oom;
+  ADD("},\"emitted_at\":", 15);
+  out->len += lb__json_fmt_int(ms, out->p + out->len);
+  ADD("}}\n", 3);
+  return 1;
+oom:
+  seterr(c, "out of memory");
+  return LB_ENOMEM;
+}
+
+#undef ADD
+
+/* --- ad-hoc SQL ------------------------------------------------------------------------------ */
+
+static int sq_exec(lb_cache *base, const char *sql, size_t len) {
+  sq_cache *c = SQ(base);
+  char *msg = NULL, *z;
+  int rc;
+  barrier(c);
+  if ((z = dupstr(sql, len)) == NULL) { seterr(c, "out of memory"); return LB_ENOMEM; }
+  rc = sqlite3_exec(c->db, z, NULL, NULL, &msg);
+  if (rc != SQLITE_OK) {
+    size_t n = len > 200 ? 200 : len;
+    seterr(c, "%s (in: %.*s%s)", msg ? msg : sqlite3_errmsg(c->db), (int)n, z, len > 200 ? "..." : "");
+    sqlite3_free(msg);
+    free(z);
+    return sqlite3_errcode(c->db) == SQLITE_NOMEM ? LB_ENOMEM : LB_CACHE_ESQL;
+  }
+  free(z);
+  return 0;
+}
+
+static long long sq_changes(lb_cache *base) {
+  sq_cache *c = SQ(base);
+  barrier(c);
+  return sqlite3_changes64(c->db);
+}
+
+struct sq_query {
+  lb_cache_query base;
+  sq_query *prev, *next;        /* open queries of the cache, closed with it */
+  sqlite3_stmt *st;
+  int ncols;
+  lb_cache_value *row;
+};
+
+static void sq_query_close(lb_cache_query *qb) {
+  sq_query *q = (sq_query *)(void *)qb;
+  sq_cache *c = SQ(qb->c);
+  if (q->st) {
+    barrier(c);                  /* the writer thread may hold the connection */
+    sqlite3_finalize(q->st);
+  }
+  if (q->prev) q->prev->next = q->next;
+  else if (c->queries == q) c->queries = q->next;
+  if (q->next) q->next->prev = q->prev;
+  free(q->row);
+  free(q);
+}
+
+static int bind_value(sqlite3_stmt *st, int i, const lb_cache_value *v) {
+  switch (v ? v->type : LB_VAL_NULL) {
+    case LB_VAL_INT: case LB_VAL_BOOL: return sqlite3_bind_int64(st, i, v->i);
+    case LB_VAL_FLOAT: return sqlite3_bind_double(st, i, v->d);
+    case LB_VAL_TEXT: case LB_VAL_JSON: case LB_VAL_BIGINT:
+      return sqlite3_bind_text64(st, i, v->s ? v->s : "", v->s ? v->n : 0, SQLITE_TRANSIENT,
+                                 SQLITE_UTF8);
+    default: return sqlite3_bind_null(st, i);
+  }
+}
+
+/* A statement's SQL for messages: cut to 200 bytes. */
+static int query_err(sq_cache *c, const char *why, const char *sql, size_t len) {
+  size_t n = len > 200 ? 200 : len;
+  seterr(c, "%s (in: %.*s%s)", why, (int)n, sql, len > 200 ? "..." : "");
+  return sqlite3_errcode(c->db) == SQLITE_NOMEM ? LB_ENOMEM : LB_CACHE_ESQL;
+}
+
+/* Parameters: "?" and "?NNN" take the positional values in order (the
+** NNN-th), ":name", "@name" and "$name" the value of that name (missing:
+** NULL). params NULL = none given: a statement with parameters fails. */
+static lb_cache_query *sq_query_open(lb_cache *base, const char *sql, size_t len,
+                                     const lb_cache_value *params, int nparams) {
+  sq_cache *c = SQ(base);
+  sq_query *q;
+  const char *tail = NULL;
+  int i, n, rc;
+  barrier(c);
+  if ((q = calloc(1, sizeof *q)) == NULL) { seterr(c, "out of memory"); return NULL; }
+  q->base.c = base;
+  q->next = c->queries;
+  if (c->queries) c->queries->prev = q;
+  c->queries = q;
+  if (sqlite3_prepare_v2(c->db, sql, (int)len, &q->st, &tail) != SQLITE_OK) {
+    query_err(c, sqlite3_errmsg(c->db), sql, len);
+    goto fail;
+  }
+  if (q->st == NULL) { query_err(c, "no SQL statement", sql, len); goto fail; }
+  if (tail && tail < sql + len) {
+    sqlite3_stmt *more = NULL;
+    rc = sqlite3_prepare_v2(c->db, tail, (int)(sql + len - tail), &more, NULL);
+    sqlite3_finalize(more);
+    if (rc != SQLITE_OK || more != NULL) {
+      query_err(c, "only one SQL statement is allowed here (use exec for several)", sql, len);
+      goto fail;
+    }
+  }
+  n = sqlite3_bind_parameter_count(q->st);
+  if (n > 0 && params == NULL) {
+    char why[96];
+    snprintf(why, sizeof why, "the statement has %d parameters and none were given", n);
+    query_err(c, why, sql, len);
+    goto fail;
+  }
+  for (i = 1; i <= n; i++) {
+    const char *name = sqlite3_bind_parameter_name(q->st, i);
+    const lb_cache_value *v = NULL;
+    int k, pos = 0;
+    if (name && name[0] != '?') {
+      for (k = 0; k < nparams; k++)
+        if (params[k].name && strcmp(params[k].name, name + 1) == 0) { v = &params[k]; break; }
+    } else {
+      for (k = 0; k < nparams; k++)
+        if (params[k].name == NULL && ++pos == i) { v = &params[k]; break; }
+    }
+    if ((rc = bind_value(q->st, i, v)) != SQLITE_OK) {
+      char why[160];
+      snprintf(why, sizeof why, "binding parameter %d: %s", i, sqlite3_errstr(rc));
+      query_err(c, why, sql, len);
+      goto fail;
+    }
+  }
+  q->ncols = sqlite3_column_count(q->st);
+  if ((q->row = calloc((size_t)q->ncols + 1, sizeof *q->row)) == NULL) {
+    seterr(c, "out of memory");
+    goto fail;
+  }
+  return &q->base;
+fail:
+  sq_query_close(&q->base);
+  return NULL;
+}
+
+static int sq_query_ncols(lb_cache_query *qb) { return ((sq_query *)(void *)qb)->ncols; }
+
+static const char *sq_query_col_name(lb_cache_query *qb, int i) {
+  sq_query *q = (sq_query *)(void *)qb;
+  const char *name = i >= 0 && i < q->ncols ? sqlite3_column_name(q->st, i) : NULL;
+  return name ? name : "?";
+}
+
+/* The kind of a declared type (ours, and what SQLite's affinity rules
+** make of others); -1 for none. */
+static int decl_kind(const char *decl) {
+  size_t i;
+  if (decl == NULL || decl[0] == '\0') return -1;
+  for (i = 0; i < sizeof kind_sql / sizeof kind_sql[0]; i++)
+    if (sqlite3_stricmp(decl, kind_sql[i]) == 0) return (int)i;
+  if (sqlite3_strnicmp(decl, "DECIMAL", 7) == 0 || sqlite3_strnicmp(decl, "NUMERIC", 7) == 0)
+    return LB_COL_NUMBER;
+  return -1;
+}
+
+static int sq_query_col_kind(lb_cache_query *qb, int i) {
+  sq_query *q = (sq_query *)(void *)qb;
+  return i >= 0 && i < q->ncols ? decl_kind(sqlite3_column_decltype(q->st, i)) : -1;
+}
+
+static int sq_query_next(lb_cache_query *qb, const lb_cache_value **row) {
+  sq_query *q = (sq_query *)(void *)qb;
+  sq_cache *c = SQ(qb->c);
+  int rc, i;
+  *row = NULL;
+  if (q->st == NULL) return 0;
+  /* records written since the last row are queued for the writer thread,
+  ** which must be done with the connection before we use it */
+  barrier(c);
+  rc = sqlite3_step(q->st);
+  if (rc == SQLITE_DONE) {
+    sqlite3_finalize(q->st);
+    q->st = NULL;
+    return 0;
+  }
+  if (rc != SQLITE_ROW) {
+    const char *sql = sqlite3_sql(q->st);
+    rc = query_err(c, sqlite3_errmsg(c->db), sql ? sql : "", sql ? strlen(sql) : 0);
+    sqlite3_finalize(q->st);
+    q->st = NULL;
+    return rc;
+  }
+  for (i = 0; i < q->ncols; i++) {
+    lb_cache_value *v = &q->row[i];
+    switch (sqlite3_column_type(q->st, i)) {
+      case SQLITE_INTEGER: v->type = LB_VAL_INT; v->i = sqlite3_column_int64(q->st, i); break;
+      case SQLITE_FLOAT: v->type = LB_VAL_FLOAT; v->d = sqlite3_column_double(q->st, i); break;
+      case SQLITE_TEXT:
+        v->type = LB_VAL_TEXT;
+        v->s = (const char *)sqlite3_column_text(q->st, i);
+        v->n = (size_t)sqlite3_column_bytes(q->st, i);
+        break;
+      case SQLITE_BLOB:       /* big integers are kept as a BLOB of their digits */
+        v->type = LB_VAL_TEXT;
+        v->s = sqlite3_column_blob(q->st, i);
+        v->n = (size_t)sqlite3_column_bytes(q->st, i);
+        if (v->s == NULL) v->s = "";
+        break;
+      default: v->type = LB_VAL_NULL; break;
+    }
+  }
+  *row = q->row;
+  return 1;
+}
+
+/* --- introspection -------------------------------------------------------------------------------- */
+
+static int sq_has_table(lb_cache *base, const char *table) {
+  sq_cache *c = SQ(base);
+  sqlite3_stmt *st = NULL;
+  const char *sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1";
+  int rc;
+  barrier(c);
+  if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql);
+  sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+  rc = sqlite3_step(st);
+  sqlite3_finalize(st);
+  if (rc == SQLITE_ROW) return 1;
+  if (rc == SQLITE_DONE) return 0;
+  return sqlerr(c, sql);
+}
+
+static int sq_columns(lb_cache *base, const char *table, lb_cache_column_cb cb, void *ud) {
+  sq_cache *c = SQ(base);
+  sqlite3_stmt *st = NULL;
+  const char *sql = "SELECT name, type FROM pragma_table_info(?1)";
+  int rc, r = 0;
+  barrier(c);
+  if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql);
+  sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+  while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *name = (const char *)sqlite3_column_text(st, 0);
+    const char *decl = (const char *)sqlite3_column_text(st, 1);
+    r = cb(ud, name ? name : "", decl_kind(decl), decl ? decl : "");
+  }
+  if (r == 0 && rc != SQLITE_DONE) r = sqlerr(c, sql);
+  sqlite3_finalize(st);
+  return r;
+}
+
+static int sq_streams(lb_cache *base, const char *prefix, lb_cache_streams_cb cb, void *ud) {
+  sq_cache *c = SQ(base);
+  sqlite3_stmt *st = NULL;
+  const char *sql =
+    "SELECT s.stream_name, s.stream_namespace, s.table_name, s.source_name, s.catalog_metadata"
+    " FROM _airbyte_streams s JOIN sqlite_master m ON m.type = 'table' AND m.name = s.table_name"
+    " WHERE s.table_prefix = ?1 ORDER BY s.stream_name, s.stream_namespace";
+  int rc, r = 0;
+  barrier(c);
+  if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql);
+  sqlite3_bind_text(st, 1, prefix, -1, SQLITE_STATIC);
+  while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    lb_cache_stream_row row;
+    size_t n;
+    row.name = col_bytes(st, 0, &row.name_len);
+    row.ns = col_bytes(st, 1, &row.ns_len);
+    row.table = col_bytes(st, 2, &n);
+    row.source_name = col_bytes(st, 3, &n);
+    row.catalog_json = col_bytes(st, 4, &row.catalog_len);
+    r = cb(ud, &row);
+  }
+  if (r == 0 && rc != SQLITE_DONE) r = sqlerr(c, sql);
+  sqlite3_finalize(st);
+  return r;
+}
+
+static const char *const sqlite_reserved[] = { "sqlite_", NULL };
+
+static const lb_cache_ops sqlite_ops = {
+  "sqlite", sqlite_reserved, 0,
+  sq_close,
+  sq_begin, sq_commit, sq_rollback, sq_in_transaction,
+  sq_set_async, sq_sync, sq_wait_room, sq_wait_idle,
+  sq_stream_rows, sq_table_owner,
+  sq_stream_open, sq_stream_write, sq_stream_finish, sq_stream_abort, sq_stream_close,
+  sq_put_state, sq_get_states, sq_put_destination_state, sq_get_destination_states,
+  sq_get_delivered, sq_put_delivered, sq_move_destination, sq_put_quarantine,
+  sq_lock_stream, sq_unlock_stream,
+  sq_cursor_open, sq_cursor_next, sq_cursor_close,
+  sq_exec, sq_changes, sq_query_open, sq_query_ncols, sq_query_col_name, sq_query_col_kind,
+  sq_query_next, sq_query_close,
+  sq_has_table, sq_columns, sq_streams
+};

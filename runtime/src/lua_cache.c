@@ -62,7 +62,7 @@
 #define DB_MT "airbyte.SQLiteDB"
 #define STREAM_MT "airbyte.SQLiteStream"
 #define STMT_MT "airbyte.SQLiteStatement"
-#define SQL_CUT 200
+#define BUF_MT "airbyte.CacheBuffer"
 
 typedef struct db_ud {
   lb_cache *c;              /* NULL once closed */
@@ -73,11 +73,11 @@ typedef struct stream_ud {
   db_ud *db;                /* kept alive by user value 1 */
 } stream_ud;
 
-/* A statement owned by a userdata, so that an error raised while rows are
+/* A query owned by a userdata, so that an error raised while rows are
 ** being built (memory) never leaks it. User values: 1 the db, 2 the array
 ** of column names. */
 typedef struct stmt_ud {
-  sqlite3_stmt *st;
+  lb_cache_query *q;
   db_ud *db;
   int ncols;
 } stmt_ud;
@@ -104,15 +104,6 @@ lb_cache_stream *lb__cache_stream_check(lua_State *L, int idx) {
   return checkstream(L, idx)->s;
 }
 
-/* Raises SQLite's (or the cache's) message, with the SQL cut to SQL_CUT. */
-static int sql_error(lua_State *L, const char *msg, const char *sql) {
-  size_t n;
-  if (sql == NULL) return luaL_error(L, "%s", msg);
-  n = strlen(sql);
-  return luaL_error(L, "%s (in: %s%s)", msg,
-                    lua_pushlstring(L, sql, n > SQL_CUT ? SQL_CUT : n), n > SQL_CUT ? "..." : "");
-}
-
 /* The JSON text of argument idx: a string as is, anything else encoded. */
 static const char *json_arg(lua_State *L, int idx, size_t *len) {
   char err[160];
@@ -134,131 +125,139 @@ static void check_rc(lua_State *L, lb_cache *c, int rc) {
 
 /* --- statements -------------------------------------------------------------------- */
 
+static void stmt_free(stmt_ud *u) {
+  if (u->q) {
+    lb_cache_query_close(u->q);
+    u->q = NULL;
+  }
+}
+
 static int stmt_gc(lua_State *L) {
   stmt_ud *u = luaL_checkudata(L, 1, STMT_MT);
-  if (u->st) {
-    if (u->db->c) lb_cache_sync(u->db->c);   /* the writer thread may hold the connection */
-    sqlite3_finalize(u->st);
-    u->st = NULL;
-  }
+  if (u->db->c == NULL) u->q = NULL;   /* closed with its cache */
+  stmt_free(u);
   return 0;
 }
 
 static int stmt_tostring(lua_State *L) {
   stmt_ud *u = luaL_checkudata(L, 1, STMT_MT);
-  if (u->st) lua_pushfstring(L, STMT_MT " (%s)", sqlite3_sql(u->st));
-  else lua_pushliteral(L, STMT_MT " (finalized)");
+  lua_pushstring(L, u->q ? STMT_MT : STMT_MT " (finalized)");
   return 1;
 }
 
-static int bind_one(lua_State *L, sqlite3_stmt *st, int i, int vidx) {
+/* One Lua value as a parameter: nil / json.null -> NULL, booleans, integers,
+** floats, strings, BigInt -> its digits as text. */
+static void param_of(lua_State *L, int vidx, lb_cache_value *v, int i) {
+  memset(v, 0, sizeof *v);
   switch (lua_type(L, vidx)) {
     case LUA_TNIL:
-      return sqlite3_bind_null(st, i);
+      v->type = LB_VAL_NULL;
+      return;
     case LUA_TLIGHTUSERDATA:
-      if (lua_touserdata(L, vidx) == NULL) return sqlite3_bind_null(st, i);   /* json.null */
+      if (lua_touserdata(L, vidx) == NULL) { v->type = LB_VAL_NULL; return; }   /* json.null */
       break;
     case LUA_TBOOLEAN:
-      return sqlite3_bind_int(st, i, lua_toboolean(L, vidx));
+      v->type = LB_VAL_BOOL;
+      v->i = lua_toboolean(L, vidx);
+      return;
     case LUA_TNUMBER:
-      if (lua_isinteger(L, vidx)) return sqlite3_bind_int64(st, i, (sqlite3_int64)lua_tointeger(L, vidx));
-      return sqlite3_bind_double(st, i, lua_tonumber(L, vidx));
-    case LUA_TSTRING: {
-      size_t n;
-      const char *s = lua_tolstring(L, vidx, &n);
-      return sqlite3_bind_text64(st, i, s, n, SQLITE_TRANSIENT, SQLITE_UTF8);
-    }
-    case LUA_TUSERDATA: {
-      size_t n;
-      const char *digits = lb__bigint_digits(L, vidx, &n);
-      if (digits) return sqlite3_bind_text64(st, i, digits, n, SQLITE_TRANSIENT, SQLITE_UTF8);
+      if (lua_isinteger(L, vidx)) { v->type = LB_VAL_INT; v->i = (long long)lua_tointeger(L, vidx); }
+      else { v->type = LB_VAL_FLOAT; v->d = (double)lua_tonumber(L, vidx); }
+      return;
+    case LUA_TSTRING:
+      v->type = LB_VAL_TEXT;
+      v->s = lua_tolstring(L, vidx, &v->n);
+      return;
+    case LUA_TUSERDATA:
+      if ((v->s = lb__bigint_digits(L, vidx, &v->n)) != NULL) { v->type = LB_VAL_TEXT; return; }
       break;
-    }
     default:
       break;
   }
-  return luaL_error(L, "cannot bind a %s as SQL parameter %d", luaL_typename(L, vidx), i);
+  luaL_error(L, "cannot bind a %s as SQL parameter %d", luaL_typename(L, vidx), i);
 }
 
-/* Binds the table at pidx (absent/nil = no parameters). */
-static void bind_params(lua_State *L, sqlite3_stmt *st, int pidx) {
-  int i, n = sqlite3_bind_parameter_count(st);
-  if (lua_isnoneornil(L, pidx)) {
-    if (n > 0) luaL_error(L, "the statement has %d parameters and none were given", n);
-    return;
-  }
+/* The parameters at pidx (absent/nil = none given): the array part
+** (honouring an `n` field for trailing nils) as positional values, string
+** keys as named ones. Their strings live in the table; the array in a
+** userdata pushed on the stack. */
+static lb_cache_value *params_of(lua_State *L, int pidx, int *count) {
+  lb_cache_value *v;
+  lua_Integer npos, i;
+  int n = 0, k = 0;
+  *count = 0;
+  if (lua_isnoneornil(L, pidx)) { lua_pushnil(L); return NULL; }
   luaL_checktype(L, pidx, LUA_TTABLE);
-  for (i = 1; i <= n; i++) {
-    const char *name = sqlite3_bind_parameter_name(st, i);
-    int rc;
-    if (name && name[0] != '?') lua_getfield(L, pidx, name + 1);   /* :name @name $name */
-    else lua_geti(L, pidx, i);
-    rc = bind_one(L, st, i, lua_gettop(L));
+  npos = (lua_Integer)lua_rawlen(L, pidx);
+  lua_getfield(L, pidx, "n");
+  if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > npos) npos = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  if (npos > 32766) luaL_error(L, "too many SQL parameters");
+  lua_pushnil(L);
+  while (lua_next(L, pidx)) {
+    if (lua_type(L, -2) == LUA_TSTRING) n++;
     lua_pop(L, 1);
-    if (rc != SQLITE_OK) luaL_error(L, "binding parameter %d: %s", i, sqlite3_errstr(rc));
   }
+  v = lua_newuserdatauv(L, sizeof *v * (size_t)(npos + n + 1), 0);
+  for (i = 1; i <= npos; i++) {
+    lua_geti(L, pidx, i);
+    param_of(L, lua_gettop(L), &v[k++], (int)i);
+    lua_pop(L, 1);                    /* a string stays alive in the table */
+  }
+  lua_pushnil(L);
+  while (lua_next(L, pidx)) {
+    if (lua_type(L, -2) == LUA_TSTRING) {
+      param_of(L, lua_gettop(L), &v[k], k + 1);
+      v[k++].name = lua_tostring(L, -2);
+    }
+    lua_pop(L, 1);
+  }
+  *count = k;
+  return v;
 }
 
-/* Prepares the first statement of sql into a new box pushed on the stack
-** (with its column names as user value 2). Raises on SQL errors, on an
-** empty sql and, when `single`, on a second statement after the first. */
-static stmt_ud *prepare_box(lua_State *L, int dbidx, const char *sql, int single) {
+/* Opens sql with the parameters at pidx into a new statement userdata
+** (pushed). */
+static stmt_ud *prepare_box(lua_State *L, int dbidx, const char *sql, size_t len, int pidx) {
   db_ud *d = checkdb(L, dbidx);
-  sqlite3 *db = lb_cache_db(d->c);
-  stmt_ud *u = lua_newuserdatauv(L, sizeof *u, 2);
-  const char *tail = NULL;
-  int i;
-  u->st = NULL;
+  stmt_ud *u;
+  lb_cache_value *params;
+  int nparams, i;
+  params = params_of(L, pidx, &nparams);           /* stack: ... params_ud */
+  u = lua_newuserdatauv(L, sizeof *u, 2);
+  u->q = NULL;
   u->db = d;
   u->ncols = 0;
   luaL_setmetatable(L, STMT_MT);
   lua_pushvalue(L, dbidx);
   lua_setiuservalue(L, -2, 1);
-  if (sqlite3_prepare_v2(db, sql, -1, &u->st, &tail) != SQLITE_OK)
-    sql_error(L, sqlite3_errmsg(db), sql);
-  if (u->st == NULL) luaL_error(L, "no SQL statement in \"%s\"", sql);
-  if (single && tail && *tail) {
-    sqlite3_stmt *more = NULL;
-    int rc = sqlite3_prepare_v2(db, tail, -1, &more, NULL);
-    sqlite3_finalize(more);
-    if (rc != SQLITE_OK || more != NULL)
-      sql_error(L, "only one SQL statement is allowed here (use exec for several)", sql);
-  }
-  u->ncols = sqlite3_column_count(u->st);
+  lua_remove(L, -2);                               /* the parameters are bound */
+  if ((u->q = lb_cache_query_open(d->c, sql, len, params, nparams)) == NULL)
+    luaL_error(L, "%s", lb_cache_errmsg(d->c));
+  u->ncols = lb_cache_query_ncols(u->q);
   lua_createtable(L, u->ncols, 0);
   for (i = 0; i < u->ncols; i++) {
-    const char *name = sqlite3_column_name(u->st, i);
-    lua_pushstring(L, name ? name : "?");
+    lua_pushstring(L, lb_cache_query_col_name(u->q, i));
     lua_rawseti(L, -2, i + 1);
   }
   lua_setiuservalue(L, -2, 2);
   return u;
 }
 
-/* Pushes the current row of u as a table; names is the index of its
-** column-name array. */
-static void push_row(lua_State *L, stmt_ud *u, int names) {
+/* Pushes row as a table keyed by the names at index names: integers,
+** floats, strings (text, JSON text, big-integer digits), booleans; NULL
+** leaves no key. */
+static void push_row(lua_State *L, stmt_ud *u, const lb_cache_value *row, int names) {
   int i;
   lua_createtable(L, 0, u->ncols);
   for (i = 0; i < u->ncols; i++) {
-    switch (sqlite3_column_type(u->st, i)) {
-      case SQLITE_INTEGER:
-        lua_pushinteger(L, (lua_Integer)sqlite3_column_int64(u->st, i));
-        break;
-      case SQLITE_FLOAT:
-        lua_pushnumber(L, (lua_Number)sqlite3_column_double(u->st, i));
-        break;
-      case SQLITE_TEXT:
-        lua_pushlstring(L, (const char *)sqlite3_column_text(u->st, i),
-                        (size_t)sqlite3_column_bytes(u->st, i));
-        break;
-      case SQLITE_BLOB: {
-        const void *b = sqlite3_column_blob(u->st, i);
-        lua_pushlstring(L, b ? b : "", (size_t)sqlite3_column_bytes(u->st, i));
-        break;
-      }
-      default:
-        continue;                     /* NULL: no key */
+    const lb_cache_value *v = &row[i];
+    switch (v->type) {
+      case LB_VAL_INT: lua_pushinteger(L, (lua_Integer)v->i); break;
+      case LB_VAL_FLOAT: lua_pushnumber(L, (lua_Number)v->d); break;
+      case LB_VAL_BOOL: lua_pushboolean(L, (int)v->i); break;
+      case LB_VAL_TEXT: case LB_VAL_JSON: case LB_VAL_BIGINT: lua_pushlstring(L, v->s, v->n); break;
+      default: continue;              /* NULL: no key */
     }
     lua_rawgeti(L, names, i + 1);
     lua_insert(L, -2);
@@ -266,33 +265,21 @@ static void push_row(lua_State *L, stmt_ud *u, int names) {
   }
 }
 
-/* Steps u: 1 with a row ready, 0 when done (the statement is finalized),
-** raises on errors (finalizing first). */
-static int step_box(lua_State *L, stmt_ud *u) {
+/* The next row of u (NULL when done: the query is closed), raises on
+** errors (closing first). */
+static const lb_cache_value *step_box(lua_State *L, stmt_ud *u) {
+  const lb_cache_value *row;
   int rc;
   if (u->db->c == NULL) {
-    sqlite3_finalize(u->st);
-    u->st = NULL;
-    return luaL_error(L, "attempt to use a closed SQLite cache");
+    u->q = NULL;                      /* closed with its cache */
+    luaL_error(L, "attempt to use a closed cache");
+    return NULL;
   }
-  /* records written since the last row are queued for the writer thread,
-  ** which must be done with the connection before we use it */
-  lb_cache_sync(u->db->c);
-  rc = sqlite3_step(u->st);
-  if (rc == SQLITE_ROW) return 1;
-  if (rc == SQLITE_DONE) {
-    sqlite3_finalize(u->st);
-    u->st = NULL;
-    return 0;
-  }
-  {
-    sqlite3 *db = sqlite3_db_handle(u->st);
-    lua_pushstring(L, sqlite3_errmsg(db));
-    lua_pushstring(L, sqlite3_sql(u->st));
-    sqlite3_finalize(u->st);
-    u->st = NULL;
-    return sql_error(L, lua_tostring(L, -2), lua_tostring(L, -1));
-  }
+  rc = lb_cache_query_next(u->q, &row);
+  if (rc > 0) return row;
+  stmt_free(u);
+  if (rc < 0) luaL_error(L, "%s", lb_cache_errmsg(u->db->c));
+  return NULL;
 }
 
 /* --- db ----------------------------------------------------------------------------- */
@@ -341,68 +328,77 @@ static int db_path(lua_State *L) {
 
 static int db_exec(lua_State *L) {
   db_ud *d = checkdb(L, 1);
-  const char *sql = luaL_checkstring(L, 2);
-  char *msg = NULL;
-  if (sqlite3_exec(lb_cache_db(d->c), sql, NULL, NULL, &msg) != SQLITE_OK) {
-    lua_pushstring(L, msg ? msg : sqlite3_errmsg(lb_cache_db(d->c)));
-    sqlite3_free(msg);
-    return sql_error(L, lua_tostring(L, -1), sql);
-  }
+  size_t len;
+  const char *sql = luaL_checklstring(L, 2, &len);
+  check_rc(L, d->c, lb_cache_exec(d->c, sql, len));
   return 0;
 }
 
 static int db_query(lua_State *L) {
   const char *sql;
+  size_t len;
   lua_Integer max, n = 0;
   stmt_ud *u;
-  int box, names;
+  const lb_cache_value *row;
+  int names;
   checkdb(L, 1);
-  sql = luaL_checkstring(L, 2);
+  sql = luaL_checklstring(L, 2, &len);
   max = luaL_optinteger(L, 4, -1);
   lua_settop(L, 3);
-  u = prepare_box(L, 1, sql, 1);      /* stack: db sql params box */
-  box = lua_gettop(L);
-  bind_params(L, u->st, 3);
-  lua_getiuservalue(L, box, 2);       /* stack: ... box names */
+  u = prepare_box(L, 1, sql, len, 3); /* stack: db sql params box */
+  lua_getiuservalue(L, 4, 2);         /* stack: ... box names */
   names = lua_gettop(L);
   lua_newtable(L);                    /* stack: ... box names rows */
-  while ((max < 0 || n < max) && step_box(L, u)) {
-    push_row(L, u, names);
+  while ((max < 0 || n < max) && (row = step_box(L, u)) != NULL) {
+    push_row(L, u, row, names);
     lua_rawseti(L, -2, ++n);
   }
-  if (u->st) {                        /* stopped by max_records */
-    sqlite3_finalize(u->st);
-    u->st = NULL;
-  }
+  stmt_free(u);                       /* stopped by max_records */
   lua_pushvalue(L, names);            /* stack: ... rows names */
   return 2;
 }
 
 static int rows_iter(lua_State *L) {
   stmt_ud *u = luaL_checkudata(L, lua_upvalueindex(1), STMT_MT);
-  if (u->st == NULL) return 0;
-  if (!step_box(L, u)) return 0;
+  const lb_cache_value *row;
+  if (u->q == NULL) return 0;
+  if ((row = step_box(L, u)) == NULL) return 0;
   lua_getiuservalue(L, lua_upvalueindex(1), 2);
-  push_row(L, u, lua_gettop(L));
+  push_row(L, u, row, lua_gettop(L));
   return 1;
 }
 
+static const char *const kind_names[] = { "string", "integer", "number", "boolean", "json" };
+
 /* for row in db:rows(sql, params) do ... end: the fourth value closes the
-** statement when the loop is left early. */
+** statement when the loop is left early; the fifth maps the result columns
+** that come from table columns to their kind ("string", "integer",
+** "number", "boolean", "json"), for callers that type the values. */
 static int db_rows(lua_State *L) {
   const char *sql;
+  size_t len;
   stmt_ud *u;
+  int i;
   checkdb(L, 1);
-  sql = luaL_checkstring(L, 2);
+  sql = luaL_checklstring(L, 2, &len);
   lua_settop(L, 3);
-  u = prepare_box(L, 1, sql, 1);
-  bind_params(L, u->st, 3);
-  lua_pushvalue(L, -1);
+  u = prepare_box(L, 1, sql, len, 3); /* stack: db sql params box */
+  lua_pushvalue(L, 4);
   lua_pushcclosure(L, rows_iter, 1);  /* stack: ... box iter */
   lua_pushnil(L);
   lua_pushnil(L);
-  lua_pushvalue(L, -4);               /* stack: ... box iter nil nil box */
-  return 4;
+  lua_pushvalue(L, 4);                /* stack: ... box iter nil nil box */
+  lua_createtable(L, 0, u->ncols);
+  lua_getiuservalue(L, 4, 2);
+  for (i = 0; i < u->ncols; i++) {
+    int k = lb_cache_query_col_kind(u->q, i);
+    if (k < 0 || k >= (int)(sizeof kind_names / sizeof kind_names[0])) continue;
+    lua_rawgeti(L, -1, i + 1);
+    lua_pushstring(L, kind_names[k]);
+    lua_rawset(L, -4);
+  }
+  lua_pop(L, 1);                      /* stack: ... box iter nil nil box kinds */
+  return 5;
 }
 
 static int db_begin(lua_State *L) {
@@ -440,7 +436,7 @@ static int db_set_async(lua_State *L) {
 
 static int db_changes(lua_State *L) {
   db_ud *d = checkdb(L, 1);
-  lua_pushinteger(L, (lua_Integer)sqlite3_changes64(lb_cache_db(d->c)));
+  lua_pushinteger(L, (lua_Integer)lb_cache_changes(d->c));
   return 1;
 }
 
@@ -720,54 +716,77 @@ static int db_put_destination_state(lua_State *L) {
   return 0;
 }
 
-/* Runs sql (result columns: stream name, state json, namespace) with the
-** strings at the argument slots of binds[0..n) (0 or nil: NULL) and returns
-** three arrays: json texts, names, namespaces ("" for none). */
-static int state_rows(lua_State *L, const char *sql, const int *binds, int n) {
-  stmt_ud *u = prepare_box(L, 1, sql, 1);
-  int box = lua_gettop(L), i;
+/* State rows are gathered in C memory owned by a userdata (so that a
+** memory error while the Lua arrays are built leaks nothing, and no Lua
+** error ever unwinds through the cache's read), then pushed as three
+** arrays: json texts, names, namespaces ("" for none). */
+static int buf_gc(lua_State *L) {
+  lb_cache_buf *b = luaL_checkudata(L, 1, BUF_MT);
+  free(b->p);
+  b->p = NULL;
+  b->len = b->cap = 0;
+  return 0;
+}
+
+static lb_cache_buf *new_buf(lua_State *L) {
+  lb_cache_buf *b = lua_newuserdatauv(L, sizeof *b, 0);
+  memset(b, 0, sizeof *b);
+  luaL_setmetatable(L, BUF_MT);
+  return b;
+}
+
+static int buf_piece(lb_cache_buf *b, const char *s, size_t n) {
+  if (lb_cache_buf_reserve(b, sizeof n + n) != 0) return LB_ENOMEM;
+  memcpy(b->p + b->len, &n, sizeof n);
+  memcpy(b->p + b->len + sizeof n, s, n);
+  b->len += sizeof n + n;
+  return 0;
+}
+
+static int gather_state(void *ud, const char *name, const char *ns, const char *json, size_t len) {
+  lb_cache_buf *b = ud;
+  if (buf_piece(b, json, len) || buf_piece(b, name, strlen(name)) || buf_piece(b, ns, strlen(ns)))
+    return LB_ENOMEM;
+  return 0;
+}
+
+static int push_states(lua_State *L, lb_cache *c, lb_cache_buf *b, int rc) {
+  size_t off = 0;
   lua_Integer k = 0;
-  for (i = 0; i < n; i++)
-    if (binds[i] && !lua_isnil(L, binds[i]))
-      sqlite3_bind_text(u->st, i + 1, lua_tostring(L, binds[i]), -1, SQLITE_TRANSIENT);
+  int top;
+  if (rc == LB_ENOMEM) return luaL_error(L, "out of memory");
+  check_rc(L, c, rc);
   lua_newtable(L);
   lua_newtable(L);
-  lua_newtable(L);                    /* stack: box jsons names namespaces */
-  while (step_box(L, u)) {
-    if (sqlite3_column_type(u->st, 1) == SQLITE_NULL) continue;
+  lua_newtable(L);                    /* stack: ... jsons names namespaces */
+  top = lua_gettop(L);
+  while (off < b->len) {
+    int i;
     k++;
-    lua_pushlstring(L, (const char *)sqlite3_column_text(u->st, 1),
-                    (size_t)sqlite3_column_bytes(u->st, 1));
-    lua_rawseti(L, box + 1, k);
-    lua_pushlstring(L, (const char *)sqlite3_column_text(u->st, 0),
-                    (size_t)sqlite3_column_bytes(u->st, 0));
-    lua_rawseti(L, box + 2, k);
-    lua_pushlstring(L, (const char *)sqlite3_column_text(u->st, 2),
-                    (size_t)sqlite3_column_bytes(u->st, 2));
-    lua_rawseti(L, box + 3, k);
+    for (i = 0; i < 3; i++) {
+      size_t n;
+      memcpy(&n, b->p + off, sizeof n);
+      lua_pushlstring(L, b->p + off + sizeof n, n);
+      lua_rawseti(L, top - 2 + i, k);
+      off += sizeof n + n;
+    }
   }
   return 3;
 }
 
 static int db_get_states(lua_State *L) {
   db_ud *d = checkdb(L, 1);
-  int binds[2] = { 2, 3 };
-  luaL_checkstring(L, 2);
-  lua_settop(L, 2);
-  lua_pushstring(L, lb_cache_table_prefix(d->c));   /* 3 */
-  return state_rows(L, lb__cache_get_states_sql, binds, 2);
+  const char *source = luaL_checkstring(L, 2);
+  lb_cache_buf *b = new_buf(L);
+  return push_states(L, d->c, b, lb_cache_get_states(d->c, source, gather_state, b));
 }
 
 static int db_get_destination_states(lua_State *L) {
-  const char *hash, *name;
-  int binds[3] = { 4, 5, 3 };
-  checkdb(L, 1);
-  name = dest_arg(L, 2, &hash);
-  luaL_optstring(L, 3, NULL);
-  lua_settop(L, 3);
-  lua_pushstring(L, name);                          /* 4 */
-  if (hash) lua_pushstring(L, hash); else lua_pushnil(L);   /* 5 */
-  return state_rows(L, lb__cache_get_destination_states_sql, binds, 3);
+  db_ud *d = checkdb(L, 1);
+  const char *hash, *name = dest_arg(L, 2, &hash), *source = luaL_optstring(L, 3, NULL);
+  lb_cache_buf *b = new_buf(L);
+  return push_states(L, d->c, b,
+                     lb_cache_get_destination_states(d->c, name, hash, source, gather_state, b));
 }
 
 /* The ledger key from (destination, source, namespace_or_nil, stream). */
@@ -979,6 +998,11 @@ static const luaL_Reg stmt_meta[] = {
   {NULL, NULL}
 };
 
+static const luaL_Reg buf_meta[] = {
+  {"__gc", buf_gc},
+  {NULL, NULL}
+};
+
 static const luaL_Reg module_funcs[] = {
   {"open", l_open},
   {"normalize", l_normalize},
@@ -1004,6 +1028,7 @@ int luaopen_airbyte_sqlite(lua_State *L) {
   new_meta(L, DB_MT, db_meta, db_methods);
   new_meta(L, STREAM_MT, stream_meta, stream_methods);
   new_meta(L, STMT_MT, stmt_meta, NULL);
+  new_meta(L, BUF_MT, buf_meta, NULL);
   luaL_newlib(L, module_funcs);
   lua_pushliteral(L, SQLITE_VERSION);
   lua_setfield(L, -2, "sqlite_version");
