@@ -1,7 +1,7 @@
 -- airbyte.caches: PyAirbyte-like cache objects over the SQLite binding
 -- (airbyte.sqlite, runtime/src/lua_cache.c). Layout and types: cache.h.
 --
--- Constructors (PyAirbyte's airbyte/caches/util.py):
+-- Constructors (PyAirbyte's airbyte/caches/util.py; M.PostgresCache below):
 --   M.get_default_cache()
 --       <AIRBYTE_CACHE_ROOT or <AIRBYTE_PROJECT_DIR or .>/.cache>/default_cache/default_cache.sqlite
 --   M.new_local_cache{ cache_name =, cache_dir =, cleanup = }
@@ -213,20 +213,18 @@ end
 
 -- --- streams -------------------------------------------------------------------------
 
+-- (introspection goes through the cache interface, whatever the backend)
 local function table_exists(db, name)
-  local rows = db:query("SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = ?", { name })
-  return #rows > 0
+  return db:has_table(name)
 end
 
 -- The names of the streams cached under the table prefix whose table
 -- exists (a name cached in several namespaces is listed once).
 function Cache:_stream_names()
-  local db = self:_db()
   local out, seen = {}, {}
-  for row in db:rows("SELECT stream_name, table_name FROM _airbyte_streams"
-      .. " WHERE table_prefix = ?1 ORDER BY stream_name", { self.table_prefix }) do
-    local n = row.stream_name
-    if n and not seen[n] and table_exists(db, row.table_name) then
+  for _, row in ipairs(self:_db():streams()) do
+    local n = row.name
+    if not seen[n] then
       seen[n] = true
       out[#out + 1] = n
     end
@@ -267,9 +265,7 @@ end
 
 function Cache:column_names(stream_name, namespace)
   local names = {}
-  local rows = self:_db():query("SELECT name FROM pragma_table_info(?)",
-    { self:table_name(stream_name, namespace) })
-  for i, r in ipairs(rows) do names[i] = r.name end
+  for i, col in ipairs(self:_db():columns(self:table_name(stream_name, namespace))) do names[i] = col.name end
   return names
 end
 
@@ -294,12 +290,9 @@ end
 
 function Cache:_converters(stream_name, namespace)
   local conv = {}
-  local rows = self:_db():query("SELECT name, type FROM pragma_table_info(?)",
-    { self:table_name(stream_name, namespace) })
-  for _, r in ipairs(rows) do
-    local t = (r.type or ""):upper()
-    if t == "JSON" then conv[r.name] = decode_json
-    elseif t == "BIGINT" or t:find("^DECIMAL") then conv[r.name] = to_bigint end
+  for _, col in ipairs(self:_db():columns(self:table_name(stream_name, namespace))) do
+    if col.kind == "json" then conv[col.name] = decode_json
+    elseif col.kind == "integer" or col.kind == "number" then conv[col.name] = to_bigint end
   end
   return conv
 end
@@ -344,8 +337,11 @@ end
 function Cache:get_quarantine(stream)
   local db = self:_db()
   if not table_exists(db, "_airbyte_quarantine") then return {} end
-  local rows = db:query("SELECT * FROM _airbyte_quarantine WHERE ?1 IS NULL OR stream_name = ?1 ORDER BY rowid",
-    { stream == nil and json.null or stream })
+  -- in the order they were kept (the table is only ever appended to)
+  local rows = {}
+  for _, r in ipairs((db:query("SELECT * FROM _airbyte_quarantine"))) do
+    if stream == nil or r.stream_name == stream then rows[#rows + 1] = r end
+  end
   for _, r in ipairs(rows) do
     r.record = json.decode(r.record_json)
     r.reasons = json.decode(r.reasons)
@@ -408,6 +404,77 @@ function Cache:get_state_provider(source_name)
       return "[" .. table.concat(texts, "\n, ") .. "]"
     end,
   }
+end
+
+
+-- --- PostgresCache (issue 9) ----------------------------------------------------------
+-- M.PostgresCache{ host =, port =, database =, username =, password =,
+--                  schema_name = "airbyte_raw", table_prefix = "", dsn =,
+--                  name = "PostgresCache", connect_timeout = 10 }
+-- PyAirbyte's parameter names (airbyte/caches/postgres.py); dsn is a libpq
+-- connection string or postgresql:// URI, the other parameters override
+-- it; a parameter left out falls back to libpq's environment (PGHOST,
+-- PGPORT, PGDATABASE, PGUSER, PGPASSWORD). The layout and types are
+-- cache_pg.h's. The password is registered with the masker and kept out
+-- of the object's fields and of every message.
+local POSTGRES_CACHE_OPTIONS = options.allow{ "host", "port", "database", "username", "password",
+  "dsn", "schema_name", "table_prefix", "name", "cleanup", "connect_timeout" }
+local PgCache = setmetatable({}, { __index = Cache })
+
+local PgMeta = {
+  __index = function(self, key)
+    local m = rawget(PgCache, key)
+    if m ~= nil then return m end
+    return Cache.__index(self, key)
+  end,
+  __len = Cache.__len,
+  __pairs = Cache.__pairs,
+  __close = Cache.close,
+  __gc = Cache.close,
+}
+
+function M.PostgresCache(opts)
+  opts = options.check(opts, POSTGRES_CACHE_OPTIONS, "PostgresCache")
+  for _, k in ipairs{ "host", "database", "username", "password", "dsn", "schema_name", "table_prefix", "name" } do
+    if opts[k] ~= nil and type(opts[k]) ~= "string" then
+      errors.raise("PyAirbyteInputError", ("PostgresCache: %s must be a string"):format(k), { input_value = tostring(opts[k]) })
+    end
+  end
+  if opts.port ~= nil and math.tointeger(tonumber(opts.port)) == nil then
+    errors.raise("PyAirbyteInputError", "PostgresCache: port must be a number", { input_value = tostring(opts.port) })
+  end
+  if opts.password and opts.password ~= "" then require("airbyte.secrets").register(opts.password) end
+  local self = setmetatable({
+    host = opts.host, port = opts.port and math.tointeger(tonumber(opts.port)), database = opts.database,
+    username = opts.username,
+    schema_name = opts.schema_name or "airbyte_raw",
+    table_prefix = opts.table_prefix or "",
+    name = opts.name or "PostgresCache",
+    cleanup = opts.cleanup ~= false,
+  }, PgMeta)
+  rawset(self, "_connect", { host = opts.host, port = opts.port and tostring(math.tointeger(tonumber(opts.port))),
+    database = opts.database, username = opts.username, password = opts.password, dsn = opts.dsn,
+    schema_name = self.schema_name, connect_timeout = opts.connect_timeout })
+  self:_db()                           -- connect, create the schema and the internal tables now
+  return self
+end
+
+function PgCache:_db()
+  local db = rawget(self, "_handle")
+  if db then return db end
+  local err
+  db, err = sqlite.open_pg(rawget(self, "_connect"))
+  if not db then
+    errors.raise("PyAirbyteCacheError", ("cannot open the PostgreSQL cache: %s"):format(err),
+      { context = { host = self.host, port = self.port, database = self.database, schema_name = self.schema_name } })
+  end
+  db:set_table_prefix(self.table_prefix)
+  rawset(self, "_handle", db)
+  return db
+end
+
+function PgMeta.__tostring(self)
+  return ("%s(%s)"):format(self.name, self:_db():path())
 end
 
 M.Cache = Cache

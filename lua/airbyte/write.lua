@@ -37,11 +37,11 @@ end
 -- A configured catalog for cached streams, from _airbyte_streams: the JSON
 -- schema only (no primary key, no cursor), as PyAirbyte rebuilds it.
 local function catalog_from_cache(cache, names)
-  local streams = {}
+  local streams, catalogs = {}, {}
+  for _, row in ipairs(cache:_db():streams()) do catalogs[row.table] = row.catalog_json end
   for _, name in ipairs(names) do
-    local rows = cache:_db():query("SELECT catalog_metadata FROM _airbyte_streams WHERE table_name = ?",
-      { cache:table_name(name) })
-    local schema = rows[1] and rows[1].catalog_metadata and json.decode(rows[1].catalog_metadata) or { type = "object" }
+    local text = catalogs[cache:table_name(name)]
+    local schema = text and text ~= "" and json.decode(text) or { type = "object" }
     streams[#streams + 1] = { stream = { name = name, json_schema = schema,
       supported_sync_modes = json.array({ "full_refresh" }) }, sync_mode = "full_refresh",
       destination_sync_mode = "overwrite" }

@@ -53,6 +53,7 @@
 # include <sys/random.h>
 #endif
 #include <sqlite3.h>
+#include "cache_pg.h"
 #include "lb_internal.h"
 #include "cache.h"
 #include "jskim.h"
@@ -294,6 +295,60 @@ static int l_open(lua_State *L) {
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);
   rc = lb_cache_sqlite_open(path, &d->c, err, sizeof err);
+  if (rc < 0) {
+    luaL_pushfail(L);
+    lua_pushstring(L, err);
+    lua_pushinteger(L, rc);
+    return 3;
+  }
+  return 1;
+}
+
+/* open_pg{ host =, port =, database =, username =, password =, dsn =,
+** schema_name = "airbyte_raw", connect_timeout = 10 } -> db | fail, err:
+** the same userdata as open, over the PostgreSQL backend (cache_pg.h).
+** db:path() is "postgresql://user@host:port/database?schema=..." without
+** the password. */
+static const char *const open_pg_options[] = {
+  "host", "port", "database", "username", "password", "dsn", "schema_name", "connect_timeout", NULL };
+
+static const char *opt_string(lua_State *L, int t, const char *key) {
+  int ty = lua_getfield(L, t, key);      /* left on the stack: keeps the string alive */
+  if (ty == LUA_TNIL) return NULL;
+  if (ty != LUA_TSTRING && ty != LUA_TNUMBER) luaL_error(L, "open_pg: %s must be a string", key);
+  return lua_tostring(L, -1);
+}
+
+static int l_open_pg(lua_State *L) {
+  lb_pg_params p;
+  const char *schema;
+  char err[1024];
+  db_ud *d;
+  int rc;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  lb__check_options(L, 1, "open_pg", open_pg_options);
+  memset(&p, 0, sizeof p);
+  p.host = opt_string(L, 1, "host");
+  p.port = opt_string(L, 1, "port");
+  p.database = opt_string(L, 1, "database");
+  p.username = opt_string(L, 1, "username");
+  p.password = opt_string(L, 1, "password");
+  p.dsn = opt_string(L, 1, "dsn");
+  schema = opt_string(L, 1, "schema_name");
+  lua_getfield(L, 1, "connect_timeout");
+  p.connect_timeout_s = (int)luaL_optinteger(L, -1, 10);
+  if (schema == NULL) schema = LB_CACHE_PG_DEFAULT_SCHEMA;
+  d = lua_newuserdatauv(L, sizeof *d, 1);
+  d->c = NULL;
+  luaL_setmetatable(L, DB_MT);
+  if (p.dsn)     /* it may hold the password: not shown */
+    lua_pushfstring(L, "postgresql (the given dsn)?schema=%s", schema);
+  else
+    lua_pushfstring(L, "postgresql://%s@%s:%s/%s?schema=%s", p.username ? p.username : "",
+                    p.host ? p.host : "", p.port ? p.port : "", p.database ? p.database : "", schema);
+  lua_setiuservalue(L, -2, 1);
+  rc = lb_cache_pg_open(&p, schema, &d->c, err, sizeof err);
   if (rc < 0) {
     luaL_pushfail(L);
     lua_pushstring(L, err);
@@ -936,6 +991,68 @@ static int db_move_destination(lua_State *L) {
   return 0;
 }
 
+/* --- introspection (cache.h), for the Lua layer instead of a backend's
+** catalog tables ------------------------------------------------------------------- */
+
+/* db:kind() -> "sqlite" | "postgres" */
+static int db_kind(lua_State *L) {
+  db_ud *d = checkdb(L, 1);
+  lua_pushstring(L, lb_cache_kind(d->c));
+  return 1;
+}
+
+/* db:has_table(name) -> boolean */
+static int db_has_table(lua_State *L) {
+  db_ud *d = checkdb(L, 1);
+  int rc = lb_cache_has_table(d->c, luaL_checkstring(L, 2));
+  check_rc(L, d->c, rc);
+  lua_pushboolean(L, rc > 0);
+  return 1;
+}
+
+static int column_cb(void *ud, const char *name, int kind, const char *decl) {
+  lua_State *L = ud;
+  lua_createtable(L, 0, 3);
+  lua_pushstring(L, name); lua_setfield(L, -2, "name");
+  if (kind >= 0 && kind < 5) { lua_pushstring(L, kind_names[kind]); lua_setfield(L, -2, "kind"); }
+  lua_pushstring(L, decl ? decl : ""); lua_setfield(L, -2, "type");
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  return 0;
+}
+
+/* db:columns(table) -> { {name =, kind = "integer"|..., type = declared}, ... }
+** in table order ({} for a missing table) */
+static int db_columns(lua_State *L) {
+  db_ud *d = checkdb(L, 1);
+  const char *t = luaL_checkstring(L, 2);
+  lua_newtable(L);
+  check_rc(L, d->c, lb_cache_columns(d->c, t, column_cb, L));
+  return 1;
+}
+
+static int stream_row_cb(void *ud, const lb_cache_stream_row *r) {
+  lua_State *L = ud;
+  lua_createtable(L, 0, 5);
+  lua_pushlstring(L, r->name, r->name_len); lua_setfield(L, -2, "name");
+  lua_pushlstring(L, r->ns, r->ns_len); lua_setfield(L, -2, "namespace");
+  lua_pushstring(L, r->table); lua_setfield(L, -2, "table");
+  lua_pushstring(L, r->source_name ? r->source_name : ""); lua_setfield(L, -2, "source_name");
+  lua_pushlstring(L, r->catalog_json ? r->catalog_json : "", r->catalog_json ? r->catalog_len : 0);
+  lua_setfield(L, -2, "catalog_json");
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  return 0;
+}
+
+/* db:streams() -> the streams cached under the table prefix whose table
+** exists, in (name, namespace) order: { {name, namespace, table,
+** source_name, catalog_json}, ... } */
+static int db_streams(lua_State *L) {
+  db_ud *d = checkdb(L, 1);
+  lua_newtable(L);
+  check_rc(L, d->c, lb_cache_streams(d->c, stream_row_cb, L));
+  return 1;
+}
+
 static const luaL_Reg db_methods[] = {
   {"exec", db_exec},
   {"query", db_query},
@@ -960,6 +1077,10 @@ static const luaL_Reg db_methods[] = {
   {"uuid7", db_uuid7},
   {"put_quarantine", db_put_quarantine},
   {"path", db_path},
+  {"kind", db_kind},
+  {"has_table", db_has_table},
+  {"columns", db_columns},
+  {"streams", db_streams},
   {"close", db_close},
   {NULL, NULL}
 };
@@ -1005,6 +1126,7 @@ static const luaL_Reg buf_meta[] = {
 
 static const luaL_Reg module_funcs[] = {
   {"open", l_open},
+  {"open_pg", l_open_pg},
   {"normalize", l_normalize},
   {"state_key", l_state_key},
   {"mkdir_p", l_mkdir_p},
