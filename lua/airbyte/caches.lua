@@ -190,9 +190,19 @@ end
 -- --- SQL ------------------------------------------------------------------------------
 
 local RUN_SQL_QUERY_OPTIONS = options.allow{ "params", "max_records" }
+-- A failed statement is a PyAirbyteCacheError with the database's words.
+local function sql_failed(err, sql)
+  if type(err) ~= "string" then error(err, 0) end
+  local msg = err:gsub("^[^\n:]*:%d+: ", "", 1)
+  if msg:match("^(%w+Error): ") then M.rethrow(err) end
+  errors.raise("PyAirbyteCacheError", msg, { context = { sql = sql } })
+end
+
 function Cache:run_sql_query(sql, opts)
   opts = options.check(opts, RUN_SQL_QUERY_OPTIONS, "run_sql_query")
-  local rows = self:_db():query(sql, opts.params, opts.max_records)
+  local db = self:_db()
+  local ok, rows = pcall(db.query, db, sql, opts.params, opts.max_records)
+  if not ok then sql_failed(rows, sql) end
   return rows
 end
 
@@ -206,9 +216,12 @@ function Cache:execute_sql(sql)
   end)
   if not ok then
     if own then pcall(db.rollback, db) end
-    error(err, 0)
+    sql_failed(err, type(sql) == "table" and table.concat(sql, "; ") or sql)
   end
-  if own then db:commit() end
+  if own then
+    local cok, cerr = pcall(db.commit, db)
+    if not cok then pcall(db.rollback, db); sql_failed(cerr, "COMMIT") end
+  end
 end
 
 -- --- streams -------------------------------------------------------------------------
@@ -466,7 +479,8 @@ function PgCache:_db()
   db, err = sqlite.open_pg(rawget(self, "_connect"))
   if not db then
     errors.raise("PyAirbyteCacheError", ("cannot open the PostgreSQL cache: %s"):format(err),
-      { context = { host = self.host, port = self.port, database = self.database, schema_name = self.schema_name } })
+      { context = { host = rawget(self, "host"), port = rawget(self, "port"), database = rawget(self, "database"),
+                    schema_name = rawget(self, "schema_name") } })
   end
   db:set_table_prefix(self.table_prefix)
   rawset(self, "_handle", db)

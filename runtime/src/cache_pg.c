@@ -63,6 +63,7 @@ typedef struct pg_cache {
   PGresult *owner_res;          /* table_owner's strings live here */
   uint64_t held[64];            /* stream locks this cache holds */
   int nheld;
+  int want_tx;                  /* the caller began a transaction and has not ended it */
 } pg_cache;
 
 struct pg_stream {
@@ -393,10 +394,13 @@ static int merge_stage(pg_stream *s) {
 
 /* Everything written so far is in the database (in the caller's
 ** transaction): every COPY ended, every staging table merged. */
+static void revive(pg_cache *pc);
+
 static int barrier(pg_cache *pc) {
   pg_stream *s;
   int rc;
   if (pc->failed) return pc->failed;
+  revive(pc);
   for (s = pc->streams; s; s = s->next)
     if ((rc = flush_stream(s)) < 0) goto fail;
   if ((rc = end_copy(pc)) < 0) goto fail;
@@ -565,30 +569,56 @@ const char *lb_cache_pg_schema(lb_cache *c) {
   return c->ops == &pg_ops ? PC(c)->schema : NULL;
 }
 
+/* A connection the server ended (the error went to whoever was using it
+** then) is opened again for the next transaction: its session state (the
+** locks, temporary tables) went with it. */
+static void revive(pg_cache *pc) {
+  pg_stream *s;
+  if (PQstatus(pc->conn) != CONNECTION_BAD || pc->want_tx || pc->copying) return;
+  for (s = pc->streams; s; s = s->next)
+    if (s->buf.len || s->staged) return;   /* rows not in yet: the caller must hear of the loss */
+  pc->failed = 0;
+  pc->nheld = 0;
+  PQreset(pc->conn);
+  if (PQstatus(pc->conn) == CONNECTION_OK) session_setup(pc, pc->conn);
+}
+
 static int pg_begin(lb_cache *c) {
   pg_cache *pc = PC(c);
+  int rc;
+  pc->want_tx = 0;
+  revive(pc);
   if (in_tx(pc)) { lb__cache_seterr(c, "a transaction is already open"); return LB_EINVAL; }
   discard(pc);
   pc->failed = 0;
-  return exec1(pc, "BEGIN", 0, NULL);
+  if ((rc = exec1(pc, "BEGIN", 0, NULL)) == 0) pc->want_tx = 1;
+  return rc;
 }
 
 static int pg_commit(lb_cache *c) {
   pg_cache *pc = PC(c);
   int rc = barrier(pc);
   if (rc < 0) return rc;
-  if (!in_tx(pc)) return 0;
+  if (!in_tx(pc)) {
+    if (pc->want_tx) {   /* the server ended the session under the transaction */
+      lb__pg_error(&pc->p, pc->conn, "committing to PostgreSQL", NULL, c->errmsg, sizeof c->errmsg);
+      return LB_CACHE_ESQL;
+    }
+    return 0;
+  }
   if (PQtransactionStatus(pc->conn) == PQTRANS_INERROR) {
-    lb__cache_seterr(c, "the transaction failed earlier and was rolled back: %s", "roll back first");
+    lb__cache_seterr(c, "the transaction failed earlier: roll it back");
     return LB_CACHE_ESQL;
   }
-  return exec1(pc, "COMMIT", 0, NULL);
+  if ((rc = exec1(pc, "COMMIT", 0, NULL)) == 0) pc->want_tx = 0;
+  return rc;
 }
 
 static int pg_rollback(lb_cache *c) {
   pg_cache *pc = PC(c);
   discard(pc);
   pc->failed = 0;
+  pc->want_tx = 0;
   if (!in_tx(pc)) return 0;
   if (PQstatus(pc->conn) != CONNECTION_OK) return 0;   /* nothing left to roll back */
   return exec1(pc, "ROLLBACK", 0, NULL);
@@ -1582,7 +1612,14 @@ static PGconn *reader(pg_cache *pc, int *on_reader) {
     if (session_setup(pc, pc->rconn) < 0) { PQfinish(pc->rconn); pc->rconn = NULL; return NULL; }
   }
   if (pc->rcursors == 0) {
-    if ((res = run(pc, pc->rconn, "BEGIN READ ONLY", 0, NULL, "starting a read")) == NULL) return NULL;
+    res = run(pc, pc->rconn, "BEGIN READ ONLY", 0, NULL, "starting a read");
+    if (res == NULL && PQstatus(pc->rconn) == CONNECTION_BAD) {
+      /* it was ended while idle (a restart, pg_terminate_backend): once more */
+      PQreset(pc->rconn);
+      if (PQstatus(pc->rconn) == CONNECTION_OK && session_setup(pc, pc->rconn) == 0)
+        res = run(pc, pc->rconn, "BEGIN READ ONLY", 0, NULL, "starting a read");
+    }
+    if (res == NULL) return NULL;
     PQclear(res);
   }
   pc->rcursors++;
