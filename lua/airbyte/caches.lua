@@ -41,8 +41,9 @@
 --       cache decides it (cache.h "Stream names"; namespace nil = the one it
 --       was cached under); a clash raises PyAirbyteNameNormalizationError
 --   cache:column_names(stream [, namespace]) -> array of column names (table order)
---   cache:_rows(sql, stream_name [, params [, namespace]]) -> typed row iterator
---       over any SELECT on that stream's table (types from its declared types)
+--   cache:_rows(sql [, params]) -> typed row iterator over any SELECT (types
+--       from the declared types of the columns it reads)
+--   cache:_stream_schema(stream [, namespace]) -> the JSON schema it was cached with
 --   M.rethrow(err, fields) -> raises a C cache error "Kind: message" as the
 --       structured error of that kind (other errors as they are)
 local sqlite = require "airbyte.sqlite"
@@ -206,6 +207,7 @@ function Cache:run_sql_query(sql, opts)
   return rows
 end
 
+
 function Cache:execute_sql(sql)
   local list = type(sql) == "table" and sql or { sql }
   local db = self:_db()
@@ -226,13 +228,9 @@ end
 
 -- --- streams -------------------------------------------------------------------------
 
--- (introspection goes through the cache interface, whatever the backend)
-local function table_exists(db, name)
-  return db:has_table(name)
-end
-
 -- The names of the streams cached under the table prefix whose table
--- exists (a name cached in several namespaces is listed once).
+-- exists (a name cached in several namespaces is listed once), as the
+-- storage interface lists them (lb_cache_streams).
 function Cache:_stream_names()
   local out, seen = {}, {}
   for _, row in ipairs(self:_db():streams()) do
@@ -243,6 +241,18 @@ function Cache:_stream_names()
     end
   end
   return out
+end
+
+-- The JSON schema a cached stream was read with (_airbyte_streams'
+-- catalog_metadata), decoded; nil when the stream is not cached.
+function Cache:_stream_schema(stream_name, namespace)
+  for _, row in ipairs(self:_db():streams()) do
+    if row.name == stream_name and (namespace == nil or row.namespace == namespace) then
+      local ok, schema = pcall(json.decode, row.catalog)
+      return ok and schema or nil
+    end
+  end
+  return nil
 end
 
 function Cache:contains(name)
@@ -282,9 +292,10 @@ function Cache:column_names(stream_name, namespace)
   return names
 end
 
--- Converters per column, from the table's declared types (see cache.h):
--- JSON columns hold JSON text, BIGINT columns may hold integers beyond
--- int64 as their digits.
+-- Converters per column kind, from the declared types of the columns a
+-- query reads (the storage interface reports them): JSON columns hold JSON
+-- text, integer and number columns may hold integers beyond int64 as their
+-- digits.
 local function decode_json(v)
   if type(v) ~= "string" then return v end
   local c = v:sub(1, 1)
@@ -301,19 +312,14 @@ local function to_bigint(v)
   return v
 end
 
-function Cache:_converters(stream_name, namespace)
-  local conv = {}
-  for _, col in ipairs(self:_db():columns(self:table_name(stream_name, namespace))) do
-    if col.kind == "json" then conv[col.name] = decode_json
-    elseif col.kind == "integer" or col.kind == "number" then conv[col.name] = to_bigint end
-  end
-  return conv
-end
+local CONVERT = { json = decode_json, integer = to_bigint, number = to_bigint }
 
-function Cache:_rows(sql, stream_name, params, namespace)
+-- cache:_rows(sql [, params]) -> typed row iterator over any SELECT
+function Cache:_rows(sql, params)
   local db = self:_db()
-  local conv = stream_name and self:_converters(stream_name, namespace) or {}
-  local iter, _, _, closer = db:rows(sql, params)
+  local iter, _, _, closer, kinds = db:rows(sql, params)
+  local conv = {}
+  for col, kind in pairs(kinds) do conv[col] = CONVERT[kind] end
   if next(conv) == nil then return iter, nil, nil, closer end
   return function()
     local row = iter()
@@ -329,12 +335,12 @@ end
 
 function Cache:get_records(stream_name, namespace)
   local tname = self:table_name(stream_name, namespace)
-  if not table_exists(self:_db(), tname) then
+  if not self:_db():has_table(tname) then
     errors.raise("AirbyteStreamNotFoundError",
       ("stream '%s' is not in the cache %s"):format(stream_name, self.db_path),
       { stream_name = stream_name, available_streams = self:_stream_names() })
   end
-  return self:_rows("SELECT * FROM " .. quote_ident(tname), stream_name, nil, namespace)
+  return self:_rows("SELECT * FROM " .. quote_ident(tname))
 end
 
 -- --- state ------------------------------------------------------------------------------
@@ -349,12 +355,9 @@ end
 -- source's data, decoded), reasons, _airbyte_extracted_at, quarantined_at }
 function Cache:get_quarantine(stream)
   local db = self:_db()
-  if not table_exists(db, "_airbyte_quarantine") then return {} end
-  -- in the order they were kept (the table is only ever appended to)
-  local rows = {}
-  for _, r in ipairs((db:query("SELECT * FROM _airbyte_quarantine"))) do
-    if stream == nil or r.stream_name == stream then rows[#rows + 1] = r end
-  end
+  if not db:has_table("_airbyte_quarantine") then return {} end
+  local rows = db:query("SELECT * FROM _airbyte_quarantine WHERE ?1 IS NULL OR stream_name = ?1 ORDER BY rowid",
+    { stream == nil and json.null or stream })
   for _, r in ipairs(rows) do
     r.record = json.decode(r.record_json)
     r.reasons = json.decode(r.reasons)
@@ -418,7 +421,6 @@ function Cache:get_state_provider(source_name)
     end,
   }
 end
-
 
 -- --- PostgresCache (issue 9) ----------------------------------------------------------
 -- M.PostgresCache{ host =, port =, database =, username =, password =,

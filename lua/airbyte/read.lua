@@ -64,13 +64,6 @@ function M.state_file(states)
   return json.array(states)
 end
 
--- STATE messages that carry no checkpoint: the Faros connector kit sends
--- its redacted config (redactedConfig) and its log lines (logs) as STATE
--- messages with an empty blob. Storing one would replace the real state.
-function M.is_side_channel_state(msg)
-  return msg.redactedConfig ~= nil or msg.logs ~= nil
-end
-
 -- Adds a warning for the records a pump dropped as invalid (they are
 -- otherwise only in the connector's log file).
 -- Records that failed the read's own checks (validate) are reported apart
@@ -100,11 +93,6 @@ local function cache_failure(e)
   return errors.new("PyAirbyteCacheError", why, {
     guidance = "Free space for the cache file (or use a cache elsewhere) and read again: what was "
       .. "committed is kept, and the read resumes from its last committed state." })
-end
-
-local function stats_count(st)
-  local ss = st.sourceStats
-  return ss and tonumber(ss.recordCount)
 end
 
 M.OPTIONS = options.allow{ "cache", "streams", "write_strategy", "force_full_refresh", "skip_validation",
@@ -178,31 +166,29 @@ function M.read(source, opts, internal)
   local run = { trace_errors = {}, statuses = {}, warnings = {}, states = 0 }
   local pending = {}           -- replace streams: state held until the swap
   local pending_global
-  local any_replace = false
-  for _, m in pairs(methods) do if m == "replace" then any_replace = true end end
 
-  -- Every state is kept under its key (derived in C, passed by the pump):
-  -- a replaced stream's is held until its table is swapped in, GLOBAL and
-  -- LEGACY ones too when any stream is replaced; the others commit with
-  -- the records before them.
-  local function on_message(msg, since, stype, sname, sns)
-    if msg.type == "STATE" and M.is_side_channel_state(msg) then
+  -- Every state is kept under its key; the pump applies the state rules of
+  -- cache.h (C, once) and passes what they decide: the key, the disposition
+  -- (a replaced stream's state is held until its table is swapped in,
+  -- GLOBAL and LEGACY ones too when any stream is replaced, side-channel
+  -- states are skipped, the others commit with the records before them),
+  -- the count a state claims when it differs from what arrived, and the
+  -- state's own text, stored as the source wrote it.
+  local function on_message(msg, since, stype, sname, sns, disposition, expected, text)
+    if msg.type == "STATE" and disposition == "skip" then
       run.side_channel = (run.side_channel or 0) + 1
     elseif msg.type == "STATE" and (run.trace_errors[1] or run.failed_status) then
       -- the read has failed (it raises at the end): nothing after the error commits
     elseif msg.type == "STATE" then
-      local st = msg.state
-      local expected = stats_count(st)
-      if expected and math.floor(expected) ~= since then
+      if expected then
         run.warnings[#run.warnings + 1] = ("stream %s: the source says %d records before this state, %d arrived; "
           .. "the sync appears to have dropped records"):format(stype == "STREAM" and sname or "(global)",
-          math.floor(expected), since)
+          expected, since)
       end
       run.states = run.states + 1
-      local text = json.encode(st)
-      if stype == "STREAM" and methods[sname] == "replace" and sns == nil then
+      if disposition == "hold_stream" then
         pending[stream_id(sname)] = text
-      elseif stype ~= "STREAM" and any_replace then
+      elseif disposition == "hold_global" then
         pending_global = text
       else
         db:put_state(source.name, "", text)

@@ -41,7 +41,7 @@ end
 
 -- rows(): iterator over typed rows; closing the loop early finalizes the query.
 function Dataset:rows()
-  return self.cache:_rows(self:_sql("*"), self.stream_name, nil, self.namespace)
+  return self.cache:_rows(self:_sql("*"))
 end
 
 function Dataset:to_table()

@@ -37,11 +37,9 @@ end
 -- A configured catalog for cached streams, from _airbyte_streams: the JSON
 -- schema only (no primary key, no cursor), as PyAirbyte rebuilds it.
 local function catalog_from_cache(cache, names)
-  local streams, catalogs = {}, {}
-  for _, row in ipairs(cache:_db():streams()) do catalogs[row.table] = row.catalog_json end
+  local streams = {}
   for _, name in ipairs(names) do
-    local text = catalogs[cache:table_name(name)]
-    local schema = text and text ~= "" and json.decode(text) or { type = "object" }
+    local schema = cache:_stream_schema(name) or { type = "object" }
     streams[#streams + 1] = { stream = { name = name, json_schema = schema,
       supported_sync_modes = json.array({ "full_refresh" }) }, sync_mode = "full_refresh",
       destination_sync_mode = "overwrite" }
@@ -113,10 +111,12 @@ function Ledger:echoed(st)
   -- records confirmed: everything sent in the windows up to this state
   local expected = 0
   for j = from, i do expected = expected + list[j].count end
-  local ds = st.destinationStats and tonumber(st.destinationStats.recordCount)
-  if ds and math.floor(ds) ~= list[i].count and math.floor(ds) ~= expected then
+  -- the record-count check is C's (cache.h): the count may be the state's
+  -- own window or every window it confirms
+  local ds = sqlite.state_count_mismatch(st, "destinationStats", list[i].count)
+  if ds and sqlite.state_count_mismatch(st, "destinationStats", expected) then
     self:warn(("stream %s: the destination reports %d records for a state after %d were sent"):format(
-      label, math.floor(ds), list[i].count))
+      label, ds, list[i].count))
   end
   self.confirmed[key] = i
   self.run.confirmed_states = (self.run.confirmed_states or 0) + 1
@@ -253,17 +253,16 @@ local function write_direct(dest, source, opts, state_cache, run)
   local pumped, totals = pcall(pump.to_process, sp, dp, {
     streams = set, on_record = opts.on_record, hooks = opts.hooks, stream_prefix = prefix, validate = checks,
     on_progress = function(t) tracker:update(t) end,
-    on_message = function(msg, since)
+    on_message = function(msg, since, _, _, _, disposition, expected, text)
       if msg.type == "STATE" then
-        local st = msg.state
         -- every state is forwarded, so every one is a send the echoes count
-        -- against; a side-channel one carries no checkpoint of its own
-        local side = read.is_side_channel_state(msg)
-        local ss = st.sourceStats and tonumber(st.sourceStats.recordCount)
-        if not side and ss and math.floor(ss) ~= since then
-          run.warnings[#run.warnings + 1] = ("the source says %d records before a state, %d arrived"):format(math.floor(ss), since)
+        -- against; a side-channel one (the state rules' "skip") carries no
+        -- checkpoint of its own
+        local side = disposition == "skip"
+        if not side and expected then
+          run.warnings[#run.warnings + 1] = ("the source says %d records before a state, %d arrived"):format(expected, since)
         end
-        ledger:sent(st, json.encode(st), since, nil, side)
+        ledger:sent(msg.state, text, since, nil, side)
       elseif msg.type ~= "TRACE" or not (msg.trace and msg.trace.type == "STREAM_STATUS") then
         source:_common_message(msg, src_run)
       end

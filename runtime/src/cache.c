@@ -309,6 +309,7 @@ void lb__cache_fini(lb_cache *c) {
 
 int lb__cache_stream_init(lb_cache_stream *s, lb_cache *c, const lb_cache_stream_spec *spec) {
   s->c = c;
+  s->strategy = spec->strategy;
   s->name_len = spec->id->name_len;
   s->ns_len = spec->id->ns ? spec->id->ns_len : 0;
   s->name = dupstr(spec->id->name, s->name_len);
@@ -494,6 +495,7 @@ const char *lb_cache_stream_namespace(const lb_cache_stream *s, size_t *len) {
   return s->ns;
 }
 lb_cache *lb_cache_stream_cache(const lb_cache_stream *s) { return s->c; }
+lb_write_strategy lb_cache_stream_strategy(const lb_cache_stream *s) { return s->strategy; }
 
 /* --- stream locks ---------------------------------------------------------------------- */
 
@@ -682,7 +684,7 @@ int lb_cache_cursor_next(lb_cache_cursor *cur, lb_cache_buf *out, const char **r
 }
 
 void lb_cache_cursor_close(lb_cache_cursor *cur) {
-  if (cur) cur->c->ops->cursor_close(cur);
+  if (cur) cur->ops->cursor_close(cur);     /* the cache may be gone already */
 }
 
 /* --- ad-hoc SQL and introspection ---------------------------------------------------------------- */

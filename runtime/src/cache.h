@@ -265,6 +265,7 @@ const char *lb_cache_stream_table(const lb_cache_stream *s);   /* final table na
 const char *lb_cache_stream_name(const lb_cache_stream *s, size_t *len);
 const char *lb_cache_stream_namespace(const lb_cache_stream *s, size_t *len);
 lb_cache *lb_cache_stream_cache(const lb_cache_stream *s);
+lb_write_strategy lb_cache_stream_strategy(const lb_cache_stream *s);
 
 /* State.  A state is kept under its key (lb_state_key_of, protocol.h): a
 ** STREAM state under its stream's (namespace, name), GLOBAL and LEGACY

@@ -158,11 +158,16 @@ struct lb_cache_stream {
   char *name, *ns;              /* the stream's identity (ns "" = none) */
   size_t name_len, ns_len;
   char *table;                  /* final table name */
+  lb_write_strategy strategy;
   long long rows;               /* accepted by write */
 };
 
+/* A cursor may outlive its cache (a feed's userdata collected after the
+** cache was closed): its close goes through its own ops pointer and must
+** not touch the cache. Queries are closed by the cache's close. */
 struct lb_cache_cursor {
   lb_cache *c;
+  const struct lb_cache_ops *ops;
 };
 
 struct lb_cache_query {

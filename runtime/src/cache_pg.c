@@ -45,6 +45,7 @@
 static const char *const kind_sql[] = { "VARCHAR", "BIGINT", "NUMERIC", "BOOLEAN", "JSON" };
 
 typedef struct pg_stream pg_stream;
+typedef struct pg_cursor pg_cursor;
 
 typedef struct pg_cache {
   lb_cache base;
@@ -64,6 +65,7 @@ typedef struct pg_cache {
   uint64_t held[64];            /* stream locks this cache holds */
   int nheld;
   int want_tx;                  /* the caller began a transaction and has not ended it */
+  pg_cursor *cursors;           /* open cursors and queries (detached at close) */
 } pg_cache;
 
 struct pg_stream {
@@ -92,9 +94,10 @@ struct pg_stream {
   lb_cache_ts ts;               /* _airbyte_extracted_at text of the last record */
 };
 
-typedef struct pg_cursor {
+struct pg_cursor {
   lb_cache_cursor base;
-  pg_cache *pc;
+  pg_cache *pc;                 /* NULL once the cache is closed under it */
+  pg_cursor *prev, *next;       /* the cache's open cursors and queries */
   PGconn *conn;
   char name[32];
   int on_reader;
@@ -106,7 +109,7 @@ typedef struct pg_cursor {
   size_t *key_off;
   char *head;                   /* {"type":"RECORD","record":{"stream":..[,"namespace":..],"data":{ */
   size_t head_len;
-} pg_cursor;
+};
 
 typedef struct pg_query {
   lb_cache_query base;
@@ -502,6 +505,20 @@ static void pg_close(lb_cache *c) {
     pc->streams = s->next;
     s->pc = NULL;            /* the stream's struct stays for its owner to close */
     s->prev = s->next = NULL;
+  }
+  while (pc->cursors) {
+    pg_cursor *cur = pc->cursors;
+    pc->cursors = cur->next;
+    PQclear(cur->res);               /* its rows go with the connection */
+    cur->res = NULL;
+    cur->pc = NULL;
+    cur->conn = NULL;
+    cur->name[0] = '\0';
+    cur->on_reader = 0;
+    cur->done = 1;
+    cur->nrows = 0;
+    cur->row = -1;
+    cur->prev = cur->next = NULL;
   }
   if (pc->conn) PQfinish(pc->conn);     /* rolls back an open transaction, ends its locks */
   if (pc->rconn) PQfinish(pc->rconn);
@@ -1632,6 +1649,22 @@ static void reader_done(pg_cache *pc) {
     PQclear(PQexec(pc->rconn, "COMMIT"));
 }
 
+static void link_cursor(pg_cache *pc, pg_cursor *cur) {
+  cur->prev = NULL;
+  cur->next = pc->cursors;
+  if (pc->cursors) pc->cursors->prev = cur;
+  pc->cursors = cur;
+}
+
+static void unlink_cursor(pg_cursor *cur) {
+  pg_cache *pc = cur->pc;
+  if (pc == NULL) return;
+  if (cur->prev) cur->prev->next = cur->next;
+  else if (pc->cursors == cur) pc->cursors = cur->next;
+  if (cur->next) cur->next->prev = cur->prev;
+  cur->prev = cur->next = NULL;
+}
+
 /* DECLAREs cur->name for sql on a reader and fetches the first rows. */
 static int cursor_start(pg_cache *pc, pg_cursor *cur, const char *sql, int n, const char *const *v,
                         const Oid *types, const char *what) {
@@ -1665,6 +1698,7 @@ static int cursor_start(pg_cache *pc, pg_cursor *cur, const char *sql, int n, co
   cur->nrows = PQntuples(cur->res);
   cur->ncols = PQnfields(cur->res);
   cur->row = 0;
+  link_cursor(pc, cur);
   return 0;
 fail:
   free(b.p);
@@ -1681,6 +1715,7 @@ fail:
 static int cursor_step(pg_cursor *cur, const char *what) {
   char fetch[64];
   if (cur->row + 1 < cur->nrows) { cur->row++; return 1; }
+  if (cur->pc == NULL) return cur->res ? 0 : LB_EINVAL;   /* its cache was closed */
   if (cur->done || cur->name[0] == '\0') { cur->done = 1; return 0; }
   if (cur->nrows < FETCH_ROWS && cur->res) { cur->done = 1; return 0; }
   PQclear(cur->res);
@@ -1696,6 +1731,8 @@ static void cursor_end(pg_cursor *cur) {
   pg_cache *pc = cur->pc;
   PQclear(cur->res);
   cur->res = NULL;
+  if (pc == NULL) return;            /* the cache (and its connections) are gone */
+  unlink_cursor(cur);
   if (cur->name[0] && cur->conn && PQstatus(cur->conn) == CONNECTION_OK &&
       PQtransactionStatus(cur->conn) == PQTRANS_INTRANS) {
     char sql[64];
@@ -1730,6 +1767,7 @@ static lb_cache_cursor *pg_cursor_open(lb_cache *c, const lb_cache_cursor_spec *
   if (barrier(pc) < 0) return NULL;
   if ((cur = calloc(1, sizeof *cur)) == NULL) { oom(pc); return NULL; }
   cur->base.c = c;
+  cur->base.ops = &pg_ops;
   cur->col_raw = cur->col_ts = -1;
   lb__sb_add(&q, "SELECT * FROM ");
   sb_qual(&q, pc, spec->table);
@@ -1972,6 +2010,7 @@ static lb_cache_query *pg_query_open(lb_cache *c, const char *sql, size_t len,
       q->cur.nrows = PQntuples(res);
       q->cur.ncols = PQnfields(res);
       q->cur.done = 1;                      /* all of it is here */
+      link_cursor(pc, &q->cur);
     }
   }
   if (rc < 0) goto fail;
@@ -2104,17 +2143,20 @@ static int pg_streams(lb_cache *c, const char *prefix, lb_cache_stream_row_cb cb
 static const char *const pg_reserved[] = { "pg_", NULL };
 
 static const lb_cache_ops pg_ops = {
-  "postgres", pg_reserved, LB_PG_NAMEDATALEN,
-  pg_close,
-  pg_begin, pg_commit, pg_rollback, pg_in_transaction,
-  pg_set_async, pg_sync, pg_wait_room, pg_wait_idle,
-  pg_stream_rows, pg_table_owner,
-  pg_stream_open, pg_stream_write, pg_stream_finish, pg_stream_abort, pg_stream_close,
-  pg_put_state, pg_get_states, pg_put_destination_state, pg_get_destination_states,
-  pg_get_delivered, pg_put_delivered, pg_move_destination, pg_put_quarantine,
-  pg_lock_stream, pg_unlock_stream,
-  pg_cursor_open, pg_cursor_next, pg_cursor_close,
-  pg_exec, pg_changes, pg_query_open, pg_query_ncols, pg_query_col_name, pg_query_col_kind,
-  pg_query_next, pg_query_close,
-  pg_has_table, pg_columns, pg_streams
+  .kind = "postgres", .reserved = pg_reserved, .max_ident = LB_PG_NAMEDATALEN,
+  .close = pg_close, .begin = pg_begin, .commit = pg_commit, .rollback = pg_rollback,
+  .in_transaction = pg_in_transaction, .set_async = pg_set_async, .sync = pg_sync,
+  .wait_room = pg_wait_room, .wait_idle = pg_wait_idle, .stream_rows = pg_stream_rows,
+  .table_owner = pg_table_owner, .stream_open = pg_stream_open, .stream_write = pg_stream_write,
+  .stream_finish = pg_stream_finish, .stream_abort = pg_stream_abort,
+  .stream_close = pg_stream_close, .put_state = pg_put_state, .get_states = pg_get_states,
+  .put_destination_state = pg_put_destination_state,
+  .get_destination_states = pg_get_destination_states, .get_delivered = pg_get_delivered,
+  .put_delivered = pg_put_delivered, .move_destination = pg_move_destination,
+  .put_quarantine = pg_put_quarantine, .lock_stream = pg_lock_stream,
+  .unlock_stream = pg_unlock_stream, .cursor_open = pg_cursor_open, .cursor_next = pg_cursor_next,
+  .cursor_close = pg_cursor_close, .exec = pg_exec, .changes = pg_changes,
+  .query_open = pg_query_open, .query_ncols = pg_query_ncols, .query_col_name = pg_query_col_name,
+  .query_col_kind = pg_query_col_kind, .query_next = pg_query_next, .query_close = pg_query_close,
+  .has_table = pg_has_table, .columns = pg_columns, .streams = pg_streams
 };

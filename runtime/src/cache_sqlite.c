@@ -1644,34 +1644,41 @@ static int sq_move_destination(lb_cache *base, const char *destination_name, con
 
 /* --- name lookups (the rules are cache_names.c's) ----------------------------------- */
 
+/* Steps st, whose columns are stream_name, stream_namespace, table_name,
+** source_name, catalog_metadata, calling cb per row; finalizes st. */
+static int each_stream_row(sq_cache *c, sqlite3_stmt *st, lb_cache_streams_cb cb, void *ud) {
+  int rc = SQLITE_DONE, r = 0;
+  while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    lb_cache_stream_row row;
+    size_t n;
+    row.name = col_bytes(st, 0, &row.name_len);
+    row.ns = col_bytes(st, 1, &row.ns_len);
+    row.table = col_bytes(st, 2, &n);
+    row.source_name = col_bytes(st, 3, &n);
+    row.catalog_json = col_bytes(st, 4, &row.catalog_len);
+    r = cb(ud, &row);
+  }
+  if (r == 0 && rc != SQLITE_DONE) r = sqlerr(c, sqlite3_sql(st));
+  sqlite3_finalize(st);
+  return r;
+}
+
+#define STREAM_ROW_COLS "stream_name, stream_namespace, table_name, source_name, catalog_metadata"
+
 static int sq_stream_rows(lb_cache *base, const char *prefix, const char *name, size_t nlen,
                           const char *ns, size_t nslen, lb_cache_streams_cb cb, void *ud) {
   sq_cache *c = SQ(base);
   sqlite3_stmt *st = NULL;
   const char *sql =
-    "SELECT table_name, stream_namespace, source_name, catalog_metadata FROM _airbyte_streams"
+    "SELECT " STREAM_ROW_COLS " FROM _airbyte_streams"
     " WHERE table_prefix = ?1 AND stream_name = ?2 AND (?3 IS NULL OR stream_namespace = ?3)"
     " ORDER BY stream_namespace";
-  int rc, r = 0;
   barrier(c);
   if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql);
   sqlite3_bind_text(st, 1, prefix, -1, SQLITE_STATIC);
   bind_len(st, 2, name, nlen);
   if (ns) bind_len(st, 3, ns, nslen);
-  while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    lb_cache_stream_row row;
-    size_t tn;
-    row.name = name;
-    row.name_len = nlen;
-    row.table = col_bytes(st, 0, &tn);
-    row.ns = col_bytes(st, 1, &row.ns_len);
-    row.source_name = col_bytes(st, 2, &tn);
-    row.catalog_json = col_bytes(st, 3, &row.catalog_len);
-    r = cb(ud, &row);
-  }
-  if (r == 0 && rc != SQLITE_DONE) r = sqlerr(c, sql);
-  sqlite3_finalize(st);
-  return r;
+  return each_stream_row(c, st, cb, ud);
 }
 
 /* The row claiming t, else what else holds the name (SQLite compares
@@ -1756,6 +1763,8 @@ typedef struct sq_cursor {
   size_t head_len;
 } sq_cursor;
 
+/* Never touches the cache, which may be closed already (sqlite3_close_v2
+** keeps the connection until its last statement is finalized). */
 static void sq_cursor_close(lb_cache_cursor *base) {
   sq_cursor *f = (sq_cursor *)(void *)base;
   sqlite3_finalize(f->st);
@@ -1775,6 +1784,7 @@ static lb_cache_cursor *sq_cursor_open(lb_cache *base, const lb_cache_cursor_spe
   barrier(c);
   if ((f = calloc(1, sizeof *f)) == NULL) { seterr(c, "out of memory"); return NULL; }
   f->base.c = base;
+  f->base.ops = &sqlite_ops;
   f->col_raw_id = f->col_extracted = -1;
   /* No ORDER BY: sorting a large table costs more than the whole feed
   ** (there is no index on the raw id, which would slow every insert). The
@@ -2173,26 +2183,13 @@ static int sq_streams(lb_cache *base, const char *prefix, lb_cache_streams_cb cb
   sq_cache *c = SQ(base);
   sqlite3_stmt *st = NULL;
   const char *sql =
-    "SELECT s.stream_name, s.stream_namespace, s.table_name, s.source_name, s.catalog_metadata"
-    " FROM _airbyte_streams s JOIN sqlite_master m ON m.type = 'table' AND m.name = s.table_name"
-    " WHERE s.table_prefix = ?1 ORDER BY s.stream_name, s.stream_namespace";
-  int rc, r = 0;
+    "SELECT " STREAM_ROW_COLS " FROM _airbyte_streams"
+    " WHERE table_prefix = ?1 AND table_name IN (SELECT name FROM sqlite_master WHERE type = 'table')"
+    " ORDER BY stream_name, stream_namespace";
   barrier(c);
   if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql);
   sqlite3_bind_text(st, 1, prefix, -1, SQLITE_STATIC);
-  while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    lb_cache_stream_row row;
-    size_t n;
-    row.name = col_bytes(st, 0, &row.name_len);
-    row.ns = col_bytes(st, 1, &row.ns_len);
-    row.table = col_bytes(st, 2, &n);
-    row.source_name = col_bytes(st, 3, &n);
-    row.catalog_json = col_bytes(st, 4, &row.catalog_len);
-    r = cb(ud, &row);
-  }
-  if (r == 0 && rc != SQLITE_DONE) r = sqlerr(c, sql);
-  sqlite3_finalize(st);
-  return r;
+  return each_stream_row(c, st, cb, ud);
 }
 
 static const char *const sqlite_reserved[] = { "sqlite_", NULL };

@@ -1,12 +1,17 @@
 /*
-** lua_cache.c - the `airbyte.sqlite` module: a thin binding of the SQLite
-** cache (cache.h) plus ad-hoc SQL.
+** lua_cache.c - the `airbyte.sqlite` module: a thin binding of the storage
+** interface (cache.h). It speaks only cache.h, so a db userdata has the
+** same methods whichever backend keeps the data; constructors pick the
+** backend (open: SQLite; open_pg: PostgreSQL, cache_pg.c).
 **
 **   local sqlite = require "airbyte.sqlite"
 **   local db = sqlite.open(path)            -- nil, msg on failure (environment)
+**   db:kind()                               -- "sqlite" | "postgres"
 **   db:exec(sql)                            -- one or more statements
 **   local rows, cols = db:query(sql [, params [, max_records]])
-**   for row in db:rows(sql [, params]) do ... end
+**   for row in db:rows(sql [, params]) do ... end   -- 5th value: column kinds
+**   db:has_table(name); db:columns(table); db:streams()   -- introspection
+**   db:lock_stream(source, stream [, namespace [, timeout_ms]]); db:unlock_stream(...)
 **   db:begin(); db:commit(); db:rollback(); db:in_transaction()
 **   local s = db:stream_open{ source = "source-faker", stream = "users", namespace = nil,
 **                             schema = json_text_or_table,
@@ -24,6 +29,7 @@
 **   db:put_delivered(destination, source, namespace_or_nil, stream, raw_id)
 **   db:move_destination(name, from_config_hash, to_config_hash)
 **   sqlite.state_key(state_json_or_table) -> "STREAM"|"GLOBAL"|"LEGACY", name, namespace|nil
+**   sqlite.state_count_mismatch(state, "sourceStats"|"destinationStats", arrived) -> count | nil
 **   db:table_name(stream [, namespace]) -> the stream's table (cache.h "Stream
 **       names"; namespace nil = the one it was cached under); raises on a clash
 **   db:set_table_prefix(prefix); db:table_prefix(); db:path(); db:close()
@@ -32,15 +38,16 @@
 **   sqlite.mkdir_p(path) -> true | nil, msg, errno
 **   sqlite.ulid() -> a new ULID (26 characters, time-ordered)
 **
-** Rows are tables keyed by column name: INTEGER -> integer, REAL -> float,
-** TEXT and BLOB -> string, NULL -> no key. Parameters: an array (positional
+** Rows are tables keyed by column name: integers, floats, strings (text,
+** JSON text, big-integer digits), booleans (a backend with a boolean
+** type), NULL -> no key. Parameters: an array (positional
 ** `?`, `?NNN`; `n` field honoured for trailing nils) or a table of names for
 ** `:name`, `@name`, `$name`; values nil / json.null -> NULL, booleans -> 1/0,
 ** integers, floats, strings, BigInt -> its digits as TEXT.
 **
-** Errors: misuse and SQL errors raise (SQL errors with SQLite's message and
-** the statement cut to 200 bytes); only open and mkdir_p, which depend on the
-** file system, return nil, msg.
+** Errors: misuse and SQL errors raise (SQL errors with the database's
+** message and the statement cut to 200 bytes); only open and mkdir_p, which
+** depend on the environment, return nil, msg.
 */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -87,7 +94,7 @@ typedef struct stmt_ud {
 
 static db_ud *checkdb(lua_State *L, int idx) {
   db_ud *d = luaL_checkudata(L, idx, DB_MT);
-  if (d->c == NULL) luaL_error(L, "attempt to use a closed SQLite cache");
+  if (d->c == NULL) luaL_error(L, "attempt to use a closed cache");
   return d;
 }
 
@@ -285,16 +292,21 @@ static const lb_cache_value *step_box(lua_State *L, stmt_ud *u) {
 
 /* --- db ----------------------------------------------------------------------------- */
 
-static int l_open(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  char err[512];
+/* A new db userdata for any backend; `label` (what tostring and db:path
+** show: the file, or the server and schema) is at index label_idx. Fill
+** its `c` with the backend's constructor, then finish with open_result. */
+static db_ud *new_db(lua_State *L, int label_idx) {
   db_ud *d = lua_newuserdatauv(L, sizeof *d, 1);
-  int rc;
   d->c = NULL;
   luaL_setmetatable(L, DB_MT);
-  lua_pushvalue(L, 1);
+  lua_pushvalue(L, label_idx);
   lua_setiuservalue(L, -2, 1);
-  rc = lb_cache_sqlite_open(path, &d->c, err, sizeof err);
+  return d;
+}
+
+/* The db (left on the stack), or nil, msg, code when the backend could
+** not open. */
+static int open_result(lua_State *L, int rc, const char *err) {
   if (rc < 0) {
     luaL_pushfail(L);
     lua_pushstring(L, err);
@@ -302,6 +314,13 @@ static int l_open(lua_State *L) {
     return 3;
   }
   return 1;
+}
+
+static int l_open(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  char err[512];
+  db_ud *d = new_db(L, 1);
+  return open_result(L, lb_cache_sqlite_open(path, &d->c, err, sizeof err), err);
 }
 
 /* open_pg{ host =, port =, database =, username =, password =, dsn =,
@@ -357,6 +376,11 @@ static int l_open_pg(lua_State *L) {
   }
   return 1;
 }
+
+/* sqlite.open_pg{ host=, port=, database=, username=, password=, dsn=,
+** schema_name=, table_prefix= } belongs here: new_db with a label, then
+** open_result(L, lb_cache_pg_open(...)). Helper "pgcache" adds it with
+** cache_pg.c (built when libpq is found: LB_WITH_POSTGRES). */
 
 static int db_close(lua_State *L) {
   db_ud *d = luaL_checkudata(L, 1, DB_MT);
@@ -876,6 +900,118 @@ static int db_put_delivered(lua_State *L) {
   return 0;
 }
 
+/* --- introspection and stream locks ------------------------------------------------------- */
+
+static int db_kind(lua_State *L) {
+  db_ud *d = checkdb(L, 1);
+  lua_pushstring(L, lb_cache_kind(d->c));
+  return 1;
+}
+
+static int db_has_table(lua_State *L) {
+  db_ud *d = checkdb(L, 1);
+  int rc = lb_cache_has_table(d->c, luaL_checkstring(L, 2));
+  check_rc(L, d->c, rc);
+  lua_pushboolean(L, rc > 0);
+  return 1;
+}
+
+/* Pieces gathered by the callbacks below, then pushed as an array of
+** tables with the given field names. */
+static int push_records(lua_State *L, lb_cache *c, lb_cache_buf *b, int rc,
+                        const char *const *fields, int nfields) {
+  size_t off = 0;
+  lua_Integer k = 0;
+  if (rc == LB_ENOMEM) return luaL_error(L, "out of memory");
+  check_rc(L, c, rc);
+  lua_newtable(L);
+  while (off < b->len) {
+    int i;
+    lua_createtable(L, 0, nfields);
+    for (i = 0; i < nfields; i++) {
+      size_t n;
+      memcpy(&n, b->p + off, sizeof n);
+      lua_pushlstring(L, b->p + off + sizeof n, n);
+      lua_setfield(L, -2, fields[i]);
+      off += sizeof n + n;
+    }
+    lua_rawseti(L, -2, ++k);
+  }
+  return 1;
+}
+
+static int gather_column(void *ud, const char *name, int kind, const char *decl) {
+  lb_cache_buf *b = ud;
+  const char *kn = kind >= 0 && kind < (int)(sizeof kind_names / sizeof kind_names[0]) ? kind_names[kind] : "";
+  if (buf_piece(b, name, strlen(name)) || buf_piece(b, kn, strlen(kn)) ||
+      buf_piece(b, decl, strlen(decl)))
+    return LB_ENOMEM;
+  return 0;
+}
+
+/* db:columns(table) -> { {name =, kind = "string"|"integer"|"number"|
+** "boolean"|"json"|"" (none of ours), type = declared type}, ... } in
+** table order; {} for a missing table. */
+static int db_columns(lua_State *L) {
+  static const char *const fields[] = { "name", "kind", "type" };
+  db_ud *d = checkdb(L, 1);
+  const char *table = luaL_checkstring(L, 2);
+  lb_cache_buf *b = new_buf(L);
+  return push_records(L, d->c, b, lb_cache_columns(d->c, table, gather_column, b), fields, 3);
+}
+
+static int gather_stream(void *ud, const lb_cache_stream_row *r) {
+  lb_cache_buf *b = ud;
+  if (buf_piece(b, r->name, r->name_len) || buf_piece(b, r->ns, r->ns_len) ||
+      buf_piece(b, r->table, strlen(r->table)) ||
+      buf_piece(b, r->source_name, strlen(r->source_name)) ||
+      buf_piece(b, r->catalog_json, r->catalog_len))
+    return LB_ENOMEM;
+  return 0;
+}
+
+/* db:streams() -> { {name =, namespace = "" for none, table =, source =,
+** catalog = the JSON schema text it was cached with}, ... }: the streams
+** cached under the table prefix whose table exists, by name. */
+static int db_streams(lua_State *L) {
+  static const char *const fields[] = { "name", "namespace", "table", "source", "catalog" };
+  db_ud *d = checkdb(L, 1);
+  lb_cache_buf *b = new_buf(L);
+  return push_records(L, d->c, b, lb_cache_streams(d->c, gather_stream, b), fields, 5);
+}
+
+static void stream_id_arg(lua_State *L, int idx, lb_cache_stream_id *id) {
+  id->name = luaL_checklstring(L, idx, &id->name_len);
+  id->ns = luaL_optlstring(L, idx + 1, "", &id->ns_len);
+}
+
+/* db:lock_stream(source, stream [, namespace [, timeout_ms]]) -> true, or
+** raises the holder's description (cache.h lb_cache_lock_stream). */
+static int db_lock_stream(lua_State *L) {
+  db_ud *d = checkdb(L, 1);
+  const char *source = luaL_checkstring(L, 2);
+  lb_cache_stream_id id;
+  char err[512];
+  long timeout;
+  int rc;
+  stream_id_arg(L, 3, &id);
+  timeout = (long)luaL_optinteger(L, 5, 0);
+  err[0] = '\0';
+  rc = lb_cache_lock_stream(d->c, source, &id, timeout, err, sizeof err);
+  if (rc < 0) return luaL_error(L, "%s", err[0] ? err : lb_cache_errmsg(d->c));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int db_unlock_stream(lua_State *L) {
+  db_ud *d = checkdb(L, 1);
+  const char *source = luaL_checkstring(L, 2);
+  lb_cache_stream_id id;
+  stream_id_arg(L, 3, &id);
+  lb_cache_unlock_stream(d->c, source, &id);
+  return 0;
+}
+
 /* --- module functions ------------------------------------------------------------------- */
 
 /* sqlite.state_key(state) -> type, name, namespace | nil: the key a state
@@ -898,6 +1034,26 @@ static int l_state_key(lua_State *L) {
   lua_pushlstring(L, name, nlen);
   if (nslen) lua_pushlstring(L, ns, nslen); else lua_pushnil(L);
   return 3;
+}
+
+/* sqlite.state_count_mismatch(state, field, arrived) -> the count the
+** state claims (field "sourceStats" or "destinationStats") when it differs
+** from arrived, else nil (cache.h: the record-count check). */
+static int l_state_count_mismatch(lua_State *L) {
+  size_t n;
+  const char *json, *field;
+  lb_jval top;
+  long long arrived, expected = 0;
+  luaL_checkany(L, 1);
+  json = json_arg(L, 1, &n);
+  field = luaL_checkstring(L, 2);
+  arrived = (long long)luaL_checkinteger(L, 3);
+  if (lb_jskim_validate(json, n, &top, NULL) != 0) return luaL_argerror(L, 1, "not a JSON text");
+  if (lb_cache_state_count_mismatch(&top, field, arrived, &expected))
+    lua_pushinteger(L, (lua_Integer)expected);
+  else
+    lua_pushnil(L);
+  return 1;
 }
 
 static int l_normalize(lua_State *L) {
@@ -991,68 +1147,6 @@ static int db_move_destination(lua_State *L) {
   return 0;
 }
 
-/* --- introspection (cache.h), for the Lua layer instead of a backend's
-** catalog tables ------------------------------------------------------------------- */
-
-/* db:kind() -> "sqlite" | "postgres" */
-static int db_kind(lua_State *L) {
-  db_ud *d = checkdb(L, 1);
-  lua_pushstring(L, lb_cache_kind(d->c));
-  return 1;
-}
-
-/* db:has_table(name) -> boolean */
-static int db_has_table(lua_State *L) {
-  db_ud *d = checkdb(L, 1);
-  int rc = lb_cache_has_table(d->c, luaL_checkstring(L, 2));
-  check_rc(L, d->c, rc);
-  lua_pushboolean(L, rc > 0);
-  return 1;
-}
-
-static int column_cb(void *ud, const char *name, int kind, const char *decl) {
-  lua_State *L = ud;
-  lua_createtable(L, 0, 3);
-  lua_pushstring(L, name); lua_setfield(L, -2, "name");
-  if (kind >= 0 && kind < 5) { lua_pushstring(L, kind_names[kind]); lua_setfield(L, -2, "kind"); }
-  lua_pushstring(L, decl ? decl : ""); lua_setfield(L, -2, "type");
-  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-  return 0;
-}
-
-/* db:columns(table) -> { {name =, kind = "integer"|..., type = declared}, ... }
-** in table order ({} for a missing table) */
-static int db_columns(lua_State *L) {
-  db_ud *d = checkdb(L, 1);
-  const char *t = luaL_checkstring(L, 2);
-  lua_newtable(L);
-  check_rc(L, d->c, lb_cache_columns(d->c, t, column_cb, L));
-  return 1;
-}
-
-static int stream_row_cb(void *ud, const lb_cache_stream_row *r) {
-  lua_State *L = ud;
-  lua_createtable(L, 0, 5);
-  lua_pushlstring(L, r->name, r->name_len); lua_setfield(L, -2, "name");
-  lua_pushlstring(L, r->ns, r->ns_len); lua_setfield(L, -2, "namespace");
-  lua_pushstring(L, r->table); lua_setfield(L, -2, "table");
-  lua_pushstring(L, r->source_name ? r->source_name : ""); lua_setfield(L, -2, "source_name");
-  lua_pushlstring(L, r->catalog_json ? r->catalog_json : "", r->catalog_json ? r->catalog_len : 0);
-  lua_setfield(L, -2, "catalog_json");
-  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-  return 0;
-}
-
-/* db:streams() -> the streams cached under the table prefix whose table
-** exists, in (name, namespace) order: { {name, namespace, table,
-** source_name, catalog_json}, ... } */
-static int db_streams(lua_State *L) {
-  db_ud *d = checkdb(L, 1);
-  lua_newtable(L);
-  check_rc(L, d->c, lb_cache_streams(d->c, stream_row_cb, L));
-  return 1;
-}
-
 static const luaL_Reg db_methods[] = {
   {"exec", db_exec},
   {"query", db_query},
@@ -1076,11 +1170,13 @@ static const luaL_Reg db_methods[] = {
   {"table_name", db_table_name},
   {"uuid7", db_uuid7},
   {"put_quarantine", db_put_quarantine},
-  {"path", db_path},
   {"kind", db_kind},
   {"has_table", db_has_table},
   {"columns", db_columns},
   {"streams", db_streams},
+  {"lock_stream", db_lock_stream},
+  {"unlock_stream", db_unlock_stream},
+  {"path", db_path},
   {"close", db_close},
   {NULL, NULL}
 };
@@ -1129,6 +1225,7 @@ static const luaL_Reg module_funcs[] = {
   {"open_pg", l_open_pg},
   {"normalize", l_normalize},
   {"state_key", l_state_key},
+  {"state_count_mismatch", l_state_count_mismatch},
   {"mkdir_p", l_mkdir_p},
   {"ulid", l_ulid},
   {NULL, NULL}

@@ -39,7 +39,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sqlite3.h>
 #include "cache.h"
 #include "proc.h"
 #include "protocol.h"
@@ -241,13 +240,23 @@ static int run_hook(lua_State *L, pump_stream *ps, const lb_msg *m, lb_jval *dat
 /* A STATE: `since` is the records of its stream since that stream's last
 ** state (of all streams for GLOBAL / LEGACY, which reset every count). The
 ** key (lb_state_key_of, the one rule) goes to on_message as its third to
-** fifth arguments: type, name, namespace (nil for none). A STREAM state of
-** a stream outside the selection (a source's own bookkeeping) counts 0. */
+** fifth arguments: type, name, namespace (nil for none); then the state
+** rules of cache.h, decided here once: the disposition ("commit",
+** "hold_stream", "hold_global" or "skip": lb_cache_state_disposition, with
+** the strategies of the cache streams), the record count the state
+** carries when it differs from `since` (lb_cache_state_count_mismatch on
+** sourceStats; nil when it agrees or has none), and the state object's
+** JSON text as the source wrote it (to store without decoding it). A
+** STREAM state of a stream outside the selection (a source's own
+** bookkeeping) counts 0. */
 static void on_state(lua_State *L, pump *pm, const lb_msg *m, const char *line, size_t len) {
+  static const char *const disposition[] = { "commit", "hold_stream", "hold_global", "skip" };
   lb_state_key k;
-  long long since;
-  int i;
+  long long since, expected = 0;
+  int i, replaced = 0, any_replaced = 0;
   lb_state_key_of(&m->payload, &k);
+  for (i = 0; i < pm->nstreams; i++)
+    if (pm->s[i].cs && lb_cache_stream_strategy(pm->s[i].cs) == LB_WRITE_REPLACE) any_replaced = 1;
   if (k.type == LB_STATE_STREAM) {
     lb_msg as;                /* the state's stream, as a record of it would name it */
     pump_stream *ps;
@@ -258,6 +267,7 @@ static void on_state(lua_State *L, pump *pm, const lb_msg *m, const char *line, 
     if (ps && !ns_exact(ps, &k.ns)) ps = NULL;   /* "items" in another namespace is another stream */
     since = ps ? ps->since_state : 0;
     if (ps) ps->since_state = 0;
+    replaced = ps && ps->cs && lb_cache_stream_strategy(ps->cs) == LB_WRITE_REPLACE;
   } else {
     since = pm->since_global;
     pm->since_global = 0;
@@ -271,7 +281,13 @@ static void on_state(lua_State *L, pump *pm, const lb_msg *m, const char *line, 
     if (k.type == LB_STATE_STREAM) lb__json_push(L, &k.name);
     else lua_pushstring(L, k.type == LB_STATE_GLOBAL ? "_GLOBAL" : "_LEGACY");
     if (k.ns.type == LB_JSTRING) lb__json_push(L, &k.ns); else lua_pushnil(L);
-    call_lua(L, 5, 0, "handling a STATE message failed");
+    lua_pushstring(L, disposition[lb_cache_state_disposition(&m->whole, &k, replaced, any_replaced, 0)]);
+    if (lb_cache_state_count_mismatch(&m->payload, "sourceStats", since, &expected))
+      lua_pushinteger(L, (lua_Integer)expected);
+    else
+      lua_pushnil(L);
+    lua_pushlstring(L, m->payload.p, m->payload.n);
+    call_lua(L, 8, 0, "handling a STATE message failed");
   }
 }
 
@@ -1013,194 +1029,33 @@ static int l_count(lua_State *L) {
 
 /* --- from_cache: cache rows as RECORD lines ------------------------------- */
 
-/* feed state: a statement over a stream's table and the write batch */
+/* feed state: a cache cursor over a stream's table and the write batch */
 typedef struct feed {
-  sqlite3_stmt *stmt;
+  lb_cache_cursor *cur;
   lb_proc *dst;
-  char *buf;
-  size_t len, cap;
-  const char *stream;            /* JSON-encoded stream name, from a stack slot */
-  size_t stream_len;
-  int ncols, col_raw_id, col_extracted;
-  unsigned char kind[256];       /* per column: what its declared type says */
-  char *keys;                    /* per column: its JSON key and ':' ("\"id\":"), back to back */
-  size_t key_off[257];
+  lb_cache_buf out;              /* RECORD lines not yet written */
   long long records, bytes;
   char last_raw_id[64];
   uint64_t next_progress, progress_ns;
 } feed;
 
-enum { K_PLAIN = 0, K_JSON, K_BOOL, K_BIGINT, K_INTERNAL };
 enum { F_DB = 1, F_DST, F_OPTS, F_STATE, F_STREAM, F_ONPROG, F_TOP = F_ONPROG };
 
 static int feed_gc(lua_State *L) {
   feed *f = lua_touserdata(L, 1);
-  if (f->stmt) sqlite3_finalize(f->stmt);
-  f->stmt = NULL;
-  free(f->buf);
-  f->buf = NULL;
-  free(f->keys);
-  f->keys = NULL;
+  lb_cache_cursor_close(f->cur);
+  f->cur = NULL;
+  free(f->out.p);
+  f->out.p = NULL;
   return 0;
 }
 
-static int feed_reserve(feed *f, size_t more) {
-  if (f->len + more <= f->cap) return 0;
-  {
-    size_t ncap = f->cap ? f->cap : WBUF_SIZE;
-    char *nb;
-    while (ncap < f->len + more) ncap *= 2;
-    if ((nb = realloc(f->buf, ncap)) == NULL) return -1;
-    f->buf = nb;
-    f->cap = ncap;
-  }
-  return 0;
-}
-
-static void feed_add(feed *f, const char *s, size_t n) {
-  memcpy(f->buf + f->len, s, n);
-  f->len += n;
-}
-
-/* JSON string of s[0..n) into the buffer (LB_JSON_QUOTE_ROOM(n) reserved).
-** Cache text was valid UTF-8 when it was read: it is not checked again. */
-static void feed_add_string(feed *f, const unsigned char *s, size_t n) {
-  f->len += (size_t)lb__json_quote((const char *)s, n, f->buf + f->len, 0);
-}
-
-static long long days_from_civil(long long y, int m, int d) {
-  long long era, yoe, doy, doe;
-  y -= m <= 2;
-  era = (y >= 0 ? y : y - 399) / 400;
-  yoe = y - era * 400;
-  doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + doe - 719468;
-}
-
-static int digits(const unsigned char *s, int n) {
-  int v = 0, i;
-  for (i = 0; i < n; i++) {
-    if (s[i] < '0' || s[i] > '9') return -1;
-    v = v * 10 + (s[i] - '0');
-  }
-  return v;
-}
-
-/* "YYYY-MM-DDTHH:MM:SS[.mmm][+00:00]", as the cache writes it -> epoch ms
-** (0 when unreadable) */
-static long long parse_ts(const unsigned char *s, int n) {
-  int y, mo, d, h, mi, sec, ms = 0;
-  if (n < 19 || s[4] != '-' || s[7] != '-' || s[13] != ':' || s[16] != ':') return 0;
-  y = digits(s, 4); mo = digits(s + 5, 2); d = digits(s + 8, 2);
-  h = digits(s + 11, 2); mi = digits(s + 14, 2); sec = digits(s + 17, 2);
-  if (y < 0 || mo < 1 || d < 1 || h < 0 || mi < 0 || sec < 0) return 0;
-  if (n >= 23 && s[19] == '.' && (ms = digits(s + 20, 3)) < 0) ms = 0;
-  return (days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) * 1000 + ms;
-}
-
-static int is_digits(const unsigned char *s, int n) {
-  int i = (n > 0 && s[0] == '-') ? 1 : 0;
-  if (i >= n) return 0;
-  for (; i < n; i++) if (s[i] < '0' || s[i] > '9') return 0;
-  return 1;
-}
-
-/* One row as a RECORD line in the buffer; -1 on out of memory. The data
-** holds the source's fields only: the cache's own columns (K_INTERNAL) give
-** the emitted_at and the watermark but are not sent as data. */
-static int feed_row(feed *f) {
-  int i, first = 1;
-  size_t start = f->len;
-  long long ms = 0;
-  if (feed_reserve(f, 64 + f->stream_len) != 0) return -1;
-  feed_add(f, "{\"type\":\"RECORD\",\"record\":{\"stream\":", 36);
-  feed_add(f, f->stream, f->stream_len);
-  feed_add(f, ",\"data\":{", 9);
-  for (i = 0; i < f->ncols; i++) {
-    int t = sqlite3_column_type(f->stmt, i), n = 0, kind = f->kind[i & 255];
-    const unsigned char *txt = NULL;
-    size_t klen = f->key_off[i + 1] - f->key_off[i];
-    if (t == SQLITE_TEXT || t == SQLITE_BLOB) {
-      txt = sqlite3_column_text(f->stmt, i);
-      n = sqlite3_column_bytes(f->stmt, i);
-    }
-    if (kind == K_INTERNAL) {
-      if (i == f->col_extracted && txt) ms = parse_ts(txt, n);
-      if (i == f->col_raw_id && txt && n < (int)sizeof f->last_raw_id &&
-          strcmp((const char *)txt, f->last_raw_id) > 0) {   /* UUIDv7 text sorts by time */
-        memcpy(f->last_raw_id, txt, (size_t)n);
-        f->last_raw_id[n] = '\0';
-      }
-      continue;
-    }
-    if (feed_reserve(f, klen + LB_JSON_NUM_ROOM + LB_JSON_QUOTE_ROOM((size_t)n)) != 0) return -1;
-    feed_add(f, f->keys + f->key_off[i] + first, klen - (size_t)first);   /* the ',' */
-    first = 0;
-    switch (t) {
-      case SQLITE_NULL:
-        feed_add(f, "null", 4);
-        break;
-      case SQLITE_INTEGER: {
-        long long v = sqlite3_column_int64(f->stmt, i);
-        if (kind == K_BOOL && (v == 0 || v == 1)) feed_add(f, v ? "true" : "false", v ? 4 : 5);
-        else f->len += lb__json_fmt_int(v, f->buf + f->len);
-        break;
-      }
-      case SQLITE_FLOAT: {
-        double v = sqlite3_column_double(f->stmt, i);
-        size_t k = lb__json_fmt_double(v, f->buf + f->len);
-        /* the source's 1e400 was read as an infinity: send a number that
-        ** reads back as one (JSON has no infinity literal) */
-        if (k == 0) feed_add(f, v > 0 ? "1e999" : "-1e999", v > 0 ? 5 : 6);
-        f->len += k;
-        break;
-      }
-      default:
-        /* object/array columns hold the source's JSON text; a string the
-        ** source put there (against its schema) is held decoded and goes
-        ** out as a string again */
-        if (kind == K_JSON && n > 0 && (txt[0] == '{' || txt[0] == '[') &&
-            lb_jskim_validate((const char *)txt, (size_t)n, NULL, NULL) == 0)
-          feed_add(f, (const char *)txt, (size_t)n);
-        /* big integers are stored as a BLOB of their digits, in any
-        ** numeric column: they go out as the number they were */
-        else if ((t == SQLITE_BLOB || kind == K_BIGINT) && is_digits(txt, n))
-          feed_add(f, (const char *)txt, (size_t)n);
-        else feed_add_string(f, txt, (size_t)n);
-        break;
-    }
-  }
-  if (feed_reserve(f, 64) != 0) return -1;
-  feed_add(f, "},\"emitted_at\":", 15);
-  f->len += lb__json_fmt_int(ms, f->buf + f->len);
-  feed_add(f, "}}\n", 3);
-  f->bytes += (long long)(f->len - start);
-  f->records++;
-  return 0;
-}
-
-/* The ",\"name\":" text of every column, built once. */
-static int feed_keys(feed *f) {
-  size_t total = 0;
-  int i;
-  for (i = 0; i < f->ncols; i++) total += 6 * strlen(sqlite3_column_name(f->stmt, i)) + 4;
-  if ((f->keys = malloc(total + 1)) == NULL) return -1;
-  {
-    feed tmp;   /* reuse the string escaper on the keys buffer */
-    memset(&tmp, 0, sizeof tmp);
-    tmp.buf = f->keys;
-    tmp.cap = total + 1;
-    for (i = 0; i < f->ncols; i++) {
-      const char *name = sqlite3_column_name(f->stmt, i);
-      f->key_off[i] = tmp.len;
-      tmp.buf[tmp.len++] = ',';
-      feed_add_string(&tmp, (const unsigned char *)name, strlen(name));
-      tmp.buf[tmp.len++] = ':';
-    }
-    f->key_off[f->ncols] = tmp.len;
-  }
-  return 0;
+/* id[0..n) sorts after the NUL-terminated last (ids of one cache have one
+** length; a longer one with the same start sorts after). */
+static int raw_id_above(const char *id, size_t n, const char *last) {
+  size_t ln = strlen(last);
+  int cmp = memcmp(id, last, n < ln ? n : ln);
+  return cmp > 0 || (cmp == 0 && n > ln);
 }
 
 static int feed_k(lua_State *L, int status, lua_KContext ctx);
@@ -1217,15 +1072,27 @@ static int feed_loop(lua_State *L) {
       f->dst->write_waiter = lb__current(L, "pump.from_cache");
       return lb__wait(L, cleanup_write, f->dst, 0, feed_k);
     }
-    if (f->len >= WBUF_SIZE) {
-      ssize_t w = lb__proc_write(f->dst, f->buf, f->len);
+    if (f->out.len >= WBUF_SIZE) {
+      ssize_t w = lb__proc_write(f->dst, f->out.p, f->out.len);
       if (w < 0) break;
-      f->len = 0;
+      f->out.len = 0;
       continue;
     }
-    rc = sqlite3_step(f->stmt);
-    if (rc == SQLITE_ROW) {
-      if (feed_row(f) != 0) return luaL_error(L, "out of memory");
+    {
+      size_t before = f->out.len, idlen;
+      const char *id;
+      rc = lb_cache_cursor_next(f->cur, &f->out, &id, &idlen);
+      if (rc > 0) {
+        f->bytes += (long long)(f->out.len - before);
+        f->records++;
+        /* UUIDv7 text sorts by time: the highest id is the watermark */
+        if (id && idlen < sizeof f->last_raw_id && raw_id_above(id, idlen, f->last_raw_id)) {
+          memcpy(f->last_raw_id, id, idlen);
+          f->last_raw_id[idlen] = '\0';
+        }
+      }
+    }
+    if (rc > 0) {
       if (++n % (rt->deadline ? BUDGET_CHECK : YIELD_CHECK) == 0) {
         uint64_t now;
         if (f->progress_ns && !lua_isnil(L, F_ONPROG) && (now = uv_hrtime()) >= f->next_progress) {
@@ -1243,10 +1110,9 @@ static int feed_loop(lua_State *L) {
       }
       continue;
     }
-    if (rc != SQLITE_DONE)
-      return luaL_error(L, "reading the cache failed: %s", sqlite3_errmsg(sqlite3_db_handle(f->stmt)));
-    if (f->len && lb__proc_write(f->dst, f->buf, f->len) < 0) break;
-    f->len = 0;
+    if (rc < 0) return luaL_error(L, "%s", lb_cache_errmsg(lb__cache_check(L, F_DB)));
+    if (f->out.len && lb__proc_write(f->dst, f->out.p, f->out.len) < 0) break;
+    f->out.len = 0;
     lua_createtable(L, 0, 3);
     lua_pushinteger(L, f->records); lua_setfield(L, -2, "records");
     lua_pushinteger(L, f->bytes); lua_setfield(L, -2, "bytes");
@@ -1273,74 +1139,36 @@ static const char *const from_cache_options[] = {
 static int l_from_cache(lua_State *L) {
   lb_cache *c = lb__cache_check(L, 1);
   lb_proc *dst = lb__proc_check(L, 2);
-  const char *stream, *table, *after = NULL;
-  luaL_Buffer sql;
+  lb_cache_cursor_spec spec;
   feed *f;
-  int i, rc;
-  char err[256];
   luaL_checktype(L, 3, LUA_TTABLE);
   lua_settop(L, 3);
   lb__check_options(L, 3, "pump.from_cache", from_cache_options);
+  memset(&spec, 0, sizeof spec);
   lua_getfield(L, 3, "stream");
-  stream = luaL_checkstring(L, -1);
+  spec.stream = luaL_checklstring(L, -1, &spec.stream_len);
   lua_getfield(L, 3, "table");
-  table = luaL_checkstring(L, -1);
+  spec.table = luaL_checkstring(L, -1);
   lua_getfield(L, 3, "after");
-  if (!lua_isnil(L, -1)) after = luaL_checkstring(L, -1);
+  if (!lua_isnil(L, -1)) spec.after_raw_id = luaL_checkstring(L, -1);
   if (!dst->has_stdin) return luaL_error(L, "from_cache: the destination was started without stdin");
-  luaL_buffinit(L, &sql);
-  luaL_addstring(&sql, "SELECT * FROM \"");
-  for (; *table; table++) {
-    if (*table == '"') luaL_addchar(&sql, '"');
-    luaL_addchar(&sql, *table);
-  }
-  /* No ORDER BY: sorting a large table costs more than the whole feed
-  ** (there is no index on the raw id, which would slow every insert). The
-  ** highest id sent is tracked as rows go by instead. */
-  luaL_addstring(&sql, after ? "\" WHERE _airbyte_raw_id > ?1" : "\"");
-  luaL_pushresult(&sql);                                /* stack: db, dst, opts, s, t, a, sql */
-  f = lua_newuserdatauv(L, sizeof *f, 0);
+  f = lua_newuserdatauv(L, sizeof *f, 0);             /* stack: db, dst, opts, s, t, a, feed */
   memset(f, 0, sizeof *f);
   f->dst = dst;
-  f->col_raw_id = f->col_extracted = -1;
   if (luaL_newmetatable(L, "airbyte.Feed")) {
     lua_pushcfunction(L, feed_gc);
     lua_setfield(L, -2, "__gc");
   }
   lua_setmetatable(L, -2);
-  rc = sqlite3_prepare_v2(lb_cache_db(c), lua_tostring(L, -2), -1, &f->stmt, NULL);
-  if (rc != SQLITE_OK)
-    return luaL_error(L, "reading stream '%s' from the cache failed: %s", stream,
-                      sqlite3_errmsg(lb_cache_db(c)));
-  if (after) sqlite3_bind_text(f->stmt, 1, after, -1, SQLITE_TRANSIENT);
-  f->ncols = sqlite3_column_count(f->stmt);
-  if (f->ncols > 256) return luaL_error(L, "stream '%s' has more than 256 columns", stream);
-  if (feed_keys(f) != 0) return luaL_error(L, "out of memory");
-  for (i = 0; i < f->ncols; i++) {
-    const char *name = sqlite3_column_name(f->stmt, i), *decl = sqlite3_column_decltype(f->stmt, i);
-    if (strcmp(name, "_airbyte_raw_id") == 0) f->col_raw_id = i;
-    if (strcmp(name, "_airbyte_extracted_at") == 0) f->col_extracted = i;
-    if (i == f->col_raw_id || i == f->col_extracted || strcmp(name, "_airbyte_meta") == 0) {
-      f->kind[i] = K_INTERNAL;
-    } else if (i < 256 && decl) {
-      if (strcmp(decl, "JSON") == 0) f->kind[i] = K_JSON;
-      else if (strcmp(decl, "BOOLEAN") == 0) f->kind[i] = K_BOOL;
-      else if (strcmp(decl, "BIGINT") == 0) f->kind[i] = K_BIGINT;
-    }
-  }
-  /* the stream name, JSON-encoded once */
-  lua_pushstring(L, stream);
-  if (lb__json_encode_push(L, -1, err, sizeof err) != 0) return luaL_error(L, "bad stream name: %s", err);
-  lua_remove(L, -2);
-  f->stream = lua_tolstring(L, -1, &f->stream_len);
+  if ((f->cur = lb_cache_cursor_open(c, &spec)) == NULL)
+    return luaL_error(L, "%s", lb_cache_errmsg(c));
   lua_getfield(L, 3, "on_progress");
   lua_getfield(L, 3, "progress_ms");
   f->progress_ns = (uint64_t)(luaL_optnumber(L, -1, 500) * 1e6);
   f->next_progress = uv_hrtime() + f->progress_ns;
-  lua_pop(L, 1);                      /* stack: db, dst, opts, s, t, a, sql, feed, name, onprog */
+  lua_pop(L, 1);                      /* stack: db, dst, opts, s, t, a, feed, onprog */
   lua_replace(L, 6);                  /* onprog -> 6 */
-  lua_replace(L, 5);                  /* name -> 5 */
-  lua_replace(L, 4);                  /* feed -> 4 */
+  lua_replace(L, 4);                  /* feed -> 4 (the stream name stays alive in opts) */
   lua_settop(L, F_TOP);
   return feed_loop(L);
 }

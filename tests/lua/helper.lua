@@ -105,6 +105,82 @@ function H.new_cache(dir)
   return ab.SQLiteCache{ db_path = dir .. "/cache.sqlite" }
 end
 
+-- --- storage backends ---------------------------------------------------------
+-- A backend for the cache specs: { name =, new_cache(name [, opts]) -> a
+-- cache object (airbyte.caches), open_db(name) -> the binding's db
+-- (airbyte.sqlite userdata) on the same storage }; the same name is the same
+-- storage (a file, a Postgres schema) within one run. nil and the reason
+-- when the backend cannot run here.
+local backends = {}
+
+function backends.sqlite(dir)
+  local caches = require "airbyte.caches"
+  local sqlite = require "airbyte.sqlite"
+  return {
+    name = "sqlite",
+    new_cache = function(name, opts)
+      opts = opts or {}
+      return caches.SQLiteCache{ db_path = dir .. "/" .. name .. ".sqlite", table_prefix = opts.table_prefix }
+    end,
+    open_db = function(name) return assert(sqlite.open(dir .. "/" .. name .. ".sqlite")) end,
+  }
+end
+
+-- PostgreSQL: when the backend is built in (caches.PostgresCache and the
+-- binding's open_pg) and a server is reachable through libpq's variables
+-- (PGHOST...; scripts/pg.sh start prints them). Each run uses schemas of
+-- its own.
+function backends.postgres()
+  local caches = require "airbyte.caches"
+  local sqlite = require "airbyte.sqlite"
+  if not caches.PostgresCache or not sqlite.open_pg then
+    return nil, "the PostgreSQL backend is not built into this luabyte"
+  end
+  if (os.getenv("PGHOST") or "") == "" then
+    return nil, "no PostgreSQL server: set PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE (scripts/pg.sh start)"
+  end
+  local run = sqlite.ulid():lower()
+  local function params(name)
+    return { host = os.getenv("PGHOST"), port = tonumber(os.getenv("PGPORT") or ""),
+             database = os.getenv("PGDATABASE"), username = os.getenv("PGUSER"),
+             password = os.getenv("PGPASSWORD"), schema_name = "lbt_" .. run .. "_" .. name }
+  end
+  return {
+    name = "postgres",
+    new_cache = function(name, opts)
+      local p = params(name)
+      p.table_prefix = opts and opts.table_prefix
+      return caches.PostgresCache(p)
+    end,
+    open_db = function(name) return assert(sqlite.open_pg(params(name))) end,
+  }
+end
+
+H.backend_names = { "sqlite", "postgres" }
+
+-- Runs a cache spec once per backend: fn(b) registers its tests (it,
+-- describe) inside a describe named after the backend; a backend that
+-- cannot run here is one pending test saying why.
+--   H.each_backend(function(b)
+--     it("keeps state", function() local cache = b.new_cache("state") ... end)
+--   end)
+function H.each_backend(fn)
+  local busted = require "busted"      -- the spec's describe/pending/teardown
+  local describe, pending, teardown = busted.describe, busted.pending, busted.teardown
+  for _, name in ipairs(H.backend_names) do
+    describe("[" .. name .. "]", function()
+      local dir = H.tmpdir()
+      local b, why = backends[name](dir)
+      teardown(function() H.rm_rf(dir) end)
+      if not b then
+        pending(name .. ": " .. why)
+        return
+      end
+      fn(b)
+    end)
+  end
+end
+
 -- Polls cond every 20 ms until it is true (true) or timeout_ms pass (false).
 function H.wait_until(cond, timeout_ms)
   local core = require "airbyte.core"
