@@ -41,6 +41,7 @@
 #define OID_FLOAT8 701
 #define OID_NUMERIC 1700
 #define OID_JSONB 3802
+#define OID_TIMESTAMPTZ 1184
 
 static const char *const kind_sql[] = { "VARCHAR", "BIGINT", "NUMERIC", "BOOLEAN", "JSON" };
 
@@ -66,6 +67,10 @@ typedef struct pg_cache {
   int nheld;
   int want_tx;                  /* the caller began a transaction and has not ended it */
   pg_cursor *cursors;           /* open cursors and queries (detached at close) */
+  /* REPLACE swaps finished in the caller's transaction, done by its commit
+  ** (so readers of the old table never wait on the swap's lock meanwhile) */
+  struct swap { char *table, *qtable, *qtarget; } *swaps;
+  int nswaps;
 } pg_cache;
 
 struct pg_stream {
@@ -116,6 +121,7 @@ typedef struct pg_query {
   pg_cursor cur;                /* cur.name[0] == 0: a materialized result */
   lb_cache_value *vals;
   int *kinds;
+  lb_cache_ts *ts;              /* per column: timestamps in the cache's spelling */
 } pg_query;
 
 enum { CK_TEXT, CK_NUM, CK_BOOL, CK_JSON, CK_INTERNAL };
@@ -496,6 +502,8 @@ static int create_bookkeeping(pg_cache *pc, void *ud) {
 }
 
 static const lb_cache_ops pg_ops;
+static int do_swaps(pg_cache *pc);
+static void drop_swaps(pg_cache *pc);
 
 static void pg_close(lb_cache *c) {
   pg_cache *pc = PC(c);
@@ -523,6 +531,8 @@ static void pg_close(lb_cache *c) {
   if (pc->conn) PQfinish(pc->conn);     /* rolls back an open transaction, ends its locks */
   if (pc->rconn) PQfinish(pc->rconn);
   PQclear(pc->owner_res);
+  drop_swaps(pc);
+  free(pc->swaps);
   for (i = 0; i < 7; i++) free(pc->pstr[i]);
   free(pc->schema);
   free(pc->qschema);
@@ -604,6 +614,7 @@ static int pg_begin(lb_cache *c) {
   pg_cache *pc = PC(c);
   int rc;
   pc->want_tx = 0;
+  drop_swaps(pc);
   revive(pc);
   if (in_tx(pc)) { lb__cache_seterr(c, "a transaction is already open"); return LB_EINVAL; }
   discard(pc);
@@ -627,6 +638,7 @@ static int pg_commit(lb_cache *c) {
     lb__cache_seterr(c, "the transaction failed earlier: roll it back");
     return LB_CACHE_ESQL;
   }
+  if ((rc = do_swaps(pc)) < 0) return rc;
   if ((rc = exec1(pc, "COMMIT", 0, NULL)) == 0) pc->want_tx = 0;
   return rc;
 }
@@ -634,6 +646,7 @@ static int pg_commit(lb_cache *c) {
 static int pg_rollback(lb_cache *c) {
   pg_cache *pc = PC(c);
   discard(pc);
+  drop_swaps(pc);
   pc->failed = 0;
   pc->want_tx = 0;
   if (!in_tx(pc)) return 0;
@@ -1240,13 +1253,55 @@ static int swap_in(pg_cache *pc, void *ud) {
 static int pg_stream_finish(lb_cache_stream *bs) {
   pg_stream *s = PS(bs);
   pg_cache *pc = s->pc;
+  struct swap *sw;
   int rc;
   if (s->finished) return 0;
   if (pc == NULL) { lb__cache_seterr(bs->c, "the cache is closed"); return LB_EINVAL; }
   if ((rc = barrier(pc)) < 0) return rc;
   s->finished = 1;
   if (s->strategy != LB_WRITE_REPLACE) return 0;
-  return with_tx(pc, swap_in, s);
+  if (!in_tx(pc)) return with_tx(pc, swap_in, s);
+  /* in the caller's transaction: the swap is the last thing its commit does */
+  if ((sw = realloc(pc->swaps, (size_t)(pc->nswaps + 1) * sizeof *sw)) == NULL) return oom(pc);
+  pc->swaps = sw;
+  sw += pc->nswaps;
+  sw->table = dupn(s->base.table, strlen(s->base.table));
+  sw->qtable = dupn(s->qtable, strlen(s->qtable));
+  sw->qtarget = dupn(s->qtarget, strlen(s->qtarget));
+  if (!sw->table || !sw->qtable || !sw->qtarget) {
+    free(sw->table); free(sw->qtable); free(sw->qtarget);
+    return oom(pc);
+  }
+  pc->nswaps++;
+  return 0;
+}
+
+static void drop_swaps(pg_cache *pc) {
+  int i;
+  for (i = 0; i < pc->nswaps; i++) {
+    free(pc->swaps[i].table); free(pc->swaps[i].qtable); free(pc->swaps[i].qtarget);
+  }
+  pc->nswaps = 0;
+}
+
+/* DROP the old tables and RENAME the shadows in their place, in the
+** caller's transaction, just before its COMMIT. */
+static int do_swaps(pg_cache *pc) {
+  int i, rc = 0;
+  for (i = 0; i < pc->nswaps && rc == 0; i++) {
+    lb_sbuf b = {0};
+    if ((rc = xact_lock(pc, pc->swaps[i].table)) < 0) break;
+    lb__sb_add(&b, "DROP TABLE IF EXISTS ");
+    lb__sb_add(&b, pc->swaps[i].qtable);
+    lb__sb_add(&b, "; ALTER TABLE ");
+    lb__sb_add(&b, pc->swaps[i].qtarget);
+    lb__sb_add(&b, " RENAME TO ");
+    lb__sb_ident(&b, pc->swaps[i].table);
+    if ((rc = sb_done(pc, &b)) == 0) rc = exec1(pc, b.p, 0, NULL);
+    free(b.p);
+  }
+  drop_swaps(pc);
+  return rc;
 }
 
 static int pg_stream_abort(lb_cache_stream *bs) {
@@ -1627,6 +1682,9 @@ static PGconn *reader(pg_cache *pc, int *on_reader) {
       return NULL;
     }
     if (session_setup(pc, pc->rconn) < 0) { PQfinish(pc->rconn); pc->rconn = NULL; return NULL; }
+    /* a read never waits long on a writer's lock (DDL of another runner,
+    ** or of this very process on its other connection) */
+    PQclear(PQexec(pc->rconn, "SET lock_timeout = '60s'"));
   }
   if (pc->rcursors == 0) {
     res = run(pc, pc->rconn, "BEGIN READ ONLY", 0, NULL, "starting a read");
@@ -1719,6 +1777,9 @@ static int cursor_step(pg_cursor *cur, const char *what) {
   if (cur->done || cur->name[0] == '\0') { cur->done = 1; return 0; }
   if (cur->nrows < FETCH_ROWS && cur->res) { cur->done = 1; return 0; }
   PQclear(cur->res);
+  cur->res = NULL;
+  /* on the caller's connection, rows being copied go in first */
+  if (cur->conn == cur->pc->conn && barrier(cur->pc) < 0) return LB_CACHE_ESQL;
   snprintf(fetch, sizeof fetch, "FETCH FORWARD %d FROM %s", FETCH_ROWS, cur->name);
   if ((cur->res = run(cur->pc, cur->conn, fetch, 0, NULL, what)) == NULL) return LB_CACHE_ESQL;
   cur->nrows = PQntuples(cur->res);
@@ -1949,6 +2010,7 @@ static void query_free(pg_query *q) {
   cursor_end(&q->cur);
   free(q->vals);
   free(q->kinds);
+  free(q->ts);
   free(q);
 }
 
@@ -2017,7 +2079,8 @@ static lb_cache_query *pg_query_open(lb_cache *c, const char *sql, size_t len,
   q->cur.row = -1;
   q->vals = calloc((size_t)q->cur.ncols + 1, sizeof *q->vals);
   q->kinds = calloc((size_t)q->cur.ncols + 1, sizeof *q->kinds);
-  if (!q->vals || !q->kinds) goto nomem;
+  q->ts = calloc((size_t)q->cur.ncols + 1, sizeof *q->ts);
+  if (!q->vals || !q->kinds || !q->ts) goto nomem;
   for (i = 0; i < q->cur.ncols; i++)
     q->kinds[i] = PQftable(q->cur.res, i) == InvalidOid ? -1 : kind_of_oid(PQftype(q->cur.res, i));
   goto done;
@@ -2074,6 +2137,12 @@ static int pg_query_next(lb_cache_query *bq, const lb_cache_value **row) {
       case OID_FLOAT4: case OID_FLOAT8: v->type = LB_VAL_FLOAT; v->d = strtod(t, NULL); break;
       case OID_NUMERIC: numeric_value(v, t, n); break;
       case OID_JSON: case OID_JSONB: v->type = LB_VAL_JSON; v->s = t; v->n = n; break;
+      case OID_TIMESTAMPTZ:
+        /* as the layout spells _airbyte_extracted_at in every backend
+        ** ("2022-11-29T00:35:07.441+00:00"; the session is in UTC) */
+        lb__cache_ts(&q->ts[i], lb__cache_parse_ts(t, n));
+        v->type = LB_VAL_TEXT; v->s = q->ts[i].text; v->n = (size_t)q->ts[i].len;
+        break;
       default: v->type = LB_VAL_TEXT; v->s = t; v->n = n; break;
     }
   }
