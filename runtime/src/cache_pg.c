@@ -979,13 +979,12 @@ static lb_cache_stream *pg_stream_open(lb_cache *c, const lb_cache_stream_spec *
   ddl_ctx ctx;
   int i, n;
   if ((s = calloc(1, sizeof *s)) == NULL) {
-    lb__cache_schema_free(spec->schema);
+    lb__cache_schema_free(spec->schema);   /* ours now, success or not */
+    free(spec->schema);
     oom(pc);
     return NULL;
   }
-  s->sch = malloc(sizeof *s->sch);
-  if (s->sch) *s->sch = *spec->schema;
-  else lb__cache_schema_free(spec->schema);
+  s->sch = spec->schema;
   s->pc = pc;
   s->strategy = spec->strategy;
   if (s->sch == NULL || lb__cache_stream_init(&s->base, c, spec) != 0) goto nomem;
