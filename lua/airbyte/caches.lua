@@ -34,7 +34,7 @@
 --   cache:close(); also <close> and garbage collection. A closed cache opens
 --       its database again when used, so one object serves reads in sequence.
 -- For the source-reading layer (read.lua) and datasets (read_result.lua):
---   cache:_db() -> the airbyte.SQLiteDB userdata (opened on demand): begin,
+--   cache:_db() -> the airbyte.CacheDB userdata (any backend) (opened on demand): begin,
 --       commit, rollback, stream_open, put_state, get_states, ... and the C
 --       pump's lb__cache_check / lb__cache_stream_check
 --   cache:table_name(stream [, namespace]) -> the stream's table, as the C

@@ -52,7 +52,8 @@
 ** Streams of different sources with one name share one table (as in
 ** PyAirbyte). Files made before this layout are migrated when opened.
 **
-** Column types.  SQLite keeps a type per value; a column's declared type only
+** Column types (the kinds are cache_columns.c's, for every backend; the
+** SQL types and binding rules below are SQLite's).  SQLite keeps a type per value; a column's declared type only
 ** chooses an "affinity" that converts some values on the way in.  We declare
 ** PyAirbyte's types where that conversion is a harmless cast towards the
 ** declared type and avoid them where it would change data:
@@ -74,7 +75,7 @@
 **   to a column's name fills that column (PyAirbyte's records are
 **   case-insensitive dicts).
 **
-** Durability.  The database runs with journal_mode=WAL and synchronous=NORMAL:
+** Durability (SQLite).  The database runs with journal_mode=WAL and synchronous=NORMAL:
 ** a committed transaction may be lost if the machine loses power before the
 ** next WAL checkpoint syncs, but the file is always consistent, and a crash
 ** of the process (the failure luabyte guarantees against: connector or host
@@ -84,7 +85,7 @@
 ** data.  Readers in other connections see the last commit while a sync runs.
 **
 ** Functions return 0 or a negative code: LB_ENOMEM, LB_EINVAL (misuse, bad
-** input), LB_CACHE_ESQL (SQLite failed: lb_cache_errmsg tells why).  Nothing
+** input), LB_CACHE_ESQL (the database failed: lb_cache_errmsg tells why).  Nothing
 ** here exits, aborts or raises.  One lb_cache is used by one thread at a time.
 */
 #ifndef LB_CACHE_H
@@ -457,7 +458,7 @@ long lb_cache_normalize(const char *name, size_t len, char *out, size_t cap);
 void lb_cache_uuid7(lb_cache *c, char out[37]);
 
 /* For the C pump: the C objects behind the Lua userdata of lua_cache.c
-** ("airbyte.SQLiteDB" and "airbyte.SQLiteStream"). Raise if the value is not
+** ("airbyte.CacheDB" and "airbyte.CacheStream", for every backend). Raise if the value is not
 ** one, or is closed. */
 struct lua_State;
 lb_cache *lb__cache_check(struct lua_State *L, int idx);

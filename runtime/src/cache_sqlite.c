@@ -1,13 +1,14 @@
 /*
-** cache_sqlite.c - the SQLite cache (see cache.h for the layout and types).
+** cache_sqlite.c - the SQLite backend of the storage interface (cache.h
+** for the layout and types, cache_backend.h for the ops it implements;
+** cache.c has done the argument checks, names and state keys).
 **
-** The hot path is lb_cache_stream_write. scan_row makes one pass over the
-** members of a record's data object: each key is matched to a column (first
-** against the property that followed the previous match, since records
-** usually list their keys in schema order, then through a small hash
-** table), and each value becomes a wval, pointing at its bytes in the input
-** (strings with escapes are decoded next to it). bind_row then binds them
-** all SQLITE_STATIC and the stream's one prepared INSERT is stepped.
+** The hot path is the stream write op. The shared scanner
+** (lb__cache_scan_row, cache_columns.c) makes one pass over the members of
+** a record's data object, each value becoming a wval that points at its
+** bytes in the input; bind_row then binds them all SQLITE_STATIC and the
+** stream's one prepared INSERT is stepped. The read side (cursor) turns
+** rows back into RECORD lines with jsonenc.c.
 **
 ** In async mode (the default) the record is first copied into a batch and
 ** scanned there; full batches go to a writer thread that binds and steps
@@ -1857,6 +1858,8 @@ static int is_digits(const unsigned char *s, int n) {
 }
 
 #define ADD(s_, n_) (memcpy(out->p + out->len, (s_), (n_)), out->len += (n_))
+/* room for n_ more bytes: the call only when the buffer must grow */
+#define ROOM(n_) (out->len + (n_) <= out->cap ? 0 : lb_cache_buf_reserve(out, (n_)))
 
 /* One row as a RECORD line. The data holds the source's fields only: the
 ** cache's own columns give the emitted_at and the raw id but are not sent
@@ -1877,7 +1880,7 @@ static int sq_cursor_next(lb_cache_cursor *base, lb_cache_buf *out, const char *
     seterr(c, "reading the cache failed: %s", why);
     return LB_CACHE_ESQL;
   }
-  if (lb_cache_buf_reserve(out, 64 + f->head_len) != 0) goto oom;
+  if (ROOM(64 + f->head_len) != 0) goto oom;
   ADD(f->head, f->head_len);
   for (i = 0; i < f->ncols; i++) {
     int t = sqlite3_column_type(f->st, i), n = 0, kind = f->kind[i];
@@ -1892,8 +1895,7 @@ static int sq_cursor_next(lb_cache_cursor *base, lb_cache_buf *out, const char *
       if (i == f->col_raw_id && txt) { *raw_id = (const char *)txt; *raw_id_len = (size_t)n; }
       continue;
     }
-    if (lb_cache_buf_reserve(out, klen + LB_JSON_NUM_ROOM + LB_JSON_QUOTE_ROOM((size_t)n)) != 0)
-      goto oom;
+    if (ROOM(klen + LB_JSON_NUM_ROOM + LB_JSON_QUOTE_ROOM((size_t)n)) != 0) goto oom;
     ADD(f->keys + f->key_off[i] + first, klen - (size_t)first);   /* the ',' */
     first = 0;
     switch (t) {
@@ -1931,7 +1933,7 @@ static int sq_cursor_next(lb_cache_cursor *base, lb_cache_buf *out, const char *
         break;
     }
   }
-  if (lb_cache_buf_reserve(out, 64) != 0) goto oom;
+  if (ROOM(64) != 0) goto oom;
   ADD("},\"emitted_at\":", 15);
   out->len += lb__json_fmt_int(ms, out->p + out->len);
   ADD("}}\n", 3);
@@ -1942,6 +1944,7 @@ oom:
 }
 
 #undef ADD
+#undef ROOM
 
 /* --- ad-hoc SQL ------------------------------------------------------------------------------ */
 

@@ -67,9 +67,9 @@
 #include "record.h"
 #include "protocol.h"
 
-#define DB_MT "airbyte.SQLiteDB"
-#define STREAM_MT "airbyte.SQLiteStream"
-#define STMT_MT "airbyte.SQLiteStatement"
+#define DB_MT "airbyte.CacheDB"
+#define STREAM_MT "airbyte.CacheStream"
+#define STMT_MT "airbyte.CacheQuery"
 #define BUF_MT "airbyte.CacheBuffer"
 
 typedef struct db_ud {

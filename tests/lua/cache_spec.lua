@@ -58,7 +58,7 @@ describe("airbyte.sqlite", function()
 
   it("opens, queries with parameters, iterates and closes twice", function()
     local db = assert(sqlite.open(dir .. "/x.sqlite"))
-    assert.matches("airbyte.SQLiteDB", tostring(db))
+    assert.matches("airbyte.CacheDB", tostring(db))
     db:exec("CREATE TABLE t (a INTEGER, b TEXT, c REAL, d BLOB); "
       .. "INSERT INTO t VALUES (1, 'one', 1.5, x'6869'); INSERT INTO t VALUES (2, NULL, NULL, NULL)")
     local rows, cols = db:query("SELECT * FROM t ORDER BY a")

@@ -108,9 +108,10 @@ end
 -- --- storage backends ---------------------------------------------------------
 -- A backend for the cache specs: { name =, new_cache(name [, opts]) -> a
 -- cache object (airbyte.caches), open_db(name) -> the binding's db
--- (airbyte.sqlite userdata) on the same storage }; the same name is the same
--- storage (a file, a Postgres schema) within one run. nil and the reason
--- when the backend cannot run here.
+-- (airbyte.sqlite userdata) on the same storage, fresh_cache() -> a cache
+-- on storage no other call uses }; the same name is the same storage (a
+-- file, a Postgres schema) within one run. nil and the reason when the
+-- backend cannot run here.
 local backends = {}
 
 function backends.sqlite(dir)
@@ -175,6 +176,11 @@ function H.each_backend(fn)
       if not b then
         pending(name .. ": " .. why)
         return
+      end
+      local seq = 0
+      function b.fresh_cache()
+        seq = seq + 1
+        return b.new_cache("fresh" .. seq)
       end
       fn(b)
     end)

@@ -194,98 +194,102 @@ end
 
 ---------------------------------------------------------------------------
 
-describe("values from source to destination", function()
-  local dir, cache
-  before_each(function() dir, cache = H.open_test_cache() end)
-  after_each(function() H.close_test_cache(dir, cache) end)
+H.each_backend(function(b)
+  describe("values from source to destination", function()
+    local dir, cache
+    before_each(function() dir, cache = H.tmpdir(), b.fresh_cache() end)
+    after_each(function() H.close_test_cache(dir, cache) end)
 
-  it("arrive through the cache as the source sent them (numbers exact, only the source's fields)", function()
-    local config, by_stream = write_corpus(dir)
-    local wr = local_json(dir .. "/via_cache"):write(corpus_source(dir, config), { cache = cache })
-    assert.is_true(wr.processed_records > 100)
-    assert_same(by_stream, dir .. "/via_cache", true)
-    -- the cache's own columns are not inside the data (they are the destination's)
-    for _, stream in ipairs({ "users", "edge values" }) do
-      for _, r in ipairs(destination_records(dir .. "/via_cache", stream)) do
-        assert.is_nil(r.data._airbyte_raw_id)
-        assert.is_nil(r.data._airbyte_extracted_at)
-        assert.is_nil(r.data._airbyte_meta)
-        if stream == "edge values" then assert.equals(EMITTED, r.whole._airbyte_emitted_at) end
+    it("arrive through the cache as the source sent them (numbers exact, only the source's fields)", function()
+      local config, by_stream = write_corpus(dir)
+      local wr = local_json(dir .. "/via_cache"):write(corpus_source(dir, config), { cache = cache })
+      assert.is_true(wr.processed_records > 100)
+      assert_same(by_stream, dir .. "/via_cache", true)
+      -- the cache's own columns are not inside the data (they are the destination's)
+      for _, stream in ipairs({ "users", "edge values" }) do
+        for _, r in ipairs(destination_records(dir .. "/via_cache", stream)) do
+          assert.is_nil(r.data._airbyte_raw_id)
+          assert.is_nil(r.data._airbyte_extracted_at)
+          assert.is_nil(r.data._airbyte_meta)
+          if stream == "edge values" then assert.equals(EMITTED, r.whole._airbyte_emitted_at) end
+        end
       end
-    end
-  end)
+    end)
 
-  it("arrive straight through as the source sent them", function()
-    local config, by_stream = write_corpus(dir)
-    local wr = local_json(dir .. "/direct"):write(corpus_source(dir, config), { cache = false })
-    assert.is_true(wr.processed_records > 100)
-    assert_same(by_stream, dir .. "/direct", false)
-  end)
+    it("arrive straight through as the source sent them", function()
+      local config, by_stream = write_corpus(dir)
+      local wr = local_json(dir .. "/direct"):write(corpus_source(dir, config), { cache = false })
+      assert.is_true(wr.processed_records > 100)
+      assert_same(by_stream, dir .. "/direct", false)
+    end)
 
-  it("keep the shortest spelling of floats and the digits of big integers from the cache", function()
-    local config = write_corpus(dir, { no_faker = true, records = {
-      '{"id":1,"n":1.1}', '{"id":2,"n":0.30000000000000004}', '{"id":3,"n":12345678901234567890}',
-      '{"id":4,"i":12345678901234567890}', '{"id":5,"n":1e308}', '{"id":6,"n":2.5}',
-      '{"id":7,"n":0.1000000000000000055511151231257827}' } })
-    local_json(dir .. "/out"):write(corpus_source(dir, config), { cache = cache })
-    local texts = {}
-    for i, r in ipairs(destination_records(dir .. "/out", "edge values")) do texts[i] = r.text end
-    assert.matches('"n":1%.1[,}]', texts[1])
-    assert.matches('"n":0%.30000000000000004[,}]', texts[2])
-    assert.matches('"n":12345678901234567890[,}]', texts[3])     -- a number, not a string
-    assert.matches('"i":12345678901234567890[,}]', texts[4])
-    assert.matches('"n":1e%+?308[,}]', texts[5])
-    assert.matches('"n":2%.5[,}]', texts[6])
-    assert.matches('"n":0%.1[,}]', texts[7])                     -- the double it parses to
+    it("keep the shortest spelling of floats and the digits of big integers from the cache", function()
+      local config = write_corpus(dir, { no_faker = true, records = {
+        '{"id":1,"n":1.1}', '{"id":2,"n":0.30000000000000004}', '{"id":3,"n":12345678901234567890}',
+        '{"id":4,"i":12345678901234567890}', '{"id":5,"n":1e308}', '{"id":6,"n":2.5}',
+        '{"id":7,"n":0.1000000000000000055511151231257827}' } })
+      local_json(dir .. "/out"):write(corpus_source(dir, config), { cache = cache })
+      local texts = {}
+      for i, r in ipairs(destination_records(dir .. "/out", "edge values")) do texts[i] = r.text end
+      assert.matches('"n":1%.1[,}]', texts[1])
+      assert.matches('"n":0%.30000000000000004[,}]', texts[2])
+      assert.matches('"n":12345678901234567890[,}]', texts[3])     -- a number, not a string
+      assert.matches('"i":12345678901234567890[,}]', texts[4])
+      assert.matches('"n":1e%+?308[,}]', texts[5])
+      assert.matches('"n":2%.5[,}]', texts[6])
+      assert.matches('"n":0%.1[,}]', texts[7])                     -- the double it parses to
+    end)
   end)
 end)
 
-describe("emitted_at outside what the cache can hold", function()
-  local dir, cache
-  before_each(function() dir, cache = H.open_test_cache() end)
-  after_each(function() H.close_test_cache(dir, cache) end)
+H.each_backend(function(b)
+  describe("emitted_at outside what the cache can hold", function()
+    local dir, cache
+    before_each(function() dir, cache = H.tmpdir(), b.fresh_cache() end)
+    after_each(function() H.close_test_cache(dir, cache) end)
 
-  local MIN_MS, MAX_MS = -62135596800000, 253402300799999
-  local CASES = {
-    { "-9223372036854775808", MIN_MS, "0001-01-01T00:00:00.000+00:00" },
-    { "9223372036854775807", MAX_MS, "9999-12-31T23:59:59.999+00:00" },
-    { "1e30", MAX_MS, "9999-12-31T23:59:59.999+00:00" },
-    { "-1e30", MIN_MS, "0001-01-01T00:00:00.000+00:00" },
-    { "12345678901234567890", MAX_MS, "9999-12-31T23:59:59.999+00:00" },
-    { "-12345678901234567890", MIN_MS, "0001-01-01T00:00:00.000+00:00" },
-    { "1.5e300", MAX_MS, "9999-12-31T23:59:59.999+00:00" },
-    { "253402300800000", MAX_MS, "9999-12-31T23:59:59.999+00:00" },
-    -- inside the range: kept
-    { "253402300799999", MAX_MS, "9999-12-31T23:59:59.999+00:00" },
-    { "-62135596800000", MIN_MS, "0001-01-01T00:00:00.000+00:00" },
-    { "-1", -1, "1969-12-31T23:59:59.999+00:00" },
-    { "1669682107441.9", 1669682107441, "2022-11-29T00:35:07.441+00:00" },
-  }
+    local MIN_MS, MAX_MS = -62135596800000, 253402300799999
+    local CASES = {
+      { "-9223372036854775808", MIN_MS, "0001-01-01T00:00:00.000+00:00" },
+      { "9223372036854775807", MAX_MS, "9999-12-31T23:59:59.999+00:00" },
+      { "1e30", MAX_MS, "9999-12-31T23:59:59.999+00:00" },
+      { "-1e30", MIN_MS, "0001-01-01T00:00:00.000+00:00" },
+      { "12345678901234567890", MAX_MS, "9999-12-31T23:59:59.999+00:00" },
+      { "-12345678901234567890", MIN_MS, "0001-01-01T00:00:00.000+00:00" },
+      { "1.5e300", MAX_MS, "9999-12-31T23:59:59.999+00:00" },
+      { "253402300800000", MAX_MS, "9999-12-31T23:59:59.999+00:00" },
+      -- inside the range: kept
+      { "253402300799999", MAX_MS, "9999-12-31T23:59:59.999+00:00" },
+      { "-62135596800000", MIN_MS, "0001-01-01T00:00:00.000+00:00" },
+      { "-1", -1, "1969-12-31T23:59:59.999+00:00" },
+      { "1669682107441.9", 1669682107441, "2022-11-29T00:35:07.441+00:00" },
+    }
 
-  it("is clamped to the years 0001-9999 with a warning, and the destination gets the clamped value", function()
-    local lines = {}
-    for i, c in ipairs(CASES) do
-      lines[i] = ('{"type":"RECORD","record":{"stream":"edge values","emitted_at":%s,"data":{"id":%d}}}')
-        :format(c[1], i)
-    end
-    H.write_file(dir .. "/streams.json", '[{"name":"edge values","json_schema":' .. EDGE_SCHEMA .. '}]')
-    H.write_file(dir .. "/records.jsonl", table.concat(lines, "\n") .. "\n")
-    local src = corpus_source(dir, { streams_file = dir .. "/streams.json", records_file = dir .. "/records.jsonl" })
-    local result = src:read{ cache = cache }
-    local found
-    for _, w in ipairs(result.warnings) do
-      if w:find("8 record%(s%) had an emitted_at outside the years 0001%-9999") then found = w end
-    end
-    assert(found, "no warning about the clamped emitted_at values: " .. table.concat(result.warnings, "; "))
-    local at = {}
-    for row in result["edge values"]:rows() do at[row.id] = row._airbyte_extracted_at end
-    for i, c in ipairs(CASES) do assert.equals(c[3], at[i], "emitted_at " .. c[1]) end
-    -- and from the cache, the destination gets the clamped milliseconds
-    local_json(dir .. "/out"):write(result)
-    local got = {}
-    for _, r in ipairs(destination_records(dir .. "/out", "edge values")) do
-      got[r.data.id] = r.whole._airbyte_emitted_at
-    end
-    for i, c in ipairs(CASES) do assert.equals(c[2], got[i], "emitted_at " .. c[1]) end
+    it("is clamped to the years 0001-9999 with a warning, and the destination gets the clamped value", function()
+      local lines = {}
+      for i, c in ipairs(CASES) do
+        lines[i] = ('{"type":"RECORD","record":{"stream":"edge values","emitted_at":%s,"data":{"id":%d}}}')
+          :format(c[1], i)
+      end
+      H.write_file(dir .. "/streams.json", '[{"name":"edge values","json_schema":' .. EDGE_SCHEMA .. '}]')
+      H.write_file(dir .. "/records.jsonl", table.concat(lines, "\n") .. "\n")
+      local src = corpus_source(dir, { streams_file = dir .. "/streams.json", records_file = dir .. "/records.jsonl" })
+      local result = src:read{ cache = cache }
+      local found
+      for _, w in ipairs(result.warnings) do
+        if w:find("8 record%(s%) had an emitted_at outside the years 0001%-9999") then found = w end
+      end
+      assert(found, "no warning about the clamped emitted_at values: " .. table.concat(result.warnings, "; "))
+      local at = {}
+      for row in result["edge values"]:rows() do at[row.id] = row._airbyte_extracted_at end
+      for i, c in ipairs(CASES) do assert.equals(c[3], at[i], "emitted_at " .. c[1]) end
+      -- and from the cache, the destination gets the clamped milliseconds
+      local_json(dir .. "/out"):write(result)
+      local got = {}
+      for _, r in ipairs(destination_records(dir .. "/out", "edge values")) do
+        got[r.data.id] = r.whole._airbyte_emitted_at
+      end
+      for i, c in ipairs(CASES) do assert.equals(c[2], got[i], "emitted_at " .. c[1]) end
+    end)
   end)
 end)
