@@ -1117,6 +1117,42 @@ static void copy_text(lb_cache_buf *b, const char *p, size_t n) {
   b->len = (size_t)(o - b->p);
 }
 
+/* A number for a NUMERIC column: its value exactly, as written; a float
+** spelling (a '.' or an exponent) keeps a fraction digit ("1e308" goes in
+** as 1000...0.0, "1E2" as 100.0), since NUMERIC would otherwise store an
+** integer and the read side could not tell it was a float (room: 2 * n +
+** the exponent's zeros, reserved here). */
+static int copy_number(pg_stream *s, const char *p, size_t n) {
+  lb_cache_buf *b = &s->buf;
+  const char *e = NULL, *dot = NULL;
+  size_t i, frac = 0, lead;
+  long ex = 0, zeros;
+  int neg;
+  for (i = 0; i < n; i++) {
+    if (p[i] == '.') dot = p + i;
+    else if (p[i] == 'e' || p[i] == 'E') { e = p + i; break; }
+  }
+  if (dot == NULL && e == NULL) { memcpy(b->p + b->len, p, n); b->len += n; return 0; }
+  if (dot) frac = (size_t)((e ? e : p + n) - dot - 1);
+  if (e) ex = strtol(e + 1, NULL, 10);
+  if (ex > 100000 || ex < -100000 || (long)frac - ex > 0) {   /* a fraction already (or beyond NUMERIC) */
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+    return 0;
+  }
+  zeros = ex - (long)frac;                                    /* >= 0 */
+  if (reserve_buf(s, n + (size_t)zeros + 4) < 0) return LB_ENOMEM;
+  neg = p[0] == '-';
+  if (neg) b->p[b->len++] = '-';
+  lead = (size_t)neg;
+  for (i = lead; i < n && p + i != e; i++) if (p[i] != '.') b->p[b->len++] = p[i];
+  memset(b->p + b->len, '0', (size_t)zeros);
+  b->len += (size_t)zeros;
+  memcpy(b->p + b->len, ".0", 2);
+  b->len += 2;
+  return 0;
+}
+
 /* One pass over the members: each value into its column's slot; strings
 ** with escapes decoded into the arena. */
 static int scan(pg_stream *s, const lb_jval *data) {
@@ -1210,6 +1246,9 @@ static int pg_stream_write(lb_cache_stream *bs, const lb_jval *data, long long e
           long long i64 = 0;
           lb_jnum_to_int64(v, &i64);
           b->len += lb__json_fmt_int(i64, b->p + b->len);
+        } else if (s->kind[i] == LB_COL_NUMBER) {
+          if ((rc = copy_number(s, v->p, v->n)) < 0) return rc;
+          b = &s->buf;                  /* it may have moved */
         } else {
           copy_text(b, v->p, v->n);
         }
@@ -1890,16 +1929,21 @@ fail:
   return NULL;
 }
 
-/* NUMERIC and float text that JSON has no spelling for */
+/* A number column's text as JSON: integers as their digits (every one of
+** them), floats as the shortest spelling of the double they are (as the
+** SQLite backend sends them), NaN as null, infinities as numbers that read
+** back as such. Room: n + LB_JSON_NUM_ROOM reserved. */
 static void add_number(lb_cache_buf *b, const char *t, size_t n) {
-  if (n && (t[0] == 'N' || t[0] == 'I' || (t[0] == '-' && n > 1 && t[1] == 'I'))) {
-    if (t[0] == 'N') { memcpy(b->p + b->len, "null", 4); b->len += 4; }
-    else if (t[0] == '-') { memcpy(b->p + b->len, "-1e999", 6); b->len += 6; }
-    else { memcpy(b->p + b->len, "1e999", 5); b->len += 5; }
-    return;
+  double d;
+  size_t k;
+  if (n && t[0] == 'N') { memcpy(b->p + b->len, "null", 4); b->len += 4; return; }
+  if (strpbrk(t, ".eEI") == NULL) { memcpy(b->p + b->len, t, n); b->len += n; return; }
+  d = strtod(t, NULL);
+  if ((k = lb__json_fmt_double(d, b->p + b->len)) == 0) {
+    memcpy(b->p + b->len, d > 0 ? "1e999" : "-1e999", d > 0 ? 5 : 6);
+    k = d > 0 ? 5 : 6;
   }
-  memcpy(b->p + b->len, t, n);
-  b->len += n;
+  b->len += k;
 }
 
 static int pg_cursor_next(lb_cache_cursor *bc, lb_cache_buf *out, const char **raw_id,
