@@ -184,6 +184,17 @@ static int sb_done(pg_cache *pc, lb_sbuf *b) {
   return 0;
 }
 
+/* Runs the statement built in b and frees b (ready for reuse). */
+static int exec_sb(pg_cache *pc, lb_sbuf *b) {
+  int rc = sb_done(pc, b);
+  if (rc == 0) rc = exec1(pc, b->p, 0, NULL);
+  free(b->p);
+  b->p = NULL;
+  b->n = b->cap = 0;
+  b->oom = 0;
+  return rc;
+}
+
 /* a .. b as a fresh string, cut to PostgreSQL's 63 bytes by the cache's
 ** one rule for long names */
 static char *pg_name2(pg_cache *pc, const char *a, const char *b) {
@@ -296,8 +307,7 @@ static int flush_stream(pg_stream *s) {
       lb__sb_add(&b, " (LIKE ");
       lb__sb_add(&b, s->qtable);
       lb__sb_add(&b, ")");
-      if ((rc = sb_done(pc, &b)) == 0) rc = exec1(pc, b.p, 0, NULL);
-      free(b.p);
+      rc = exec_sb(pc, &b);
       if (rc < 0) return rc;
     }
     res = PQexec(pc->conn, s->copy_sql);
@@ -334,6 +344,17 @@ static void sb_cols(lb_sbuf *b, pg_stream *s, const char *prefix) {
   }
 }
 
+/* The key columns, each followed by `after` and separated by `sep`:
+** ("a", "b") as "a, b", or "a IS NOT NULL AND b IS NOT NULL". */
+static void sb_pk(lb_sbuf *b, const pg_stream *s, const char *after, const char *sep) {
+  int i;
+  for (i = 0; i < s->npk; i++) {
+    if (i) lb__sb_add(b, sep);
+    lb__sb_ident(b, s->sch->cols[s->pk[i]].name);
+    lb__sb_add(b, after);
+  }
+}
+
 /* MERGE: the staged rows into the table, the last of each key winning;
 ** rows with a NULL key part never conflict and go in as they are. */
 static int merge_stage(pg_stream *s) {
@@ -346,21 +367,17 @@ static int merge_stage(pg_stream *s) {
   lb__sb_add(&b, " (");
   sb_cols(&b, s, NULL);
   lb__sb_add(&b, ") SELECT DISTINCT ON (");
-  for (i = 0; i < s->npk; i++) { if (i) lb__sb_add(&b, ", "); lb__sb_ident(&b, s->sch->cols[s->pk[i]].name); }
+  sb_pk(&b, s, "", ", ");
   lb__sb_add(&b, ") ");
   sb_cols(&b, s, NULL);
   lb__sb_add(&b, " FROM ");
   lb__sb_add(&b, s->stage);
   lb__sb_add(&b, " WHERE ");
-  for (i = 0; i < s->npk; i++) {
-    if (i) lb__sb_add(&b, " AND ");
-    lb__sb_ident(&b, s->sch->cols[s->pk[i]].name);
-    lb__sb_add(&b, " IS NOT NULL");
-  }
+  sb_pk(&b, s, " IS NOT NULL", " AND ");
   lb__sb_add(&b, " ORDER BY ");
-  for (i = 0; i < s->npk; i++) { lb__sb_ident(&b, s->sch->cols[s->pk[i]].name); lb__sb_add(&b, ", "); }
+  sb_pk(&b, s, ", ", "");
   lb__sb_add(&b, "\"" LB_CACHE_RAW_ID_COL "\" COLLATE \"C\" DESC ON CONFLICT (");
-  for (i = 0; i < s->npk; i++) { if (i) lb__sb_add(&b, ", "); lb__sb_ident(&b, s->sch->cols[s->pk[i]].name); }
+  sb_pk(&b, s, "", ", ");
   lb__sb_add(&b, ") DO UPDATE SET ");
   for (i = 0; i < s->sch->ncols + 3; i++) {
     static const char *const internal[3] = {
@@ -384,11 +401,7 @@ static int merge_stage(pg_stream *s) {
   lb__sb_add(&b, " FROM ");
   lb__sb_add(&b, s->stage);
   lb__sb_add(&b, " WHERE ");
-  for (i = 0; i < s->npk; i++) {
-    if (i) lb__sb_add(&b, " OR ");
-    lb__sb_ident(&b, s->sch->cols[s->pk[i]].name);
-    lb__sb_add(&b, " IS NULL");
-  }
+  sb_pk(&b, s, " IS NULL", " OR ");
   lb__sb_add(&b, "; TRUNCATE ");
   lb__sb_add(&b, s->stage);
   if ((rc = sb_done(pc, &b)) == 0) {
@@ -810,7 +823,7 @@ static int ensure_table(pg_stream *s, const char *table, int fresh) {
     lb__sb_add(&b, internal_defs[0]); lb__sb_add(&b, ", ");
     lb__sb_add(&b, internal_defs[1]); lb__sb_add(&b, ", ");
     lb__sb_add(&b, internal_defs[2]); lb__sb_add(&b, ")");
-    if ((rc = sb_done(pc, &b)) == 0) rc = exec1(pc, b.p, 0, NULL);
+    rc = exec_sb(pc, &b);
   } else {
     for (i = 0; i < s->sch->ncols + 3 && rc == 0; i++) {
       if (i < s->sch->ncols ? found[i] : (have_internal & (1 << (i - s->sch->ncols)))) continue;
@@ -820,7 +833,7 @@ static int ensure_table(pg_stream *s, const char *table, int fresh) {
       lb__sb_add(&b, " ADD COLUMN IF NOT EXISTS ");
       if (i < s->sch->ncols) sb_coldef(&b, s->sch->cols[i].name, s->kind[i]);
       else lb__sb_add(&b, internal_defs[i - s->sch->ncols]);
-      if ((rc = sb_done(pc, &b)) == 0) rc = exec1(pc, b.p, 0, NULL);
+      rc = exec_sb(pc, &b);
     }
   }
   free(b.p);
@@ -856,24 +869,19 @@ static int ensure_pk_index(pg_stream *s) {
   lb__sb_add(&b, "; DELETE FROM ");
   lb__sb_add(&b, s->qtable);
   lb__sb_add(&b, " WHERE ctid IN (SELECT ctid FROM (SELECT ctid, row_number() OVER (PARTITION BY ");
-  for (i = 0; i < s->npk; i++) { if (i) lb__sb_add(&b, ", "); lb__sb_ident(&b, s->sch->cols[s->pk[i]].name); }
+  sb_pk(&b, s, "", ", ");
   lb__sb_add(&b, " ORDER BY \"" LB_CACHE_RAW_ID_COL "\" COLLATE \"C\" DESC NULLS LAST) AS rn FROM ");
   lb__sb_add(&b, s->qtable);
   lb__sb_add(&b, " WHERE ");
-  for (i = 0; i < s->npk; i++) {
-    if (i) lb__sb_add(&b, " AND ");
-    lb__sb_ident(&b, s->sch->cols[s->pk[i]].name);
-    lb__sb_add(&b, " IS NOT NULL");
-  }
+  sb_pk(&b, s, " IS NOT NULL", " AND ");
   lb__sb_add(&b, ") d WHERE rn > 1); CREATE UNIQUE INDEX ");
   lb__sb_ident(&b, idx);
   lb__sb_add(&b, " ON ");
   lb__sb_add(&b, s->qtable);
   lb__sb_add(&b, " (");
-  for (i = 0; i < s->npk; i++) { if (i) lb__sb_add(&b, ", "); lb__sb_ident(&b, s->sch->cols[s->pk[i]].name); }
+  sb_pk(&b, s, "", ", ");
   lb__sb_add(&b, ")");
-  if ((rc = sb_done(pc, &b)) == 0) rc = exec1(pc, b.p, 0, NULL);
-  free(b.p);
+  rc = exec_sb(pc, &b);
   free(idx);
   return rc;
 }
@@ -887,8 +895,7 @@ static int drop_pk_index(pg_stream *s) {
   lb__sb_add(&b, "DROP INDEX IF EXISTS ");
   sb_qual(&b, pc, idx);
   free(idx);
-  if ((rc = sb_done(pc, &b)) == 0) rc = exec1(pc, b.p, 0, NULL);
-  free(b.p);
+  rc = exec_sb(pc, &b);
   return rc;
 }
 
@@ -923,8 +930,7 @@ static int stream_ddl(pg_cache *pc, void *ud) {
     /* a shadow table left by a run that died is stale: start afresh */
     lb__sb_add(&b, "DROP TABLE IF EXISTS ");
     lb__sb_add(&b, s->qtarget);
-    if ((rc = sb_done(pc, &b)) == 0) rc = exec1(pc, b.p, 0, NULL);
-    free(b.p);
+    rc = exec_sb(pc, &b);
     if (rc == 0) rc = ensure_table(s, s->target, 1);
   } else {
     rc = ensure_table(s, s->base.table, 0);
@@ -1086,7 +1092,7 @@ static int widen(pg_stream *s, int ci, int k) {
     if (k == LB_COL_JSON) lb__sb_add(&b, keyed ? "to_jsonb(" : "to_json(");
     lb__sb_ident(&b, name);
     lb__sb_add(&b, k == LB_COL_JSON ? ")" : "::NUMERIC");
-    if ((rc = sb_done(pc, &b)) == 0) rc = exec1(pc, b.p, 0, NULL);
+    rc = exec_sb(pc, &b);
     if (rc < 0) { free(b.p); pc->failed = rc; return rc; }
   }
   free(b.p);
@@ -1283,8 +1289,7 @@ static int swap_in(pg_cache *pc, void *ud) {
   lb__sb_add(&b, s->qtarget);
   lb__sb_add(&b, " RENAME TO ");
   lb__sb_ident(&b, s->base.table);
-  if ((rc = sb_done(pc, &b)) == 0) rc = exec1(pc, b.p, 0, NULL);
-  free(b.p);
+  rc = exec_sb(pc, &b);
   return rc;
 }
 
@@ -1335,8 +1340,7 @@ static int do_swaps(pg_cache *pc) {
     lb__sb_add(&b, pc->swaps[i].qtarget);
     lb__sb_add(&b, " RENAME TO ");
     lb__sb_ident(&b, pc->swaps[i].table);
-    if ((rc = sb_done(pc, &b)) == 0) rc = exec1(pc, b.p, 0, NULL);
-    free(b.p);
+    rc = exec_sb(pc, &b);
   }
   drop_swaps(pc);
   return rc;
@@ -1356,8 +1360,7 @@ static int pg_stream_abort(lb_cache_stream *bs) {
   if (PQtransactionStatus(pc->conn) == PQTRANS_INERROR) return 0;   /* the rollback drops it */
   lb__sb_add(&b, "DROP TABLE IF EXISTS ");
   lb__sb_add(&b, s->qtarget);
-  if ((rc = sb_done(pc, &b)) == 0) rc = exec1(pc, b.p, 0, NULL);
-  free(b.p);
+  rc = exec_sb(pc, &b);
   return rc;
 }
 

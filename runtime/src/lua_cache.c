@@ -343,7 +343,6 @@ static int l_open_pg(lua_State *L) {
   const char *schema;
   char err[1024];
   db_ud *d;
-  int rc;
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   lb__check_options(L, 1, "open_pg", open_pg_options);
@@ -358,29 +357,14 @@ static int l_open_pg(lua_State *L) {
   lua_getfield(L, 1, "connect_timeout");
   p.connect_timeout_s = (int)luaL_optinteger(L, -1, 10);
   if (schema == NULL) schema = LB_CACHE_PG_DEFAULT_SCHEMA;
-  d = lua_newuserdatauv(L, sizeof *d, 1);
-  d->c = NULL;
-  luaL_setmetatable(L, DB_MT);
   if (p.dsn)     /* it may hold the password: not shown */
     lua_pushfstring(L, "postgresql (the given dsn)?schema=%s", schema);
   else
     lua_pushfstring(L, "postgresql://%s@%s:%s/%s?schema=%s", p.username ? p.username : "",
                     p.host ? p.host : "", p.port ? p.port : "", p.database ? p.database : "", schema);
-  lua_setiuservalue(L, -2, 1);
-  rc = lb_cache_pg_open(&p, schema, &d->c, err, sizeof err);
-  if (rc < 0) {
-    luaL_pushfail(L);
-    lua_pushstring(L, err);
-    lua_pushinteger(L, rc);
-    return 3;
-  }
-  return 1;
+  d = new_db(L, lua_gettop(L));
+  return open_result(L, lb_cache_pg_open(&p, schema, &d->c, err, sizeof err), err);
 }
-
-/* sqlite.open_pg{ host=, port=, database=, username=, password=, dsn=,
-** schema_name=, table_prefix= } belongs here: new_db with a label, then
-** open_result(L, lb_cache_pg_open(...)). Helper "pgcache" adds it with
-** cache_pg.c (built when libpq is found: LB_WITH_POSTGRES). */
 
 static int db_close(lua_State *L) {
   db_ud *d = luaL_checkudata(L, 1, DB_MT);

@@ -14,12 +14,7 @@ local function faker(count)
   return src
 end
 
-local function stateful(dir, config)
-  local src = ab.get_source("source-stateful", { local_executable = H.fixture_executable(dir, "stateful"),
-    config = config })
-  src:select_all_streams()
-  return src
-end
+local function stateful(dir, config) return H.local_source(dir, "stateful", "source-stateful", config) end
 
 local function ids(cache)
   local r = cache:run_sql_query("SELECT count(*) AS n, count(DISTINCT id) AS d, min(id) AS lo, max(id) AS hi FROM items")[1]

@@ -237,6 +237,15 @@ function H.with_env(vars, fn)
   if not ok then error(err, 0) end
 end
 
+-- A fixture connector (tests/fixtures/connectors/<fixture>.lua) as source
+-- `name` with config, every stream selected.
+function H.local_source(dir, fixture, name, config)
+  local src = require("airbyte").get_source(name, { local_executable = H.fixture_executable(dir, fixture),
+    config = config })
+  src:select_all_streams()
+  return src
+end
+
 -- --- PostgreSQL (issue 9) -----------------------------------------------------------
 -- The server is the one scripts/test.sh starts (scripts/pg.sh), named by the
 -- libpq environment (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE).

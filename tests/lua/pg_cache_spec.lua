@@ -8,12 +8,7 @@ local H = require "helper"
 local ab = require "airbyte"
 local errors = require "airbyte.errors"
 
-local function crasher(dir, config)
-  local src = ab.get_source("source-crasher", { local_executable = H.fixture_executable(dir, "crasher"),
-    config = config })
-  src:select_all_streams()
-  return src
-end
+local function crasher(dir, config) return H.local_source(dir, "crasher", "source-crasher", config) end
 
 describe("PostgresCache", function()
   local dir, cache
