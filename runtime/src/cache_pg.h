@@ -38,8 +38,14 @@
 ** transaction they run on its connection and see its uncommitted rows.
 **
 ** Stream locks: a session-level advisory lock on a digest of (schema,
-** source, namespace, stream), released by unlock, close, or the death of
-** the process (the server ends its session).
+** source, namespace, stream), taken with pg_try_advisory_lock (never the
+** server's blocking wait), released by unlock, close, or the death of the
+** process (the server ends its session). With timeout_ms 0 it is one try
+** (the read layer retries by yielding); a positive timeout polls every
+** 50 ms on the calling thread. The holder (pid@host, since) is kept in
+** _luabyte_stream_locks for the message of the runner that gives up.
+** A stream already locked through this same cache (another task of the
+** process) is refused at once: session locks would nest, not exclude.
 */
 #ifndef LB_CACHE_PG_H
 #define LB_CACHE_PG_H
