@@ -356,7 +356,9 @@ end
 function Cache:get_quarantine(stream)
   local db = self:_db()
   if not db:has_table("_airbyte_quarantine") then return {} end
-  local rows = db:query("SELECT * FROM _airbyte_quarantine WHERE ?1 IS NULL OR stream_name = ?1 ORDER BY rowid",
+  -- in the order they were kept (SQLite's rowid; PostgreSQL's row position: only ever appended to)
+  local order = db:kind() == "postgres" and "ctid" or "rowid"
+  local rows = db:query("SELECT * FROM _airbyte_quarantine WHERE CAST(?1 AS VARCHAR) IS NULL OR stream_name = ?1 ORDER BY " .. order,
     { stream == nil and json.null or stream })
   for _, r in ipairs(rows) do
     r.record = json.decode(r.record_json)

@@ -2042,6 +2042,49 @@ static int is_select(const char *s) {
          strncasecmp(s, "values", 6) == 0 || strncasecmp(s, "table", 5) == 0;
 }
 
+/* The Lua layer's statements number their parameters SQLite's way (?1,
+** or ? in order): with parameters given, those become $1... outside
+** quotes and comments (a "?" before '|' or '&', jsonb's operators, is
+** left alone). A fresh string, or NULL. */
+static char *dollar_params(const char *sql) {
+  lb_sbuf b = {0};
+  const char *p = sql;
+  int next = 0;
+  while (*p) {
+    char ch = *p;
+    if (ch == '\'' || ch == '"') {                 /* a literal or a quoted name */
+      const char *q = p + 1;
+      while (*q && !(*q == ch && q[1] != ch)) q += (*q == ch) ? 2 : 1;
+      if (*q) q++;
+      lb__sb_addn(&b, p, (size_t)(q - p));
+      p = q;
+    } else if (ch == '-' && p[1] == '-') {
+      const char *q = strchr(p, '\n');
+      if (q == NULL) q = p + strlen(p);
+      lb__sb_addn(&b, p, (size_t)(q - p));
+      p = q;
+    } else if (ch == '/' && p[1] == '*') {
+      const char *q = strstr(p + 2, "*/");
+      q = q ? q + 2 : p + strlen(p);
+      lb__sb_addn(&b, p, (size_t)(q - p));
+      p = q;
+    } else if (ch == '?' && p[1] >= '0' && p[1] <= '9') {
+      lb__sb_addn(&b, "$", 1);
+      p++;
+    } else if (ch == '?' && p[1] != '|' && p[1] != '&') {
+      char num[16];
+      snprintf(num, sizeof num, "$%d", ++next);
+      lb__sb_add(&b, num);
+      p++;
+    } else {
+      lb__sb_addn(&b, p, 1);
+      p++;
+    }
+  }
+  if (b.oom || b.p == NULL) { free(b.p); return NULL; }
+  return b.p;
+}
+
 static int kind_of_oid(Oid t) {
   switch (t) {
     case OID_INT8: case OID_INT4: case OID_INT2: return LB_COL_INTEGER;
@@ -2078,6 +2121,10 @@ static lb_cache_query *pg_query_open(lb_cache *c, const char *sql, size_t len,
                      s[len - 1] == '\t' || s[len - 1] == '\r'))
     s[--len] = '\0';
   if (nparams > 0) {
+    char *d = dollar_params(s);
+    if (d == NULL) goto nomem;
+    free(s);
+    s = d;
     txt = calloc((size_t)nparams, sizeof *txt);
     types = calloc((size_t)nparams, sizeof *types);
     if (!txt || !types) goto nomem;

@@ -86,6 +86,25 @@ describe("PostgresCache", function()
     assert.equal(2, cache:run_sql_query("SELECT count(*) + 1 AS n FROM extra")[1].n) -- still usable
   end)
 
+  it("takes the Lua layer's ?N parameters, and keeps quarantined records", function()
+    if not H.need_pg(pending) then return end
+    cache = H.new_pg_cache()
+    assert.equal(5, cache:run_sql_query("SELECT ?1::int + ?2::int AS n", { params = { 2, 3 } })[1].n)
+    assert.equal(5, cache:run_sql_query("SELECT $1::int + $2::int AS n", { params = { 2, 3 } })[1].n)
+    assert.equal("a?b", cache:run_sql_query("SELECT 'a?b' AS s WHERE ?1", { params = { true } })[1].s)
+    local hooks = { items = function(r) if r.id == 4 or r.id == 9 then r.name = r.id * 1.5; return r end end }
+    local r = crasher(dir, { records = 20 }):read{ cache = cache, quiet = true, hooks = hooks,
+      validate = { schema = true, on_invalid = "quarantine" } }
+    assert.equal(18, #r["items"])
+    local q = cache:get_quarantine("items")
+    assert.equal(2, #q)
+    assert.equal(4, q[1].record.id)
+    assert.equal(9, q[2].record.id)
+    assert.equal("schema", q[1].reasons[1].check)
+    assert.matches("^%d%d%d%d%-%d%d%-%d%dT", q[1]._airbyte_extracted_at)
+    assert.same({}, cache:get_quarantine("other"))
+  end)
+
   it("fails a read whose server session ends, keeps what committed, and the rerun resumes", function()
     if not H.need_pg(pending) then return end
     cache = H.new_pg_cache()
