@@ -1221,7 +1221,7 @@ static int pg_stream_write(lb_cache_stream *bs, const lb_jval *data, long long e
   char uuid[37];
   size_t need, mlen = meta_json ? strlen(meta_json) : 2;
   int i, rc;
-  if (pc == NULL) { lb__cache_seterr(bs->c, "the cache is closed"); return LB_EINVAL; }
+  if (pc == NULL) return LB_EINVAL;   /* its cache was closed (and freed): nothing to tell */
   if (s->finished) { lb__cache_seterr(&pc->base, "stream '%s' is finished", s->base.table); return LB_EINVAL; }
   if (pc->failed) return pc->failed;
   if ((rc = scan(s, data)) < 0) return rc;
@@ -1299,7 +1299,7 @@ static int pg_stream_finish(lb_cache_stream *bs) {
   struct swap *sw;
   int rc;
   if (s->finished) return 0;
-  if (pc == NULL) { lb__cache_seterr(bs->c, "the cache is closed"); return LB_EINVAL; }
+  if (pc == NULL) return LB_EINVAL;   /* its cache was closed (and freed): nothing to tell */
   if ((rc = barrier(pc)) < 0) return rc;
   s->finished = 1;
   if (s->strategy != LB_WRITE_REPLACE) return 0;
