@@ -146,7 +146,11 @@ long long lb__cache_parse_ts(const char *s, size_t len) {
   y = digits(s, 4); mo = digits(s + 5, 2); d = digits(s + 8, 2);
   h = digits(s + 11, 2); mi = digits(s + 14, 2); sec = digits(s + 17, 2);
   if (y < 0 || mo < 1 || d < 1 || h < 0 || mi < 0 || sec < 0) return 0;
-  if (n >= 23 && s[19] == '.' && (ms = digits(s + 20, 3)) < 0) ms = 0;
+  if (n >= 21 && s[19] == '.') {
+    /* 1 to 6 digits: PostgreSQL drops trailing zeros (".44" is 440 ms) */
+    int i, scale = 100;
+    for (i = 20; i < n && i < 23 && s[i] >= '0' && s[i] <= '9'; i++, scale /= 10) ms += (s[i] - '0') * scale;
+  }
   return (days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) * 1000 + ms;
 }
 /* The key of a state (lb_state_key_of): its name and namespace, into

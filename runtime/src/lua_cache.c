@@ -60,6 +60,7 @@
 # include <sys/random.h>
 #endif
 #include <sqlite3.h>
+#include "cache_pg.h"
 #include "lb_internal.h"
 #include "cache.h"
 #include "jskim.h"
@@ -322,10 +323,48 @@ static int l_open(lua_State *L) {
   return open_result(L, lb_cache_sqlite_open(path, &d->c, err, sizeof err), err);
 }
 
-/* sqlite.open_pg{ host=, port=, database=, username=, password=, dsn=,
-** schema_name=, table_prefix= } belongs here: new_db with a label, then
-** open_result(L, lb_cache_pg_open(...)). Helper "pgcache" adds it with
-** cache_pg.c (built when libpq is found: LB_WITH_POSTGRES). */
+/* open_pg{ host =, port =, database =, username =, password =, dsn =,
+** schema_name = "airbyte_raw", connect_timeout = 10 } -> db | fail, err:
+** the same userdata as open, over the PostgreSQL backend (cache_pg.h).
+** db:path() is "postgresql://user@host:port/database?schema=..." without
+** the password. */
+static const char *const open_pg_options[] = {
+  "host", "port", "database", "username", "password", "dsn", "schema_name", "connect_timeout", NULL };
+
+static const char *opt_string(lua_State *L, int t, const char *key) {
+  int ty = lua_getfield(L, t, key);      /* left on the stack: keeps the string alive */
+  if (ty == LUA_TNIL) return NULL;
+  if (ty != LUA_TSTRING && ty != LUA_TNUMBER) luaL_error(L, "open_pg: %s must be a string", key);
+  return lua_tostring(L, -1);
+}
+
+static int l_open_pg(lua_State *L) {
+  lb_pg_params p;
+  const char *schema;
+  char err[1024];
+  db_ud *d;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  lb__check_options(L, 1, "open_pg", open_pg_options);
+  memset(&p, 0, sizeof p);
+  p.host = opt_string(L, 1, "host");
+  p.port = opt_string(L, 1, "port");
+  p.database = opt_string(L, 1, "database");
+  p.username = opt_string(L, 1, "username");
+  p.password = opt_string(L, 1, "password");
+  p.dsn = opt_string(L, 1, "dsn");
+  schema = opt_string(L, 1, "schema_name");
+  lua_getfield(L, 1, "connect_timeout");
+  p.connect_timeout_s = (int)luaL_optinteger(L, -1, 10);
+  if (schema == NULL) schema = LB_CACHE_PG_DEFAULT_SCHEMA;
+  if (p.dsn)     /* it may hold the password: not shown */
+    lua_pushfstring(L, "postgresql (the given dsn)?schema=%s", schema);
+  else
+    lua_pushfstring(L, "postgresql://%s@%s:%s/%s?schema=%s", p.username ? p.username : "",
+                    p.host ? p.host : "", p.port ? p.port : "", p.database ? p.database : "", schema);
+  d = new_db(L, lua_gettop(L));
+  return open_result(L, lb_cache_pg_open(&p, schema, &d->c, err, sizeof err), err);
+}
 
 static int db_close(lua_State *L) {
   db_ud *d = luaL_checkudata(L, 1, DB_MT);
@@ -1095,6 +1134,7 @@ static const luaL_Reg buf_meta[] = {
 
 static const luaL_Reg module_funcs[] = {
   {"open", l_open},
+  {"open_pg", l_open_pg},
   {"normalize", l_normalize},
   {"state_key", l_state_key},
   {"state_count_mismatch", l_state_count_mismatch},
