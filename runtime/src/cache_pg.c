@@ -677,6 +677,23 @@ static int pg_sync(lb_cache *c) { return barrier(PC(c)); }
 static int pg_wait_room(lb_cache *c, size_t n, uint64_t d) { (void)c; (void)n; (void)d; return 1; }
 static int pg_wait_idle(lb_cache *c, uint64_t d) { (void)c; (void)d; return 1; }
 
+/* Hands each _airbyte_streams row of res (columns stream_name, namespace,
+** table_name, source_name, catalog_metadata) to cb, then frees res. */
+static int each_stream_row(PGresult *res, int (*cb)(void *, const lb_cache_stream_row *), void *ud) {
+  int i, rc = 0;
+  for (i = 0; i < PQntuples(res) && rc == 0; i++) {
+    lb_cache_stream_row r;
+    r.name = PQgetvalue(res, i, 0); r.name_len = (size_t)PQgetlength(res, i, 0);
+    r.ns = PQgetvalue(res, i, 1); r.ns_len = (size_t)PQgetlength(res, i, 1);
+    r.table = PQgetvalue(res, i, 2);
+    r.source_name = PQgetvalue(res, i, 3);
+    r.catalog_json = PQgetvalue(res, i, 4); r.catalog_len = (size_t)PQgetlength(res, i, 4);
+    rc = cb(ud, &r);
+  }
+  PQclear(res);
+  return rc;
+}
+
 /* --- names -------------------------------------------------------------------------- */
 
 static int pg_stream_rows(lb_cache *c, const char *prefix, const char *name, size_t name_len,
@@ -685,7 +702,7 @@ static int pg_stream_rows(lb_cache *c, const char *prefix, const char *name, siz
   char sql[512], *nm = NULL, *nsd = NULL;
   const char *v[3];
   PGresult *res;
-  int i, rc = 0;
+  int rc;
   if ((rc = no_nul(pc, name, name_len, "a stream name")) < 0 ||
       (rc = no_nul(pc, ns, ns_len, "a namespace")) < 0)
     return rc;
@@ -703,17 +720,7 @@ static int pg_stream_rows(lb_cache *c, const char *prefix, const char *name, siz
   res = run(pc, pc->conn, sql, 3, v, "looking up a stream");
   free(nm); free(nsd);
   if (res == NULL) return LB_CACHE_ESQL;
-  for (i = 0; i < PQntuples(res) && rc == 0; i++) {
-    lb_cache_stream_row r;
-    r.name = PQgetvalue(res, i, 0); r.name_len = (size_t)PQgetlength(res, i, 0);
-    r.ns = PQgetvalue(res, i, 1); r.ns_len = (size_t)PQgetlength(res, i, 1);
-    r.table = PQgetvalue(res, i, 2);
-    r.source_name = PQgetvalue(res, i, 3);
-    r.catalog_json = PQgetvalue(res, i, 4); r.catalog_len = (size_t)PQgetlength(res, i, 4);
-    rc = cb(ud, &r);
-  }
-  PQclear(res);
-  return rc;
+  return each_stream_row(res, cb, ud);
 }
 
 static int pg_table_owner(lb_cache *c, const char *table, lb_cache_name_owner *out) {
@@ -2280,7 +2287,7 @@ static int pg_streams(lb_cache *c, const char *prefix, lb_cache_stream_row_cb cb
   char sql[768];
   const char *v[2] = { prefix ? prefix : "", pc->schema };
   PGresult *res;
-  int i, rc = 0;
+  int rc;
   if ((rc = barrier(pc)) < 0) return rc;
   snprintf(sql, sizeof sql,
            "SELECT s.stream_name, s.stream_namespace, s.table_name, s.source_name, s.catalog_metadata"
@@ -2289,17 +2296,7 @@ static int pg_streams(lb_cache *c, const char *prefix, lb_cache_stream_row_cb cb
            " AND k.relname = s.table_name AND k.relkind IN ('r', 'p'))"
            " ORDER BY s.stream_name COLLATE \"C\", s.stream_namespace COLLATE \"C\"", pc->qschema);
   if ((res = run(pc, pc->conn, sql, 2, v, "listing the cached streams")) == NULL) return LB_CACHE_ESQL;
-  for (i = 0; i < PQntuples(res) && rc == 0; i++) {
-    lb_cache_stream_row r;
-    r.name = PQgetvalue(res, i, 0); r.name_len = (size_t)PQgetlength(res, i, 0);
-    r.ns = PQgetvalue(res, i, 1); r.ns_len = (size_t)PQgetlength(res, i, 1);
-    r.table = PQgetvalue(res, i, 2);
-    r.source_name = PQgetvalue(res, i, 3);
-    r.catalog_json = PQgetvalue(res, i, 4); r.catalog_len = (size_t)PQgetlength(res, i, 4);
-    rc = cb(ud, &r);
-  }
-  PQclear(res);
-  return rc;
+  return each_stream_row(res, cb, ud);
 }
 
 static const char *const pg_reserved[] = { "pg_", NULL };
