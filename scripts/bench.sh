@@ -7,6 +7,10 @@
 #   a cache of USERS faker users, against the same checks written by hand
 #   and run by the sqlite3 CLI on the same file
 #   scripts/bench.sh manifest [PAGES]   manifest sources over the local HTTP server
+#   scripts/bench.sh pg [RECORDS]: users-shaped records from a source process
+#   into the Postgres cache (issue 9), against psql's \copy of the same rows
+#   as CSV and a naive Python pipeline (psycopg2 executemany), both into
+#   tables made LIKE the cache's, on a private server (scripts/pg.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null
@@ -43,6 +47,64 @@ if [ "${1:-}" = embed ]; then
     s:select_streams({'users'})
     s:read({cache = ab.new_local_cache{cache_name = 'epoll', cache_dir = '$dir'}, quiet = true})" |
     awk '/host timer/ {print "epoll host: " $0 "  no tick missed: " ($5 == 0 ? "PASS" : "FAIL")}'
+  exit 0
+fi
+# --- issue 9: into the Postgres cache ----------------------------------------
+if [ "${1:-}" = pg ]; then
+  N=${2:-1000000}; RUNS=${RUNS:-3}; LB=build/luabyte
+  tmp=$(mktemp -d)
+  export LB_PG_DIR=${LB_PG_DIR:-$tmp/pg}
+  was_running=0; [ -f "$LB_PG_DIR/env" ] && was_running=1
+  set +e; scripts/pg.sh start > "$tmp/pgenv"; rc=$?; set -e
+  if [ $rc -eq 3 ]; then echo "pg: SKIP (cannot start a PostgreSQL server here)"; rm -rf "$tmp"; exit 0; fi
+  [ $rc -eq 0 ] || { rm -rf "$tmp"; exit 1; }
+  # shellcheck disable=SC1091
+  . "$tmp/pgenv"
+  stop_pg() { [ $was_running = 1 ] || scripts/pg.sh stop >/dev/null 2>&1; rm -rf "$tmp"; }
+  trap stop_pg EXIT
+  median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+  now() { date +%s.%N; }
+  psql_q() { PGOPTIONS="-c client_min_messages=warning" psql -qAtX -v ON_ERROR_STOP=1 -c "$1"; }
+  echo "preparing $N users-shaped RECORD lines..."
+  $LB scripts/gen_records.lua "$N" "$tmp/records.jsonl"
+  exe="$tmp/source-replay"
+  printf '#!/bin/sh\n[ "$1" = read ] && exec cat %q\nexec %q %q replay_source "$@"\n' \
+    "$tmp/records.jsonl" "$PWD/$LB" "$PWD/scripts/bench/run_bench_connector.lua" > "$exe"
+  chmod +x "$exe"
+  ours=$(for _ in $(seq "$RUNS"); do
+    psql_q "DROP SCHEMA IF EXISTS bench_pg CASCADE"
+    $LB scripts/bench/to_cache.lua "$exe" "$tmp/records.jsonl" postgres:bench_pg | awk '{printf "%f\n", $1/$2}'
+  done | median)
+  got=$(psql_q "SELECT count(*) FROM bench_pg.users")
+  [ "$got" = "$N" ] || { echo "pg: the cache holds $got rows, expected $N" >&2; exit 1; }
+  # the same rows as CSV, in the column order of the cache's table (untimed)
+  cols=$(psql_q "SELECT string_agg(column_name, ',' ORDER BY ordinal_position) FROM information_schema.columns
+                 WHERE table_schema = 'bench_pg' AND table_name = 'users'")
+  python3 scripts/bench/to_csv.py "$tmp/records.jsonl" "$tmp/records.csv" "$cols"
+  copy=$(for _ in $(seq "$RUNS"); do
+    psql_q "DROP TABLE IF EXISTS bench_pg.copy_users; CREATE TABLE bench_pg.copy_users (LIKE bench_pg.users)"
+    s=$(now); psql_q "\copy bench_pg.copy_users FROM '$tmp/records.csv' CSV" >/dev/null; e=$(now)
+    [ "$(psql_q "SELECT count(*) FROM bench_pg.copy_users")" = "$N" ] || { echo "pg: \\copy failed" >&2; echo 0; continue; }
+    awk -v n="$N" -v e="$e" -v s="$s" 'BEGIN {print n / (e - s)}'
+  done | median)
+  # the Python pipeline's rate does not depend on the count: it runs on at
+  # most 50,000 of the records (its ~4,000/s would make a 1M run minutes long)
+  py_n=$(( N < 50000 ? N : 50000 ))
+  head -n "$py_n" "$tmp/records.jsonl" > "$tmp/py.jsonl"
+  py=$(for _ in $(seq "$RUNS"); do
+    psql_q "DROP TABLE IF EXISTS bench_pg.py_users" 2>/dev/null; psql_q "CREATE TABLE bench_pg.py_users (LIKE bench_pg.users)"
+    /usr/bin/python3 scripts/bench/naive_pg_pipeline.py "$tmp/py.jsonl" bench_pg.py_users | awk '{print $1/$2}'
+  done | median)
+  missed=0
+  check() { if awk -v v="$1" -v t="$2" 'BEGIN {exit !(v >= t)}'; then echo PASS; else echo FAIL; fi; }
+  r_copy=$(awk -v a="$ours" -v b="$copy" 'BEGIN {print a/b}')
+  r_py=$(awk -v a="$ours" -v b="$py" 'BEGIN {print a/b}')
+  printf "to pg cache: %10.0f records/s (%d records, median of %d)\n" "$ours" "$N" "$RUNS"
+  printf "  vs psql \\\\copy of the rows as CSV %10.0f/s: ratio %.2f  >= 0.5: %s\n" "$copy" "$r_copy" "$(check "$r_copy" 0.5)"
+  printf "  vs naive Python (psycopg2 executemany, %d records) %10.0f/s: ratio %.1f  >= 5: %s\n" "$py_n" "$py" "$r_py" "$(check "$r_py" 5)"
+  [ "$(check "$r_copy" 0.5)" = PASS ] || missed=$((missed + 1))
+  [ "$(check "$r_py" 5)" = PASS ] || missed=$((missed + 1))
+  echo "$missed target(s) missed"
   exit 0
 fi
 SUITE=all

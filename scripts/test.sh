@@ -11,7 +11,24 @@ scripts/setup.sh --asan || { echo "0 passed, 1 failed, 0 skipped"; exit 1; }
 
 passed=0; failed=0; skipped=0
 log=$(mktemp -d)
-trap 'rm -rf "$log"' EXIT
+
+# PostgreSQL for the Postgres suites (issue 9): a private server for this
+# run (scripts/pg.sh; LB_PG_DIR chooses its directory), stopped at the end
+# unless it was running before. When none can start (exit 3: no PostgreSQL,
+# no user to run it as) the Postgres specs report skips with the reason.
+pg_stop=0
+[ -f "${LB_PG_DIR:-/tmp/luabyte-pg-$(id -u)}/env" ] || pg_stop=1
+if pg_env=$(scripts/pg.sh start 2>"$log/pg.txt"); then
+  eval "$pg_env"
+  echo "== PostgreSQL on 127.0.0.1:$PGPORT (scripts/pg.sh)"
+else
+  pg_rc=$?
+  pg_stop=0
+  if [ $pg_rc -eq 3 ]; then export LB_PG_SKIP="$(tail -n 1 "$log/pg.txt" | sed 's/^pg.sh: //')"
+  else export LB_PG_SKIP="scripts/pg.sh start failed (exit $pg_rc): $(tail -n 1 "$log/pg.txt")"; fi
+  echo "== PostgreSQL: $LB_PG_SKIP"
+fi
+trap '[ $pg_stop = 1 ] && scripts/pg.sh stop >/dev/null 2>&1; rm -rf "$log"' EXIT
 
 # Each C test program prints "N passed, N failed" for its cases.
 c_suite() {

@@ -1,7 +1,7 @@
 -- airbyte.caches: PyAirbyte-like cache objects over the SQLite binding
 -- (airbyte.sqlite, runtime/src/lua_cache.c). Layout and types: cache.h.
 --
--- Constructors (PyAirbyte's airbyte/caches/util.py):
+-- Constructors (PyAirbyte's airbyte/caches/util.py; M.PostgresCache below):
 --   M.get_default_cache()
 --       <AIRBYTE_CACHE_ROOT or <AIRBYTE_PROJECT_DIR or .>/.cache>/default_cache/default_cache.sqlite
 --   M.new_local_cache{ cache_name =, cache_dir =, cleanup = }
@@ -47,6 +47,7 @@
 --   M.rethrow(err, fields) -> raises a C cache error "Kind: message" as the
 --       structured error of that kind (other errors as they are)
 local sqlite = require "airbyte.sqlite"
+local core = require "airbyte.core"
 local json = require "airbyte.json"
 local errors = require "airbyte.errors"
 local options = require "airbyte.options"
@@ -78,7 +79,7 @@ end
 
 local function ensure_dir(dir)
   if dir == nil or dir == "" then return end
-  local ok, msg = sqlite.mkdir_p(dir)
+  local ok, msg = core.mkdir_p(dir)
   if not ok then errors.raise("PyAirbyteCacheError", msg, { context = { directory = dir } }) end
 end
 
@@ -132,7 +133,7 @@ function M.new_local_cache(opts)
         "Cache name can only contain alphanumeric characters and underscores.", { input_value = name })
     end
   else
-    name = sqlite.ulid()
+    name = core.ulid()
   end
   local dir = opts.cache_dir or (M.cache_root() .. "/" .. name)
   return M.SQLiteCache{ db_path = dir .. "/db_" .. name .. ".sqlite", cache_dir = dir,
@@ -141,17 +142,24 @@ end
 
 -- --- the database -------------------------------------------------------------------
 
-function Cache:_db()
-  local db = rawget(self, "_handle")
-  if db then return db end
+-- A new connection to the cache's database, its table prefix set (each
+-- backend's constructor: PgCache:_open below).
+function Cache:_open()
   if self.db_path ~= ":memory:" then ensure_dir(dirname(self.db_path)) end
-  local err
-  db, err = sqlite.open(self.db_path)
+  local db, err = sqlite.open(self.db_path)
   if not db then
     errors.raise("PyAirbyteCacheError", ("cannot open the cache: %s"):format(err),
       { context = { db_path = self.db_path } })
   end
   db:set_table_prefix(self.table_prefix)
+  return db
+end
+
+-- The cache's connection, opened on first use.
+function Cache:_db()
+  local db = rawget(self, "_handle")
+  if db then return db end
+  db = self:_open()
   rawset(self, "_handle", db)
   return db
 end
@@ -171,13 +179,8 @@ function Cache:_writer()
   rawset(self, "_writers", users + 1)
   local function done() rawset(self, "_writers", (rawget(self, "_writers") or 1) - 1) end
   if users == 0 then return db, done end
-  local own, err = sqlite.open(self.db_path)
-  if not own then
-    done()
-    errors.raise("PyAirbyteCacheError", ("cannot open the cache: %s"):format(err),
-      { context = { db_path = self.db_path } })
-  end
-  own:set_table_prefix(self.table_prefix)
+  local ok, own = pcall(self._open, self)
+  if not ok then done(); error(own, 0) end
   return own, function() own:close(); done() end
 end
 
@@ -216,11 +219,22 @@ end
 -- --- SQL ------------------------------------------------------------------------------
 
 local RUN_SQL_QUERY_OPTIONS = options.allow{ "params", "max_records" }
+-- A failed statement is a PyAirbyteCacheError with the database's words.
+local function sql_failed(err, sql)
+  if type(err) ~= "string" then error(err, 0) end
+  local msg = err:gsub("^[^\n:]*:%d+: ", "", 1)
+  if msg:match("^(%w+Error): ") then M.rethrow(err) end
+  errors.raise("PyAirbyteCacheError", msg, { context = { sql = sql } })
+end
+
 function Cache:run_sql_query(sql, opts)
   opts = options.check(opts, RUN_SQL_QUERY_OPTIONS, "run_sql_query")
-  local rows = self:_db():query(sql, opts.params, opts.max_records)
+  local db = self:_db()
+  local ok, rows = pcall(db.query, db, sql, opts.params, opts.max_records)
+  if not ok then sql_failed(rows, sql) end
   return rows
 end
+
 
 function Cache:execute_sql(sql)
   local list = type(sql) == "table" and sql or { sql }
@@ -232,9 +246,12 @@ function Cache:execute_sql(sql)
   end)
   if not ok then
     if own then pcall(db.rollback, db) end
-    error(err, 0)
+    sql_failed(err, type(sql) == "table" and table.concat(sql, "; ") or sql)
   end
-  if own then db:commit() end
+  if own then
+    local cok, cerr = pcall(db.commit, db)
+    if not cok then pcall(db.rollback, db); sql_failed(cerr, "COMMIT") end
+  end
 end
 
 -- --- streams -------------------------------------------------------------------------
@@ -367,7 +384,9 @@ end
 function Cache:get_quarantine(stream)
   local db = self:_db()
   if not db:has_table("_airbyte_quarantine") then return {} end
-  local rows = db:query("SELECT * FROM _airbyte_quarantine WHERE ?1 IS NULL OR stream_name = ?1 ORDER BY rowid",
+  -- in the order they were kept (SQLite's rowid; PostgreSQL's row position: only ever appended to)
+  local order = db:kind() == "postgres" and "ctid" or "rowid"
+  local rows = db:query("SELECT * FROM _airbyte_quarantine WHERE CAST(?1 AS VARCHAR) IS NULL OR stream_name = ?1 ORDER BY " .. order,
     { stream == nil and json.null or stream })
   for _, r in ipairs(rows) do
     r.record = json.decode(r.record_json)
@@ -431,6 +450,73 @@ function Cache:get_state_provider(source_name)
       return "[" .. table.concat(texts, "\n, ") .. "]"
     end,
   }
+end
+
+-- --- PostgresCache (issue 9) ----------------------------------------------------------
+-- M.PostgresCache{ host =, port =, database =, username =, password =,
+--                  schema_name = "airbyte_raw", table_prefix = "", dsn =,
+--                  name = "PostgresCache", connect_timeout = 10 }
+-- PyAirbyte's parameter names (airbyte/caches/postgres.py); dsn is a libpq
+-- connection string or postgresql:// URI, the other parameters override
+-- it; a parameter left out falls back to libpq's environment (PGHOST,
+-- PGPORT, PGDATABASE, PGUSER, PGPASSWORD). The layout and types are
+-- cache_pg.h's. The password is registered with the masker and kept out
+-- of the object's fields and of every message.
+local POSTGRES_CACHE_OPTIONS = options.allow{ "host", "port", "database", "username", "password",
+  "dsn", "schema_name", "table_prefix", "name", "cleanup", "connect_timeout" }
+local PgCache = setmetatable({}, { __index = Cache })
+
+local PgMeta = {
+  __index = function(self, key)
+    local m = rawget(PgCache, key)
+    if m ~= nil then return m end
+    return Cache.__index(self, key)
+  end,
+  __len = Cache.__len,
+  __pairs = Cache.__pairs,
+  __close = Cache.close,
+  __gc = Cache.close,
+}
+
+function M.PostgresCache(opts)
+  opts = options.check(opts, POSTGRES_CACHE_OPTIONS, "PostgresCache")
+  for _, k in ipairs{ "host", "database", "username", "password", "dsn", "schema_name", "table_prefix", "name" } do
+    if opts[k] ~= nil and type(opts[k]) ~= "string" then
+      errors.raise("PyAirbyteInputError", ("PostgresCache: %s must be a string"):format(k), { input_value = tostring(opts[k]) })
+    end
+  end
+  if opts.port ~= nil and math.tointeger(tonumber(opts.port)) == nil then
+    errors.raise("PyAirbyteInputError", "PostgresCache: port must be a number", { input_value = tostring(opts.port) })
+  end
+  if opts.password and opts.password ~= "" then require("airbyte.secrets").register(opts.password) end
+  local self = setmetatable({
+    host = opts.host, port = opts.port and math.tointeger(tonumber(opts.port)), database = opts.database,
+    username = opts.username,
+    schema_name = opts.schema_name or "airbyte_raw",
+    table_prefix = opts.table_prefix or "",
+    name = opts.name or "PostgresCache",
+    cleanup = opts.cleanup ~= false,
+  }, PgMeta)
+  rawset(self, "_connect", { host = opts.host, port = opts.port and tostring(math.tointeger(tonumber(opts.port))),
+    database = opts.database, username = opts.username, password = opts.password, dsn = opts.dsn,
+    schema_name = self.schema_name, connect_timeout = opts.connect_timeout })
+  self:_db()                           -- connect, create the schema and the internal tables now
+  return self
+end
+
+function PgCache:_open()
+  local db, err = sqlite.open_pg(rawget(self, "_connect"))
+  if not db then
+    errors.raise("PyAirbyteCacheError", ("cannot open the PostgreSQL cache: %s"):format(err),
+      { context = { host = rawget(self, "host"), port = rawget(self, "port"), database = rawget(self, "database"),
+                    schema_name = rawget(self, "schema_name") } })
+  end
+  db:set_table_prefix(self.table_prefix)
+  return db
+end
+
+function PgMeta.__tostring(self)
+  return ("%s(%s)"):format(self.name, self:_db():path())
 end
 
 M.Cache = Cache

@@ -79,9 +79,26 @@ local function column_checks(spec, where)
   return out
 end
 
+-- The few pieces of check SQL that differ between the cache backends
+-- (db:kind()); everything else is standard SQL both run.
+local DIALECTS = {
+  sqlite = {
+    matches = function(pattern, col) return ("regexp(%s, %s)"):format(pattern, col) end,   -- sql_regexp.c
+    age_seconds = function(col) return ("(julianday('now') - julianday(max(%s))) * 86400.0"):format(col) end,
+    truth = function(expr) return ("coalesce((%s), 0)"):format(expr) end,
+  },
+  postgres = {
+    matches = function(pattern, col) return ("(CAST(%s AS TEXT) ~ %s)"):format(col, pattern) end,
+    age_seconds = function(col)
+      return ("EXTRACT(EPOCH FROM (now() - max(CAST(%s AS TIMESTAMPTZ))))"):format(col)
+    end,
+    truth = function(expr) return ("coalesce(CAST((%s) AS INTEGER), 0)"):format(expr) end,
+  },
+}
+
 -- One compiled check: the SQL condition of a failing row (cond), or an
 -- aggregate (agg) with a verdict on its value.
-local function compile_column(c, stream_table, col, kind, arg, where, resolve, params)
+local function compile_column(c, stream_table, col, kind, arg, where, resolve, params, dialect)
   local q = quote_ident(col)
   local function p(v) params[#params + 1] = v; return "?" .. #params end
   if kind == "not_null" then
@@ -112,10 +129,10 @@ local function compile_column(c, stream_table, col, kind, arg, where, resolve, p
     c.cond = ("%s IS NOT NULL AND %s %s %s"):format(q, q, kind == "min" and "<" or ">", p(arg))
   elseif kind == "matches" then
     if type(arg) ~= "string" then fail_input(where .. ": matches needs a pattern string") end
-    c.cond = ("%s IS NOT NULL AND NOT regexp(%s, %s)"):format(q, p(arg), q)
+    c.cond = ("%s IS NOT NULL AND NOT %s"):format(q, dialect.matches(p(arg), q))
   elseif kind == "sql" then
     if type(arg) ~= "string" then fail_input(where .. ": sql needs an SQL expression string") end
-    c.cond = ("coalesce((%s), 0) = 0"):format(arg)
+    c.cond = dialect.truth(arg) .. " = 0"
   end
 end
 
@@ -173,7 +190,21 @@ end
 
 -- A check's SQL failing (a user's `sql` expression, a bad pattern) names
 -- the stream and what SQLite said.
+-- sql with only the ?N it uses, renumbered from ?1, and those parameters:
+-- PostgreSQL refuses a statement with a parameter it cannot type because
+-- nothing uses it (one sample query uses one check's parameters).
+local function used_params(sql, params)
+  local map, used = {}, {}
+  sql = sql:gsub("%?(%d+)", function(n)
+    n = tonumber(n)
+    if not map[n] then used[#used + 1] = params[n]; map[n] = #used end
+    return "?" .. map[n]
+  end)
+  return sql, used
+end
+
 local function query(cache, stream, sql, params)
+  sql, params = used_params(sql, params)
   local ok, rows = pcall(cache.run_sql_query, cache, sql, { params = params })
   if not ok then
     local why = tostring(rows):gsub("^[^:\n]+:%d+: ", "")   -- not where in our Lua it surfaced
@@ -196,6 +227,8 @@ function M.run(cache, spec, opts)
   if scope == "new" and type(opts.since) ~= "string" then
     fail_input("check: scope = \"new\" needs the rows of a read: use result:check(spec, { scope = \"new\" })")
   end
+  local dialect = DIALECTS[cache:_db():kind()]
+  if not dialect then fail_input(("check: no check SQL for a %s cache"):format(cache:_db():kind())) end
   local known = {}
   for _, n in ipairs(cache.streams) do known[n] = true end
   local columns = {}
@@ -233,7 +266,7 @@ function M.run(cache, spec, opts)
     if type(sspec) ~= "table" then fail_input(("check: the checks of stream '%s' must be a table"):format(stream)) end
     local tbl = resolve(stream, nil, stream)
     local params, list = {}, {}
-    local scope_sql = "1"
+    local scope_sql = "1 = 1"
     if scope == "new" then
       params[1] = opts.since
       scope_sql = "_airbyte_raw_id > ?1"
@@ -257,20 +290,20 @@ function M.run(cache, spec, opts)
         resolve(stream, fc, where)
         list[#list + 1] = { stream = stream, column = fc, check = "_fresh", arg = v,
                             max_age = seconds(v.max_age, where),
-                            agg = ("(julianday('now') - julianday(max(%s))) * 86400.0"):format(quote_ident(fc)) }
+                            agg = dialect.age_seconds(quote_ident(fc)) }
       elseif col == "_sql" then
         local exprs = type(v) == "string" and { v } or v
         if type(exprs) ~= "table" then fail_input(where .. " must be an SQL expression or a list of them") end
         for _, e in ipairs(exprs) do
           local c = { stream = stream, check = "sql(" .. tostring(e) .. ")" }
-          compile_column(c, tbl, nil, "sql", e, where, resolve, params)
+          compile_column(c, tbl, nil, "sql", e, where, resolve, params, dialect)
           list[#list + 1] = c
         end
       else
         resolve(stream, col, where)
         for _, ck in ipairs(column_checks(v, where)) do
           local c = { stream = stream, column = col, check = describe_check(ck[1], ck[2]), kind = ck[1] }
-          compile_column(c, tbl, col, ck[1], ck[2], where, resolve, params)
+          compile_column(c, tbl, col, ck[1], ck[2], where, resolve, params, dialect)
           list[#list + 1] = c
         end
       end

@@ -111,7 +111,8 @@ function M.get_noop_destination(opts)
   return M.get_destination("destination-dev-null", o)
 end
 
--- Caches: get_default_cache(), new_local_cache{cache_name=, cache_dir=}, SQLiteCache{db_path=}
+-- Caches: get_default_cache(), new_local_cache{cache_name=, cache_dir=}, SQLiteCache{db_path=},
+-- PostgresCache{host=, port=, database=, username=, password=, schema_name=, dsn=}
 local function caches() return require "airbyte.caches" end
 ---@return airbyte.Cache
 function M.get_default_cache() return caches().get_default_cache() end
@@ -121,6 +122,7 @@ function M.new_local_cache(opts) return caches().new_local_cache(opts) end
 ---@param opts { db_path: string }
 ---@return airbyte.Cache
 function M.SQLiteCache(opts) return caches().SQLiteCache(opts) end
+function M.PostgresCache(opts) return caches().PostgresCache(opts) end
 
 -- Tasks: run functions concurrently inside a script.
 local core = require "airbyte.core"

@@ -7,6 +7,7 @@
 -- has finished successfully.
 local json = require "airbyte.json"
 local errors = require "airbyte.errors"
+local log = require "airbyte.log"
 local catalog = require "airbyte.catalog"
 local pump = require "airbyte.pump"
 local progress = require "airbyte.progress"
@@ -154,7 +155,7 @@ function M.read(source, opts, internal)
   if strategy == "replace" and not opts.force_full_refresh and not opts.quiet then
     -- PyAirbyteDataLossWarning: an incremental read brings only what is new,
     -- and replace keeps only what this read brings
-    io.stderr:write("warning: write_strategy 'replace' without force_full_refresh keeps only the "
+    log.write("warning: write_strategy 'replace' without force_full_refresh keeps only the "
       .. "records this read brings; older cached rows of incremental streams are dropped\n")
   end
   if not opts.skip_validation then source:validate_config() end
@@ -181,7 +182,7 @@ function M.read(source, opts, internal)
   end
   if #incremental > 0 and not opts.quiet then
     table.sort(incremental)
-    io.stderr:write(errors.mask(("The following streams are currently using incremental sync: %s. "
+    log.write(errors.mask(("The following streams are currently using incremental sync: %s. "
       .. "To perform a full refresh, set 'force_full_refresh=true'.\n"):format(table.concat(incremental, ", "))))
   end
 
@@ -309,7 +310,7 @@ function M.read(source, opts, internal)
         .. "0001-9999 the cache can hold; stored as the nearest end of that range"):format(name, st.clamped_emitted_at)
     end
   end
-  for i, w in ipairs(run.warnings) do run.warnings[i] = errors.mask(w); io.stderr:write("warning: ", run.warnings[i], "\n") end
+  for i, w in ipairs(run.warnings) do run.warnings[i] = errors.mask(w); log.write("warning: ", run.warnings[i], "\n") end
 
   local names, seen = {}, {}
   for _, n in ipairs(selected) do

@@ -14,6 +14,7 @@
 local core = require "airbyte.core"
 local json = require "airbyte.json"
 local errors = require "airbyte.errors"
+local log = require "airbyte.log"
 local catalog = require "airbyte.catalog"
 local pump = require "airbyte.pump"
 local progress = require "airbyte.progress"
@@ -445,7 +446,7 @@ function M.write(dest, source_data, opts)
     if moved then run.who = now elseif ok then error(merr, 0) end   -- the write's own error first
   end
   if not ok then error(totals, 0) end
-  for i, w in ipairs(run.warnings) do run.warnings[i] = errors.mask(w); io.stderr:write("warning: ", run.warnings[i], "\n") end
+  for i, w in ipairs(run.warnings) do run.warnings[i] = errors.mask(w); log.write("warning: ", run.warnings[i], "\n") end
   return require("airbyte.write_result").new{
     destination = dest, source_name = source_name, processed_records = totals.records,
     totals = totals, state_cache = state_cache, warnings = run.warnings, identity = run.who,

@@ -105,7 +105,7 @@ typedef struct lb_options {
   XX(SCHEMA_EDEPTH, -20, "validation nested too deep")                      \
   XX(SCHEMA_ELOOP,  -21, "infinite $ref loop")                              \
   XX(CACHE_ESQL,    -22, "the cache's database failed (see the cache's message)") \
-  XX(CACHE_EBUSY,   -23, "another runner holds the stream's lock")
+  XX(CACHE_EBUSY,   -23, "another runner holds the stream")
 
 enum {
 #define LB__ERRDEF(name, code, msg) LB_##name = code,

@@ -7,20 +7,13 @@
 ** a state (lb_state_key_of) and the rules of state. The rest is the
 ** backend's, through its ops table (cache_backend.h).
 */
-#define _GNU_SOURCE        /* clock_gettime, getrandom, O_CLOEXEC under -std=c99 */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
-#if defined(__linux__)
-# include <sys/random.h>
-#endif
 #include "cache_backend.h"
+#include "ids.h"
 #include "protocol.h"
 
 #define NORM_STACK 256
@@ -48,20 +41,14 @@ static char *dupstr(const char *s, size_t n) {
 ** doubling keeps any other name safe too. */
 void lb__sb_ident(lb_sbuf *b, const char *s) {
   const char *q;
-  lb__sb_add(b, "\"", 1);
+  lb__sb_addn(b, "\"", 1);
   while ((q = strchr(s, '"')) != NULL) {
-    lb__sb_add(b, s, (size_t)(q - s) + 1);
-    lb__sb_add(b, "\"", 1);
+    lb__sb_addn(b, s, (size_t)(q - s) + 1);
+    lb__sb_addn(b, "\"", 1);
     s = q + 1;
   }
-  lb__sb_adds(b, s);
-  lb__sb_add(b, "\"", 1);
-}
-
-void lb__sb_reset(lb_sbuf *b) {
-  b->n = 0;
-  b->oom = 0;
-  if (b->p) b->p[0] = '\0';
+  lb__sb_add(b, s);
+  lb__sb_addn(b, "\"", 1);
 }
 
 
@@ -77,85 +64,11 @@ int lb_cache_buf_reserve(lb_cache_buf *b, size_t more) {
   return 0;
 }
 
-/* --- random numbers, UUIDv7 ------------------------------------------------------ */
+/* --- UUIDv7 (ids.c) ------------------------------------------------------------- */
 
-static uint64_t rng_next(lb_cache *c) {
-  uint64_t s1 = c->rng[0];
-  const uint64_t s0 = c->rng[1];
-  c->rng[0] = s0;
-  s1 ^= s1 << 23;
-  c->rng[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
-  return c->rng[1] + s0;
-}
-
-/* Seeds from the kernel; falls back on time and addresses, which is enough
-** for ids that only need to be unique, not secret. */
-static void rng_seed(lb_cache *c) {
-  uint64_t seed[2] = {0, 0};
-  int got = 0;
-#if defined(__linux__)
-  if (getrandom(seed, sizeof seed, GRND_NONBLOCK) == (ssize_t)sizeof seed) got = 1;
-#endif
-  if (!got) {
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      if (read(fd, seed, sizeof seed) == (ssize_t)sizeof seed) got = 1;
-      close(fd);
-    }
-  }
-  if (!got) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    seed[0] = (uint64_t)ts.tv_sec * 1000000007u ^ (uint64_t)ts.tv_nsec;
-    seed[1] = (uint64_t)(uintptr_t)c ^ ((uint64_t)getpid() << 32);
-  }
-  if (seed[0] == 0 && seed[1] == 0) seed[0] = 0x9e3779b97f4a7c15ull;
-  c->rng[0] = seed[0];
-  c->rng[1] = seed[1];
-}
-
-static uint64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-/* RFC 9562 UUIDv7 with method 1 of its section 6.2: the 74 bits after the
-** timestamp are a counter that starts at a random value (top bit clear, so
-** it has room to grow) each new millisecond and is incremented within one.
-** A clock that steps back keeps the last timestamp. So ids of one cache are
-** strictly increasing, as text too. */
 void lb_cache_uuid7(lb_cache *c, char out[37]) {
-  static const char hex[] = "0123456789abcdef";
-  unsigned char b[16];
-  uint64_t ms = now_ms();
-  int i, j;
-  if (ms > c->uuid_ms) {
-    uint64_t r = rng_next(c);
-    c->uuid_ms = ms;
-    c->uuid_hi = (r >> 53) & 0x7ff;          /* 11 bits: top bit stays 0 */
-    c->uuid_lo = rng_next(c) >> 2;           /* 62 bits */
-  } else if (++c->uuid_lo >> 62) {
-    c->uuid_lo = 0;
-    if (++c->uuid_hi > 0xfff) {              /* 2^74 ids in one ms: move on */
-      c->uuid_ms++;
-      c->uuid_hi = 0;
-    }
-  }
-  ms = c->uuid_ms;
-  for (i = 0; i < 6; i++) b[i] = (unsigned char)(ms >> (40 - 8 * i));
-  b[6] = (unsigned char)(0x70 | ((c->uuid_hi >> 8) & 0x0f));
-  b[7] = (unsigned char)(c->uuid_hi & 0xff);
-  b[8] = (unsigned char)(0x80 | ((c->uuid_lo >> 56) & 0x3f));
-  for (i = 9; i < 16; i++) b[i] = (unsigned char)(c->uuid_lo >> (8 * (15 - i)));
-  for (i = 0, j = 0; i < 16; i++) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) out[j++] = '-';
-    out[j++] = hex[b[i] >> 4];
-    out[j++] = hex[b[i] & 15];
-  }
-  out[36] = '\0';
+  lb__uuid7(&c->rng, &c->uuid, lb__wall_ms(), out);
 }
-
 
 /* --- timestamps ------------------------------------------------------------------ */
 
@@ -233,7 +146,11 @@ long long lb__cache_parse_ts(const char *s, size_t len) {
   y = digits(s, 4); mo = digits(s + 5, 2); d = digits(s + 8, 2);
   h = digits(s + 11, 2); mi = digits(s + 14, 2); sec = digits(s + 17, 2);
   if (y < 0 || mo < 1 || d < 1 || h < 0 || mi < 0 || sec < 0) return 0;
-  if (n >= 23 && s[19] == '.' && (ms = digits(s + 20, 3)) < 0) ms = 0;
+  if (n >= 21 && s[19] == '.') {
+    /* 1 to 6 digits: PostgreSQL drops trailing zeros (".44" is 440 ms) */
+    int i, scale = 100;
+    for (i = 20; i < n && i < 23 && s[i] >= '0' && s[i] <= '9'; i++, scale /= 10) ms += (s[i] - '0') * scale;
+  }
   return (days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) * 1000 + ms;
 }
 /* The key of a state (lb_state_key_of): its name and namespace, into
@@ -281,7 +198,7 @@ int lb__cache_init(lb_cache *c, const lb_cache_ops *ops) {
   c->ops = ops;
   c->errmsg[0] = '\0';
   if ((c->prefix = dupstr("", 0)) == NULL) return LB_ENOMEM;
-  rng_seed(c);
+  lb__rng_seed(&c->rng, c);
   return 0;
 }
 

@@ -98,7 +98,7 @@
 
 /* LB_CACHE_ESQL (the database failed, see lb_cache_errmsg) and
 ** LB_CACHE_EBUSY (lb_cache_lock_stream: another runner holds the stream)
-** are in the runtime's one error-code space, luabyte.h LB_ERRNO_MAP. */
+** are in luabyte.h's one error table. */
 
 typedef struct lb_cache lb_cache;
 typedef struct lb_cache_stream lb_cache_stream;
@@ -279,9 +279,10 @@ void lb_cache_stream_close(lb_cache_stream *s);
 ** the other holder ("pid 12@host since 2026-01-01T00:00:00Z", or another
 ** reader in this process). 0 = acquired. A lock is released by unlock, by
 ** closing the cache, or when its process dies (kill -9 included).
-** SQLite: a flock'd file per stream in "<file>-lbstreams/"; the wait
-** blocks the calling thread, so an event loop passes 0 and retries after
-** yielding (read.lua); an in-memory cache has no other runner: always 0. */
+** SQLite: a flock'd file per stream in "<file>-lbstreams/"; Postgres: an
+** advisory lock (cache_pg.h). A positive timeout waits on the calling
+** thread, so an event loop passes 0 and retries after yielding (read.lua);
+** an in-memory SQLite cache has no other runner: always 0. */
 int  lb_cache_lock_stream(lb_cache *c, const char *source_name, const lb_cache_stream_id *id,
                           long timeout_ms, char *err, size_t errlen);
 void lb_cache_unlock_stream(lb_cache *c, const char *source_name, const lb_cache_stream_id *id);

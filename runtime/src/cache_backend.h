@@ -26,6 +26,7 @@
 #include <stdarg.h>
 #include "cache.h"
 #include "textbuf.h"
+#include "ids.h"
 
 /* --- the schema -> columns mapping (cache_columns.c, shared) --------------- */
 
@@ -148,9 +149,8 @@ struct lb_cache_ops;
 struct lb_cache {
   const struct lb_cache_ops *ops;
   char *prefix;                 /* table prefix, never NULL */
-  uint64_t rng[2];              /* xorshift128+ state, never all zero */
-  uint64_t uuid_ms;             /* timestamp of the last UUID */
-  uint64_t uuid_hi, uuid_lo;    /* its 12 + 62 counter bits */
+  lb_rng rng;                   /* the _airbyte_raw_id generator (ids.h) */
+  lb_uuid7 uuid;
   char errmsg[512];
 };
 
@@ -338,10 +338,8 @@ int  lb__cache_is_reserved(const lb_cache *c, const char *t);
 ** it unique (a digest of the whole name at its end). */
 void lb__cache_fit_ident(const lb_cache *c, char *name);
 
-/* SQL and messages are built in textbuf.h's lb_sbuf (lb__sb_add with a
-** length, lb__sb_adds without; `oom` latches an allocation failure: check
-** it once at the end; start with {0}). What the caches add to it: */
-void lb__sb_reset(lb_sbuf *b);
+/* SQL and messages are built in lb_sbuf (textbuf.h), with these
+** cache-specific pieces: */
 /* A double-quoted SQL identifier (quotes inside doubled). */
 void lb__sb_ident(lb_sbuf *b, const char *s);
 /* A name for messages: quoted, control bytes (NUL...) as \u00XX, cut at

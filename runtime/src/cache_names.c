@@ -79,24 +79,24 @@ void lb__cache_fit_ident(const lb_cache *c, char *name) {
 ** 100 bytes. */
 void lb__sb_name(lb_sbuf *b, const char *s, size_t n) {
   size_t i;
-  lb__sb_add(b, "'", 1);
+  lb__sb_addn(b, "'", 1);
   for (i = 0; i < n && i < 100; i++) {
     unsigned char ch = (unsigned char)s[i];
     if (ch < 0x20) {
       char esc[8];
       snprintf(esc, sizeof esc, "\\u%04x", ch);
-      lb__sb_adds(b, esc);
+      lb__sb_add(b, esc);
     } else {
-      lb__sb_add(b, s + i, 1);
+      lb__sb_addn(b, s + i, 1);
     }
   }
-  lb__sb_adds(b, n > 100 ? "...'" : "'");
+  lb__sb_add(b, n > 100 ? "...'" : "'");
 }
 
 void lb__sb_stream(lb_sbuf *b, const char *name, size_t nlen, const char *ns, size_t nslen) {
-  lb__sb_adds(b, "stream ");
+  lb__sb_add(b, "stream ");
   lb__sb_name(b, name, nlen);
-  if (nslen) { lb__sb_adds(b, " (namespace "); lb__sb_name(b, ns, nslen); lb__sb_adds(b, ")"); }
+  if (nslen) { lb__sb_add(b, " (namespace "); lb__sb_name(b, ns, nslen); lb__sb_add(b, ")"); }
 }
 
 /* normalize(prefix .. [a .. "_"] .. b) into *res (a fresh string); a
@@ -107,9 +107,9 @@ static int table_candidate(lb_cache *c, const char *a, size_t alen, const char *
   char buf[256], *out;
   long n;
   *res = NULL;
-  lb__sb_add(&raw, c->prefix, strlen(c->prefix));
-  if (a) { lb__sb_add(&raw, a, alen); lb__sb_add(&raw, "_", 1); }
-  lb__sb_add(&raw, b, blen);
+  lb__sb_addn(&raw, c->prefix, strlen(c->prefix));
+  if (a) { lb__sb_addn(&raw, a, alen); lb__sb_addn(&raw, "_", 1); }
+  lb__sb_addn(&raw, b, blen);
   if (raw.oom) { free(raw.p); lb__cache_seterr(c, "out of memory"); return LB_ENOMEM; }
   n = lb_cache_normalize(raw.p, raw.n, buf, sizeof buf);
   if (n < 0) {
@@ -161,8 +161,8 @@ static int table_owner(lb_cache *c, const char *t, const char *name, size_t nlen
     return OWN_STREAM;
   }
   if (o.kind == LB_NAME_OBJECT) {
-    lb__sb_adds(other, "an existing ");
-    lb__sb_adds(other, o.what ? o.what : "object");
+    lb__sb_add(other, "an existing ");
+    lb__sb_add(other, o.what ? o.what : "object");
     return OWN_OBJECT;
   }
   return OWN_FREE;
@@ -183,7 +183,7 @@ static int seen_row(void *ud, const lb_cache_stream_row *row) {
     if ((r->table = malloc(n + 1)) == NULL) return LB_ENOMEM;
     memcpy(r->table, row->table, n + 1);
   } else {
-    lb__sb_adds(&r->others, r->n == 2 ? "" : ", ");
+    lb__sb_add(&r->others, r->n == 2 ? "" : ", ");
     lb__sb_name(&r->others, row->ns, row->ns_len);
   }
   return 0;

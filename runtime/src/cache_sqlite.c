@@ -609,21 +609,21 @@ static const char *const internal_cols_sql[3] = {
 static int create_table(sq_stream *s, lb_sbuf *b, const char *table) {
   int i;
   lb__sb_reset(b);
-  lb__sb_adds(b, "CREATE TABLE ");
+  lb__sb_add(b, "CREATE TABLE ");
   lb__sb_ident(b, table);
-  lb__sb_adds(b, " (");
+  lb__sb_add(b, " (");
   for (i = 0; i < s->sch.ncols; i++) {
     lb__sb_ident(b, s->sch.cols[i].name);
-    lb__sb_adds(b, " ");
-    lb__sb_adds(b, kind_sql[s->sch.cols[i].kind]);
-    lb__sb_adds(b, ", ");
+    lb__sb_add(b, " ");
+    lb__sb_add(b, kind_sql[s->sch.cols[i].kind]);
+    lb__sb_add(b, ", ");
   }
-  lb__sb_adds(b, internal_cols_sql[0]);
-  lb__sb_adds(b, ", ");
-  lb__sb_adds(b, internal_cols_sql[1]);
-  lb__sb_adds(b, ", ");
-  lb__sb_adds(b, internal_cols_sql[2]);
-  lb__sb_adds(b, ")");
+  lb__sb_add(b, internal_cols_sql[0]);
+  lb__sb_add(b, ", ");
+  lb__sb_add(b, internal_cols_sql[1]);
+  lb__sb_add(b, ", ");
+  lb__sb_add(b, internal_cols_sql[2]);
+  lb__sb_add(b, ")");
   if (b->oom) { seterr(s->c, "out of memory"); return LB_ENOMEM; }
   return exec_sql(s->c, b->p);
 }
@@ -636,15 +636,15 @@ static int add_columns(sq_stream *s, lb_sbuf *b, const char *table,
   for (i = 0; i < s->sch.ncols + 3; i++) {
     if (i < s->sch.ncols ? found[i] : (have_internal & (1 << (i - s->sch.ncols)))) continue;
     lb__sb_reset(b);
-    lb__sb_adds(b, "ALTER TABLE ");
+    lb__sb_add(b, "ALTER TABLE ");
     lb__sb_ident(b, table);
-    lb__sb_adds(b, " ADD COLUMN ");
+    lb__sb_add(b, " ADD COLUMN ");
     if (i < s->sch.ncols) {
       lb__sb_ident(b, s->sch.cols[i].name);
-      lb__sb_adds(b, " ");
-      lb__sb_adds(b, kind_sql[s->sch.cols[i].kind]);
+      lb__sb_add(b, " ");
+      lb__sb_add(b, kind_sql[s->sch.cols[i].kind]);
     } else {
-      lb__sb_adds(b, internal_cols_sql[i - s->sch.ncols]);
+      lb__sb_add(b, internal_cols_sql[i - s->sch.ncols]);
     }
     if (b->oom) { seterr(s->c, "out of memory"); return LB_ENOMEM; }
     if ((rc = exec_sql(s->c, b->p)) < 0) return rc;
@@ -669,10 +669,10 @@ static int drop_legacy_pk_index(sq_stream *s, lb_sbuf *b) {
   sqlite3_finalize(st);
   if (n == 0) return 0;
   lb__sb_reset(b);
-  lb__sb_adds(b, "DROP INDEX ");
-  lb__sb_adds(b, "\"");
-  lb__sb_adds(b, s->base.table);
-  lb__sb_adds(b, LEGACY_PK_INDEX_SUFFIX "\"");
+  lb__sb_add(b, "DROP INDEX ");
+  lb__sb_add(b, "\"");
+  lb__sb_add(b, s->base.table);
+  lb__sb_add(b, LEGACY_PK_INDEX_SUFFIX "\"");
   if (b->oom) { seterr(s->c, "out of memory"); return LB_ENOMEM; }
   return exec_sql(s->c, b->p);
 }
@@ -685,8 +685,8 @@ static int ensure_pk_index(sq_stream *s, lb_sbuf *b, const int *pk, int npk) {
   int rc, n = 0, same = 1, i;
   if ((rc = drop_legacy_pk_index(s, b)) < 0) return rc;
   lb__sb_reset(b);
-  lb__sb_adds(b, PK_INDEX_PREFIX);
-  lb__sb_adds(b, s->base.table);
+  lb__sb_add(b, PK_INDEX_PREFIX);
+  lb__sb_add(b, s->base.table);
   if (b->oom || (idx = dupstr(b->p, b->n)) == NULL) { seterr(c, "out of memory"); return LB_ENOMEM; }
   if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) { free(idx); return sqlerr(c, sql); }
   sqlite3_bind_text(st, 1, idx, -1, SQLITE_STATIC);
@@ -700,31 +700,31 @@ static int ensure_pk_index(sq_stream *s, lb_sbuf *b, const int *pk, int npk) {
   if (n == npk && same) { free(idx); return 0; }
   if (n > 0) {
     lb__sb_reset(b);
-    lb__sb_adds(b, "DROP INDEX ");
+    lb__sb_add(b, "DROP INDEX ");
     lb__sb_ident(b, idx);
     if (b->oom) { free(idx); seterr(c, "out of memory"); return LB_ENOMEM; }
     if ((rc = exec_sql(c, b->p)) < 0) { free(idx); return rc; }
   }
   lb__sb_reset(b);
-  lb__sb_adds(b, "DELETE FROM ");
+  lb__sb_add(b, "DELETE FROM ");
   lb__sb_ident(b, s->base.table);
-  lb__sb_adds(b, " WHERE ");
-  for (i = 0; i < npk; i++) { lb__sb_ident(b, s->sch.cols[pk[i]].name); lb__sb_adds(b, " IS NOT NULL AND "); }
-  lb__sb_adds(b, "rowid NOT IN (SELECT max(rowid) FROM ");
+  lb__sb_add(b, " WHERE ");
+  for (i = 0; i < npk; i++) { lb__sb_ident(b, s->sch.cols[pk[i]].name); lb__sb_add(b, " IS NOT NULL AND "); }
+  lb__sb_add(b, "rowid NOT IN (SELECT max(rowid) FROM ");
   lb__sb_ident(b, s->base.table);
-  lb__sb_adds(b, " GROUP BY ");
-  for (i = 0; i < npk; i++) { if (i) lb__sb_adds(b, ", "); lb__sb_ident(b, s->sch.cols[pk[i]].name); }
-  lb__sb_adds(b, ")");
+  lb__sb_add(b, " GROUP BY ");
+  for (i = 0; i < npk; i++) { if (i) lb__sb_add(b, ", "); lb__sb_ident(b, s->sch.cols[pk[i]].name); }
+  lb__sb_add(b, ")");
   if (b->oom) { free(idx); seterr(c, "out of memory"); return LB_ENOMEM; }
   if ((rc = exec_sql(c, b->p)) < 0) { free(idx); return rc; }
   lb__sb_reset(b);
-  lb__sb_adds(b, "CREATE UNIQUE INDEX ");
+  lb__sb_add(b, "CREATE UNIQUE INDEX ");
   lb__sb_ident(b, idx);
-  lb__sb_adds(b, " ON ");
+  lb__sb_add(b, " ON ");
   lb__sb_ident(b, s->base.table);
-  lb__sb_adds(b, " (");
-  for (i = 0; i < npk; i++) { if (i) lb__sb_adds(b, ", "); lb__sb_ident(b, s->sch.cols[pk[i]].name); }
-  lb__sb_adds(b, ")");
+  lb__sb_add(b, " (");
+  for (i = 0; i < npk; i++) { if (i) lb__sb_add(b, ", "); lb__sb_ident(b, s->sch.cols[pk[i]].name); }
+  lb__sb_add(b, ")");
   free(idx);
   if (b->oom) { seterr(c, "out of memory"); return LB_ENOMEM; }
   return exec_sql(c, b->p);
@@ -734,11 +734,11 @@ static int drop_pk_index(sq_stream *s, lb_sbuf *b) {
   int rc;
   if ((rc = drop_legacy_pk_index(s, b)) < 0) return rc;
   lb__sb_reset(b);
-  lb__sb_adds(b, "DROP INDEX IF EXISTS ");
-  lb__sb_add(b, "\"", 1);
-  lb__sb_adds(b, PK_INDEX_PREFIX);
-  lb__sb_adds(b, s->base.table);
-  lb__sb_add(b, "\"", 1);
+  lb__sb_add(b, "DROP INDEX IF EXISTS ");
+  lb__sb_addn(b, "\"", 1);
+  lb__sb_add(b, PK_INDEX_PREFIX);
+  lb__sb_add(b, s->base.table);
+  lb__sb_addn(b, "\"", 1);
   if (b->oom) { seterr(s->c, "out of memory"); return LB_ENOMEM; }
   return exec_sql(s->c, b->p);
 }
@@ -781,36 +781,36 @@ static int prepare_insert(sq_stream *s, lb_sbuf *b, const int *pk, int npk, int 
   char num[16];
   static const char *const internal[3] = { RAW_ID_COL, EXTRACTED_AT_COL, META_COL };
   lb__sb_reset(b);
-  lb__sb_adds(b, "INSERT INTO ");
+  lb__sb_add(b, "INSERT INTO ");
   lb__sb_ident(b, s->target);
-  lb__sb_adds(b, " (");
+  lb__sb_add(b, " (");
   for (i = 0; i < ntot; i++) {
-    if (i) lb__sb_adds(b, ", ");
+    if (i) lb__sb_add(b, ", ");
     lb__sb_ident(b, i < s->sch.ncols ? s->sch.cols[i].name : internal[i - s->sch.ncols]);
   }
-  lb__sb_adds(b, ") VALUES ");
+  lb__sb_add(b, ") VALUES ");
   for (r = 0; r < rows; r++) {
-    lb__sb_adds(b, r ? ", (" : "(");
+    lb__sb_add(b, r ? ", (" : "(");
     for (i = 0; i < ntot; i++) {
       snprintf(num, sizeof num, "%s?%d", i ? ", " : "", r * ntot + i + 1);
-      lb__sb_adds(b, num);
+      lb__sb_add(b, num);
     }
-    lb__sb_adds(b, ")");
+    lb__sb_add(b, ")");
   }
   if (s->strategy == LB_WRITE_MERGE) {
     int first = 1;
-    lb__sb_adds(b, " ON CONFLICT (");
-    for (i = 0; i < npk; i++) { if (i) lb__sb_adds(b, ", "); lb__sb_ident(b, s->sch.cols[pk[i]].name); }
-    lb__sb_adds(b, ") DO UPDATE SET ");
+    lb__sb_add(b, " ON CONFLICT (");
+    for (i = 0; i < npk; i++) { if (i) lb__sb_add(b, ", "); lb__sb_ident(b, s->sch.cols[pk[i]].name); }
+    lb__sb_add(b, ") DO UPDATE SET ");
     for (i = 0; i < ntot; i++) {
       const char *name = i < s->sch.ncols ? s->sch.cols[i].name : internal[i - s->sch.ncols];
       int is_pk = 0;
       for (j = 0; j < npk; j++) if (pk[j] == i) is_pk = 1;
       if (is_pk) continue;
-      if (!first) lb__sb_adds(b, ", ");
+      if (!first) lb__sb_add(b, ", ");
       first = 0;
       lb__sb_ident(b, name);
-      lb__sb_adds(b, " = excluded.");
+      lb__sb_add(b, " = excluded.");
       lb__sb_ident(b, name);
     }
   }
@@ -856,12 +856,12 @@ static lb_cache_stream *sq_stream_open(lb_cache *base, const lb_cache_stream_spe
 
   if (strategy == LB_WRITE_REPLACE) {
     lb__sb_reset(&b);
-    lb__sb_adds(&b, SHADOW_PREFIX);
-    lb__sb_adds(&b, s->base.table);
+    lb__sb_add(&b, SHADOW_PREFIX);
+    lb__sb_add(&b, s->base.table);
     if (b.oom || (s->target = dupstr(b.p, b.n)) == NULL) { seterr(c, "out of memory"); goto fail; }
     /* A shadow table left by a run that died is stale: start afresh. */
     lb__sb_reset(&b);
-    lb__sb_adds(&b, "DROP TABLE IF EXISTS ");
+    lb__sb_add(&b, "DROP TABLE IF EXISTS ");
     lb__sb_ident(&b, s->target);
     if (b.oom) { seterr(c, "out of memory"); goto fail; }
     if (exec_sql(c, b.p) < 0 || create_table(s, &b, s->target) < 0) goto fail;
@@ -1484,11 +1484,11 @@ static int sq_stream_finish(lb_cache_stream *sbase) {
   s->ins = s->ins_multi = NULL;
   s->finished = 1;
   if (s->strategy != LB_WRITE_REPLACE) return 0;
-  lb__sb_adds(&b, "DROP TABLE IF EXISTS ");
+  lb__sb_add(&b, "DROP TABLE IF EXISTS ");
   lb__sb_ident(&b, s->base.table);
-  lb__sb_adds(&b, "; ALTER TABLE ");
+  lb__sb_add(&b, "; ALTER TABLE ");
   lb__sb_ident(&b, s->target);
-  lb__sb_adds(&b, " RENAME TO ");
+  lb__sb_add(&b, " RENAME TO ");
   lb__sb_ident(&b, s->base.table);
   if (b.oom) { seterr(s->c, "out of memory"); rc = LB_ENOMEM; }
   else rc = exec_sql(s->c, b.p);
@@ -1507,7 +1507,7 @@ static int sq_stream_abort(lb_cache_stream *sbase) {
   s->ins = s->ins_multi = NULL;
   s->finished = 1;
   if (s->strategy != LB_WRITE_REPLACE) return 0;
-  lb__sb_adds(&b, "DROP TABLE IF EXISTS ");
+  lb__sb_add(&b, "DROP TABLE IF EXISTS ");
   lb__sb_ident(&b, s->target);
   if (b.oom) { seterr(s->c, "out of memory"); rc = LB_ENOMEM; }
   else rc = exec_sql(s->c, b.p);
@@ -2044,8 +2044,8 @@ static int sq_table_owner(lb_cache *base, const char *t, lb_cache_name_owner *o)
     lb__sb_reset(&c->owner);
     for (i = 0; i < 3; i++) {
       v[i] = col_bytes(st, i, &n[i]);
-      lb__sb_add(&c->owner, v[i], n[i]);
-      lb__sb_add(&c->owner, "", 1);            /* NUL-separated */
+      lb__sb_addn(&c->owner, v[i], n[i]);
+      lb__sb_addn(&c->owner, "", 1);            /* NUL-separated */
     }
     if (c->owner.oom) { sqlite3_finalize(st); seterr(c, "out of memory"); return LB_ENOMEM; }
     o->kind = LB_NAME_STREAM;
@@ -2258,9 +2258,9 @@ static lb_cache_cursor *sq_cursor_open(lb_cache *base, const lb_cache_cursor_spe
   /* No ORDER BY: sorting a large table costs more than the whole feed
   ** (there is no index on the raw id, which would slow every insert). The
   ** caller tracks the highest id sent as rows go by instead. */
-  lb__sb_adds(&sql, "SELECT * FROM ");
+  lb__sb_add(&sql, "SELECT * FROM ");
   lb__sb_ident(&sql, spec->table);
-  if (spec->after_raw_id) lb__sb_adds(&sql, " WHERE " RAW_ID_COL " > ?1");
+  if (spec->after_raw_id) lb__sb_add(&sql, " WHERE " RAW_ID_COL " > ?1");
   if (sql.oom) { seterr(c, "out of memory"); goto fail; }
   if (sqlite3_prepare_v2(c->db, sql.p, -1, &f->st, NULL) != SQLITE_OK) {
     char why[400];

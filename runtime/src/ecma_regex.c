@@ -167,7 +167,7 @@ static int emit_ascii_bracket(lb_sbuf *o, const unsigned char *in) {
   if (count == 1) {
     for (c = 1; c < 128 && !in[c]; c++) {}
     if (isalnum(c)) { lb__sb_addc(o, (char)c); return 1; }
-    if (c == '^') { lb__sb_adds(o, "\\^"); return 1; }
+    if (c == '^') { lb__sb_add(o, "\\^"); return 1; }
   }
   lb__sb_addc(o, '[');
   if (in[']']) { lb__sb_addc(o, ']'); any = 1; }
@@ -205,7 +205,7 @@ static void emit_set(lb_sbuf *o, cset *c) {
     if (c->hi[i] >= 128) has_wide = 1;
   }
   if (!has_wide) {
-    if (!emit_ascii_bracket(o, ascii)) lb__sb_adds(o, "(a^)");   /* empty: never matches */
+    if (!emit_ascii_bracket(o, ascii)) lb__sb_add(o, "(a^)");   /* empty: never matches */
     return;
   }
   lb__sb_addc(o, '(');
@@ -227,7 +227,7 @@ static void emit_cp(lb_sbuf *o, unsigned cp) {
   }
   n = lb__utf8_put(cp, b);
   lb__sb_addc(o, '(');        /* so that a quantifier repeats the whole character */
-  lb__sb_add(o, (const char *)b, n);
+  lb__sb_addn(o, (const char *)b, n);
   lb__sb_addc(o, ')');
 }
 
@@ -387,7 +387,7 @@ static int rx_translate(const char *pat, size_t n, lb_sbuf *o, rxt *t) {
   t->o = o;
   t->why = NULL;
   t->unsupported = 0;
-  lb__sb_add(o, "", 0);
+  lb__sb_addn(o, "", 0);
   while (t->p < t->e) {
     int c = *t->p;
     size_t q;
@@ -448,7 +448,7 @@ static int rx_translate(const char *pat, size_t n, lb_sbuf *o, rxt *t) {
       case ')':
         if (!depth) return rx_fail(t, 0, "unbalanced ')'");
         /* an empty group or alternative is valid ECMA but not POSIX */
-        if (o->n && (o->p[o->n - 1] == '(' || o->p[o->n - 1] == '|')) lb__sb_adds(o, "()");
+        if (o->n && (o->p[o->n - 1] == '(' || o->p[o->n - 1] == '|')) lb__sb_add(o, "()");
         if (o->oom) break;
         lb__sb_addc(o, ')');
         t->p++;
@@ -476,12 +476,12 @@ static int rx_translate(const char *pat, size_t n, lb_sbuf *o, rxt *t) {
         q = rx_interval(t->p, t->e);
         if (q) {
           if (!atom) return rx_fail(t, 0, "nothing to repeat");
-          lb__sb_add(o, (const char *)t->p, q);
+          lb__sb_addn(o, (const char *)t->p, q);
           t->p += q;
           if (t->p < t->e && *t->p == '?') t->p++;
           atom = 0;
         } else {
-          lb__sb_adds(o, "\\{");
+          lb__sb_add(o, "\\{");
           t->p++;
           atom = 1;
         }

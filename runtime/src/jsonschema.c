@@ -65,11 +65,11 @@ static void sb_add_clip(lb_sbuf *b, const char *s, size_t n, size_t max) {
   for (i = 0; i < n; i++) {
     char c = s[i];
     if (b->n - start >= max && ((uchar)c & 0xc0) != 0x80) {
-      lb__sb_adds(b, "...");
+      lb__sb_add(b, "...");
       return;
     }
     if (in_str) {
-      if (c == '\\' && i + 1 < n) { lb__sb_add(b, s + i, 2); i++; continue; }
+      if (c == '\\' && i + 1 < n) { lb__sb_addn(b, s + i, 2); i++; continue; }
       if (c == '"') in_str = 0;
     } else if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
       continue;
@@ -279,8 +279,8 @@ static void warn(lb_schema *s, const node *n, const char *fmt, ...) {
     s->warn = nw;
     s->warncap = cap;
   }
-  lb__sb_adds(&b, n && n->loc ? n->loc : "#");
-  lb__sb_adds(&b, ": ");
+  lb__sb_add(&b, n && n->loc ? n->loc : "#");
+  lb__sb_add(&b, ": ");
   va_start(ap, fmt);
   lb__sb_vprintf(&b, fmt, ap);
   va_end(ap);
@@ -688,9 +688,9 @@ static node *child(lb_schema *s, node *parent, const lb_jval *v, const char *kw,
   lb_sbuf b = { NULL, 0, 0, 0 };
   const char *loc;
   if (n) return n;
-  lb__sb_adds(&b, parent->loc);
+  lb__sb_add(&b, parent->loc);
   lb__sb_addc(&b, '/');
-  lb__sb_adds(&b, kw);
+  lb__sb_add(&b, kw);
   if (key) {
     char *heap;
     size_t len, i;
@@ -698,8 +698,8 @@ static node *child(lb_schema *s, node *parent, const lb_jval *v, const char *kw,
     if (!name) b.oom = 1;
     lb__sb_addc(&b, '/');
     for (i = 0; name && i < len; i++) {
-      if (name[i] == '~') lb__sb_adds(&b, "~0");
-      else if (name[i] == '/') lb__sb_adds(&b, "~1");
+      if (name[i] == '~') lb__sb_add(&b, "~0");
+      else if (name[i] == '/') lb__sb_add(&b, "~1");
       else lb__sb_addc(&b, name[i]);
     }
     free(heap);
@@ -770,7 +770,7 @@ static int add_doc(lb_schema *s, const char *uri, const char *text, size_t len,
                    lb_jskim_strerror(rc));
   {
     lb_sbuf b = { NULL, 0, 0, 0 };
-    lb__sb_adds(&b, uri);
+    lb__sb_add(&b, uri);
     lb__sb_addc(&b, '#');
     loc = b.oom ? NULL : astrndup(s, b.p, b.n);
     free(b.p);
@@ -1201,7 +1201,7 @@ static int walk_pointer(lb_schema *s, node *from, const char *ptr, lb_jval *out,
         lb__sb_addc(&tok, *p);
       }
     }
-    lb__sb_add(&tok, "", 0);
+    lb__sb_addn(&tok, "", 0);
     if (tok.oom) { free(tok.p); return set_err(s, LB_SCHEMA_ENOMEM, "out of memory"); }
     if (cur.type == LB_JOBJECT) {
       found = lb_jobj_find(&cur, tok.p, tok.n, &next);
@@ -1253,9 +1253,9 @@ static int resolve_one(lb_schema *s, node *n, const char **missing, int final) {
   res *r;
   node *target = NULL;
   int rc = 1;
-  lb__sb_add(&docpart, n->ref, hash ? (size_t)(hash - n->ref) : strlen(n->ref));
+  lb__sb_addn(&docpart, n->ref, hash ? (size_t)(hash - n->ref) : strlen(n->ref));
   if (hash) lb__pct_decode(&frag, hash + 1, strlen(hash + 1));
-  else lb__sb_add(&frag, "", 0);
+  else lb__sb_addn(&frag, "", 0);
   if (docpart.oom || frag.oom) { rc = set_err(s, LB_SCHEMA_ENOMEM, "out of memory"); goto done; }
   *missing = NULL;
   r = find_res(s, docpart.p);
@@ -1283,8 +1283,8 @@ static int resolve_one(lb_schema *s, node *n, const char **missing, int final) {
     target = find_node(s, v.p);
     if (!target) {
       lb_sbuf l = { NULL, 0, 0, 0 };
-      lb__sb_adds(&l, r->n->loc);
-      lb__sb_adds(&l, hash + 1);
+      lb__sb_add(&l, r->n->loc);
+      lb__sb_add(&l, hash + 1);
       loc = l.oom ? NULL : astrndup(s, l.p, l.n);
       free(l.p);
       if (!loc || !(target = get_node(s, &v, base, loc))) {
@@ -1295,9 +1295,9 @@ static int resolve_one(lb_schema *s, node *n, const char **missing, int final) {
   } else {
     lb_sbuf a = { NULL, 0, 0, 0 };
     res *ar;
-    lb__sb_add(&a, docpart.p, docpart.n);
+    lb__sb_addn(&a, docpart.p, docpart.n);
     lb__sb_addc(&a, '#');
-    lb__sb_add(&a, frag.p, frag.n);
+    lb__sb_addn(&a, frag.p, frag.n);
     if (a.oom) { free(a.p); rc = set_err(s, LB_SCHEMA_ENOMEM, "out of memory"); goto done; }
     ar = find_res(s, a.p);
     free(a.p);
@@ -1466,17 +1466,17 @@ static void path_fmt(lb_sbuf *b, const pseg *path) {
     else cut = 1;
   }
   lb__sb_addc(b, '$');
-  if (cut) lb__sb_adds(b, "...");
+  if (cut) lb__sb_add(b, "...");
   for (i = n; i-- > 0;) {
     x = chain[i];
     if (x->key) {
       /* the raw span is valid JSON string text: quoted as it came */
       if (is_ident(x->key->p + 1, x->key->n - 2)) {
         lb__sb_addc(b, '.');
-        lb__sb_add(b, x->key->p + 1, x->key->n - 2);
+        lb__sb_addn(b, x->key->p + 1, x->key->n - 2);
       } else {
         lb__sb_addc(b, '[');
-        lb__sb_add(b, x->key->p, x->key->n);
+        lb__sb_addn(b, x->key->p, x->key->n);
         lb__sb_addc(b, ']');
       }
     } else {
@@ -1505,7 +1505,7 @@ static int set_fatal(vctx *c, int code, const pseg *path, const char *fmt, ...) 
   if (c->fatal) return c->fatal;
   c->fatal = code;
   path_fmt(&b, path);
-  lb__sb_adds(&b, ": ");
+  lb__sb_add(&b, ": ");
   va_start(ap, fmt);
   lb__sb_vprintf(&b, fmt, ap);
   va_end(ap);
@@ -1521,7 +1521,7 @@ static int fail(vctx *c, const pseg *path, const char *fmt, ...) {
   if (!collecting(c)) return 1;
   if (c->errs->count >= c->errs->max) { c->errs->truncated = 1; return 1; }
   path_fmt(&b, path);
-  lb__sb_adds(&b, ": ");
+  lb__sb_add(&b, ": ");
   va_start(ap, fmt);
   lb__sb_vprintf(&b, fmt, ap);
   va_end(ap);
@@ -1538,7 +1538,7 @@ static int fail_span(vctx *c, const pseg *path, const char *pre, const lb_jval *
   lb_sbuf b = { NULL, 0, 0, 0 };
   int r;
   if (!collecting(c)) return 1;
-  lb__sb_adds(&b, pre);
+  lb__sb_add(&b, pre);
   sb_add_clip(&b, v->p, v->n, 120);
   r = b.oom ? set_fatal(c, LB_SCHEMA_ENOMEM, path, "out of memory") : fail(c, path, "%s", b.p);
   free(b.p);
@@ -2019,10 +2019,10 @@ static int validate_node(vctx *c, const node *n, const lb_jval *inst, const pseg
         int i, k = 0;
         for (i = 0; type_names[i].name; i++)
           if (t & type_names[i].bit) {
-            if (k++) lb__sb_adds(&b, " or ");
-            lb__sb_adds(&b, type_names[i].name);
+            if (k++) lb__sb_add(&b, " or ");
+            lb__sb_add(&b, type_names[i].name);
           }
-        if (!k) lb__sb_adds(&b, "nothing");
+        if (!k) lb__sb_add(&b, "nothing");
         r = b.oom ? set_fatal(c, LB_SCHEMA_ENOMEM, path, "out of memory")
                   : fail(c, path, "expected %s, got %s", b.p, type_name(inst));
         free(b.p);

@@ -62,6 +62,7 @@
 # include <sys/random.h>
 #endif
 #include <sqlite3.h>
+#include "cache_pg.h"
 #include "lb_internal.h"
 #include "cache.h"
 #include "jskim.h"
@@ -324,10 +325,48 @@ static int l_open(lua_State *L) {
   return open_result(L, lb_cache_sqlite_open(path, &d->c, err, sizeof err), err);
 }
 
-/* sqlite.open_pg{ host=, port=, database=, username=, password=, dsn=,
-** schema_name=, table_prefix= } belongs here: new_db with a label, then
-** open_result(L, lb_cache_pg_open(...)). Helper "pgcache" adds it with
-** cache_pg.c (built when libpq is found: LB_WITH_POSTGRES). */
+/* open_pg{ host =, port =, database =, username =, password =, dsn =,
+** schema_name = "airbyte_raw", connect_timeout = 10 } -> db | fail, err:
+** the same userdata as open, over the PostgreSQL backend (cache_pg.h).
+** db:path() is "postgresql://user@host:port/database?schema=..." without
+** the password. */
+static const char *const open_pg_options[] = {
+  "host", "port", "database", "username", "password", "dsn", "schema_name", "connect_timeout", NULL };
+
+static const char *opt_string(lua_State *L, int t, const char *key) {
+  int ty = lua_getfield(L, t, key);      /* left on the stack: keeps the string alive */
+  if (ty == LUA_TNIL) return NULL;
+  if (ty != LUA_TSTRING && ty != LUA_TNUMBER) luaL_error(L, "open_pg: %s must be a string", key);
+  return lua_tostring(L, -1);
+}
+
+static int l_open_pg(lua_State *L) {
+  lb_pg_params p;
+  const char *schema;
+  char err[1024];
+  db_ud *d;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  lb__check_options(L, 1, "open_pg", open_pg_options);
+  memset(&p, 0, sizeof p);
+  p.host = opt_string(L, 1, "host");
+  p.port = opt_string(L, 1, "port");
+  p.database = opt_string(L, 1, "database");
+  p.username = opt_string(L, 1, "username");
+  p.password = opt_string(L, 1, "password");
+  p.dsn = opt_string(L, 1, "dsn");
+  schema = opt_string(L, 1, "schema_name");
+  lua_getfield(L, 1, "connect_timeout");
+  p.connect_timeout_s = (int)luaL_optinteger(L, -1, 10);
+  if (schema == NULL) schema = LB_CACHE_PG_DEFAULT_SCHEMA;
+  if (p.dsn)     /* it may hold the password: not shown */
+    lua_pushfstring(L, "postgresql (the given dsn)?schema=%s", schema);
+  else
+    lua_pushfstring(L, "postgresql://%s@%s:%s/%s?schema=%s", p.username ? p.username : "",
+                    p.host ? p.host : "", p.port ? p.port : "", p.database ? p.database : "", schema);
+  d = new_db(L, lua_gettop(L));
+  return open_result(L, lb_cache_pg_open(&p, schema, &d->c, err, sizeof err), err);
+}
 
 static int db_close(lua_State *L) {
   db_ud *d = luaL_checkudata(L, 1, DB_MT);
@@ -582,13 +621,6 @@ static int read_pk(lua_State *L, int opts, const char **pk) {
   return n;
 }
 
-static int has_elements(lua_State *L, int opts, const char *field) {
-  int t = lua_getfield(L, opts, field), yes;
-  yes = (t == LUA_TSTRING && lua_rawlen(L, -1) > 0) || (t == LUA_TTABLE && lua_rawlen(L, -1) > 0);
-  lua_pop(L, 1);
-  return yes;
-}
-
 /* A namespace argument: nil or json.null = none. */
 static const char *opt_namespace(lua_State *L, int idx, size_t *len) {
   *len = 0;
@@ -628,10 +660,9 @@ static int db_stream_open(lua_State *L) {
   if (strcmp(strategy, "append") == 0) ws = LB_WRITE_APPEND;
   else if (strcmp(strategy, "merge") == 0) ws = LB_WRITE_MERGE;
   else if (strcmp(strategy, "replace") == 0) ws = LB_WRITE_REPLACE;
-  else if (strcmp(strategy, "auto") == 0)   /* PyAirbyte: PK -> merge, cursor -> append */
-    ws = npk > 0 ? LB_WRITE_MERGE : has_elements(L, 2, "cursor_field") ? LB_WRITE_APPEND
-                                                                       : LB_WRITE_REPLACE;
-  else return luaL_error(L, "stream_open: unknown strategy '%s'", strategy);
+  /* "auto" is resolved once, by airbyte.catalog.resolve_write_method */
+  else return luaL_error(L, "stream_open: strategy must be append, merge or replace (got '%s'; "
+                         "resolve 'auto' with airbyte.catalog.resolve_write_method)", strategy);
   u = lua_newuserdatauv(L, sizeof *u, 1);
   u->s = NULL;
   u->db = d;
@@ -1108,70 +1139,6 @@ static int l_normalize(lua_State *L) {
   return 1;
 }
 
-/* mkdir -p: every missing directory of path, mode 0777 minus the umask. */
-static int l_mkdir_p(lua_State *L) {
-  size_t n, i;
-  const char *path = luaL_checklstring(L, 1, &n);
-  luaL_Buffer b;
-  char *p;
-  if (n == 0) return luaL_argerror(L, 1, "empty path");
-  p = luaL_buffinitsize(L, &b, n + 1);
-  memcpy(p, path, n);
-  p[n] = '\0';
-  for (i = 1; i <= n; i++) {
-    struct stat st;
-    if (i < n && p[i] != '/') continue;
-    if (i < n) p[i] = '\0';
-    if (mkdir(p, 0777) != 0) {
-      int e = errno;
-      if (e != EEXIST || stat(p, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        luaL_pushfail(L);
-        lua_pushfstring(L, "cannot create directory %s: %s", p,
-                        e == EEXIST ? "a file of that name exists" : strerror(e));
-        lua_pushinteger(L, e);
-        return 3;
-      }
-    }
-    if (i < n) p[i] = '/';
-  }
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-/* A ULID: 48 bits of milliseconds and 80 random bits in Crockford's base32,
-** as PyAirbyte names new local caches. */
-static int l_ulid(lua_State *L) {
-  static const char b32[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-  unsigned char r[10];
-  char out[26];
-  struct timespec ts;
-  unsigned long long ms;
-  int i, got = 0;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ms = (unsigned long long)ts.tv_sec * 1000u + (unsigned long long)ts.tv_nsec / 1000000u;
-#if defined(__linux__)
-  got = getrandom(r, sizeof r, GRND_NONBLOCK) == (ssize_t)sizeof r;
-#endif
-  if (!got) {
-    unsigned long long x = ms ^ ((unsigned long long)ts.tv_nsec << 20) ^ (unsigned long long)getpid();
-    for (i = 0; i < 10; i++) {
-      x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-      r[i] = (unsigned char)x;
-    }
-  }
-  for (i = 9; i >= 0; i--) { out[i] = b32[ms & 31]; ms >>= 5; }
-  {
-    /* 80 bits -> 16 characters, 5 bits at a time from the top */
-    int bit = 0;
-    for (i = 0; i < 16; i++, bit += 5) {
-      int byte = bit / 8, off = bit % 8, v = (r[byte] << 8 | (byte + 1 < 10 ? r[byte + 1] : 0));
-      out[10 + i] = b32[(v >> (11 - off)) & 31];
-    }
-  }
-  lua_pushlstring(L, out, sizeof out);
-  return 1;
-}
-
 /* db:move_destination(name, from_hash, to_hash) */
 static int db_move_destination(lua_State *L) {
   db_ud *d = checkdb(L, 1);
@@ -1258,11 +1225,10 @@ static const luaL_Reg buf_meta[] = {
 
 static const luaL_Reg module_funcs[] = {
   {"open", l_open},
+  {"open_pg", l_open_pg},
   {"normalize", l_normalize},
   {"state_key", l_state_key},
   {"state_count_mismatch", l_state_count_mismatch},
-  {"mkdir_p", l_mkdir_p},
-  {"ulid", l_ulid},
   {NULL, NULL}
 };
 

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <lualib.h>
 #include "lb_internal.h"
+#include "errtab.h"
 #include "mask.h"
 
 typedef struct lb_embedded {
@@ -33,23 +34,11 @@ struct lb_tmpfile {
 /* --- errors ---------------------------------------------------------------- */
 
 LB_API const char *lb_strerror(int err) {
-  switch (err) {
-    case 0: return "success";
-#define LB__ERRSTR(name, code, msg) case code: return msg;
-    LB_ERRNO_MAP(LB__ERRSTR)
-#undef LB__ERRSTR
-    default: return "unknown error";
-  }
+  return lb__err_text(err);
 }
 
 LB_API const char *lb_err_name(int err) {
-  switch (err) {
-    case 0: return "OK";
-#define LB__ERRNAME(name, code, msg) case code: return "LB_" #name;
-    LB_ERRNO_MAP(LB__ERRNAME)
-#undef LB__ERRNAME
-    default: return "LB_EUNKNOWN";
-  }
+  return lb__err_name(err);
 }
 
 LB_API const char *lb_version(void) {

@@ -25,7 +25,7 @@ void lb__sb_reserve(lb_sbuf *b, size_t extra) {
   b->cap = want;
 }
 
-void lb__sb_add(lb_sbuf *b, const char *s, size_t n) {
+void lb__sb_addn(lb_sbuf *b, const char *s, size_t n) {
   lb__sb_reserve(b, n);
   if (b->oom) return;
   if (n) memcpy(b->p + b->n, s, n);
@@ -33,8 +33,14 @@ void lb__sb_add(lb_sbuf *b, const char *s, size_t n) {
   b->p[b->n] = '\0';
 }
 
-void lb__sb_adds(lb_sbuf *b, const char *s) { lb__sb_add(b, s, strlen(s)); }
-void lb__sb_addc(lb_sbuf *b, char c) { lb__sb_add(b, &c, 1); }
+void lb__sb_add(lb_sbuf *b, const char *s) { lb__sb_addn(b, s, strlen(s)); }
+void lb__sb_addc(lb_sbuf *b, char c) { lb__sb_addn(b, &c, 1); }
+
+void lb__sb_reset(lb_sbuf *b) {
+  b->n = 0;
+  b->oom = 0;
+  if (b->p) b->p[0] = '\0';
+}
 
 void lb__sb_vprintf(lb_sbuf *b, const char *fmt, va_list ap) {
   va_list aq;

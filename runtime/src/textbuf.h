@@ -3,8 +3,9 @@
 **
 ** lb_sbuf is a NUL-terminated string that grows by doubling; running out of
 ** memory is sticky (oom set, later appends do nothing) so that a caller
-** builds a whole text and checks once at the end. Used by the JSON Schema
-** validator and its parts (URIs, regex translation, messages).
+** builds a whole text and checks once at the end. The one growable text of
+** the core: the JSON Schema validator and its parts (URIs, regex
+** translation, messages) and the caches (SQL, messages).
 */
 #ifndef LB_TEXTBUF_H
 #define LB_TEXTBUF_H
@@ -20,9 +21,11 @@ typedef struct lb_sbuf {
 
 /* Room for extra more bytes (and the NUL). */
 void lb__sb_reserve(lb_sbuf *b, size_t extra);
-void lb__sb_add(lb_sbuf *b, const char *s, size_t n);
-void lb__sb_adds(lb_sbuf *b, const char *s);
+void lb__sb_addn(lb_sbuf *b, const char *s, size_t n);
+void lb__sb_add(lb_sbuf *b, const char *s);
 void lb__sb_addc(lb_sbuf *b, char c);
+/* Empties b, keeping its memory, and clears oom. */
+void lb__sb_reset(lb_sbuf *b);
 void lb__sb_vprintf(lb_sbuf *b, const char *fmt, va_list ap);
 void lb__sb_printf(lb_sbuf *b, const char *fmt, ...)
 #if defined(__GNUC__)

@@ -64,7 +64,7 @@ static void remove_dots(lb_sbuf *o, const char *in, size_t n) {
     } else {
       const char *q = in + (*in == '/');
       while (q < e && *q != '/') q++;
-      lb__sb_add(o, in, (size_t)(q - in));
+      lb__sb_addn(o, in, (size_t)(q - in));
       in = q;
     }
   }
@@ -80,20 +80,20 @@ void lb__uri_resolve(lb_sbuf *o, const char *base, const char *ref) {
   uri_split(base, &b);
   uri_split(ref, &r);
   if (r.has_scheme) {
-    lb__sb_add(o, r.scheme, r.scheme_n); lb__sb_addc(o, ':');
-    if (r.has_auth) { lb__sb_adds(o, "//"); lb__sb_add(o, r.auth, r.auth_n); }
+    lb__sb_addn(o, r.scheme, r.scheme_n); lb__sb_addc(o, ':');
+    if (r.has_auth) { lb__sb_add(o, "//"); lb__sb_addn(o, r.auth, r.auth_n); }
     remove_dots(o, r.path, r.path_n);
     has_query = r.has_query; query = r.query; query_n = r.query_n;
   } else {
-    if (b.has_scheme) { lb__sb_add(o, b.scheme, b.scheme_n); lb__sb_addc(o, ':'); }
+    if (b.has_scheme) { lb__sb_addn(o, b.scheme, b.scheme_n); lb__sb_addc(o, ':'); }
     if (r.has_auth) {
-      lb__sb_adds(o, "//"); lb__sb_add(o, r.auth, r.auth_n);
+      lb__sb_add(o, "//"); lb__sb_addn(o, r.auth, r.auth_n);
       remove_dots(o, r.path, r.path_n);
       has_query = r.has_query; query = r.query; query_n = r.query_n;
     } else {
-      if (b.has_auth) { lb__sb_adds(o, "//"); lb__sb_add(o, b.auth, b.auth_n); }
+      if (b.has_auth) { lb__sb_add(o, "//"); lb__sb_addn(o, b.auth, b.auth_n); }
       if (r.path_n == 0) {
-        lb__sb_add(o, b.path, b.path_n);
+        lb__sb_addn(o, b.path, b.path_n);
         if (r.has_query) { has_query = 1; query = r.query; query_n = r.query_n; }
         else { has_query = b.has_query; query = b.query; query_n = b.query_n; }
       } else {
@@ -105,8 +105,8 @@ void lb__uri_resolve(lb_sbuf *o, const char *base, const char *ref) {
           const char *slash = NULL, *q;
           for (q = b.path; q < b.path + b.path_n; q++) if (*q == '/') slash = q;
           if (b.has_auth && b.path_n == 0) lb__sb_addc(&m, '/');
-          else if (slash) lb__sb_add(&m, b.path, (size_t)(slash - b.path + 1));
-          lb__sb_add(&m, r.path, r.path_n);
+          else if (slash) lb__sb_addn(&m, b.path, (size_t)(slash - b.path + 1));
+          lb__sb_addn(&m, r.path, r.path_n);
           if (m.oom) o->oom = 1;
           else remove_dots(o, m.p, m.n);
           free(m.p);
@@ -115,9 +115,9 @@ void lb__uri_resolve(lb_sbuf *o, const char *base, const char *ref) {
       }
     }
   }
-  if (has_query) { lb__sb_addc(o, '?'); lb__sb_add(o, query, query_n); }
-  if (r.has_frag) { lb__sb_addc(o, '#'); lb__sb_add(o, r.frag, r.frag_n); }
-  if (!o->p) lb__sb_add(o, "", 0);
+  if (has_query) { lb__sb_addc(o, '?'); lb__sb_addn(o, query, query_n); }
+  if (r.has_frag) { lb__sb_addc(o, '#'); lb__sb_addn(o, r.frag, r.frag_n); }
+  if (!o->p) lb__sb_addn(o, "", 0);
 }
 
 /* Percent-decode s[0..n) into o (a fragment is a JSON pointer or a name
@@ -133,5 +133,5 @@ void lb__pct_decode(lb_sbuf *o, const char *s, size_t n) {
       lb__sb_addc(o, s[i]);
     }
   }
-  if (!o->p) lb__sb_add(o, "", 0);
+  if (!o->p) lb__sb_addn(o, "", 0);
 }

@@ -43,14 +43,15 @@ describe("airbyte.sqlite", function()
     assert.has_error(function() sqlite.normalize("--") end)
   end)
 
-  it("makes directories and ULIDs", function()
-    assert.is_true(sqlite.mkdir_p(dir .. "/a/b/c"))
-    assert.is_true(sqlite.mkdir_p(dir .. "/a/b/c"))      -- again: fine
+  it("makes directories and ULIDs (airbyte.core, as the caches use them)", function()
+    local core = require "airbyte.core"
+    assert.is_true(core.mkdir_p(dir .. "/a/b/c"))
+    assert.is_true(core.mkdir_p(dir .. "/a/b/c"))      -- again: fine
     H.write_file(dir .. "/file", "x")
-    local ok, msg = sqlite.mkdir_p(dir .. "/file/sub")
+    local ok, msg = core.mkdir_p(dir .. "/file/sub")
     assert.is_nil(ok)
     assert.matches("cannot create directory", msg)
-    local a, b = sqlite.ulid(), sqlite.ulid()
+    local a, b = core.ulid(), core.ulid()
     assert.equal(26, #a)
     assert.matches("^[0-9A-HJKMNP-TV-Z]+$", a)
     assert.are_not.equal(a, b)
@@ -196,17 +197,28 @@ H.each_backend(function(b)
       s:write({ id = 1, name = "first" })
       s:write({ id = 1, name = "second" })
       s:close()
-      assert.same({ { n = 1, name = "second" } }, db:query("SELECT count(*) AS n, name FROM users"))
+      assert.same({ { n = 1, name = "second" } }, db:query("SELECT count(*) AS n, max(name) AS name FROM users"))
       assert.has_error(function() db:stream_open{ stream = "users", schema = users_schema, strategy = "merge" } end)
       assert.has_error(function()
         db:stream_open{ stream = "users", schema = users_schema, strategy = "merge", primary_key = { { "a", "b" } } }
       end)
-      -- auto: PK -> merge, else cursor -> append, else replace
-      s = db:stream_open{ stream = "users", schema = users_schema, strategy = "auto", primary_key = { "id" } }
+      -- "auto" is airbyte.catalog's to resolve (PK -> merge, else cursor -> append, else
+      -- replace); the binding takes only what it resolves to
+      local catalog = require "airbyte.catalog"
+      local function cs(extra)
+        local t = { stream = { name = "users", json_schema = users_schema }, sync_mode = "incremental" }
+        for k, v in pairs(extra) do t[k] = v end
+        return t
+      end
+      assert.equal("merge", catalog.resolve_write_method(cs{ primary_key = { { "id" } } }, "auto"))
+      assert.equal("append", catalog.resolve_write_method(cs{ cursor_field = { "id" } }, "auto"))
+      assert.equal("replace", catalog.resolve_write_method(cs{}, "auto"))
+      assert.has_error(function() db:stream_open{ stream = "users", schema = users_schema, strategy = "auto" } end)
+      s = db:stream_open{ stream = "users", schema = users_schema, strategy = "merge", primary_key = { "id" } }
       s:write({ id = 1, name = "third" })
       s:close()
       assert.equal(1, db:query("SELECT count(*) AS n FROM users")[1].n)
-      s = db:stream_open{ stream = "users", schema = users_schema, strategy = "auto", cursor_field = { "id" } }
+      s = db:stream_open{ stream = "users", schema = users_schema, strategy = "append" }
       s:write({ id = 1, name = "appended" })
       s:close()
       assert.equal(2, db:query("SELECT count(*) AS n FROM users")[1].n)

@@ -4,6 +4,77 @@ local H = require "helper"
 local ab = require "airbyte"
 local json = require "airbyte.json"
 
+local function find(report, stream, column, check)
+  for _, r in ipairs(report.results) do
+    if r.stream == stream and r.column == column and r.check:find(check, 1, true) == 1 then return r end
+  end
+  error(("no result for %s.%s %s"):format(stream, tostring(column), check))
+end
+
+-- every kind of check, compiled for each backend's SQL
+describe("dataset checks on each backend", function()
+  H.each_backend(function(b)
+    local cache, src
+    before_each(function()
+      cache = b.fresh_cache()
+      src = ab.get_source("source-faker", { config = { count = 300, seed = 11 } })
+      src:select_streams({ "users", "purchases" })
+    end)
+    after_each(function() cache:close() end)
+
+    it("passes a suite the faker data meets, one result per check", function()
+      local r = src:read{ cache = cache }
+      local report = r:check{
+        users = { id = { "not_null", "unique" }, age = { between = { 0, 130 } },
+                  email = { matches = "^[^@]+@[^@]+$" },
+                  gender = { accepted_values = { "Male", "Female", "Fluid", "Other" } },
+                  _rows = { min = 1 }, _fresh = { max_age = "1d" } },
+        purchases = { user_id = { relationships = { stream = "users", column = "id" } } },
+      }
+      assert.is_true(report.passed, tostring(report))
+      assert.equal(8, #report.results)
+      assert.same({}, report.failures)
+      assert.matches("PASS users.id not_null", tostring(report))
+      assert.matches("8 checks, 0 failed", tostring(report))
+      local j = json.decode(report:to_json())
+      assert.is_true(j.passed)
+      assert.equal(8, #j.results)
+    end)
+
+    it("reports failing rows with samples for every kind of check", function()
+      local r = src:read{ cache = cache, write_strategy = "append", hooks = { users = function(u)
+        if u.id % 50 == 0 then u.age = -5; u.email = "broken"; u.gender = "Robot" end
+        if u.id % 100 == 1 then u.id = 2 end                    -- duplicates of id 2
+        return u
+      end } }
+      local report = r:check{
+        users = { id = { "unique" }, age = { between = { 0, 130 }, sql = "age >= 0" },
+                  email = { matches = "^[^@]+@[^@]+$" }, gender = { accepted_values = { "Male", "Female", "Fluid", "Other" } },
+                  _rows = { max = 10 }, _sql = "age <> -5" },
+        purchases = { user_id = { relationships = { stream = "users", column = "id" } } },
+      }
+      assert.is_false(report.passed)
+      local age = find(report, "users", "age", "between")
+      assert.equal(6, age.failing_rows)
+      assert.equal(5, #age.samples)
+      assert.equal(-5, age.samples[1])
+      assert.equal(6, find(report, "users", "age", "sql").failing_rows)
+      assert.equal(6, find(report, "users", "email", "matches").failing_rows)
+      assert.equal("broken", find(report, "users", "email", "matches").samples[1])
+      assert.equal(6, find(report, "users", "gender", "accepted_values").failing_rows)
+      assert.equal(4, find(report, "users", "id", "unique").failing_rows)   -- ids 1, 101, 201 became 2, and 2
+      assert.is_false(find(report, "users", nil, "_rows").passed)
+      assert.equal(6, find(report, "users", nil, "sql").failing_rows)
+      -- purchases of users 1, 101 and 201 point at ids that no longer exist
+      assert.is_true(find(report, "purchases", "user_id", "relationships").failing_rows > 0)
+      assert.matches("FAIL users.age between%(0, 130%): 6 failing rows %(e%.g%. %-5", tostring(report))
+      local j = json.decode(report:to_json())
+      assert.equal(#report.failures, #j.failures)
+      assert.equal("purchases", j.failures[1].stream)      -- streams in name order
+    end)
+  end)
+end)
+
 describe("dataset checks", function()
   local dir, cache, src
   before_each(function()
@@ -12,64 +83,6 @@ describe("dataset checks", function()
     src:select_streams({ "users", "purchases" })
   end)
   after_each(function() H.close_test_cache(dir, cache) end)
-
-  local function find(report, stream, column, check)
-    for _, r in ipairs(report.results) do
-      if r.stream == stream and r.column == column and r.check:find(check, 1, true) == 1 then return r end
-    end
-    error(("no result for %s.%s %s"):format(stream, tostring(column), check))
-  end
-
-  it("passes a suite the faker data meets, one result per check", function()
-    local r = src:read{ cache = cache }
-    local report = r:check{
-      users = { id = { "not_null", "unique" }, age = { between = { 0, 130 } },
-                email = { matches = "^[^@]+@[^@]+$" },
-                gender = { accepted_values = { "Male", "Female", "Fluid", "Other" } },
-                _rows = { min = 1 }, _fresh = { max_age = "1d" } },
-      purchases = { user_id = { relationships = { stream = "users", column = "id" } } },
-    }
-    assert.is_true(report.passed, tostring(report))
-    assert.equal(8, #report.results)
-    assert.same({}, report.failures)
-    assert.matches("PASS users.id not_null", tostring(report))
-    assert.matches("8 checks, 0 failed", tostring(report))
-    local j = json.decode(report:to_json())
-    assert.is_true(j.passed)
-    assert.equal(8, #j.results)
-  end)
-
-  it("reports failing rows with samples for every kind of check", function()
-    local r = src:read{ cache = cache, write_strategy = "append", hooks = { users = function(u)
-      if u.id % 50 == 0 then u.age = -5; u.email = "broken"; u.gender = "Robot" end
-      if u.id % 100 == 1 then u.id = 2 end                    -- duplicates of id 2
-      return u
-    end } }
-    local report = r:check{
-      users = { id = { "unique" }, age = { between = { 0, 130 }, sql = "age >= 0" },
-                email = { matches = "^[^@]+@[^@]+$" }, gender = { accepted_values = { "Male", "Female", "Fluid", "Other" } },
-                _rows = { max = 10 }, _sql = "age <> -5" },
-      purchases = { user_id = { relationships = { stream = "users", column = "id" } } },
-    }
-    assert.is_false(report.passed)
-    local age = find(report, "users", "age", "between")
-    assert.equal(6, age.failing_rows)
-    assert.equal(5, #age.samples)
-    assert.equal(-5, age.samples[1])
-    assert.equal(6, find(report, "users", "age", "sql").failing_rows)
-    assert.equal(6, find(report, "users", "email", "matches").failing_rows)
-    assert.equal("broken", find(report, "users", "email", "matches").samples[1])
-    assert.equal(6, find(report, "users", "gender", "accepted_values").failing_rows)
-    assert.equal(4, find(report, "users", "id", "unique").failing_rows)   -- ids 1, 101, 201 became 2, and 2
-    assert.is_false(find(report, "users", nil, "_rows").passed)
-    assert.equal(6, find(report, "users", nil, "sql").failing_rows)
-    -- purchases of users 1, 101 and 201 point at ids that no longer exist
-    assert.is_true(find(report, "purchases", "user_id", "relationships").failing_rows > 0)
-    assert.matches("FAIL users.age between%(0, 130%): 6 failing rows %(e%.g%. %-5", tostring(report))
-    local j = json.decode(report:to_json())
-    assert.equal(#report.failures, #j.failures)
-    assert.equal("purchases", j.failures[1].stream)      -- streams in name order
-  end)
 
   it("checks only the rows of this read with scope = new", function()
     src:select_streams({ "users" })

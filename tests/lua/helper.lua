@@ -169,7 +169,7 @@ function backends.postgres()
   if (os.getenv("PGHOST") or "") == "" then
     return nil, "no PostgreSQL server: set PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE (scripts/pg.sh start)"
   end
-  local run = sqlite.ulid():lower()
+  local run = require("airbyte.core").ulid():lower()
   local function params(name)
     return { host = os.getenv("PGHOST"), port = tonumber(os.getenv("PGPORT") or ""),
              database = os.getenv("PGDATABASE"), username = os.getenv("PGUSER"),
@@ -264,6 +264,62 @@ function H.with_env(vars, fn)
   registry.getenv = saved
   registry.reset()
   if not ok then error(err, 0) end
+end
+
+-- A fixture connector (tests/fixtures/connectors/<fixture>.lua) as source
+-- `name` with config, every stream selected.
+function H.local_source(dir, fixture, name, config)
+  local src = require("airbyte").get_source(name, { local_executable = H.fixture_executable(dir, fixture),
+    config = config })
+  src:select_all_streams()
+  return src
+end
+
+-- --- PostgreSQL (issue 9) -----------------------------------------------------------
+-- The server is the one scripts/test.sh starts (scripts/pg.sh), named by the
+-- libpq environment (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE).
+-- H.pg_skip_reason() -> nil when it answers, else why the Postgres specs skip;
+-- H.need_pg(pending) marks a test pending with that reason;
+-- H.new_pg_cache(opts) -> a PostgresCache in a fresh schema, and
+-- H.drop_pg_cache(cache) drops that schema.
+local pg_reason
+function H.pg_skip_reason()
+  if pg_reason ~= nil then return pg_reason or nil end
+  if os.getenv("LB_PG_SKIP") then
+    pg_reason = "skip: " .. os.getenv("LB_PG_SKIP")
+  elseif not os.getenv("PGPORT") then
+    pg_reason = "skip: no PostgreSQL server for the tests (run scripts/pg.sh start and eval its output)"
+  else
+    local db, err = require("airbyte.sqlite").open_pg{ schema_name = "public", connect_timeout = 5 }
+    if db then db:close(); pg_reason = false else pg_reason = "skip: PostgreSQL not reachable: " .. tostring(err) end
+  end
+  return pg_reason or nil
+end
+
+function H.need_pg(pending)
+  local why = H.pg_skip_reason()
+  if why == nil then return true end
+  pending(why)
+  return false
+end
+
+local pg_schemas = 0
+function H.pg_schema()
+  pg_schemas = pg_schemas + 1
+  local pid = io.open("/proc/self/stat"):read("n")
+  return ("t_%d_%d"):format(pid, pg_schemas)
+end
+
+function H.new_pg_cache(opts)
+  local o = { schema_name = H.pg_schema() }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return require("airbyte").PostgresCache(o)
+end
+
+function H.drop_pg_cache(cache)
+  if cache == nil then return end
+  pcall(cache.execute_sql, cache, ('DROP SCHEMA IF EXISTS "%s" CASCADE'):format(cache.schema_name))
+  cache:close()
 end
 
 return H

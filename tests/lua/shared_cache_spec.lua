@@ -66,6 +66,18 @@ describe("one cache, several reading tasks", function()
     end
   end)
 
+  it("completes two tasks reading through one PostgresCache object (a connection each)", function()
+    if not H.need_pg(pending) then return end
+    local shared = H.new_pg_cache()
+    local a = core.spawn(faker_read, shared, 1, "users", 500)
+    local b = core.spawn(faker_read, shared, 2, "products", 100)
+    assert.equal(500, a:wait())
+    assert.equal(100, b:wait())
+    assert.equal(500, count(shared, "users"))
+    assert.equal(100, count(shared, "products"))
+    H.drop_pg_cache(shared)
+  end)
+
   it("keeps the loop going while a task waits for the write lock another task holds", function()
     local path, gate = dir .. "/c.sqlite", dir .. "/gate"
     -- a holds the write lock in the middle of a transaction until the gate opens
