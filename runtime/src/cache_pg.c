@@ -209,7 +209,7 @@ static char *pg_name2(pg_cache *pc, const char *a, const char *b) {
 /* PostgreSQL text cannot hold a NUL byte: names with one are refused. */
 static int no_nul(pg_cache *pc, const char *s, size_t n, const char *what) {
   if (s && memchr(s, '\0', n)) {
-    lb__cache_seterr(&pc->base, "PostgreSQL cannot store %s holding a NUL byte", what);
+    lb__cache_seterr(&pc->base, "PyAirbyteCacheError: PostgreSQL cannot store %s holding a NUL byte (\\u0000)", what);
     return LB_EINVAL;
   }
   return 0;
