@@ -121,7 +121,14 @@ local function lock_streams(db, source, cat, timeout_s)
   local deadline = core.now() + timeout_s * 1000
   for _, s in ipairs(list) do
     while true do
-      local ok, why = db:try_lock_stream(source.name, s[1], s[2])
+      local called, ok, why = pcall(db.try_lock_stream, db, source.name, s[1], s[2])
+      if not called then     -- not a refusal: the backend cannot lock it (a name it cannot store...)
+        release()
+        local fields = { connector_name = source.name, context = { stream = s[1], namespace = s[2] } }
+        local msg = tostring(ok):gsub("^[^\n:]*:%d+: ", "", 1)
+        if msg:match("^%w+Error: ") then require("airbyte.caches").rethrow(msg, fields) end
+        errors.raise("PyAirbyteCacheError", msg, fields)
+      end
       if ok then held[#held + 1] = s; break end
       local left = deadline - core.now()
       if left <= 0 then
