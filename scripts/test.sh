@@ -101,24 +101,6 @@ install_suite() {
   passed=$((passed + p)); failed=$((failed + f))
 }
 
-# --- PostgreSQL for the Postgres specs (added with destination-postgres;
-# helper pgcache's wiring of the server may replace this block). A private
-# server from scripts/pg.sh (its LB_PG_DIR), stopped at the end unless it
-# was running already; a machine that cannot run one reports the Postgres
-# specs as pending with the reason.
-pg_started=0
-stop_pg() { if [ "$pg_started" -eq 1 ]; then scripts/pg.sh stop >/dev/null 2>&1; fi; }
-trap 'stop_pg; rm -rf "$log"' EXIT
-pg_running=0
-scripts/pg.sh env >/dev/null 2>&1 && pg_running=1
-if pg_env=$(scripts/pg.sh start 2>"$log/pg.txt"); then
-  eval "$pg_env"
-  [ "$pg_running" -eq 1 ] || pg_started=1
-  echo "== PostgreSQL on $PGHOST:$PGPORT for the Postgres specs"
-else
-  echo "== PostgreSQL: SKIP ($(tail -n 1 "$log/pg.txt")): the Postgres specs report pending"
-fi
-# --- end of the PostgreSQL block
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
