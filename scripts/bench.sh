@@ -211,7 +211,7 @@ printf '#!/bin/sh\n[ "$1" = read ] && exec cat %q\nexec %q %q replay_source "$@"
   "$tmp/records.jsonl" "$PWD/$LB" "$PWD/scripts/bench/run_bench_connector.lua" > "$exe"
 chmod +x "$exe"
 cache_run() {  # cache_run [hook] -> "rate peak_kib"
-  rm -f "$tmp/cache.sqlite"*
+  rm -rf "$tmp/cache.sqlite"*
   $LB scripts/bench/to_cache.lua "$exe" "$tmp/records.jsonl" "$tmp/cache.sqlite" ${1:-} |
     awk '{printf "%f %d\n", $1/$2, $3}'
 }

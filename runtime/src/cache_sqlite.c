@@ -29,6 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #if defined(__linux__)
 # include <sys/random.h>
@@ -965,8 +967,18 @@ static void writer_failed(sq_cache *c, int code, const char *msg, size_t msglen)
   uv_mutex_unlock(&c->mu);
 }
 
+/* The cache's threads are background work: below the thread that runs the
+** loop (a host's frame, a server's requests), so on a busy machine the
+** scheduler takes the CPU from them first. Linux applies nice per thread. */
+static void background_priority(void) {
+#if defined(__linux__) && defined(SYS_gettid)
+  (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
+#endif
+}
+
 static void writer_main(void *arg) {
   sq_cache *c = arg;
+  background_priority();
   uv_mutex_lock(&c->mu);
   for (;;) {
     batch *b;
@@ -1267,6 +1279,7 @@ static int wal_hook(void *ud, sqlite3 *db, const char *name, int frames) {
 ** committed pages from the WAL into the database file. */
 static void ckpt_main(void *arg) {
   sq_cache *c = arg;
+  background_priority();
   uv_mutex_lock(&c->ckpt_mu);
   for (;;) {
     while (!c->ckpt_pending && !c->ckpt_stop) uv_cond_wait(&c->ckpt_cv, &c->ckpt_mu);
