@@ -53,7 +53,8 @@ fi
 if [ "${1:-}" = pg ]; then
   N=${2:-1000000}; RUNS=${RUNS:-3}; LB=build/luabyte
   tmp=$(mktemp -d)
-  export LB_PG_DIR=${LB_PG_DIR:-$tmp/pg}
+  # not under $tmp: mktemp -d makes a directory the postgres user cannot enter
+  export LB_PG_DIR=${LB_PG_DIR:-/tmp/luabyte-pg-bench-$$}
   was_running=0; [ -f "$LB_PG_DIR/env" ] && was_running=1
   set +e; scripts/pg.sh start > "$tmp/pgenv"; rc=$?; set -e
   if [ $rc -eq 3 ]; then echo "pg: SKIP (cannot start a PostgreSQL server here)"; rm -rf "$tmp"; exit 0; fi

@@ -51,7 +51,11 @@ start() {
     print_env; return 0
   fi
   mkdir -p "$DIR" || return 1
-  [ "$(id -u)" -eq 0 ] && chown postgres "$DIR"
+  if [ "$(id -u)" -eq 0 ]; then
+    chown postgres "$DIR"
+    runuser -u postgres -- test -w "$DIR" ||
+      { say "the postgres user cannot write to $DIR (a parent directory shuts it out): choose LB_PG_DIR elsewhere"; return 1; }
+  fi
   if [ ! -f "$DIR/data/PG_VERSION" ]; then
     printf '%s\n' "$PASSWORD" >"$DIR/pw"
     [ "$(id -u)" -eq 0 ] && chown postgres "$DIR/pw"
