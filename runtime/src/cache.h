@@ -486,13 +486,6 @@ long lb_cache_normalize(const char *name, size_t len, char *out, size_t cap);
 ** cache. */
 void lb_cache_uuid7(lb_cache *c, char out[37]);
 
-/* For the C pump: the C objects behind the Lua userdata of lua_cache.c
-** ("airbyte.CacheDB" and "airbyte.CacheStream", for every backend). Raise if the value is not
-** one, or is closed. */
-struct lua_State;
-lb_cache *lb__cache_check(struct lua_State *L, int idx);
-lb_cache_stream *lb__cache_stream_check(struct lua_State *L, int idx);
-
 /* Quarantine (record checks, on_invalid = "quarantine"): a record that
 ** failed its checks, kept as the source wrote it, in
 **   _airbyte_quarantine(source_name, stream_name, stream_namespace,

@@ -95,11 +95,6 @@ int lb_schema_validate(const lb_schema *s, const char *instance, size_t len,
 int lb_schema_validate_span(const lb_schema *s, const lb_jval *v,
                             lb_schema_errors *errs);
 
-/* The schema of an airbyte.jsonschema Schema userdata (lua_jsonschema.c);
-** raises when the value is not one or is closed. */
-struct lua_State;
-const lb_schema *lb__schema_check(struct lua_State *L, int idx);
-
 /* Free the messages and reset count / truncated (max is kept). */
 void lb_schema_errors_clear(lb_schema_errors *errs);
 

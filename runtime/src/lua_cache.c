@@ -62,6 +62,7 @@
 # include <sys/random.h>
 #endif
 #include <sqlite3.h>
+#include "lua_bindings.h"
 #include "cache_pg.h"
 #include "lb_internal.h"
 #include "cache.h"

@@ -36,6 +36,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+#include "lua_bindings.h"
 #include "lb_internal.h"
 #include "jsonschema.h"
 #include "record.h"

@@ -17,6 +17,7 @@
 ** Decoded values are cached in the message's user value.
 */
 #include <string.h>
+#include "lua_bindings.h"
 #include "proc.h"
 #include "protocol.h"
 #include "record.h"

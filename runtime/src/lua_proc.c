@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include "lua_bindings.h"
 #include "proc.h"
 #include "protocol.h"
 #include "record.h"

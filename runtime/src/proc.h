@@ -98,10 +98,4 @@ void lb__proc_release(lb_proc *p);
 /* "exit code 3", "killed by signal 9 (SIGKILL)", "still running" */
 void lb__proc_describe_exit(const lb_proc *p, char *buf, size_t len);
 
-/* lua_proc.c: for other bindings (the pump) */
-lb_proc *lb__proc_check(lua_State *L, int idx);
-/* lua_msg.c: pushes the airbyte.Message that p:messages() yields. */
-void lb__push_message(lua_State *L, const struct lb_msg *m, const char *line, size_t len);
-void lb__msg_open(lua_State *L);
-
 #endif

@@ -39,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "lua_bindings.h"
 #include "cache.h"
 #include "proc.h"
 #include "protocol.h"

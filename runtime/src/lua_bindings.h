@@ -1,0 +1,35 @@
+/*
+** lua_bindings.h - what one Lua binding (lua_*.c) gives another: the C
+** object behind a userdata, and the push of a protocol message. The core
+** headers (cache.h, proc.h, jsonschema.h) declare no Lua functions; the
+** bindings and the pump that drives them from Lua meet here.
+*/
+#ifndef LB_LUA_BINDINGS_H
+#define LB_LUA_BINDINGS_H
+
+#include <stddef.h>
+#include <lua.h>
+#include "cache.h"
+#include "jsonschema.h"
+#include "proc.h"
+
+struct lb_msg;
+
+/* lua_cache.c: the cache and stream behind "airbyte.CacheDB" and
+** "airbyte.CacheStream" (every backend). Raise if the value is not one, or
+** is closed. */
+lb_cache *lb__cache_check(lua_State *L, int idx);
+lb_cache_stream *lb__cache_stream_check(lua_State *L, int idx);
+
+/* lua_jsonschema.c: the schema of an airbyte.jsonschema Schema; raises
+** when the value is not one or is closed. */
+const lb_schema *lb__schema_check(lua_State *L, int idx);
+
+/* lua_proc.c: the child process behind an airbyte.process userdata. */
+lb_proc *lb__proc_check(lua_State *L, int idx);
+
+/* lua_msg.c: pushes the airbyte.Message that p:messages() yields. */
+void lb__push_message(lua_State *L, const struct lb_msg *m, const char *line, size_t len);
+void lb__msg_open(lua_State *L);
+
+#endif
