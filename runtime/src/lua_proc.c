@@ -190,25 +190,13 @@ static int wait_output(lua_State *L, lb_proc *p, lua_KContext ctx, lua_KFunction
 /* Pushes the reason output ended early (nil, msg, code), or returns 0 when
 ** the stream simply ended. */
 static int push_read_failure(lua_State *L, lb_proc *p) {
-  if (p->timed_out) {
-    luaL_pushfail(L);
-    if (p->timed_out == LB_TIMEOUT_IDLE)
-      lua_pushfstring(L, "connector '%s' timed out: no output for %d ms", p->name,
-                      (int)p->idle_timeout_ms);
-    else
-      lua_pushfstring(L, "connector '%s' timed out: still running after %d ms", p->name,
-                      (int)p->timeout_ms);
-    lua_pushliteral(L, "timeout");
-    return 3;
-  }
-  if (p->out_error) {
-    luaL_pushfail(L);
-    lua_pushfstring(L, "reading the output of connector '%s' failed: %s", p->name,
-                    uv_strerror(p->out_error));
-    lua_pushstring(L, uv_err_name(p->out_error));
-    return 3;
-  }
-  return 0;
+  char msg[512];
+  const char *code;
+  if (!lb__proc_output_failure(p, msg, sizeof msg, &code)) return 0;
+  luaL_pushfail(L);
+  lua_pushstring(L, msg);
+  lua_pushstring(L, code);
+  return 3;
 }
 
 static int push_too_long(lua_State *L, lb_proc *p) {
@@ -328,9 +316,10 @@ static int do_write(lua_State *L, size_t off) {
   while (off < len) {
     ssize_t n = lb__proc_write(p, s + off, len - off);
     if (n < 0) {
+      char msg[512];
+      lb__proc_write_failure(p, (int)n, msg, sizeof msg);
       luaL_pushfail(L);
-      lua_pushfstring(L, "writing to connector '%s' failed: %s", p->name,
-                      n == UV_EPIPE ? "it closed its input (broken pipe)" : uv_strerror((int)n));
+      lua_pushstring(L, msg);
       lua_pushstring(L, uv_err_name((int)n));
       return 3;
     }

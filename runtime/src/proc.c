@@ -345,6 +345,31 @@ void lb__proc_describe_exit(const lb_proc *p, char *buf, size_t len) {
   else snprintf(buf, len, "exit code %lld", (long long)p->exit_status);
 }
 
+int lb__proc_output_failure(const lb_proc *p, char *buf, size_t len, const char **code) {
+  if (p->timed_out) {
+    if (p->timed_out == LB_TIMEOUT_IDLE)
+      snprintf(buf, len, "connector '%s' timed out: no output for %llu ms", p->name,
+               (unsigned long long)p->idle_timeout_ms);
+    else
+      snprintf(buf, len, "connector '%s' timed out: still running after %llu ms", p->name,
+               (unsigned long long)p->timeout_ms);
+    *code = "timeout";
+    return 1;
+  }
+  if (p->out_error) {
+    snprintf(buf, len, "reading the output of connector '%s' failed: %s", p->name,
+             uv_strerror(p->out_error));
+    *code = uv_err_name(p->out_error);
+    return 1;
+  }
+  return 0;
+}
+
+void lb__proc_write_failure(const lb_proc *p, int err, char *buf, size_t len) {
+  snprintf(buf, len, "writing to connector '%s' failed: %s", p->name,
+           err == UV_EPIPE ? "it stopped reading its input (broken pipe)" : uv_strerror(err));
+}
+
 /* --- writing --------------------------------------------------------------- */
 
 static void on_written(uv_write_t *req, int status) {

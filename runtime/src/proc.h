@@ -97,5 +97,14 @@ void lb__proc_log_message(lb_proc *p, const struct lb_msg *m);
 void lb__proc_release(lb_proc *p);
 /* "exit code 3", "killed by signal 9 (SIGKILL)", "still running" */
 void lb__proc_describe_exit(const lb_proc *p, char *buf, size_t len);
+/* Why a connector's output ended early, for every reader of it (the Lua
+** binding, the pump): "connector 'x' timed out: no output for 300 ms",
+** "reading the output of connector 'x' failed: ..."; 0 (buf untouched)
+** when it simply ended. Returns 1 and, in *code, "timeout" or libuv's
+** error name. */
+int  lb__proc_output_failure(const lb_proc *p, char *buf, size_t len, const char **code);
+/* "writing to connector 'x' failed: it stopped reading its input (broken
+** pipe)" for a write that failed with err (a libuv code). */
+void lb__proc_write_failure(const lb_proc *p, int err, char *buf, size_t len);
 
 #endif

@@ -371,9 +371,10 @@ static int forward_line(pump *pm, const lb_msg *m, const char *line, size_t len)
   return forward_message(pm, m, line, len, NULL);
 }
 
-static void raise_write_error(lua_State *L, pump *pm, int rc) {
-  luaL_error(L, "writing to destination '%s' failed: %s", pm->dst->name,
-             rc == UV_EPIPE ? "it stopped reading its input (exited?)" : uv_strerror(rc));
+static void raise_write_error(lua_State *L, lb_proc *dst, int rc) {
+  char msg[512];
+  lb__proc_write_failure(dst, rc, msg, sizeof msg);
+  luaL_error(L, "%s", msg);
 }
 
 /* The prefix at idx as it goes between a JSON string's quotes; the text
@@ -760,7 +761,7 @@ static void handle_record(lua_State *L, pump *pm, const lb_msg *m, const char *l
     if (pm->dst) {
       /* with its data replaced when the hook did, everything else as printed */
       rc = forward_message(pm, m, line, len, pushed || hooked_push ? &data : NULL);
-      if (rc != 0) raise_write_error(L, pm, rc);
+      if (rc != 0) raise_write_error(L, pm->dst, rc);
     } else {
       if (emitted_ms(&m->emitted_at, &ms)) clamped(pm, ps, m);
       if (lb_cache_stream_write(ps->cs, &data, ms, meta) != 0)
@@ -805,7 +806,7 @@ static int pump_loop(lua_State *L) {
   lua_settop(L, S_TOP);
   for (;;) {
     if (pm->dst && lb__proc_write_blocked(pm->dst)) {   /* backpressure */
-      if (pm->dst->write_error) raise_write_error(L, pm, pm->dst->write_error);
+      if (pm->dst->write_error) raise_write_error(L, pm->dst, pm->dst->write_error);
       pm->dst->write_waiter = lb__current(L, "pump.to_process");
       return lb__wait(L, cleanup_write, pm->dst, 0, pump_k);
     }
@@ -847,14 +848,14 @@ static int pump_loop(lua_State *L) {
           break;
         case LB_MSG_STATE:
           pm->messages++;
-          if (pm->dst && (rc = forward_line(pm, &m, line, len)) != 0) raise_write_error(L, pm, rc);
+          if (pm->dst && (rc = forward_line(pm, &m, line, len)) != 0) raise_write_error(L, pm->dst, rc);
           on_state(L, pm, &m, line, len);
           break;
         default:
           pm->messages++;
           if (pm->dst && m.type == LB_MSG_TRACE && is_stream_status(&m) &&
               (rc = forward_line(pm, &m, line, len)) != 0)
-            raise_write_error(L, pm, rc);
+            raise_write_error(L, pm->dst, rc);
           if (!lua_isnil(L, S_ONMSG)) {
             lua_pushvalue(L, S_ONMSG);
             lb__push_message(L, &m, line, len);
@@ -873,7 +874,7 @@ static int pump_loop(lua_State *L) {
           call_lua(L, 1, 0, "on_progress failed");
         }
         if (lb__budget_spent(rt) && rt->current && lua_isyieldable(L)) {
-          if (pm->dst && (rc = flush(pm)) != 0) raise_write_error(L, pm, rc);
+          if (pm->dst && (rc = flush(pm)) != 0) raise_write_error(L, pm->dst, rc);
           lb__wake(rt->current);             /* run again at the next step */
           return lb__wait(L, NULL, NULL, 0, pump_k);
         }
@@ -881,19 +882,17 @@ static int pump_loop(lua_State *L) {
       continue;
     }
     /* nothing buffered: send what we have before waiting for more */
-    if (pm->dst && (rc = flush(pm)) != 0) raise_write_error(L, pm, rc);
+    if (pm->dst && (rc = flush(pm)) != 0) raise_write_error(L, pm->dst, rc);
     if (rc == LB_LINES_TOOLONG) {
       p->too_long_lines++;
       return luaL_error(L, "connector '%s' printed a line longer than the limit of %I bytes "
                            "(max_line)", p->name, (lua_Integer)p->outbuf.max_line);
     }
-    if (p->timed_out)
-      return luaL_error(L, "connector '%s' timed out: %s", p->name,
-                        p->timed_out == LB_TIMEOUT_IDLE ? "no output for too long"
-                                                        : "still running past its time limit");
-    if (p->out_error)
-      return luaL_error(L, "reading the output of connector '%s' failed: %s", p->name,
-                        uv_strerror(p->out_error));
+    {
+      char msg[512];
+      const char *code;
+      if (lb__proc_output_failure(p, msg, sizeof msg, &code)) return luaL_error(L, "%s", msg);
+    }
     if (p->out_eof) {
       if (pm->cache && (deadline = lb__cache_wait_deadline(L)) != 0 &&
           !lb_cache_wait_idle(pm->cache, deadline)) {   /* the finish must not wait */
@@ -1121,9 +1120,8 @@ static int feed_loop(lua_State *L) {
     if (f->last_raw_id[0]) { lua_pushstring(L, f->last_raw_id); lua_setfield(L, -2, "last_raw_id"); }
     return 1;
   }
-  return luaL_error(L, "writing to destination '%s' failed: %s", f->dst->name,
-                    f->dst->write_error == UV_EPIPE ? "it stopped reading its input (exited?)"
-                                                    : uv_strerror(f->dst->write_error));
+  raise_write_error(L, f->dst, f->dst->write_error);
+  return 0;
 }
 
 static int feed_k(lua_State *L, int status, lua_KContext ctx) {
