@@ -113,6 +113,8 @@ local connector = require "airbyte.cdk.connector"
 ---@field error fun(message: string, failure_type?: string, internal?: string)
 ---@field config_error fun(message: string)
 ---@field clock fun(): integer                       epoch ms; a host may replace it
+---@field record_ms fun(emitted_at: number?, now?: fun(): integer): integer
+---@field iso_utc fun(ms: integer, zone: string): string
 ---@field stream_state fun(state: table[], name: string, namespace?: string): any
 ---@field source fun(def: { spec: table, check?: function, discover?: function, read: function }): table
 ---@field destination fun(def: { spec: table, check?: function, write: function }): table
@@ -137,7 +139,7 @@ local M = {
   main = require("airbyte.cdk.main").main,
   parse_message = lines.parse_message, record_data_json = lines.record_data_json,
   with_destination_stats = lines.with_destination_stats, stream_status = lines.stream_status,
-  record_counter = counter.new,
+  record_counter = counter.new, record_ms = clock.record_ms, iso_utc = clock.iso_utc,
   uuid4 = files.uuid4, fsync = files.fsync, mkdir_p = files.mkdir_p, output_file = files.output_file,
   file_destination = file_destination.file_destination, raw_sync_mode = file_destination.raw_sync_mode,
 }

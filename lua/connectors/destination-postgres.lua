@@ -180,13 +180,8 @@ end
 -- Streams
 ---------------------------------------------------------------------------
 
--- emitted_at (ms) -> "YYYY-MM-DDTHH:MM:SS.mmmZ", the date formatted once a second
-local last_sec, last_text
-local function iso_utc(ms)
-  local sec = ms // 1000
-  if sec ~= last_sec then last_sec, last_text = sec, os.date("!%Y-%m-%dT%H:%M:%S", sec) end
-  return format("%s.%03dZ", last_text, ms % 1000)
-end
+local record_ms, iso = cdk.record_ms, cdk.iso_utc
+local function iso_utc(ms) return iso(ms, "Z") end
 
 local function int_or_nil(v)
   if type(v) == "number" then return math.tointeger(v) end
@@ -362,9 +357,7 @@ local function write(config, _, input, emit)
       if t.dropped then
         input:reject()                 -- after INCOMPLETE: its tables are gone
       else
-        local at = rec.emitted_at
-        if mtype(at) ~= "integer" then at = at and floor(at) or emit.now_ms() end
-        local id, extracted = uuid4(), iso_utc(at)
+        local id, extracted = uuid4(), iso_utc(record_ms(rec.emitted_at, emit.now_ms))
         local data_json = msg.data_json
         if find(data_json, "\\u0000", 1, true) then data_json = strip_nul(data_json) end
         -- the source's own changes (reading meta decodes the whole line: only when it has one)

@@ -36,7 +36,6 @@ local sqlite = require "airbyte.sqlite"
 
 local format, gsub, match = string.format, string.gsub, string.match
 local concat = table.concat
-local mtype, floor = math.type, math.floor
 
 local BATCH_ROWS = 200       -- rows per INSERT statement (3 parameters each)
 
@@ -114,16 +113,7 @@ local function check(config)
   return true
 end
 
--- emitted_at (ms) -> "YYYY-MM-DDTHH:MM:SS.mmm+00:00"; the date part is
--- formatted once per second.
-local last_sec, last_text
-local function iso_utc(ms)
-  local sec = ms // 1000
-  if sec ~= last_sec then
-    last_sec, last_text = sec, os.date("!%Y-%m-%dT%H:%M:%S", sec)
-  end
-  return format("%s.%03d+00:00", last_text, ms % 1000)
-end
+local record_ms, iso_utc = cdk.record_ms, cdk.iso_utc
 
 local sync_mode = cdk.raw_sync_mode   -- overwrite, append (append_dedup as append)
 
@@ -222,10 +212,9 @@ local function write(config, _, input, emit)
       if t.dropped then
         input:reject()                  -- after INCOMPLETE: its table is gone
       else
-        local at = rec.emitted_at
-        if mtype(at) ~= "integer" then at = at and floor(at) or emit.now_ms() end
         local rows, i = t.rows, t.n * 3
-        rows[i + 1], rows[i + 2], rows[i + 3] = uuid4(), iso_utc(at), msg.data_json
+        rows[i + 1], rows[i + 2], rows[i + 3] = uuid4(), iso_utc(record_ms(rec.emitted_at, emit.now_ms), "+00:00"),
+          msg.data_json
         t.n = t.n + 1
         if t.n >= BATCH_ROWS then flush(t) end
       end

@@ -93,4 +93,15 @@ describe("the cdk face", function()
     assert.matches('"emitted_at":1234.0', text, 1, true)
     assert.equal(saved, cdk.clock)
   end)
+
+  it("stamps rows with one rule for every destination of the kit (record_ms, iso_utc)", function()
+    local cdk = require "airbyte.cdk"
+    local now = function() return 5000 end
+    assert.equal(1234, cdk.record_ms(1234, now))
+    assert.equal(1234, cdk.record_ms(1234.9, now))   -- a float is floored
+    assert.equal(5000, cdk.record_ms(nil, now))      -- none: now
+    assert.equal("1970-01-01T00:00:01.234Z", cdk.iso_utc(1234, "Z"))
+    assert.equal("1970-01-01T00:00:01.999+00:00", cdk.iso_utc(1999, "+00:00"))
+    assert.equal("2022-11-29T00:35:07.441Z", cdk.iso_utc(1669682107441, "Z"))
+  end)
 end)

@@ -13,7 +13,6 @@ local host = require "airbyte.cdk.host"
 local M = {}
 
 local format, gsub = string.format, string.gsub
-local mtype = math.type
 local type, pairs, ipairs, tostring, assert = type, pairs, ipairs, tostring, assert
 
 local obj, array = json.obj, json.array
@@ -126,7 +125,7 @@ function M.file_destination(def)
     input:on_commit(function()
       for _, out in pairs(files) do out:commit() end
     end)
-    local uuid4, floor = host.core().uuid4, math.floor
+    local uuid4 = host.core().uuid4
     while true do
       local is_record, name, _, at, data_json = input:next_raw()
       if is_record == nil then break end
@@ -135,8 +134,7 @@ function M.file_destination(def)
         if out.aborted then
           input:reject()                -- after INCOMPLETE: nowhere to go
         else
-          if mtype(at) ~= "integer" then at = at and floor(at) or now_ms() end
-          out:write(row(uuid4(), at, data_json))
+          out:write(row(uuid4(), clock.record_ms(at, now_ms), data_json))
         end
       else
         local msg = name                -- a TRACE message
