@@ -49,6 +49,15 @@ describe("process", function()
     assert.equal("idle", p:timed_out())
   end)
 
+  it("says why a connector's output ended the same way in the pump as in the binding", function()
+    local pump = require "airbyte.pump"
+    local p = assert(proc.spawn{ argv = { "sleep", "30" }, name = "slowpoke", idle_timeout = 100 })
+    local ok, err = pcall(pump.count, p)
+    assert.is_false(ok)
+    assert.matches("connector 'slowpoke' timed out: no output for 100 ms", tostring(err), 1, true)
+    p:wait()
+  end)
+
   it("applies an overall timeout even to a chatty connector", function()
     local p = assert(proc.spawn{ argv = { "sh", "-c", "while true; do echo tick; sleep 0.01; done" },
                                  name = "chatty", timeout = 200 })
