@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cache_backend.h"
+#include "digest.h"
 #include "ids.h"
 #include "protocol.h"
 
@@ -587,6 +588,26 @@ int lb_cache_state_count_mismatch(const lb_jval *state, const char *field, long 
     if (expected) *expected = whole;
   }
   return 1;
+}
+
+int lb_cache_state_identity(const char *json, size_t len, lb_state_key *key, lb_jval *state,
+                            char digest[65]) {
+  static const lb_jval null = { LB_JNULL, "null", 4 };
+  lb_jval top, st, t, blob;
+  if (json == NULL || lb_jskim_validate(json, len, &top, NULL) != 0 || top.type != LB_JOBJECT)
+    return LB_EINVAL;
+  st = top;                            /* a STATE message: its payload */
+  if (lb_jobj_find(&top, "type", 4, &t) && lb_jstr_eq(&t, "STATE", 5) &&
+      (!lb_jobj_find(&top, "state", 5, &st) || st.type != LB_JOBJECT))
+    return LB_EINVAL;
+  lb_state_key_of(&st, key);
+  if (state) *state = st;
+  /* the first blob present (false counts as absent, as in Lua's `or`) */
+  if (!((lb_jobj_find(&st, "stream", 6, &blob) && blob.type != LB_JFALSE) ||
+        (lb_jobj_find(&st, "global", 6, &blob) && blob.type != LB_JFALSE) ||
+        (lb_jobj_find(&st, "data", 4, &blob) && blob.type != LB_JFALSE)))
+    blob = null;
+  return lb__json_digest_value(&blob, digest);
 }
 
 /* --- the read side -------------------------------------------------------------------------------- */

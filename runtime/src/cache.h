@@ -377,6 +377,19 @@ lb_state_disposition lb_cache_state_disposition(const lb_jval *state_msg,
 int  lb_cache_state_count_mismatch(const lb_jval *state, const char *field, long long arrived,
                                    long long *expected);
 
+/* The identity of a state, which matches a destination's echo to the state
+** that was sent: its key (lb_state_key_of: spans into json) and the digest
+** of its blob - "stream", else "global", else "data", null when it has
+** none - in the canonical form of digest.h (lb__json_digest), so neither
+** member order, white space, escapes, numbers spelled otherwise (1.0 and
+** 1) nor what a destination adds beside the blob (destinationStats,
+** sourceStats, an id) change it. json[0..len) is an AirbyteStateMessage
+** object or a STATE message carrying one; *state (may be NULL) is set to
+** the state object's span. Returns 0, LB_EINVAL when the text is not
+** JSON or holds no state object, LB_ENOMEM. */
+int  lb_cache_state_identity(const char *json, size_t len, struct lb_state_key *key,
+                             lb_jval *state, char digest[65]);
+
 /* --- the read side ----------------------------------------------------------- */
 
 /* A growable byte buffer ({0} to start; free p when done).

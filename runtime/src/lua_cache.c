@@ -32,6 +32,7 @@
 **   db:move_destination(name, from_config_hash, to_config_hash)
 **   sqlite.state_key(state_json_or_table) -> "STREAM"|"GLOBAL"|"LEGACY", name, namespace|nil
 **   sqlite.state_count_mismatch(state, "sourceStats"|"destinationStats", arrived) -> count | nil
+**   sqlite.state_identity(state_json_or_table) -> type, name, namespace|nil, digest
 **   db:table_name(stream [, namespace]) -> the stream's table (cache.h "Stream
 **       names"; namespace nil = the one it was cached under); raises on a clash
 **   db:set_table_prefix(prefix); db:table_prefix(); db:path(); db:close()
@@ -1121,6 +1122,29 @@ static int l_state_count_mismatch(lua_State *L) {
   return 1;
 }
 
+/* sqlite.state_identity(state) -> type, name, namespace | nil, digest: a
+** state's key (as sqlite.state_key) and the digest of its blob whatever its
+** spelling and whatever a destination adds (lb_cache_state_identity), for
+** a state as JSON text - the state object or its STATE message - or a
+** table. What matches an echo to a state sent, without decoding either. */
+static int l_state_identity(lua_State *L) {
+  size_t n;
+  const char *json;
+  lb_state_key k;
+  char digest[65];
+  int rc;
+  luaL_checkany(L, 1);
+  json = json_arg(L, 1, &n);
+  if ((rc = lb_cache_state_identity(json, n, &k, NULL, digest)) != 0)
+    return rc == LB_ENOMEM ? luaL_error(L, "out of memory") : luaL_argerror(L, 1, "not a state as JSON");
+  lua_pushstring(L, lb_state_type_name(k.type));
+  if (k.type == LB_STATE_STREAM) lb__json_push(L, &k.name);
+  else lua_pushstring(L, k.type == LB_STATE_GLOBAL ? "_GLOBAL" : "_LEGACY");
+  if (k.ns.type == LB_JSTRING) lb__json_push(L, &k.ns); else lua_pushnil(L);
+  lua_pushstring(L, digest);
+  return 4;
+}
+
 static int l_normalize(lua_State *L) {
   size_t n;
   const char *name = luaL_checklstring(L, 1, &n);
@@ -1230,6 +1254,7 @@ static const luaL_Reg module_funcs[] = {
   {"normalize", l_normalize},
   {"state_key", l_state_key},
   {"state_count_mismatch", l_state_count_mismatch},
+  {"state_identity", l_state_identity},
   {NULL, NULL}
 };
 
