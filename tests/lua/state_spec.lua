@@ -100,6 +100,20 @@ H.each_backend(function(b)
     end)
 
     for _, path in ipairs({ "straight", "cached" }) do
+      it("confirms states a destination echoes in its own spelling, with its own counts (" .. path .. ")", function()
+        local src = stateful(dir, { records = 12, state_every = 4 })
+        src:select_all_streams()
+        local dest = ab.get_destination("bad-destination", { local_executable = H.fixture_executable(dir, "bad_destination"),
+          config = { out = dir .. "/received.jsonl", mode = "respell" } })
+        local wr = dest:write(src, path == "straight" and { cache = false, state_cache = cache } or { cache = cache })
+        assert.same({}, wr.warnings)
+        assert.equal(path == "straight" and 3 or 1, wr.confirmed_states)
+        -- what is stored is the state sent, not the destination's spelling of it
+        local texts = cache:_db():get_destination_states("bad-destination")
+        assert.equal(1, #texts)
+        assert.matches('"last_id":12[,}]', texts[1])
+      end)
+
       it("confirms repeated identical states one echo each, in order, with no warning (" .. path .. ")", function()
         local src = stateful(dir, { records = 12, state_every = 4, ["repeat"] = 3 })
         src:select_all_streams()
