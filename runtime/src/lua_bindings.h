@@ -21,6 +21,20 @@ struct lb_msg;
 lb_cache *lb__cache_check(lua_State *L, int idx);
 lb_cache_stream *lb__cache_stream_check(lua_State *L, int idx);
 
+/* lua_cache.c: the "airbyte.CacheDB" userdata itself (c is NULL once
+** closed), for lua_sql.c, which adds its SQL methods to the same object.
+** lb__cache_db_check raises if the value is not one, or is closed. */
+typedef struct lb__cache_db {
+  lb_cache *c;
+} lb__cache_db;
+lb__cache_db *lb__cache_db_check(lua_State *L, int idx);
+
+/* lua_sql.c: sets exec, query and rows into the db methods table at index
+** methods and registers the statement userdata; the name of a column kind
+** (lb_cache_query_col_kind), NULL for none. */
+void lb__sql_open(lua_State *L, int methods);
+const char *lb__sql_kind_name(int kind);
+
 /* lua_jsonschema.c: the schema of an airbyte.jsonschema Schema; raises
 ** when the value is not one or is closed. */
 const lb_schema *lb__schema_check(lua_State *L, int idx);
