@@ -60,7 +60,7 @@
 #include "record.h"
 #include "protocol.h"
 
-#define DB_MT "airbyte.CacheDB"
+#define DB_MT LB_CACHE_DB_MT
 #define STREAM_MT "airbyte.CacheStream"
 #define BUF_MT "airbyte.CacheBuffer"
 
@@ -74,17 +74,11 @@ typedef struct stream_ud {
 /* --- helpers --------------------------------------------------------------------- */
 
 static db_ud *checkdb(lua_State *L, int idx) {
-  db_ud *d = luaL_checkudata(L, idx, DB_MT);
-  if (d->c == NULL) luaL_error(L, "attempt to use a closed cache");
-  return d;
+  return lb__sql_check_db(L, idx);
 }
 
 lb_cache *lb__cache_check(lua_State *L, int idx) {
   return checkdb(L, idx)->c;
-}
-
-lb__cache_db *lb__cache_db_check(lua_State *L, int idx) {
-  return checkdb(L, idx);
 }
 
 static stream_ud *checkstream(lua_State *L, int idx) {

@@ -26,8 +26,14 @@
 
 typedef lb__cache_db db_ud;
 
+lb__cache_db *lb__sql_check_db(lua_State *L, int idx) {
+  db_ud *d = luaL_checkudata(L, idx, LB_CACHE_DB_MT);
+  if (d->c == NULL) luaL_error(L, "attempt to use a closed cache");
+  return d;
+}
+
 static db_ud *checkdb(lua_State *L, int idx) {
-  return lb__cache_db_check(L, idx);
+  return lb__sql_check_db(L, idx);
 }
 
 /* A query owned by a userdata, so that an error raised while rows are
