@@ -177,13 +177,17 @@ void lb__proc_log_message(lb_proc *p, const lb_msg *m) {
 
 /* --- reading ------------------------------------------------------------- */
 
-static void alloc_out(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  lb_proc *p = h->data;
+/* libuv's read buffer: the free room of a line buffer. */
+static void alloc_lines(lb_lines *b, uv_buf_t *buf) {
   size_t len;
-  char *base = lb_lines_reserve(&p->outbuf, &len);
-  (void)hint;
+  char *base = lb_lines_reserve(b, &len);
   buf->base = base;
   buf->len = base ? len : 0;    /* 0 makes libuv report UV_ENOBUFS */
+}
+
+static void alloc_out(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  (void)hint;
+  alloc_lines(&((lb_proc *)h->data)->outbuf, buf);
 }
 
 static void on_out(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
@@ -217,12 +221,8 @@ void lb__proc_want_output(lb_proc *p) {
 }
 
 static void alloc_err(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  lb_proc *p = h->data;
-  size_t len;
-  char *base = lb_lines_reserve(&p->errbuf, &len);
   (void)hint;
-  buf->base = base;
-  buf->len = base ? len : 0;
+  alloc_lines(&((lb_proc *)h->data)->errbuf, buf);
 }
 
 static void on_err(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
