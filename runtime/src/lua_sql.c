@@ -1,8 +1,9 @@
 /*
-** lua_sql.c - the SQL surface of an airbyte.sqlite db (lua_cache.c's
-** cache object, any backend): db:exec, db:query, db:rows, their statement
-** userdata, parameter binding and rows as Lua tables, over cache.h's
-** lb_cache_query.
+** lua_sql.c - the SQL surface of an airbyte.sqlite db (any backend):
+** db:exec, db:query, db:rows, their statement userdata, parameter binding
+** and rows as Lua tables, over cache.h's lb_cache_query. It defines the db
+** userdata's type and check (lua_bindings.h); lua_cache.c makes the db
+** and gives it the cache's methods.
 **
 **   db:exec(sql)                            -- one or more statements
 **   local rows, cols = db:query(sql [, params [, max_records]])
