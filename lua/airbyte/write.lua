@@ -493,7 +493,7 @@ write_any = function(dest, kind, source_data, source_name, cache, opts, state_ca
           names[#names + 1] = n
         end
       end
-      local known = rawget(source_data, "_fields").catalog   -- not result.catalog: that is a stream lookup
+      local known = source_data.catalog
       cat = known and M.subset(known, names) or catalog_from_cache(cache, names)
     end
     if opts.checks then   -- nothing is sent unless the cached data passes

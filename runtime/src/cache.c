@@ -19,13 +19,6 @@
 
 #define NORM_STACK 256
 
-void lb__cache_seterr(lb_cache *c, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
-  va_end(ap);
-}
-
 static void copyerr(char *err, size_t errlen, const char *msg) {
   if (err && errlen) snprintf(err, errlen, "%s", msg);
 }

@@ -24,6 +24,7 @@
 #define LB_CACHE_BACKEND_H
 
 #include <stdarg.h>
+#include <stdio.h>
 #include "cache.h"
 #include "textbuf.h"
 #include "ids.h"
@@ -307,12 +308,23 @@ void lb__cache_fini(lb_cache *c);
 /* Fills the head of a stream from the spec (copies of the names). */
 int  lb__cache_stream_init(lb_cache_stream *s, lb_cache *c, const lb_cache_stream_spec *spec);
 void lb__cache_stream_fini(lb_cache_stream *s);
-/* printf into c->errmsg. */
-void lb__cache_seterr(lb_cache *c, const char *fmt, ...)
+
+/* --- for backends and the helpers under cache.c ---------------------------------------- */
+
+/* printf into c->errmsg (what lb_cache_errmsg returns). Defined here, not in
+** cache.c, so that cache_names.c and cache_columns.c, which cache.c calls,
+** never call back up into it. */
+static inline void lb__cache_seterr(lb_cache *c, const char *fmt, ...)
 #if defined(__GNUC__)
   __attribute__((format(printf, 2, 3)))
 #endif
   ;
+static inline void lb__cache_seterr(lb_cache *c, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
+  va_end(ap);
+}
 
 /* _airbyte_extracted_at text of an emitted_at, "YYYY-MM-DDTHH:MM:SS.mmm+00:00"
 ** (clamped to LB_CACHE_MIN_MS..MAX_MS): lb__cache_ts formats ms into t->text
