@@ -98,7 +98,6 @@ typedef struct batch {
 #define BATCH_ROWS 1024         /* hand a batch over after this many rows */
 #define BATCH_TEXT (1u << 20)   /* ... or this many bytes of text */
 #define BATCH_QUEUE 2           /* batches waiting for the writer at most */
-#define LOCK_WAIT_MS 60000      /* the writer thread waits this long for the write lock */
 #define GIVE_WAY_MS 2000        /* after a commit, waits this long for a waiting writer's turn */
 
 enum { JOB_ROWS = 0, JOB_BEGIN, JOB_COMMIT, JOB_STATE };
@@ -107,7 +106,7 @@ struct sq_cache {
   lb_cache base;                /* first: the head of every backend (cache_backend.h) */
   sqlite3 *db;
   sq_stream *streams;           /* open streams, closed with the cache */
-  sqlite3_stmt *put_state, *put_dstate, *get_ledger, *put_ledger;
+  sqlite3_stmt *put_state, *get_state, *put_dstate, *get_ledger, *put_ledger;
   sq_query *queries;            /* open ad-hoc queries, closed with the cache */
   lb_sbuf owner;                /* the strings of the last table_owner answer */
   char owner_what[32];
@@ -130,7 +129,8 @@ struct sq_cache {
   /* the write lock: whoever runs a transaction step (the writer thread,
   ** or the caller in sync mode) waits for it in on_busy; turn_fd is the
   ** turnstile beside the file that makes writers take turns (turn_enter) */
-  int lock_wait;                /* a transaction step runs: wait up to LOCK_WAIT_MS */
+  int lock_wait;                /* a transaction step runs: wait up to the lock timeout */
+  int writer_step;              /* the writer thread has the connection (set and read there) */
   uint64_t busy_since;          /* when the current wait for a lock began */
   int turn_fd;                  /* -1 = not open (yet), -2 = none (":memory:") */
   int quit;                     /* closing: a wait for the lock gives up (under mu) */
@@ -197,6 +197,25 @@ static void sqlite_why(sq_cache *c, sqlite3 *db, char *out, size_t len) {
     snprintf(out, len, "%s", sqlite3_errmsg(db));
 }
 
+/* A lock another connection holds, met on the caller's thread in nowait
+** mode (lb_cache_set_nowait): on_busy gave up at once, and the call is
+** LB_CACHE_EBUSY, for the caller to retry after yielding. */
+static int nowait_busy(sq_cache *c, int ec) {
+  return (ec & 0xff) == SQLITE_BUSY && c->base.nowait && !c->writer_step;
+}
+
+/* The code of a failure (ec: SQLite's) whose message is set: for a lock,
+** the message says whose it is. */
+static int fail_code(sq_cache *c, int ec, const char *sql, size_t len) {
+  if (ec == SQLITE_NOMEM) return LB_ENOMEM;
+  if (!nowait_busy(c, ec)) return LB_CACHE_ESQL;
+  if (len > 200) len = 200;
+  seterr(c, "the cache file %.300s is locked: another process holds its write lock (in: %.*s%s)",
+         c->path, (int)len, sql ? sql : "", sql && strlen(sql) > len ? "..." : "");
+  c->base.busy = 1;
+  return LB_CACHE_EBUSY;
+}
+
 /* Records SQLite's message for a failed call on sql (cut to 200 bytes). */
 static int sqlerr(sq_cache *c, const char *sql) {
   int n = sql ? (int)strlen(sql) : 0;
@@ -207,7 +226,7 @@ static int sqlerr(sq_cache *c, const char *sql) {
     seterr(c, "%s (in: %.*s%s)", why, n, sql, strlen(sql) > 200 ? "..." : "");
   else
     seterr(c, "%s", why);
-  return sqlite3_errcode(c->db) == SQLITE_NOMEM ? LB_ENOMEM : LB_CACHE_ESQL;
+  return fail_code(c, sqlite3_errcode(c->db), sql, sql ? strlen(sql) : 0);
 }
 
 static int exec_sql(sq_cache *c, const char *sql) {
@@ -495,6 +514,7 @@ static void sq_close(lb_cache *base) {
   while (c->streams) sq_stream_close(&c->streams->base);
   while (c->queries) sq_query_close((lb_cache_query *)(void *)c->queries);
   sqlite3_finalize(c->put_state);
+  sqlite3_finalize(c->get_state);
   sqlite3_finalize(c->put_dstate);
   sqlite3_finalize(c->get_ledger);
   sqlite3_finalize(c->put_ledger);
@@ -942,6 +962,11 @@ static int write_failed(sq_stream *s, int rc, char *msg, size_t msglen) {
   char why[384];
   sqlite_why(s->c, s->c->db, why, sizeof why);
   snprintf(msg, msglen, "writing to table '%.100s': %s", s->target, why);
+  if (nowait_busy(s->c, rc)) {
+    rc = fail_code(s->c, rc, "INSERT", 6);
+    snprintf(msg, msglen, "%s", s->c->base.errmsg);
+    return rc;
+  }
   return rc == SQLITE_NOMEM ? LB_ENOMEM : LB_CACHE_ESQL;
 }
 
@@ -1002,6 +1027,7 @@ static void writer_main(void *arg) {
     c->begin_pending = 0;
     uv_cond_broadcast(&c->cv);                 /* room in the queue */
     uv_mutex_unlock(&c->mu);
+    c->writer_step = 1;                        /* until the lock below */
     if (begin && b->job != JOB_BEGIN) {        /* the lazy BEGIN, first */
       char msg[sizeof c->async_msg];
       batch bb;
@@ -1017,6 +1043,7 @@ static void writer_main(void *arg) {
       char msg[sizeof c->async_msg];
       int code = failed ? 0 : run_job(c, b, msg, sizeof msg);
       job_free(b);
+      c->writer_step = 0;
       uv_mutex_lock(&c->mu);
       if (code && c->async_err == 0) {
         c->async_err = code;
@@ -1062,6 +1089,7 @@ static void writer_main(void *arg) {
     }
     b->nrows = 0;
     b->rows_n = b->text_n = 0;
+    c->writer_step = 0;
     uv_mutex_lock(&c->mu);
     b->next = c->spare;
     c->spare = b;
@@ -1558,18 +1586,68 @@ static int step_done(sq_cache *c, sqlite3_stmt *st) {
 #define PUT_STATE_SQL "INSERT OR REPLACE INTO _airbyte_state (" STATE_COLS ", stream_namespace)" \
                       " VALUES (?1, ?3, ?2 || ?3, ?4, " NOW_SQL ", ?5)"
 
+#define GET_STATE_SQL "SELECT state_json FROM _airbyte_state WHERE source_name = ?1" \
+                      " AND table_name = ?2 || ?3 AND stream_namespace = ?4"
+
+/* Stores a state row, on whichever thread has the connection (sq_put_state,
+** the writer's JOB_STATE): a GLOBAL state is merged with the one stored
+** (lb__cache_merge_global), in the same transaction. SQLite's code; *sql
+** the statement that failed. */
+static int store_state(sq_cache *c, const char *source, const char *name, size_t nlen,
+                       const char *ns, size_t nslen, const char *json, size_t jlen,
+                       const char **sql) {
+  lb_sbuf merged = {0};
+  int rc;
+  if (nlen == 7 && memcmp(name, "_GLOBAL", 7) == 0) {
+    *sql = GET_STATE_SQL;
+    if (c->get_state == NULL &&
+        (rc = sqlite3_prepare_v3(c->db, GET_STATE_SQL, -1, SQLITE_PREPARE_PERSISTENT, &c->get_state,
+                                 NULL)) != SQLITE_OK)
+      return rc;
+    sqlite3_bind_text(c->get_state, 1, source, -1, SQLITE_STATIC);
+    sqlite3_bind_text(c->get_state, 2, c->base.prefix, -1, SQLITE_STATIC);
+    bind_len(c->get_state, 3, name, nlen);
+    bind_len(c->get_state, 4, ns, nslen);
+    rc = sqlite3_step(c->get_state);
+    if (rc == SQLITE_ROW) {
+      size_t slen;
+      const char *stored = col_bytes(c->get_state, 0, &slen);
+      rc = lb__cache_merge_global(stored, slen, json, jlen, &merged) < 0 ? SQLITE_NOMEM : SQLITE_DONE;
+    }
+    sqlite3_reset(c->get_state);
+    sqlite3_clear_bindings(c->get_state);
+    if (rc != SQLITE_DONE) { free(merged.p); return rc == SQLITE_NOMEM ? rc : sqlite3_errcode(c->db); }
+    if (merged.n) { json = merged.p; jlen = merged.n; }
+  }
+  *sql = PUT_STATE_SQL;
+  if (c->put_state == NULL &&
+      (rc = sqlite3_prepare_v3(c->db, PUT_STATE_SQL, -1, SQLITE_PREPARE_PERSISTENT, &c->put_state,
+                               NULL)) != SQLITE_OK) {
+    free(merged.p);
+    return rc;
+  }
+  sqlite3_bind_text(c->put_state, 1, source, -1, SQLITE_STATIC);
+  sqlite3_bind_text(c->put_state, 2, c->base.prefix, -1, SQLITE_STATIC);
+  bind_len(c->put_state, 3, name, nlen);
+  bind_len(c->put_state, 4, json, jlen);
+  bind_len(c->put_state, 5, ns, nslen);
+  rc = sqlite3_step(c->put_state);
+  rc = rc == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(c->db);
+  sqlite3_reset(c->put_state);
+  sqlite3_clear_bindings(c->put_state);
+  free(merged.p);
+  return rc;
+}
+
 static int sq_put_state(lb_cache *base, const lb_cache_state_row *r) {
   sq_cache *c = SQ(base);
+  const char *sql = NULL;
   int rc;
   if ((rc = barrier(c)) != 0) return rc;         /* state must not run ahead of data */
-  if ((rc = prep(c, &c->put_state, PUT_STATE_SQL)) < 0)
-    return rc;
-  sqlite3_bind_text(c->put_state, 1, r->source_name, -1, SQLITE_STATIC);
-  sqlite3_bind_text(c->put_state, 2, c->base.prefix, -1, SQLITE_STATIC);
-  bind_len(c->put_state, 3, r->key_name, r->key_name_len);
-  bind_len(c->put_state, 4, r->state_json, r->len);
-  bind_len(c->put_state, 5, r->key_ns, r->key_ns_len);
-  return step_done(c, c->put_state);
+  rc = store_state(c, r->source_name, r->key_name, r->key_name_len, r->key_ns, r->key_ns_len,
+                   r->state_json, r->len, &sql);
+  if (rc == SQLITE_NOMEM) { seterr(c, "out of memory"); return LB_ENOMEM; }
+  return rc == SQLITE_OK ? 0 : sqlerr(c, sql);
 }
 
 /* --- queued transactions -------------------------------------------------------------
@@ -1610,15 +1688,18 @@ static int quitting(sq_cache *c) {
   return quit;
 }
 
-/* SQLite's busy handler for the connection, on whichever thread uses it: a
-** transaction step (lock_wait) waits up to LOCK_WAIT_MS, anything else the
+/* SQLite's busy handler for the connection, on whichever thread uses it: in
+** nowait mode the caller's thread never waits here (fail_code); on the
+** writer thread a transaction step (lock_wait) waits up to the lock
+** timeout, anything else the
 ** plain BUSY_TIMEOUT_MS, polling every millisecond (SQLite's own handler
 ** sleeps up to 100 ms between tries, and so misses a lock that is free
 ** only between another writer's commit and its next begin). */
 static int on_busy(void *ud, int n) {
   sq_cache *c = ud;
   uint64_t now = uv_hrtime();
-  uint64_t limit = (uint64_t)(c->lock_wait ? LOCK_WAIT_MS : BUSY_TIMEOUT_MS) * 1000000u;
+  uint64_t limit = (uint64_t)(c->lock_wait ? c->base.lock_timeout_ms : BUSY_TIMEOUT_MS) * 1000000u;
+  if (c->base.nowait && !c->writer_step) return 0;   /* the caller's thread: it retries yielding */
   if (n == 0) c->busy_since = now;
   if (now - c->busy_since >= limit || (c->lock_wait && quitting(c))) return 0;
   uv_sleep(1);
@@ -1677,25 +1758,12 @@ static int run_job(sq_cache *c, batch *b, char *msg, size_t msglen) {
         return LB_EINVAL;
       }
       rc = sqlite3_exec(c->db, sql = "COMMIT", NULL, NULL, NULL);
-      if (rc == SQLITE_OK) give_way(c);
+      /* the caller's thread in nowait mode does not wait to give way */
+      if (rc == SQLITE_OK && (c->writer_step || !c->base.nowait)) give_way(c);
       break;
     case JOB_STATE: {
       const state_job *j = b->state;
-      sql = "INSERT OR REPLACE INTO _airbyte_state";
-      if (c->put_state == NULL &&
-          (rc = sqlite3_prepare_v3(c->db, PUT_STATE_SQL, -1, SQLITE_PREPARE_PERSISTENT, &c->put_state,
-                                   NULL)) != SQLITE_OK)
-        break;
-      sqlite3_bind_text(c->put_state, 1, j->source, -1, SQLITE_STATIC);
-      sqlite3_bind_text(c->put_state, 2, c->base.prefix, -1, SQLITE_STATIC);
-      bind_len(c->put_state, 3, j->name, j->name_len);
-      bind_len(c->put_state, 4, j->json, j->json_len);
-      bind_len(c->put_state, 5, j->ns, j->ns_len);
-      rc = sqlite3_step(c->put_state);
-      if (rc == SQLITE_DONE) rc = SQLITE_OK;
-      else rc = sqlite3_errcode(c->db);
-      sqlite3_reset(c->put_state);
-      sqlite3_clear_bindings(c->put_state);
+      rc = store_state(c, j->source, j->name, j->name_len, j->ns, j->ns_len, j->json, j->json_len, &sql);
       break;
     }
     default:
@@ -1703,9 +1771,14 @@ static int run_job(sq_cache *c, batch *b, char *msg, size_t msglen) {
   }
   if (rc == SQLITE_OK) return 0;
   sqlite_why(c, c->db, why, sizeof why);
+  if (nowait_busy(c, rc)) {                      /* sync mode on the caller's thread */
+    rc = fail_code(c, rc, sql, strlen(sql));
+    snprintf(msg, msglen, "%s", c->base.errmsg);
+    return rc;
+  }
   if ((rc & 0xff) == SQLITE_BUSY)
-    snprintf(msg, msglen, "%.200s: another writer held the cache file %.200s for more than %d s (in: %s)",
-             why, c->path, LOCK_WAIT_MS / 1000, sql);
+    snprintf(msg, msglen, "the cache file %.300s is locked: another process holds its write lock"
+             " (in: %s); gave up after %ld ms", c->path, sql, c->base.lock_timeout_ms);
   else
     snprintf(msg, msglen, "%.250s (in: %s)", why, sql);
   return rc == SQLITE_NOMEM ? LB_ENOMEM : LB_CACHE_ESQL;
@@ -2429,22 +2502,32 @@ oom:
 
 /* --- ad-hoc SQL ------------------------------------------------------------------------------ */
 
+static int query_err(sq_cache *c, const char *why, const char *sql, size_t len);
+
+/* The statements one at a time, as sqlite3_exec runs them; on a lock
+** (LB_CACHE_EBUSY) base.exec_ran says how many bytes of sql ran. */
 static int sq_exec(lb_cache *base, const char *sql, size_t len) {
   sq_cache *c = SQ(base);
-  char *msg = NULL, *z;
-  int rc;
+  const char *p, *tail;
+  char *z;
+  int rc = 0;
   barrier(c);
   if ((z = dupstr(sql, len)) == NULL) { seterr(c, "out of memory"); return LB_ENOMEM; }
-  rc = sqlite3_exec(c->db, z, NULL, NULL, &msg);
-  if (rc != SQLITE_OK) {
-    size_t n = len > 200 ? 200 : len;
-    seterr(c, "%s (in: %.*s%s)", msg ? msg : sqlite3_errmsg(c->db), (int)n, z, len > 200 ? "..." : "");
-    sqlite3_free(msg);
-    free(z);
-    return sqlite3_errcode(c->db) == SQLITE_NOMEM ? LB_ENOMEM : LB_CACHE_ESQL;
+  for (p = z; *p && rc == 0; p = tail) {
+    sqlite3_stmt *st = NULL;
+    int ec = sqlite3_prepare_v2(c->db, p, -1, &st, &tail);
+    if (ec == SQLITE_OK && st != NULL) {
+      while ((ec = sqlite3_step(st)) == SQLITE_ROW) {}
+      if (ec == SQLITE_DONE) ec = SQLITE_OK;
+    }
+    if (ec != SQLITE_OK) {
+      rc = query_err(c, sqlite3_errmsg(c->db), z, len);
+      base->exec_ran = (size_t)(p - z);
+    }
+    sqlite3_finalize(st);
   }
   free(z);
-  return 0;
+  return rc;
 }
 
 static long long sq_changes(lb_cache *base) {
@@ -2490,7 +2573,7 @@ static int bind_value(sqlite3_stmt *st, int i, const lb_cache_value *v) {
 static int query_err(sq_cache *c, const char *why, const char *sql, size_t len) {
   size_t n = len > 200 ? 200 : len;
   seterr(c, "%s (in: %.*s%s)", why, (int)n, sql, len > 200 ? "..." : "");
-  return sqlite3_errcode(c->db) == SQLITE_NOMEM ? LB_ENOMEM : LB_CACHE_ESQL;
+  return fail_code(c, sqlite3_errcode(c->db), sql, len);
 }
 
 /* Parameters: "?" and "?NNN" take the positional values in order (the

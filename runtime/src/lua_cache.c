@@ -36,6 +36,8 @@
 **       names"; namespace nil = the one it was cached under); raises on a clash
 **   db:set_table_prefix(prefix); db:table_prefix(); db:path(); db:close()
 **   db:set_async(bool)   -- writer/checkpointer threads (default on, cache.h)
+**   db:set_lock_timeout(ms)   -- waits for another connection's write lock
+**     (default 60000): every method waits for it by yielding (`retrying`)
 **   sqlite.normalize(name) -> PyAirbyte's normalized name (raises if none)
 **   sqlite.mkdir_p(path) -> true | nil, msg, errno
 **   sqlite.ulid() -> a new ULID (26 characters, time-ordered)
@@ -309,7 +311,8 @@ static db_ud *new_db(lua_State *L, int label_idx) {
 
 /* The db (left on the stack), or nil, msg, code when the backend could
 ** not open. */
-static int open_result(lua_State *L, int rc, const char *err) {
+static int open_result(lua_State *L, db_ud *d, int rc, const char *err) {
+  if (rc == 0) lb_cache_set_nowait(d->c, 1);   /* waits for the lock yield (retrying) */
   if (rc < 0) {
     luaL_pushfail(L);
     lua_pushstring(L, err);
@@ -323,7 +326,7 @@ static int l_open(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   char err[512];
   db_ud *d = new_db(L, 1);
-  return open_result(L, lb_cache_sqlite_open(path, &d->c, err, sizeof err), err);
+  return open_result(L, d, lb_cache_sqlite_open(path, &d->c, err, sizeof err), err);
 }
 
 /* open_pg{ host =, port =, database =, username =, password =, dsn =,
@@ -366,7 +369,7 @@ static int l_open_pg(lua_State *L) {
     lua_pushfstring(L, "postgresql://%s@%s:%s/%s?schema=%s", p.username ? p.username : "",
                     p.host ? p.host : "", p.port ? p.port : "", p.database ? p.database : "", schema);
   d = new_db(L, lua_gettop(L));
-  return open_result(L, lb_cache_pg_open(&p, schema, &d->c, err, sizeof err), err);
+  return open_result(L, d, lb_cache_pg_open(&p, schema, &d->c, err, sizeof err), err);
 }
 
 static int db_close(lua_State *L) {
@@ -475,9 +478,17 @@ static int db_rows(lua_State *L) {
 ** way for its outcome. Outside a task they wait as lb_cache_begin does. */
 #define WAIT_SLICE_NS 1000000u
 
+/* 1 when a call here may wait without holding the loop: in a task that can
+** yield, or outside any task, where a wait runs the loop (lb__wait). */
+static int can_wait(lua_State *L) {
+  lb_runtime *rt = lb__rt(L);
+  if (rt->current) return lua_isyieldable(L);
+  return !rt->stepping && !rt->closing && rt->mode != LB_LOOP_SHARED;
+}
+
 uint64_t lb__cache_wait_deadline(lua_State *L) {
   lb_runtime *rt = lb__rt(L);
-  if (rt->current == NULL || !lua_isyieldable(L)) return 0;
+  if (!can_wait(L)) return 0;
   return rt->deadline ? rt->deadline : uv_hrtime() + WAIT_SLICE_NS;
 }
 
@@ -492,6 +503,93 @@ int lb__cache_retry(lua_State *L, lua_KContext ctx, lua_KFunction k) {
     return lb__wait(L, NULL, NULL, ctx, k);
   }
   return lb__sleep(L, 1, ctx, k);
+}
+
+/* --- waiting for the write lock by yielding ---------------------------------------
+** The methods of a db and of its streams run through `retrying` (a closure
+** over the method, with its wait kind): the cache is in nowait mode
+** (lb_cache_set_nowait), so a method that meets the write lock of another
+** connection fails at once; retrying then waits by yielding (a timer, 1 ms
+** doubling up to 50 ms; outside a task the wait runs the loop) and calls
+** it again with the same arguments, until the cache's lock timeout has
+** passed since the first refusal; then it raises the cache's message (the
+** file, and that another process holds its write lock). Before each try a
+** WAIT_IDLE method also waits, the same way, until the writer thread is
+** idle, since the method would otherwise wait for it on the loop thread
+** (lb_cache_wait_idle). Where nothing may yield (a metamethod, an iterator
+** of a C function), the retries sleep on the thread instead. */
+enum { WAIT_NONE = 0, WAIT_IDLE = 1 };
+#define RETRY_MAX_MS 50
+
+/* ctx: the number of arguments (8 bits), the method's wait kind (1), the
+** tries so far (7), the millisecond of the first refusal (0 = none yet) */
+#define CTX_NARGS(x) ((int)((x) & 0xff))
+#define CTX_TRIES(x) ((int)(((x) >> 9) & 0x7f))
+#define CTX_SINCE(x) ((uint64_t)(x) >> 16)
+#define CTX_MAKE(n, idle, tries, since) \
+  ((lua_KContext)((uint64_t)(n) | (uint64_t)(idle) << 8 | (uint64_t)(tries) << 9 | (uint64_t)(since) << 16))
+
+static lb_cache *cache_arg(lua_State *L) {
+  db_ud *d = luaL_testudata(L, 1, DB_MT);
+  stream_ud *u;
+  if (d) return d->c;
+  u = luaL_testudata(L, 1, STREAM_MT);
+  return u && u->s && u->db ? u->db->c : NULL;
+}
+
+static int retry_k(lua_State *L, int status, lua_KContext ctx);
+
+/* Waits ms (yielding, or on the thread) and tries again with ctx. */
+static int retry_later(lua_State *L, uint64_t ms, lua_KContext ctx) {
+  if (can_wait(L)) return lb__sleep(L, ms, ctx, retry_k);
+  uv_sleep((unsigned)ms);
+  return retry_k(L, LUA_OK, ctx);
+}
+
+static int retry_try(lua_State *L, lua_KContext ctx) {
+  int i, n = CTX_NARGS(ctx);
+  lb_cache *c = cache_arg(L);
+  if (c && ((ctx >> 8) & 1) && can_wait(L) && !lb_cache_wait_idle(c, 1))
+    return retry_later(L, 1, ctx);          /* the writer thread works: no refusal yet */
+  if (c) {
+    if (CTX_SINCE(ctx) == 0) lb_cache_busy_reset(c);
+    else lb_cache_was_busy(c);
+  }
+  lua_pushvalue(L, lua_upvalueindex(1));
+  for (i = 1; i <= n; i++) lua_pushvalue(L, i);
+  ctx |= (lua_KContext)1 << 62;
+  return retry_k(L, lua_pcallk(L, n, LUA_MULTRET, 0, ctx, retry_k), ctx);
+}
+
+/* The end of a try (ctx with bit 62: status is the method's), or the
+** wake-up of a wait (the next try). */
+static int retry_k(lua_State *L, int status, lua_KContext ctx) {
+  int n = CTX_NARGS(ctx), tries;
+  uint64_t now, since, ms;
+  lb_cache *c;
+  if (!(ctx & (lua_KContext)1 << 62)) {
+    lua_settop(L, n);
+    return retry_try(L, ctx);
+  }
+  ctx &= ~((lua_KContext)1 << 62);
+  if (status == LUA_OK || status == LUA_YIELD) return lua_gettop(L) - n;
+  c = cache_arg(L);
+  if (c == NULL || !lb_cache_was_busy(c)) return lua_error(L);
+  now = uv_hrtime() / 1000000u + 1;
+  since = CTX_SINCE(ctx) ? CTX_SINCE(ctx) : now;
+  if (now - since >= (uint64_t)lb_cache_lock_timeout(c))
+    return luaL_error(L, "%s; gave up after %d ms", lb_cache_errmsg(c), (int)lb_cache_lock_timeout(c));
+  lua_settop(L, n);
+  tries = CTX_TRIES(ctx);
+  ms = tries < 6 ? (uint64_t)1 << tries : RETRY_MAX_MS;
+  if (ms > RETRY_MAX_MS) ms = RETRY_MAX_MS;
+  return retry_later(L, ms, CTX_MAKE(n, (ctx >> 8) & 1, tries < 127 ? tries + 1 : tries, since));
+}
+
+static int retrying(lua_State *L) {
+  int n = lua_gettop(L);
+  if (n > 0xff) return luaL_error(L, "too many arguments");
+  return retry_try(L, CTX_MAKE(n, lua_toboolean(L, lua_upvalueindex(2)), 0, 0));
 }
 
 enum { TX_BEGIN, TX_COMMIT, TX_ROLLBACK, TX_SETTLE };
@@ -1141,6 +1239,16 @@ static int l_normalize(lua_State *L) {
 }
 
 /* db:move_destination(name, from_hash, to_hash) */
+/* db:set_lock_timeout(ms): how long a wait for another connection's write
+** lock lasts before it fails (cache.h, lb_cache_set_lock_timeout). */
+static int db_set_lock_timeout(lua_State *L) {
+  db_ud *d = checkdb(L, 1);
+  lua_Integer ms = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, ms >= 0, 2, "a number of milliseconds >= 0");
+  lb_cache_set_lock_timeout(d->c, (long)ms);
+  return 0;
+}
+
 static int db_move_destination(lua_State *L) {
   db_ud *d = checkdb(L, 1);
   const char *name = luaL_checkstring(L, 2), *from = luaL_checkstring(L, 3), *to = luaL_checkstring(L, 4);
@@ -1168,6 +1276,7 @@ static const luaL_Reg db_methods[] = {
   {"get_delivered", db_get_delivered},
   {"put_delivered", db_put_delivered},
   {"move_destination", db_move_destination},
+  {"set_lock_timeout", db_set_lock_timeout},
   {"set_table_prefix", db_set_table_prefix},
   {"table_prefix", db_table_prefix},
   {"table_name", db_table_name},
@@ -1233,23 +1342,49 @@ static const luaL_Reg module_funcs[] = {
   {NULL, NULL}
 };
 
+/* Methods that run as they are, without `retrying`: they never use the
+** connection (or only queue work for the writer thread). */
+static const char *const plain_db_methods[] = {
+  "commit_state", "in_transaction", "kind", "path", "table_prefix", "set_table_prefix", "uuid7",
+  "lock_stream", "try_lock_stream", "unlock_stream", "set_lock_timeout", NULL
+};
+static const char *const plain_stream_methods[] = {
+  "write", "rows_written", "table_name", "namespace", NULL
+};
+/* Methods that retry on the lock but wait for the writer themselves
+** (txn_k), without a wait for it first. */
+static const char *const own_wait_methods[] = { "begin", "commit", "rollback", "settle", NULL };
+
+static int listed(const char *const *list, const char *name) {
+  for (; *list; list++)
+    if (strcmp(*list, name) == 0) return 1;
+  return 0;
+}
+
 static void new_meta(lua_State *L, const char *name, const luaL_Reg *meta,
-                     const luaL_Reg *methods) {
+                     const luaL_Reg *methods, const char *const *plain) {
   luaL_newmetatable(L, name);
   luaL_setfuncs(L, meta, 0);
   if (methods) {
     lua_newtable(L);                  /* stack: mt methods */
-    luaL_setfuncs(L, methods, 0);
+    for (; methods->name; methods++) {
+      lua_pushcfunction(L, methods->func);
+      if (!listed(plain, methods->name)) {
+        lua_pushboolean(L, !listed(own_wait_methods, methods->name));   /* WAIT_IDLE */
+        lua_pushcclosure(L, retrying, 2);
+      }
+      lua_setfield(L, -2, methods->name);
+    }
     lua_setfield(L, -2, "__index");
   }
   lua_pop(L, 1);
 }
 
 int luaopen_airbyte_sqlite(lua_State *L) {
-  new_meta(L, DB_MT, db_meta, db_methods);
-  new_meta(L, STREAM_MT, stream_meta, stream_methods);
-  new_meta(L, STMT_MT, stmt_meta, NULL);
-  new_meta(L, BUF_MT, buf_meta, NULL);
+  new_meta(L, DB_MT, db_meta, db_methods, plain_db_methods);
+  new_meta(L, STREAM_MT, stream_meta, stream_methods, plain_stream_methods);
+  new_meta(L, STMT_MT, stmt_meta, NULL, NULL);
+  new_meta(L, BUF_MT, buf_meta, NULL, NULL);
   luaL_newlib(L, module_funcs);
   lua_pushliteral(L, SQLITE_VERSION);
   lua_setfield(L, -2, "sqlite_version");
