@@ -149,7 +149,7 @@ int  lb_cache_in_transaction(const lb_cache *c);
 ** show up as queued rows' do: at the next call (roll back then). Without
 ** the writer thread (sync mode) they run at once.
 ** Writers of one file take turns: one that commits while another waits for
-** the lock lets that one go first (see cache_sqlite.c, "Taking turns").
+** the lock lets that one go first (see cache_sqlite_writer.c, "Taking turns").
 ** A backend without queued transactions (no writer thread) runs them at
 ** once: begin; put_state, commit, then begin when begin_again. */
 int  lb_cache_begin_queued(lb_cache *c);
