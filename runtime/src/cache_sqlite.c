@@ -838,8 +838,8 @@ int lb__sq_write_failed(sq_stream *s, int rc, char *msg, size_t msglen) {
   lb__sq_sqlite_why(s->c, s->c->db, why, sizeof why);
   snprintf(msg, msglen, "writing to table '%.100s': %s", s->target, why);
   if (lb__sq_nowait_busy(s->c, rc)) {
-    rc = lb__sq_fail_code(s->c, rc, "INSERT", 6);
-    snprintf(msg, msglen, "%s", s->c->base.errmsg);
+    rc = lb__sq_fail_code(s->c, rc, "INSERT", 6);            /* into errmsg, which msg may be */
+    if (msg != s->c->base.errmsg) snprintf(msg, msglen, "%s", s->c->base.errmsg);
     return rc;
   }
   return rc == SQLITE_NOMEM ? LB_ENOMEM : LB_CACHE_ESQL;

@@ -1349,11 +1349,12 @@ static const char *const plain_db_methods[] = {
   "lock_stream", "try_lock_stream", "unlock_stream", "set_lock_timeout", NULL
 };
 static const char *const plain_stream_methods[] = {
-  "write", "rows_written", "table_name", "namespace", NULL
+  "rows_written", "table_name", "namespace", NULL
 };
-/* Methods that retry on the lock but wait for the writer themselves
-** (txn_k), without a wait for it first. */
-static const char *const own_wait_methods[] = { "begin", "commit", "rollback", "settle", NULL };
+/* Methods that retry on the lock without a wait for the writer first:
+** they wait for it themselves (txn_k), or only queue for it (write, which
+** meets the lock itself only in sync mode, outside a transaction). */
+static const char *const own_wait_methods[] = { "begin", "commit", "rollback", "settle", "write", NULL };
 
 static int listed(const char *const *list, const char *name) {
   for (; *list; list++)
