@@ -538,52 +538,62 @@ static lb_cache *cache_arg(lua_State *L) {
 }
 
 static int retry_k(lua_State *L, int status, lua_KContext ctx);
+static int retry_try(lua_State *L, lua_KContext ctx);
 
-/* Waits ms (yielding, or on the thread) and tries again with ctx. */
-static int retry_later(lua_State *L, uint64_t ms, lua_KContext ctx) {
-  if (can_wait(L)) return lb__sleep(L, ms, ctx, retry_k);
-  uv_sleep((unsigned)ms);
-  return retry_k(L, LUA_OK, ctx);
-}
+#define TRIED ((lua_KContext)1 << 62)       /* in a continuation's ctx: a try ended */
 
-static int retry_try(lua_State *L, lua_KContext ctx) {
-  int i, n = CTX_NARGS(ctx);
-  lb_cache *c = cache_arg(L);
-  if (c && ((ctx >> 8) & 1) && can_wait(L) && !lb_cache_wait_idle(c, 1))
-    return retry_later(L, 1, ctx);          /* the writer thread works: no refusal yet */
-  if (c) {
-    if (CTX_SINCE(ctx) == 0) lb_cache_busy_reset(c);
-    else lb_cache_was_busy(c);
-  }
-  lua_pushvalue(L, lua_upvalueindex(1));
-  for (i = 1; i <= n; i++) lua_pushvalue(L, i);
-  ctx |= (lua_KContext)1 << 62;
-  return retry_k(L, lua_pcallk(L, n, LUA_MULTRET, 0, ctx, retry_k), ctx);
-}
-
-/* The end of a try (ctx with bit 62: status is the method's), or the
-** wake-up of a wait (the next try). */
-static int retry_k(lua_State *L, int status, lua_KContext ctx) {
-  int n = CTX_NARGS(ctx), tries;
+/* After a try: its results (>= 0); or, refused on the lock, a wait and the
+** next try (yielding: never returns here in a task; outside one, the wait
+** runs the loop and returns the call's results), or -1 where nothing may
+** yield: *ctx is the next try's, after a sleep on the thread. */
+static int after_try(lua_State *L, int status, lua_KContext *ctx) {
+  int n = CTX_NARGS(*ctx), tries = CTX_TRIES(*ctx);
   uint64_t now, since, ms;
   lb_cache *c;
-  if (!(ctx & (lua_KContext)1 << 62)) {
-    lua_settop(L, n);
-    return retry_try(L, ctx);
-  }
-  ctx &= ~((lua_KContext)1 << 62);
   if (status == LUA_OK || status == LUA_YIELD) return lua_gettop(L) - n;
   c = cache_arg(L);
   if (c == NULL || !lb_cache_was_busy(c)) return lua_error(L);
   now = uv_hrtime() / 1000000u + 1;
-  since = CTX_SINCE(ctx) ? CTX_SINCE(ctx) : now;
+  since = CTX_SINCE(*ctx) ? CTX_SINCE(*ctx) : now;
   if (now - since >= (uint64_t)lb_cache_lock_timeout(c))
     return luaL_error(L, "%s; gave up after %d ms", lb_cache_errmsg(c), (int)lb_cache_lock_timeout(c));
   lua_settop(L, n);
-  tries = CTX_TRIES(ctx);
   ms = tries < 6 ? (uint64_t)1 << tries : RETRY_MAX_MS;
   if (ms > RETRY_MAX_MS) ms = RETRY_MAX_MS;
-  return retry_later(L, ms, CTX_MAKE(n, (ctx >> 8) & 1, tries < 127 ? tries + 1 : tries, since));
+  *ctx = CTX_MAKE(n, (*ctx >> 8) & 1, tries < 127 ? tries + 1 : tries, since);
+  if (can_wait(L)) return lb__sleep(L, ms, *ctx, retry_k);
+  uv_sleep((unsigned)ms);
+  return -1;
+}
+
+static int retry_try(lua_State *L, lua_KContext ctx) {
+  for (;;) {
+    int i, r, n = CTX_NARGS(ctx);
+    lb_cache *c = cache_arg(L);
+    if (c && ((ctx >> 8) & 1) && can_wait(L) && !lb_cache_wait_idle(c, 1))
+      return lb__sleep(L, 1, ctx, retry_k);   /* the writer thread works: no refusal yet */
+    if (c) {
+      if (CTX_SINCE(ctx) == 0) lb_cache_busy_reset(c);
+      else lb_cache_was_busy(c);
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    for (i = 1; i <= n; i++) lua_pushvalue(L, i);
+    if ((r = after_try(L, lua_pcallk(L, n, LUA_MULTRET, 0, ctx | TRIED, retry_k), &ctx)) >= 0)
+      return r;
+  }
+}
+
+/* The end of a try that yielded (ctx with TRIED: status is the method's),
+** or the end of a wait (the next try). */
+static int retry_k(lua_State *L, int status, lua_KContext ctx) {
+  int r;
+  if (!(ctx & TRIED)) {
+    lua_settop(L, CTX_NARGS(ctx));
+    return retry_try(L, ctx);
+  }
+  ctx &= ~TRIED;
+  r = after_try(L, status, &ctx);
+  return r >= 0 ? r : retry_try(L, ctx);
 }
 
 static int retrying(lua_State *L) {

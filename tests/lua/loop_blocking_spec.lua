@@ -136,6 +136,24 @@ describe("a storage call while another process holds the write lock", function()
     assert.is_true(r[2].confirmed_states >= 1)
   end)
 
+  it("where nothing may yield, waits on the thread, and still gives up after the lock timeout", function()
+    local db = cache:_db()
+    db:set_lock_timeout(200)
+    local held, release = dir .. "/held", dir .. "/release"
+    local holder = assert(proc.spawn{ argv = { "python3", "-c", HOLDER, path, held, release } })
+    assert.is_true(H.wait_until(function() return H.exists(held) end))
+    local t = core.spawn(function()
+      -- a comparator of table.sort runs inside a C function: it cannot yield
+      return pcall(table.sort, { 2, 1 }, function(a, b) db:exec("INSERT INTO t VALUES (5)") return a < b end)
+    end)
+    local ok, e = t:wait()
+    H.write_file(release, "")
+    assert.equal(0, holder:wait())
+    assert.is_false(ok)
+    assert.truthy(tostring(e):find("another process holds its write lock", 1, true), tostring(e))
+    assert.truthy(tostring(e):find("gave up after 200 ms", 1, true), tostring(e))
+  end)
+
   it("gives up after the cache's lock timeout, naming the file and the other process", function()
     cache:_db():set_lock_timeout(50)
     local held, release = dir .. "/held", dir .. "/release"
