@@ -153,6 +153,16 @@ struct lb_cache {
   lb_rng rng;                   /* the _airbyte_raw_id generator (ids.h) */
   lb_uuid7 uuid;
   char errmsg[512];
+  /* the write lock (cache.h, lb_cache_set_nowait): set by cache.c; a
+  ** backend that fails on it sets busy, and exec_ran to the bytes of its
+  ** SQL whose statements ran */
+  int nowait;
+  int busy;
+  long lock_timeout_ms;
+  size_t exec_ran;
+  /* a stopped exec: its text and how much of it ran (cache.c) */
+  const char *exec_sql;
+  size_t exec_len, exec_done;
 };
 
 struct lb_cache_stream {
@@ -338,6 +348,18 @@ typedef struct lb_cache_ts {
 } lb_cache_ts;
 void lb__cache_ts(lb_cache_ts *t, long long ms);
 long long lb__cache_parse_ts(const char *s, size_t n);
+
+/* The GLOBAL merge (issue 9 section 4): runners on different streams of
+** one source each commit the source's one GLOBAL state row, so that each
+** would drop the others' progress. A backend storing a "_GLOBAL" state
+** calls this, in the transaction that stores it, with the row it holds:
+** the new state (its shared_state wins) keeps the stored stream_states
+** entries of streams it does not name. 1 and the merged text appended to
+** out; 0 when the new state is to be stored as it is (either one is no
+** GLOBAL state with a stream_states array, or nothing is to be kept);
+** LB_ENOMEM. */
+int  lb__cache_merge_global(const char *stored, size_t slen, const char *incoming, size_t ilen,
+                            lb_sbuf *out);
 
 /* The stream -> table rules (cache_names.c): the table of (ns, name)
 ** under the cache's prefix, as a fresh string (see cache.h "Stream

@@ -36,6 +36,8 @@
 **       names"; namespace nil = the one it was cached under); raises on a clash
 **   db:set_table_prefix(prefix); db:table_prefix(); db:path(); db:close()
 **   db:set_async(bool)   -- writer/checkpointer threads (default on, cache.h)
+**   db:set_lock_timeout(ms)   -- waits for another connection's write lock
+**     (default 60000): every method waits for it by yielding (`retrying`)
 **   sqlite.normalize(name) -> PyAirbyte's normalized name (raises if none)
 **
 ** Errors: misuse and SQL errors raise (SQL errors with the database's
@@ -127,7 +129,8 @@ static db_ud *new_db(lua_State *L, int label_idx) {
 
 /* The db (left on the stack), or nil, msg, code when the backend could
 ** not open. */
-static int open_result(lua_State *L, int rc, const char *err) {
+static int open_result(lua_State *L, db_ud *d, int rc, const char *err) {
+  if (rc == 0) lb_cache_set_nowait(d->c, 1);   /* waits for the lock yield (retrying) */
   if (rc < 0) {
     luaL_pushfail(L);
     lua_pushstring(L, err);
@@ -141,7 +144,7 @@ static int l_open(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   char err[512];
   db_ud *d = new_db(L, 1);
-  return open_result(L, lb_cache_sqlite_open(path, &d->c, err, sizeof err), err);
+  return open_result(L, d, lb_cache_sqlite_open(path, &d->c, err, sizeof err), err);
 }
 
 /* open_pg{ host =, port =, database =, username =, password =, dsn =,
@@ -184,7 +187,7 @@ static int l_open_pg(lua_State *L) {
     lua_pushfstring(L, "postgresql://%s@%s:%s/%s?schema=%s", p.username ? p.username : "",
                     p.host ? p.host : "", p.port ? p.port : "", p.database ? p.database : "", schema);
   d = new_db(L, lua_gettop(L));
-  return open_result(L, lb_cache_pg_open(&p, schema, &d->c, err, sizeof err), err);
+  return open_result(L, d, lb_cache_pg_open(&p, schema, &d->c, err, sizeof err), err);
 }
 
 static int db_close(lua_State *L) {
@@ -218,9 +221,17 @@ static int db_path(lua_State *L) {
 ** way for its outcome. Outside a task they wait as lb_cache_begin does. */
 #define WAIT_SLICE_NS 1000000u
 
+/* 1 when a call here may wait without holding the loop: in a task that can
+** yield, or outside any task, where a wait runs the loop (lb__wait). */
+static int can_wait(lua_State *L) {
+  lb_runtime *rt = lb__rt(L);
+  if (rt->current) return lua_isyieldable(L);
+  return !rt->stepping && !rt->closing && rt->mode != LB_LOOP_SHARED;
+}
+
 uint64_t lb__cache_wait_deadline(lua_State *L) {
   lb_runtime *rt = lb__rt(L);
-  if (rt->current == NULL || !lua_isyieldable(L)) return 0;
+  if (!can_wait(L)) return 0;
   return rt->deadline ? rt->deadline : uv_hrtime() + WAIT_SLICE_NS;
 }
 
@@ -235,6 +246,103 @@ int lb__cache_retry(lua_State *L, lua_KContext ctx, lua_KFunction k) {
     return lb__wait(L, NULL, NULL, ctx, k);
   }
   return lb__sleep(L, 1, ctx, k);
+}
+
+/* --- waiting for the write lock by yielding ---------------------------------------
+** The methods of a db and of its streams run through `retrying` (a closure
+** over the method, with its wait kind): the cache is in nowait mode
+** (lb_cache_set_nowait), so a method that meets the write lock of another
+** connection fails at once; retrying then waits by yielding (a timer, 1 ms
+** doubling up to 50 ms; outside a task the wait runs the loop) and calls
+** it again with the same arguments, until the cache's lock timeout has
+** passed since the first refusal; then it raises the cache's message (the
+** file, and that another process holds its write lock). Before each try a
+** WAIT_IDLE method also waits, the same way, until the writer thread is
+** idle, since the method would otherwise wait for it on the loop thread
+** (lb_cache_wait_idle). Where nothing may yield (a metamethod, an iterator
+** of a C function), the retries sleep on the thread instead. */
+enum { WAIT_NONE = 0, WAIT_IDLE = 1 };
+#define RETRY_MAX_MS 50
+
+/* ctx: the number of arguments (8 bits), the method's wait kind (1), the
+** tries so far (7), the millisecond of the first refusal (0 = none yet) */
+#define CTX_NARGS(x) ((int)((x) & 0xff))
+#define CTX_TRIES(x) ((int)(((x) >> 9) & 0x7f))
+#define CTX_SINCE(x) ((uint64_t)(x) >> 16)
+#define CTX_MAKE(n, idle, tries, since) \
+  ((lua_KContext)((uint64_t)(n) | (uint64_t)(idle) << 8 | (uint64_t)(tries) << 9 | (uint64_t)(since) << 16))
+
+static lb_cache *cache_arg(lua_State *L) {
+  db_ud *d = luaL_testudata(L, 1, DB_MT);
+  stream_ud *u;
+  if (d) return d->c;
+  u = luaL_testudata(L, 1, STREAM_MT);
+  return u && u->s && u->db ? u->db->c : NULL;
+}
+
+static int retry_k(lua_State *L, int status, lua_KContext ctx);
+static int retry_try(lua_State *L, lua_KContext ctx);
+
+#define TRIED ((lua_KContext)1 << 62)       /* in a continuation's ctx: a try ended */
+
+/* After a try: its results (>= 0); or, refused on the lock, a wait and the
+** next try (yielding: never returns here in a task; outside one, the wait
+** runs the loop and returns the call's results), or -1 where nothing may
+** yield: *ctx is the next try's, after a sleep on the thread. */
+static int after_try(lua_State *L, int status, lua_KContext *ctx) {
+  int n = CTX_NARGS(*ctx), tries = CTX_TRIES(*ctx);
+  uint64_t now, since, ms;
+  lb_cache *c;
+  if (status == LUA_OK || status == LUA_YIELD) return lua_gettop(L) - n;
+  c = cache_arg(L);
+  if (c == NULL || !lb_cache_was_busy(c)) return lua_error(L);
+  now = uv_hrtime() / 1000000u + 1;
+  since = CTX_SINCE(*ctx) ? CTX_SINCE(*ctx) : now;
+  if (now - since >= (uint64_t)lb_cache_lock_timeout(c))
+    return luaL_error(L, "%s; gave up after %d ms", lb_cache_errmsg(c), (int)lb_cache_lock_timeout(c));
+  lua_settop(L, n);
+  ms = tries < 6 ? (uint64_t)1 << tries : RETRY_MAX_MS;
+  if (ms > RETRY_MAX_MS) ms = RETRY_MAX_MS;
+  *ctx = CTX_MAKE(n, (*ctx >> 8) & 1, tries < 127 ? tries + 1 : tries, since);
+  if (can_wait(L)) return lb__sleep(L, ms, *ctx, retry_k);
+  uv_sleep((unsigned)ms);
+  return -1;
+}
+
+static int retry_try(lua_State *L, lua_KContext ctx) {
+  for (;;) {
+    int i, r, n = CTX_NARGS(ctx);
+    lb_cache *c = cache_arg(L);
+    if (c && ((ctx >> 8) & 1) && can_wait(L) && !lb_cache_wait_idle(c, 1))
+      return lb__sleep(L, 1, ctx, retry_k);   /* the writer thread works: no refusal yet */
+    if (c) {
+      if (CTX_SINCE(ctx) == 0) lb_cache_busy_reset(c);
+      else lb_cache_was_busy(c);
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    for (i = 1; i <= n; i++) lua_pushvalue(L, i);
+    if ((r = after_try(L, lua_pcallk(L, n, LUA_MULTRET, 0, ctx | TRIED, retry_k), &ctx)) >= 0)
+      return r;
+  }
+}
+
+/* The end of a try that yielded (ctx with TRIED: status is the method's),
+** or the end of a wait (the next try). */
+static int retry_k(lua_State *L, int status, lua_KContext ctx) {
+  int r;
+  if (!(ctx & TRIED)) {
+    lua_settop(L, CTX_NARGS(ctx));
+    return retry_try(L, ctx);
+  }
+  ctx &= ~TRIED;
+  r = after_try(L, status, &ctx);
+  return r >= 0 ? r : retry_try(L, ctx);
+}
+
+static int retrying(lua_State *L) {
+  int n = lua_gettop(L);
+  if (n > 0xff) return luaL_error(L, "too many arguments");
+  return retry_try(L, CTX_MAKE(n, lua_toboolean(L, lua_upvalueindex(2)), 0, 0));
 }
 
 enum { TX_BEGIN, TX_COMMIT, TX_ROLLBACK, TX_SETTLE };
@@ -907,6 +1015,16 @@ static int l_normalize(lua_State *L) {
 }
 
 /* db:move_destination(name, from_hash, to_hash) */
+/* db:set_lock_timeout(ms): how long a wait for another connection's write
+** lock lasts before it fails (cache.h, lb_cache_set_lock_timeout). */
+static int db_set_lock_timeout(lua_State *L) {
+  db_ud *d = checkdb(L, 1);
+  lua_Integer ms = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, ms >= 0, 2, "a number of milliseconds >= 0");
+  lb_cache_set_lock_timeout(d->c, (long)ms);
+  return 0;
+}
+
 static int db_move_destination(lua_State *L) {
   db_ud *d = checkdb(L, 1);
   const char *name = luaL_checkstring(L, 2), *from = luaL_checkstring(L, 3), *to = luaL_checkstring(L, 4);
@@ -931,6 +1049,7 @@ static const luaL_Reg db_methods[] = {
   {"get_delivered", db_get_delivered},
   {"put_delivered", db_put_delivered},
   {"move_destination", db_move_destination},
+  {"set_lock_timeout", db_set_lock_timeout},
   {"set_table_prefix", db_set_table_prefix},
   {"table_prefix", db_table_prefix},
   {"table_name", db_table_name},
@@ -990,26 +1109,59 @@ static const luaL_Reg module_funcs[] = {
   {NULL, NULL}
 };
 
+/* Methods that run as they are, without `retrying`: they never use the
+** connection (or only queue work for the writer thread). */
+static const char *const plain_db_methods[] = {
+  "commit_state", "in_transaction", "kind", "path", "table_prefix", "set_table_prefix", "uuid7",
+  "lock_stream", "try_lock_stream", "unlock_stream", "set_lock_timeout", NULL
+};
+static const char *const plain_stream_methods[] = {
+  "rows_written", "table_name", "namespace", NULL
+};
+/* Methods that retry on the lock without a wait for the writer first:
+** they wait for it themselves (txn_k), or only queue for it (write, which
+** meets the lock itself only in sync mode, outside a transaction). */
+static const char *const own_wait_methods[] = { "begin", "commit", "rollback", "settle", "write", NULL };
+
+static int listed(const char *const *list, const char *name) {
+  for (; *list; list++)
+    if (strcmp(*list, name) == 0) return 1;
+  return 0;
+}
+
+/* Sets each method into the table on top, through `retrying` unless it is
+** listed in plain. */
+static void set_methods(lua_State *L, const luaL_Reg *methods, const char *const *plain) {
+  for (; methods->name; methods++) {
+    lua_pushcfunction(L, methods->func);
+    if (!listed(plain, methods->name)) {
+      lua_pushboolean(L, !listed(own_wait_methods, methods->name));   /* WAIT_IDLE */
+      lua_pushcclosure(L, retrying, 2);
+    }
+    lua_setfield(L, -2, methods->name);
+  }
+}
+
+/* A metatable with methods (and more_methods, as lua_sql.c's) as __index. */
 static void new_meta(lua_State *L, const char *name, const luaL_Reg *meta,
-                     const luaL_Reg *methods) {
+                     const luaL_Reg *methods, const luaL_Reg *more_methods,
+                     const char *const *plain) {
   luaL_newmetatable(L, name);
   luaL_setfuncs(L, meta, 0);
   if (methods) {
     lua_newtable(L);                  /* stack: mt methods */
-    luaL_setfuncs(L, methods, 0);
+    set_methods(L, methods, plain);
+    if (more_methods) set_methods(L, more_methods, plain);
     lua_setfield(L, -2, "__index");
   }
   lua_pop(L, 1);
 }
 
 int luaopen_airbyte_sqlite(lua_State *L) {
-  new_meta(L, DB_MT, db_meta, db_methods);
-  luaL_getmetatable(L, DB_MT);
-  lua_getfield(L, -1, "__index");
-  lb__sql_open(L, -1);                /* exec, query, rows */
-  lua_pop(L, 2);
-  new_meta(L, STREAM_MT, stream_meta, stream_methods);
-  new_meta(L, BUF_MT, buf_meta, NULL);
+  new_meta(L, DB_MT, db_meta, db_methods, lb__sql_methods, plain_db_methods);
+  new_meta(L, STREAM_MT, stream_meta, stream_methods, NULL, plain_stream_methods);
+  new_meta(L, BUF_MT, buf_meta, NULL, NULL, NULL);
+  lb__sql_open(L);                    /* the statement userdata */
   luaL_newlib(L, module_funcs);
   lua_pushliteral(L, SQLITE_VERSION);
   lua_setfield(L, -2, "sqlite_version");

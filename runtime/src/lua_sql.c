@@ -284,7 +284,7 @@ const char *lb__sql_kind_name(int kind) {
   return kind_names[kind];
 }
 
-static const luaL_Reg sql_methods[] = {
+const luaL_Reg lb__sql_methods[] = {
   {"exec", db_exec},
   {"query", db_query},
   {"rows", db_rows},
@@ -298,12 +298,8 @@ static const luaL_Reg stmt_meta[] = {
   {NULL, NULL}
 };
 
-void lb__sql_open(lua_State *L, int methods) {
-  methods = lua_absindex(L, methods);
+void lb__sql_open(lua_State *L) {
   luaL_newmetatable(L, STMT_MT);
   luaL_setfuncs(L, stmt_meta, 0);
-  lua_pop(L, 1);
-  lua_pushvalue(L, methods);
-  luaL_setfuncs(L, sql_methods, 0);
   lua_pop(L, 1);
 }
