@@ -1817,13 +1817,25 @@ fail:
   return rc;
 }
 
+static void cursor_release(pg_cursor *cur);
+
+/* The end of cur's rows: what it holds on the server (the cursor, the
+** reader's transaction and with it its locks on the tables read) goes now,
+** not when its owner closes it: a feed or an iteration that ran to its end
+** may live on until a collection, and a replace swap must not wait on it. */
+static int cursor_at_end(pg_cursor *cur) {
+  cur->done = 1;
+  cursor_release(cur);
+  return 0;
+}
+
 /* 1 and the next row at cur->row, 0 at the end, negative on failure. */
 static int cursor_step(pg_cursor *cur, const char *what) {
   char fetch[64];
   if (cur->row + 1 < cur->nrows) { cur->row++; return 1; }
   if (cur->pc == NULL) return cur->res ? 0 : LB_EINVAL;   /* its cache was closed */
-  if (cur->done || cur->name[0] == '\0') { cur->done = 1; return 0; }
-  if (cur->nrows < FETCH_ROWS && cur->res) { cur->done = 1; return 0; }
+  if (cur->done || cur->name[0] == '\0') return cursor_at_end(cur);
+  if (cur->nrows < FETCH_ROWS && cur->res) return cursor_at_end(cur);
   PQclear(cur->res);
   cur->res = NULL;
   /* on the caller's connection, rows being copied go in first */
@@ -1832,16 +1844,18 @@ static int cursor_step(pg_cursor *cur, const char *what) {
   if ((cur->res = run(cur->pc, cur->conn, fetch, 0, NULL, what)) == NULL) return LB_CACHE_ESQL;
   cur->nrows = PQntuples(cur->res);
   cur->row = 0;
-  if (cur->nrows == 0) { cur->done = 1; return 0; }
+  if (cur->nrows == 0) return cursor_at_end(cur);
   return 1;
 }
 
-static void cursor_end(pg_cursor *cur) {
+/* Ends what cur holds on the server; the struct stays linked to its cache. */
+static void cursor_release(pg_cursor *cur) {
   pg_cache *pc = cur->pc;
   PQclear(cur->res);
   cur->res = NULL;
+  cur->nrows = 0;
+  cur->row = 0;
   if (pc == NULL) return;            /* the cache (and its connections) are gone */
-  unlink_cursor(cur);
   if (cur->name[0] && cur->conn && PQstatus(cur->conn) == CONNECTION_OK &&
       PQtransactionStatus(cur->conn) == PQTRANS_INTRANS) {
     char sql[64];
@@ -1851,6 +1865,11 @@ static void cursor_end(pg_cursor *cur) {
   cur->name[0] = '\0';
   if (cur->on_reader) reader_done(pc);
   cur->on_reader = 0;
+}
+
+static void cursor_end(pg_cursor *cur) {
+  cursor_release(cur);
+  if (cur->pc) unlink_cursor(cur);
 }
 
 /* JSON string s[0..n) appended (room reserved by the caller) */

@@ -99,6 +99,23 @@ H.each_backend(function(b)
       assert.equal(250, count_lines(dir .. "/out/_airbyte_raw_users.jsonl"))
     end)
 
+    it("lets go of what a feed read once it ends: a replace read right after does not wait on it", function()
+      -- the feed's objects stay alive (as they may in any script until a
+      -- collection): what they hold in the cache must already be released
+      collectgarbage("stop")
+      local ok, err = pcall(function()
+        local src = faker(20)
+        src:select_streams({ "users" })
+        local dest = local_json()
+        assert.equal(20, dest:write(src, { cache = cache }).processed_records)
+        local wr = dest:write(src, { cache = cache, write_strategy = "replace", force_full_refresh = true })
+        assert.equal(20, wr.processed_records)
+        assert.equal(20, #cache.users)
+      end)
+      collectgarbage("restart")
+      assert(ok, err)
+    end)
+
     it("writes a ReadResult, limited to some streams", function()
       local src = faker(50)
       src:select_all_streams()
