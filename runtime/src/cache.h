@@ -490,8 +490,9 @@ void lb_cache_uuid7(lb_cache *c, char out[37]);
 ** failed its checks, kept as the source wrote it, in
 **   _airbyte_quarantine(source_name, stream_name, stream_namespace,
 **                       record_json, reasons, _airbyte_extracted_at,
-**                       quarantined_at)
-** (created on first use), in the caller's transaction after the rows
+**                       quarantined_at, quarantine_id)
+** (created on first use; quarantine_id numbers the rows in the order they
+** were kept, the order readers sort by), in the caller's transaction after the rows
 ** queued before it, so it commits with its neighbours. reasons_json is a
 ** JSON array of {check, field, path, message}. */
 int lb_cache_put_quarantine(lb_cache *c, const char *source_name, const char *stream, size_t stream_len,

@@ -1573,6 +1573,8 @@ static int pg_move_destination(lb_cache *c, const char *destination_name, const 
   return exec1(pc, "RELEASE SAVEPOINT lb_move_destination", 0, NULL);
 }
 
+#define QUARANTINE_ID "quarantine_id BIGINT GENERATED ALWAYS AS IDENTITY"
+
 static int pg_put_quarantine(lb_cache *c, const lb_cache_quarantine *q) {
   pg_cache *pc = PC(c);
   lb_cache_ts ts = {0};
@@ -1581,13 +1583,32 @@ static int pg_put_quarantine(lb_cache *c, const lb_cache_quarantine *q) {
   int rc;
   if ((rc = no_nul(pc, q->stream, q->stream_len, "a stream name")) < 0) return rc;
   if ((rc = barrier(pc)) < 0) return rc;   /* after the rows queued before it, in their transaction */
+  /* quarantine_id: the order they were kept in (cache.h); a table made
+  ** before it gets it, numbered in the rows' order on disk (which was the
+  ** order they were kept, as the table was only appended to) */
   snprintf(sql, sizeof sql,
            "CREATE TABLE IF NOT EXISTS %s._airbyte_quarantine (source_name VARCHAR NOT NULL,"
            " stream_name VARCHAR NOT NULL, stream_namespace VARCHAR NOT NULL DEFAULT '',"
            " record_json JSON NOT NULL, reasons JSON NOT NULL,"
            " _airbyte_extracted_at TIMESTAMP WITH TIME ZONE,"
-           " quarantined_at TIMESTAMP WITH TIME ZONE)", pc->qschema);
+           " quarantined_at TIMESTAMP WITH TIME ZONE," QUARANTINE_ID ")", pc->qschema);
   if ((rc = exec1(pc, sql, 0, NULL)) < 0) return rc;
+  {
+    char qname[160];
+    const char *v1[1] = { qname };
+    PGresult *res;
+    int have;
+    snprintf(qname, sizeof qname, "%s._airbyte_quarantine", pc->qschema);
+    res = run(pc, pc->conn, "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1)"
+              " AND attname = 'quarantine_id' AND NOT attisdropped", 1, v1, NULL);
+    if (res == NULL) return LB_CACHE_ESQL;
+    have = PQntuples(res) > 0;
+    PQclear(res);
+    if (!have) {
+      snprintf(sql, sizeof sql, "ALTER TABLE %s ADD COLUMN IF NOT EXISTS " QUARANTINE_ID, qname);
+      if ((rc = exec1(pc, sql, 0, NULL)) < 0) return rc;
+    }
+  }
   lb__cache_ts(&ts, q->emitted_at_ms);
   stream = dupn(q->stream, q->stream_len);
   ns = dupn(q->ns ? q->ns : "", q->ns ? q->ns_len : 0);

@@ -201,6 +201,34 @@ H.each_backend(function(b)
       assert.same(expected, wres[2].invalid_records)
     end)
 
+    it("kept aside (quarantine) come back in the order they were kept, whatever moved them since", function()
+      local src = ab.get_source("source-crasher", { local_executable = H.fixture_executable(dir, "crasher"),
+        config = { records = 12 } })
+      src:select_all_streams()
+      local bad = { [3] = true, [5] = true, [8] = true }
+      local hooks = { items = function(r) if bad[r.id] then r.name = r.id * 1.5 end return r end }
+      -- a table kept by an older luabyte (no quarantine_id), its rows first
+      cache:execute_sql({ "CREATE TABLE _airbyte_quarantine (source_name VARCHAR NOT NULL,"
+        .. " stream_name VARCHAR NOT NULL, stream_namespace VARCHAR NOT NULL DEFAULT '',"
+        .. " record_json JSON NOT NULL, reasons JSON NOT NULL, _airbyte_extracted_at TIMESTAMP WITH TIME ZONE,"
+        .. " quarantined_at TIMESTAMP WITH TIME ZONE)",
+        "INSERT INTO _airbyte_quarantine (source_name, stream_name, record_json, reasons)"
+        .. " VALUES ('source-crasher', 'items', '{\"id\":101}', '[]')",
+        "INSERT INTO _airbyte_quarantine (source_name, stream_name, record_json, reasons)"
+        .. " VALUES ('source-crasher', 'items', '{\"id\":102}', '[]')" })
+      src:read{ cache = cache, quiet = true, hooks = hooks, validate = { schema = true, on_invalid = "quarantine" } }
+      -- an update rewrites a row (PostgreSQL puts the new version at the end of the table)
+      cache:execute_sql("UPDATE _airbyte_quarantine SET reasons = reasons WHERE CAST(record_json AS VARCHAR) LIKE '%\"id\":3,%'")
+      local function ids(stream)
+        local out = {}
+        for _, q in ipairs(cache:get_quarantine(stream)) do out[#out + 1] = q.record.id end
+        return out
+      end
+      assert.same({ 101, 102, 3, 5, 8 }, ids("items"))
+      assert.same({ 101, 102, 3, 5, 8 }, ids())
+      assert.is_nil(cache:get_quarantine("items")[3].quarantine_id)
+    end)
+
     it("are counted per stream and reason straight through (cache = false)", function()
       local src = source()
       local out = dir .. "/r.jsonl"
