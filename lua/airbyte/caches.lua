@@ -385,14 +385,14 @@ end
 function Cache:get_quarantine(stream)
   local db = self:_db()
   if not db:has_table("_airbyte_quarantine") then return {} end
-  -- in the order they were kept (SQLite's rowid; PostgreSQL's row position: only ever appended to)
-  local order = db:kind() == "postgres" and "ctid" or "rowid"
-  local rows = db:query("SELECT * FROM _airbyte_quarantine WHERE CAST(?1 AS VARCHAR) IS NULL OR stream_name = ?1 ORDER BY " .. order,
-    { stream == nil and json.null or stream })
+  -- in the order they were kept: every backend numbers them (quarantine_id)
+  local rows = db:query("SELECT * FROM _airbyte_quarantine WHERE CAST(?1 AS VARCHAR) IS NULL OR stream_name = ?1"
+    .. " ORDER BY quarantine_id", { stream == nil and json.null or stream })
   for _, r in ipairs(rows) do
     r.record = json.decode(r.record_json)
     r.reasons = json.decode(r.reasons)
     r.record_json = nil
+    r.quarantine_id = nil
   end
   return rows
 end

@@ -150,8 +150,11 @@ int  lb_cache_in_transaction(const lb_cache *c);
 ** the writer thread (sync mode) they run at once.
 ** Writers of one file take turns: one that commits while another waits for
 ** the lock lets that one go first (see cache_sqlite_writer.c, "Taking turns").
-** A backend without queued transactions (no writer thread) runs them at
-** once: begin; put_state, commit, then begin when begin_again. */
+** PostgreSQL sends the state, COMMIT and BEGIN as one query and returns:
+** a row lock another session holds is waited for on the server, and
+** lb_cache_wait_idle / wait_room say 0 (without blocking) until it is done.
+** A backend without queued transactions runs them at once: begin;
+** put_state, commit, then begin when begin_again. */
 int  lb_cache_begin_queued(lb_cache *c);
 int  lb_cache_commit_queued(lb_cache *c, const char *source_name, const char *state_json,
                             size_t len, int begin_again);
@@ -527,8 +530,9 @@ void lb_cache_uuid7(lb_cache *c, char out[37]);
 ** failed its checks, kept as the source wrote it, in
 **   _airbyte_quarantine(source_name, stream_name, stream_namespace,
 **                       record_json, reasons, _airbyte_extracted_at,
-**                       quarantined_at)
-** (created on first use), in the caller's transaction after the rows
+**                       quarantined_at, quarantine_id)
+** (created on first use; quarantine_id numbers the rows in the order they
+** were kept, the order readers sort by), in the caller's transaction after the rows
 ** queued before it, so it commits with its neighbours. reasons_json is a
 ** JSON array of {check, field, path, message}. */
 int lb_cache_put_quarantine(lb_cache *c, const char *source_name, const char *stream, size_t stream_len,

@@ -20,7 +20,9 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
+#include <poll.h>
 #include <libpq-fe.h>
+#include <uv.h>
 #include "cache_backend.h"
 #include "cache_pg.h"
 #include "digest.h"
@@ -71,6 +73,9 @@ typedef struct pg_cache {
   ** (so readers of the old table never wait on the swap's lock meanwhile) */
   struct swap { char *table, *qtable, *qtarget; } *swaps;
   int nswaps;
+  /* a queued commit (commit_queued) on conn, its results not read yet;
+  ** pend_begin: a BEGIN follows its COMMIT */
+  int pending, pend_begin;
 } pg_cache;
 
 struct pg_stream {
@@ -151,10 +156,65 @@ static int pgerr(pg_cache *pc, PGresult *res, const char *what) {
   return LB_CACHE_ESQL;
 }
 
+/* --- queued commits ---------------------------------------------------------------
+** commit_queued sends the state, the replace swaps, COMMIT (and BEGIN) as
+** one query and returns: the waits they may have (a row lock another runner
+** holds on a state row, a swap's table lock) happen on the server while the
+** loop runs. settle reads how it went: without blocking until deadline_ns
+** (uv_hrtime(); 0 = for ever), 1 once done, 0 when still running. A failure
+** is sticky (pc->failed) as a failed COPY is: the next call reports it. Every
+** other use of conn settles first (blocking). */
+static int settle(pg_cache *pc, uint64_t deadline_ns) {
+  int rc = 0;
+  if (!pc->pending) return 1;
+  for (;;) {
+    struct pollfd pfd;
+    uint64_t now;
+    int ms;
+    if (!PQconsumeInput(pc->conn)) {
+      rc = pgerr(pc, NULL, "committing to PostgreSQL");
+      break;
+    }
+    while (!PQisBusy(pc->conn)) {
+      PGresult *r = PQgetResult(pc->conn);
+      ExecStatusType st;
+      if (r == NULL) goto done;
+      st = PQresultStatus(r);
+      if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && rc == 0)
+        rc = pgerr(pc, r, "committing to PostgreSQL");
+      PQclear(r);
+    }
+    now = deadline_ns ? uv_hrtime() : 0;
+    if (deadline_ns && now >= deadline_ns) {
+      if (rc < 0) pc->failed = rc;   /* the first error stays while the rest comes in */
+      return 0;
+    }
+    ms = deadline_ns ? (int)((deadline_ns - now + 999999u) / 1000000u) : -1;
+    pfd.fd = PQsocket(pc->conn);
+    pfd.events = POLLIN;
+    if (pfd.fd < 0) { rc = pgerr(pc, NULL, "committing to PostgreSQL"); break; }
+    (void)poll(&pfd, 1, ms);
+  }
+done:
+  pc->pending = 0;
+  if (rc == 0 && pc->failed == 0) pc->want_tx = pc->pend_begin;
+  else if (pc->failed == 0) pc->failed = rc;
+  return 1;
+}
+
+/* conn settled: its queued commit (if any) is done; its error if it failed. */
+static int settled(pg_cache *pc) {
+  if (!pc->pending) return 0;
+  settle(pc, 0);
+  return pc->failed;
+}
+
 /* A statement on conn; NULL (message set) unless it succeeded. */
 static PGresult *run(pg_cache *pc, PGconn *conn, const char *sql, int n, const char *const *vals,
                      const char *what) {
-  PGresult *res = n ? PQexecParams(conn, sql, n, NULL, vals, NULL, NULL, 0) : PQexec(conn, sql);
+  PGresult *res;
+  if (conn == pc->conn && pc->pending && settled(pc) < 0) return NULL;
+  res = n ? PQexecParams(conn, sql, n, NULL, vals, NULL, NULL, 0) : PQexec(conn, sql);
   ExecStatusType st = PQresultStatus(res);
   if (res && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)) return res;
   if (conn != pc->conn && (res == NULL || !PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)))
@@ -233,12 +293,16 @@ static int64_t lock_key(const char *const *parts, const size_t *lens, int n) {
 
 /* pg_advisory_xact_lock on what: DDL on one table (or the bookkeeping
 ** tables) by one runner at a time, held to the end of the transaction. */
-static int xact_lock(pg_cache *pc, const char *what) {
+static void xact_lock_key(pg_cache *pc, const char *what, char key[32]) {
   const char *parts[3] = { "luabyte ddl", pc->schema, what };
   size_t lens[3] = { 11, strlen(pc->schema), strlen(what) };
+  snprintf(key, 32, "%lld", (long long)lock_key(parts, lens, 3));
+}
+
+static int xact_lock(pg_cache *pc, const char *what) {
   char key[32];
   const char *v[1] = { key };
-  snprintf(key, sizeof key, "%lld", (long long)lock_key(parts, lens, 3));
+  xact_lock_key(pc, what, key);
   return exec1(pc, "SELECT pg_advisory_xact_lock($1::int8)", 1, v);
 }
 
@@ -296,6 +360,7 @@ static int flush_stream(pg_stream *s) {
   pg_cache *pc = s->pc;
   int rc;
   if (s->buf.len == 0) return 0;
+  if (pc->pending && (rc = settled(pc)) < 0) return rc;
   if (pc->copying != s) {
     PGresult *res;
     if ((rc = end_copy(pc)) < 0) return rc;
@@ -421,6 +486,7 @@ static void revive(pg_cache *pc);
 static int barrier(pg_cache *pc) {
   pg_stream *s;
   int rc;
+  if (pc->pending) settled(pc);
   if (pc->failed) return pc->failed;
   revive(pc);
   for (s = pc->streams; s; s = s->next)
@@ -437,6 +503,7 @@ fail:
 /* Drops what is buffered (the caller rolls back or gives up). */
 static void discard(pg_cache *pc) {
   pg_stream *s;
+  settled(pc);
   if (pc->copying) {
     PGresult *res;
     pc->copying = NULL;
@@ -521,6 +588,7 @@ static void drop_swaps(pg_cache *pc);
 static void pg_close(lb_cache *c) {
   pg_cache *pc = PC(c);
   int i;
+  settled(pc);                       /* a queued commit ends as it would have */
   while (pc->streams) {
     pg_stream *s = pc->streams;
     pc->streams = s->next;
@@ -626,6 +694,7 @@ static void revive(pg_cache *pc) {
 static int pg_begin(lb_cache *c) {
   pg_cache *pc = PC(c);
   int rc;
+  settled(pc);
   pc->want_tx = 0;
   drop_swaps(pc);
   revive(pc);
@@ -658,7 +727,7 @@ static int pg_commit(lb_cache *c) {
 
 static int pg_rollback(lb_cache *c) {
   pg_cache *pc = PC(c);
-  discard(pc);
+  discard(pc);                       /* settles a queued commit first */
   drop_swaps(pc);
   pc->failed = 0;
   pc->want_tx = 0;
@@ -671,11 +740,40 @@ static int pg_in_transaction(const lb_cache *c) {
   return in_tx((const pg_cache *)(const void *)c);
 }
 
-/* No writer thread: the server is the other core. */
+/* No writer thread: the server is the other core. A queued commit is the
+** one thing that runs on while the caller goes on (settle). */
 static int pg_set_async(lb_cache *c, int on) { (void)on; return barrier(PC(c)); }
 static int pg_sync(lb_cache *c) { return barrier(PC(c)); }
-static int pg_wait_room(lb_cache *c, size_t n, uint64_t d) { (void)c; (void)n; (void)d; return 1; }
-static int pg_wait_idle(lb_cache *c, uint64_t d) { (void)c; (void)d; return 1; }
+static int pg_wait_room(lb_cache *c, size_t n, uint64_t d) { (void)n; return settle(PC(c), d); }
+static int pg_wait_idle(lb_cache *c, uint64_t d) { return settle(PC(c), d); }
+
+static int pg_put_state(lb_cache *c, const lb_cache_state_row *r);
+static int put_state_row(pg_cache *pc, const lb_cache_state_row *r, int dest, lb_sbuf *q);
+static void sb_swaps(lb_sbuf *b, pg_cache *pc);
+
+/* The state, the swaps, COMMIT and BEGIN sent as one query (see settle). */
+static int pg_commit_queued(lb_cache *c, const lb_cache_state_row *state, int begin_again) {
+  pg_cache *pc = PC(c);
+  lb_sbuf b = {0};
+  int rc;
+  if ((rc = barrier(pc)) < 0) return rc;
+  if (!in_tx(pc) || PQtransactionStatus(pc->conn) == PQTRANS_INERROR) {
+    /* nothing to queue behind: as a backend without queued commits does */
+    if (state && (rc = pg_put_state(c, state)) < 0) return rc;
+    if ((rc = pg_commit(c)) < 0) return rc;
+    return begin_again ? pg_begin(c) : 0;
+  }
+  if (state && (rc = put_state_row(pc, state, 0, &b)) < 0) { free(b.p); return rc; }
+  sb_swaps(&b, pc);
+  lb__sb_add(&b, begin_again ? "COMMIT; BEGIN" : "COMMIT");
+  if ((rc = sb_done(pc, &b)) < 0) { free(b.p); return rc; }
+  if (!PQsendQuery(pc->conn, b.p)) rc = pgerr(pc, NULL, "committing to PostgreSQL");
+  free(b.p);
+  if (rc < 0) return rc;
+  pc->pending = 1;
+  pc->pend_begin = begin_again;
+  return 0;
+}
 
 /* Hands each _airbyte_streams row of res (columns stream_name, namespace,
 ** table_name, source_name, catalog_metadata) to cb, then frees res. */
@@ -1285,19 +1383,28 @@ static int pg_stream_write(lb_cache_stream *bs, const lb_jval *data, long long e
   return 0;
 }
 
+/* The statements of one replace swap, appended to b: the table's DDL
+** lock, DROP the old table, RENAME the shadow in its place. */
+static void sb_swap(lb_sbuf *b, pg_cache *pc, const char *table, const char *qtable,
+                    const char *qtarget) {
+  char key[32];
+  xact_lock_key(pc, table, key);
+  lb__sb_add(b, "SELECT pg_advisory_xact_lock(");
+  lb__sb_add(b, key);
+  lb__sb_add(b, "::int8); DROP TABLE IF EXISTS ");
+  lb__sb_add(b, qtable);
+  lb__sb_add(b, "; ALTER TABLE ");
+  lb__sb_add(b, qtarget);
+  lb__sb_add(b, " RENAME TO ");
+  lb__sb_ident(b, table);
+  lb__sb_add(b, ";");
+}
+
 static int swap_in(pg_cache *pc, void *ud) {
   pg_stream *s = ud;
   lb_sbuf b = {0};
-  int rc;
-  if ((rc = xact_lock(pc, s->base.table)) < 0) return rc;
-  lb__sb_add(&b, "DROP TABLE IF EXISTS ");
-  lb__sb_add(&b, s->qtable);
-  lb__sb_add(&b, "; ALTER TABLE ");
-  lb__sb_add(&b, s->qtarget);
-  lb__sb_add(&b, " RENAME TO ");
-  lb__sb_ident(&b, s->base.table);
-  rc = exec_sb(pc, &b);
-  return rc;
+  sb_swap(&b, pc, s->base.table, s->qtable, s->qtarget);
+  return exec_sb(pc, &b);
 }
 
 static int pg_stream_finish(lb_cache_stream *bs) {
@@ -1336,21 +1443,18 @@ static void drop_swaps(pg_cache *pc) {
 
 /* DROP the old tables and RENAME the shadows in their place, in the
 ** caller's transaction, just before its COMMIT. */
-static int do_swaps(pg_cache *pc) {
-  int i, rc = 0;
-  for (i = 0; i < pc->nswaps && rc == 0; i++) {
-    lb_sbuf b = {0};
-    if ((rc = xact_lock(pc, pc->swaps[i].table)) < 0) break;
-    lb__sb_add(&b, "DROP TABLE IF EXISTS ");
-    lb__sb_add(&b, pc->swaps[i].qtable);
-    lb__sb_add(&b, "; ALTER TABLE ");
-    lb__sb_add(&b, pc->swaps[i].qtarget);
-    lb__sb_add(&b, " RENAME TO ");
-    lb__sb_ident(&b, pc->swaps[i].table);
-    rc = exec_sb(pc, &b);
-  }
+static void sb_swaps(lb_sbuf *b, pg_cache *pc) {
+  int i;
+  for (i = 0; i < pc->nswaps; i++)
+    sb_swap(b, pc, pc->swaps[i].table, pc->swaps[i].qtable, pc->swaps[i].qtarget);
   drop_swaps(pc);
-  return rc;
+}
+
+static int do_swaps(pg_cache *pc) {
+  lb_sbuf b = {0};
+  if (pc->nswaps == 0) return 0;
+  sb_swaps(&b, pc);
+  return exec_sb(pc, &b);
 }
 
 static int pg_stream_abort(lb_cache_stream *bs) {
@@ -1393,7 +1497,32 @@ static void pg_stream_close(lb_cache_stream *bs) {
 
 /* --- state, destination state, the ledger, quarantine ---------------------------------- */
 
-static int put_state_row(pg_cache *pc, const lb_cache_state_row *r, int dest) {
+/* sql with its parameters $1..$n written in as literals, appended to b
+** (a "$" inside a quoted name or string stays). */
+static int sb_inline(pg_cache *pc, lb_sbuf *b, const char *sql, int n, const char *const *v) {
+  const char *p = sql;
+  char quote = 0;
+  for (; *p; p++) {
+    int k;
+    if (quote) { if (*p == quote) quote = 0; }
+    else if (*p == '"' || *p == '\'') quote = *p;
+    else if (*p == '$' && p[1] >= '1' && p[1] <= '9' && (k = p[1] - '0') <= n) {
+      char *lit = v[k - 1] ? PQescapeLiteral(pc->conn, v[k - 1], strlen(v[k - 1])) : NULL;
+      if (v[k - 1] && lit == NULL) return pgerr(pc, NULL, "quoting a state");
+      lb__sb_add(b, lit ? lit : "NULL");
+      PQfreemem(lit);
+      p++;
+      continue;
+    }
+    lb__sb_addn(b, p, 1);
+  }
+  lb__sb_add(b, ";");
+  return sb_done(pc, b);
+}
+
+/* Stores a state row (dest: a destination's); with q, appends the
+** statement to q instead of running it. */
+static int put_state_row(pg_cache *pc, const lb_cache_state_row *r, int dest, lb_sbuf *q) {
   char sql[768], *name = NULL, *ns = NULL, *json = NULL, *table = NULL;
   const char *v[6];
   int rc;
@@ -1432,7 +1561,7 @@ static int put_state_row(pg_cache *pc, const lb_cache_state_row *r, int dest) {
              " stream_name = EXCLUDED.stream_name, state_json = EXCLUDED.state_json,"
              " last_updated = EXCLUDED.last_updated", pc->qschema);
     v[0] = r->source_name; v[1] = name; v[2] = table; v[3] = json; v[4] = ns;
-    rc = exec1(pc, sql, 5, v);
+    rc = q ? sb_inline(pc, q, sql, 5, v) : exec1(pc, sql, 5, v);
   } else {
     snprintf(sql, sizeof sql,
              "INSERT INTO %s._airbyte_destination_state (destination_name, source_name, stream_name,"
@@ -1442,16 +1571,16 @@ static int put_state_row(pg_cache *pc, const lb_cache_state_row *r, int dest) {
              " state_json = EXCLUDED.state_json, last_updated = EXCLUDED.last_updated", pc->qschema);
     v[0] = r->destination_name; v[1] = r->source_name; v[2] = name; v[3] = json; v[4] = ns;
     v[5] = r->config_hash ? r->config_hash : "";
-    rc = exec1(pc, sql, 6, v);
+    rc = q ? sb_inline(pc, q, sql, 6, v) : exec1(pc, sql, 6, v);
   }
 done:
   free(name); free(ns); free(json); free(table);
   return rc;
 }
 
-static int pg_put_state(lb_cache *c, const lb_cache_state_row *r) { return put_state_row(PC(c), r, 0); }
+static int pg_put_state(lb_cache *c, const lb_cache_state_row *r) { return put_state_row(PC(c), r, 0, NULL); }
 static int pg_put_destination_state(lb_cache *c, const lb_cache_state_row *r) {
-  return put_state_row(PC(c), r, 1);
+  return put_state_row(PC(c), r, 1, NULL);
 }
 
 static int each_state(pg_cache *pc, const char *sql, int n, const char *const *v,
@@ -1586,6 +1715,8 @@ static int pg_move_destination(lb_cache *c, const char *destination_name, const 
   return exec1(pc, "RELEASE SAVEPOINT lb_move_destination", 0, NULL);
 }
 
+#define QUARANTINE_ID "quarantine_id BIGINT GENERATED ALWAYS AS IDENTITY"
+
 static int pg_put_quarantine(lb_cache *c, const lb_cache_quarantine *q) {
   pg_cache *pc = PC(c);
   lb_cache_ts ts = {0};
@@ -1594,13 +1725,32 @@ static int pg_put_quarantine(lb_cache *c, const lb_cache_quarantine *q) {
   int rc;
   if ((rc = no_nul(pc, q->stream, q->stream_len, "a stream name")) < 0) return rc;
   if ((rc = barrier(pc)) < 0) return rc;   /* after the rows queued before it, in their transaction */
+  /* quarantine_id: the order they were kept in (cache.h); a table made
+  ** before it gets it, numbered in the rows' order on disk (which was the
+  ** order they were kept, as the table was only appended to) */
   snprintf(sql, sizeof sql,
            "CREATE TABLE IF NOT EXISTS %s._airbyte_quarantine (source_name VARCHAR NOT NULL,"
            " stream_name VARCHAR NOT NULL, stream_namespace VARCHAR NOT NULL DEFAULT '',"
            " record_json JSON NOT NULL, reasons JSON NOT NULL,"
            " _airbyte_extracted_at TIMESTAMP WITH TIME ZONE,"
-           " quarantined_at TIMESTAMP WITH TIME ZONE)", pc->qschema);
+           " quarantined_at TIMESTAMP WITH TIME ZONE," QUARANTINE_ID ")", pc->qschema);
   if ((rc = exec1(pc, sql, 0, NULL)) < 0) return rc;
+  {
+    char qname[160];
+    const char *v1[1] = { qname };
+    PGresult *res;
+    int have;
+    snprintf(qname, sizeof qname, "%s._airbyte_quarantine", pc->qschema);
+    res = run(pc, pc->conn, "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1)"
+              " AND attname = 'quarantine_id' AND NOT attisdropped", 1, v1, NULL);
+    if (res == NULL) return LB_CACHE_ESQL;
+    have = PQntuples(res) > 0;
+    PQclear(res);
+    if (!have) {
+      snprintf(sql, sizeof sql, "ALTER TABLE %s ADD COLUMN IF NOT EXISTS " QUARANTINE_ID, qname);
+      if ((rc = exec1(pc, sql, 0, NULL)) < 0) return rc;
+    }
+  }
   lb__cache_ts(&ts, q->emitted_at_ms);
   stream = dupn(q->stream, q->stream_len);
   ns = dupn(q->ns ? q->ns : "", q->ns ? q->ns_len : 0);
@@ -1731,6 +1881,7 @@ static void pg_unlock_stream(lb_cache *c, const char *source_name, const lb_cach
 static PGconn *reader(pg_cache *pc, int *on_reader) {
   PGresult *res;
   *on_reader = 0;
+  if (pc->pending && settled(pc) < 0) return NULL;
   if (in_tx(pc)) return pc->conn;
   if (pc->rconn && PQstatus(pc->rconn) != CONNECTION_OK && pc->rcursors == 0) {
     PQfinish(pc->rconn);                  /* the server went away: a new session */
@@ -1830,13 +1981,25 @@ fail:
   return rc;
 }
 
+static void cursor_release(pg_cursor *cur);
+
+/* The end of cur's rows: what it holds on the server (the cursor, the
+** reader's transaction and with it its locks on the tables read) goes now,
+** not when its owner closes it: a feed or an iteration that ran to its end
+** may live on until a collection, and a replace swap must not wait on it. */
+static int cursor_at_end(pg_cursor *cur) {
+  cur->done = 1;
+  cursor_release(cur);
+  return 0;
+}
+
 /* 1 and the next row at cur->row, 0 at the end, negative on failure. */
 static int cursor_step(pg_cursor *cur, const char *what) {
   char fetch[64];
   if (cur->row + 1 < cur->nrows) { cur->row++; return 1; }
   if (cur->pc == NULL) return cur->res ? 0 : LB_EINVAL;   /* its cache was closed */
-  if (cur->done || cur->name[0] == '\0') { cur->done = 1; return 0; }
-  if (cur->nrows < FETCH_ROWS && cur->res) { cur->done = 1; return 0; }
+  if (cur->done || cur->name[0] == '\0') return cursor_at_end(cur);
+  if (cur->nrows < FETCH_ROWS && cur->res) return cursor_at_end(cur);
   PQclear(cur->res);
   cur->res = NULL;
   /* on the caller's connection, rows being copied go in first */
@@ -1845,16 +2008,18 @@ static int cursor_step(pg_cursor *cur, const char *what) {
   if ((cur->res = run(cur->pc, cur->conn, fetch, 0, NULL, what)) == NULL) return LB_CACHE_ESQL;
   cur->nrows = PQntuples(cur->res);
   cur->row = 0;
-  if (cur->nrows == 0) { cur->done = 1; return 0; }
+  if (cur->nrows == 0) return cursor_at_end(cur);
   return 1;
 }
 
-static void cursor_end(pg_cursor *cur) {
+/* Ends what cur holds on the server; the struct stays linked to its cache. */
+static void cursor_release(pg_cursor *cur) {
   pg_cache *pc = cur->pc;
   PQclear(cur->res);
   cur->res = NULL;
+  cur->nrows = 0;
+  cur->row = 0;
   if (pc == NULL) return;            /* the cache (and its connections) are gone */
-  unlink_cursor(cur);
   if (cur->name[0] && cur->conn && PQstatus(cur->conn) == CONNECTION_OK &&
       PQtransactionStatus(cur->conn) == PQTRANS_INTRANS) {
     char sql[64];
@@ -1864,6 +2029,11 @@ static void cursor_end(pg_cursor *cur) {
   cur->name[0] = '\0';
   if (cur->on_reader) reader_done(pc);
   cur->on_reader = 0;
+}
+
+static void cursor_end(pg_cursor *cur) {
+  cursor_release(cur);
+  if (cur->pc) unlink_cursor(cur);
 }
 
 /* JSON string s[0..n) appended (room reserved by the caller) */
@@ -2172,7 +2342,7 @@ static lb_cache_query *pg_query_open(lb_cache *c, const char *sql, size_t len,
   }
   if (is_select(s)) {
     rc = cursor_start(pc, &q->cur, s, nparams, (const char *const *)txt, types, "running the query");
-  } else {
+  } else if ((rc = settled(pc)) == 0) {
     PGresult *res = PQexecParams(pc->conn, s, nparams, types, (const char *const *)txt, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(res);
     if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
@@ -2326,6 +2496,7 @@ static const lb_cache_ops pg_ops = {
   .get_destination_states = pg_get_destination_states, .get_delivered = pg_get_delivered,
   .put_delivered = pg_put_delivered, .move_destination = pg_move_destination,
   .put_quarantine = pg_put_quarantine, .lock_stream = pg_lock_stream,
+  .commit_queued = pg_commit_queued,
   .unlock_stream = pg_unlock_stream, .cursor_open = pg_cursor_open, .cursor_next = pg_cursor_next,
   .cursor_close = pg_cursor_close, .exec = pg_exec, .changes = pg_changes,
   .query_open = pg_query_open, .query_ncols = pg_query_ncols, .query_col_name = pg_query_col_name,

@@ -1175,6 +1175,13 @@ static int sq_put_delivered(lb_cache *base, const lb_cache_delivery *d, const ch
   return step_done(c, c->put_ledger);
 }
 
+#define QUARANTINE_OLD "source_name, stream_name, stream_namespace, record_json, reasons," \
+  " _airbyte_extracted_at, quarantined_at"
+#define QUARANTINE_COLS "source_name VARCHAR NOT NULL, stream_name VARCHAR NOT NULL," \
+  " stream_namespace VARCHAR NOT NULL DEFAULT '', record_json JSON NOT NULL, reasons JSON NOT NULL," \
+  " _airbyte_extracted_at TIMESTAMP WITH TIME ZONE, quarantined_at TIMESTAMP WITH TIME ZONE," \
+  " quarantine_id INTEGER PRIMARY KEY"
+
 static int sq_put_quarantine(lb_cache *base, const lb_cache_quarantine *q) {
   sq_cache *c = SQ(base);
   static const char *const sql =
@@ -1184,12 +1191,29 @@ static int sq_put_quarantine(lb_cache *base, const lb_cache_quarantine *q) {
   sqlite3_stmt *st = NULL;
   int rc;
   if ((rc = lb__sq_barrier(c)) != 0) return rc;   /* after the rows queued before it, in their transaction */
-  if ((rc = exec_sql(c, "CREATE TABLE IF NOT EXISTS _airbyte_quarantine (source_name VARCHAR NOT NULL,"
-                        " stream_name VARCHAR NOT NULL, stream_namespace VARCHAR NOT NULL DEFAULT '',"
-                        " record_json JSON NOT NULL, reasons JSON NOT NULL,"
-                        " _airbyte_extracted_at TIMESTAMP WITH TIME ZONE,"
-                        " quarantined_at TIMESTAMP WITH TIME ZONE)")) < 0)
+  /* quarantine_id: the order they were kept in (cache.h); a table made
+  ** before it is rebuilt with its rows in rowid order, all or nothing (a
+  ** lock met half-way must not leave the old rows behind a new table) */
+  if ((rc = exec_sql(c, "CREATE TABLE IF NOT EXISTS _airbyte_quarantine (" QUARANTINE_COLS ")")) < 0 ||
+      (rc = has_column(c, "_airbyte_quarantine", "quarantine_id")) < 0)
     return rc;
+  if (rc == 0) {
+    if ((rc = exec_sql(c, "SAVEPOINT lb_quarantine_order")) < 0) return rc;
+    rc = exec_sql(c, "ALTER TABLE _airbyte_quarantine RENAME TO _luabyte_migrating;"
+                     "CREATE TABLE _airbyte_quarantine (" QUARANTINE_COLS ");"
+                     "INSERT INTO _airbyte_quarantine (" QUARANTINE_OLD ") SELECT " QUARANTINE_OLD
+                     " FROM _luabyte_migrating ORDER BY rowid;"
+                     "DROP TABLE _luabyte_migrating");
+    if (rc < 0) {
+      char msg[sizeof c->base.errmsg];
+      memcpy(msg, c->base.errmsg, sizeof msg);
+      exec_sql(c, "ROLLBACK TO lb_quarantine_order");
+      exec_sql(c, "RELEASE lb_quarantine_order");
+      memcpy(c->base.errmsg, msg, sizeof msg);
+      return rc;
+    }
+    if ((rc = exec_sql(c, "RELEASE lb_quarantine_order")) < 0) return rc;
+  }
   if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql);
   sqlite3_bind_text(st, 1, q->source_name, -1, SQLITE_STATIC);
   bind_len(st, 2, q->stream, q->stream_len);

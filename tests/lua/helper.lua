@@ -137,10 +137,12 @@ end
 -- --- storage backends ---------------------------------------------------------
 -- A backend for the cache specs: { name =, new_cache(name [, opts]) -> a
 -- cache object (airbyte.caches), open_db(name) -> the binding's db
--- (airbyte.sqlite userdata) on the same storage, fresh_cache() -> a cache
--- on storage no other call uses }; the same name is the same storage (a
--- file, a Postgres schema) within one run. nil and the reason when the
--- backend cannot run here.
+-- (airbyte.sqlite userdata) on the same storage, cache_lua(name) -> Lua
+-- source text of an expression that opens that cache (for a child script
+-- that has `ab = require "airbyte"`), fresh_cache() -> a cache on storage
+-- no other call uses }; the same name is the same storage (a file, a
+-- Postgres schema) within one run. nil and the reason when the backend
+-- cannot run here.
 local backends = {}
 
 function backends.sqlite(dir)
@@ -153,6 +155,7 @@ function backends.sqlite(dir)
       return caches.SQLiteCache{ db_path = dir .. "/" .. name .. ".sqlite", table_prefix = opts.table_prefix }
     end,
     open_db = function(name) return assert(sqlite.open(dir .. "/" .. name .. ".sqlite")) end,
+    cache_lua = function(name) return ("ab.SQLiteCache{ db_path = %q }"):format(dir .. "/" .. name .. ".sqlite") end,
   }
 end
 
@@ -183,6 +186,13 @@ function backends.postgres()
       return caches.PostgresCache(p)
     end,
     open_db = function(name) return assert(sqlite.open_pg(params(name))) end,
+    cache_lua = function(name)
+      local p, out = params(name), {}
+      for _, k in ipairs({ "host", "port", "database", "username", "password", "schema_name" }) do
+        if p[k] ~= nil then out[#out + 1] = ("%s = %q"):format(k, p[k]) end
+      end
+      return "ab.PostgresCache{ " .. table.concat(out, ", ") .. " }"
+    end,
   }
 end
 

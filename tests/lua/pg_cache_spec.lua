@@ -105,6 +105,47 @@ describe("PostgresCache", function()
     assert.same({}, cache:get_quarantine("other"))
   end)
 
+  it("waits for a state row another session holds by yielding: the loop runs on meanwhile", function()
+    if not H.need_pg(pending) then return end
+    local core = require "airbyte.core"
+    local sq = require "airbyte.sqlite"
+    cache = H.new_pg_cache()
+    crasher(dir, { records = 10, state_every = 5 }):read{ cache = cache, quiet = true }
+    local blocker = assert(sq.open_pg{ schema_name = cache.schema_name })
+    local watcher = assert(sq.open_pg{ schema_name = cache.schema_name })
+    blocker:begin()
+    -- a safety valve only: a loop that stopped could never release the lock
+    blocker:exec("SET LOCAL idle_in_transaction_session_timeout = '60s'")
+    blocker:exec("UPDATE _airbyte_state SET last_updated = now()")     -- holds the state row
+    local done, ok, err = false, nil, nil
+    core.spawn(function()
+      ok, err = pcall(function() crasher(dir, { records = 10, state_every = 5 }):read{ cache = cache, quiet = true } end)
+      done = true
+    end)
+    -- this task runs only while the loop does: it sees the read's commit
+    -- wait on the lock, ticks 20 times, then lets it go
+    local saw_wait, ticks, released = false, 0, false
+    while not done do
+      if not released then
+        saw_wait = saw_wait or watcher:query("SELECT count(*) AS n FROM pg_stat_activity"
+          .. " WHERE wait_event_type = 'Lock' AND datname = current_database()")[1].n > 0
+        if saw_wait then
+          ticks = ticks + 1
+          if ticks == 20 then blocker:rollback(); released = true end
+        end
+      end
+      core.sleep(1)
+    end
+    assert(ok, tostring(err))
+    assert.is_true(saw_wait)
+    assert.is_true(released)
+    assert.equal(20, ticks)
+    assert.equal(20, cache:get_state("source-crasher")[1].stream.stream_state.last_id)
+    assert.equal(20, cache:run_sql_query("SELECT count(*) AS n FROM items")[1].n)
+    blocker:close()
+    watcher:close()
+  end)
+
   it("fails a read whose server session ends, keeps what committed, and the rerun resumes", function()
     if not H.need_pg(pending) then return end
     cache = H.new_pg_cache()
