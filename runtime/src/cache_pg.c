@@ -1543,6 +1543,18 @@ static int put_state_row(pg_cache *pc, const lb_cache_state_row *r, int dest, lb
   if (!dest && strcmp(name, "_GLOBAL") == 0) {   /* cache.c's merge, in this transaction */
     lb_sbuf merged = {0};
     PGresult *res;
+    /* The first GLOBAL row of a source: inserted here, it is this
+    ** transaction's (locked) and holds this state. Another runner inserting
+    ** it at the same moment waits for it, then merges into it below. */
+    snprintf(sql, sizeof sql,
+             "INSERT INTO %s._airbyte_state (source_name, stream_name, table_name, state_json,"
+             " last_updated, stream_namespace) VALUES ($1, $2, $3, $4, now(), $5)"
+             " ON CONFLICT (source_name, table_name, stream_namespace) DO NOTHING", pc->qschema);
+    v[0] = r->source_name; v[1] = name; v[2] = table; v[3] = json; v[4] = ns;
+    if ((res = run(pc, pc->conn, sql, 5, v, NULL)) == NULL) { rc = LB_CACHE_ESQL; goto done; }
+    rc = atoi(PQcmdTuples(res));
+    PQclear(res);
+    if (rc == 1) { rc = 0; goto done; }
     snprintf(sql, sizeof sql, "SELECT state_json FROM %s._airbyte_state WHERE source_name = $1"
              " AND table_name = $2 AND stream_namespace = $3 FOR UPDATE", pc->qschema);
     v[0] = r->source_name; v[1] = table; v[2] = ns;

@@ -236,4 +236,37 @@ describe("a GLOBAL state committed by runners of different streams", function()
       if schema then H.drop_pg_cache(cache) else cache:close() end
     end)
   end
+
+  -- The source's first GLOBAL row, written by two runners at once: the
+  -- other one's insert is not committed yet when this one commits, so it is
+  -- not there to merge into; this commit must wait for it and merge, not
+  -- overwrite it.
+  it("keeps the other runner's progress when both write the first GLOBAL row [postgres]", function()
+    if not H.need_pg(pending) then return end
+    local schema = H.pg_schema()
+    local cache = ab.PostgresCache{ schema_name = schema }
+    cache:run_sql_query("SELECT count(*) AS n FROM _airbyte_state")   -- the layout exists
+    local inserted, done = dir .. "/inserted", dir .. "/done"
+    local script = dir .. "/other.sql"
+    local f = assert(io.open(script, "w"))
+    f:write(("BEGIN;\nINSERT INTO %q._airbyte_state (source_name, stream_name, table_name, state_json,"
+      .. " last_updated, stream_namespace) VALUES ('source-global', '_GLOBAL', '_GLOBAL',"
+      .. [[ '{"type":"GLOBAL","global":{"shared_state":{"run":1},"stream_states":]]
+      .. [[[{"stream_descriptor":{"name":"a"},"stream_state":{"last_id":10}}]}}', now(), '');]]
+      .. "\n\\! touch %s\nSELECT pg_sleep(1.5);\nCOMMIT;\n\\! touch %s\n"):format(schema, inserted, done))
+    f:close()
+    local other = assert(require("airbyte.process").spawn{ argv = { "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", script } })
+    while not io.open(inserted) do core.sleep(10) end
+    local s = ab.get_source("source-global", { local_executable = H.fixture_executable(dir, "global_source"),
+      config = { records = 10, run = 2 } })
+    s:select_streams({ "b" })
+    assert.equal(10, s:read{ cache = cache, quiet = true }.processed_records)
+    local _, code = H.finish(other)
+    assert.equal(0, code)
+    assert.truthy(io.open(done))
+    local ids, run = progress(cache)
+    assert.same({ a = 10, b = 10 }, ids)
+    assert.equal(2, run)
+    H.drop_pg_cache(cache)
+  end)
 end)
