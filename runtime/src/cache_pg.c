@@ -1838,9 +1838,11 @@ static int pg_lock_stream(lb_cache *c, const char *source_name, const lb_cache_s
       else
         snprintf(holder, sizeof holder, "another runner");
       PQclear(res);
-      snprintf(err, errlen, "stream '%s'%s%s%s of source '%s' is locked by %s (waited %ld ms):"
+      char how_long[48] = "";
+      if (waited > 0) snprintf(how_long, sizeof how_long, " (waited %ld ms)", waited);
+      snprintf(err, errlen, "stream '%s'%s%s%s of source '%s' is locked by %s%s:"
                " another runner is reading it into this cache", name, *ns ? " (namespace '" : "",
-               ns, *ns ? "')" : "", source_name, holder, waited);
+               ns, *ns ? "')" : "", source_name, holder, how_long);
       rc = LB_CACHE_EBUSY;
       break;
     }

@@ -902,21 +902,41 @@ static int db_try_lock_stream(lua_State *L) {
 }
 
 /* db:lock_stream(source, stream [, namespace [, timeout_ms]]) -> true, or
-** raises the holder's description (cache.h lb_cache_lock_stream). */
-static int db_lock_stream(lua_State *L) {
+** raises the holder's description (cache.h lb_cache_lock_stream). A stream
+** another runner holds is waited for by yielding (a timer; outside a task
+** the wait runs the loop), never on the loop thread; only where nothing may
+** yield does the backend wait itself. ctx: the deadline (uv_hrtime ms). */
+#define LOCK_POLL_MS 10
+
+static int lock_stream_k(lua_State *L, int status, lua_KContext ctx) {
   db_ud *d = checkdb(L, 1);
   const char *source = luaL_checkstring(L, 2);
+  long timeout = (long)luaL_optinteger(L, 5, 0);
+  uint64_t now = uv_hrtime() / 1000000u, deadline = (uint64_t)ctx;
+  int yielding = can_wait(L);
   lb_cache_stream_id id;
   char err[512];
-  long timeout;
   int rc;
+  (void)status;
   stream_id_arg(L, 3, &id);
-  timeout = (long)luaL_optinteger(L, 5, 0);
   err[0] = '\0';
-  rc = lb_cache_lock_stream(d->c, source, &id, timeout, err, sizeof err);
-  if (rc < 0) return luaL_error(L, "%s", err[0] ? err : lb_cache_errmsg(d->c));
+  rc = lb_cache_lock_stream(d->c, source, &id, yielding ? 0 : timeout, err, sizeof err);
+  if (rc == LB_CACHE_EBUSY && yielding && now < deadline)
+    return lb__sleep(L, deadline - now < LOCK_POLL_MS ? deadline - now : LOCK_POLL_MS, ctx, lock_stream_k);
+  if (rc < 0) {
+    if (rc == LB_CACHE_EBUSY && yielding && timeout > 0)
+      return luaL_error(L, "%s (gave up after waiting %d ms)", err[0] ? err : lb_cache_errmsg(d->c), (int)timeout);
+    return luaL_error(L, "%s", err[0] ? err : lb_cache_errmsg(d->c));
+  }
   lua_pushboolean(L, 1);
   return 1;
+}
+
+static int db_lock_stream(lua_State *L) {
+  long timeout = (long)luaL_optinteger(L, 5, 0);
+  checkdb(L, 1);
+  lua_settop(L, 5);
+  return lock_stream_k(L, LUA_OK, (lua_KContext)(uv_hrtime() / 1000000u + (uint64_t)(timeout > 0 ? timeout : 0)));
 }
 
 static int db_unlock_stream(lua_State *L) {

@@ -270,3 +270,52 @@ describe("a GLOBAL state committed by runners of different streams", function()
     H.drop_pg_cache(cache)
   end)
 end)
+
+-- db:lock_stream with a timeout, while another runner (another cache
+-- object: another connection) holds the stream: the wait yields, so a
+-- ticking task goes on and is the one that lets the other runner go. A
+-- wait on the loop thread would keep the ticker from ever releasing it,
+-- and the call would give up.
+describe("db:lock_stream while another runner holds the stream", function()
+  local dir
+  before_each(function() dir = H.tmpdir() end)
+  after_each(function() H.rm_rf(dir) end)
+
+  for _, kind in ipairs({ "sqlite", "postgres" }) do
+    it("waits by yielding, then takes it; gives up naming the holder [" .. kind .. "]", function()
+      local schema
+      if kind == "postgres" then
+        if not H.need_pg(pending) then return end
+        schema = H.pg_schema()
+      end
+      local function open()
+        if schema then return ab.PostgresCache{ schema_name = schema } end
+        return ab.SQLiteCache{ db_path = dir .. "/c.sqlite" }
+      end
+      local holder, waiter = open(), open()
+      local hdb, wdb = holder:_db(), waiter:_db()
+      assert.is_true(hdb:lock_stream("src", "users", nil, 0))
+      local turns = 0
+      local t1 = core.spawn(function()
+        local ok = wdb:lock_stream("src", "users", nil, 30000)
+        return ok, turns
+      end)
+      local t2 = core.spawn(function()
+        for _ = 1, TURNS do core.sleep(1); turns = turns + 1 end
+        hdb:unlock_stream("src", "users")
+      end)
+      local ok, at = t1:wait()
+      t2:wait()
+      assert.is_true(ok)
+      assert.equal(TURNS, at)             -- it got the lock only once the ticker let it go
+      -- held now by the waiter: the other runner gives up after its timeout
+      local t3 = core.spawn(function() return pcall(hdb.lock_stream, hdb, "src", "users", nil, 50) end)
+      local ok3, err = t3:wait()
+      assert.is_false(ok3)
+      assert.matches("users", err)
+      assert.matches("gave up after waiting 50 ms", err, 1, true)
+      wdb:unlock_stream("src", "users")
+      if schema then holder:close(); H.drop_pg_cache(waiter) else holder:close(); waiter:close() end
+    end)
+  end
+end)
