@@ -1,4 +1,5 @@
--- airbyte.cdk: a small kit for writing Airbyte connectors in Lua.
+-- airbyte.cdk: a small kit for writing Airbyte connectors in Lua; this file
+-- is its face, the one API over lua/airbyte/cdk/*.lua.
 --
 -- A connector module returns `cdk.source{...}` (or `cdk.destination{...}`) and
 -- a host runs it with `cdk.main(connector, argv)`, which speaks the Airbyte

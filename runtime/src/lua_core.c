@@ -1,5 +1,7 @@
 /*
-** lua_core.c - the `airbyte.core` module: tasks, sleeping, temporary files.
+** lua_core.c - the `airbyte.core` module: the runtime's services for Lua:
+** tasks and the loop, time, temporary files, and thin wrappers over fs.c,
+** ids.c and the process's stdin, tty and executable.
 **
 **   local core = require "airbyte.core"
 **   local t = core.spawn(fn, ...)     -- a new task; t:wait() returns fn's results

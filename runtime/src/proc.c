@@ -1,8 +1,8 @@
-#define _GNU_SOURCE 1   /* F_SETPIPE_SZ */
 /*
 ** proc.c - child processes (see proc.h). Callbacks here only move bytes,
 ** record what happened and wake the waiting task: no Lua runs in them.
 */
+#define _GNU_SOURCE 1   /* F_SETPIPE_SZ */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>

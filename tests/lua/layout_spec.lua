@@ -105,3 +105,78 @@ describe("the cdk face", function()
     assert.equal("2022-11-29T00:35:07.441Z", cdk.iso_utc(1669682107441, "Z"))
   end)
 end)
+
+-- The map (issue 13): every file of the runtime and the Lua layer has its line
+-- in docs/architecture.md's "Every file, one line" and opens with a comment.
+describe("docs/architecture.md names every file", function()
+  local FOLDERS = {                    -- folder, and which of its files count
+    { "runtime/src", "%.[ch]$" },
+    { "runtime/cli", "" },
+    { "lua/airbyte", "" },
+    { "lua/connectors", "" },
+  }
+  local map_path = H.root .. "/docs/architecture.md"
+
+  -- The files of FOLDERS as { folder, name } (name relative to the folder,
+  -- e.g. "cdk/args.lua"); nil, with the test marked pending, when the
+  -- sources are not beside the binary's working directory.
+  local function source_files(pending)
+    if not H.exists(H.root .. "/runtime/src/jskim.c") or not H.exists(map_path) then
+      pending("skip: the sources (runtime/src, docs/architecture.md) are not beside " .. H.root)
+      return nil
+    end
+    local files = {}
+    for _, f in ipairs(FOLDERS) do
+      local p = assert(io.popen("cd " .. H.shell_quote(H.root .. "/" .. f[1]) .. " && find . -type f | sort"))
+      for line in p:lines() do
+        local name = line:gsub("^%./", "")
+        if name:match(f[2]) then files[#files + 1] = { f[1], name } end
+      end
+      p:close()
+    end
+    return files
+  end
+
+  -- The backticked names of the section "## Every file, one line".
+  local function named_in_map()
+    local text = H.read_file(map_path)
+    local section = text:match("\n## Every file, one line\n(.-)\n## ") or text:match("\n## Every file, one line\n(.*)$")
+    assert(section, "docs/architecture.md has no section '## Every file, one line'")
+    local names = {}
+    for line in section:gmatch("[^\n]+") do
+      local head = line:match("^%- (.-) — ")      -- "- `a.c` / `a.h` — its concern"
+      if head then for name in head:gmatch("`([^`]+)`") do names[name] = true end end
+    end
+    return names
+  end
+
+  it("gives each file of runtime/src, runtime/cli, lua/airbyte and lua/connectors a line", function()
+    local files = source_files(pending)
+    if not files then return end
+    assert.is_true(#files > 100, "found only " .. #files .. " files")
+    local names, missing = named_in_map(), {}
+    for _, f in ipairs(files) do
+      if not names[f[2]] then missing[#missing + 1] = f[1] .. "/" .. f[2] end
+    end
+    assert.same({}, missing)
+  end)
+
+  it("finds a file without its line", function()
+    local names = named_in_map()
+    assert.is_true(names["jskim.c"] and names["jskim.h"] and names["cdk/args.lua"] and names["main.c"])
+    assert.is_nil(names["no_such_file.c"])
+  end)
+
+  it("each of those files opens with a comment (its concern)", function()
+    local files = source_files(pending)
+    if not files then return end
+    local bad = {}
+    for _, f in ipairs(files) do
+      local path = f[1] .. "/" .. f[2]
+      local first = H.read_file(H.root .. "/" .. path):match("^%s*([^\n]*)")
+      local opener = path:match("%.lua$") and "^%-%-" or "^/%*"
+      if not first:match(opener) then bad[#bad + 1] = path .. ": " .. first end
+    end
+    assert.same({}, bad)
+  end)
+end)
