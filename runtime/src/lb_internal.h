@@ -94,6 +94,9 @@ struct lb_runtime {
   int           closing;       /* lb_runtime_close is closing the Lua state */
   volatile sig_atomic_t interrupted;
   uint64_t      deadline;      /* uv_hrtime() at which the step budget ends, 0 = none */
+  uint64_t      budget_ns;     /* the step's whole budget (with a deadline) */
+  uint64_t      resumed_at;    /* uv_hrtime() when the current task was resumed (with a deadline) */
+  int           handed_back;   /* a task gave the rest of the step back (lb__budget_pause) */
   uv_async_t    async;         /* lb_interrupt wakes the loop with it */
   uv_timer_t    step_timer;    /* bounds the wait in lb_step */
   uv_check_t    check;         /* LB_LOOP_SHARED: resumes tasks after each poll */
@@ -170,6 +173,10 @@ int  lb__drain(lb_runtime *rt, uint64_t deadline);
 void lb__cancel_all(lb_runtime *rt);
 int  lb__task_cancel(lb_task *t, const char *why);
 int  lb__budget_spent(lb_runtime *rt);
+/* Before costly C work in a binding: when less than half the step's
+** budget is left, yields and runs k at the next step (never returns
+** then); else 0. */
+int  lb__budget_pause(lua_State *L, lua_KContext ctx, lua_KFunction k);
 void lb__task_link(lb_task *t, lb_task_link *l, lb_task_link_fn fn);
 void lb__task_unlink(lb_task_link *l);   /* no-op when not linked */
 /* LB_LOOP_SHARED: keeps the host's poll from blocking while tasks are ready. */

@@ -165,6 +165,7 @@ static void step(lb_runtime *rt, int timeout_ms, uint32_t budget_us) {
   }
   rt->panic_jmp = &jb;
   rt->deadline = deadline;
+  rt->budget_ns = (uint64_t)budget_us * 1000;
   if (rt->mode != LB_LOOP_SHARED) {
     if (rt->ready_head == NULL && timeout_ms != 0 && !rt->interrupted) {
       if (timeout_ms > 0) uv_timer_start(&rt->step_timer, on_step_timer, (uint64_t)timeout_ms, 0);

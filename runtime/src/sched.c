@@ -224,6 +224,25 @@ int lb__budget_spent(lb_runtime *rt) {
   return rt->interrupted || (rt->deadline && uv_hrtime() >= rt->deadline);
 }
 
+/* Costly C work (opening a cache, preparing its statements, forking a
+** connector: a millisecond or more each, which no hook can pause) starts
+** only with half the step's budget left: else the task hands the rest
+** of the step back here (the drain ends) and k runs at the next step,
+** with a budget of its own (a
+** user's coroutine passes the wait on, airbyte.coroutine). A task just
+** resumed goes on: it makes progress however long the poll took. Without
+** a budget, or outside a task, it returns 0. */
+int lb__budget_pause(lua_State *L, lua_KContext ctx, lua_KFunction k) {
+  lb_runtime *rt = lb__rt(L);
+  uint64_t now;
+  if (!rt->deadline || rt->current == NULL || !lua_isyieldable(L)) return 0;
+  now = uv_hrtime();
+  if (now + rt->budget_ns / 2 < rt->deadline || now - rt->resumed_at < rt->budget_ns / 8) return 0;
+  rt->handed_back = 1;                /* the step ends: too little left for the work */
+  lb__wake(rt->current);
+  return lb__wait(L, NULL, NULL, ctx, k);
+}
+
 /* Count hook: pauses a task whose step budget is spent, and stops tasks
 ** when the runtime is interrupted. It only yields from the task's own
 ** coroutine; elsewhere the task pauses at its next wait. */
@@ -314,6 +333,7 @@ static void resume(lb_runtime *rt, lb_task *t) {
   ** a tight loop's speed: install it only when a step has a budget (or an
   ** interrupt is pending); lb_interrupt installs it on a running task. */
   if (rt->deadline || rt->interrupted) lua_sethook(t->co, budget_hook, LUA_MASKCOUNT, HOOK_COUNT);
+  if (rt->deadline) rt->resumed_at = uv_hrtime();
   status = lua_resume(t->co, rt->L, nargs, &nres);
   lua_sethook(t->co, NULL, 0, 0);
   rt->current = NULL;
@@ -343,6 +363,7 @@ int lb__drain(lb_runtime *rt, uint64_t deadline) {
   lb_task *t;
   int ran = 0;
   rt->deadline = deadline;
+  rt->handed_back = 0;
   for (;;) {
     /* checked before every resume: an interrupt arrives while a task runs */
     if (rt->interrupted) {
@@ -352,9 +373,10 @@ int lb__drain(lb_runtime *rt, uint64_t deadline) {
     if ((t = dequeue(rt)) == NULL) break;
     resume(rt, t);
     ran++;
-    if (rt->deadline && uv_hrtime() >= rt->deadline) break;
+    if (rt->handed_back || (rt->deadline && uv_hrtime() >= rt->deadline)) break;
   }
   rt->deadline = 0;
+  rt->handed_back = 0;
   if (rt->ready_head == NULL)
     uv_idle_stop(&rt->idle);
   return ran;

@@ -3,6 +3,7 @@
 ** frame loop with a fixed budget while a connector streams records. */
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <lua.h>
@@ -233,12 +234,86 @@ static void sync_with_hook_keeps_budget(void) {
   }
 }
 
+/* Costly C work starts only with half the step's budget left: a task that
+** has spent more than that in a step and then opens a cache or spawns a
+** process hands the rest of the step back, and the open runs at the next
+** step. The task spins on thread CPU time (so at least that much wall time
+** passed) and starts its spin again when a step ends under it, so the
+** open always comes 60% into one step: counts, not timing. */
+static void costly_work_waits_for_a_fresh_step(void) {
+  lb_options o;
+  lb_runtime *rt = NULL;
+  lb_task *t;
+  lua_State *L;
+  char dir[64];
+  const char *args[1];
+  static const char src[] =
+    "local dir = ...\n"
+    "local sqlite = require 'airbyte.sqlite'\n"
+    "local proc = require 'airbyte.process'\n"
+    "local function spin(share)          -- share of one step's budget, in that step\n"
+    "  local step, c0 = STEP, os.clock()\n"
+    "  while os.clock() - c0 < share * BUDGET_S do\n"
+    "    if STEP ~= step then step, c0 = STEP, os.clock() end\n"
+    "  end\n"
+    "  return STEP\n"
+    "end\n"
+    "local before = spin(0.6)\n"
+    "local db = assert(sqlite.open(dir .. '/c.sqlite'))\n"
+    "local opened = STEP\n"
+    "before = before .. ',' .. spin(0.6)\n"
+    "local p = assert(proc.spawn{argv = {'true'}})\n"
+    "local spawned = STEP\n"
+    "p:wait()\n"
+    "db:close()\n"
+    "local small = spin(0.1)              -- with most of the budget left: at once\n"
+    "local db2 = assert(sqlite.open(dir .. '/c.sqlite'))\n"
+    "db2:close()\n"
+    "return before, opened, spawned, small, STEP\n";
+  int steps = 0, rc;
+  const char *res;
+  snprintf(dir, sizeof dir, "/tmp/lb-embed-costly-%d", (int)getpid());
+  CHECK_EQ_INT(mkdir(dir, 0700), 0);
+  args[0] = dir;
+  lb_options_init(&o);
+  CHECK_EQ_INT(lb_runtime_new(&o, &rt), 0);
+  L = lb_lua(rt);
+  lua_pushnumber(L, 0.05);                 /* a 50 ms budget: room for the 60% spin */
+  lua_setglobal(L, "BUDGET_S");
+  CHECK_EQ_INT(lb_spawn_string(rt, src, sizeof src - 1, "=costly", 1, args, &t), 0);
+  do {
+    lua_pushinteger(L, ++steps);
+    lua_setglobal(L, "STEP");
+    rc = lb_step(rt, 0, 50000);
+    if (rc > 0) usleep(100);
+  } while (rc > 0 && steps < 100000);
+  if (lb_task_error(t)) fprintf(stderr, "  %s\n", lb_task_error(t));
+  CHECK_EQ_INT(lb_task_get_state(t), LB_TASK_DONE);
+  res = lb_task_result(t, NULL);
+  CHECK(res != NULL);
+  if (res) {
+    long b1, b2, opened, spawned, small, last;
+    CHECK_EQ_INT(sscanf(res, "[\"%ld,%ld\",%ld,%ld,%ld,%ld]", &b1, &b2, &opened, &spawned, &small, &last), 6);
+    CHECK(opened > b1);                    /* the open waited for a step of its own */
+    CHECK(spawned > b2);                   /* and so did the fork */
+    CHECK_EQ_INT(last, small);             /* with the budget left, no pause */
+  }
+  lb_task_release(t);
+  lb_runtime_close(rt);
+  {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK_EQ_INT(system(cmd), 0);
+  }
+}
+
 TEST_LIST {
   {"setup", setup},
   {"epoll_host", epoll_host},
   {"frame_loop_respects_budget", frame_loop_respects_budget},
   {"shared_uv_loop", shared_uv_loop},
   {"sync_with_hook_keeps_budget", sync_with_hook_keeps_budget},
+  {"costly_work_waits_for_a_fresh_step", costly_work_waits_for_a_fresh_step},
   {"teardown", teardown},
   {NULL, NULL}
 };
