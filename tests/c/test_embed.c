@@ -3,7 +3,9 @@
 ** frame loop with a fixed budget while a connector streams records. */
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <lua.h>
@@ -266,7 +268,8 @@ static void costly_work_waits_for_a_fresh_step(void) {
     "local spawned = STEP\n"
     "p:wait()\n"
     "db:close()\n"
-    "local small = spin(0.1)              -- with most of the budget left: at once\n"
+    "require('airbyte.core').sleep(1)     -- a fresh step: the open runs at once\n"
+    "local small = STEP\n"
     "local db2 = assert(sqlite.open(dir .. '/c.sqlite'))\n"
     "db2:close()\n"
     "return before, opened, spawned, small, STEP\n";
@@ -307,6 +310,103 @@ static void costly_work_waits_for_a_fresh_step(void) {
   }
 }
 
+/* The machine runs out of memory inside a step (no mem_limit: malloc
+** itself fails, under RLIMIT_AS in a forked child): a real sync whose
+** on_record hook keeps every record. The task fails with a Lua memory
+** error, the host goes on (a next task runs), it never aborts. Then tasks
+** that fill the memory to its last small block in a global and end there:
+** the scheduler finds no memory to keep their error or results, and they
+** still end (they used to stay running forever after Lua's panic). The
+** child exits 0 when all of that held, else the code of what did not. */
+static int oom_child(const char *exe, const char *dir) {
+  lb_options o;
+  lb_runtime *rt = NULL;
+  lb_task *t, *after;
+  const char *args[1];
+  struct rlimit rl;
+  long pages, page = sysconf(_SC_PAGESIZE);
+  FILE *f;
+  int rc, steps = 0, i;
+  static const char src[] =
+    "local dir = ...\n"
+    "local ab = require 'airbyte'\n"
+    "local source = ab.get_source('source-faker', {config = {count = 100000000, seed = 3}})\n"
+    "source:select_streams({'users'})\n"
+    "local keep = {}\n"
+    "source:read({cache = ab.new_local_cache{cache_name = 'oom', cache_dir = dir}, quiet = true,\n"
+    "  on_record = function(r) keep[#keep + 1] = {r, string.rep(r.email, 20)} end})\n";
+  /* fills the memory to the last small block, then fails (or returns): its
+  ** end finds no memory for its error, traceback or results */
+  static const char hoard_src[] =
+    "local fail = ...\n"
+    "HOARD = nil collectgarbage()\n"
+    "HOARD = {}\n"
+    "pcall(function() for i = 1, 1e9 do HOARD[i] = ('x'):rep(100) .. i end end)\n"
+    "pcall(function() local last = HOARD while true do local t = {} last[1] = t last = t end end)\n"
+    "pcall(function() local last = HOARD while true do local t = {} last[2] = t last = t end end)\n"
+    "if fail == 'fail' then error('full') end\n"
+    "return 'full'\n";
+  static const char after_src[] = "local t = {} for i = 1, 1000 do t[i] = ('x'):rep(100) .. i end return #t\n";
+  args[0] = dir;
+  lb_options_init(&o);
+  o.exe_path = exe;
+  if (lb_runtime_new(&o, &rt) != 0) return 2;
+  if (lb_spawn_string(rt, src, sizeof src - 1, "=oom", 1, args, &t) != 0) return 3;
+  /* the modules loaded, the connector started: then the address space stops growing */
+  for (; steps < 50; steps++) lb_step(rt, 10, 0);
+  f = fopen("/proc/self/statm", "r");
+  if (f == NULL || fscanf(f, "%ld", &pages) != 1) return 4;
+  fclose(f);
+  rl.rlim_cur = rl.rlim_max = (rlim_t)pages * (rlim_t)page +
+                              ((rlim_t)(getenv("LB_OOM_MB") ? atoi(getenv("LB_OOM_MB")) : 64) << 20);
+  if (setrlimit(RLIMIT_AS, &rl) != 0) return 5;
+  do rc = lb_step(rt, 10, 2000); while (rc > 0 && ++steps < 10000000);
+  fprintf(stderr, "  oom task: %s\n", lb_task_error(t) ? lb_task_error(t) : "(no error)");
+  if (lb_task_get_state(t) != LB_TASK_FAILED) return 6;
+  if (lb_task_error(t) == NULL || strstr(lb_task_error(t), "not enough memory") == NULL) return 7;
+  if (lb_spawn_string(rt, after_src, sizeof after_src - 1, "=after", 0, NULL, &after) != 0) return 8;
+  (void)lb_run(rt);                        /* LB_ELUA: a task failed in this runtime */
+  if (lb_task_get_state(after) != LB_TASK_DONE || strcmp(lb_task_result(after, NULL), "[1000]") != 0)
+    return 10;
+  lb_task_release(after);
+  lb_task_release(t);
+  /* memory that stays taken when the task ends (a global): its end, the
+  ** runtime's own bookkeeping, finds none left */
+  for (i = 0; i < 2; i++) {       /* its end fails, its end returns */
+    const char *how[1];
+    how[0] = i == 0 ? "fail" : "return";
+    if (lb_spawn_string(rt, hoard_src, sizeof hoard_src - 1, "=hoard", 1, how, &t) != 0) return 11;
+    while (lb_step(rt, 10, 2000) > 0 && ++steps < 10000000) {}
+    fprintf(stderr, "  hoard task (%s): %s\n", how[0], lb_task_error(t) ? lb_task_error(t) : "done");
+    if (i == 0 && lb_task_get_state(t) != LB_TASK_FAILED) return 12;
+    if (lb_task_get_state(t) == LB_TASK_FAILED &&
+        (lb_task_error(t) == NULL || strstr(lb_task_error(t), "not enough memory") == NULL)) return 13;
+    if (lb_task_get_state(t) != LB_TASK_FAILED && lb_task_get_state(t) != LB_TASK_DONE) return 14;
+    lb_task_release(t);
+  }
+  lb_runtime_close(rt);
+  return 0;
+}
+
+static void out_of_memory_in_a_step(void) {
+  char exe[512], dir[64], cmd[128];
+  const char *build = getenv("LB_BUILD_DIR");
+  int status = 0;
+  pid_t pid;
+  snprintf(exe, sizeof exe, "%s/luabyte", build ? build : ".");
+  snprintf(dir, sizeof dir, "/tmp/lb-embed-oom-%d", (int)getpid());
+  fflush(NULL);
+  pid = fork();
+  if (pid == 0) _exit(oom_child(exe, dir));
+  CHECK(pid > 0);
+  CHECK_EQ_INT(waitpid(pid, &status, 0), pid);
+  if (WIFSIGNALED(status)) fprintf(stderr, "  the host died of signal %d\n", WTERMSIG(status));
+  CHECK(WIFEXITED(status));
+  CHECK_EQ_INT(WEXITSTATUS(status), 0);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  CHECK_EQ_INT(system(cmd), 0);
+}
+
 TEST_LIST {
   {"setup", setup},
   {"epoll_host", epoll_host},
@@ -314,6 +414,7 @@ TEST_LIST {
   {"shared_uv_loop", shared_uv_loop},
   {"sync_with_hook_keeps_budget", sync_with_hook_keeps_budget},
   {"costly_work_waits_for_a_fresh_step", costly_work_waits_for_a_fresh_step},
+  {"out_of_memory_in_a_step", out_of_memory_in_a_step},
   {"teardown", teardown},
   {NULL, NULL}
 };
