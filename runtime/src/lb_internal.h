@@ -157,6 +157,10 @@ int  lb__loop_use(lb_runtime *rt, uv_loop_t *loop, uint32_t budget_us);
 ** source:read()) it runs the loop until the wait ends, then k. */
 int  lb__wait(lua_State *L, lb_cleanup_fn cleanup, void *data,
               lua_KContext ctx, lua_KFunction k);
+/* Before costly C work in a binding: when less than half the step's
+** budget is left, yields and runs k at the next step (never returns
+** then); else 0. */
+int  lb__budget_pause(lua_State *L, lua_KContext ctx, lua_KFunction k);
 /* The task running L, or the host's stand-in outside tasks; raises where
 ** no wait is possible. */
 lb_task *lb__current(lua_State *L, const char *what);
@@ -173,10 +177,6 @@ int  lb__drain(lb_runtime *rt, uint64_t deadline);
 void lb__cancel_all(lb_runtime *rt);
 int  lb__task_cancel(lb_task *t, const char *why);
 int  lb__budget_spent(lb_runtime *rt);
-/* Before costly C work in a binding: when less than half the step's
-** budget is left, yields and runs k at the next step (never returns
-** then); else 0. */
-int  lb__budget_pause(lua_State *L, lua_KContext ctx, lua_KFunction k);
 void lb__task_link(lb_task *t, lb_task_link *l, lb_task_link_fn fn);
 void lb__task_unlink(lb_task_link *l);   /* no-op when not linked */
 /* LB_LOOP_SHARED: keeps the host's poll from blocking while tasks are ready. */

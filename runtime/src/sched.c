@@ -226,25 +226,6 @@ int lb__budget_spent(lb_runtime *rt) {
   return rt->interrupted || (rt->deadline && uv_hrtime() >= rt->deadline);
 }
 
-/* Costly C work (opening a cache, preparing its statements, forking a
-** connector: a millisecond or more each, which no hook can pause) starts
-** only with half the step's budget left: else the task hands the rest
-** of the step back here (the drain ends) and k runs at the next step,
-** with a budget of its own (a
-** user's coroutine passes the wait on, airbyte.coroutine). A task just
-** resumed goes on: it makes progress however long the poll took. Without
-** a budget, or outside a task, it returns 0. */
-int lb__budget_pause(lua_State *L, lua_KContext ctx, lua_KFunction k) {
-  lb_runtime *rt = lb__rt(L);
-  uint64_t now;
-  if (!rt->deadline || rt->current == NULL || !lua_isyieldable(L)) return 0;
-  now = uv_hrtime();
-  if (now + rt->budget_ns / 2 < rt->deadline || now - rt->resumed_at < rt->budget_ns / 8) return 0;
-  rt->handed_back = 1;                /* the step ends: too little left for the work */
-  lb__wake(rt->current);
-  return lb__wait(L, NULL, NULL, ctx, k);
-}
-
 /* Count hook: pauses a task whose step budget is spent, and stops tasks
 ** when the runtime is interrupted. It only yields from the task's own
 ** coroutine; elsewhere the task pauses at its next wait. */
