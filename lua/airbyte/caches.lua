@@ -51,10 +51,21 @@ local core = require "airbyte.core"
 local json = require "airbyte.json"
 local errors = require "airbyte.errors"
 local options = require "airbyte.options"
+local class = require "airbyte.class"
 
 local M = {}
 
-local Cache = {}
+-- cache.streams: the cached stream names; cache[name]: a cached stream's
+-- dataset (airbyte.class: every key that is no method, property or field).
+local Cache = class.new{
+  properties = { streams = function(self) return self:_stream_names() end },
+  lookup = function(self, key)
+    if type(key) == "string" and key:sub(1, 1) ~= "_" and self:contains(key) then
+      return require("airbyte.read_result").dataset(self, key)
+    end
+    return nil
+  end,
+}
 
 local function env(name)
   local v = os.getenv(name)
@@ -157,10 +168,10 @@ end
 
 -- The cache's connection, opened on first use.
 function Cache:_db()
-  local db = rawget(self, "_handle")
+  local db = self._handle
   if db then return db end
   db = self:_open()
-  rawset(self, "_handle", db)
+  self._handle = db
   return db
 end
 
@@ -173,11 +184,11 @@ end
 function Cache:_writer()
   local db = self:_db()
   if self.db_path == ":memory:" then
-    while (rawget(self, "_writers") or 0) > 0 do require("airbyte.core").sleep(5) end
+    while (self._writers or 0) > 0 do require("airbyte.core").sleep(5) end
   end
-  local users = rawget(self, "_writers") or 0
-  rawset(self, "_writers", users + 1)
-  local function done() rawset(self, "_writers", (rawget(self, "_writers") or 1) - 1) end
+  local users = self._writers or 0
+  self._writers = users + 1
+  local function done() self._writers = (self._writers or 1) - 1 end
   if users == 0 then return db, done end
   local ok, own = pcall(self._open, self)
   if not ok then done(); error(own, 0) end
@@ -185,9 +196,9 @@ function Cache:_writer()
 end
 
 function Cache:close()
-  local db = rawget(self, "_handle")
+  local db = self._handle
   if db then
-    rawset(self, "_handle", nil)
+    self._handle = nil
     db:close()
   end
 end
@@ -302,16 +313,6 @@ function Cache:__pairs()
     local n = names[i]
     if n then return n, dataset(self, n) end
   end, self, nil
-end
-
-Cache.__index = function(self, key)
-  local m = Cache[key]
-  if m ~= nil then return m end
-  if key == "streams" then return self:_stream_names() end
-  if type(key) == "string" and key:sub(1, 1) ~= "_" and self:contains(key) then
-    return require("airbyte.read_result").dataset(self, key)
-  end
-  return nil
 end
 
 function Cache:column_names(stream_name, namespace)
@@ -464,19 +465,8 @@ end
 -- of the object's fields and of every message.
 local POSTGRES_CACHE_OPTIONS = options.allow{ "host", "port", "database", "username", "password",
   "dsn", "schema_name", "table_prefix", "name", "cleanup", "connect_timeout" }
-local PgCache = setmetatable({}, { __index = Cache })
-
-local PgMeta = {
-  __index = function(self, key)
-    local m = rawget(PgCache, key)
-    if m ~= nil then return m end
-    return Cache.__index(self, key)
-  end,
-  __len = Cache.__len,
-  __pairs = Cache.__pairs,
-  __close = Cache.close,
-  __gc = Cache.close,
-}
+-- Its connection fields may be nil (libpq's environment fills them in).
+local PgCache = class.new{ base = Cache, fields = { "host", "port", "database", "username" } }
 
 function M.PostgresCache(opts)
   opts = options.check(opts, POSTGRES_CACHE_OPTIONS, "PostgresCache")
@@ -496,26 +486,26 @@ function M.PostgresCache(opts)
     table_prefix = opts.table_prefix or "",
     name = opts.name or "PostgresCache",
     cleanup = opts.cleanup ~= false,
-  }, PgMeta)
-  rawset(self, "_connect", { host = opts.host, port = opts.port and tostring(math.tointeger(tonumber(opts.port))),
+  }, PgCache)
+  self._connect = { host = opts.host, port = opts.port and tostring(math.tointeger(tonumber(opts.port))),
     database = opts.database, username = opts.username, password = opts.password, dsn = opts.dsn,
-    schema_name = self.schema_name, connect_timeout = opts.connect_timeout })
+    schema_name = self.schema_name, connect_timeout = opts.connect_timeout }
   self:_db()                           -- connect, create the schema and the internal tables now
   return self
 end
 
 function PgCache:_open()
-  local db, err = sqlite.open_pg(rawget(self, "_connect"))
+  local db, err = sqlite.open_pg(self._connect)
   if not db then
     errors.raise("PyAirbyteCacheError", ("cannot open the PostgreSQL cache: %s"):format(err),
-      { context = { host = rawget(self, "host"), port = rawget(self, "port"), database = rawget(self, "database"),
-                    schema_name = rawget(self, "schema_name") } })
+      { context = { host = self.host, port = self.port, database = self.database,
+                    schema_name = self.schema_name } })
   end
   db:set_table_prefix(self.table_prefix)
   return db
 end
 
-function PgMeta.__tostring(self)
+function PgCache:__tostring()
   return ("%s(%s)"):format(self.name, self:_db():path())
 end
 

@@ -28,6 +28,7 @@
 -- tostring(report) (a line per check), report:to_json().
 local json = require "airbyte.json"
 local errors = require "airbyte.errors"
+local class = require "airbyte.class"
 
 local M = {}
 
@@ -150,8 +151,7 @@ end
 
 -- --- the report ---------------------------------------------------------------
 
-local Report = {}
-Report.__index = Report
+local Report = class.new()
 
 function Report:__tostring()
   local lines = {}

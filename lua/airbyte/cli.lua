@@ -12,6 +12,7 @@ local json = require "airbyte.json"
 local errors = require "airbyte.errors"
 local secrets = require "airbyte.secrets"
 local log = require "airbyte.log"
+local class = require "airbyte.class"
 
 local M = {}
 
@@ -88,8 +89,7 @@ options:
 local USAGE = "usage: luabyte {validate|sync|benchmark|connectors} [--help]\n"
 
 -- A usage error: main() prints the message and the usage, exit status 2.
-local Usage = {}
-Usage.__index = Usage
+local Usage = class.new()
 
 local function usage_error(fmt, ...)
   error(setmetatable({ message = fmt:format(...) }, Usage), 0)

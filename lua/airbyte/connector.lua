@@ -9,6 +9,7 @@ local logs = require "airbyte.logs"
 local options = require "airbyte.options"
 local secrets = require "airbyte.secrets"
 local log = require "airbyte.log"
+local class = require "airbyte.class"
 
 local M = {}
 
@@ -51,21 +52,15 @@ M.properties = {
   log_file = function(self) return self._log_file end,
 }
 
--- Makes a class whose missing fields are looked up in props, then methods.
+-- A connector class (airbyte.class): Connector's methods and the given
+-- ones, M.properties and the given props.
 function M.class(props, methods)
-  local cls = {}
-  for k, v in pairs(Connector) do cls[k] = v end
-  for k, v in pairs(methods or {}) do cls[k] = v end
   local all = {}
   for k, v in pairs(M.properties) do all[k] = v end
   for k, v in pairs(props or {}) do all[k] = v end
-  cls.__index = function(self, k)
-    local m = cls[k]
-    if m ~= nil then return m end
-    local p = all[k]
-    if p then return p(self) end
-    return nil
-  end
+  local cls = class.new{ properties = all }
+  for k, v in pairs(Connector) do cls[k] = v end
+  for k, v in pairs(methods or {}) do cls[k] = v end
   return cls
 end
 

@@ -8,6 +8,8 @@
 ---@class airbyte.errors
 ---@field hierarchy table<string, string>  class -> parent class
 ---@field mask fun(text: any): any          the runtime's secret masker
+local class = require "airbyte.class"
+
 local M = {}
 
 -- child -> parent, after airbyte/exceptions.py
@@ -52,8 +54,7 @@ M.hierarchy = parent
 ---@field exit_code? integer
 ---@field log_file? string
 ---@field context? table
-local Error = {}
-Error.__index = Error
+local Error = class.new()
 
 local order = { "connector_name", "stream_name", "exit_code", "available_streams", "input_value",
                 "failure_reason", "violation", "secret_name" }

@@ -18,6 +18,7 @@ local core = require "airbyte.core"
 local errors = require "airbyte.errors"
 local registry = require "airbyte.registry"
 local log = require "airbyte.log"
+local class = require "airbyte.class"
 
 local M = {}
 
@@ -142,8 +143,7 @@ end
 
 -- --- the base executor ------------------------------------------------------
 
-local Executor = {}
-Executor.__index = Executor
+local Executor = class.new()
 
 function Executor:argv(args)
   local argv = {}
@@ -181,9 +181,7 @@ function Executor:_log_file()
 end
 
 local function subclass()
-  local cls = setmetatable({}, { __index = Executor })
-  cls.__index = cls
-  return cls
+  return class.new{ base = Executor }
 end
 
 -- builtin: `luabyte connector NAME ...`, a real child process of our own binary

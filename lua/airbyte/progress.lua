@@ -3,10 +3,10 @@
 -- always a final summary.
 local core = require "airbyte.core"
 local log = require "airbyte.log"
+local class = require "airbyte.class"
 
 local M = {}
-local Tracker = {}
-Tracker.__index = Tracker
+local Tracker = class.new()
 
 local PLAIN_EVERY_MS = 10000
 

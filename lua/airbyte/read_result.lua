@@ -13,11 +13,11 @@
 -- and result.streams lists it as "<namespace>.<name>".
 local errors = require "airbyte.errors"
 local json = require "airbyte.json"
+local class = require "airbyte.class"
 
 local M = {}
 
-local Dataset = {}
-Dataset.__index = Dataset
+local Dataset = class.new()
 
 function M.dataset(cache, stream_name, filters, namespace)
   return setmetatable({ cache = cache, stream_name = stream_name, namespace = namespace,
@@ -75,12 +75,10 @@ end
 
 M.CachedDataset = Dataset
 
-local Result = {}
-
 -- The namespaces the read's catalog has for `name` (nil entries for none).
-local function namespaces_of(fields, name)
+local function namespaces_of(result, name)
   local out = {}
-  local cat = fields.catalog
+  local cat = result.catalog
   for _, cs in ipairs(cat and cat.streams or {}) do
     if cs.stream.name == name then
       local ns = cs.stream.namespace
@@ -91,8 +89,8 @@ local function namespaces_of(fields, name)
   return out
 end
 
-local function dataset_of(fields, name)
-  local nss = namespaces_of(fields, name)
+local function dataset_of(result, name)
+  local nss = namespaces_of(result, name)
   if #nss > 1 then
     local shown = {}
     for i, ns in ipairs(nss) do shown[i] = ns or "(none)" end
@@ -100,14 +98,14 @@ local function dataset_of(fields, name)
       ("stream '%s' was read from several namespaces (%s): use result:get_dataset(name, namespace)"):format(
         name, table.concat(shown, ", ")), { stream_name = name })
   end
-  return M.dataset(fields.cache, name, nil, nss[1] or nil)
+  return M.dataset(result.cache, name, nil, nss[1] or nil)
 end
 
 -- One entry per (namespace, name) of the read: key, name, namespace.
-local function entries(fields)
+local function entries(result)
   local out = {}
-  for _, n in ipairs(fields.processed_streams) do
-    local nss = namespaces_of(fields, n)
+  for _, n in ipairs(result.processed_streams) do
+    local nss = namespaces_of(result, n)
     if #nss <= 1 then out[#out + 1] = { n, n, nss[1] or nil }
     else
       for _, ns in ipairs(nss) do out[#out + 1] = { (ns or "") .. "." .. n, n, ns or nil } end
@@ -116,68 +114,76 @@ local function entries(fields)
   return out
 end
 
-Result.__index = function(self, key)
-  local m = Result[key]
-  if m then return m end
-  local fields = rawget(self, "_fields")
-  if fields[key] ~= nil then return fields[key] end
-  if key == "streams" then
-    local t = {}
-    for _, e in ipairs(entries(fields)) do t[e[1]] = M.dataset(fields.cache, e[2], nil, e[3]) end
-    return t
-  end
-  if type(key) == "string" then
-    for _, n in ipairs(fields.processed_streams) do
-      if n == key then return dataset_of(fields, n) end
+-- The fields of a ReadResult (read.lua's); any may be nil for a result
+-- made by hand (no catalog: the tables come from _airbyte_streams).
+local FIELDS = { "source_name", "processed_streams", "cache", "processed_records", "totals", "warnings",
+  "invalid_records", "since_raw_id", "stream_statuses", "elapsed_ms", "catalog" }
+
+-- result.streams: name (or "namespace.name") -> dataset; result[name]: the
+-- dataset of a stream of the read, else AirbyteStreamNotFoundError.
+local Result = class.new{
+  fields = FIELDS,
+  properties = {
+    streams = function(self)
+      local t = {}
+      for _, e in ipairs(entries(self)) do t[e[1]] = M.dataset(self.cache, e[2], nil, e[3]) end
+      return t
+    end,
+  },
+  lookup = function(self, key)
+    if type(key) ~= "string" then return nil end
+    for _, n in ipairs(self.processed_streams) do
+      if n == key then return dataset_of(self, n) end
     end
     errors.raise("AirbyteStreamNotFoundError",
       ("stream '%s' was not part of this read; available: %s"):format(key,
-        table.concat(fields.processed_streams, ", ")),
-      { stream_name = key, available_streams = fields.processed_streams })
-  end
-  return nil
-end
+        table.concat(self.processed_streams, ", ")),
+      { stream_name = key, available_streams = self.processed_streams })
+  end,
+}
 
 -- result:check(spec [, { scope = "all" | "new" }]) -> report (airbyte.checks);
 -- "new" checks only the rows this read wrote.
 function Result:check(spec, opts)
   local o = {}
   for k, v in pairs(opts or {}) do o[k] = v end
-  if o.scope == "new" then o.since = self._fields.since_raw_id end
-  return require("airbyte.checks").run(self._fields.cache, spec, o)
+  if o.scope == "new" then o.since = self.since_raw_id end
+  return require("airbyte.checks").run(self.cache, spec, o)
 end
 
 function Result:get_dataset(name, namespace)
   if namespace == nil then return self[name] end
-  return M.dataset(self._fields.cache, name, nil, namespace)
+  return M.dataset(self.cache, name, nil, namespace)
 end
 
 function Result:__len()
-  return #self._fields.processed_streams
+  return #self.processed_streams
 end
 
 -- pairs(result) -> stream name, dataset
 function Result:__pairs()
-  local list, i = entries(self._fields), 0
+  local list, i = entries(self), 0
   return function()
     i = i + 1
     local e = list[i]
-    if e then return e[2], M.dataset(self._fields.cache, e[2], nil, e[3]) end
+    if e then return e[2], M.dataset(self.cache, e[2], nil, e[3]) end
   end, self, nil
 end
 
 function Result:__tostring()
-  return ("ReadResult(%s: %d records, streams %s)"):format(self._fields.source_name,
-    self._fields.processed_records, table.concat(self._fields.processed_streams, ", "))
+  return ("ReadResult(%s: %d records, streams %s)"):format(self.source_name,
+    self.processed_records, table.concat(self.processed_streams, ", "))
 end
 
 function Result:contains(name)
-  for _, n in ipairs(self._fields.processed_streams) do if n == name then return true end end
+  for _, n in ipairs(self.processed_streams) do if n == name then return true end end
   return false
 end
 
 function M.new(fields)
-  return setmetatable({ _fields = fields }, Result)
+  local self = {}
+  for k, v in pairs(fields) do self[k] = v end
+  return setmetatable(self, Result)
 end
 
 M.ReadResult = Result

@@ -10,7 +10,9 @@
 -- was sent. Fed from a cache, a destination gets only the rows it has not
 -- confirmed before (append, merge), or the whole table (replace). A
 -- destination is known by its identity (name and config digest), and the
--- rules of state (its key) are C's (airbyte.sqlite.state_key).
+-- rules of state (its key, its identity, the record-count check) are C's
+-- (airbyte.sqlite.state_identity, state_count_mismatch): no state is
+-- decoded on the way to the destination nor on the way back.
 local core = require "airbyte.core"
 local json = require "airbyte.json"
 local errors = require "airbyte.errors"
@@ -48,18 +50,14 @@ local function catalog_from_cache(cache, names)
   return { streams = json.array(streams) }
 end
 
--- A state's key (the C rule) as one table key, and its name for messages.
-local function state_key(st)
-  local t, name, ns = sqlite.state_key(st)
-  return read.stream_id(name, ns), t == "STREAM" and (ns and ns .. "." .. name or name) or "(global)"
-end
-
--- What identifies a state whatever a destination adds to the message
--- (destinationStats, an id) or however it spells it (member order,
--- spacing): the digest of its blob, with its key.
-local function state_identity(st)
-  local blob = st.stream or st.global or st.data
-  return json.digest(blob == nil and json.null or blob)
+-- What identifies a state, from its JSON text (the state object or its
+-- STATE message), by the C rule (cache.h lb_cache_state_identity): its key
+-- as one table key, its name for messages, and the digest of its blob,
+-- which neither what a destination adds (destinationStats, an id) nor how
+-- it spells it (member order, spacing, escapes, 1.0 for 1) changes.
+local function state_identity(text)
+  local t, name, ns, digest = sqlite.state_identity(text)
+  return read.stream_id(name, ns), t == "STREAM" and (ns and ns .. "." .. name or name) or "(global)", digest
 end
 
 -- Tracks states sent to the destination and what its echoes confirm.
@@ -75,25 +73,27 @@ local function new_ledger(who, source_name, state_cache, run)
                         windows = {}, confirmed = {} }, Ledger)
 end
 
--- sent(st, text, count [, on_confirm [, side]]): a state forwarded after
--- `count` records of its window; `side` marks a side-channel state (no
--- checkpoint of its own: confirming it stores the real state before it).
-function Ledger:sent(st, text, count, on_confirm, side)
-  local key = state_key(st)
+-- sent(text, count [, on_confirm [, side]]): a state (its object's JSON
+-- text) forwarded after `count` records of its window; `side` marks a
+-- side-channel state (no checkpoint of its own: confirming it stores the
+-- real state before it).
+function Ledger:sent(text, count, on_confirm, side)
+  local key, _, id = state_identity(text)
   local list = self.windows[key]
   if not list then list = {}; self.windows[key] = list end
-  list[#list + 1] = { id = state_identity(st), text = text, count = count, on_confirm = on_confirm, side = side }
+  list[#list + 1] = { id = id, text = text, count = count, on_confirm = on_confirm, side = side }
 end
 
 function Ledger:warn(msg)
   self.run.warnings[#self.run.warnings + 1] = msg
 end
 
--- echoed(st): the destination says everything before this state is durable.
-function Ledger:echoed(st)
-  local key, label = state_key(st)
+-- echoed(line, state_text): the destination says everything before this
+-- state is durable. line: its STATE message (with the source's stream
+-- names); state_text: the state object as the destination wrote it.
+function Ledger:echoed(line, state_text)
+  local key, label, id = state_identity(line)
   local list = self.windows[key] or {}
-  local id = state_identity(st)
   local from = (self.confirmed[key] or 0) + 1
   local i
   for j = from, #list do
@@ -114,8 +114,8 @@ function Ledger:echoed(st)
   for j = from, i do expected = expected + list[j].count end
   -- the record-count check is C's (cache.h): the count may be the state's
   -- own window or every window it confirms
-  local ds = sqlite.state_count_mismatch(st, "destinationStats", list[i].count)
-  if ds and sqlite.state_count_mismatch(st, "destinationStats", expected) then
+  local ds = sqlite.state_count_mismatch(state_text, "destinationStats", list[i].count)
+  if ds and sqlite.state_count_mismatch(state_text, "destinationStats", expected) then
     self:warn(("stream %s: the destination reports %d records for a state after %d were sent"):format(
       label, ds, list[i].count))
   end
@@ -172,11 +172,14 @@ local function prefixed(line, prefix)
 end
 
 -- Reads the destination's output in its own task until it closes stdout.
+-- An echo is matched from its text: renamed back when prefixed, never
+-- decoded.
 local function start_reader(dest, p, ledger, run, prefix)
   return core.spawn(function()
     for msg in p:messages() do
       if msg.type == "STATE" then
-        ledger:echoed(prefix and json.decode(pump.unprefix_streams(msg.line, prefix)).state or msg.state)
+        local line = msg.line
+        ledger:echoed(prefix and pump.unprefix_streams(line, prefix) or line, line:sub(msg:payload_span()))
       elseif not dest:_common_message(msg, run) and msg.type == "TRACE" then
         -- stream statuses and estimates from a destination are informational
       end
@@ -263,7 +266,7 @@ local function write_direct(dest, source, opts, state_cache, run)
         if not side and expected then
           run.warnings[#run.warnings + 1] = ("the source says %d records before a state, %d arrived"):format(expected, since)
         end
-        ledger:sent(msg.state, text, since, nil, side)
+        ledger:sent(text, since, nil, side)
       elseif msg.type ~= "TRACE" or not (msg.trace and msg.trace.type == "STREAM_STATUS") then
         source:_common_message(msg, src_run)
       end
@@ -349,7 +352,7 @@ local function write_from_cache(dest, source_name, cache, names, cat, opts, stat
       end
       local st_text = cached[read.stream_id(name, stream_ns[name])]
       if st_text then
-        ledger:sent(json.decode(st_text), st_text, sent.records, confirm)
+        ledger:sent(st_text, sent.records, confirm)
         send_state(st_text)
       else
         uncovered[#uncovered + 1] = { confirm = confirm, records = sent.records }
@@ -363,8 +366,7 @@ local function write_from_cache(dest, source_name, cache, names, cat, opts, stat
     for _, id in ipairs(order) do
       local text = cached[id]
       if not written[id] and not known[id] then
-        local st = json.decode(text)
-        local t = sqlite.state_key(st)
+        local t = sqlite.state_key(text)
         local count, on_confirm = 0, nil
         if t ~= "STREAM" and not covered then
           -- a GLOBAL / LEGACY state covers every stream without its own
@@ -374,7 +376,7 @@ local function write_from_cache(dest, source_name, cache, names, cat, opts, stat
           on_confirm = function() for _, u in ipairs(list) do u.confirm() end end
           uncovered = {}
         end
-        ledger:sent(st, text, count, on_confirm)
+        ledger:sent(text, count, on_confirm)
         send_state(text)
       end
     end
@@ -491,7 +493,7 @@ write_any = function(dest, kind, source_data, source_name, cache, opts, state_ca
           names[#names + 1] = n
         end
       end
-      local known = rawget(source_data, "_fields").catalog   -- not result.catalog: that is a stream lookup
+      local known = source_data.catalog
       cat = known and M.subset(known, names) or catalog_from_cache(cache, names)
     end
     if opts.checks then   -- nothing is sent unless the cached data passes

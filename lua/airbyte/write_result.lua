@@ -5,6 +5,7 @@
 --   wr.invalid_records          { [stream] = { [reason] = n } } dropped by the read
 --   wr:get_state_provider()     the destination states stored for this source
 local json = require "airbyte.json"
+local class = require "airbyte.class"
 
 local M = {}
 ---@class airbyte.WriteResult
@@ -15,8 +16,7 @@ local M = {}
 ---@field warnings string[]
 ---@field confirmed_states integer
 ---@field invalid_records table<string, table<string, integer>>
-local WriteResult = {}
-WriteResult.__index = WriteResult
+local WriteResult = class.new()
 
 function M.new(f)
   return setmetatable({

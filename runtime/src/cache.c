@@ -13,17 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cache_backend.h"
+#include "digest.h"
 #include "ids.h"
 #include "protocol.h"
 
 #define NORM_STACK 256
-
-void lb__cache_seterr(lb_cache *c, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
-  va_end(ap);
-}
 
 static void copyerr(char *err, size_t errlen, const char *msg) {
   if (err && errlen) snprintf(err, errlen, "%s", msg);
@@ -192,11 +186,88 @@ static int state_key(lb_cache *c, const char *stream_name, const char *json, siz
 }
 
 
+/* --- the GLOBAL merge ----------------------------------------------------------- */
+
+/* The stream of a GLOBAL state's stream_states entry, as a state key
+** (lb_state_key_of's rule: a missing, null or "" namespace is none). */
+static int entry_key(const lb_jval *entry, lb_state_key *k) {
+  lb_jval desc, v;
+  memset(k, 0, sizeof *k);
+  if (entry->type != LB_JOBJECT || !lb_jobj_find(entry, "stream_descriptor", 17, &desc) ||
+      desc.type != LB_JOBJECT || !lb_jobj_find(&desc, "name", 4, &v) || v.type != LB_JSTRING)
+    return 0;
+  k->type = LB_STATE_STREAM;
+  k->name = v;
+  if (lb_jobj_find(&desc, "namespace", 9, &v) && v.type == LB_JSTRING && v.n > 2) k->ns = v;
+  return 1;
+}
+
+static int same_string(const lb_jval *a, const lb_jval *b) {
+  char buf[1024];
+  size_t n;
+  if (a->type != b->type) return 0;
+  if (a->type != LB_JSTRING) return 1;                 /* both none */
+  if ((n = lb_jstr_decode(a, buf, sizeof buf)) >= sizeof buf)
+    return a->n == b->n && memcmp(a->p, b->p, a->n) == 0;
+  return lb_jstr_eq(b, buf, n);
+}
+
+/* Does the array of entries hold one for the stream of key k? */
+static int has_entry(const lb_jval *states, const lb_state_key *k) {
+  lb_jiter it;
+  lb_jval e;
+  lb_state_key ek;
+  lb_jiter_init(&it, states);
+  while (lb_jarr_next(&it, &e))
+    if (entry_key(&e, &ek) && same_string(&ek.name, &k->name) && same_string(&ek.ns, &k->ns))
+      return 1;
+  return 0;
+}
+
+static int global_states(const char *json, size_t len, lb_jval *states) {
+  lb_jval top, t, g;
+  if (json == NULL || lb_jskim_validate(json, len, &top, NULL) != 0 || top.type != LB_JOBJECT ||
+      !lb_jobj_find(&top, "type", 4, &t) || !lb_jstr_eq(&t, "GLOBAL", 6) ||
+      !lb_jobj_find(&top, "global", 6, &g) || g.type != LB_JOBJECT ||
+      !lb_jobj_find(&g, "stream_states", 13, states) || states->type != LB_JARRAY)
+    return 0;
+  return 1;
+}
+
+int lb__cache_merge_global(const char *stored, size_t slen, const char *incoming, size_t ilen,
+                           lb_sbuf *out) {
+  lb_jval olds, news, e;
+  lb_jiter it;
+  lb_state_key k;
+  size_t close;
+  int added = 0, empty;
+  if (!global_states(incoming, ilen, &news) || !global_states(stored, slen, &olds)) return 0;
+  close = (size_t)(news.p + news.n - 1 - incoming);      /* the array's ']' */
+  {
+    lb_jiter ni;
+    lb_jval x;
+    lb_jiter_init(&ni, &news);
+    empty = !lb_jarr_next(&ni, &x);
+  }
+  lb_jiter_init(&it, &olds);
+  while (lb_jarr_next(&it, &e)) {
+    if (!entry_key(&e, &k) || has_entry(&news, &k)) continue;
+    if (!added) lb__sb_addn(out, incoming, close);
+    if (added || !empty) lb__sb_addc(out, ',');
+    lb__sb_addn(out, e.p, e.n);
+    added = 1;
+  }
+  if (!added) return 0;
+  lb__sb_addn(out, incoming + close, ilen - close);
+  return out->oom ? LB_ENOMEM : 1;
+}
+
 /* --- the head ------------------------------------------------------------------- */
 
 int lb__cache_init(lb_cache *c, const lb_cache_ops *ops) {
   c->ops = ops;
   c->errmsg[0] = '\0';
+  c->lock_timeout_ms = LB_CACHE_LOCK_TIMEOUT_MS;
   if ((c->prefix = dupstr("", 0)) == NULL) return LB_ENOMEM;
   lb__rng_seed(&c->rng, c);
   return 0;
@@ -237,6 +308,15 @@ void lb_cache_close(lb_cache *c) {
 
 const char *lb_cache_kind(const lb_cache *c) { return c->ops->kind; }
 const char *lb_cache_errmsg(lb_cache *c) { return c->errmsg; }
+void lb_cache_set_nowait(lb_cache *c, int on) { c->nowait = on != 0; }
+void lb_cache_busy_reset(lb_cache *c) { c->busy = 0; c->exec_sql = NULL; }
+int lb_cache_was_busy(lb_cache *c) {
+  int b = c->busy;
+  c->busy = 0;
+  return b;
+}
+void lb_cache_set_lock_timeout(lb_cache *c, long ms) { c->lock_timeout_ms = ms < 0 ? 0 : ms; }
+long lb_cache_lock_timeout(const lb_cache *c) { return c->lock_timeout_ms; }
 
 int lb_cache_begin(lb_cache *c) { return c->ops->begin(c); }
 int lb_cache_commit(lb_cache *c) { return c->ops->commit(c); }
@@ -589,6 +669,26 @@ int lb_cache_state_count_mismatch(const lb_jval *state, const char *field, long 
   return 1;
 }
 
+int lb_cache_state_identity(const char *json, size_t len, lb_state_key *key, lb_jval *state,
+                            char digest[65]) {
+  static const lb_jval null = { LB_JNULL, "null", 4 };
+  lb_jval top, st, t, blob;
+  if (json == NULL || lb_jskim_validate(json, len, &top, NULL) != 0 || top.type != LB_JOBJECT)
+    return LB_EINVAL;
+  st = top;                            /* a STATE message: its payload */
+  if (lb_jobj_find(&top, "type", 4, &t) && lb_jstr_eq(&t, "STATE", 5) &&
+      (!lb_jobj_find(&top, "state", 5, &st) || st.type != LB_JOBJECT))
+    return LB_EINVAL;
+  lb_state_key_of(&st, key);
+  if (state) *state = st;
+  /* the first blob present (false counts as absent, as in Lua's `or`) */
+  if (!((lb_jobj_find(&st, "stream", 6, &blob) && blob.type != LB_JFALSE) ||
+        (lb_jobj_find(&st, "global", 6, &blob) && blob.type != LB_JFALSE) ||
+        (lb_jobj_find(&st, "data", 4, &blob) && blob.type != LB_JFALSE)))
+    blob = null;
+  return lb__json_digest_value(&blob, digest);
+}
+
 /* --- the read side -------------------------------------------------------------------------------- */
 
 lb_cache_cursor *lb_cache_cursor_open(lb_cache *c, const lb_cache_cursor_spec *spec) {
@@ -610,9 +710,22 @@ void lb_cache_cursor_close(lb_cache_cursor *cur) {
 
 /* --- ad-hoc SQL and introspection ---------------------------------------------------------------- */
 
+/* A call again with the same text after LB_CACHE_EBUSY goes on after the
+** statements that ran (lb_cache_set_nowait). */
 int lb_cache_exec(lb_cache *c, const char *sql, size_t len) {
+  size_t done = 0;
+  int rc;
   if (sql == NULL) { lb__cache_seterr(c, "exec: no SQL"); return LB_EINVAL; }
-  return c->ops->exec(c, sql, len);
+  if (c->exec_sql == sql && c->exec_len == len) done = c->exec_done;
+  c->exec_sql = NULL;
+  c->exec_ran = 0;
+  rc = c->ops->exec(c, sql + done, len - done);
+  if (rc == LB_CACHE_EBUSY) {
+    c->exec_sql = sql;
+    c->exec_len = len;
+    c->exec_done = done + c->exec_ran;
+  }
+  return rc;
 }
 
 long long lb_cache_changes(lb_cache *c) { return c->ops->changes(c); }

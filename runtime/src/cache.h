@@ -149,7 +149,7 @@ int  lb_cache_in_transaction(const lb_cache *c);
 ** show up as queued rows' do: at the next call (roll back then). Without
 ** the writer thread (sync mode) they run at once.
 ** Writers of one file take turns: one that commits while another waits for
-** the lock lets that one go first (see cache_sqlite.c, "Taking turns").
+** the lock lets that one go first (see cache_sqlite_writer.c, "Taking turns").
 ** A backend without queued transactions (no writer thread) runs them at
 ** once: begin; put_state, commit, then begin when begin_again. */
 int  lb_cache_begin_queued(lb_cache *c);
@@ -186,6 +186,30 @@ int  lb_cache_sync(lb_cache *c);
 ** passed first. Neither waits past the deadline. */
 int  lb_cache_wait_room(lb_cache *c, size_t data_len, uint64_t deadline_ns);
 int  lb_cache_wait_idle(lb_cache *c, uint64_t deadline_ns);
+
+/* Waiting for the write lock without holding the caller's thread (issue 9
+** section 4). With nowait on (the Lua binding turns it on for every cache
+** it opens), a call on the caller's thread that needs the write lock while
+** another connection (another process, or another cache object of this
+** one) holds it fails at once with LB_CACHE_EBUSY instead of waiting in
+** SQLite's busy handler; lb_cache_errmsg names the file. Nothing of the
+** call has happened then, except for exec: calling again with the same
+** arguments goes on where it stopped (exec resumes after the statements
+** that ran). The caller retries after yielding (the binding does, with a
+** timer, for up to the lock timeout). Steps of the writer thread (BEGIN
+** IMMEDIATE of a queued transaction) still wait, on that thread, for up to
+** the lock timeout. lb_cache_busy_reset goes before the first try of a call
+** (it forgets a stopped exec), lb_cache_was_busy after a failed try: 1 when
+** it failed on the lock (the flag is cleared). Backends without such a
+** lock (Postgres) never report it.
+** The lock timeout (default LB_CACHE_LOCK_TIMEOUT_MS) bounds every wait
+** for the write lock, on the writer thread and by the binding's retries. */
+#define LB_CACHE_LOCK_TIMEOUT_MS 60000
+void lb_cache_set_nowait(lb_cache *c, int on);
+void lb_cache_busy_reset(lb_cache *c);
+int  lb_cache_was_busy(lb_cache *c);
+void lb_cache_set_lock_timeout(lb_cache *c, long ms);
+long lb_cache_lock_timeout(const lb_cache *c);
 
 /* Message of the last failure on this cache (never NULL). */
 const char *lb_cache_errmsg(lb_cache *c);
@@ -376,6 +400,19 @@ lb_state_disposition lb_cache_state_disposition(const lb_jval *state_msg,
 ** carries none. */
 int  lb_cache_state_count_mismatch(const lb_jval *state, const char *field, long long arrived,
                                    long long *expected);
+
+/* The identity of a state, which matches a destination's echo to the state
+** that was sent: its key (lb_state_key_of: spans into json) and the digest
+** of its blob - "stream", else "global", else "data", null when it has
+** none - in the canonical form of digest.h (lb__json_digest), so neither
+** member order, white space, escapes, numbers spelled otherwise (1.0 and
+** 1) nor what a destination adds beside the blob (destinationStats,
+** sourceStats, an id) change it. json[0..len) is an AirbyteStateMessage
+** object or a STATE message carrying one; *state (may be NULL) is set to
+** the state object's span. Returns 0, LB_EINVAL when the text is not
+** JSON or holds no state object, LB_ENOMEM. */
+int  lb_cache_state_identity(const char *json, size_t len, struct lb_state_key *key,
+                             lb_jval *state, char digest[65]);
 
 /* --- the read side ----------------------------------------------------------- */
 

@@ -24,6 +24,7 @@
 #define LB_CACHE_BACKEND_H
 
 #include <stdarg.h>
+#include <stdio.h>
 #include "cache.h"
 #include "textbuf.h"
 #include "ids.h"
@@ -152,6 +153,16 @@ struct lb_cache {
   lb_rng rng;                   /* the _airbyte_raw_id generator (ids.h) */
   lb_uuid7 uuid;
   char errmsg[512];
+  /* the write lock (cache.h, lb_cache_set_nowait): set by cache.c; a
+  ** backend that fails on it sets busy, and exec_ran to the bytes of its
+  ** SQL whose statements ran */
+  int nowait;
+  int busy;
+  long lock_timeout_ms;
+  size_t exec_ran;
+  /* a stopped exec: its text and how much of it ran (cache.c) */
+  const char *exec_sql;
+  size_t exec_len, exec_done;
 };
 
 struct lb_cache_stream {
@@ -307,12 +318,23 @@ void lb__cache_fini(lb_cache *c);
 /* Fills the head of a stream from the spec (copies of the names). */
 int  lb__cache_stream_init(lb_cache_stream *s, lb_cache *c, const lb_cache_stream_spec *spec);
 void lb__cache_stream_fini(lb_cache_stream *s);
-/* printf into c->errmsg. */
-void lb__cache_seterr(lb_cache *c, const char *fmt, ...)
+
+/* --- for backends and the helpers under cache.c ---------------------------------------- */
+
+/* printf into c->errmsg (what lb_cache_errmsg returns). Defined here, not in
+** cache.c, so that cache_names.c and cache_columns.c, which cache.c calls,
+** never call back up into it. */
+static inline void lb__cache_seterr(lb_cache *c, const char *fmt, ...)
 #if defined(__GNUC__)
   __attribute__((format(printf, 2, 3)))
 #endif
   ;
+static inline void lb__cache_seterr(lb_cache *c, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
+  va_end(ap);
+}
 
 /* _airbyte_extracted_at text of an emitted_at, "YYYY-MM-DDTHH:MM:SS.mmm+00:00"
 ** (clamped to LB_CACHE_MIN_MS..MAX_MS): lb__cache_ts formats ms into t->text
@@ -326,6 +348,18 @@ typedef struct lb_cache_ts {
 } lb_cache_ts;
 void lb__cache_ts(lb_cache_ts *t, long long ms);
 long long lb__cache_parse_ts(const char *s, size_t n);
+
+/* The GLOBAL merge (issue 9 section 4): runners on different streams of
+** one source each commit the source's one GLOBAL state row, so that each
+** would drop the others' progress. A backend storing a "_GLOBAL" state
+** calls this, in the transaction that stores it, with the row it holds:
+** the new state (its shared_state wins) keeps the stored stream_states
+** entries of streams it does not name. 1 and the merged text appended to
+** out; 0 when the new state is to be stored as it is (either one is no
+** GLOBAL state with a stream_states array, or nothing is to be kept);
+** LB_ENOMEM. */
+int  lb__cache_merge_global(const char *stored, size_t slen, const char *incoming, size_t ilen,
+                            lb_sbuf *out);
 
 /* The stream -> table rules (cache_names.c): the table of (ns, name)
 ** under the cache's prefix, as a fresh string (see cache.h "Stream

@@ -1411,6 +1411,19 @@ static int put_state_row(pg_cache *pc, const lb_cache_state_row *r, int dest) {
     table = t.oom ? (free(t.p), NULL) : t.p;
   }
   if (!name || !ns || !json || !table) { rc = oom(pc); goto done; }
+  if (!dest && strcmp(name, "_GLOBAL") == 0) {   /* cache.c's merge, in this transaction */
+    lb_sbuf merged = {0};
+    PGresult *res;
+    snprintf(sql, sizeof sql, "SELECT state_json FROM %s._airbyte_state WHERE source_name = $1"
+             " AND table_name = $2 AND stream_namespace = $3 FOR UPDATE", pc->qschema);
+    v[0] = r->source_name; v[1] = table; v[2] = ns;
+    if ((res = run(pc, pc->conn, sql, 3, v, NULL)) == NULL) { rc = LB_CACHE_ESQL; goto done; }
+    rc = PQntuples(res) == 1 ? lb__cache_merge_global(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0),
+                                                    json, strlen(json), &merged) : 0;
+    PQclear(res);
+    if (rc < 0) { free(merged.p); rc = oom(pc); goto done; }
+    if (rc > 0) { free(json); json = merged.p; }
+  }
   if (!dest) {
     snprintf(sql, sizeof sql,
              "INSERT INTO %s._airbyte_state (source_name, stream_name, table_name, state_json,"

@@ -16,7 +16,8 @@
 ** the caller parses the next records. A checkpointer thread with its own
 ** connection copies the WAL back into the database file, so that neither
 ** the commit nor the writer waits for it. Nothing is allocated per record:
-** batches, arenas and value arrays are reused.
+** batches, arenas and value arrays are reused. The threads, the queued
+** transactions and the turnstile are cache_sqlite_writer.c's.
 */
 #define _GNU_SOURCE        /* clock_gettime, getrandom, O_CLOEXEC under -std=c99 */
 #include <errno.h>
@@ -29,15 +30,13 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/file.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
 #include <sys/stat.h>
 #if defined(__linux__)
 # include <sys/random.h>
 #endif
 #include <sqlite3.h>
 #include <uv.h>
-#include "cache_backend.h"
+#include "cache_sqlite_int.h"
 #include "sql_regexp.h"
 #include "protocol.h"
 #include "jsonenc.h"
@@ -48,13 +47,6 @@
 #define SHADOW_PREFIX LB_CACHE_SHADOW_PREFIX
 #define PK_INDEX_PREFIX LB_CACHE_PK_INDEX_PREFIX
 #define LEGACY_PK_INDEX_SUFFIX "_airbyte_pk"   /* older files: "<table>_airbyte_pk" */
-#define BUSY_TIMEOUT_MS 5000
-
-typedef struct sq_cache sq_cache;
-typedef struct sq_stream sq_stream;
-typedef struct sq_query sq_query;
-#define SQ(b) ((sq_cache *)(void *)(b))     /* the head is the first member */
-#define SQS(b) ((sq_stream *)(void *)(b))
 
 /* SQL types of the column kinds (lb_col_kind, cache_columns.c). Only
 ** is_text changes how values are bound (see cache.h). */
@@ -62,117 +54,10 @@ static const char *const kind_sql[] = {
   "VARCHAR", "BIGINT", "DECIMAL(38,9)", "BOOLEAN", "JSON"
 };
 
-/* A value of a record, scanned by lb__cache_scan_row and ready to bind.
-** Text points into the record (sync mode) or into a batch's copy of it
-** (async mode). */
-typedef lb_cache_wval wval;
-enum { V_NULL = LB_WV_NULL, V_INT = LB_WV_INT, V_DBL = LB_WV_DBL, V_TEXT = LB_WV_TEXT,
-       V_BLOB = LB_WV_BIGINT };
-
-/* Async mode: rows travel from the caller to the writer thread in batches.
-** A row is a row_head followed by one wval per column of its stream; the
-** text it points to lives in the batch's text area, which never moves
-** while the batch holds rows (room is checked before a row is added). */
-typedef struct row_head {
-  sq_stream *s;
-  const char *meta;             /* in the text area, NUL-terminated; NULL = {} */
-  int ts_len;
-  char uuid[37];                /* made by the caller, like the rest */
-  char ts[48];
-} row_head;
-
-typedef struct state_job state_job;
-
-typedef struct batch {
-  struct batch *next;
-  int job;                      /* JOB_ROWS, or a transaction step (see run_job) */
-  int lazy;                     /* JOB_BEGIN: only once something is written */
-  state_job *state;             /* JOB_STATE: what to store */
-  char *rows;
-  size_t rows_n, rows_cap;
-  char *text;
-  size_t text_n, text_cap;
-  int nrows;
-} batch;
-
-#define BATCH_ROWS 1024         /* hand a batch over after this many rows */
-#define BATCH_TEXT (1u << 20)   /* ... or this many bytes of text */
-#define BATCH_QUEUE 2           /* batches waiting for the writer at most */
-#define LOCK_WAIT_MS 60000      /* the writer thread waits this long for the write lock */
-#define GIVE_WAY_MS 2000        /* after a commit, waits this long for a waiting writer's turn */
-
-enum { JOB_ROWS = 0, JOB_BEGIN, JOB_COMMIT, JOB_STATE };
-
-struct sq_cache {
-  lb_cache base;                /* first: the head of every backend (cache_backend.h) */
-  sqlite3 *db;
-  sq_stream *streams;           /* open streams, closed with the cache */
-  sqlite3_stmt *put_state, *put_dstate, *get_ledger, *put_ledger;
-  sq_query *queries;            /* open ad-hoc queries, closed with the cache */
-  lb_sbuf owner;                /* the strings of the last table_owner answer */
-  char owner_what[32];
-  /* async mode (see lb_cache_set_async): the fields after `mu` are shared
-  ** with the writer thread and only touched with mu held */
-  int async;                    /* wanted */
-  int worker;                   /* the writer thread runs */
-  int failed;                   /* async_err was seen by the caller */
-  uv_thread_t thread;
-  batch *fill;                  /* being filled by the caller */
-  uv_mutex_t mu;
-  uv_cond_t cv;
-  batch *queue, *queue_tail;
-  int queued;
-  int busy;                     /* the writer is inserting a batch */
-  int stop;
-  batch *spare;                 /* free batches */
-  int async_err;                /* first failure of the writer, sticky */
-  char async_msg[512];
-  /* the write lock: whoever runs a transaction step (the writer thread,
-  ** or the caller in sync mode) waits for it in on_busy; turn_fd is the
-  ** turnstile beside the file that makes writers take turns (turn_enter) */
-  int lock_wait;                /* a transaction step runs: wait up to LOCK_WAIT_MS */
-  uint64_t busy_since;          /* when the current wait for a lock began */
-  int turn_fd;                  /* -1 = not open (yet), -2 = none (":memory:") */
-  int quit;                     /* closing: a wait for the lock gives up (under mu) */
-  int begin_pending;            /* a lazy BEGIN waits for something to write (under mu) */
-  struct stream_lock *locks;    /* stream locks held through this cache */
-  /* the checkpointer: a thread with its own connection that copies the WAL
-  ** into the database file when it has grown, instead of the connection
-  ** that commits (see ckpt_start) */
-  char *path;
-  int ckpt;                     /* the checkpointer runs */
-  uv_thread_t ckpt_thread;
-  sqlite3 *ckpt_db;
-  uv_mutex_t ckpt_mu;
-  uv_cond_t ckpt_cv;
-  int ckpt_pending, ckpt_stop;  /* under ckpt_mu */
-  int ckpt_busy;                /* a pass is running (under ckpt_mu) */
-  int wal_frames;               /* WAL size at the last commit (under ckpt_mu) */
-  int ckpt_complete;            /* the last pass copied the whole WAL (under ckpt_mu) */
-};
-
-struct sq_stream {
-  lb_cache_stream base;         /* first: name, namespace, table, rows */
-  sq_cache *c;
-  sq_stream *prev, *next;
-  sqlite3_stmt *ins;
-  sqlite3_stmt *ins_multi;      /* the writer thread's, `multi` rows at once */
-  int multi;
-  lb_write_strategy strategy;
-  char *target;                 /* table written to: final or shadow */
-  lb_cache_schema sch;          /* the columns (cache_columns.c) */
-  int guess;                    /* property expected next */
-  wval *vals;                   /* sync mode: the values of the current record */
-  char *arena;                  /* sync mode: its decoded strings */
-  size_t arena_cap;
-  lb_cache_ts ts;               /* _airbyte_extracted_at of the current record */
-  int finished;
-  char uuid[37];
-};
 
 /* --- small helpers -------------------------------------------------------- */
 
-static void seterr(sq_cache *c, const char *fmt, ...) {
+void lb__sq_seterr(sq_cache *c, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(c->base.errmsg, sizeof c->base.errmsg, fmt, ap);
@@ -186,7 +71,7 @@ static void copyerr(char *err, size_t errlen, const char *msg) {
 /* SQLite's message for the last failed call on db. "database or disk is
 ** full" does not say which disk: a full disk and a failed write name the
 ** cache file (its -wal and -journal files live beside it). */
-static void sqlite_why(sq_cache *c, sqlite3 *db, char *out, size_t len) {
+void lb__sq_sqlite_why(sq_cache *c, sqlite3 *db, char *out, size_t len) {
   int ec = sqlite3_errcode(db);
   if (ec == SQLITE_FULL)
     snprintf(out, len, "the disk is full: cannot write the cache file %.300s (%s)", c->path,
@@ -197,17 +82,36 @@ static void sqlite_why(sq_cache *c, sqlite3 *db, char *out, size_t len) {
     snprintf(out, len, "%s", sqlite3_errmsg(db));
 }
 
+/* A lock another connection holds, met on the caller's thread in nowait
+** mode (lb_cache_set_nowait): on_busy gave up at once, and the call is
+** LB_CACHE_EBUSY, for the caller to retry after yielding. */
+int lb__sq_nowait_busy(sq_cache *c, int ec) {
+  return (ec & 0xff) == SQLITE_BUSY && c->base.nowait && !c->writer_step;
+}
+
+/* The code of a failure (ec: SQLite's) whose message is set: for a lock,
+** the message says whose it is. */
+int lb__sq_fail_code(sq_cache *c, int ec, const char *sql, size_t len) {
+  if (ec == SQLITE_NOMEM) return LB_ENOMEM;
+  if (!lb__sq_nowait_busy(c, ec)) return LB_CACHE_ESQL;
+  if (len > 200) len = 200;
+  lb__sq_seterr(c, "the cache file %.300s is locked: another process holds its write lock (in: %.*s%s)",
+         c->path, (int)len, sql ? sql : "", sql && strlen(sql) > len ? "..." : "");
+  c->base.busy = 1;
+  return LB_CACHE_EBUSY;
+}
+
 /* Records SQLite's message for a failed call on sql (cut to 200 bytes). */
 static int sqlerr(sq_cache *c, const char *sql) {
   int n = sql ? (int)strlen(sql) : 0;
   char why[400];
   if (n > 200) n = 200;
-  sqlite_why(c, c->db, why, sizeof why);
+  lb__sq_sqlite_why(c, c->db, why, sizeof why);
   if (sql)
-    seterr(c, "%s (in: %.*s%s)", why, n, sql, strlen(sql) > 200 ? "..." : "");
+    lb__sq_seterr(c, "%s (in: %.*s%s)", why, n, sql, strlen(sql) > 200 ? "..." : "");
   else
-    seterr(c, "%s", why);
-  return sqlite3_errcode(c->db) == SQLITE_NOMEM ? LB_ENOMEM : LB_CACHE_ESQL;
+    lb__sq_seterr(c, "%s", why);
+  return lb__sq_fail_code(c, sqlite3_errcode(c->db), sql, sql ? strlen(sql) : 0);
 }
 
 static int exec_sql(sq_cache *c, const char *sql) {
@@ -215,23 +119,13 @@ static int exec_sql(sq_cache *c, const char *sql) {
   return 0;
 }
 
-static char *dupstr(const char *s, size_t n) {
+char *lb__sq_dupstr(const char *s, size_t n) {
   char *p = malloc(n + 1);
   if (p) { memcpy(p, s, n); p[n] = '\0'; }
   return p;
 }
 
-static int barrier(sq_cache *c);
-static int drain(sq_cache *c, int *pending);
-static void clear_async_err(sq_cache *c);
-static void worker_stop(sq_cache *c);
-static void ckpt_start(sq_cache *c);
-static void ckpt_stop(sq_cache *c);
-static void ckpt_bound_wal(sq_cache *c);
-static int on_busy(void *ud, int n);
 static void locks_release_all(sq_cache *c);
-static int begin_queued(sq_cache *c);
-static int commit_queued(sq_cache *c, const lb_cache_state_row *r, int begin_again);
 
 static void bind_len(sqlite3_stmt *st, int i, const char *s, size_t n) {
   sqlite3_bind_text64(st, i, s ? s : "", s ? n : 0, SQLITE_STATIC, SQLITE_UTF8);
@@ -443,7 +337,7 @@ int lb_cache_sqlite_open(const char *path, lb_cache **out, char *err, size_t err
     goto fail;
   }
   sqlite3_extended_result_codes(c->db, 1);
-  sqlite3_busy_handler(c->db, on_busy, c);
+  sqlite3_busy_handler(c->db, lb__sq_on_busy, c);
   if ((rc = lb__sqlite_add_regexp(c->db)) != SQLITE_OK) {
     snprintf(c->base.errmsg, sizeof c->base.errmsg, "cannot open %.200s: %s", path, sqlite3_errstr(rc));
     goto fail;
@@ -458,7 +352,7 @@ int lb_cache_sqlite_open(const char *path, lb_cache **out, char *err, size_t err
     snprintf(c->base.errmsg, sizeof c->base.errmsg, "cannot open %.200s: %.280s", path, msg);
     goto fail;
   }
-  if ((c->path = dupstr(path, strlen(path))) == NULL) {
+  if ((c->path = lb__sq_dupstr(path, strlen(path))) == NULL) {
     snprintf(c->base.errmsg, sizeof c->base.errmsg, "out of memory");
     sqlite3_close_v2(c->db);
     lb__cache_fini(&c->base);
@@ -466,7 +360,7 @@ int lb_cache_sqlite_open(const char *path, lb_cache **out, char *err, size_t err
     copyerr(err, errlen, "out of memory");
     return LB_ENOMEM;
   }
-  ckpt_start(c);
+  lb__sq_ckpt_start(c);
   *out = &c->base;
   return 0;
 fail:
@@ -488,13 +382,14 @@ static void sq_close(lb_cache *base) {
     c->quit = 1;
     uv_mutex_unlock(&c->mu);
   }
-  worker_stop(c);               /* queued rows go in first */
-  ckpt_stop(c);
+  lb__sq_worker_stop(c);               /* queued rows go in first */
+  lb__sq_ckpt_stop(c);
   locks_release_all(c);
   if (c->turn_fd >= 0) close(c->turn_fd);
   while (c->streams) sq_stream_close(&c->streams->base);
   while (c->queries) sq_query_close((lb_cache_query *)(void *)c->queries);
   sqlite3_finalize(c->put_state);
+  sqlite3_finalize(c->get_state);
   sqlite3_finalize(c->put_dstate);
   sqlite3_finalize(c->get_ledger);
   sqlite3_finalize(c->put_ledger);
@@ -508,7 +403,7 @@ static void sq_close(lb_cache *base) {
   free(c);
 }
 
-static int sq_in_transaction(const lb_cache *base) {
+int lb__sq_in_transaction(const lb_cache *base) {
   return sqlite3_get_autocommit(((const sq_cache *)(const void *)base)->db) == 0;
 }
 
@@ -516,42 +411,42 @@ static int sq_in_transaction(const lb_cache *base) {
 static int sq_begin(lb_cache *base) {
   sq_cache *c = SQ(base);
   int rc;
-  barrier(c);
-  clear_async_err(c);           /* a failure belongs to the transaction it broke */
-  if (sq_in_transaction(base)) { seterr(c, "a transaction is already open"); return LB_EINVAL; }
-  if ((rc = begin_queued(c)) != 0) return rc;
-  return barrier(c);
+  lb__sq_barrier(c);
+  lb__sq_clear_async_err(c);           /* a failure belongs to the transaction it broke */
+  if (lb__sq_in_transaction(base)) { lb__sq_seterr(c, "a transaction is already open"); return LB_EINVAL; }
+  if ((rc = lb__sq_begin_queued(c)) != 0) return rc;
+  return lb__sq_barrier(c);
 }
 
 static int sq_commit(lb_cache *base) {
   sq_cache *c = SQ(base);
-  int err = barrier(c);
+  int err = lb__sq_barrier(c);
   if (err) return err;          /* rows were lost: the caller must roll back */
-  if (!sq_in_transaction(base)) { seterr(c, "no transaction is open"); return LB_EINVAL; }
-  if ((err = commit_queued(c, NULL, 0)) != 0) return err;
-  return barrier(c);
+  if (!lb__sq_in_transaction(base)) { lb__sq_seterr(c, "no transaction is open"); return LB_EINVAL; }
+  if ((err = lb__sq_commit_queued(c, NULL, 0)) != 0) return err;
+  return lb__sq_barrier(c);
 }
 
 static int sq_rollback(lb_cache *base) {
   sq_cache *c = SQ(base);
   int pending;
   if (c->worker) {              /* a lazy BEGIN not taken yet has nothing to undo */
-    drain(c, &pending);
+    lb__sq_drain(c, &pending);
     uv_mutex_lock(&c->mu);
     c->begin_pending = 0;
     uv_mutex_unlock(&c->mu);
   }
-  clear_async_err(c);
+  lb__sq_clear_async_err(c);
   /* SQLite rolls back by itself on some errors (a full disk, an I/O
   ** error): nothing is left to undo, and failing here would hide why */
-  if (!sq_in_transaction(base)) return 0;
+  if (!lb__sq_in_transaction(base)) return 0;
   return exec_sql(c, "ROLLBACK");
 }
 
 struct sqlite3 *lb_cache_db(lb_cache *base) {
   sq_cache *c = SQ(base);
   if (base->ops != &sqlite_ops) return NULL;
-  barrier(c);                   /* the caller is about to use the connection */
+  lb__sq_barrier(c);                   /* the caller is about to use the connection */
   return c->db;
 }
 
@@ -626,7 +521,7 @@ static int create_table(sq_stream *s, lb_sbuf *b, const char *table) {
   lb__sb_add(b, ", ");
   lb__sb_add(b, internal_cols_sql[2]);
   lb__sb_add(b, ")");
-  if (b->oom) { seterr(s->c, "out of memory"); return LB_ENOMEM; }
+  if (b->oom) { lb__sq_seterr(s->c, "out of memory"); return LB_ENOMEM; }
   return exec_sql(s->c, b->p);
 }
 
@@ -648,7 +543,7 @@ static int add_columns(sq_stream *s, lb_sbuf *b, const char *table,
     } else {
       lb__sb_add(b, internal_cols_sql[i - s->sch.ncols]);
     }
-    if (b->oom) { seterr(s->c, "out of memory"); return LB_ENOMEM; }
+    if (b->oom) { lb__sq_seterr(s->c, "out of memory"); return LB_ENOMEM; }
     if ((rc = exec_sql(s->c, b->p)) < 0) return rc;
   }
   return 0;
@@ -675,7 +570,7 @@ static int drop_legacy_pk_index(sq_stream *s, lb_sbuf *b) {
   lb__sb_add(b, "\"");
   lb__sb_add(b, s->base.table);
   lb__sb_add(b, LEGACY_PK_INDEX_SUFFIX "\"");
-  if (b->oom) { seterr(s->c, "out of memory"); return LB_ENOMEM; }
+  if (b->oom) { lb__sq_seterr(s->c, "out of memory"); return LB_ENOMEM; }
   return exec_sql(s->c, b->p);
 }
 
@@ -689,7 +584,7 @@ static int ensure_pk_index(sq_stream *s, lb_sbuf *b, const int *pk, int npk) {
   lb__sb_reset(b);
   lb__sb_add(b, PK_INDEX_PREFIX);
   lb__sb_add(b, s->base.table);
-  if (b->oom || (idx = dupstr(b->p, b->n)) == NULL) { seterr(c, "out of memory"); return LB_ENOMEM; }
+  if (b->oom || (idx = lb__sq_dupstr(b->p, b->n)) == NULL) { lb__sq_seterr(c, "out of memory"); return LB_ENOMEM; }
   if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) { free(idx); return sqlerr(c, sql); }
   sqlite3_bind_text(st, 1, idx, -1, SQLITE_STATIC);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -704,7 +599,7 @@ static int ensure_pk_index(sq_stream *s, lb_sbuf *b, const int *pk, int npk) {
     lb__sb_reset(b);
     lb__sb_add(b, "DROP INDEX ");
     lb__sb_ident(b, idx);
-    if (b->oom) { free(idx); seterr(c, "out of memory"); return LB_ENOMEM; }
+    if (b->oom) { free(idx); lb__sq_seterr(c, "out of memory"); return LB_ENOMEM; }
     if ((rc = exec_sql(c, b->p)) < 0) { free(idx); return rc; }
   }
   lb__sb_reset(b);
@@ -717,7 +612,7 @@ static int ensure_pk_index(sq_stream *s, lb_sbuf *b, const int *pk, int npk) {
   lb__sb_add(b, " GROUP BY ");
   for (i = 0; i < npk; i++) { if (i) lb__sb_add(b, ", "); lb__sb_ident(b, s->sch.cols[pk[i]].name); }
   lb__sb_add(b, ")");
-  if (b->oom) { free(idx); seterr(c, "out of memory"); return LB_ENOMEM; }
+  if (b->oom) { free(idx); lb__sq_seterr(c, "out of memory"); return LB_ENOMEM; }
   if ((rc = exec_sql(c, b->p)) < 0) { free(idx); return rc; }
   lb__sb_reset(b);
   lb__sb_add(b, "CREATE UNIQUE INDEX ");
@@ -728,7 +623,7 @@ static int ensure_pk_index(sq_stream *s, lb_sbuf *b, const int *pk, int npk) {
   for (i = 0; i < npk; i++) { if (i) lb__sb_add(b, ", "); lb__sb_ident(b, s->sch.cols[pk[i]].name); }
   lb__sb_add(b, ")");
   free(idx);
-  if (b->oom) { seterr(c, "out of memory"); return LB_ENOMEM; }
+  if (b->oom) { lb__sq_seterr(c, "out of memory"); return LB_ENOMEM; }
   return exec_sql(c, b->p);
 }
 
@@ -741,7 +636,7 @@ static int drop_pk_index(sq_stream *s, lb_sbuf *b) {
   lb__sb_add(b, PK_INDEX_PREFIX);
   lb__sb_add(b, s->base.table);
   lb__sb_addn(b, "\"", 1);
-  if (b->oom) { seterr(s->c, "out of memory"); return LB_ENOMEM; }
+  if (b->oom) { lb__sq_seterr(s->c, "out of memory"); return LB_ENOMEM; }
   return exec_sql(s->c, b->p);
 }
 
@@ -816,7 +711,7 @@ static int prepare_insert(sq_stream *s, lb_sbuf *b, const int *pk, int npk, int 
       lb__sb_ident(b, name);
     }
   }
-  if (b->oom) { seterr(s->c, "out of memory"); return LB_ENOMEM; }
+  if (b->oom) { lb__sq_seterr(s->c, "out of memory"); return LB_ENOMEM; }
   if (sqlite3_prepare_v3(s->c->db, b->p, -1, SQLITE_PREPARE_PERSISTENT, out, NULL) != SQLITE_OK)
     return sqlerr(s->c, b->p);
   return 0;
@@ -843,8 +738,8 @@ static lb_cache_stream *sq_stream_open(lb_cache *base, const lb_cache_stream_spe
   const int *pk = spec->pk;
   int npk = spec->npk, exists, have_internal, rc;
   lb_write_strategy strategy = spec->strategy;
-  if ((rc = barrier(c)) != 0) goto fail;
-  if ((s = calloc(1, sizeof *s)) == NULL) { seterr(c, "out of memory"); goto fail; }
+  if ((rc = lb__sq_barrier(c)) != 0) goto fail;
+  if ((s = calloc(1, sizeof *s)) == NULL) { lb__sq_seterr(c, "out of memory"); goto fail; }
   s->c = c;
   s->strategy = strategy;
   s->sch = *spec->schema;                /* taken over */
@@ -852,7 +747,7 @@ static lb_cache_stream *sq_stream_open(lb_cache *base, const lb_cache_stream_spe
   if (lb__cache_stream_init(&s->base, base, spec) < 0) goto fail;
   if ((found = calloc((size_t)s->sch.ncols + 1, 1)) == NULL ||
       (s->vals = calloc((size_t)s->sch.ncols + 1, sizeof *s->vals)) == NULL) {
-    seterr(c, "out of memory");
+    lb__sq_seterr(c, "out of memory");
     goto fail;
   }
 
@@ -860,15 +755,15 @@ static lb_cache_stream *sq_stream_open(lb_cache *base, const lb_cache_stream_spe
     lb__sb_reset(&b);
     lb__sb_add(&b, SHADOW_PREFIX);
     lb__sb_add(&b, s->base.table);
-    if (b.oom || (s->target = dupstr(b.p, b.n)) == NULL) { seterr(c, "out of memory"); goto fail; }
+    if (b.oom || (s->target = lb__sq_dupstr(b.p, b.n)) == NULL) { lb__sq_seterr(c, "out of memory"); goto fail; }
     /* A shadow table left by a run that died is stale: start afresh. */
     lb__sb_reset(&b);
     lb__sb_add(&b, "DROP TABLE IF EXISTS ");
     lb__sb_ident(&b, s->target);
-    if (b.oom) { seterr(c, "out of memory"); goto fail; }
+    if (b.oom) { lb__sq_seterr(c, "out of memory"); goto fail; }
     if (exec_sql(c, b.p) < 0 || create_table(s, &b, s->target) < 0) goto fail;
   } else {
-    if ((s->target = dupstr(s->base.table, strlen(s->base.table))) == NULL) { seterr(c, "out of memory"); goto fail; }
+    if ((s->target = lb__sq_dupstr(s->base.table, strlen(s->base.table))) == NULL) { lb__sq_seterr(c, "out of memory"); goto fail; }
     if (inspect_table(s, s->base.table, &exists, found, &have_internal) < 0) goto fail;
     if (!exists) rc = create_table(s, &b, s->base.table);
     else rc = add_columns(s, &b, s->base.table, found, have_internal);
@@ -905,7 +800,7 @@ fail:
 /* Binds vals and the internal columns, steps and resets. Runs on the
 ** caller's thread (sync mode) or the writer thread (async mode): it only
 ** touches the statement, which the caller leaves alone meanwhile. */
-static int bind_row(sqlite3_stmt *st, int base, int ncols, const wval *vals, const char *uuid,
+int lb__sq_bind_row(sqlite3_stmt *st, int base, int ncols, const wval *vals, const char *uuid,
                     const char *ts, int ts_len, const char *meta_json) {
   int i, rc = SQLITE_OK;
   for (i = 0; i < ncols && rc == SQLITE_OK; i++) {
@@ -924,7 +819,7 @@ static int bind_row(sqlite3_stmt *st, int base, int ncols, const wval *vals, con
   return rc;
 }
 
-static int step_reset(sqlite3_stmt *st, int rc) {
+int lb__sq_step_reset(sqlite3_stmt *st, int rc) {
   if (rc == SQLITE_OK) {
     rc = sqlite3_step(st);
     if (rc == SQLITE_DONE) rc = SQLITE_OK;
@@ -933,489 +828,21 @@ static int step_reset(sqlite3_stmt *st, int rc) {
   return rc;
 }
 
-static int bind_step(sq_stream *s, const wval *vals, const char *uuid, const char *ts,
+int lb__sq_bind_step(sq_stream *s, const wval *vals, const char *uuid, const char *ts,
                      int ts_len, const char *meta_json) {
-  return step_reset(s->ins, bind_row(s->ins, 0, s->sch.ncols, vals, uuid, ts, ts_len, meta_json));
+  return lb__sq_step_reset(s->ins, lb__sq_bind_row(s->ins, 0, s->sch.ncols, vals, uuid, ts, ts_len, meta_json));
 }
 
-static int write_failed(sq_stream *s, int rc, char *msg, size_t msglen) {
+int lb__sq_write_failed(sq_stream *s, int rc, char *msg, size_t msglen) {
   char why[384];
-  sqlite_why(s->c, s->c->db, why, sizeof why);
+  lb__sq_sqlite_why(s->c, s->c->db, why, sizeof why);
   snprintf(msg, msglen, "writing to table '%.100s': %s", s->target, why);
+  if (lb__sq_nowait_busy(s->c, rc)) {
+    rc = lb__sq_fail_code(s->c, rc, "INSERT", 6);            /* into errmsg, which msg may be */
+    if (msg != s->c->base.errmsg) snprintf(msg, msglen, "%s", s->c->base.errmsg);
+    return rc;
+  }
   return rc == SQLITE_NOMEM ? LB_ENOMEM : LB_CACHE_ESQL;
-}
-
-/* --- async mode: the writer thread ------------------------------------------------ */
-
-static int run_job(sq_cache *c, batch *b, char *msg, size_t msglen);
-static void job_free(batch *b);
-
-static void batch_free(batch *b) {
-  if (b == NULL) return;
-  free(b->rows);
-  free(b->text);
-  free(b);
-}
-
-/* The writer's first failure is kept (sticky) until the caller hears of it. */
-static void writer_failed(sq_cache *c, int code, const char *msg, size_t msglen) {
-  uv_mutex_lock(&c->mu);
-  if (c->async_err == 0) {
-    c->async_err = code;
-    memcpy(c->async_msg, msg, msglen);
-  }
-  uv_mutex_unlock(&c->mu);
-}
-
-/* The cache's threads are background work: below the thread that runs the
-** loop (a host's frame, a server's requests), so on a busy machine the
-** scheduler takes the CPU from them first. Linux applies nice per thread. */
-static void background_priority(void) {
-#if defined(__linux__) && defined(SYS_gettid)
-  (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
-#endif
-}
-
-static void writer_main(void *arg) {
-  sq_cache *c = arg;
-  background_priority();
-  uv_mutex_lock(&c->mu);
-  for (;;) {
-    batch *b;
-    size_t off;
-    int i, failed, begin;
-    while (c->queue == NULL && !c->stop) uv_cond_wait(&c->cv, &c->mu);
-    if (c->queue == NULL) break;               /* stopping, nothing left */
-    b = c->queue;
-    c->queue = b->next;
-    if (c->queue == NULL) c->queue_tail = NULL;
-    c->queued--;
-    if (b->job == JOB_BEGIN && b->lazy) {      /* the lock is taken by what comes next */
-      c->begin_pending = c->async_err == 0;
-      job_free(b);
-      uv_cond_broadcast(&c->cv);
-      continue;
-    }
-    c->busy = 1;
-    failed = c->async_err != 0;
-    begin = c->begin_pending && !failed;
-    c->begin_pending = 0;
-    uv_cond_broadcast(&c->cv);                 /* room in the queue */
-    uv_mutex_unlock(&c->mu);
-    if (begin && b->job != JOB_BEGIN) {        /* the lazy BEGIN, first */
-      char msg[sizeof c->async_msg];
-      batch bb;
-      int code;
-      memset(&bb, 0, sizeof bb);
-      bb.job = JOB_BEGIN;
-      if ((code = run_job(c, &bb, msg, sizeof msg)) != 0) {
-        writer_failed(c, code, msg, sizeof msg);
-        failed = 1;
-      }
-    }
-    if (b->job) {                              /* a transaction step, in order with the rows */
-      char msg[sizeof c->async_msg];
-      int code = failed ? 0 : run_job(c, b, msg, sizeof msg);
-      job_free(b);
-      uv_mutex_lock(&c->mu);
-      if (code && c->async_err == 0) {
-        c->async_err = code;
-        memcpy(c->async_msg, msg, sizeof msg);
-      }
-      c->busy = 0;
-      uv_cond_broadcast(&c->cv);
-      continue;
-    }
-    /* after a failure, rows are dropped until the caller hears of it */
-    for (i = 0, off = 0; i < b->nrows && !failed;) {
-      row_head *h = (row_head *)(void *)(b->rows + off);
-      sq_stream *s = h->s;
-      size_t rowsz = sizeof *h + (size_t)s->sch.ncols * sizeof(wval);
-      int rc, k = 0;
-      /* the next `multi` rows, when they all belong to this stream, go in
-      ** with one statement */
-      if (s->ins_multi && b->nrows - i >= s->multi) {
-        size_t o = off;
-        for (k = 0; k < s->multi && ((row_head *)(void *)(b->rows + o))->s == s; k++) o += rowsz;
-        if (k < s->multi) k = 0;
-      }
-      if (k) {
-        int r, ntot = s->sch.ncols + 3;
-        rc = SQLITE_OK;
-        for (r = 0; r < k && rc == SQLITE_OK; r++, off += rowsz) {
-          h = (row_head *)(void *)(b->rows + off);
-          rc = bind_row(s->ins_multi, r * ntot, s->sch.ncols, (const wval *)(void *)(h + 1), h->uuid,
-                        h->ts, h->ts_len, h->meta);
-        }
-        rc = step_reset(s->ins_multi, rc);
-        i += k;
-      } else {
-        rc = bind_step(s, (const wval *)(void *)(h + 1), h->uuid, h->ts, h->ts_len, h->meta);
-        off += rowsz;
-        i++;
-      }
-      if (rc != SQLITE_OK) {
-        char msg[sizeof c->async_msg];
-        writer_failed(c, write_failed(s, rc, msg, sizeof msg), msg, sizeof msg);
-        failed = 1;
-      }
-    }
-    b->nrows = 0;
-    b->rows_n = b->text_n = 0;
-    uv_mutex_lock(&c->mu);
-    b->next = c->spare;
-    c->spare = b;
-    c->busy = 0;
-    uv_cond_broadcast(&c->cv);
-  }
-  uv_mutex_unlock(&c->mu);
-}
-
-static int worker_start(sq_cache *c) {
-  if (uv_mutex_init(&c->mu) != 0) return -1;
-  if (uv_cond_init(&c->cv) != 0) { uv_mutex_destroy(&c->mu); return -1; }
-  c->stop = 0;
-  if (uv_thread_create(&c->thread, writer_main, c) != 0) {
-    uv_cond_destroy(&c->cv);
-    uv_mutex_destroy(&c->mu);
-    return -1;
-  }
-  c->worker = 1;
-  return 0;
-}
-
-/* With c->mu held: b goes to the end of the writer's queue. */
-static void enqueue(sq_cache *c, batch *b) {
-  b->next = NULL;
-  if (c->queue_tail) c->queue_tail->next = b;
-  else c->queue = b;
-  c->queue_tail = b;
-  c->queued++;
-}
-
-/* Hands the filled batch to the writer (waiting while the queue is full)
-** and takes a spare one. Returns the writer's sticky error, if any. */
-static int submit(sq_cache *c) {
-  batch *b = c->fill;
-  int err;
-  c->fill = NULL;
-  uv_mutex_lock(&c->mu);
-  while (c->queued >= BATCH_QUEUE && c->async_err == 0) uv_cond_wait(&c->cv, &c->mu);
-  if (b) {
-    if (b->nrows > 0) {
-      enqueue(c, b);
-      uv_cond_broadcast(&c->cv);
-    } else {
-      b->next = c->spare;
-      c->spare = b;
-    }
-  }
-  if (c->spare) {
-    c->fill = c->spare;
-    c->spare = c->fill->next;
-  }
-  err = c->async_err;
-  if (err) memcpy(c->base.errmsg, c->async_msg, sizeof c->base.errmsg);
-  uv_mutex_unlock(&c->mu);
-  if (err) c->failed = err;
-  return err;
-}
-
-/* Waits until every queued row is in the database. Returns the writer's
-** sticky error (its message copied to errmsg). Every function that touches
-** the database from the caller's side calls this first. */
-static int drain(sq_cache *c, int *pending) {
-  int err;
-  if (c->fill && c->fill->nrows > 0) submit(c);
-  uv_mutex_lock(&c->mu);
-  while (c->queued > 0 || c->busy) uv_cond_wait(&c->cv, &c->mu);
-  err = c->async_err;
-  if (err) memcpy(c->base.errmsg, c->async_msg, sizeof c->base.errmsg);
-  *pending = c->begin_pending;
-  uv_mutex_unlock(&c->mu);
-  if (err) c->failed = err;
-  return err;
-}
-
-/* A lazy BEGIN (commit_queued) is taken now: the caller is about to work
-** in the transaction. */
-static int barrier(sq_cache *c) {
-  int err, pending;
-  if (!c->worker) return 0;
-  err = drain(c, &pending);
-  if (err == 0 && pending && (err = begin_queued(c)) == 0) err = drain(c, &pending);
-  return err;
-}
-
-/* With c->mu held: waits on the writer until deadline_ns (0 = for ever);
-** 0 when it was woken, 1 when the deadline passed. */
-static int wait_until(sq_cache *c, uint64_t deadline_ns) {
-  uint64_t now;
-  if (deadline_ns == 0) {
-    uv_cond_wait(&c->cv, &c->mu);
-    return 0;
-  }
-  now = uv_hrtime();
-  if (now >= deadline_ns) return 1;
-  uv_cond_timedwait(&c->cv, &c->mu, deadline_ns - now);
-  return 0;
-}
-
-/* Would the next write hand a batch over (reserve or its end)? */
-static int write_submits(const sq_cache *c, size_t data_len) {
-  const batch *b = c->fill;
-  return b && b->nrows > 0 &&
-         (b->nrows + 1 >= BATCH_ROWS || b->text_cap - b->text_n < 2 * data_len);
-}
-
-static int sq_wait_room(lb_cache *base, size_t data_len, uint64_t deadline_ns) {
-  sq_cache *c = SQ(base);
-  int room = 1;
-  if (!c->worker || !write_submits(c, data_len)) return 1;
-  uv_mutex_lock(&c->mu);
-  while (c->queued >= BATCH_QUEUE && c->async_err == 0)
-    if (wait_until(c, deadline_ns)) { room = 0; break; }
-  uv_mutex_unlock(&c->mu);
-  return room;
-}
-
-static int sq_wait_idle(lb_cache *base, uint64_t deadline_ns) {
-  sq_cache *c = SQ(base);
-  int idle = 1;
-  if (!c->worker) return 1;
-  if (c->fill && c->fill->nrows > 0) {
-    if (!sq_wait_room(base, (size_t)-1 / 4, deadline_ns)) return 0;
-    submit(c);                      /* room in the queue: does not wait */
-  }
-  uv_mutex_lock(&c->mu);
-  for (;;) {
-    while ((c->queued > 0 || c->busy) && c->async_err == 0)
-      if (wait_until(c, deadline_ns)) { idle = 0; break; }
-    if (!idle || !c->begin_pending || c->async_err) break;
-    /* a lazy BEGIN is taken now: the caller goes on in the transaction */
-    uv_mutex_unlock(&c->mu);
-    if (begin_queued(c) != 0) return 1;   /* the error is the caller's next */
-    uv_mutex_lock(&c->mu);
-  }
-  uv_mutex_unlock(&c->mu);
-  return idle;
-}
-
-static void clear_async_err(sq_cache *c) {
-  c->failed = 0;
-  if (!c->worker) return;
-  uv_mutex_lock(&c->mu);
-  c->async_err = 0;
-  uv_mutex_unlock(&c->mu);
-}
-
-static void worker_stop(sq_cache *c) {
-  batch *b;
-  int pending;
-  if (!c->worker) return;
-  drain(c, &pending);           /* a lazy BEGIN is dropped: close rolls back anyway */
-  uv_mutex_lock(&c->mu);
-  c->stop = 1;
-  uv_cond_broadcast(&c->cv);
-  uv_mutex_unlock(&c->mu);
-  uv_thread_join(&c->thread);
-  c->worker = 0;
-  batch_free(c->fill);
-  c->fill = NULL;
-  while ((b = c->spare) != NULL) { c->spare = b->next; batch_free(b); }
-  uv_cond_destroy(&c->cv);
-  uv_mutex_destroy(&c->mu);
-}
-
-static int sq_set_async(lb_cache *base, int on) {
-  sq_cache *c = SQ(base);
-  if (!on) {
-    int err = barrier(c);
-    worker_stop(c);
-    ckpt_stop(c);
-    c->async = 0;
-    return err;
-  }
-  c->async = 1;
-  ckpt_start(c);
-  return 0;
-}
-
-/* --- the checkpointer ---------------------------------------------------------------- */
-
-/* Pages in the WAL after which it is copied back, as SQLite's own
-** wal_autocheckpoint default. */
-#define CKPT_FRAMES 1000
-/* WAL pages after which begin waits for a complete checkpoint. A WAL only
-** starts over from its beginning when a transaction starts after every
-** frame was copied back; a checkpointer that runs beside a busy writer is
-** never done at that moment, so without this wait the WAL would grow for
-** the whole sync. Past this size begin lets it finish (nothing writes
-** meanwhile), at most the tail of the WAL is left to copy by then. */
-#define WAL_LIMIT_FRAMES 16384
-
-/* Runs after every commit of the cache's connection, in the committing
-** thread (caller or writer). */
-static int wal_hook(void *ud, sqlite3 *db, const char *name, int frames) {
-  sq_cache *c = ud;
-  (void)db;
-  (void)name;
-  uv_mutex_lock(&c->ckpt_mu);
-  c->wal_frames = frames;
-  c->ckpt_complete = 0;
-  if (frames >= CKPT_FRAMES) {
-    c->ckpt_pending = 1;
-    uv_cond_broadcast(&c->ckpt_cv);
-  }
-  uv_mutex_unlock(&c->ckpt_mu);
-  return SQLITE_OK;
-}
-
-/* A PASSIVE checkpoint from another connection runs while the cache's
-** connection goes on writing (WAL allows it): the copy and its fsyncs leave
-** the path of commit, where SQLite's automatic checkpoint would put them
-** (about 0.1 s per 100,000 faker records on a plain disk). Durability is
-** unchanged: a commit is as durable as before, the checkpoint only moves
-** committed pages from the WAL into the database file. */
-static void ckpt_main(void *arg) {
-  sq_cache *c = arg;
-  background_priority();
-  uv_mutex_lock(&c->ckpt_mu);
-  for (;;) {
-    while (!c->ckpt_pending && !c->ckpt_stop) uv_cond_wait(&c->ckpt_cv, &c->ckpt_mu);
-    int nlog = -1, nckpt = -1;
-    if (c->ckpt_stop) break;
-    c->ckpt_pending = 0;
-    c->ckpt_busy = 1;
-    uv_mutex_unlock(&c->ckpt_mu);
-    sqlite3_wal_checkpoint_v2(c->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, &nlog, &nckpt);
-    uv_mutex_lock(&c->ckpt_mu);
-    c->ckpt_busy = 0;
-    if (nlog >= 0 && nckpt == nlog && !c->ckpt_pending) c->ckpt_complete = 1;
-    uv_cond_broadcast(&c->ckpt_cv);
-  }
-  uv_mutex_unlock(&c->ckpt_mu);
-}
-
-/* Starts the checkpointer when the database is a file in WAL mode; when it
-** cannot, SQLite's automatic checkpoint stays in charge. */
-static void ckpt_start(sq_cache *c) {
-  sqlite3_stmt *st = NULL;
-  int wal = 0;
-  if (c->ckpt || !c->async) return;
-  if (sqlite3_prepare_v2(c->db, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK &&
-      sqlite3_step(st) == SQLITE_ROW) {
-    const char *mode = (const char *)sqlite3_column_text(st, 0);
-    wal = mode && strcmp(mode, "wal") == 0;
-  }
-  sqlite3_finalize(st);
-  if (!wal) return;
-  /* the main connection's file name is absolute: a chdir since open is fine */
-  {
-    const char *fn = sqlite3_db_filename(c->db, "main");
-    if (fn && *fn) {
-      char *abs = dupstr(fn, strlen(fn));
-      if (abs) { free(c->path); c->path = abs; }
-    }
-  }
-  if (sqlite3_open_v2(c->path, &c->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL)
-      != SQLITE_OK) {
-    sqlite3_close_v2(c->ckpt_db);
-    c->ckpt_db = NULL;
-    return;
-  }
-  sqlite3_busy_timeout(c->ckpt_db, BUSY_TIMEOUT_MS);
-  /* a connection learns that the file is in WAL mode on its first read;
-  ** until then its checkpoints do nothing */
-  if (sqlite3_exec(c->ckpt_db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL) != SQLITE_OK)
-    goto fail_db;
-  if (uv_mutex_init(&c->ckpt_mu) != 0) goto fail_db;
-  if (uv_cond_init(&c->ckpt_cv) != 0) goto fail_mu;
-  c->ckpt_pending = c->ckpt_stop = c->ckpt_busy = c->wal_frames = c->ckpt_complete = 0;
-  if (uv_thread_create(&c->ckpt_thread, ckpt_main, c) != 0) goto fail_cv;
-  c->ckpt = 1;
-  sqlite3_wal_hook(c->db, wal_hook, c);   /* replaces the automatic checkpoint */
-  return;
-fail_cv:
-  uv_cond_destroy(&c->ckpt_cv);
-fail_mu:
-  uv_mutex_destroy(&c->ckpt_mu);
-fail_db:
-  sqlite3_close_v2(c->ckpt_db);
-  c->ckpt_db = NULL;
-}
-
-/* Before a write transaction: when the WAL has grown past the limit, wait
-** for a checkpoint that copies all of it, so that the transaction starts
-** the WAL over. */
-static void ckpt_bound_wal(sq_cache *c) {
-  int tries;
-  if (!c->ckpt) return;
-  uv_mutex_lock(&c->ckpt_mu);
-  for (tries = 0; tries < 3 && c->wal_frames >= WAL_LIMIT_FRAMES && !c->ckpt_complete; tries++) {
-    while (c->ckpt_busy || c->ckpt_pending) uv_cond_wait(&c->ckpt_cv, &c->ckpt_mu);
-    if (c->ckpt_complete) break;
-    c->ckpt_pending = 1;              /* one more pass, now that nothing writes */
-    uv_cond_broadcast(&c->ckpt_cv);
-    while (c->ckpt_busy || c->ckpt_pending) uv_cond_wait(&c->ckpt_cv, &c->ckpt_mu);
-  }
-  uv_mutex_unlock(&c->ckpt_mu);
-}
-
-static void ckpt_stop(sq_cache *c) {
-  if (!c->ckpt) return;
-  sqlite3_wal_autocheckpoint(c->db, CKPT_FRAMES);   /* back to SQLite's own */
-  uv_mutex_lock(&c->ckpt_mu);
-  c->ckpt_stop = 1;
-  uv_cond_signal(&c->ckpt_cv);
-  uv_mutex_unlock(&c->ckpt_mu);
-  uv_thread_join(&c->ckpt_thread);
-  uv_cond_destroy(&c->ckpt_cv);
-  uv_mutex_destroy(&c->ckpt_mu);
-  sqlite3_close_v2(c->ckpt_db);
-  c->ckpt_db = NULL;
-  c->ckpt = 0;
-}
-
-static int sq_sync(lb_cache *base) {
-  return barrier(SQ(base));
-}
-
-/* Room for a row of ncols values and `text` bytes in the fill batch: a new
-** batch when the current one is full, a bigger text area only while the
-** batch is empty (rows point into it). */
-static int reserve(sq_cache *c, int ncols, size_t text) {
-  size_t need = sizeof(row_head) + (size_t)ncols * sizeof(wval);
-  batch *b = c->fill;
-  int err;
-  if (b && b->nrows > 0 && (b->nrows >= BATCH_ROWS || b->text_cap - b->text_n < text)) {
-    if ((err = submit(c)) != 0) return err;
-    b = c->fill;
-  }
-  if (b == NULL) {
-    if ((b = calloc(1, sizeof *b)) == NULL) goto oom;
-    c->fill = b;
-  }
-  if (b->text_cap - b->text_n < text) {       /* only when empty */
-    size_t cap = b->text_cap ? b->text_cap : BATCH_TEXT;
-    char *p;
-    while (cap < text) cap *= 2;
-    if ((p = realloc(b->text, cap)) == NULL) goto oom;
-    b->text = p;
-    b->text_cap = cap;
-  }
-  if (b->rows_cap - b->rows_n < need) {
-    size_t cap = b->rows_cap ? b->rows_cap : 64 * 1024;
-    char *p;
-    while (cap - b->rows_n < need) cap *= 2;
-    if ((p = realloc(b->rows, cap)) == NULL) goto oom;
-    b->rows = p;
-    b->rows_cap = cap;
-  }
-  return 0;
-oom:
-  seterr(c, "out of memory");
-  return LB_ENOMEM;
 }
 
 /* --- writing ---------------------------------------------------------------------------- */
@@ -1426,9 +853,9 @@ static int sq_stream_write(lb_cache_stream *sbase, const lb_jval *data,
   sq_cache *c = s->c;
   size_t n;
   int rc;
-  if (s->ins == NULL) { seterr(c, "stream '%s' is finished", s->base.table); return LB_EINVAL; }
+  if (s->ins == NULL) { lb__sq_seterr(c, "stream '%s' is finished", s->base.table); return LB_EINVAL; }
   n = data->n;
-  if (c->async && !c->worker && worker_start(c) != 0) c->async = 0;   /* no thread: stay sync */
+  if (c->async && !c->worker && lb__sq_worker_start(c) != 0) c->async = 0;   /* no thread: stay sync */
   if (c->failed) return c->failed;   /* errmsg still holds the writer's message */
   if (c->worker) {
     size_t mlen = meta_json ? strlen(meta_json) + 1 : 0;
@@ -1437,14 +864,14 @@ static int sq_stream_write(lb_cache_stream *sbase, const lb_jval *data,
     char *copy;
     /* the record is copied (decoded strings follow it, never longer than
     ** it), so the caller's buffer may change as soon as we return */
-    if ((rc = reserve(c, s->sch.ncols, 2 * n + mlen)) != 0) return rc;
+    if ((rc = lb__sq_reserve(c, s->sch.ncols, 2 * n + mlen)) != 0) return rc;
     b = c->fill;
     h = (row_head *)(void *)(b->rows + b->rows_n);
     copy = b->text + b->text_n;
     memcpy(copy, data->p, n);
     if (lb__cache_scan_row(&s->sch, &s->guess, copy + 1, copy + n - 1, (wval *)(void *)(h + 1), copy + n) != 0) {
       s->guess = 0;
-      seterr(c, "record data of stream '%s' is not valid JSON", s->base.table);
+      lb__sq_seterr(c, "record data of stream '%s' is not valid JSON", s->base.table);
       return LB_EINVAL;
     }
     b->text_n += 2 * n;
@@ -1462,26 +889,26 @@ static int sq_stream_write(lb_cache_stream *sbase, const lb_jval *data,
     b->rows_n += sizeof *h + (size_t)s->sch.ncols * sizeof(wval);
     b->nrows++;
     s->base.rows++;
-    if (b->nrows >= BATCH_ROWS) return submit(c);
+    if (b->nrows >= BATCH_ROWS) return lb__sq_submit(c);
     return 0;
   }
   if (s->arena_cap < n) {
     size_t cap = s->arena_cap ? s->arena_cap : 1024;
     char *np;
     while (cap < n) cap *= 2;
-    if ((np = realloc(s->arena, cap)) == NULL) { seterr(c, "out of memory"); return LB_ENOMEM; }
+    if ((np = realloc(s->arena, cap)) == NULL) { lb__sq_seterr(c, "out of memory"); return LB_ENOMEM; }
     s->arena = np;
     s->arena_cap = cap;
   }
   if (lb__cache_scan_row(&s->sch, &s->guess, data->p + 1, data->p + n - 1, s->vals, s->arena) != 0) {
     s->guess = 0;
-    seterr(c, "record data of stream '%s' is not valid JSON", s->base.table);
+    lb__sq_seterr(c, "record data of stream '%s' is not valid JSON", s->base.table);
     return LB_EINVAL;
   }
   lb_cache_uuid7(&c->base, s->uuid);
   lb__cache_ts(&s->ts, emitted_at_ms);
-  if ((rc = bind_step(s, s->vals, s->uuid, s->ts.text, s->ts.len, meta_json)) != SQLITE_OK)
-    return write_failed(s, rc, c->base.errmsg, sizeof c->base.errmsg);
+  if ((rc = lb__sq_bind_step(s, s->vals, s->uuid, s->ts.text, s->ts.len, meta_json)) != SQLITE_OK)
+    return lb__sq_write_failed(s, rc, c->base.errmsg, sizeof c->base.errmsg);
   s->base.rows++;
   return 0;
 }
@@ -1491,7 +918,7 @@ static int sq_stream_finish(lb_cache_stream *sbase) {
   lb_sbuf b = {NULL, 0, 0, 0};
   int rc;
   if (s->finished) return 0;
-  if ((rc = barrier(s->c)) != 0) return rc;
+  if ((rc = lb__sq_barrier(s->c)) != 0) return rc;
   sqlite3_finalize(s->ins);          /* statements on the shadow table must go */
   sqlite3_finalize(s->ins_multi);
   s->ins = s->ins_multi = NULL;
@@ -1503,7 +930,7 @@ static int sq_stream_finish(lb_cache_stream *sbase) {
   lb__sb_ident(&b, s->target);
   lb__sb_add(&b, " RENAME TO ");
   lb__sb_ident(&b, s->base.table);
-  if (b.oom) { seterr(s->c, "out of memory"); rc = LB_ENOMEM; }
+  if (b.oom) { lb__sq_seterr(s->c, "out of memory"); rc = LB_ENOMEM; }
   else rc = exec_sql(s->c, b.p);
   free(b.p);
   return rc;
@@ -1514,7 +941,7 @@ static int sq_stream_abort(lb_cache_stream *sbase) {
   lb_sbuf b = {NULL, 0, 0, 0};
   int rc = 0;
   if (s->finished) return 0;
-  barrier(s->c);                /* its rows are being dropped anyway */
+  lb__sq_barrier(s->c);                /* its rows are being dropped anyway */
   sqlite3_finalize(s->ins);
   sqlite3_finalize(s->ins_multi);
   s->ins = s->ins_multi = NULL;
@@ -1522,7 +949,7 @@ static int sq_stream_abort(lb_cache_stream *sbase) {
   if (s->strategy != LB_WRITE_REPLACE) return 0;
   lb__sb_add(&b, "DROP TABLE IF EXISTS ");
   lb__sb_ident(&b, s->target);
-  if (b.oom) { seterr(s->c, "out of memory"); rc = LB_ENOMEM; }
+  if (b.oom) { lb__sq_seterr(s->c, "out of memory"); rc = LB_ENOMEM; }
   else rc = exec_sql(s->c, b.p);
   free(b.p);
   return rc;
@@ -1530,7 +957,7 @@ static int sq_stream_abort(lb_cache_stream *sbase) {
 
 static void sq_stream_close(lb_cache_stream *sbase) {
   sq_stream *s = SQS(sbase);
-  barrier(s->c);                /* the writer may still hold rows of it */
+  lb__sq_barrier(s->c);                /* the writer may still hold rows of it */
   if (s->prev) s->prev->next = s->next;
   else s->c->streams = s->next;
   if (s->next) s->next->prev = s->prev;
@@ -1558,256 +985,68 @@ static int step_done(sq_cache *c, sqlite3_stmt *st) {
 #define PUT_STATE_SQL "INSERT OR REPLACE INTO _airbyte_state (" STATE_COLS ", stream_namespace)" \
                       " VALUES (?1, ?3, ?2 || ?3, ?4, " NOW_SQL ", ?5)"
 
+#define GET_STATE_SQL "SELECT state_json FROM _airbyte_state WHERE source_name = ?1" \
+                      " AND table_name = ?2 || ?3 AND stream_namespace = ?4"
+
+/* Stores a state row, on whichever thread has the connection (sq_put_state,
+** the writer's JOB_STATE): a GLOBAL state is merged with the one stored
+** (lb__cache_merge_global), in the same transaction. SQLite's code; *sql
+** the statement that failed. */
+int lb__sq_store_state(sq_cache *c, const char *source, const char *name, size_t nlen,
+                       const char *ns, size_t nslen, const char *json, size_t jlen,
+                       const char **sql) {
+  lb_sbuf merged = {0};
+  int rc;
+  if (nlen == 7 && memcmp(name, "_GLOBAL", 7) == 0) {
+    *sql = GET_STATE_SQL;
+    if (c->get_state == NULL &&
+        (rc = sqlite3_prepare_v3(c->db, GET_STATE_SQL, -1, SQLITE_PREPARE_PERSISTENT, &c->get_state,
+                                 NULL)) != SQLITE_OK)
+      return rc;
+    sqlite3_bind_text(c->get_state, 1, source, -1, SQLITE_STATIC);
+    sqlite3_bind_text(c->get_state, 2, c->base.prefix, -1, SQLITE_STATIC);
+    bind_len(c->get_state, 3, name, nlen);
+    bind_len(c->get_state, 4, ns, nslen);
+    rc = sqlite3_step(c->get_state);
+    if (rc == SQLITE_ROW) {
+      size_t slen;
+      const char *stored = col_bytes(c->get_state, 0, &slen);
+      rc = lb__cache_merge_global(stored, slen, json, jlen, &merged) < 0 ? SQLITE_NOMEM : SQLITE_DONE;
+    }
+    sqlite3_reset(c->get_state);
+    sqlite3_clear_bindings(c->get_state);
+    if (rc != SQLITE_DONE) { free(merged.p); return rc == SQLITE_NOMEM ? rc : sqlite3_errcode(c->db); }
+    if (merged.n) { json = merged.p; jlen = merged.n; }
+  }
+  *sql = PUT_STATE_SQL;
+  if (c->put_state == NULL &&
+      (rc = sqlite3_prepare_v3(c->db, PUT_STATE_SQL, -1, SQLITE_PREPARE_PERSISTENT, &c->put_state,
+                               NULL)) != SQLITE_OK) {
+    free(merged.p);
+    return rc;
+  }
+  sqlite3_bind_text(c->put_state, 1, source, -1, SQLITE_STATIC);
+  sqlite3_bind_text(c->put_state, 2, c->base.prefix, -1, SQLITE_STATIC);
+  bind_len(c->put_state, 3, name, nlen);
+  bind_len(c->put_state, 4, json, jlen);
+  bind_len(c->put_state, 5, ns, nslen);
+  rc = sqlite3_step(c->put_state);
+  rc = rc == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(c->db);
+  sqlite3_reset(c->put_state);
+  sqlite3_clear_bindings(c->put_state);
+  free(merged.p);
+  return rc;
+}
+
 static int sq_put_state(lb_cache *base, const lb_cache_state_row *r) {
   sq_cache *c = SQ(base);
-  int rc;
-  if ((rc = barrier(c)) != 0) return rc;         /* state must not run ahead of data */
-  if ((rc = prep(c, &c->put_state, PUT_STATE_SQL)) < 0)
-    return rc;
-  sqlite3_bind_text(c->put_state, 1, r->source_name, -1, SQLITE_STATIC);
-  sqlite3_bind_text(c->put_state, 2, c->base.prefix, -1, SQLITE_STATIC);
-  bind_len(c->put_state, 3, r->key_name, r->key_name_len);
-  bind_len(c->put_state, 4, r->state_json, r->len);
-  bind_len(c->put_state, 5, r->key_ns, r->key_ns_len);
-  return step_done(c, c->put_state);
-}
-
-/* --- queued transactions -------------------------------------------------------------
-** BEGIN, COMMIT and the state stored before a COMMIT are jobs in the writer's
-** queue, run in order with the rows (run_job). The caller hands them over and
-** goes on: it never waits for the write lock (another connection holds it),
-** for a commit's writes, or for a checkpoint; it asks lb_cache_wait_idle when
-** it needs them done, with a deadline, and yields meanwhile. In sync mode
-** (no writer thread) they run at once on the caller's thread.
-**
-** Taking turns.  SQLite's write lock is not fair: a writer that commits and
-** begins again at once keeps it, while another one polls for it in its busy
-** handler and times out. So writers of one file line up at a turnstile
-** beside it ("<file>-lbturn", flock): a writer waiting for the lock holds it
-** shared; one that has just committed checks for such a waiter and, if there
-** is one, waits (up to GIVE_WAY_MS) until the waiter has the lock before it
-** begins again. That works between processes and between connections of one
-** process alike, since each connection opens the file itself. */
-
-struct state_job {
-  const char *source, *name, *ns, *json;
-  size_t name_len, ns_len, json_len;
-  char buf[1];                  /* the four texts */
-};
-
-static void job_free(batch *b) {
-  if (b == NULL) return;
-  free(b->state);
-  free(b);
-}
-
-static int quitting(sq_cache *c) {
-  int quit;
-  if (!c->worker) return 0;
-  uv_mutex_lock(&c->mu);
-  quit = c->quit;
-  uv_mutex_unlock(&c->mu);
-  return quit;
-}
-
-/* SQLite's busy handler for the connection, on whichever thread uses it: a
-** transaction step (lock_wait) waits up to LOCK_WAIT_MS, anything else the
-** plain BUSY_TIMEOUT_MS, polling every millisecond (SQLite's own handler
-** sleeps up to 100 ms between tries, and so misses a lock that is free
-** only between another writer's commit and its next begin). */
-static int on_busy(void *ud, int n) {
-  sq_cache *c = ud;
-  uint64_t now = uv_hrtime();
-  uint64_t limit = (uint64_t)(c->lock_wait ? LOCK_WAIT_MS : BUSY_TIMEOUT_MS) * 1000000u;
-  if (n == 0) c->busy_since = now;
-  if (now - c->busy_since >= limit || (c->lock_wait && quitting(c))) return 0;
-  uv_sleep(1);
-  return 1;
-}
-
-/* The turnstile's descriptor, opened on first use; -1 when there is none
-** (an in-memory database, a directory we cannot write: no turns then). */
-static int turn_fd(sq_cache *c) {
-  if (c->turn_fd == -1) {
-    const char *fn = sqlite3_db_filename(c->db, "main");
-    char path[4096];
-    c->turn_fd = -2;
-    if (fn && *fn && snprintf(path, sizeof path, "%s-lbturn", fn) < (int)sizeof path) {
-      int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-      if (fd >= 0) c->turn_fd = fd;
-    }
-  }
-  return c->turn_fd >= 0 ? c->turn_fd : -1;
-}
-
-static void give_way(sq_cache *c) {
-  int fd = turn_fd(c);
-  uint64_t until;
-  if (fd < 0) return;
-  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {     /* a writer is waiting for the lock */
-    until = uv_hrtime() + (uint64_t)GIVE_WAY_MS * 1000000u;
-    do uv_sleep(1);
-    while (flock(fd, LOCK_EX | LOCK_NB) != 0 && uv_hrtime() < until && !quitting(c));
-  }
-  flock(fd, LOCK_UN);
-}
-
-/* One transaction step; 0 or an error code with its message in msg. */
-static int run_job(sq_cache *c, batch *b, char *msg, size_t msglen) {
-  char why[256];
   const char *sql = NULL;
-  int rc = SQLITE_OK, fd;
-  switch (b->job) {
-    case JOB_BEGIN:
-      if (sqlite3_get_autocommit(c->db) == 0) {
-        snprintf(msg, msglen, "a transaction is already open");
-        return LB_EINVAL;
-      }
-      ckpt_bound_wal(c);
-      fd = turn_fd(c);
-      if (fd >= 0) flock(fd, LOCK_SH);          /* waiting: holders give way */
-      c->lock_wait = c->worker;                 /* sync mode: the caller's thread, as before */
-      rc = sqlite3_exec(c->db, sql = "BEGIN IMMEDIATE", NULL, NULL, NULL);
-      c->lock_wait = 0;
-      if (fd >= 0) flock(fd, LOCK_UN);
-      break;
-    case JOB_COMMIT:
-      if (sqlite3_get_autocommit(c->db)) {
-        snprintf(msg, msglen, "no transaction is open");
-        return LB_EINVAL;
-      }
-      rc = sqlite3_exec(c->db, sql = "COMMIT", NULL, NULL, NULL);
-      if (rc == SQLITE_OK) give_way(c);
-      break;
-    case JOB_STATE: {
-      const state_job *j = b->state;
-      sql = "INSERT OR REPLACE INTO _airbyte_state";
-      if (c->put_state == NULL &&
-          (rc = sqlite3_prepare_v3(c->db, PUT_STATE_SQL, -1, SQLITE_PREPARE_PERSISTENT, &c->put_state,
-                                   NULL)) != SQLITE_OK)
-        break;
-      sqlite3_bind_text(c->put_state, 1, j->source, -1, SQLITE_STATIC);
-      sqlite3_bind_text(c->put_state, 2, c->base.prefix, -1, SQLITE_STATIC);
-      bind_len(c->put_state, 3, j->name, j->name_len);
-      bind_len(c->put_state, 4, j->json, j->json_len);
-      bind_len(c->put_state, 5, j->ns, j->ns_len);
-      rc = sqlite3_step(c->put_state);
-      if (rc == SQLITE_DONE) rc = SQLITE_OK;
-      else rc = sqlite3_errcode(c->db);
-      sqlite3_reset(c->put_state);
-      sqlite3_clear_bindings(c->put_state);
-      break;
-    }
-    default:
-      break;
-  }
-  if (rc == SQLITE_OK) return 0;
-  sqlite_why(c, c->db, why, sizeof why);
-  if ((rc & 0xff) == SQLITE_BUSY)
-    snprintf(msg, msglen, "%.200s: another writer held the cache file %.200s for more than %d s (in: %s)",
-             why, c->path, LOCK_WAIT_MS / 1000, sql);
-  else
-    snprintf(msg, msglen, "%.250s (in: %s)", why, sql);
-  return rc == SQLITE_NOMEM ? LB_ENOMEM : LB_CACHE_ESQL;
-}
-
-/* Hands a job to the writer after the rows filled so far (neither waits for
-** room: a job is small, and the pump waits for room before a STATE), or runs
-** it now in sync mode. Takes b. Returns the writer's sticky error, if any. */
-static int queue_job(sq_cache *c, batch *b) {
-  int err;
-  if (c->async && !c->worker && worker_start(c) != 0) c->async = 0;   /* no thread: stay sync */
-  if (!c->worker) {
-    char msg[sizeof c->base.errmsg];
-    err = run_job(c, b, msg, sizeof msg);
-    job_free(b);
-    if (err) memcpy(c->base.errmsg, msg, sizeof msg);
-    return err;
-  }
-  uv_mutex_lock(&c->mu);
-  if (c->fill && c->fill->nrows > 0) {
-    enqueue(c, c->fill);
-    c->fill = c->spare;
-    if (c->spare) c->spare = c->spare->next;
-  }
-  enqueue(c, b);
-  uv_cond_broadcast(&c->cv);
-  err = c->async_err;
-  if (err) memcpy(c->base.errmsg, c->async_msg, sizeof c->base.errmsg);
-  uv_mutex_unlock(&c->mu);
-  if (err) c->failed = err;
-  return err;
-}
-
-static batch *job_new(sq_cache *c, int kind) {
-  batch *b = calloc(1, sizeof *b);
-  if (b == NULL) { seterr(c, "out of memory"); return NULL; }
-  b->job = kind;
-  return b;
-}
-
-/* Nothing queued or running: the caller has seen every outcome. */
-static int writer_idle(sq_cache *c) {
-  int idle;
-  if (!c->worker) return 1;
-  if (c->fill && c->fill->nrows > 0) return 0;
-  uv_mutex_lock(&c->mu);
-  idle = c->queued == 0 && !c->busy && !c->begin_pending;
-  uv_mutex_unlock(&c->mu);
-  return idle;
-}
-
-static int begin_queued(sq_cache *c) {
-  batch *b;
-  if (writer_idle(c)) {         /* as lb_cache_begin: a new transaction forgets the failed one */
-    clear_async_err(c);
-    if (sq_in_transaction(&c->base)) { seterr(c, "a transaction is already open"); return LB_EINVAL; }
-  } else if (c->failed) {
-    return c->failed;
-  }
-  if ((b = job_new(c, JOB_BEGIN)) == NULL) return LB_ENOMEM;
-  return queue_job(c, b);
-}
-
-/* r: the state to store first (its key derived by cache.c), NULL = none. */
-static int commit_queued(sq_cache *c, const lb_cache_state_row *r, int begin_again) {
-  batch *st = NULL, *cm, *bg = NULL;
   int rc;
-  if (c->failed) return c->failed;      /* rows were lost: the caller must roll back */
-  if (r) {
-    size_t slen = strlen(r->source_name);
-    state_job *j;
-    char *p;
-    if ((st = job_new(c, JOB_STATE)) == NULL) return LB_ENOMEM;
-    if ((j = malloc(sizeof *j + slen + r->key_name_len + r->key_ns_len + r->len + 4)) == NULL) {
-      free(st);
-      seterr(c, "out of memory");
-      return LB_ENOMEM;
-    }
-    p = j->buf;
-    j->source = p; memcpy(p, r->source_name, slen + 1); p += slen + 1;
-    j->name = p; memcpy(p, r->key_name, r->key_name_len); p[r->key_name_len] = '\0';
-    p += r->key_name_len + 1; j->name_len = r->key_name_len;
-    j->ns = p; memcpy(p, r->key_ns, r->key_ns_len); p[r->key_ns_len] = '\0';
-    p += r->key_ns_len + 1; j->ns_len = r->key_ns_len;
-    j->json = p; memcpy(p, r->state_json, r->len); p[r->len] = '\0'; j->json_len = r->len;
-    st->state = j;
-  }
-  if ((cm = job_new(c, JOB_COMMIT)) == NULL || (begin_again && (bg = job_new(c, JOB_BEGIN)) == NULL)) {
-    job_free(st);
-    free(cm);
-    return LB_ENOMEM;
-  }
-  if (bg) bg->lazy = 1;
-  if (st && (rc = queue_job(c, st)) != 0) { free(cm); free(bg); return rc; }
-  if ((rc = queue_job(c, cm)) != 0) { free(bg); return rc; }
-  return bg ? queue_job(c, bg) : 0;
-}
-
-static int sq_begin_queued(lb_cache *base) { return begin_queued(SQ(base)); }
-
-static int sq_commit_queued(lb_cache *base, const lb_cache_state_row *r, int begin_again) {
-  return commit_queued(SQ(base), r, begin_again);
+  if ((rc = lb__sq_barrier(c)) != 0) return rc;         /* state must not run ahead of data */
+  rc = lb__sq_store_state(c, r->source_name, r->key_name, r->key_name_len, r->key_ns, r->key_ns_len,
+                   r->state_json, r->len, &sql);
+  if (rc == SQLITE_NOMEM) { lb__sq_seterr(c, "out of memory"); return LB_ENOMEM; }
+  return rc == SQLITE_OK ? 0 : sqlerr(c, sql);
 }
 
 static int each_state(sq_cache *c, sqlite3_stmt *st, lb_cache_state_cb cb, void *ud) {
@@ -1841,7 +1080,7 @@ static int sq_get_states(lb_cache *base, const char *source_name, const char *pr
                          lb_cache_state_cb cb, void *ud) {
   sq_cache *c = SQ(base);
   sqlite3_stmt *st = NULL;
-  barrier(c);
+  lb__sq_barrier(c);
   if (sqlite3_prepare_v2(c->db, get_states_sql, -1, &st, NULL) != SQLITE_OK)
     return sqlerr(c, get_states_sql);
   sqlite3_bind_text(st, 1, source_name, -1, SQLITE_STATIC);
@@ -1852,7 +1091,7 @@ static int sq_get_states(lb_cache *base, const char *source_name, const char *pr
 static int sq_put_destination_state(lb_cache *base, const lb_cache_state_row *r) {
   sq_cache *c = SQ(base);
   int rc;
-  if ((rc = barrier(c)) != 0) return rc;
+  if ((rc = lb__sq_barrier(c)) != 0) return rc;
   if ((rc = prep(c, &c->put_dstate,
                  "INSERT OR REPLACE INTO _airbyte_destination_state (" DSTATE_COLS ","
                  " stream_namespace, destination_config_hash)"
@@ -1880,7 +1119,7 @@ static int sq_get_destination_states(lb_cache *base, const char *destination_nam
   sq_cache *c = SQ(base);
   sqlite3_stmt *st = NULL;
   const char *sql = get_destination_states_sql;
-  barrier(c);
+  lb__sq_barrier(c);
   if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql);
   sqlite3_bind_text(st, 1, destination_name, -1, SQLITE_STATIC);
   if (config_hash) sqlite3_bind_text(st, 2, config_hash, -1, SQLITE_STATIC);
@@ -1901,7 +1140,7 @@ static void bind_ledger_key(sqlite3_stmt *st, const lb_cache_delivery *d) {
 static int sq_get_delivered(lb_cache *base, const lb_cache_delivery *d, char *raw_id, size_t cap) {
   sq_cache *c = SQ(base);
   int rc;
-  if ((rc = barrier(c)) != 0) return rc;
+  if ((rc = lb__sq_barrier(c)) != 0) return rc;
   if ((rc = prep(c, &c->get_ledger,
                  "SELECT last_raw_id FROM _luabyte_destination_progress WHERE destination_name = ?1"
                  " AND destination_config_hash = ?2 AND source_name = ?3 AND stream_namespace = ?4"
@@ -1923,7 +1162,7 @@ static int sq_get_delivered(lb_cache *base, const lb_cache_delivery *d, char *ra
 static int sq_put_delivered(lb_cache *base, const lb_cache_delivery *d, const char *raw_id) {
   sq_cache *c = SQ(base);
   int rc;
-  if ((rc = barrier(c)) != 0) return rc;
+  if ((rc = lb__sq_barrier(c)) != 0) return rc;
   /* never backwards: an older confirmation arriving late changes nothing */
   if ((rc = prep(c, &c->put_ledger,
                  "INSERT INTO _luabyte_destination_progress (" LEDGER_COLS ", stream_namespace,"
@@ -1944,7 +1183,7 @@ static int sq_put_quarantine(lb_cache *base, const lb_cache_quarantine *q) {
     " strftime('%Y-%m-%dT%H:%M:%f+00:00', ?6 / 1000.0, 'unixepoch'), " NOW_SQL ")";
   sqlite3_stmt *st = NULL;
   int rc;
-  if ((rc = barrier(c)) != 0) return rc;   /* after the rows queued before it, in their transaction */
+  if ((rc = lb__sq_barrier(c)) != 0) return rc;   /* after the rows queued before it, in their transaction */
   if ((rc = exec_sql(c, "CREATE TABLE IF NOT EXISTS _airbyte_quarantine (source_name VARCHAR NOT NULL,"
                         " stream_name VARCHAR NOT NULL, stream_namespace VARCHAR NOT NULL DEFAULT '',"
                         " record_json JSON NOT NULL, reasons JSON NOT NULL,"
@@ -1974,7 +1213,7 @@ static int sq_move_destination(lb_cache *base, const char *destination_name, con
   };
   size_t i;
   int rc;
-  if ((rc = barrier(c)) != 0) return rc;
+  if ((rc = lb__sq_barrier(c)) != 0) return rc;
   /* both tables or neither, inside a transaction of the caller's or not */
   if ((rc = exec_sql(c, "SAVEPOINT lb_move_destination")) < 0) return rc;
   for (i = 0; i < sizeof sql / sizeof sql[0]; i++) {
@@ -2029,7 +1268,7 @@ static int sq_stream_rows(lb_cache *base, const char *prefix, const char *name, 
     "SELECT " STREAM_ROW_COLS " FROM _airbyte_streams"
     " WHERE table_prefix = ?1 AND stream_name = ?2 AND (?3 IS NULL OR stream_namespace = ?3)"
     " ORDER BY stream_namespace";
-  barrier(c);
+  lb__sq_barrier(c);
   if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql);
   sqlite3_bind_text(st, 1, prefix, -1, SQLITE_STATIC);
   bind_len(st, 2, name, nlen);
@@ -2046,7 +1285,7 @@ static int sq_table_owner(lb_cache *base, const char *t, lb_cache_name_owner *o)
                     " WHERE table_name = ?1";
   const char *sql2 = "SELECT type FROM sqlite_master WHERE name = ?1 COLLATE NOCASE";
   int rc;
-  barrier(c);
+  lb__sq_barrier(c);
   o->kind = LB_NAME_FREE;
   if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql);
   sqlite3_bind_text(st, 1, t, -1, SQLITE_STATIC);
@@ -2060,7 +1299,7 @@ static int sq_table_owner(lb_cache *base, const char *t, lb_cache_name_owner *o)
       lb__sb_addn(&c->owner, v[i], n[i]);
       lb__sb_addn(&c->owner, "", 1);            /* NUL-separated */
     }
-    if (c->owner.oom) { sqlite3_finalize(st); seterr(c, "out of memory"); return LB_ENOMEM; }
+    if (c->owner.oom) { sqlite3_finalize(st); lb__sq_seterr(c, "out of memory"); return LB_ENOMEM; }
     o->kind = LB_NAME_STREAM;
     o->name = c->owner.p;
     o->name_len = n[0];
@@ -2148,18 +1387,18 @@ static int sq_lock_stream(lb_cache *base, const char *source_name, const lb_cach
   fn = sqlite3_db_filename(c->db, "main");
   if (fn == NULL || *fn == '\0') return 0;      /* in memory: no other runner can see it */
   if (snprintf(path, sizeof path, "%s-lbstreams", fn) >= (int)sizeof path) {
-    seterr(c, "the cache path is too long for its stream locks");
+    lb__sq_seterr(c, "the cache path is too long for its stream locks");
     copyerr(err, errlen, c->base.errmsg);
     return LB_EINVAL;
   }
   if (mkdir(path, 0755) != 0 && errno != EEXIST) {
-    seterr(c, "cannot lock %s: cannot create %.300s: %s", what, path, strerror(errno));
+    lb__sq_seterr(c, "cannot lock %s: cannot create %.300s: %s", what, path, strerror(errno));
     copyerr(err, errlen, c->base.errmsg);
     return LB_CACHE_ESQL;
   }
   snprintf(path + strlen(path), sizeof path - strlen(path), "/%016llx", (unsigned long long)key);
   if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0) {
-    seterr(c, "cannot lock %s: cannot open %.300s: %s", what, path, strerror(errno));
+    lb__sq_seterr(c, "cannot lock %s: cannot open %.300s: %s", what, path, strerror(errno));
     copyerr(err, errlen, c->base.errmsg);
     return LB_CACHE_ESQL;
   }
@@ -2169,7 +1408,7 @@ static int sq_lock_stream(lb_cache *base, const char *source_name, const lb_cach
     held_here = l != NULL;                      /* this cache holds it: a flock would not refuse */
     if (!held_here && flock(fd, LOCK_EX | LOCK_NB) == 0) break;
     if (!held_here && errno != EWOULDBLOCK && errno != EINTR) {
-      seterr(c, "cannot lock %s: %s", what, strerror(errno));
+      lb__sq_seterr(c, "cannot lock %s: %s", what, strerror(errno));
       close(fd);
       copyerr(err, errlen, c->base.errmsg);
       return LB_CACHE_ESQL;
@@ -2177,7 +1416,7 @@ static int sq_lock_stream(lb_cache *base, const char *source_name, const lb_cach
     if (uv_hrtime() >= until) {
       if (held_here) snprintf(who, sizeof who, "another reader in this process (pid %ld)", (long)getpid());
       else holder_text(fd, who, sizeof who);
-      seterr(c, "%s is being read into this cache by %s", what, who);
+      lb__sq_seterr(c, "%s is being read into this cache by %s", what, who);
       close(fd);
       copyerr(err, errlen, c->base.errmsg);
       return LB_CACHE_EBUSY;
@@ -2186,7 +1425,7 @@ static int sq_lock_stream(lb_cache *base, const char *source_name, const lb_cach
   }
   if ((l = malloc(sizeof *l)) == NULL) {
     close(fd);                                  /* closing drops the lock */
-    seterr(c, "out of memory");
+    lb__sq_seterr(c, "out of memory");
     copyerr(err, errlen, c->base.errmsg);
     return LB_ENOMEM;
   }
@@ -2263,8 +1502,8 @@ static lb_cache_cursor *sq_cursor_open(lb_cache *base, const lb_cache_cursor_spe
   lb_sbuf sql = {NULL, 0, 0, 0};
   size_t total = 0, klen = 0;
   int i;
-  barrier(c);
-  if ((f = calloc(1, sizeof *f)) == NULL) { seterr(c, "out of memory"); return NULL; }
+  lb__sq_barrier(c);
+  if ((f = calloc(1, sizeof *f)) == NULL) { lb__sq_seterr(c, "out of memory"); return NULL; }
   f->base.c = base;
   f->base.ops = &sqlite_ops;
   f->col_raw_id = f->col_extracted = -1;
@@ -2274,11 +1513,11 @@ static lb_cache_cursor *sq_cursor_open(lb_cache *base, const lb_cache_cursor_spe
   lb__sb_add(&sql, "SELECT * FROM ");
   lb__sb_ident(&sql, spec->table);
   if (spec->after_raw_id) lb__sb_add(&sql, " WHERE " RAW_ID_COL " > ?1");
-  if (sql.oom) { seterr(c, "out of memory"); goto fail; }
+  if (sql.oom) { lb__sq_seterr(c, "out of memory"); goto fail; }
   if (sqlite3_prepare_v2(c->db, sql.p, -1, &f->st, NULL) != SQLITE_OK) {
     char why[400];
-    sqlite_why(c, c->db, why, sizeof why);
-    seterr(c, "reading stream '%.*s' from the cache failed: %s",
+    lb__sq_sqlite_why(c, c->db, why, sizeof why);
+    lb__sq_seterr(c, "reading stream '%.*s' from the cache failed: %s",
            (int)(spec->stream_len > 200 ? 200 : spec->stream_len), spec->stream, why);
     goto fail;
   }
@@ -2286,11 +1525,11 @@ static lb_cache_cursor *sq_cursor_open(lb_cache *base, const lb_cache_cursor_spe
   f->ncols = sqlite3_column_count(f->st);
   if ((f->kind = calloc((size_t)f->ncols + 1, 1)) == NULL ||
       (f->key_off = calloc((size_t)f->ncols + 1, sizeof *f->key_off)) == NULL) {
-    seterr(c, "out of memory");
+    lb__sq_seterr(c, "out of memory");
     goto fail;
   }
   for (i = 0; i < f->ncols; i++) total += LB_JSON_QUOTE_ROOM(strlen(sqlite3_column_name(f->st, i))) + 2;
-  if ((f->keys = malloc(total + 1)) == NULL) { seterr(c, "out of memory"); goto fail; }
+  if ((f->keys = malloc(total + 1)) == NULL) { lb__sq_seterr(c, "out of memory"); goto fail; }
   for (i = 0; i < f->ncols; i++) {
     const char *name = sqlite3_column_name(f->st, i), *decl = sqlite3_column_decltype(f->st, i);
     f->key_off[i] = klen;
@@ -2311,7 +1550,7 @@ static lb_cache_cursor *sq_cursor_open(lb_cache *base, const lb_cache_cursor_spe
   /* the line up to the data, with the names JSON-encoded once */
   {
     size_t cap = 64 + LB_JSON_QUOTE_ROOM(spec->stream_len) + LB_JSON_QUOTE_ROOM(spec->ns_len), n = 0;
-    if ((f->head = malloc(cap)) == NULL) { seterr(c, "out of memory"); goto fail; }
+    if ((f->head = malloc(cap)) == NULL) { lb__sq_seterr(c, "out of memory"); goto fail; }
     memcpy(f->head, "{\"type\":\"RECORD\",\"record\":{\"stream\":", 36);
     n = 36;
     n += (size_t)lb__json_quote(spec->stream, spec->stream_len, f->head + n, 0);
@@ -2357,8 +1596,8 @@ static int sq_cursor_next(lb_cache_cursor *base, lb_cache_buf *out, const char *
   if (rc == SQLITE_DONE) return 0;
   if (rc != SQLITE_ROW) {
     char why[400];
-    sqlite_why(c, c->db, why, sizeof why);
-    seterr(c, "reading the cache failed: %s", why);
+    lb__sq_sqlite_why(c, c->db, why, sizeof why);
+    lb__sq_seterr(c, "reading the cache failed: %s", why);
     return LB_CACHE_ESQL;
   }
   if (ROOM(64 + f->head_len) != 0) goto oom;
@@ -2420,7 +1659,7 @@ static int sq_cursor_next(lb_cache_cursor *base, lb_cache_buf *out, const char *
   ADD("}}\n", 3);
   return 1;
 oom:
-  seterr(c, "out of memory");
+  lb__sq_seterr(c, "out of memory");
   return LB_ENOMEM;
 }
 
@@ -2429,27 +1668,37 @@ oom:
 
 /* --- ad-hoc SQL ------------------------------------------------------------------------------ */
 
+static int query_err(sq_cache *c, const char *why, const char *sql, size_t len);
+
+/* The statements one at a time, as sqlite3_exec runs them; on a lock
+** (LB_CACHE_EBUSY) base.exec_ran says how many bytes of sql ran. */
 static int sq_exec(lb_cache *base, const char *sql, size_t len) {
   sq_cache *c = SQ(base);
-  char *msg = NULL, *z;
-  int rc;
-  barrier(c);
-  if ((z = dupstr(sql, len)) == NULL) { seterr(c, "out of memory"); return LB_ENOMEM; }
-  rc = sqlite3_exec(c->db, z, NULL, NULL, &msg);
-  if (rc != SQLITE_OK) {
-    size_t n = len > 200 ? 200 : len;
-    seterr(c, "%s (in: %.*s%s)", msg ? msg : sqlite3_errmsg(c->db), (int)n, z, len > 200 ? "..." : "");
-    sqlite3_free(msg);
-    free(z);
-    return sqlite3_errcode(c->db) == SQLITE_NOMEM ? LB_ENOMEM : LB_CACHE_ESQL;
+  const char *p, *tail;
+  char *z;
+  int rc = 0;
+  lb__sq_barrier(c);
+  if ((z = lb__sq_dupstr(sql, len)) == NULL) { lb__sq_seterr(c, "out of memory"); return LB_ENOMEM; }
+  for (p = z; *p && rc == 0; p = tail) {
+    sqlite3_stmt *st = NULL;
+    int ec = sqlite3_prepare_v2(c->db, p, -1, &st, &tail);
+    if (ec == SQLITE_OK && st != NULL) {
+      while ((ec = sqlite3_step(st)) == SQLITE_ROW) {}
+      if (ec == SQLITE_DONE) ec = SQLITE_OK;
+    }
+    if (ec != SQLITE_OK) {
+      rc = query_err(c, sqlite3_errmsg(c->db), z, len);
+      base->exec_ran = (size_t)(p - z);
+    }
+    sqlite3_finalize(st);
   }
   free(z);
-  return 0;
+  return rc;
 }
 
 static long long sq_changes(lb_cache *base) {
   sq_cache *c = SQ(base);
-  barrier(c);
+  lb__sq_barrier(c);
   return sqlite3_changes64(c->db);
 }
 
@@ -2465,7 +1714,7 @@ static void sq_query_close(lb_cache_query *qb) {
   sq_query *q = (sq_query *)(void *)qb;
   sq_cache *c = SQ(qb->c);
   if (q->st) {
-    barrier(c);                  /* the writer thread may hold the connection */
+    lb__sq_barrier(c);                  /* the writer thread may hold the connection */
     sqlite3_finalize(q->st);
   }
   if (q->prev) q->prev->next = q->next;
@@ -2489,8 +1738,8 @@ static int bind_value(sqlite3_stmt *st, int i, const lb_cache_value *v) {
 /* A statement's SQL for messages: cut to 200 bytes. */
 static int query_err(sq_cache *c, const char *why, const char *sql, size_t len) {
   size_t n = len > 200 ? 200 : len;
-  seterr(c, "%s (in: %.*s%s)", why, (int)n, sql, len > 200 ? "..." : "");
-  return sqlite3_errcode(c->db) == SQLITE_NOMEM ? LB_ENOMEM : LB_CACHE_ESQL;
+  lb__sq_seterr(c, "%s (in: %.*s%s)", why, (int)n, sql, len > 200 ? "..." : "");
+  return lb__sq_fail_code(c, sqlite3_errcode(c->db), sql, len);
 }
 
 /* Parameters: "?" and "?NNN" take the positional values in order (the
@@ -2502,8 +1751,8 @@ static lb_cache_query *sq_query_open(lb_cache *base, const char *sql, size_t len
   sq_query *q;
   const char *tail = NULL;
   int i, n, rc;
-  barrier(c);
-  if ((q = calloc(1, sizeof *q)) == NULL) { seterr(c, "out of memory"); return NULL; }
+  lb__sq_barrier(c);
+  if ((q = calloc(1, sizeof *q)) == NULL) { lb__sq_seterr(c, "out of memory"); return NULL; }
   q->base.c = base;
   q->next = c->queries;
   if (c->queries) c->queries->prev = q;
@@ -2549,7 +1798,7 @@ static lb_cache_query *sq_query_open(lb_cache *base, const char *sql, size_t len
   }
   q->ncols = sqlite3_column_count(q->st);
   if ((q->row = calloc((size_t)q->ncols + 1, sizeof *q->row)) == NULL) {
-    seterr(c, "out of memory");
+    lb__sq_seterr(c, "out of memory");
     goto fail;
   }
   return &q->base;
@@ -2591,7 +1840,7 @@ static int sq_query_next(lb_cache_query *qb, const lb_cache_value **row) {
   if (q->st == NULL) return 0;
   /* records written since the last row are queued for the writer thread,
   ** which must be done with the connection before we use it */
-  barrier(c);
+  lb__sq_barrier(c);
   rc = sqlite3_step(q->st);
   if (rc == SQLITE_DONE) {
     sqlite3_finalize(q->st);
@@ -2635,7 +1884,7 @@ static int sq_has_table(lb_cache *base, const char *table) {
   sqlite3_stmt *st = NULL;
   const char *sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1";
   int rc;
-  barrier(c);
+  lb__sq_barrier(c);
   if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql);
   sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
   rc = sqlite3_step(st);
@@ -2650,7 +1899,7 @@ static int sq_columns(lb_cache *base, const char *table, lb_cache_column_cb cb, 
   sqlite3_stmt *st = NULL;
   const char *sql = "SELECT name, type FROM pragma_table_info(?1)";
   int rc, r = 0;
-  barrier(c);
+  lb__sq_barrier(c);
   if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql);
   sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
   while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -2670,7 +1919,7 @@ static int sq_streams(lb_cache *base, const char *prefix, lb_cache_streams_cb cb
     "SELECT " STREAM_ROW_COLS " FROM _airbyte_streams"
     " WHERE table_prefix = ?1 AND table_name IN (SELECT name FROM sqlite_master WHERE type = 'table')"
     " ORDER BY stream_name, stream_namespace";
-  barrier(c);
+  lb__sq_barrier(c);
   if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql);
   sqlite3_bind_text(st, 1, prefix, -1, SQLITE_STATIC);
   return each_stream_row(c, st, cb, ud);
@@ -2682,8 +1931,8 @@ static const lb_cache_ops sqlite_ops = {
   .kind = "sqlite", .reserved = sqlite_reserved, .max_ident = 0,
   .close = sq_close,
   .begin = sq_begin, .commit = sq_commit, .rollback = sq_rollback,
-  .in_transaction = sq_in_transaction,
-  .set_async = sq_set_async, .sync = sq_sync, .wait_room = sq_wait_room, .wait_idle = sq_wait_idle,
+  .in_transaction = lb__sq_in_transaction,
+  .set_async = lb__sq_set_async, .sync = lb__sq_sync, .wait_room = lb__sq_wait_room, .wait_idle = lb__sq_wait_idle,
   .stream_rows = sq_stream_rows, .table_owner = sq_table_owner,
   .stream_open = sq_stream_open, .stream_write = sq_stream_write, .stream_finish = sq_stream_finish,
   .stream_abort = sq_stream_abort, .stream_close = sq_stream_close,
@@ -2698,5 +1947,5 @@ static const lb_cache_ops sqlite_ops = {
   .query_ncols = sq_query_ncols, .query_col_name = sq_query_col_name,
   .query_col_kind = sq_query_col_kind, .query_next = sq_query_next, .query_close = sq_query_close,
   .has_table = sq_has_table, .columns = sq_columns, .streams = sq_streams,
-  .begin_queued = sq_begin_queued, .commit_queued = sq_commit_queued
+  .begin_queued = lb__sq_op_begin_queued, .commit_queued = lb__sq_op_commit_queued
 };

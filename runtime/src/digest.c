@@ -1,16 +1,19 @@
 /*
-** digest.c - SHA-256, written from FIPS 180-4, and canonical JSON digests.
+** digest.c - SHA-256 (FIPS 180-4) and canonical JSON, the form every JSON digest hashes.
 **
 ** No SHA-256 is among the libraries luabyte links (SQLite's sha3 is an
 ** extension of its shell, libuv has none), and identities must not depend
 ** on an optional library, so the ~80 lines live here.
 */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "luabyte.h"
 #include "digest.h"
 #include "jskim.h"
+#include "jsonenc.h"
+#include "textbuf.h"
 
 static const uint32_t K[64] = {
   0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -88,61 +91,163 @@ void lb__sha256_final(lb__sha256 *s, unsigned char out[32]) {
 
 /* --- canonical JSON ---------------------------------------------------------- */
 
-typedef struct member { lb_jval key, val; } member;
+/* Where the canonical text goes: into a hash, or into a buffer. */
+typedef struct sink {
+  lb__sha256 *sha;
+  lb_sbuf *sb;
+} sink;
 
-static int member_cmp(const void *a, const void *b) {
-  const lb_jval *x = &((const member *)a)->key, *y = &((const member *)b)->key;
-  size_t n = x->n < y->n ? x->n : y->n;
-  int c = memcmp(x->p, y->p, n);
-  return c ? c : (x->n > y->n) - (x->n < y->n);
+static void put(sink *o, const char *p, size_t n) {
+  if (o->sha) lb__sha256_update(o->sha, p, n);
+  else lb__sb_addn(o->sb, p, n);
 }
 
-static int canon(lb__sha256 *s, const lb_jval *v) {
-  lb_jiter it;
-  lb_jval k, e;
-  if (v->type == LB_JARRAY) {
-    int first = 1;
-    lb__sha256_update(s, "[", 1);
-    lb_jiter_init(&it, v);
-    while (lb_jarr_next(&it, &e)) {
-      if (!first) lb__sha256_update(s, ",", 1);
-      first = 0;
-      if (canon(s, &e) != 0) return LB_ENOMEM;
-    }
-    lb__sha256_update(s, "]", 1);
-  } else if (v->type == LB_JOBJECT) {
-    size_t n = 0, i;
-    member *m;
-    lb_jiter_init(&it, v);
-    while (lb_jobj_next(&it, &k, &e)) n++;
-    if ((m = malloc((n ? n : 1) * sizeof *m)) == NULL) return LB_ENOMEM;
-    lb_jiter_init(&it, v);
-    for (i = 0; i < n && lb_jobj_next(&it, &m[i].key, &m[i].val); i++) {}
-    qsort(m, n, sizeof *m, member_cmp);
-    lb__sha256_update(s, "{", 1);
-    for (i = 0; i < n; i++) {
-      if (i) lb__sha256_update(s, ",", 1);
-      lb__sha256_update(s, m[i].key.p, m[i].key.n);
-      lb__sha256_update(s, ":", 1);
-      if (canon(s, &m[i].val) != 0) { free(m); return LB_ENOMEM; }
-    }
-    lb__sha256_update(s, "}", 1);
-    free(m);
-  } else {
-    lb__sha256_update(s, v->p, v->n);
+/* A string as the writer spells it: its bytes when it has no escapes (a
+** validated string without them holds nothing the writer escapes), else
+** decoded and quoted again, into *own (malloc'd; the caller frees it). */
+static int canon_string(const lb_jval *s, const char **p, size_t *n, char **own) {
+  size_t dn;
+  char *dec, *q;
+  long w;
+  *own = NULL;
+  if (!lb_jstr_has_escapes(s)) {
+    *p = s->p;
+    *n = s->n;
+    return 0;
   }
+  if ((dec = malloc(s->n)) == NULL) return LB_ENOMEM;
+  dn = lb_jstr_decode(s, dec, s->n);
+  if ((q = malloc(lb__json_quoted_len(dec, dn))) == NULL) { free(dec); return LB_ENOMEM; }
+  w = lb__json_quote(dec, dn, q, 0);
+  free(dec);
+  *p = q;
+  *n = (size_t)w;
+  *own = q;
   return 0;
 }
 
-int lb__json_digest(const char *json, size_t n, char hex[65]) {
+/* A number as airbyte.json reads and writes it: an integer exactly (int64
+** by the writer, a longer one as spelled, since JSON has one spelling of
+** an integer); anything else as a double, by the writer, except that an
+** integral double within int64 is that integer (1.0, 1e0 and 1 are one
+** value). A number beyond a double's range stays as spelled. */
+static void canon_number(sink *o, const lb_jval *v) {
+  char out[LB_JSON_NUM_ROOM];
+  long long i;
+  double d;
+  if (lb_jnum_is_integer(v)) {
+    if (lb_jnum_to_int64(v, &i)) put(o, out, lb__json_fmt_int(i, out));
+    else put(o, v->p, v->n);
+    return;
+  }
+  d = lb_jnum_to_double(v);
+  if (!isfinite(d)) put(o, v->p, v->n);
+  else if (d >= -9223372036854775808.0 && d < 9223372036854775808.0 && d == (double)(long long)d)
+    put(o, out, lb__json_fmt_int((long long)d, out));
+  else
+    put(o, out, lb__json_fmt_double(d, out));
+}
+
+typedef struct member {
+  const char *k;                /* the key as the writer quotes it */
+  size_t kn, idx;               /* idx: its place in the object */
+  char *own;                    /* k when it was re-quoted */
+  lb_jval val;
+} member;
+
+static int member_cmp(const void *a, const void *b) {
+  const member *x = a, *y = b;
+  size_t n = x->kn < y->kn ? x->kn : y->kn;
+  int c = memcmp(x->k, y->k, n);
+  if (c) return c;
+  if (x->kn != y->kn) return (x->kn > y->kn) - (x->kn < y->kn);
+  return (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+static int same_key(const member *x, const member *y) {
+  return x->kn == y->kn && memcmp(x->k, y->k, x->kn) == 0;
+}
+
+static int canon(sink *o, const lb_jval *v) {
+  lb_jiter it;
+  lb_jval k, e;
+  int rc = 0;
+  if (v->type == LB_JARRAY) {
+    int first = 1;
+    put(o, "[", 1);
+    lb_jiter_init(&it, v);
+    while (lb_jarr_next(&it, &e)) {
+      if (!first) put(o, ",", 1);
+      first = 0;
+      if ((rc = canon(o, &e)) != 0) return rc;
+    }
+    put(o, "]", 1);
+  } else if (v->type == LB_JOBJECT) {
+    size_t n = 0, i, got = 0;
+    int first = 1;
+    member *m;
+    lb_jiter_init(&it, v);
+    while (lb_jobj_next(&it, &k, &e)) n++;
+    if ((m = calloc(n ? n : 1, sizeof *m)) == NULL) return LB_ENOMEM;
+    lb_jiter_init(&it, v);
+    for (; got < n && lb_jobj_next(&it, &k, &m[got].val); got++) {
+      m[got].idx = got;
+      if ((rc = canon_string(&k, &m[got].k, &m[got].kn, &m[got].own)) != 0) break;
+    }
+    if (rc == 0) {
+      qsort(m, n, sizeof *m, member_cmp);
+      put(o, "{", 1);
+      for (i = 0; i < n && rc == 0; i++) {
+        if (i + 1 < n && same_key(&m[i], &m[i + 1])) continue;   /* the last one wins */
+        if (!first) put(o, ",", 1);
+        first = 0;
+        put(o, m[i].k, m[i].kn);
+        put(o, ":", 1);
+        rc = canon(o, &m[i].val);
+      }
+      put(o, "}", 1);
+    }
+    for (i = 0; i < got; i++) free(m[i].own);
+    free(m);
+  } else if (v->type == LB_JSTRING) {
+    const char *p;
+    size_t len;
+    char *own;
+    if ((rc = canon_string(v, &p, &len, &own)) != 0) return rc;
+    put(o, p, len);
+    free(own);
+  } else if (v->type == LB_JNUMBER) {
+    canon_number(o, v);
+  } else {
+    put(o, v->p, v->n);
+  }
+  return rc;
+}
+
+int lb__json_canonical(const char *json, size_t n, lb_sbuf *out) {
+  sink o;
+  lb_jval top;
+  size_t start = out->n;
+  int rc;
+  if (lb_jskim_validate(json, n, &top, NULL) != 0) return LB_EINVAL;
+  o.sha = NULL;
+  o.sb = out;
+  rc = canon(&o, &top);
+  if (rc == 0 && out->oom) rc = LB_ENOMEM;
+  if (rc != 0 && out->p) { out->n = start; out->p[start] = '\0'; }
+  return rc;
+}
+
+int lb__json_digest_value(const lb_jval *v, char hex[65]) {
   static const char digits[] = "0123456789abcdef";
   lb__sha256 s;
-  lb_jval top;
+  sink o;
   unsigned char out[32];
   int i, rc;
-  if (lb_jskim_validate(json, n, &top, NULL) != 0) return LB_EINVAL;
   lb__sha256_init(&s);
-  if ((rc = canon(&s, &top)) != 0) return rc;
+  o.sha = &s;
+  o.sb = NULL;
+  if ((rc = canon(&o, v)) != 0) return rc;
   lb__sha256_final(&s, out);
   for (i = 0; i < 32; i++) {
     hex[2 * i] = digits[out[i] >> 4];
@@ -150,4 +255,10 @@ int lb__json_digest(const char *json, size_t n, char hex[65]) {
   }
   hex[64] = '\0';
   return 0;
+}
+
+int lb__json_digest(const char *json, size_t n, char hex[65]) {
+  lb_jval top;
+  if (lb_jskim_validate(json, n, &top, NULL) != 0) return LB_EINVAL;
+  return lb__json_digest_value(&top, hex);
 }

@@ -2,14 +2,13 @@
 ** lua_cache.c - the `airbyte.sqlite` module: a thin binding of the storage
 ** interface (cache.h). It speaks only cache.h, so a db userdata has the
 ** same methods whichever backend keeps the data; constructors pick the
-** backend (open: SQLite; open_pg: PostgreSQL, cache_pg.c).
+** backend (open: SQLite; open_pg: PostgreSQL, cache_pg.c). Its SQL
+** surface (exec, query, rows and their statements) is lua_sql.c's.
 **
 **   local sqlite = require "airbyte.sqlite"
 **   local db = sqlite.open(path)            -- nil, msg on failure (environment)
 **   db:kind()                               -- "sqlite" | "postgres"
-**   db:exec(sql)                            -- one or more statements
-**   local rows, cols = db:query(sql [, params [, max_records]])
-**   for row in db:rows(sql [, params]) do ... end   -- 5th value: column kinds
+**   db:exec(sql); db:query(sql, ...); db:rows(sql, ...)   -- lua_sql.c
 **   db:has_table(name); db:columns(table); db:streams()   -- introspection
 **   db:lock_stream(source, stream [, namespace [, timeout_ms]]); db:unlock_stream(...)
 **   db:try_lock_stream(source, stream [, namespace]) -> true | false, holder message
@@ -32,24 +31,18 @@
 **   db:move_destination(name, from_config_hash, to_config_hash)
 **   sqlite.state_key(state_json_or_table) -> "STREAM"|"GLOBAL"|"LEGACY", name, namespace|nil
 **   sqlite.state_count_mismatch(state, "sourceStats"|"destinationStats", arrived) -> count | nil
+**   sqlite.state_identity(state_json_or_table) -> type, name, namespace|nil, digest
 **   db:table_name(stream [, namespace]) -> the stream's table (cache.h "Stream
 **       names"; namespace nil = the one it was cached under); raises on a clash
 **   db:set_table_prefix(prefix); db:table_prefix(); db:path(); db:close()
 **   db:set_async(bool)   -- writer/checkpointer threads (default on, cache.h)
+**   db:set_lock_timeout(ms)   -- waits for another connection's write lock
+**     (default 60000): every method waits for it by yielding (`retrying`)
 **   sqlite.normalize(name) -> PyAirbyte's normalized name (raises if none)
-**   sqlite.mkdir_p(path) -> true | nil, msg, errno
-**   sqlite.ulid() -> a new ULID (26 characters, time-ordered)
-**
-** Rows are tables keyed by column name: integers, floats, strings (text,
-** JSON text, big-integer digits), booleans (a backend with a boolean
-** type), NULL -> no key. Parameters: an array (positional
-** `?`, `?NNN`; `n` field honoured for trailing nils) or a table of names for
-** `:name`, `@name`, `$name`; values nil / json.null -> NULL, booleans -> 1/0,
-** integers, floats, strings, BigInt -> its digits as TEXT.
 **
 ** Errors: misuse and SQL errors raise (SQL errors with the database's
-** message and the statement cut to 200 bytes); only open and mkdir_p, which
-** depend on the environment, return nil, msg.
+** message and the statement cut to 200 bytes); only open, which depends
+** on the environment, returns nil, msg.
 */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -70,35 +63,21 @@
 #include "record.h"
 #include "protocol.h"
 
-#define DB_MT "airbyte.CacheDB"
+#define DB_MT LB_CACHE_DB_MT
 #define STREAM_MT "airbyte.CacheStream"
-#define STMT_MT "airbyte.CacheQuery"
 #define BUF_MT "airbyte.CacheBuffer"
 
-typedef struct db_ud {
-  lb_cache *c;              /* NULL once closed */
-} db_ud;                    /* user value 1: the path */
+typedef lb__cache_db db_ud;  /* user value 1: the path */
 
 typedef struct stream_ud {
   lb_cache_stream *s;       /* NULL once closed */
   db_ud *db;                /* kept alive by user value 1 */
 } stream_ud;
 
-/* A query owned by a userdata, so that an error raised while rows are
-** being built (memory) never leaks it. User values: 1 the db, 2 the array
-** of column names. */
-typedef struct stmt_ud {
-  lb_cache_query *q;
-  db_ud *db;
-  int ncols;
-} stmt_ud;
-
 /* --- helpers --------------------------------------------------------------------- */
 
 static db_ud *checkdb(lua_State *L, int idx) {
-  db_ud *d = luaL_checkudata(L, idx, DB_MT);
-  if (d->c == NULL) luaL_error(L, "attempt to use a closed cache");
-  return d;
+  return lb__sql_check_db(L, idx);
 }
 
 lb_cache *lb__cache_check(lua_State *L, int idx) {
@@ -134,165 +113,6 @@ static void check_rc(lua_State *L, lb_cache *c, int rc) {
   if (rc < 0) luaL_error(L, "%s", lb_cache_errmsg(c));
 }
 
-/* --- statements -------------------------------------------------------------------- */
-
-static void stmt_free(stmt_ud *u) {
-  if (u->q) {
-    lb_cache_query_close(u->q);
-    u->q = NULL;
-  }
-}
-
-static int stmt_gc(lua_State *L) {
-  stmt_ud *u = luaL_checkudata(L, 1, STMT_MT);
-  if (u->db->c == NULL) u->q = NULL;   /* closed with its cache */
-  stmt_free(u);
-  return 0;
-}
-
-static int stmt_tostring(lua_State *L) {
-  stmt_ud *u = luaL_checkudata(L, 1, STMT_MT);
-  lua_pushstring(L, u->q ? STMT_MT : STMT_MT " (finalized)");
-  return 1;
-}
-
-/* One Lua value as a parameter: nil / json.null -> NULL, booleans, integers,
-** floats, strings, BigInt -> its digits as text. */
-static void param_of(lua_State *L, int vidx, lb_cache_value *v, int i) {
-  memset(v, 0, sizeof *v);
-  switch (lua_type(L, vidx)) {
-    case LUA_TNIL:
-      v->type = LB_VAL_NULL;
-      return;
-    case LUA_TLIGHTUSERDATA:
-      if (lua_touserdata(L, vidx) == NULL) { v->type = LB_VAL_NULL; return; }   /* json.null */
-      break;
-    case LUA_TBOOLEAN:
-      v->type = LB_VAL_BOOL;
-      v->i = lua_toboolean(L, vidx);
-      return;
-    case LUA_TNUMBER:
-      if (lua_isinteger(L, vidx)) { v->type = LB_VAL_INT; v->i = (long long)lua_tointeger(L, vidx); }
-      else { v->type = LB_VAL_FLOAT; v->d = (double)lua_tonumber(L, vidx); }
-      return;
-    case LUA_TSTRING:
-      v->type = LB_VAL_TEXT;
-      v->s = lua_tolstring(L, vidx, &v->n);
-      return;
-    case LUA_TUSERDATA:
-      if ((v->s = lb__bigint_digits(L, vidx, &v->n)) != NULL) { v->type = LB_VAL_TEXT; return; }
-      break;
-    default:
-      break;
-  }
-  luaL_error(L, "cannot bind a %s as SQL parameter %d", luaL_typename(L, vidx), i);
-}
-
-/* The parameters at pidx (absent/nil = none given): the array part
-** (honouring an `n` field for trailing nils) as positional values, string
-** keys as named ones. Their strings live in the table; the array in a
-** userdata pushed on the stack. */
-static lb_cache_value *params_of(lua_State *L, int pidx, int *count) {
-  lb_cache_value *v;
-  lua_Integer npos, i;
-  int n = 0, k = 0;
-  *count = 0;
-  if (lua_isnoneornil(L, pidx)) { lua_pushnil(L); return NULL; }
-  luaL_checktype(L, pidx, LUA_TTABLE);
-  npos = (lua_Integer)lua_rawlen(L, pidx);
-  lua_getfield(L, pidx, "n");
-  if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > npos) npos = lua_tointeger(L, -1);
-  lua_pop(L, 1);
-  if (npos > 32766) luaL_error(L, "too many SQL parameters");
-  lua_pushnil(L);
-  while (lua_next(L, pidx)) {
-    if (lua_type(L, -2) == LUA_TSTRING) n++;
-    lua_pop(L, 1);
-  }
-  v = lua_newuserdatauv(L, sizeof *v * (size_t)(npos + n + 1), 0);
-  for (i = 1; i <= npos; i++) {
-    lua_geti(L, pidx, i);
-    param_of(L, lua_gettop(L), &v[k++], (int)i);
-    lua_pop(L, 1);                    /* a string stays alive in the table */
-  }
-  lua_pushnil(L);
-  while (lua_next(L, pidx)) {
-    if (lua_type(L, -2) == LUA_TSTRING) {
-      param_of(L, lua_gettop(L), &v[k], k + 1);
-      v[k++].name = lua_tostring(L, -2);
-    }
-    lua_pop(L, 1);
-  }
-  *count = k;
-  return v;
-}
-
-/* Opens sql with the parameters at pidx into a new statement userdata
-** (pushed). */
-static stmt_ud *prepare_box(lua_State *L, int dbidx, const char *sql, size_t len, int pidx) {
-  db_ud *d = checkdb(L, dbidx);
-  stmt_ud *u;
-  lb_cache_value *params;
-  int nparams, i;
-  params = params_of(L, pidx, &nparams);           /* stack: ... params_ud */
-  u = lua_newuserdatauv(L, sizeof *u, 2);
-  u->q = NULL;
-  u->db = d;
-  u->ncols = 0;
-  luaL_setmetatable(L, STMT_MT);
-  lua_pushvalue(L, dbidx);
-  lua_setiuservalue(L, -2, 1);
-  lua_remove(L, -2);                               /* the parameters are bound */
-  if ((u->q = lb_cache_query_open(d->c, sql, len, params, nparams)) == NULL)
-    luaL_error(L, "%s", lb_cache_errmsg(d->c));
-  u->ncols = lb_cache_query_ncols(u->q);
-  lua_createtable(L, u->ncols, 0);
-  for (i = 0; i < u->ncols; i++) {
-    lua_pushstring(L, lb_cache_query_col_name(u->q, i));
-    lua_rawseti(L, -2, i + 1);
-  }
-  lua_setiuservalue(L, -2, 2);
-  return u;
-}
-
-/* Pushes row as a table keyed by the names at index names: integers,
-** floats, strings (text, JSON text, big-integer digits), booleans; NULL
-** leaves no key. */
-static void push_row(lua_State *L, stmt_ud *u, const lb_cache_value *row, int names) {
-  int i;
-  lua_createtable(L, 0, u->ncols);
-  for (i = 0; i < u->ncols; i++) {
-    const lb_cache_value *v = &row[i];
-    switch (v->type) {
-      case LB_VAL_INT: lua_pushinteger(L, (lua_Integer)v->i); break;
-      case LB_VAL_FLOAT: lua_pushnumber(L, (lua_Number)v->d); break;
-      case LB_VAL_BOOL: lua_pushboolean(L, (int)v->i); break;
-      case LB_VAL_TEXT: case LB_VAL_JSON: case LB_VAL_BIGINT: lua_pushlstring(L, v->s, v->n); break;
-      default: continue;              /* NULL: no key */
-    }
-    lua_rawgeti(L, names, i + 1);
-    lua_insert(L, -2);
-    lua_rawset(L, -3);
-  }
-}
-
-/* The next row of u (NULL when done: the query is closed), raises on
-** errors (closing first). */
-static const lb_cache_value *step_box(lua_State *L, stmt_ud *u) {
-  const lb_cache_value *row;
-  int rc;
-  if (u->db->c == NULL) {
-    u->q = NULL;                      /* closed with its cache */
-    luaL_error(L, "attempt to use a closed cache");
-    return NULL;
-  }
-  rc = lb_cache_query_next(u->q, &row);
-  if (rc > 0) return row;
-  stmt_free(u);
-  if (rc < 0) luaL_error(L, "%s", lb_cache_errmsg(u->db->c));
-  return NULL;
-}
-
 /* --- db ----------------------------------------------------------------------------- */
 
 /* A new db userdata for any backend; `label` (what tostring and db:path
@@ -309,7 +129,8 @@ static db_ud *new_db(lua_State *L, int label_idx) {
 
 /* The db (left on the stack), or nil, msg, code when the backend could
 ** not open. */
-static int open_result(lua_State *L, int rc, const char *err) {
+static int open_result(lua_State *L, db_ud *d, int rc, const char *err) {
+  if (rc == 0) lb_cache_set_nowait(d->c, 1);   /* waits for the lock yield (retrying) */
   if (rc < 0) {
     luaL_pushfail(L);
     lua_pushstring(L, err);
@@ -333,7 +154,7 @@ static int l_open(lua_State *L) {
   lb__budget_pause(L, 0, l_open_k);    /* a file to open, a schema to read: not past the budget */
   path = luaL_checkstring(L, 1);
   d = new_db(L, 1);
-  return open_result(L, lb_cache_sqlite_open(path, &d->c, err, sizeof err), err);
+  return open_result(L, d, lb_cache_sqlite_open(path, &d->c, err, sizeof err), err);
 }
 
 /* open_pg{ host =, port =, database =, username =, password =, dsn =,
@@ -376,7 +197,7 @@ static int l_open_pg(lua_State *L) {
     lua_pushfstring(L, "postgresql://%s@%s:%s/%s?schema=%s", p.username ? p.username : "",
                     p.host ? p.host : "", p.port ? p.port : "", p.database ? p.database : "", schema);
   d = new_db(L, lua_gettop(L));
-  return open_result(L, lb_cache_pg_open(&p, schema, &d->c, err, sizeof err), err);
+  return open_result(L, d, lb_cache_pg_open(&p, schema, &d->c, err, sizeof err), err);
 }
 
 static int db_close(lua_State *L) {
@@ -402,81 +223,6 @@ static int db_path(lua_State *L) {
   return 1;
 }
 
-static int db_exec(lua_State *L) {
-  db_ud *d = checkdb(L, 1);
-  size_t len;
-  const char *sql = luaL_checklstring(L, 2, &len);
-  check_rc(L, d->c, lb_cache_exec(d->c, sql, len));
-  return 0;
-}
-
-static int db_query(lua_State *L) {
-  const char *sql;
-  size_t len;
-  lua_Integer max, n = 0;
-  stmt_ud *u;
-  const lb_cache_value *row;
-  int names;
-  checkdb(L, 1);
-  sql = luaL_checklstring(L, 2, &len);
-  max = luaL_optinteger(L, 4, -1);
-  lua_settop(L, 3);
-  u = prepare_box(L, 1, sql, len, 3); /* stack: db sql params box */
-  lua_getiuservalue(L, 4, 2);         /* stack: ... box names */
-  names = lua_gettop(L);
-  lua_newtable(L);                    /* stack: ... box names rows */
-  while ((max < 0 || n < max) && (row = step_box(L, u)) != NULL) {
-    push_row(L, u, row, names);
-    lua_rawseti(L, -2, ++n);
-  }
-  stmt_free(u);                       /* stopped by max_records */
-  lua_pushvalue(L, names);            /* stack: ... rows names */
-  return 2;
-}
-
-static int rows_iter(lua_State *L) {
-  stmt_ud *u = luaL_checkudata(L, lua_upvalueindex(1), STMT_MT);
-  const lb_cache_value *row;
-  if (u->q == NULL) return 0;
-  if ((row = step_box(L, u)) == NULL) return 0;
-  lua_getiuservalue(L, lua_upvalueindex(1), 2);
-  push_row(L, u, row, lua_gettop(L));
-  return 1;
-}
-
-static const char *const kind_names[] = { "string", "integer", "number", "boolean", "json" };
-
-/* for row in db:rows(sql, params) do ... end: the fourth value closes the
-** statement when the loop is left early; the fifth maps the result columns
-** that come from table columns to their kind ("string", "integer",
-** "number", "boolean", "json"), for callers that type the values. */
-static int db_rows(lua_State *L) {
-  const char *sql;
-  size_t len;
-  stmt_ud *u;
-  int i;
-  checkdb(L, 1);
-  sql = luaL_checklstring(L, 2, &len);
-  lua_settop(L, 3);
-  u = prepare_box(L, 1, sql, len, 3); /* stack: db sql params box */
-  lua_pushvalue(L, 4);
-  lua_pushcclosure(L, rows_iter, 1);  /* stack: ... box iter */
-  lua_pushnil(L);
-  lua_pushnil(L);
-  lua_pushvalue(L, 4);                /* stack: ... box iter nil nil box */
-  lua_createtable(L, 0, u->ncols);
-  lua_getiuservalue(L, 4, 2);
-  for (i = 0; i < u->ncols; i++) {
-    int k = lb_cache_query_col_kind(u->q, i);
-    if (k < 0 || k >= (int)(sizeof kind_names / sizeof kind_names[0])) continue;
-    lua_rawgeti(L, -1, i + 1);
-    lua_pushstring(L, kind_names[k]);
-    lua_rawset(L, -4);
-  }
-  lua_pop(L, 1);                      /* stack: ... box iter nil nil box kinds */
-  return 5;
-}
-
 /* Inside a task, begin, commit and rollback never hold the loop thread
 ** while the writer thread works or waits for the write lock (another
 ** connection, in this process or another, holds it): the task waits until
@@ -485,9 +231,17 @@ static int db_rows(lua_State *L) {
 ** way for its outcome. Outside a task they wait as lb_cache_begin does. */
 #define WAIT_SLICE_NS 1000000u
 
+/* 1 when a call here may wait without holding the loop: in a task that can
+** yield, or outside any task, where a wait runs the loop (lb__wait). */
+static int can_wait(lua_State *L) {
+  lb_runtime *rt = lb__rt(L);
+  if (rt->current) return lua_isyieldable(L);
+  return !rt->stepping && !rt->closing && rt->mode != LB_LOOP_SHARED;
+}
+
 uint64_t lb__cache_wait_deadline(lua_State *L) {
   lb_runtime *rt = lb__rt(L);
-  if (rt->current == NULL || !lua_isyieldable(L)) return 0;
+  if (!can_wait(L)) return 0;
   return rt->deadline ? rt->deadline : uv_hrtime() + WAIT_SLICE_NS;
 }
 
@@ -502,6 +256,103 @@ int lb__cache_retry(lua_State *L, lua_KContext ctx, lua_KFunction k) {
     return lb__wait(L, NULL, NULL, ctx, k);
   }
   return lb__sleep(L, 1, ctx, k);
+}
+
+/* --- waiting for the write lock by yielding ---------------------------------------
+** The methods of a db and of its streams run through `retrying` (a closure
+** over the method, with its wait kind): the cache is in nowait mode
+** (lb_cache_set_nowait), so a method that meets the write lock of another
+** connection fails at once; retrying then waits by yielding (a timer, 1 ms
+** doubling up to 50 ms; outside a task the wait runs the loop) and calls
+** it again with the same arguments, until the cache's lock timeout has
+** passed since the first refusal; then it raises the cache's message (the
+** file, and that another process holds its write lock). Before each try a
+** WAIT_IDLE method also waits, the same way, until the writer thread is
+** idle, since the method would otherwise wait for it on the loop thread
+** (lb_cache_wait_idle). Where nothing may yield (a metamethod, an iterator
+** of a C function), the retries sleep on the thread instead. */
+enum { WAIT_NONE = 0, WAIT_IDLE = 1 };
+#define RETRY_MAX_MS 50
+
+/* ctx: the number of arguments (8 bits), the method's wait kind (1), the
+** tries so far (7), the millisecond of the first refusal (0 = none yet) */
+#define CTX_NARGS(x) ((int)((x) & 0xff))
+#define CTX_TRIES(x) ((int)(((x) >> 9) & 0x7f))
+#define CTX_SINCE(x) ((uint64_t)(x) >> 16)
+#define CTX_MAKE(n, idle, tries, since) \
+  ((lua_KContext)((uint64_t)(n) | (uint64_t)(idle) << 8 | (uint64_t)(tries) << 9 | (uint64_t)(since) << 16))
+
+static lb_cache *cache_arg(lua_State *L) {
+  db_ud *d = luaL_testudata(L, 1, DB_MT);
+  stream_ud *u;
+  if (d) return d->c;
+  u = luaL_testudata(L, 1, STREAM_MT);
+  return u && u->s && u->db ? u->db->c : NULL;
+}
+
+static int retry_k(lua_State *L, int status, lua_KContext ctx);
+static int retry_try(lua_State *L, lua_KContext ctx);
+
+#define TRIED ((lua_KContext)1 << 62)       /* in a continuation's ctx: a try ended */
+
+/* After a try: its results (>= 0); or, refused on the lock, a wait and the
+** next try (yielding: never returns here in a task; outside one, the wait
+** runs the loop and returns the call's results), or -1 where nothing may
+** yield: *ctx is the next try's, after a sleep on the thread. */
+static int after_try(lua_State *L, int status, lua_KContext *ctx) {
+  int n = CTX_NARGS(*ctx), tries = CTX_TRIES(*ctx);
+  uint64_t now, since, ms;
+  lb_cache *c;
+  if (status == LUA_OK || status == LUA_YIELD) return lua_gettop(L) - n;
+  c = cache_arg(L);
+  if (c == NULL || !lb_cache_was_busy(c)) return lua_error(L);
+  now = uv_hrtime() / 1000000u + 1;
+  since = CTX_SINCE(*ctx) ? CTX_SINCE(*ctx) : now;
+  if (now - since >= (uint64_t)lb_cache_lock_timeout(c))
+    return luaL_error(L, "%s; gave up after %d ms", lb_cache_errmsg(c), (int)lb_cache_lock_timeout(c));
+  lua_settop(L, n);
+  ms = tries < 6 ? (uint64_t)1 << tries : RETRY_MAX_MS;
+  if (ms > RETRY_MAX_MS) ms = RETRY_MAX_MS;
+  *ctx = CTX_MAKE(n, (*ctx >> 8) & 1, tries < 127 ? tries + 1 : tries, since);
+  if (can_wait(L)) return lb__sleep(L, ms, *ctx, retry_k);
+  uv_sleep((unsigned)ms);
+  return -1;
+}
+
+static int retry_try(lua_State *L, lua_KContext ctx) {
+  for (;;) {
+    int i, r, n = CTX_NARGS(ctx);
+    lb_cache *c = cache_arg(L);
+    if (c && ((ctx >> 8) & 1) && can_wait(L) && !lb_cache_wait_idle(c, 1))
+      return lb__sleep(L, 1, ctx, retry_k);   /* the writer thread works: no refusal yet */
+    if (c) {
+      if (CTX_SINCE(ctx) == 0) lb_cache_busy_reset(c);
+      else lb_cache_was_busy(c);
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    for (i = 1; i <= n; i++) lua_pushvalue(L, i);
+    if ((r = after_try(L, lua_pcallk(L, n, LUA_MULTRET, 0, ctx | TRIED, retry_k), &ctx)) >= 0)
+      return r;
+  }
+}
+
+/* The end of a try that yielded (ctx with TRIED: status is the method's),
+** or the end of a wait (the next try). */
+static int retry_k(lua_State *L, int status, lua_KContext ctx) {
+  int r;
+  if (!(ctx & TRIED)) {
+    lua_settop(L, CTX_NARGS(ctx));
+    return retry_try(L, ctx);
+  }
+  ctx &= ~TRIED;
+  r = after_try(L, status, &ctx);
+  return r >= 0 ? r : retry_try(L, ctx);
+}
+
+static int retrying(lua_State *L) {
+  int n = lua_gettop(L);
+  if (n > 0xff) return luaL_error(L, "too many arguments");
+  return retry_try(L, CTX_MAKE(n, lua_toboolean(L, lua_upvalueindex(2)), 0, 0));
 }
 
 enum { TX_BEGIN, TX_COMMIT, TX_ROLLBACK, TX_SETTLE };
@@ -1005,7 +856,7 @@ static int push_records(lua_State *L, lb_cache *c, lb_cache_buf *b, int rc,
 
 static int gather_column(void *ud, const char *name, int kind, const char *decl) {
   lb_cache_buf *b = ud;
-  const char *kn = kind >= 0 && kind < (int)(sizeof kind_names / sizeof kind_names[0]) ? kind_names[kind] : "";
+  const char *kn = lb__sql_kind_name(kind) ? lb__sql_kind_name(kind) : "";
   if (buf_piece(b, name, strlen(name)) || buf_piece(b, kn, strlen(kn)) ||
       buf_piece(b, decl, strlen(decl)))
     return LB_ENOMEM;
@@ -1140,6 +991,29 @@ static int l_state_count_mismatch(lua_State *L) {
   return 1;
 }
 
+/* sqlite.state_identity(state) -> type, name, namespace | nil, digest: a
+** state's key (as sqlite.state_key) and the digest of its blob whatever its
+** spelling and whatever a destination adds (lb_cache_state_identity), for
+** a state as JSON text - the state object or its STATE message - or a
+** table. What matches an echo to a state sent, without decoding either. */
+static int l_state_identity(lua_State *L) {
+  size_t n;
+  const char *json;
+  lb_state_key k;
+  char digest[65];
+  int rc;
+  luaL_checkany(L, 1);
+  json = json_arg(L, 1, &n);
+  if ((rc = lb_cache_state_identity(json, n, &k, NULL, digest)) != 0)
+    return rc == LB_ENOMEM ? luaL_error(L, "out of memory") : luaL_argerror(L, 1, "not a state as JSON");
+  lua_pushstring(L, lb_state_type_name(k.type));
+  if (k.type == LB_STATE_STREAM) lb__json_push(L, &k.name);
+  else lua_pushstring(L, k.type == LB_STATE_GLOBAL ? "_GLOBAL" : "_LEGACY");
+  if (k.ns.type == LB_JSTRING) lb__json_push(L, &k.ns); else lua_pushnil(L);
+  lua_pushstring(L, digest);
+  return 4;
+}
+
 static int l_normalize(lua_State *L) {
   size_t n;
   const char *name = luaL_checklstring(L, 1, &n);
@@ -1160,6 +1034,16 @@ static int l_normalize(lua_State *L) {
 }
 
 /* db:move_destination(name, from_hash, to_hash) */
+/* db:set_lock_timeout(ms): how long a wait for another connection's write
+** lock lasts before it fails (cache.h, lb_cache_set_lock_timeout). */
+static int db_set_lock_timeout(lua_State *L) {
+  db_ud *d = checkdb(L, 1);
+  lua_Integer ms = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, ms >= 0, 2, "a number of milliseconds >= 0");
+  lb_cache_set_lock_timeout(d->c, (long)ms);
+  return 0;
+}
+
 static int db_move_destination(lua_State *L) {
   db_ud *d = checkdb(L, 1);
   const char *name = luaL_checkstring(L, 2), *from = luaL_checkstring(L, 3), *to = luaL_checkstring(L, 4);
@@ -1168,9 +1052,6 @@ static int db_move_destination(lua_State *L) {
 }
 
 static const luaL_Reg db_methods[] = {
-  {"exec", db_exec},
-  {"query", db_query},
-  {"rows", db_rows},
   {"begin", db_begin},
   {"commit", db_commit},
   {"rollback", db_rollback},
@@ -1187,6 +1068,7 @@ static const luaL_Reg db_methods[] = {
   {"get_delivered", db_get_delivered},
   {"put_delivered", db_put_delivered},
   {"move_destination", db_move_destination},
+  {"set_lock_timeout", db_set_lock_timeout},
   {"set_table_prefix", db_set_table_prefix},
   {"table_prefix", db_table_prefix},
   {"table_name", db_table_name},
@@ -1231,13 +1113,6 @@ static const luaL_Reg stream_meta[] = {
   {NULL, NULL}
 };
 
-static const luaL_Reg stmt_meta[] = {
-  {"__gc", stmt_gc},
-  {"__close", stmt_gc},
-  {"__tostring", stmt_tostring},
-  {NULL, NULL}
-};
-
 static const luaL_Reg buf_meta[] = {
   {"__gc", buf_gc},
   {NULL, NULL}
@@ -1249,26 +1124,63 @@ static const luaL_Reg module_funcs[] = {
   {"normalize", l_normalize},
   {"state_key", l_state_key},
   {"state_count_mismatch", l_state_count_mismatch},
+  {"state_identity", l_state_identity},
   {NULL, NULL}
 };
 
+/* Methods that run as they are, without `retrying`: they never use the
+** connection (or only queue work for the writer thread). */
+static const char *const plain_db_methods[] = {
+  "commit_state", "in_transaction", "kind", "path", "table_prefix", "set_table_prefix", "uuid7",
+  "lock_stream", "try_lock_stream", "unlock_stream", "set_lock_timeout", NULL
+};
+static const char *const plain_stream_methods[] = {
+  "rows_written", "table_name", "namespace", NULL
+};
+/* Methods that retry on the lock without a wait for the writer first:
+** they wait for it themselves (txn_k), or only queue for it (write, which
+** meets the lock itself only in sync mode, outside a transaction). */
+static const char *const own_wait_methods[] = { "begin", "commit", "rollback", "settle", "write", NULL };
+
+static int listed(const char *const *list, const char *name) {
+  for (; *list; list++)
+    if (strcmp(*list, name) == 0) return 1;
+  return 0;
+}
+
+/* Sets each method into the table on top, through `retrying` unless it is
+** listed in plain. */
+static void set_methods(lua_State *L, const luaL_Reg *methods, const char *const *plain) {
+  for (; methods->name; methods++) {
+    lua_pushcfunction(L, methods->func);
+    if (!listed(plain, methods->name)) {
+      lua_pushboolean(L, !listed(own_wait_methods, methods->name));   /* WAIT_IDLE */
+      lua_pushcclosure(L, retrying, 2);
+    }
+    lua_setfield(L, -2, methods->name);
+  }
+}
+
+/* A metatable with methods (and more_methods, as lua_sql.c's) as __index. */
 static void new_meta(lua_State *L, const char *name, const luaL_Reg *meta,
-                     const luaL_Reg *methods) {
+                     const luaL_Reg *methods, const luaL_Reg *more_methods,
+                     const char *const *plain) {
   luaL_newmetatable(L, name);
   luaL_setfuncs(L, meta, 0);
   if (methods) {
     lua_newtable(L);                  /* stack: mt methods */
-    luaL_setfuncs(L, methods, 0);
+    set_methods(L, methods, plain);
+    if (more_methods) set_methods(L, more_methods, plain);
     lua_setfield(L, -2, "__index");
   }
   lua_pop(L, 1);
 }
 
 int luaopen_airbyte_sqlite(lua_State *L) {
-  new_meta(L, DB_MT, db_meta, db_methods);
-  new_meta(L, STREAM_MT, stream_meta, stream_methods);
-  new_meta(L, STMT_MT, stmt_meta, NULL);
-  new_meta(L, BUF_MT, buf_meta, NULL);
+  new_meta(L, DB_MT, db_meta, db_methods, lb__sql_methods, plain_db_methods);
+  new_meta(L, STREAM_MT, stream_meta, stream_methods, NULL, plain_stream_methods);
+  new_meta(L, BUF_MT, buf_meta, NULL, NULL, NULL);
+  lb__sql_open(L);                    /* the statement userdata */
   luaL_newlib(L, module_funcs);
   lua_pushliteral(L, SQLITE_VERSION);
   lua_setfield(L, -2, "sqlite_version");

@@ -104,9 +104,10 @@ static int j_is_bigint(lua_State *L) {
 }
 
 /* json.digest(value) -> lower-case hex SHA-256 of the value's canonical
-** JSON (members ordered by key, no white space): equal values, equal
-** digests, whatever the order a table was filled in. A string argument is
-** taken as JSON text. */
+** JSON (digest.h: members ordered by key, no white space, strings by their
+** characters, numbers by value): equal values, equal digests, whatever the
+** order a table was filled in. A string argument is taken as JSON text,
+** and has the digest of the value json.decode makes of it. */
 static int j_digest(lua_State *L) {
   char err[160], hex[65];
   size_t n;

@@ -179,19 +179,19 @@ static int l_spawn(lua_State *L) {
 /* --- reading --------------------------------------------------------------- */
 
 static void cleanup_out(void *data) {
-  ((lb_proc *)data)->out_waiter = NULL;
+  lb__proc_set_waiter(data, LB_PROC_WAIT_OUTPUT, NULL);
 }
 
 static void cleanup_exit(void *data) {
-  ((lb_proc *)data)->exit_waiter = NULL;
+  lb__proc_set_waiter(data, LB_PROC_WAIT_EXIT, NULL);
 }
 
 static void cleanup_write(void *data) {
-  ((lb_proc *)data)->write_waiter = NULL;
+  lb__proc_set_waiter(data, LB_PROC_WAIT_WRITE, NULL);
 }
 
 static int wait_output(lua_State *L, lb_proc *p, lua_KContext ctx, lua_KFunction k) {
-  p->out_waiter = lb__current(L, "reading a connector's output");
+  lb__proc_set_waiter(p, LB_PROC_WAIT_OUTPUT, lb__current(L, "reading a connector's output"));
   lb__proc_want_output(p);
   return lb__wait(L, cleanup_out, p, ctx, k);
 }
@@ -209,11 +209,11 @@ static int push_read_failure(lua_State *L, lb_proc *p) {
 }
 
 static int push_too_long(lua_State *L, lb_proc *p) {
-  p->too_long_lines++;
+  lb__proc_stats(p)->too_long_lines++;
   luaL_pushfail(L);
   lua_pushfstring(L, "connector '%s' printed a line longer than the limit of %I bytes "
-                     "(max_line); the line was dropped", p->name,
-                  (lua_Integer)p->outbuf.max_line);
+                     "(max_line); the line was dropped", lb__proc_name(p),
+                  (lua_Integer)lb__proc_output(p)->max_line);
   lua_pushliteral(L, "ELINE");
   return 3;
 }
@@ -226,15 +226,15 @@ static int l_read_line(lua_State *L) {
   size_t len;
   int rc;
   lua_settop(L, 1);
-  rc = lb_lines_next(&p->outbuf, &line, &len);
+  rc = lb_lines_next(lb__proc_output(p), &line, &len);
   if (rc == LB_LINES_OK) {
-    p->stdout_lines++;
+    lb__proc_stats(p)->stdout_lines++;
     lua_pushlstring(L, line, len);
     return 1;
   }
   if (rc == LB_LINES_TOOLONG) return push_too_long(L, p);
   if ((rc = push_read_failure(L, p)) != 0) return rc;
-  if (p->out_eof) {
+  if (lb__proc_output_ended(p)) {
     luaL_pushfail(L);
     lua_pushliteral(L, "eof");
     lua_pushliteral(L, "EOF");
@@ -264,12 +264,12 @@ static int messages_next(lua_State *L) {
   if (p == NULL) return luaL_error(L, "attempt to use a closed process");
   lua_settop(L, 0);
   for (;;) {
-    rc = lb_lines_next(&p->outbuf, &line, &len);
+    rc = lb_lines_next(lb__proc_output(p), &line, &len);
     if (rc == LB_LINES_OK) {
-      p->stdout_lines++;
+      lb__proc_stats(p)->stdout_lines++;
       if (lb_msg_parse(line, len, &m) == LB_MSG_NONE) {
         lb__proc_log_line(p, "", line, len);
-        p->log_lines++;
+        lb__proc_stats(p)->log_lines++;
         if (!with_logs) continue;
       } else if (m.type == LB_MSG_LOG) {
         lb__proc_log_message(p, &m);
@@ -286,7 +286,7 @@ static int messages_next(lua_State *L) {
       lua_pop(L, 1);
       return lua_error(L);
     }
-    if (p->out_eof) return 0;
+    if (lb__proc_output_ended(p)) return 0;
     return wait_output(L, p, 0, messages_next_k);
   }
 }
@@ -335,7 +335,7 @@ static int do_write(lua_State *L, size_t off) {
     off += (size_t)n;
     if (off < len) {
       lua_settop(L, 2);
-      p->write_waiter = lb__current(L, "writing to a connector");
+      lb__proc_set_waiter(p, LB_PROC_WAIT_WRITE, lb__current(L, "writing to a connector"));
       return lb__wait(L, cleanup_write, p, (lua_KContext)off, write_k);
     }
   }
@@ -364,16 +364,18 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx);
 
 static int l_wait(lua_State *L) {
   lb_proc *p = lb__proc_check(L, 1);
+  int64_t status;
+  int signum;
   lua_settop(L, 1);
   /* exited, and its last stderr lines are in the log and the tail */
-  if (p->exited && p->err_eof) {
-    if (p->term_signal) luaL_pushfail(L);
-    else lua_pushinteger(L, (lua_Integer)p->exit_status);
-    if (p->term_signal) lua_pushinteger(L, p->term_signal);
+  if (lb__proc_exit_status(p, &status, &signum)) {
+    if (signum) luaL_pushfail(L);
+    else lua_pushinteger(L, (lua_Integer)status);
+    if (signum) lua_pushinteger(L, signum);
     else lua_pushnil(L);
     return 2;
   }
-  p->exit_waiter = lb__current(L, "waiting for a connector to exit");
+  lb__proc_set_waiter(p, LB_PROC_WAIT_EXIT, lb__current(L, "waiting for a connector to exit"));
   return lb__wait(L, cleanup_exit, p, 0, wait_k);
 }
 
@@ -402,18 +404,17 @@ static int l_terminate(lua_State *L) {
 }
 
 static int l_pid(lua_State *L) {
-  lb_proc *p = lb__proc_check(L, 1);
-  lua_pushinteger(L, p->running || p->exited ? p->pid : 0);
+  lua_pushinteger(L, lb__proc_pid(lb__proc_check(L, 1)));
   return 1;
 }
 
 static int l_running(lua_State *L) {
-  lua_pushboolean(L, lb__proc_check(L, 1)->running);
+  lua_pushboolean(L, lb__proc_running(lb__proc_check(L, 1)));
   return 1;
 }
 
 static int l_name(lua_State *L) {
-  lua_pushstring(L, lb__proc_check(L, 1)->name);
+  lua_pushstring(L, lb__proc_name(lb__proc_check(L, 1)));
   return 1;
 }
 
@@ -426,37 +427,38 @@ static int l_exit_description(lua_State *L) {
 
 static int l_timed_out(lua_State *L) {
   lb_proc *p = lb__proc_check(L, 1);
-  if (p->timed_out == LB_TIMEOUT_IDLE) lua_pushliteral(L, "idle");
-  else if (p->timed_out == LB_TIMEOUT_OVERALL) lua_pushliteral(L, "overall");
+  if (lb__proc_timed_out(p) == LB_TIMEOUT_IDLE) lua_pushliteral(L, "idle");
+  else if (lb__proc_timed_out(p) == LB_TIMEOUT_OVERALL) lua_pushliteral(L, "overall");
   else lua_pushnil(L);
   return 1;
 }
 
 static int l_tail(lua_State *L) {
   lb_proc *p = lb__proc_check(L, 1);
-  int i, start = (p->tail_next - p->tail_count + LB_PROC_TAIL) % LB_PROC_TAIL;
-  lua_createtable(L, p->tail_count, 0);
-  for (i = 0; i < p->tail_count; i++) {
-    lua_pushstring(L, p->tail[(start + i) % LB_PROC_TAIL]);
+  const char *lines[LB_PROC_TAIL];
+  int i, n = lb__proc_tail(p, lines);
+  lua_createtable(L, n, 0);
+  for (i = 0; i < n; i++) {
+    lua_pushstring(L, lines[i]);
     lua_rawseti(L, -2, i + 1);
   }
   return 1;
 }
 
 static int l_stats(lua_State *L) {
-  lb_proc *p = lb__proc_check(L, 1);
+  const lb_proc_stats *st = lb__proc_stats(lb__proc_check(L, 1));
   lua_createtable(L, 0, 6);
-  lua_pushinteger(L, (lua_Integer)p->stdout_lines); lua_setfield(L, -2, "stdout_lines");
-  lua_pushinteger(L, (lua_Integer)p->stdout_bytes); lua_setfield(L, -2, "stdout_bytes");
-  lua_pushinteger(L, (lua_Integer)p->log_lines); lua_setfield(L, -2, "log_lines");
-  lua_pushinteger(L, (lua_Integer)p->stderr_lines); lua_setfield(L, -2, "stderr_lines");
-  lua_pushinteger(L, (lua_Integer)p->too_long_lines); lua_setfield(L, -2, "too_long_lines");
+  lua_pushinteger(L, (lua_Integer)st->stdout_lines); lua_setfield(L, -2, "stdout_lines");
+  lua_pushinteger(L, (lua_Integer)st->stdout_bytes); lua_setfield(L, -2, "stdout_bytes");
+  lua_pushinteger(L, (lua_Integer)st->log_lines); lua_setfield(L, -2, "log_lines");
+  lua_pushinteger(L, (lua_Integer)st->stderr_lines); lua_setfield(L, -2, "stderr_lines");
+  lua_pushinteger(L, (lua_Integer)st->too_long_lines); lua_setfield(L, -2, "too_long_lines");
   return 1;
 }
 
 static int l_log_file(lua_State *L) {
   lb_proc *p = lb__proc_check(L, 1);
-  if (p->log_path) lua_pushstring(L, p->log_path);
+  if (lb__proc_log_path(p)) lua_pushstring(L, lb__proc_log_path(p));
   else lua_pushnil(L);
   return 1;
 }
@@ -481,7 +483,7 @@ static int l_close(lua_State *L) {
 
 static int l_tostring(lua_State *L) {
   proc_ud *u = luaL_checkudata(L, 1, PROC_MT);
-  if (u->p) lua_pushfstring(L, "airbyte.Process(%s, pid %d)", u->p->name, (int)u->p->pid);
+  if (u->p) lua_pushfstring(L, "airbyte.Process(%s, pid %d)", lb__proc_name(u->p), (int)lb__proc_pid(u->p));
   else lua_pushliteral(L, "airbyte.Process(closed)");
   return 1;
 }

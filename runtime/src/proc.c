@@ -18,6 +18,50 @@
 #define WRITE_QUEUE_MAX (1024 * 1024)
 #define STDERR_MAX_LINE (64 * 1024)
 
+/* Opaque outside this file: the others use the accessors of proc.h. */
+struct lb_proc {
+  lb_runtime   *rt;
+  lb_proc      *prev, *next;     /* rt->procs */
+  char         *name;            /* the connector's name, in every message */
+  uv_process_t  process;
+  uv_pipe_t     in, out, err;
+  uv_timer_t    timer;           /* idle / overall timeout */
+  struct lb_reaper *reaper;      /* ends the child once terminated (reap.h) */
+  int           open_handles;
+  int           lua_gone;        /* the Lua object was collected or closed */
+  lb_task_link  link;            /* in the cleanup chain of the task that started it */
+  /* stdout */
+  lb_lines      outbuf;
+  int           out_reading, out_eof;
+  int           out_error;       /* libuv error code of a failed read */
+  size_t        high_water;      /* stop reading above this many buffered bytes */
+  lb_task      *out_waiter;
+  /* stderr */
+  lb_lines      errbuf;
+  int           err_eof;
+  /* stdin */
+  int           has_stdin, stdin_closed;
+  int           write_error;     /* libuv error code of a failed write */
+  lb_task      *write_waiter;
+  /* exit */
+  int           running;
+  int           exited;
+  int64_t       exit_status;
+  int           term_signal;
+  int           kill_sent;       /* 0, SIGTERM or SIGKILL */
+  pid_t         pid;
+  lb_task      *exit_waiter;
+  /* timeouts */
+  uint64_t      idle_timeout_ms, timeout_ms, started_ms, last_output_ms;
+  lb_proc_timeout timed_out;
+  /* logs: non-protocol stdout lines, LOG messages, stderr */
+  int           log_fd;
+  char         *log_path;
+  char         *tail[LB_PROC_TAIL];
+  int           tail_next, tail_count;
+  lb_proc_stats stats;
+};
+
 typedef struct write_req {
   uv_write_t req;
   lb_proc *p;
@@ -128,18 +172,22 @@ void lb__proc_log_message(lb_proc *p, const lb_msg *m) {
     lb__proc_log_line(p, prefix, big ? big : buf, n);
     free(big);
   }
-  p->log_lines++;
+  p->stats.log_lines++;
 }
 
 /* --- reading ------------------------------------------------------------- */
 
-static void alloc_out(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  lb_proc *p = h->data;
+/* libuv's read buffer: the free room of a line buffer. */
+static void alloc_lines(lb_lines *b, uv_buf_t *buf) {
   size_t len;
-  char *base = lb_lines_reserve(&p->outbuf, &len);
-  (void)hint;
+  char *base = lb_lines_reserve(b, &len);
   buf->base = base;
   buf->len = base ? len : 0;    /* 0 makes libuv report UV_ENOBUFS */
+}
+
+static void alloc_out(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  (void)hint;
+  alloc_lines(&((lb_proc *)h->data)->outbuf, buf);
 }
 
 static void on_out(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
@@ -147,7 +195,7 @@ static void on_out(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   (void)buf;
   if (n > 0) {
     lb_lines_commit(&p->outbuf, (size_t)n);
-    p->stdout_bytes += (uint64_t)n;
+    p->stats.stdout_bytes += (uint64_t)n;
     p->last_output_ms = uv_now(p->rt->loop);
     /* a step with a budget reads no further ahead than it can parse */
     if (lb_lines_pending(&p->outbuf) > (p->rt->deadline ? 256 * 1024 : p->high_water)) {
@@ -173,12 +221,8 @@ void lb__proc_want_output(lb_proc *p) {
 }
 
 static void alloc_err(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  lb_proc *p = h->data;
-  size_t len;
-  char *base = lb_lines_reserve(&p->errbuf, &len);
   (void)hint;
-  buf->base = base;
-  buf->len = base ? len : 0;
+  alloc_lines(&((lb_proc *)h->data)->errbuf, buf);
 }
 
 static void on_err(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
@@ -199,7 +243,7 @@ static void on_err(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   /* stderr never waits for a reader: lines go to the log as they come,
   ** so a child flooding stderr costs disk, never memory. */
   while (lb_lines_next(&p->errbuf, &line, &len) == LB_LINES_OK) {
-    p->stderr_lines++;
+    p->stats.stderr_lines++;
     lb__proc_log_line(p, "[stderr] ", line, len);
   }
 }
@@ -585,4 +629,38 @@ void lb__procs_terminate_all(lb_runtime *rt, int force) {
 static void task_ended(lb_task_link *l, int cancelled) {
   lb_proc *p = (lb_proc *)(void *)((char *)l - offsetof(lb_proc, link));
   if (cancelled) lb__proc_terminate(p, 0);
+}
+
+/* --- accessors (proc.h): the struct is this file's ---------------------------- */
+
+const char *lb__proc_name(const lb_proc *p) { return p->name; }
+int lb__proc_running(const lb_proc *p) { return p->running; }
+pid_t lb__proc_pid(const lb_proc *p) { return p->running || p->exited ? p->pid : 0; }
+int lb__proc_has_stdin(const lb_proc *p) { return p->has_stdin; }
+int lb__proc_output_ended(const lb_proc *p) { return p->out_eof; }
+int lb__proc_write_error(const lb_proc *p) { return p->write_error; }
+lb_proc_timeout lb__proc_timed_out(const lb_proc *p) { return p->timed_out; }
+const char *lb__proc_log_path(const lb_proc *p) { return p->log_path; }
+lb_lines *lb__proc_output(lb_proc *p) { return &p->outbuf; }
+lb_proc_stats *lb__proc_stats(lb_proc *p) { return &p->stats; }
+
+void lb__proc_set_waiter(lb_proc *p, lb_proc_wait which, lb_task *t) {
+  switch (which) {
+    case LB_PROC_WAIT_OUTPUT: p->out_waiter = t; break;
+    case LB_PROC_WAIT_WRITE: p->write_waiter = t; break;
+    case LB_PROC_WAIT_EXIT: p->exit_waiter = t; break;
+  }
+}
+
+int lb__proc_exit_status(const lb_proc *p, int64_t *status, int *signum) {
+  if (!(p->exited && p->err_eof)) return 0;
+  *status = p->exit_status;
+  *signum = p->term_signal;
+  return 1;
+}
+
+int lb__proc_tail(const lb_proc *p, const char *lines[LB_PROC_TAIL]) {
+  int i, start = (p->tail_next - p->tail_count + LB_PROC_TAIL) % LB_PROC_TAIL;
+  for (i = 0; i < p->tail_count; i++) lines[i] = p->tail[(start + i) % LB_PROC_TAIL];
+  return p->tail_count;
 }

@@ -17,48 +17,15 @@
 
 typedef enum lb_proc_timeout { LB_TIMEOUT_NONE = 0, LB_TIMEOUT_IDLE, LB_TIMEOUT_OVERALL } lb_proc_timeout;
 
-struct lb_proc {
-  lb_runtime   *rt;
-  lb_proc      *prev, *next;     /* rt->procs */
-  char         *name;            /* the connector's name, in every message */
-  uv_process_t  process;
-  uv_pipe_t     in, out, err;
-  uv_timer_t    timer;           /* idle / overall timeout */
-  struct lb_reaper *reaper;      /* ends the child once terminated (reap.h) */
-  int           open_handles;
-  int           lua_gone;        /* the Lua object was collected or closed */
-  lb_task_link  link;            /* in the cleanup chain of the task that started it */
-  /* stdout */
-  lb_lines      outbuf;
-  int           out_reading, out_eof;
-  int           out_error;       /* libuv error code of a failed read */
-  size_t        high_water;      /* stop reading above this many buffered bytes */
-  lb_task      *out_waiter;
-  /* stderr */
-  lb_lines      errbuf;
-  int           err_eof;
-  /* stdin */
-  int           has_stdin, stdin_closed;
-  int           write_error;     /* libuv error code of a failed write */
-  lb_task      *write_waiter;
-  /* exit */
-  int           running;
-  int           exited;
-  int64_t       exit_status;
-  int           term_signal;
-  int           kill_sent;       /* 0, SIGTERM or SIGKILL */
-  pid_t         pid;
-  lb_task      *exit_waiter;
-  /* timeouts */
-  uint64_t      idle_timeout_ms, timeout_ms, started_ms, last_output_ms;
-  lb_proc_timeout timed_out;
-  /* logs: non-protocol stdout lines, LOG messages, stderr */
-  int           log_fd;
-  char         *log_path;
-  char         *tail[LB_PROC_TAIL];
-  int           tail_next, tail_count;
-  uint64_t      stderr_lines, log_lines, stdout_lines, stdout_bytes, too_long_lines;
-};
+/* struct lb_proc is opaque outside proc.c: the accessors at the end read it. */
+
+/* What a child printed, counted by proc.c (stderr, bytes, log lines it
+** writes itself) and by the readers of its stdout (lines taken, lines that
+** were no protocol message, lines over the limit). */
+typedef struct lb_proc_stats {
+  uint64_t stderr_lines, log_lines, stdout_lines, stdout_bytes, too_long_lines;
+} lb_proc_stats;
+
 
 typedef struct lb_proc_opts {
   const char *file;              /* argv[0] when NULL */
@@ -106,5 +73,30 @@ int  lb__proc_output_failure(const lb_proc *p, char *buf, size_t len, const char
 /* "writing to connector 'x' failed: it stopped reading its input (broken
 ** pipe)" for a write that failed with err (a libuv code). */
 void lb__proc_write_failure(const lb_proc *p, int err, char *buf, size_t len);
+
+/* --- accessors ---------------------------------------------------------------- */
+
+const char *lb__proc_name(const lb_proc *p);          /* the connector's name */
+int   lb__proc_running(const lb_proc *p);
+pid_t lb__proc_pid(const lb_proc *p);                  /* 0 before it started */
+int   lb__proc_has_stdin(const lb_proc *p);            /* spawned with pipe_stdin */
+int   lb__proc_output_ended(const lb_proc *p);         /* stdout reached EOF */
+int   lb__proc_write_error(const lb_proc *p);          /* libuv code of a failed write, or 0 */
+lb_proc_timeout lb__proc_timed_out(const lb_proc *p);
+const char *lb__proc_log_path(const lb_proc *p);       /* NULL: only the tail is kept */
+/* The stdout line buffer the readers take lines from (lines.h). */
+lb_lines *lb__proc_output(lb_proc *p);
+lb_proc_stats *lb__proc_stats(lb_proc *p);
+/* The task woken when output arrives, when the stdin queue drains below
+** its mark, or when the child has exited (NULL: none waits). */
+typedef enum lb_proc_wait { LB_PROC_WAIT_OUTPUT, LB_PROC_WAIT_WRITE, LB_PROC_WAIT_EXIT } lb_proc_wait;
+void  lb__proc_set_waiter(lb_proc *p, lb_proc_wait which, lb_task *t);
+/* 1 with the exit status and the terminating signal (0: none) once the
+** child has exited and its stderr is drained into the log and the tail;
+** else 0. */
+int   lb__proc_exit_status(const lb_proc *p, int64_t *status, int *signum);
+/* The tail of log lines kept for error messages, oldest first; returns
+** how many. */
+int   lb__proc_tail(const lb_proc *p, const char *lines[LB_PROC_TAIL]);
 
 #endif

@@ -329,11 +329,11 @@ void lb__pump_raise_write_error(lua_State *L, lb_proc *dst, int rc) {
 static int pump_k(lua_State *L, int status, lua_KContext ctx);
 
 static void cleanup_out(void *data) {
-  ((lb_proc *)data)->out_waiter = NULL;
+  lb__proc_set_waiter(data, LB_PROC_WAIT_OUTPUT, NULL);
 }
 
 void lb__pump_cleanup_write(void *data) {
-  ((lb_proc *)data)->write_waiter = NULL;
+  lb__proc_set_waiter(data, LB_PROC_WAIT_WRITE, NULL);
 }
 
 /* emitted_at (a number span; absent: 0) as epoch milliseconds inside the
@@ -446,12 +446,13 @@ static int pump_loop(lua_State *L) {
   lua_settop(L, S_TOP);
   for (;;) {
     if (pm->dst && lb__proc_write_blocked(pm->dst)) {   /* backpressure */
-      if (pm->dst->write_error) lb__pump_raise_write_error(L, pm->dst, pm->dst->write_error);
-      pm->dst->write_waiter = lb__current(L, "pump.to_process");
+      if (lb__proc_write_error(pm->dst))
+        lb__pump_raise_write_error(L, pm->dst, lb__proc_write_error(pm->dst));
+      lb__proc_set_waiter(pm->dst, LB_PROC_WAIT_WRITE, lb__current(L, "pump.to_process"));
       return lb__wait(L, lb__pump_cleanup_write, pm->dst, 0, pump_k);
     }
-    pos = lb_lines_tell(&p->outbuf);
-    rc = lb_lines_next(&p->outbuf, &line, &len);
+    pos = lb_lines_tell(lb__proc_output(p));
+    rc = lb_lines_next(lb__proc_output(p), &line, &len);
     if (rc == LB_LINES_OK) {
       int type = lb_msg_parse(line, len, &m);
       /* A task never waits for the cache's writer thread past its step's
@@ -463,10 +464,10 @@ static int pump_loop(lua_State *L) {
       if (pm->cache && (type == LB_MSG_RECORD || type == LB_MSG_STATE) &&
           (deadline = lb__cache_wait_deadline(L)) != 0 &&
           !lb_cache_wait_room(pm->cache, type == LB_MSG_RECORD ? m.data.n : (size_t)-1 / 4, deadline)) {
-        lb_lines_seek(&p->outbuf, pos);
+        lb_lines_seek(lb__proc_output(p), pos);
         return lb__cache_retry(L, 0, pump_k);
       }
-      p->stdout_lines++;
+      lb__proc_stats(p)->stdout_lines++;
       pm->by_type[type]++;
       switch (m.type) {
         case LB_MSG_RECORD:
@@ -481,7 +482,7 @@ static int pump_loop(lua_State *L) {
           } else {
             lb__proc_log_line(p, "", line, len);
           }
-          p->log_lines++;
+          lb__proc_stats(p)->log_lines++;
           break;
         case LB_MSG_LOG:
           lb__proc_log_message(p, &m);
@@ -525,16 +526,16 @@ static int pump_loop(lua_State *L) {
     /* nothing buffered: send what we have before waiting for more */
     if (pm->dst && (rc = flush(pm)) != 0) lb__pump_raise_write_error(L, pm->dst, rc);
     if (rc == LB_LINES_TOOLONG) {
-      p->too_long_lines++;
+      lb__proc_stats(p)->too_long_lines++;
       return luaL_error(L, "connector '%s' printed a line longer than the limit of %I bytes "
-                           "(max_line)", p->name, (lua_Integer)p->outbuf.max_line);
+                           "(max_line)", lb__proc_name(p), (lua_Integer)lb__proc_output(p)->max_line);
     }
     {
       char msg[512];
       const char *code;
       if (lb__proc_output_failure(p, msg, sizeof msg, &code)) return luaL_error(L, "%s", msg);
     }
-    if (p->out_eof) {
+    if (lb__proc_output_ended(p)) {
       if (pm->cache && (deadline = lb__cache_wait_deadline(L)) != 0 &&
           !lb_cache_wait_idle(pm->cache, deadline)) {   /* the finish must not wait */
         return lb__cache_retry(L, 0, pump_k);
@@ -542,7 +543,7 @@ static int pump_loop(lua_State *L) {
       push_totals(L, pm);
       return 1;
     }
-    p->out_waiter = lb__current(L, "pump");
+    lb__proc_set_waiter(p, LB_PROC_WAIT_OUTPUT, lb__current(L, "pump"));
     lb__proc_want_output(p);
     return lb__wait(L, cleanup_out, p, 0, pump_k);
   }
@@ -654,7 +655,7 @@ static int l_to_cache(lua_State *L) {
 
 static int l_to_process(lua_State *L) {
   lb_proc *dst = lb__proc_check(L, 2);
-  if (!dst->has_stdin) return luaL_error(L, "to_process: the destination was started without stdin");
+  if (!lb__proc_has_stdin(dst)) return luaL_error(L, "to_process: the destination was started without stdin");
   lua_remove(L, 2);                        /* stack: src, opts */
   return start(L, dst, MODE_PROCESS);
 }

@@ -47,8 +47,8 @@ static int feed_loop(lua_State *L) {
   lua_settop(L, F_TOP);
   for (;;) {
     if (lb__proc_write_blocked(f->dst)) {
-      if (f->dst->write_error) break;
-      f->dst->write_waiter = lb__current(L, "pump.from_cache");
+      if (lb__proc_write_error(f->dst)) break;
+      lb__proc_set_waiter(f->dst, LB_PROC_WAIT_WRITE, lb__current(L, "pump.from_cache"));
       return lb__wait(L, lb__pump_cleanup_write, f->dst, 0, feed_k);
     }
     if (f->out.len >= WBUF_SIZE) {
@@ -98,7 +98,7 @@ static int feed_loop(lua_State *L) {
     if (f->last_raw_id[0]) { lua_pushstring(L, f->last_raw_id); lua_setfield(L, -2, "last_raw_id"); }
     return 1;
   }
-  lb__pump_raise_write_error(L, f->dst, f->dst->write_error);
+  lb__pump_raise_write_error(L, f->dst, lb__proc_write_error(f->dst));
   return 0;
 }
 
@@ -129,7 +129,7 @@ int lb__pump_from_cache(lua_State *L) {
   spec.table = luaL_checkstring(L, -1);
   lua_getfield(L, 3, "after");
   if (!lua_isnil(L, -1)) spec.after_raw_id = luaL_checkstring(L, -1);
-  if (!dst->has_stdin) return luaL_error(L, "from_cache: the destination was started without stdin");
+  if (!lb__proc_has_stdin(dst)) return luaL_error(L, "from_cache: the destination was started without stdin");
   f = lua_newuserdatauv(L, sizeof *f, 0);             /* stack: db, dst, opts, s, t, a, feed */
   memset(f, 0, sizeof *f);
   f->dst = dst;

@@ -291,6 +291,18 @@ static int runtime_alloc(const lb_options *opts, lb_runtime **out) {
   return 0;
 }
 
+/* lua_pcall of the function and nargs arguments on rt's stack; a failure's
+** message becomes rt's error (popped). Returns lua_pcall's status. */
+static int pcall_to_error(lb_runtime *rt, int nargs) {
+  lua_State *L = rt->L;
+  int st = lua_pcall(L, nargs, 0, 0);
+  if (st != LUA_OK) {
+    lb__set_error(rt, "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+  return st;
+}
+
 static int set_up(lb_runtime *rt, int openlibs) {
   int rc;
   lua_State *L = rt->L;
@@ -298,10 +310,8 @@ static int set_up(lb_runtime *rt, int openlibs) {
   lua_pushcfunction(L, setup_state);
   lua_pushlightuserdata(L, rt);
   lua_pushboolean(L, openlibs);
-  rc = lua_pcall(L, 2, 0, 0);
+  rc = pcall_to_error(rt, 2);
   if (rc != LUA_OK) {
-    lb__set_error(rt, "%s", lua_tostring(L, -1));
-    lua_pop(L, 1);
     lb__log(rt, 0, "cannot set up the Lua state: %s", rt->errmsg);
     return rc == LUA_ERRMEM ? LB_ENOMEM : LB_ELUA;
   }
@@ -515,12 +525,8 @@ static int spawn(lb_runtime *rt, spawn_req *r, lb_task **out) {
   if (r->argc < 0 || (r->argc > 0 && r->argv == NULL)) return LB_EINVAL;
   lua_pushcfunction(L, spawn_p);
   lua_pushlightuserdata(L, r);
-  st = lua_pcall(L, 1, 0, 0);
-  if (st != LUA_OK) {
-    lb__set_error(rt, "%s", lua_tostring(L, -1));
-    lua_pop(L, 1);
-    return st == LUA_ERRMEM ? LB_ENOMEM : r->enoent ? LB_ENOENT : LB_ELUA;
-  }
+  st = pcall_to_error(rt, 1);
+  if (st != LUA_OK) return st == LUA_ERRMEM ? LB_ENOMEM : r->enoent ? LB_ENOENT : LB_ELUA;
   if (out) { r->t->host_held = 1; *out = r->t; }
   return 0;
 }

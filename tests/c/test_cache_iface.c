@@ -284,6 +284,95 @@ static void test_state_rules(void) {
   }
 }
 
+/* The identity of a state (lb_cache_state_identity): its key, and a digest
+** of its blob that does not depend on spelling or on what a destination
+** adds beside the blob. */
+typedef struct ident { int rc; lb_state_key k; lb_jval st; char digest[65]; char name[64], ns[64]; } ident;
+
+static ident identity_of(const char *text) {
+  ident r;
+  size_t nl, nsl;
+  memset(&r, 0, sizeof r);
+  r.rc = lb_cache_state_identity(text, strlen(text), &r.k, &r.st, r.digest);
+  if (r.rc == 0) CHECK_EQ_INT(lb_state_key_text(&r.k, r.name, sizeof r.name, &nl, r.ns, sizeof r.ns, &nsl), 0);
+  return r;
+}
+
+static void same_identity(const char *a, const char *b) {
+  ident x = identity_of(a), y = identity_of(b);
+  CHECK_EQ_INT(x.rc, 0);
+  CHECK_EQ_INT(y.rc, 0);
+  CHECK_EQ_INT(x.k.type, y.k.type);
+  CHECK_EQ_STR(x.name, y.name);
+  CHECK_EQ_STR(x.ns, y.ns);
+  if (strcmp(x.digest, y.digest) != 0) {
+    lbt_failed_checks++;
+    fprintf(stderr, "  FAIL not one identity:\n    %s\n    %s\n", a, b);
+  }
+}
+
+static void test_state_identity(void) {
+  const char *sent = "{\"type\":\"STREAM\",\"stream\":{\"stream_descriptor\":{\"name\":\"users\","
+                     "\"namespace\":\"app\"},\"stream_state\":{\"cursor\":1.0,\"ids\":[3,1]}}}";
+  ident x, y;
+  /* the state object, or the STATE message that carries it */
+  same_identity(sent, "{\"type\":\"STATE\",\"state\":{\"type\":\"STREAM\",\"stream\":{\"stream_descriptor\":"
+                      "{\"name\":\"users\",\"namespace\":\"app\"},\"stream_state\":{\"cursor\":1.0,\"ids\":[3,1]}}}}");
+  /* member order, white space, escapes, numbers spelled otherwise */
+  same_identity(sent, " { \"stream\" : { \"stream_state\" : { \"ids\" : [ 3 , 1 ] , \"cursor\" : 1 } ,"
+                      " \"stream_descriptor\" : { \"namespace\" : \"\\u0061pp\" , \"name\" : \"us\\u0065rs\" } } ,"
+                      " \"type\" : \"STREAM\" } ");
+  /* what a destination adds beside the blob */
+  same_identity(sent, "{\"type\":\"STREAM\",\"id\":7,\"sourceStats\":{\"recordCount\":3.0},"
+                      "\"destinationStats\":{\"recordCount\":3},\"stream\":{\"stream_descriptor\":{\"name\":\"users\","
+                      "\"namespace\":\"app\"},\"stream_state\":{\"cursor\":1.0,\"ids\":[3,1]}}}");
+  x = identity_of(sent);
+  CHECK_EQ_INT(x.k.type, LB_STATE_STREAM);
+  CHECK_EQ_STR(x.name, "users");
+  CHECK_EQ_STR(x.ns, "app");
+  CHECK_EQ_INT(x.st.type, LB_JOBJECT);
+  CHECK_EQ_INT((long long)strlen(x.digest), 64);
+  /* another value, another namespace: another identity */
+  y = identity_of("{\"type\":\"STREAM\",\"stream\":{\"stream_descriptor\":{\"name\":\"users\","
+                  "\"namespace\":\"app\"},\"stream_state\":{\"cursor\":2,\"ids\":[3,1]}}}");
+  CHECK(strcmp(x.digest, y.digest) != 0);
+  y = identity_of("{\"type\":\"STREAM\",\"stream\":{\"stream_descriptor\":{\"name\":\"users\"},"
+                  "\"stream_state\":{\"cursor\":1,\"ids\":[3,1]}}}");
+  CHECK_EQ_STR(y.ns, "");
+  CHECK(strcmp(x.digest, y.digest) != 0);
+  y = identity_of("{\"type\":\"STREAM\",\"stream\":{\"stream_descriptor\":{\"name\":\"users\","
+                  "\"namespace\":\"app\"},\"stream_state\":{\"cursor\":1,\"ids\":[1,3]}}}");
+  CHECK(strcmp(x.digest, y.digest) != 0);
+  /* GLOBAL, LEGACY and typeless LEGACY: keyed by their kind, the blob is
+  ** "global" or "data"; a LEGACY state with or without its type is one */
+  x = identity_of("{\"type\":\"GLOBAL\",\"global\":{\"shared_state\":{\"lsn\":5},\"stream_states\":[]},"
+                  "\"destinationStats\":{\"recordCount\":1}}");
+  CHECK_EQ_INT(x.rc, 0);
+  CHECK_EQ_INT(x.k.type, LB_STATE_GLOBAL);
+  CHECK_EQ_STR(x.name, "_GLOBAL");
+  same_identity("{\"type\":\"GLOBAL\",\"global\":{\"shared_state\":{\"lsn\":5},\"stream_states\":[]}}",
+                "{\"global\":{\"stream_states\":[],\"shared_state\":{\"lsn\":5.0}},\"type\":\"GLOBAL\"}");
+  same_identity("{\"type\":\"LEGACY\",\"data\":{\"last\":\"a\\\"b\"}}", "{\"data\":{\"last\":\"a\\u0022b\"}}");
+  x = identity_of("{\"data\":{\"last\":1}}");
+  CHECK_EQ_INT(x.k.type, LB_STATE_LEGACY);
+  CHECK_EQ_STR(x.name, "_LEGACY");
+  y = identity_of("{\"data\":{\"last\":2}}");
+  CHECK(strcmp(x.digest, y.digest) != 0);
+  /* a STREAM state without a descriptor name is LEGACY by the key rule; with
+  ** no blob at all its digest is null's */
+  x = identity_of("{\"type\":\"STREAM\"}");
+  CHECK_EQ_INT(x.rc, 0);
+  CHECK_EQ_INT(x.k.type, LB_STATE_LEGACY);
+  same_identity("{\"type\":\"STREAM\"}", "{\"type\":\"STREAM\",\"stream\":null}");
+  /* escapes in names: the key is the decoded name */
+  x = identity_of("{\"type\":\"STREAM\",\"stream\":{\"stream_descriptor\":{\"name\":\"caf\\u00e9 \\\"x\\\"\"}}}");
+  CHECK_EQ_STR(x.name, "caf\xc3\xa9 \"x\"");
+  /* not a state */
+  CHECK_EQ_INT(identity_of("{broken").rc, LB_EINVAL);
+  CHECK_EQ_INT(identity_of("[1]").rc, LB_EINVAL);
+  CHECK_EQ_INT(identity_of("{\"type\":\"STATE\",\"state\":5}").rc, LB_EINVAL);
+}
+
 /* A backend with short identifiers and reserved names of its own, to see
 ** that the shared rules apply them; its lookups find nothing. */
 static int no_rows(lb_cache *c, const char *prefix, const char *name, size_t nlen, const char *ns,
@@ -384,6 +473,7 @@ TEST_LIST {
   {"query: typed values, kinds, parameters, errors", test_query_values},
   {"introspection: tables, columns, cached streams", test_introspection},
   {"state rules: disposition and the record-count check", test_state_rules},
+  {"state identity: key and blob digest, whatever the spelling", test_state_identity},
   {"names: the backend's reserved space and identifier length", test_name_rules},
   {"queued transactions: a backend without them runs them at once", test_queued_fallback},
   {NULL, NULL}

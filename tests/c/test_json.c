@@ -15,6 +15,7 @@
 #include "jskim.h"
 #include "record.h"
 #include "digest.h"
+#include "textbuf.h"
 #include "lbtest.h"
 
 static lua_State *new_state(void) {
@@ -424,6 +425,92 @@ static void test_digest(void) {
   CHECK_EQ_INT(digest_of("{\"a\":", h2), LB_EINVAL);
 }
 
+/* The canonical form every digest hashes (digest.h): the value as
+** airbyte.json reads it, spelled as it writes it. Pairs of texts that are
+** one value, then pairs that are not. */
+static const char *canonical_of(const char *json, lb_sbuf *b) {
+  lb__sb_reset(b);
+  if (lb__json_canonical(json, strlen(json), b) != 0) return "(error)";
+  return b->p ? b->p : "";
+}
+
+static void test_canonical(void) {
+  static const char *same[][2] = {
+    /* member order and white space */
+    { "{\"b\":1,\"a\":[true,false,null]}", " {\n \"a\" : [ true , false , null ] , \"b\" : 1 } " },
+    /* escapes in keys and strings: the characters they stand for */
+    { "{\"a\":\"x/y\"}", "{\"\\u0061\":\"x\\/y\"}" },
+    { "\"\xc3\xa9\"", "\"\\u00e9\"" },
+    { "\"\xf0\x9f\x98\x80\"", "\"\\ud83d\\ude00\"" },
+    { "\"a\\nb\"", "\"a\\u000Ab\"" },
+    { "\"\\u0001\"", "\"\\u0001\"" },
+    /* numbers: one value, one spelling; an integral float is that integer */
+    { "1", "1.0" }, { "1", "1e0" }, { "1", "10E-1" }, { "1", "1.000" },
+    { "100", "1e2" }, { "0", "-0" }, { "0", "-0.0" }, { "0", "0e10" },
+    { "0.5", "5e-1" }, { "0.1", "0.10000000000000001" }, { "-2.5", "-25e-1" },
+    { "9007199254740993", "9007199254740993" },       /* an int64 stays exact */
+    { "1e400", "1e400" },                             /* beyond a double: as spelled */
+    /* a key given twice: the last one, as decoding keeps it */
+    { "{\"a\":2}", "{\"a\":1,\"a\":2}" },
+    { "{\"a\":2,\"b\":0}", "{\"b\":0,\"\\u0061\":1,\"a\":2}" },
+    /* empty containers */
+    { "{}", " { } " }, { "[]", "[ ]" },
+  };
+  static const char *differ[][2] = {
+    { "1", "1.5" }, { "1", "\"1\"" }, { "[1,2]", "[2,1]" }, { "{}", "[]" },
+    { "null", "false" }, { "\"a\"", "\"A\"" },
+    { "9007199254740993", "9007199254740992" },       /* no rounding through a double */
+    { "12345678901234567890", "12345678901234567891" },  /* beyond int64: digits as spelled */
+    { "9223372036854775807", "9.223372036854775807e18" },  /* that float is 2^63 */
+    { "{\"a\":{\"b\":1}}", "{\"a\":{\"b\":1,\"c\":null}}" },
+  };
+  lb_sbuf a = {0}, b = {0};
+  char h1[65], h2[65];
+  size_t i;
+  for (i = 0; i < sizeof same / sizeof same[0]; i++) {
+    char *x = strdup(canonical_of(same[i][0], &a));
+    CHECK_EQ_STR(x, canonical_of(same[i][1], &b));
+    CHECK_EQ_INT(digest_of(same[i][0], h1), 0);
+    CHECK_EQ_INT(digest_of(same[i][1], h2), 0);
+    CHECK_EQ_STR(h1, h2);
+    free(x);
+  }
+  for (i = 0; i < sizeof differ / sizeof differ[0]; i++) {
+    CHECK_EQ_INT(digest_of(differ[i][0], h1), 0);
+    CHECK_EQ_INT(digest_of(differ[i][1], h2), 0);
+    if (strcmp(h1, h2) == 0) {
+      lbt_failed_checks++;
+      fprintf(stderr, "  FAIL %s and %s have one digest\n", differ[i][0], differ[i][1]);
+    }
+  }
+  /* the spellings: sorted by key, no white space, the writer's numbers and strings */
+  CHECK_EQ_STR(canonical_of(" {\"b\" : [1.50, 2E3, -0.0], \"a\":\"\\u00e9\\/\\t\"} ", &a),
+               "{\"a\":\"\xc3\xa9/\\t\",\"b\":[1.5,2000,0]}");
+  CHECK_EQ_STR(canonical_of("[1e21, 123456789012345678, 1.25e-7, 12345678901234567890]", &a),
+               "[1e+21,123456789012345678,1.25e-07,12345678901234567890]");
+  CHECK_EQ_STR(canonical_of("{\"\\u0062\":1,\"a\\\"\":2,\"a\":3}", &a), "{\"a\":3,\"a\\\"\":2,\"b\":1}");
+  CHECK_EQ_INT(lb__json_canonical("{\"a\":", 5, &a), LB_EINVAL);
+  free(a.p);
+  free(b.p);
+}
+
+/* json.digest of a text and of the value decoded from it agree, for every
+** spelling: a table is digested through the same canonical form. */
+static void test_digest_lua_agrees(void) {
+  lua_State *L = new_state();
+  RUN(L, "local texts = { '{\"b\":1,\"a\":{\"y\":[1,2.0,1e2],\"x\":\"s\\\\u00e9\"}}',\n"
+         "  '[1.0, -0, 0.1, 5e-324, 1.7976931348623157e308, 12345678901234567890, -9223372036854775808]',\n"
+         "  '{\"\\\\u0061\":1,\"a\":2,\"k\\\\n\":null,\"e\":{},\"l\":[]}', '[\"\\\\ud83d\\\\ude00\"]', 'true' }\n"
+         "for _, t in ipairs(texts) do\n"
+         "  assert(json.digest(t) == json.digest(json.decode(t)), t)\n"
+         "  assert(json.digest(t) == json.digest(json.encode(json.decode(t))), t)\n"
+         "end\n"
+         "assert(json.digest({ timeout = 30 }) == json.digest({ timeout = 30.0 }))\n"
+         "assert(json.digest({ a = 1, b = 2 }) == json.digest('{\"b\":2,\"a\":1}'))\n"
+         "assert(json.digest({ 1.5 }) ~= json.digest({ 1 }))");
+  lua_close(L);
+}
+
 TEST_LIST {
   {"integers", test_integers},
   {"bigint", test_bigint},
@@ -436,6 +523,8 @@ TEST_LIST {
   {"fixture", test_fixture},
   {"alloc_failure", test_alloc_failure},
   {"digest", test_digest},
+  {"canonical", test_canonical},
+  {"digest: a text and its decoded value agree", test_digest_lua_agrees},
   {NULL, NULL}
 };
 LBTEST_MAIN

@@ -107,6 +107,30 @@ describe("airbyte.sqlite", function()
     assert.has_error(function() sqlite.state_count_mismatch("{broken", "sourceStats", 0) end)
   end)
 
+  it("gives a state's identity in C: its key and a digest of its blob, whatever the spelling", function()
+    local text = '{"type":"STREAM","stream":{"stream_descriptor":{"name":"us\\u0065rs","namespace":"app"},'
+      .. '"stream_state":{"cursor":1.0,"tags":["a\\/b"]}}}'
+    local t, name, ns, digest = sqlite.state_identity(text)
+    assert.same({ "STREAM", "users", "app" }, { t, name, ns })
+    -- the digest is json.digest's canonical form of the blob: the C and the
+    -- Lua spellings of one state are one identity
+    assert.equal(json.digest(json.decode(text).stream), digest)
+    assert.equal(digest, select(4, sqlite.state_identity(json.decode(text))))
+    -- a destination's echo: another order, spacing, number spelling, stats added, in its message
+    local echo = '{"type":"STATE","state":{"destinationStats":{"recordCount":2},"id":9,"stream":'
+      .. '{"stream_state":{"tags":["a/b"],"cursor":1},"stream_descriptor":{"namespace":"app","name":"users"}},'
+      .. '"type":"STREAM"}}'
+    assert.same({ "STREAM", "users", "app", digest }, { sqlite.state_identity(echo) })
+    assert.are_not.equal(digest, select(4, sqlite.state_identity(text:gsub("1%.0", "2"))))
+    local gt, gname = sqlite.state_identity('{"type":"GLOBAL","global":{"shared_state":{}}}')
+    assert.same({ "GLOBAL", "_GLOBAL" }, { gt, gname })
+    local _, lname, lns, ld = sqlite.state_identity('{"data":{"n":1}}')
+    assert.same({ "_LEGACY", nil, json.digest('{"n":1}') }, { lname, lns, ld })
+    assert.equal(ld, select(4, sqlite.state_identity('{"type":"LEGACY","data":{"n":1.0}}')))
+    assert.has_error(function() sqlite.state_identity("{broken") end)
+    assert.has_error(function() sqlite.state_identity('{"type":"STATE","state":[]}') end)
+  end)
+
   it("returns nil and a message when the file cannot be opened", function()
     local db, msg = sqlite.open(dir .. "/no/such/dir/x.sqlite")
     assert.is_nil(db)

@@ -100,6 +100,20 @@ H.each_backend(function(b)
     end)
 
     for _, path in ipairs({ "straight", "cached" }) do
+      it("confirms states a destination echoes in its own spelling, with its own counts (" .. path .. ")", function()
+        local src = stateful(dir, { records = 12, state_every = 4 })
+        src:select_all_streams()
+        local dest = ab.get_destination("bad-destination", { local_executable = H.fixture_executable(dir, "bad_destination"),
+          config = { out = dir .. "/received.jsonl", mode = "respell" } })
+        local wr = dest:write(src, path == "straight" and { cache = false, state_cache = cache } or { cache = cache })
+        assert.same({}, wr.warnings)
+        assert.equal(path == "straight" and 3 or 1, wr.confirmed_states)
+        -- what is stored is the state sent, not the destination's spelling of it
+        local texts = cache:_db():get_destination_states("bad-destination")
+        assert.equal(1, #texts)
+        assert.matches('"last_id":12[,}]', texts[1])
+      end)
+
       it("confirms repeated identical states one echo each, in order, with no warning (" .. path .. ")", function()
         local src = stateful(dir, { records = 12, state_every = 4, ["repeat"] = 3 })
         src:select_all_streams()
@@ -164,4 +178,49 @@ describe("state rules in the pump", function()
     kept:close(); swapped:close(); db:close()
     H.rm_rf(dir)
   end)
+end)
+
+-- The write path matches echoes with C's state identity (sqlite.state_identity):
+-- no state is decoded in Lua, however many a source sends. json.decode and
+-- the decoded fields of a STATE message are counted while the write runs.
+describe("echo matching without decoding states", function()
+  local dir, cache
+  before_each(function() dir, cache = H.open_test_cache() end)
+  after_each(function() H.close_test_cache(dir, cache) end)
+
+  local function counting(f)
+    local decode, n = json.decode, 0
+    local mt = debug.getregistry()["airbyte.Message"]
+    local index = mt.__index
+    local cheap = { type = true, line = true, payload_span = true }
+    json.decode = function(s, ...)
+      if type(s) == "string" and s:find('"last_id"', 1, true) then n = n + 1 end
+      return decode(s, ...)
+    end
+    mt.__index = function(m, k)
+      if not cheap[k] and index(m, "type") == "STATE" then n = n + 1 end
+      return index(m, k)
+    end
+    local ok, r = pcall(f)
+    json.decode, mt.__index = decode, index
+    assert(ok, r)
+    return r, n
+  end
+
+  for _, case in ipairs({ { "straight", { cache = false } }, { "straight, prefixed", { cache = false, stream_prefix = "p_" } },
+                          { "cached", {} }, { "cached, prefixed", { stream_prefix = "p_" } } }) do
+    it("confirms 200 states with no state decoded (" .. case[1] .. ")", function()
+      local src = stateful(dir, { records = 200, state_every = 1 })
+      src:select_all_streams()
+      local opts = { state_cache = cache, cache = case[2].cache == false and false or cache,
+                     stream_prefix = case[2].stream_prefix }
+      local cached = opts.cache ~= false
+      local input = cached and src:read{ cache = cache } or src
+      local wr, decoded = counting(function() return echoing(dir):write(input, opts) end)
+      assert.equal(0, decoded)
+      assert.same({}, wr.warnings)
+      assert.equal(cached and 1 or 200, wr.confirmed_states)
+      assert.equal(200, wr:get_state_provider().items.stream.stream_state.last_id)
+    end)
+  end
 end)

@@ -17,7 +17,7 @@ local ro = require "airbyte.declarative.request_options"
 
 local M = {}
 
-local function object(t) return setmetatable(t or {}, json.object_mt) end
+local object = manifest.object
 local DEFAULT_FORMAT = "%Y-%m-%dT%H:%M:%S.%f%z"
 
 local function parse_with(text, formats)

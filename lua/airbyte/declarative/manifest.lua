@@ -7,11 +7,15 @@
 --   M.resolve(tbl) -> resolved copy             ($ref, default types, $parameters)
 --   M.fields(node, type, path, supported)      raises on a schema field of `type`
 --                                              that luabyte does not support
+--   M.object([t]) -> t (or {}) marked as a JSON object (json.object_mt), for
+--                    the values the components build
 local yaml = require "airbyte.yaml"
 local json = require "airbyte.json"
 local SCHEMA = require "airbyte.declarative.schema"
 
 local M = {}
+
+function M.object(t) return setmetatable(t or {}, json.object_mt) end
 
 local function config_error(msg)
   error({ message = msg, failure_type = "config_error" }, 0)

@@ -13,7 +13,7 @@ local records = require "airbyte.declarative.records"
 
 local M = {}
 
-local function object(t) return setmetatable(t or {}, json.object_mt) end
+local object = manifest.object
 
 function M.ListPartitionRouter(node, path)
   manifest.fields(node, "ListPartitionRouter", path, "values cursor_field request_option")

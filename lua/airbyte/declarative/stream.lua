@@ -16,7 +16,7 @@ local routers = require "airbyte.declarative.routers"
 local M = {}
 
 local NONE = json.null
-local function object(t) return setmetatable(t or {}, json.object_mt) end
+local object = manifest.object
 local function array(t) return setmetatable(t or {}, json.array_mt) end
 
 -- The final state of a full-refresh stream, as the CDK's FinalStateCursor emits it.
