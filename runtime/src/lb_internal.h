@@ -94,6 +94,9 @@ struct lb_runtime {
   int           closing;       /* lb_runtime_close is closing the Lua state */
   volatile sig_atomic_t interrupted;
   uint64_t      deadline;      /* uv_hrtime() at which the step budget ends, 0 = none */
+  uint64_t      budget_ns;     /* the step's whole budget (with a deadline) */
+  uint64_t      resumed_at;    /* uv_hrtime() when the current task was resumed (with a deadline) */
+  int           handed_back;   /* a task gave the rest of the step back (lb__budget_pause) */
   uv_async_t    async;         /* lb_interrupt wakes the loop with it */
   uv_timer_t    step_timer;    /* bounds the wait in lb_step */
   uv_check_t    check;         /* LB_LOOP_SHARED: resumes tasks after each poll */
@@ -154,6 +157,10 @@ int  lb__loop_use(lb_runtime *rt, uv_loop_t *loop, uint32_t budget_us);
 ** source:read()) it runs the loop until the wait ends, then k. */
 int  lb__wait(lua_State *L, lb_cleanup_fn cleanup, void *data,
               lua_KContext ctx, lua_KFunction k);
+/* Before costly C work in a binding: when less than half the step's
+** budget is left, yields and runs k at the next step (never returns
+** then); else 0. */
+int  lb__budget_pause(lua_State *L, lua_KContext ctx, lua_KFunction k);
 /* The task running L, or the host's stand-in outside tasks; raises where
 ** no wait is possible. */
 lb_task *lb__current(lua_State *L, const char *what);

@@ -1,9 +1,9 @@
 /*
 ** loop.c - the three loop modes: lb_step/lb_run, the backend fd and
 ** timeout, the shared loop's check handle, switching to a host's loop, and
-** waits (lb__wait): a task's yields to the scheduler, a blocking call made
-** outside any task runs the loop until its wait ends, so a plain script can
-** call source:read().
+** waits (lb__wait, and lb__budget_pause before costly C work): a task's
+** yields to the scheduler, a blocking call made outside any task runs the
+** loop until its wait ends, so a plain script can call source:read().
 */
 #define _GNU_SOURCE 1   /* sigtimedwait */
 #include <pthread.h>
@@ -165,6 +165,7 @@ static void step(lb_runtime *rt, int timeout_ms, uint32_t budget_us) {
   }
   rt->panic_jmp = &jb;
   rt->deadline = deadline;
+  rt->budget_ns = (uint64_t)budget_us * 1000;
   if (rt->mode != LB_LOOP_SHARED) {
     if (rt->ready_head == NULL && timeout_ms != 0 && !rt->interrupted) {
       if (timeout_ms > 0) uv_timer_start(&rt->step_timer, on_step_timer, (uint64_t)timeout_ms, 0);
@@ -260,6 +261,25 @@ int lb__wait(lua_State *L, lb_cleanup_fn cleanup, void *data,
   t->cleanup_data = data;
   lua_pushlightuserdata(L, (void *)&lb__io_sentinel);
   return lua_yieldk(L, 1, ctx, k);
+}
+
+/* Costly C work (opening a cache, preparing its statements, forking a
+** connector: a millisecond or more each, which no hook can pause) starts
+** only with half the step's budget left: else the task hands the rest
+** of the step back here (the drain ends) and k runs at the next step,
+** with a budget of its own (a
+** user's coroutine passes the wait on, airbyte.coroutine). A task just
+** resumed goes on: it makes progress however long the poll took. Without
+** a budget, or outside a task, it returns 0. */
+int lb__budget_pause(lua_State *L, lua_KContext ctx, lua_KFunction k) {
+  lb_runtime *rt = lb__rt(L);
+  uint64_t now;
+  if (!rt->deadline || rt->current == NULL || !lua_isyieldable(L)) return 0;
+  now = uv_hrtime();
+  if (now + rt->budget_ns / 2 < rt->deadline || now - rt->resumed_at < rt->budget_ns / 8) return 0;
+  rt->handed_back = 1;                /* the step ends: too little left for the work */
+  lb__wake(rt->current);
+  return lb__wait(L, NULL, NULL, ctx, k);
 }
 
 /* --- waits outside a task ---------------------------------------------------- */

@@ -140,10 +140,20 @@ static int open_result(lua_State *L, db_ud *d, int rc, const char *err) {
   return 1;
 }
 
+static int l_open(lua_State *L);
+
+static int l_open_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  return l_open(L);
+}
+
 static int l_open(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path;
   char err[512];
-  db_ud *d = new_db(L, 1);
+  db_ud *d;
+  lb__budget_pause(L, 0, l_open_k);    /* a file to open, a schema to read: not past the budget */
+  path = luaL_checkstring(L, 1);
+  d = new_db(L, 1);
   return open_result(L, d, lb_cache_sqlite_open(path, &d->c, err, sizeof err), err);
 }
 
@@ -484,8 +494,15 @@ static const char *opt_namespace(lua_State *L, int idx, size_t *len) {
 static const char *const stream_open_options[] = {
   "source", "stream", "namespace", "schema", "strategy", "primary_key", "cursor_field", NULL };
 
+static int db_stream_open(lua_State *L);
+
+static int db_stream_open_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  return db_stream_open(L);
+}
+
 static int db_stream_open(lua_State *L) {
-  db_ud *d = checkdb(L, 1);
+  db_ud *d;
   const char *source, *schema = "{}", *strategy;
   const char *pk[MAX_PK + 1];
   size_t schema_len = 2;
@@ -494,6 +511,8 @@ static int db_stream_open(lua_State *L) {
   stream_ud *u;
   char err[512];
   int npk;
+  lb__budget_pause(L, 0, db_stream_open_k);   /* tables to check, INSERTs to prepare */
+  d = checkdb(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
   lb__check_options(L, 2, "stream_open", stream_open_options);

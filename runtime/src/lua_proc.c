@@ -121,13 +121,22 @@ static const char *const spawn_options[] = {
   "argv", "env", "cwd", "name", "log_file", "max_line", "idle_timeout", "timeout", "stdin",
   "secrets", NULL };
 
+static int l_spawn(lua_State *L);
+
+static int l_spawn_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  return l_spawn(L);
+}
+
 static int l_spawn(lua_State *L) {
-  lb_runtime *rt = lb__rt(L);
+  lb_runtime *rt;
   lb_proc_opts o;
   lb_proc *p;
   proc_ud *u;
   char err[512];
   int rc;
+  lb__budget_pause(L, 0, l_spawn_k);   /* a fork and an exec: not past the budget */
+  rt = lb__rt(L);
   luaL_checktype(L, 1, LUA_TTABLE);
   lb__check_options(L, 1, "process.spawn", spawn_options);
   memset(&o, 0, sizeof o);

@@ -320,10 +320,11 @@ static int set_up(lb_runtime *rt, int openlibs) {
 
 /* Lua's last resort for an error no protected call catches. Host code is
 ** always called protected (log.c's lb__host_call) and the runtime's own
-** Lua work runs in lua_pcall or a task, so this is left for memory the
-** system has not got in the runtime's bookkeeping during a step: logged,
-** then back to the step, which returns LB_ELUA; Lua has reset the main
-** thread. Only a host's own unprotected use of lb_lua(rt) outside every
+** Lua work runs in lua_pcall or a task (a task's end too: sched.c keeps
+** its error or results protected, and without memory for them it still
+** fails), so this is a last net for the rest of a step's bookkeeping:
+** logged, then back to the step, which returns LB_ELUA; Lua has reset the
+** main thread. Only a host's own unprotected use of lb_lua(rt) outside every
 ** lb_* call still ends in Lua's abort(), as in any Lua host. */
 static int on_panic(lua_State *L) {
   lb_runtime *rt = lb__rt(L);

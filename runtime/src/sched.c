@@ -134,8 +134,10 @@ static int is_terminal(const lb_task *t) {
          t->state == LB_TASK_CANCELLED;
 }
 
+static void set_error(lb_task *t, char *msg);
+
 static void task_free(lb_task *t) {
-  free(t->error);
+  set_error(t, NULL);
   free(t->result_json);
   free(t);
 }
@@ -261,13 +263,23 @@ static void finish(lb_task *t, lb_task_state st) {
   wake_joiners(t);
 }
 
+/* What a task's end is told when the system has no memory for the error
+** text or the results themselves (malloc failed, not mem_limit). */
+static char no_memory[] = "not enough memory to keep the task's error or results";
+
+static void set_error(lb_task *t, char *msg) {
+  if (t->error != no_memory) free(t->error);
+  t->error = msg;
+}
+
 /* Keep the results (DONE) as a table in the registry. */
-static void keep_results(lb_task *t, int nres) {
-  lua_State *L = t->rt->L, *co = t->co;
-  int i;
+static int keep_results_p(lua_State *L) {
+  lb_task *t = lua_touserdata(L, 1);
+  lua_State *co = t->co;
+  int nres = (int)lua_tointeger(L, 2), i;
   /* built on the coroutine's own stack: the main thread may be a host's,
   ** in the middle of a C function with little stack to spare */
-  lua_checkstack(co, 3);
+  luaL_checkstack(co, 3, NULL);
   lua_createtable(co, nres, 1);
   lua_insert(co, -1 - nres);          /* stack of co: tbl, r1..rn */
   for (i = nres; i >= 1; i--) lua_rawseti(co, -1 - i, i);
@@ -276,28 +288,43 @@ static void keep_results(lb_task *t, int nres) {
   lua_xmove(co, L, 1);
   t->res_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_settop(co, 0);
+  return 0;
 }
 
 /* Keep the error value and its text with a traceback of the coroutine. */
-static void keep_error(lb_task *t) {
-  lua_State *L = t->rt->L;
+static int keep_error_p(lua_State *L) {
+  lb_task *t = lua_touserdata(L, 1);
   const char *msg;
   size_t len;
-  lua_checkstack(L, 4);
+  char *masked = NULL;
   lua_xmove(t->co, L, 1);             /* the error value */
   lua_pushvalue(L, -1);
   t->res_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   msg = luaL_tolstring(L, -1, &len);  /* honours __tostring of error objects */
   luaL_traceback(L, t->co, msg, 0);
   msg = lua_tolstring(L, -1, &len);
-  free(t->error);
-  t->error = NULL;
   /* the host prints it: no secret in it, whatever the script raised */
-  if (lb__mask(t->rt->masker, msg, len, &t->error, &len) == 0) {
-    t->error = malloc(len + 1);
-    if (t->error) memcpy(t->error, msg, len + 1);
+  if (lb__mask(t->rt->masker, msg, len, &masked, &len) == 0 && (masked = malloc(len + 1)) != NULL)
+    memcpy(masked, msg, len + 1);
+  set_error(t, masked ? masked : no_memory);
+  return 0;
+}
+
+/* Runs keep_results_p / keep_error_p protected: with the system out of
+** memory (a step of a sync that filled it) they cannot raise past the
+** scheduler into Lua's panic; the task still ends, failed, saying so. */
+static int keep(lb_task *t, lua_CFunction fn, int nres) {
+  lua_State *L = t->rt->L;
+  if (lua_checkstack(L, 4)) {
+    lua_pushcfunction(L, fn);
+    lua_pushlightuserdata(L, t);
+    lua_pushinteger(L, nres);
+    if (lua_pcall(L, 2, 0, 0) == LUA_OK) return 0;
+    lua_pop(L, 1);
   }
-  lua_pop(L, 3);
+  lua_settop(t->co, 0);
+  set_error(t, no_memory);
+  return -1;
 }
 
 static void resume(lb_runtime *rt, lb_task *t) {
@@ -314,6 +341,7 @@ static void resume(lb_runtime *rt, lb_task *t) {
   ** a tight loop's speed: install it only when a step has a budget (or an
   ** interrupt is pending); lb_interrupt installs it on a running task. */
   if (rt->deadline || rt->interrupted) lua_sethook(t->co, budget_hook, LUA_MASKCOUNT, HOOK_COUNT);
+  if (rt->deadline) rt->resumed_at = uv_hrtime();
   status = lua_resume(t->co, rt->L, nargs, &nres);
   lua_sethook(t->co, NULL, 0, 0);
   rt->current = NULL;
@@ -327,10 +355,9 @@ static void resume(lb_runtime *rt, lb_task *t) {
     return;
   }
   if (status == LUA_OK) {
-    keep_results(t, nres);
-    finish(t, LB_TASK_DONE);
+    finish(t, keep(t, keep_results_p, nres) == 0 ? LB_TASK_DONE : LB_TASK_FAILED);
   } else {
-    keep_error(t);
+    keep(t, keep_error_p, 0);
     /* runs the failed coroutine's pending __close handlers and lets go of
     ** its stack (a memory bomb's tables, under mem_limit) */
     lua_resetthread(t->co);
@@ -343,6 +370,7 @@ int lb__drain(lb_runtime *rt, uint64_t deadline) {
   lb_task *t;
   int ran = 0;
   rt->deadline = deadline;
+  rt->handed_back = 0;
   for (;;) {
     /* checked before every resume: an interrupt arrives while a task runs */
     if (rt->interrupted) {
@@ -352,9 +380,10 @@ int lb__drain(lb_runtime *rt, uint64_t deadline) {
     if ((t = dequeue(rt)) == NULL) break;
     resume(rt, t);
     ran++;
-    if (rt->deadline && uv_hrtime() >= rt->deadline) break;
+    if (rt->handed_back || (rt->deadline && uv_hrtime() >= rt->deadline)) break;
   }
   rt->deadline = 0;
+  rt->handed_back = 0;
   if (rt->ready_head == NULL)
     uv_idle_stop(&rt->idle);
   return ran;
@@ -392,8 +421,7 @@ int lb__task_cancel(lb_task *t, const char *why) {
   /* Runs pending __close handlers of the coroutine (temp files, processes). */
   lua_resetthread(t->co);
   t->res_ref = ref_string(rt->L, why);
-  free(t->error);
-  t->error = strdup(why);
+  set_error(t, strdup(why));
   finish(t, LB_TASK_CANCELLED);
   ended(t);
   return 0;

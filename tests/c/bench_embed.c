@@ -2,7 +2,11 @@
 ** users) into the SQLite cache, driven by lb_step(rt, 0, budget_us) once a
 ** frame, with or without an on_record hook, against the same sync run
 ** unbudgeted (lb_run). Prints per-step wall-clock p50/p99/worst and the
-** throughput ratio. usage: bench_embed N BUDGET_US DIR  (scripts/bench.sh embed) */
+** throughput ratio. usage: bench_embed N BUDGET_US DIR  (scripts/bench.sh embed)
+** LB_BENCH_SLOW_STEPS=FILE lists the steps over budget + 0.3 ms of CPU or
+** budget + 2.5 ms of wall time: run, step number, start and end
+** (CLOCK_MONOTONIC seconds, the clock of `perf record -k CLOCK_MONOTONIC`,
+** to find their samples), wall and CPU ms. */
 #define _GNU_SOURCE        /* RUSAGE_THREAD */
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +57,8 @@ static const char script[] =
   "end\n"
   "return source:read(opts).processed_records\n";
 
+static FILE *slowlog;     /* LB_BENCH_SLOW_STEPS */
+
 /* One sync; budget 0 = lb_run. Returns seconds; fills steps[] with the
 ** wall time of each step (ms). */
 static double run_sync(const char *n, const char *dir, const char *hook, unsigned budget,
@@ -84,6 +90,9 @@ static double run_sync(const char *n, const char *dir, const char *hook, unsigne
         st->wall = now_ms() - s;
         st->cpu = cpu_ms() - c;
         st->preempted = r1.ru_nivcsw > r0.ru_nivcsw && r1.ru_nvcsw == r0.ru_nvcsw;
+        if (slowlog && (st->cpu > budget / 1000.0 + 0.3 || st->wall > budget / 1000.0 + 2.5))
+          fprintf(slowlog, "%s step %d %.6f %.6f wall %.3f cpu %.3f\n", *hook ? hook : "nohook",
+                  *nsteps - 1, s / 1e3, (s + st->wall) / 1e3, st->wall, st->cpu);
       }
       usleep(200);          /* the rest of the host's frame */
     } while (rc > 0);
@@ -106,6 +115,7 @@ int main(int argc, char **argv) {
   static double cpu[2000000];
   const char *hooks[2] = {"", "hook"};
   int h;
+  if (getenv("LB_BENCH_SLOW_STEPS")) slowlog = fopen(getenv("LB_BENCH_SLOW_STEPS"), "w");
   for (h = 0; h < 2; h++) {
     int ns = 0, i, over = 0;
     int slow = 0, preempted = 0;

@@ -3,6 +3,9 @@
 ** frame loop with a fixed budget while a connector streams records. */
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <lua.h>
@@ -233,12 +236,199 @@ static void sync_with_hook_keeps_budget(void) {
   }
 }
 
+/* Costly C work starts only with half the step's budget left: a task that
+** has spent more than that in a step and then opens a cache or spawns a
+** process hands the rest of the step back, and the open runs at the next
+** step. The task spins on thread CPU time (so at least that much wall time
+** passed) and starts its spin again when a step ends under it, so the
+** open always comes 60% into one step: counts, not timing. */
+static void costly_work_waits_for_a_fresh_step(void) {
+  lb_options o;
+  lb_runtime *rt = NULL;
+  lb_task *t;
+  lua_State *L;
+  char dir[64];
+  const char *args[1];
+  static const char src[] =
+    "local dir = ...\n"
+    "local sqlite = require 'airbyte.sqlite'\n"
+    "local proc = require 'airbyte.process'\n"
+    "local function spin(share)          -- share of one step's budget, in that step\n"
+    "  local step, c0 = STEP, os.clock()\n"
+    "  while os.clock() - c0 < share * BUDGET_S do\n"
+    "    if STEP ~= step then step, c0 = STEP, os.clock() end\n"
+    "  end\n"
+    "  return STEP\n"
+    "end\n"
+    "local before = spin(0.6)\n"
+    "local db = assert(sqlite.open(dir .. '/c.sqlite'))\n"
+    "local opened = STEP\n"
+    "before = before .. ',' .. spin(0.6)\n"
+    "local p = assert(proc.spawn{argv = {'true'}})\n"
+    "local spawned = STEP\n"
+    "p:wait()\n"
+    "db:close()\n"
+    "require('airbyte.core').sleep(1)     -- a fresh step: the open runs at once\n"
+    "local small = STEP\n"
+    "local db2 = assert(sqlite.open(dir .. '/c.sqlite'))\n"
+    "db2:close()\n"
+    "return before, opened, spawned, small, STEP\n";
+  int steps = 0, rc;
+  const char *res;
+  snprintf(dir, sizeof dir, "/tmp/lb-embed-costly-%d", (int)getpid());
+  CHECK_EQ_INT(mkdir(dir, 0700), 0);
+  args[0] = dir;
+  lb_options_init(&o);
+  CHECK_EQ_INT(lb_runtime_new(&o, &rt), 0);
+  L = lb_lua(rt);
+  lua_pushnumber(L, 0.05);                 /* a 50 ms budget: room for the 60% spin */
+  lua_setglobal(L, "BUDGET_S");
+  CHECK_EQ_INT(lb_spawn_string(rt, src, sizeof src - 1, "=costly", 1, args, &t), 0);
+  do {
+    lua_pushinteger(L, ++steps);
+    lua_setglobal(L, "STEP");
+    rc = lb_step(rt, 0, 50000);
+    if (rc > 0) usleep(100);
+  } while (rc > 0 && steps < 100000);
+  if (lb_task_error(t)) fprintf(stderr, "  %s\n", lb_task_error(t));
+  CHECK_EQ_INT(lb_task_get_state(t), LB_TASK_DONE);
+  res = lb_task_result(t, NULL);
+  CHECK(res != NULL);
+  if (res) {
+    long b1, b2, opened, spawned, small, last;
+    CHECK_EQ_INT(sscanf(res, "[\"%ld,%ld\",%ld,%ld,%ld,%ld]", &b1, &b2, &opened, &spawned, &small, &last), 6);
+    CHECK(opened > b1);                    /* the open waited for a step of its own */
+    CHECK(spawned > b2);                   /* and so did the fork */
+    CHECK_EQ_INT(last, small);             /* with the budget left, no pause */
+  }
+  lb_task_release(t);
+  lb_runtime_close(rt);
+  {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK_EQ_INT(system(cmd), 0);
+  }
+}
+
+/* The machine runs out of memory inside a step (no mem_limit: malloc
+** itself fails, under RLIMIT_AS in a forked child): a real sync whose
+** on_record hook keeps every record. The task fails with a Lua memory
+** error, the host goes on (a next task runs), it never aborts. Then tasks
+** that fill the memory to its last small block in a global and end there:
+** the scheduler finds no memory to keep their error or results, and they
+** still end (they used to stay running forever after Lua's panic). The
+** child exits 0 when all of that held, else the code of what did not. */
+#if !defined(__SANITIZE_ADDRESS__)
+static int oom_child(const char *exe, const char *dir) {
+  lb_options o;
+  lb_runtime *rt = NULL;
+  lb_task *t, *after;
+  const char *args[1];
+  struct rlimit rl;
+  long pages, page = sysconf(_SC_PAGESIZE);
+  FILE *f;
+  int rc, steps = 0, i;
+  static const char src[] =
+    "local dir = ...\n"
+    "local ab = require 'airbyte'\n"
+    "local source = ab.get_source('source-faker', {config = {count = 100000000, seed = 3}})\n"
+    "source:select_streams({'users'})\n"
+    "local keep = {}\n"
+    "source:read({cache = ab.new_local_cache{cache_name = 'oom', cache_dir = dir}, quiet = true,\n"
+    "  on_record = function(r)\n"
+    "    keep[#keep + 1] = {r, string.rep(r.email, 20)}\n"
+    "    if #keep > 500000 then error('no memory limit came') end   -- never the whole machine\n"
+    "  end})\n";
+  /* fills the memory to the last small block, then fails (or returns): its
+  ** end finds no memory for its error, traceback or results */
+  static const char hoard_src[] =
+    "local fail = ...\n"
+    "HOARD = nil collectgarbage()\n"
+    "local text = ('m'):rep(100000)       -- the error's text: the traceback needs as much again\n"
+    "local err = setmetatable({}, {__tostring = function() return text end})\n"
+    "HOARD = {}\n"
+    "local cap = 4000000                  -- past it the limit never came: fail, not the machine\n"
+    "pcall(function() for i = 1, cap do HOARD[i] = ('x'):rep(100) .. i end end)\n"
+    "pcall(function() local last = HOARD for _ = 1, cap do local t = {} last[1] = t last = t end end)\n"
+    "pcall(function() local last = HOARD for _ = 1, cap do local t = {} last[2] = t last = t end end)\n"
+    "if fail == 'fail' then error(err) end\n"
+    "return 'full'\n";
+  static const char after_src[] = "local t = {} for i = 1, 1000 do t[i] = ('x'):rep(100) .. i end return #t\n";
+  args[0] = dir;
+  lb_options_init(&o);
+  o.exe_path = exe;
+  if (lb_runtime_new(&o, &rt) != 0) return 2;
+  if (lb_spawn_string(rt, src, sizeof src - 1, "=oom", 1, args, &t) != 0) return 3;
+  /* the modules loaded, the connector started: then the address space stops growing */
+  for (; steps < 50; steps++) lb_step(rt, 10, 0);
+  f = fopen("/proc/self/statm", "r");
+  if (f == NULL || fscanf(f, "%ld", &pages) != 1) return 4;
+  fclose(f);
+  rl.rlim_cur = rl.rlim_max = (rlim_t)pages * (rlim_t)page +
+                              ((rlim_t)(getenv("LB_OOM_MB") ? atoi(getenv("LB_OOM_MB")) : 64) << 20);
+  if (setrlimit(RLIMIT_AS, &rl) != 0) return 5;
+  do rc = lb_step(rt, 10, 2000); while (rc > 0 && ++steps < 10000000);
+  fprintf(stderr, "  oom task: %s\n", lb_task_error(t) ? lb_task_error(t) : "(no error)");
+  if (lb_task_get_state(t) != LB_TASK_FAILED) return 6;
+  if (lb_task_error(t) == NULL || strstr(lb_task_error(t), "not enough memory") == NULL) return 7;
+  if (lb_spawn_string(rt, after_src, sizeof after_src - 1, "=after", 0, NULL, &after) != 0) return 8;
+  (void)lb_run(rt);                        /* LB_ELUA: a task failed in this runtime */
+  if (lb_task_get_state(after) != LB_TASK_DONE || strcmp(lb_task_result(after, NULL), "[1000]") != 0)
+    return 10;
+  lb_task_release(after);
+  lb_task_release(t);
+  /* memory that stays taken when the task ends (a global): its end, the
+  ** runtime's own bookkeeping, finds none left */
+  for (i = 0; i < 2; i++) {       /* its end fails, its end returns */
+    const char *how[1];
+    how[0] = i == 0 ? "fail" : "return";
+    if (lb_spawn_string(rt, hoard_src, sizeof hoard_src - 1, "=hoard", 1, how, &t) != 0) return 11;
+    while (lb_step(rt, 10, 2000) > 0 && ++steps < 10000000) {}
+    fprintf(stderr, "  hoard task (%s): %s\n", how[0], lb_task_error(t) ? lb_task_error(t) : "done");
+    if (i == 0 && lb_task_get_state(t) != LB_TASK_FAILED) return 12;
+    if (lb_task_get_state(t) == LB_TASK_FAILED &&
+        (lb_task_error(t) == NULL || strstr(lb_task_error(t), "not enough memory") == NULL)) return 13;
+    if (lb_task_get_state(t) != LB_TASK_FAILED && lb_task_get_state(t) != LB_TASK_DONE) return 14;
+    lb_task_release(t);
+  }
+  lb_runtime_close(rt);
+  return 0;
+}
+
+#endif
+
+static void out_of_memory_in_a_step(void) {
+#if defined(__SANITIZE_ADDRESS__)
+  /* ASan reserves its heap up front: RLIMIT_AS never makes malloc fail */
+  printf("     skipped under AddressSanitizer\n");
+#else
+  char exe[512], dir[64], cmd[128];
+  const char *build = getenv("LB_BUILD_DIR");
+  int status = 0;
+  pid_t pid;
+  snprintf(exe, sizeof exe, "%s/luabyte", build ? build : ".");
+  snprintf(dir, sizeof dir, "/tmp/lb-embed-oom-%d", (int)getpid());
+  fflush(NULL);
+  pid = fork();
+  if (pid == 0) _exit(oom_child(exe, dir));
+  CHECK(pid > 0);
+  CHECK_EQ_INT(waitpid(pid, &status, 0), pid);
+  if (WIFSIGNALED(status)) fprintf(stderr, "  the host died of signal %d\n", WTERMSIG(status));
+  CHECK(WIFEXITED(status));
+  CHECK_EQ_INT(WEXITSTATUS(status), 0);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  CHECK_EQ_INT(system(cmd), 0);
+#endif
+}
+
 TEST_LIST {
   {"setup", setup},
   {"epoll_host", epoll_host},
   {"frame_loop_respects_budget", frame_loop_respects_budget},
   {"shared_uv_loop", shared_uv_loop},
   {"sync_with_hook_keeps_budget", sync_with_hook_keeps_budget},
+  {"costly_work_waits_for_a_fresh_step", costly_work_waits_for_a_fresh_step},
+  {"out_of_memory_in_a_step", out_of_memory_in_a_step},
   {"teardown", teardown},
   {NULL, NULL}
 };
