@@ -23,6 +23,8 @@ typedef struct lb_embedded {
   const char *file;
   const unsigned char *src;
   size_t len;
+  const unsigned char *code;              /* compiled by lb_embed, debug info kept */
+  size_t code_len;
 } lb_embedded;
 extern const lb_embedded lb_embedded_modules[];   /* generated: lb_embedded.c */
 
@@ -55,8 +57,12 @@ static int load_embedded(lua_State *L) {
   const lb_embedded *m = lua_touserdata(L, lua_upvalueindex(1));
   char chunkname[256];
   snprintf(chunkname, sizeof chunkname, "@%s", m->file);
-  if (luaL_loadbufferx(L, (const char *)m->src, m->len, chunkname, "t") != LUA_OK)
-    return lua_error(L);
+  /* the bytecode, or the source for a Lua whose binary format differs */
+  if (luaL_loadbufferx(L, (const char *)m->code, m->code_len, chunkname, "b") != LUA_OK) {
+    lua_pop(L, 1);
+    if (luaL_loadbufferx(L, (const char *)m->src, m->len, chunkname, "t") != LUA_OK)
+      return lua_error(L);
+  }
   lua_pushstring(L, m->name);
   lua_call(L, 1, 1);
   return 1;
