@@ -106,3 +106,24 @@ describe("source-faker", function()
     assert.are_not.equal(ra[1], c[1])
   end)
 end)
+
+-- A source whose reader is gone (its host killed, `| head`) stops with an
+-- error instead of making every record of its run for nobody: a faker of a
+-- billion users behind `head -n 1` ends at once (exit 1, the reason on
+-- stderr). Before, it ran on until `timeout` killed the pipeline (124).
+describe("source-faker whose reader is gone", function()
+  it("stops, exits 1 and says why on stderr", function()
+    local dir = H.tmpdir()
+    H.write_file(dir .. "/config.json", '{"count": 1000000000, "seed": 1}')
+    H.write_file(dir .. "/catalog.json", '{"streams":[{"stream":{"name":"users","json_schema":{"type":"object"},'
+      .. '"supported_sync_modes":["full_refresh"]},"sync_mode":"full_refresh","destination_sync_mode":"overwrite"}]}')
+    local cmd = ("cd %s && timeout 120 bash -c '%s connector source-faker read --config config.json"
+      .. " --catalog catalog.json 2>err.txt | head -n 1 >/dev/null; echo ${PIPESTATUS[0]} >rc.txt'"):format(
+      H.shell_quote(dir), H.exe)
+    local out, code = H.run({ "sh", "-c", cmd })
+    assert.equal(0, code, out)
+    assert.equal("1", H.read_file(dir .. "/rc.txt"):match("%d+"))
+    assert.matches("output is closed", H.read_file(dir .. "/err.txt"), 1, true)
+    H.rm_rf(dir)
+  end)
+end)

@@ -30,6 +30,19 @@ Stream.__index = Stream
 
 local CLOCK_EVERY = 1024 -- records between clock reads
 
+-- put(out, ...): out:write(...), or an error once the output is closed: a
+-- source whose reader is gone (its host killed, `| head`) stops, instead
+-- of making every record of its run for nobody.
+local function put(out, ...)
+  local ok, why = out:write(...)
+  if not ok then
+    error({ message = "the connector's output is closed (" .. tostring(why) .. "): its reader is gone",
+            failure_type = "system_error" }, 0)
+  end
+  return ok
+end
+M.put = put
+
 function M.new(out, catalog)
   local configured = {}
   for _, cs in ipairs(type(catalog) == "table" and catalog.streams or {}) do
@@ -44,7 +57,7 @@ function M.new(out, catalog)
 end
 
 function Emitter:write(msg)
-  self.out:write(json.encode(msg), "\n")
+  put(self.out, json.encode(msg), "\n")
 end
 
 function Emitter:refresh_clock()
@@ -110,7 +123,7 @@ function Stream:record(data)
   if ticks >= CLOCK_EVERY then e:refresh_clock() else e.ticks = ticks end
   n = n + 1
   buf[n] = e.suffix
-  e.out:write(concat(buf, "", 1, n))
+  put(e.out, concat(buf, "", 1, n))
   self.count = self.count + 1
 end
 
@@ -157,7 +170,7 @@ function M.bound(emitter)
     state = function(name, st) return emitter:state(name, st) end,
     log = function(level, msg) return emitter:log(level, msg) end,
     message = function(msg)
-      if type(msg) == "string" then return emitter.out:write(msg, "\n") end
+      if type(msg) == "string" then return put(emitter.out, msg, "\n") end
       return emitter:write(msg)
     end,
     now_ms = function() return emitter.ms end,

@@ -27,10 +27,16 @@ function M.main(connector, argv, opts)
   e.write = emitter.write
   local ok, res = xpcall(commands.run, errors.capture, connector, parsed, e, opts.input)
   if not ok then
-    commands.trace_error(e, res)
+    -- as a TRACE ERROR; where the output is gone, on stderr instead
+    if not pcall(commands.trace_error, e, res) then log.write("error: ", res.message, "\n") end
     res = 1
   end
-  out:flush()
+  -- the last buffered lines too: output that never arrived is a failure
+  local flushed, why = out:flush()
+  if flushed == nil and why ~= nil then   -- as io's flush says a failure
+    log.write("error: the connector's output is closed (", tostring(why), "): its reader is gone\n")
+    if res == 0 then res = 1 end
+  end
   return res
 end
 
