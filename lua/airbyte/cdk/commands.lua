@@ -8,6 +8,7 @@ local files = require "airbyte.cdk.config"
 local start_state = require "airbyte.cdk.state"
 local emitter = require "airbyte.cdk.emitter"
 local input = require "airbyte.cdk.input"
+local destination_emit = require "airbyte.cdk.destination_emit"
 
 local M = {}
 
@@ -94,7 +95,7 @@ local function run_write(connector, opts, e, lines)
     errors.config_error("the configured catalog has no streams array")
   end
   local inp = input.new(lines, catalog, e.out)
-  local ok, res = xpcall(connector.write, capture, config, catalog, inp, input.emit(e.out))
+  local ok, res = xpcall(connector.write, capture, config, catalog, inp, destination_emit.new(e.out))
   if not ok then
     for i = #inp.abort_hooks, 1, -1 do pcall(inp.abort_hooks[i], res) end
     error(res, 0)

@@ -2,20 +2,20 @@
 -- into lines, each classified by the C scanner; RECORDs of configured
 -- streams and TRACEs handed out, STATEs committed (the commit hooks) and
 -- echoed with destinationStats in the order received, other lines skipped.
--- Also the emit table write() gets.
+-- The emit table write() gets is airbyte.cdk.destination_emit's.
 local ajson = require "airbyte.json"
 local json = require "airbyte.cdk.json"
 local host = require "airbyte.cdk.host"
 local lines = require "airbyte.cdk.lines"
 local counter = require "airbyte.cdk.counter"
-local clock = require "airbyte.cdk.clock"
+local destination_emit = require "airbyte.cdk.destination_emit"
 
 local M = {}
 
 local concat, sort = table.concat, table.sort
 local find, format, sub = string.find, string.format, string.sub
-local type, pairs, ipairs, next, tostring, error, setmetatable, pcall, rawget, rawset =
-  type, pairs, ipairs, next, tostring, error, setmetatable, pcall, rawget, rawset
+local type, pairs, ipairs, next, error, setmetatable, pcall, rawget, rawset =
+  type, pairs, ipairs, next, error, setmetatable, pcall, rawget, rawset
 
 local NULL, obj = json.null, json.obj
 local stream_key = counter.stream_key
@@ -305,32 +305,7 @@ function Input:summary()
   end
 end
 
--- The emit table handed to write().
-function M.emit(out)
-  local function write_line(s)
-    out:write(s, "\n")
-  end
-  return {
-    log = function(level, message)
-      write_line(json.encode(obj("type", "LOG", "log", obj("level", level, "message", tostring(message)))))
-    end,
-    message = function(msg)
-      if type(msg) == "string" then return write_line(msg) end
-      return write_line(json.encode(msg))
-    end,
-    -- Echo a STATE line read by a hand-written loop, with destinationStats
-    -- taken from counter (a cdk.record_counter) or 0.
-    state = function(line, counter)
-      local message = ajson.decode(line)
-      local n, rejected = 0, 0
-      if counter then n, rejected = counter:take(message.state) end
-      write_line(lines.with_destination_stats(line, message, n, rejected))
-      out:flush()
-    end,
-    flush = function() out:flush() end,
-    now_ms = clock.now_ms,
-  }
-end
-
+-- emit(out): the emit table handed to write(), for callers of this module.
+M.emit = destination_emit.new
 
 return M

@@ -11,7 +11,7 @@ local M = {}
 
 local BUILDERS = {}
 for _, mod in ipairs({ "records", "paginators", "auth", "error_handler", "requester", "routers", "cursors",
-                       "stream" }) do
+                       "stream", "schema_loaders", "decoders" }) do
   for name, fn in pairs(require("airbyte.declarative." .. mod)) do
     if type(fn) == "function" and name:match("^%u") then BUILDERS[name] = fn end
   end
