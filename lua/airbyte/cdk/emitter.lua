@@ -35,7 +35,7 @@ local CLOCK_EVERY = 1024 -- records between clock reads
 -- of making every record of its run for nobody.
 local function put(out, ...)
   local ok, why = out:write(...)
-  if not ok then
+  if ok == nil and why ~= nil then     -- as io's write says a failure
     error({ message = "the connector's output is closed (" .. tostring(why) .. "): its reader is gone",
             failure_type = "system_error" }, 0)
   end
