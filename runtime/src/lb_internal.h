@@ -205,7 +205,7 @@ int  lb__procs_running(lb_runtime *rt);
 void lb__check_options(lua_State *L, int idx, const char *where, const char *const *allowed);
 
 /* Lua modules written in C, registered in package.preload by runtime.c. */
-int luaopen_airbyte_core(lua_State *L);    /* lua_core.c: tasks, sleep, temp files */
+int luaopen_airbyte_core(lua_State *L);    /* lua_core.c: tasks, sleep, the loop */
 int luaopen_airbyte_process(lua_State *L); /* lua_proc.c: child processes, messages */
 int luaopen_airbyte_json(lua_State *L);    /* lua_json.c: decode/encode, null, BigInt */
 int luaopen_airbyte_jsonschema(lua_State *L); /* lua_jsonschema.c: JSON Schema draft-07 */
@@ -217,5 +217,7 @@ int luaopen_airbyte_http(lua_State *L);    /* lua_http.c: HTTP(S) through libcur
 int luaopen_airbyte_pg(lua_State *L);      /* lua_pg.c: PostgreSQL for destination-postgres */
 int luaopen_cjson(lua_State *L);           /* lua-cjson, linked in */
 void lb__open_mask(lua_State *L);          /* lua_mask.c: core.mask*, into the table on top */
+void lb__open_sys(lua_State *L);           /* lua_sys.c: clocks, ids, stdin, tty, exe path, likewise */
+void lb__open_files(lua_State *L);         /* lua_files.c: tempfile, mkdir_p, fsync, executable, likewise */
 
 #endif
