@@ -122,15 +122,20 @@ struct lb_runtime {
   char          errmsg[512];
 };
 
+/* hostcall.c */
+/* Host code in a protected call on rt->L (a plain call without a state):
+** LUA_OK, or an error status with the message on top of rt->L. */
+typedef void (*lb_host_fn)(void *ud);
+int  lb__host_pcall(lb_runtime *rt, lb_host_fn fn, void *ud);
+
 /* log.c */
 void lb__set_error(lb_runtime *rt, const char *fmt, ...);
 void lb__log(lb_runtime *rt, int level, const char *fmt, ...);
 /* With a host log sink: io.stderr of L hands its lines to the sink. */
 void lb__log_install(lua_State *L, lb_runtime *rt);
-/* Runs host code (an end callback) in a protected call on rt->L: 0, or
-** LB_ELUA when it raised a Lua error (then in lb_last_error and the log,
-** and rt->panicked is set). */
-typedef void (*lb_host_fn)(void *ud);
+/* Runs host code (an end callback) in a protected call on rt->L
+** (lb__host_pcall): 0, or LB_ELUA when it raised a Lua error (then in
+** lb_last_error and the log, and rt->panicked is set). */
 int  lb__host_call(lb_runtime *rt, lb_host_fn fn, void *ud, const char *what);
 
 /* rtstate.c */
