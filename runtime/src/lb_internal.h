@@ -142,15 +142,26 @@ int  lb__host_call(lb_runtime *rt, lb_host_fn fn, void *ud, const char *what);
 lb_runtime *lb__rt(lua_State *L);
 void lb__rt_set(lua_State *L, lb_runtime *rt);   /* NULL: none any more */
 
-/* runtime.c */
+/* exepath.c */
 /* The luabyte command that runs built-in connectors, or NULL. */
 const char *lb__exe_path(lb_runtime *rt);
-/* After ab.use_loop: the runtime is finalized before luv's loop. */
-void lb__module_refinalize(lua_State *L);
+
+/* modules.c */
+/* Fills package.preload of L (C and embedded modules); with lua_dir, puts
+** a searcher of its files first in package.searchers. */
+void lb__modules_install(lua_State *L, const char *lua_dir);
+/* Pushes that searcher (a function of a module name). */
+void lb__push_dir_searcher(lua_State *L, const char *dir);
+
+/* tmpfile.c */
 /* Temporary files (mode 0600) removed at lb_runtime_close at the latest. */
 lb_tmpfile *lb__tmpfile_new(lb_runtime *rt, const char *content, size_t len,
                             const char *suffix, const char **path);
 void lb__tmpfile_remove(lb_runtime *rt, lb_tmpfile *f);
+
+/* runtime.c */
+/* After ab.use_loop: the runtime is finalized before luv's loop. */
+void lb__module_refinalize(lua_State *L);
 
 /* loop.c */
 int  lb__loop_init(lb_runtime *rt, uv_loop_t *shared);
