@@ -145,6 +145,8 @@ void lb__rt_set(lua_State *L, lb_runtime *rt);   /* NULL: none any more */
 /* exepath.c */
 /* The luabyte command that runs built-in connectors, or NULL. */
 const char *lb__exe_path(lb_runtime *rt);
+/* Is there a regular file at path that we may execute? */
+int lb__is_exe(const char *path);
 
 /* modules.c */
 /* Fills package.preload of L (C and embedded modules); with lua_dir, puts

@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include "lb_internal.h"
 #include "fs.h"
@@ -17,9 +16,7 @@
 
 /* executable(path) -> boolean: is there a file we may execute? */
 static int l_executable(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  struct stat st;
-  lua_pushboolean(L, access(path, X_OK) == 0 && stat(path, &st) == 0 && S_ISREG(st.st_mode));
+  lua_pushboolean(L, lb__is_exe(luaL_checkstring(L, 1)));
   return 1;
 }
 
