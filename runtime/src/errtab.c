@@ -1,5 +1,6 @@
 /*
-** errtab.c - lookups over LB_ERRNO_MAP (see errtab.h).
+** errtab.c - lookups over LB_ERRNO_MAP (see errtab.h), and their public
+** face, lb_strerror and lb_err_name.
 */
 #include "errtab.h"
 
@@ -21,4 +22,12 @@ const char *lb__err_name(int code) {
 #undef LB__ERRNAME
     default: return "LB_EUNKNOWN";
   }
+}
+
+LB_API const char *lb_strerror(int err) {
+  return lb__err_text(err);
+}
+
+LB_API const char *lb_err_name(int err) {
+  return lb__err_name(err);
 }

@@ -122,30 +122,48 @@ struct lb_runtime {
   char          errmsg[512];
 };
 
+/* hostcall.c */
+/* Host code in a protected call on rt->L (a plain call without a state):
+** LUA_OK, or an error status with the message on top of rt->L. */
+typedef void (*lb_host_fn)(void *ud);
+int  lb__host_pcall(lb_runtime *rt, lb_host_fn fn, void *ud);
+
 /* log.c */
 void lb__set_error(lb_runtime *rt, const char *fmt, ...);
 void lb__log(lb_runtime *rt, int level, const char *fmt, ...);
 /* With a host log sink: io.stderr of L hands its lines to the sink. */
 void lb__log_install(lua_State *L, lb_runtime *rt);
-/* Runs host code (an end callback) in a protected call on rt->L: 0, or
-** LB_ELUA when it raised a Lua error (then in lb_last_error and the log,
-** and rt->panicked is set). */
-typedef void (*lb_host_fn)(void *ud);
+/* Runs host code (an end callback) in a protected call on rt->L
+** (lb__host_pcall): 0, or LB_ELUA when it raised a Lua error (then in
+** lb_last_error and the log, and rt->panicked is set). */
 int  lb__host_call(lb_runtime *rt, lb_host_fn fn, void *ud, const char *what);
 
 /* rtstate.c */
 lb_runtime *lb__rt(lua_State *L);
 void lb__rt_set(lua_State *L, lb_runtime *rt);   /* NULL: none any more */
 
-/* runtime.c */
+/* exepath.c */
 /* The luabyte command that runs built-in connectors, or NULL. */
 const char *lb__exe_path(lb_runtime *rt);
-/* After ab.use_loop: the runtime is finalized before luv's loop. */
-void lb__module_refinalize(lua_State *L);
+/* Is there a regular file at path that we may execute? */
+int lb__is_exe(const char *path);
+
+/* modules.c */
+/* Fills package.preload of L (C and embedded modules); with lua_dir, puts
+** a searcher of its files first in package.searchers. */
+void lb__modules_install(lua_State *L, const char *lua_dir);
+/* Pushes that searcher (a function of a module name). */
+void lb__push_dir_searcher(lua_State *L, const char *dir);
+
+/* tmpfile.c */
 /* Temporary files (mode 0600) removed at lb_runtime_close at the latest. */
 lb_tmpfile *lb__tmpfile_new(lb_runtime *rt, const char *content, size_t len,
                             const char *suffix, const char **path);
 void lb__tmpfile_remove(lb_runtime *rt, lb_tmpfile *f);
+
+/* runtime.c */
+/* After ab.use_loop: the runtime is finalized before luv's loop. */
+void lb__module_refinalize(lua_State *L);
 
 /* loop.c */
 int  lb__loop_init(lb_runtime *rt, uv_loop_t *shared);
@@ -205,7 +223,7 @@ int  lb__procs_running(lb_runtime *rt);
 void lb__check_options(lua_State *L, int idx, const char *where, const char *const *allowed);
 
 /* Lua modules written in C, registered in package.preload by runtime.c. */
-int luaopen_airbyte_core(lua_State *L);    /* lua_core.c: tasks, sleep, temp files */
+int luaopen_airbyte_core(lua_State *L);    /* lua_core.c: tasks, sleep, the loop */
 int luaopen_airbyte_process(lua_State *L); /* lua_proc.c: child processes, messages */
 int luaopen_airbyte_json(lua_State *L);    /* lua_json.c: decode/encode, null, BigInt */
 int luaopen_airbyte_jsonschema(lua_State *L); /* lua_jsonschema.c: JSON Schema draft-07 */
@@ -217,5 +235,7 @@ int luaopen_airbyte_http(lua_State *L);    /* lua_http.c: HTTP(S) through libcur
 int luaopen_airbyte_pg(lua_State *L);      /* lua_pg.c: PostgreSQL for destination-postgres */
 int luaopen_cjson(lua_State *L);           /* lua-cjson, linked in */
 void lb__open_mask(lua_State *L);          /* lua_mask.c: core.mask*, into the table on top */
+void lb__open_sys(lua_State *L);           /* lua_sys.c: clocks, ids, stdin, tty, exe path, likewise */
+void lb__open_files(lua_State *L);         /* lua_files.c: tempfile, mkdir_p, fsync, executable, likewise */
 
 #endif

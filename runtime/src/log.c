@@ -2,8 +2,9 @@
 ** log.c - the runtime's messages: the host's log sink (lb_options.log) or
 ** stderr, and, with a sink, a Lua `io.stderr` that hands it every line the
 ** Lua side prints there (progress, "Completed ..." summaries, connector
-** failures, warnings), so a host's stderr stays its own; and host code run
-** in protected mode. A leaf: it uses nothing else of the core.
+** failures, warnings), so a host's stderr stays its own; and the runtime's
+** error message (lb__set_error), also that of host code that raised
+** (lb__host_call). A leaf but for hostcall.c, which runs the sink protected.
 */
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,35 +13,6 @@
 #include "lb_internal.h"
 
 #define STREAM_MT "airbyte.LogStream"
-
-/* Host code (a log sink, an end callback) runs inside a protected call on
-** lb_lua(rt), the state it would raise through: a Lua error it raises
-** comes back here instead of reaching Lua's panic, which aborts. */
-typedef struct host_call {
-  lb_host_fn fn;
-  void *ud;
-} host_call;
-
-static int host_call_p(lua_State *L) {
-  host_call *c = lua_touserdata(L, 1);
-  c->fn(c->ud);
-  return 0;
-}
-
-/* LUA_OK, or an error status with the message on top of rt->L. */
-static int protect(lb_runtime *rt, lb_host_fn fn, void *ud) {
-  lua_State *L = rt->L;
-  host_call c;
-  if (L == NULL || !lua_checkstack(L, 2)) {   /* nothing to raise through */
-    fn(ud);
-    return LUA_OK;
-  }
-  c.fn = fn;
-  c.ud = ud;
-  lua_pushcfunction(L, host_call_p);
-  lua_pushlightuserdata(L, &c);
-  return lua_pcall(L, 1, 0, 0);
-}
 
 typedef struct sink_call {
   lb_runtime *rt;
@@ -64,7 +36,7 @@ static void emit(lb_runtime *rt, int level, const char *msg, size_t len) {
   c.level = level;
   c.msg = msg;
   c.len = len;
-  if (protect(rt, call_sink, &c) != LUA_OK) {   /* the sink is broken: stderr is left */
+  if (lb__host_pcall(rt, call_sink, &c) != LUA_OK) {   /* the sink is broken: stderr is left */
     const char *e = lua_tostring(rt->L, -1);
     fprintf(stderr, "luabyte: the host's log sink raised a Lua error (%s) on: %.*s\n",
             e ? e : "not a string", (int)len, msg);
@@ -73,9 +45,11 @@ static void emit(lb_runtime *rt, int level, const char *msg, size_t len) {
   }
 }
 
+/* Host code run protected (hostcall.c) whose Lua error becomes the
+** runtime's error: in lb_last_error and the log, rt->panicked set. */
 int lb__host_call(lb_runtime *rt, lb_host_fn fn, void *ud, const char *what) {
   const char *e;
-  if (protect(rt, fn, ud) == LUA_OK) return 0;
+  if (lb__host_pcall(rt, fn, ud) == LUA_OK) return 0;
   e = lua_tostring(rt->L, -1);
   lb__set_error(rt, "Lua error in the host's %s: %s", what, e ? e : "(not a string)");
   lua_pop(rt->L, 1);

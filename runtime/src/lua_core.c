@@ -1,31 +1,22 @@
 /*
-** lua_core.c - the `airbyte.core` module: the runtime's services for Lua:
-** tasks and the loop, time, temporary files, and thin wrappers over fs.c,
-** ids.c and the process's stdin, tty and executable.
+** lua_core.c - the `airbyte.core` module's tasks and loop: Lua tasks, sleep
+** and yield, and a Lua host driving the loop; the module table gathers the
+** other services (lua_sys.c, lua_files.c, lua_mask.c).
 **
 **   local core = require "airbyte.core"
 **   local t = core.spawn(fn, ...)     -- a new task; t:wait() returns fn's results
 **   core.sleep(ms)                    -- waits without blocking other tasks
 **   core.yield()                      -- lets other ready tasks run
-**   local f <close> = core.tempfile(content, ".json")  -- f.path, mode 0600
 **   core.step(timeout_ms, budget_us), core.backend_fd(), core.backend_timeout(),
 **   core.use_loop(uv)                 -- a Lua host drives the loop (loop.c)
 */
 #define _GNU_SOURCE 1   /* dladdr */
 #include <dlfcn.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include "lb_internal.h"
-#include "ids.h"
-#include "fs.h"
 
 #define TASK_MT "airbyte.Task"
-#define TMPFILE_MT "airbyte.TempFile"
 
 typedef struct task_ud {
   lb_task *t;
@@ -207,220 +198,14 @@ static int l_yield(lua_State *L) {
   return lb__wait(L, NULL, NULL, 0, sleep_k);
 }
 
-static int l_now(lua_State *L) {
-  lua_pushnumber(L, (lua_Number)uv_hrtime() / 1e6);
-  return 1;
-}
-
-/* Wall-clock milliseconds since the epoch, as an integer (emitted_at). */
-static int l_time_ms(lua_State *L) {
-  uv_timeval64_t tv;
-  if (uv_gettimeofday(&tv) != 0) return luaL_error(L, "gettimeofday failed");
-  lua_pushinteger(L, (lua_Integer)tv.tv_sec * 1000 + tv.tv_usec / 1000);
-  return 1;
-}
-
 static int l_interrupted(lua_State *L) {
   lua_pushboolean(L, lb__rt(L)->interrupted);
-  return 1;
-}
-
-static int l_exe_path(lua_State *L) {
-  const char *exe = lb__exe_path(lb__rt(L));
-  if (exe) lua_pushstring(L, exe);
-  else lua_pushnil(L);
   return 1;
 }
 
 static int l_in_task(lua_State *L) {
   lb_runtime *rt = lb__rt(L);
   lua_pushboolean(L, rt->current != NULL && lua_isyieldable(L));
-  return 1;
-}
-
-/* read_stdin([max]) -> string | nil at end of input; raises on a read error.
-** One read(2) of fd 0, returning as soon as some bytes are there: io.read(n)
-** waits for all n bytes, which would hold back a destination's STATE echo
-** while its source is quiet. It blocks the thread, so it is meant for
-** connectors run as their own process (luabyte connector NAME write). */
-static int l_read_stdin(lua_State *L) {
-  lua_Integer max = luaL_optinteger(L, 1, 65536);
-  luaL_Buffer b;
-  char *p;
-  ssize_t n;
-  luaL_argcheck(L, max > 0 && max <= (1 << 24), 1, "out of range");
-  p = luaL_buffinitsize(L, &b, (size_t)max);
-  do n = read(0, p, (size_t)max); while (n < 0 && errno == EINTR);
-  if (n < 0) return luaL_error(L, "cannot read stdin: %s", strerror(errno));
-  if (n == 0) {
-    lua_pushnil(L);
-    return 1;
-  }
-  luaL_pushresultsize(&b, (size_t)n);
-  return 1;
-}
-
-/* uuid4() -> a random (version 4) UUID string, from the generator in
-** this closure's upvalue (seeded from the OS once per runtime): record ids
-** for destinations, where a Lua string.format per record shows. */
-static int l_uuid4(lua_State *L) {
-  lb_rng *r = lua_touserdata(L, lua_upvalueindex(1));
-  char out[37];
-  if (r->s[0] == 0 && r->s[1] == 0) lb__rng_seed(r, r);
-  lb__uuid4(r, out);
-  lua_pushlstring(L, out, 36);
-  return 1;
-}
-
-/* ulid() -> a new ULID (26 characters, time-ordered). */
-static int l_ulid(lua_State *L) {
-  char out[26];
-  lb__ulid(out);
-  lua_pushlstring(L, out, sizeof out);
-  return 1;
-}
-
-/* short_id() -> 9 time-ordered characters (log file names). */
-static int l_short_id(lua_State *L) {
-  char out[9];
-  lb__short_id(out);
-  lua_pushlstring(L, out, sizeof out);
-  return 1;
-}
-
-/* count_prefixed_lines(s, init, prefix) -> n, pos: how many complete lines
-** of s, from position init on, start with prefix (stopping at the first
-** that does not), and the position after them. Lets a destination count a
-** run of records of one stream per call instead of one Lua step per line. */
-static int l_count_prefixed_lines(lua_State *L) {
-  size_t len, plen;
-  const char *s = luaL_checklstring(L, 1, &len);
-  lua_Integer init = luaL_checkinteger(L, 2);
-  const char *prefix = luaL_checklstring(L, 3, &plen);
-  size_t pos = init > 0 ? (size_t)init - 1 : 0;
-  lua_Integer n = 0;
-  while (pos < len && len - pos >= plen && memcmp(s + pos, prefix, plen) == 0) {
-    const char *nl = memchr(s + pos + plen, '\n', len - pos - plen);
-    if (nl == NULL) break;            /* an incomplete last line: not counted */
-    pos = (size_t)(nl - s) + 1;
-    n++;
-  }
-  lua_pushinteger(L, n);
-  lua_pushinteger(L, (lua_Integer)pos + 1);
-  return 2;
-}
-
-/* isatty(fd) -> boolean: decides between a live progress line and plain lines. */
-static int l_isatty(lua_State *L) {
-  int fd = (int)luaL_checkinteger(L, 1);
-  /* with a host log sink, stderr is not where messages go */
-  lua_pushboolean(L, !(fd == 2 && lb__rt(L)->log) && isatty(fd));
-  return 1;
-}
-
-/* executable(path) -> boolean: is there a file we may execute? */
-static int l_executable(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  struct stat st;
-  lua_pushboolean(L, access(path, X_OK) == 0 && stat(path, &st) == 0 && S_ISREG(st.st_mode));
-  return 1;
-}
-
-/* nil, msg, code for a failed file call: msg is fmt with the path and
-** strerror(e), code the error's name ("ENOENT"). */
-static int push_os_fail(lua_State *L, const char *fmt, const char *path, int e) {
-  luaL_pushfail(L);
-  lua_pushfstring(L, fmt, path, strerror(e));
-  lua_pushstring(L, uv_err_name(uv_translate_sys_error(e)));
-  return 3;
-}
-
-/* fsync(path) -> true | nil, msg, code: makes a written file durable, for
-** destinations that echo a STATE only once its records are on disk. A
-** directory path syncs the directory (after a rename). */
-static int l_fsync(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  int fd = open(path, O_RDONLY | O_CLOEXEC), rc, e;
-  if (fd < 0) return push_os_fail(L, "cannot open '%s' to sync it: %s", path, errno);
-  rc = fsync(fd);
-  e = errno;
-  close(fd);
-  if (rc != 0) return push_os_fail(L, "cannot sync '%s': %s", path, e);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-/* mkdir_p(path[, mode]) -> true | nil, msg, code: creates missing parents. */
-static int l_mkdir_p(lua_State *L) {
-  size_t len;
-  const char *path = luaL_checklstring(L, 1, &len);
-  int mode = (int)luaL_optinteger(L, 2, 0755), e;
-  luaL_Buffer b;
-  char *buf = luaL_buffinitsize(L, &b, len + 1);
-  memcpy(buf, path, len + 1);
-  if ((e = lb__mkdir_p(buf, mode)) != 0) return push_os_fail(L, "cannot create directory '%s': %s", buf, e);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-/* --- temporary files ------------------------------------------------------- */
-
-typedef struct tmpfile_ud {
-  lb_tmpfile *f;
-  const char *path;
-} tmpfile_ud;
-
-static int l_tempfile(lua_State *L) {
-  lb_runtime *rt = lb__rt(L);
-  size_t len;
-  const char *content = luaL_checklstring(L, 1, &len);
-  const char *suffix = luaL_optstring(L, 2, "");
-  tmpfile_ud *u = lua_newuserdatauv(L, sizeof *u, 1);
-  u->f = NULL;
-  luaL_setmetatable(L, TMPFILE_MT);
-  if (strchr(suffix, '/')) return luaL_argerror(L, 2, "suffix must not contain '/'");
-  u->f = lb__tmpfile_new(rt, content, len, suffix, &u->path);
-  if (u->f == NULL) {
-    int e = errno;
-    luaL_pushfail(L);
-    lua_pushfstring(L, "cannot create a temporary file: %s", strerror(e));
-    lua_pushstring(L, uv_err_name(uv_translate_sys_error(e)));
-    return 3;
-  }
-  lua_pushstring(L, u->path);
-  lua_setiuservalue(L, -2, 1);
-  return 1;
-}
-
-static int l_tmp_remove(lua_State *L) {
-  tmpfile_ud *u = luaL_checkudata(L, 1, TMPFILE_MT);
-  if (u->f) {
-    lb__tmpfile_remove(lb__rt(L), u->f);
-    u->f = NULL;
-  }
-  return 0;
-}
-
-static int l_tmp_index(lua_State *L) {
-  tmpfile_ud *u = luaL_checkudata(L, 1, TMPFILE_MT);
-  const char *k = luaL_checkstring(L, 2);
-  if (strcmp(k, "path") == 0) {
-    lua_getiuservalue(L, 1, 1);
-    return 1;
-  }
-  if (strcmp(k, "remove") == 0) {
-    lua_pushcfunction(L, l_tmp_remove);
-    return 1;
-  }
-  if (strcmp(k, "exists") == 0) {
-    lua_pushboolean(L, u->f != NULL);
-    return 1;
-  }
-  return 0;
-}
-
-static int l_tmp_tostring(lua_State *L) {
-  lua_getiuservalue(L, 1, 1);
   return 1;
 }
 
@@ -507,20 +292,8 @@ static const luaL_Reg funcs[] = {
   {"spawn", l_spawn},
   {"sleep", l_sleep},
   {"yield", l_yield},
-  {"now", l_now},
-  {"time_ms", l_time_ms},
   {"interrupted", l_interrupted},
-  {"exe_path", l_exe_path},
   {"in_task", l_in_task},
-  {"tempfile", l_tempfile},
-  {"mkdir_p", l_mkdir_p},
-  {"ulid", l_ulid},
-  {"short_id", l_short_id},
-  {"fsync", l_fsync},
-  {"isatty", l_isatty},
-  {"count_prefixed_lines", l_count_prefixed_lines},
-  {"read_stdin", l_read_stdin},
-  {"executable", l_executable},
   {"step", l_step},
   {"backend_fd", l_backend_fd},
   {"backend_timeout", l_backend_timeout},
@@ -532,25 +305,16 @@ static const luaL_Reg task_meta[] = {
   {"__gc", l_task_gc}, {"__tostring", l_task_tostring}, {NULL, NULL}
 };
 
-static const luaL_Reg tmpfile_meta[] = {
-  {"__index", l_tmp_index}, {"__gc", l_tmp_remove}, {"__close", l_tmp_remove},
-  {"__tostring", l_tmp_tostring}, {NULL, NULL}
-};
-
 int luaopen_airbyte_core(lua_State *L) {
   luaL_newmetatable(L, TASK_MT);
   luaL_setfuncs(L, task_meta, 0);
   luaL_newlib(L, task_methods);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
-  luaL_newmetatable(L, TMPFILE_MT);
-  luaL_setfuncs(L, tmpfile_meta, 0);
-  lua_pop(L, 1);
   luaL_newlib(L, funcs);
+  lb__open_sys(L);
+  lb__open_files(L);
   lb__open_mask(L);
-  memset(lua_newuserdatauv(L, sizeof(lb_rng), 0), 0, sizeof(lb_rng));
-  lua_pushcclosure(L, l_uuid4, 1);
-  lua_setfield(L, -2, "uuid4");
   lua_pushlightuserdata(L, (void *)&lb__io_sentinel);
   lua_setfield(L, -2, "io_sentinel");
   lua_pushstring(L, LB_VERSION_STRING);

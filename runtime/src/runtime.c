@@ -1,47 +1,15 @@
 /*
-** runtime.c - lb_runtime: options, the Lua state (its own, or a host's
-** through luaopen_airbyte), embedded modules, lifecycle, the luabyte
-** command for built-in connectors, temporary files and error codes.
+** runtime.c - lb_runtime's lifecycle: its options, its Lua state (its own,
+** or a host's through luaopen_airbyte), and scripts started as its tasks.
 */
-#define _GNU_SOURCE 1   /* dladdr */
-#include <dlfcn.h>
 #include <errno.h>
-#include <limits.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-#include <sys/stat.h>
 #include <lualib.h>
 #include "lb_internal.h"
-#include "errtab.h"
 #include "mask.h"
 
-typedef struct lb_embedded {
-  const char *name;
-  const char *file;
-  const unsigned char *src;
-  size_t len;
-  const unsigned char *code;              /* compiled by lb_embed, debug info kept */
-  size_t code_len;
-} lb_embedded;
-extern const lb_embedded lb_embedded_modules[];   /* generated: lb_embedded.c */
-
-struct lb_tmpfile {
-  char *path;
-  lb_tmpfile *prev, *next;
-};
-
-/* --- errors ---------------------------------------------------------------- */
-
-LB_API const char *lb_strerror(int err) {
-  return lb__err_text(err);
-}
-
-LB_API const char *lb_err_name(int err) {
-  return lb__err_name(err);
-}
+/* --- version and last error ---------------------------------------------- */
 
 LB_API const char *lb_version(void) {
   return LB_VERSION_STRING;
@@ -52,63 +20,6 @@ LB_API const char *lb_last_error(const lb_runtime *rt) {
 }
 
 /* --- Lua state ------------------------------------------------------------- */
-
-static int load_embedded(lua_State *L) {
-  const lb_embedded *m = lua_touserdata(L, lua_upvalueindex(1));
-  char chunkname[256];
-  snprintf(chunkname, sizeof chunkname, "@%s", m->file);
-  /* the bytecode, or the source for a Lua whose binary format differs */
-  if (luaL_loadbufferx(L, (const char *)m->code, m->code_len, chunkname, "b") != LUA_OK) {
-    lua_pop(L, 1);
-    if (luaL_loadbufferx(L, (const char *)m->src, m->len, chunkname, "t") != LUA_OK)
-      return lua_error(L);
-  }
-  lua_pushstring(L, m->name);
-  lua_call(L, 1, 1);
-  return 1;
-}
-
-/* Searcher placed before package.preload when a Lua directory is set, so a
-** developer's edits under lua/ win over the embedded copies. */
-static int dir_searcher(lua_State *L) {
-  const char *name = luaL_checkstring(L, 1);
-  const char *dir = lua_tostring(L, lua_upvalueindex(1));
-  luaL_Buffer b;
-  const char *path;
-  lua_getglobal(L, "package");
-  lua_getfield(L, -1, "searchpath");
-  lua_pushstring(L, name);
-  luaL_buffinit(L, &b);
-  luaL_addstring(&b, dir); luaL_addstring(&b, "/?.lua;");
-  luaL_addstring(&b, dir); luaL_addstring(&b, "/?/init.lua");
-  luaL_pushresult(&b);
-  lua_call(L, 2, 2);
-  path = lua_tostring(L, -2);
-  if (path == NULL) {
-    lua_pushfstring(L, "no file in LUABYTE_LUA_DIR for '%s'", name);
-    return 1;
-  }
-  if (luaL_loadfilex(L, path, "t") != LUA_OK)
-    return luaL_error(L, "error loading module '%s' from '%s':\n\t%s", name, path,
-                      lua_tostring(L, -1));
-  lua_pushstring(L, path);
-  return 2;
-}
-
-static const luaL_Reg c_modules[] = {
-  {"airbyte.core", luaopen_airbyte_core},
-  {"airbyte.process", luaopen_airbyte_process},
-  {"airbyte.json", luaopen_airbyte_json},
-  {"airbyte.sqlite", luaopen_airbyte_sqlite},
-  {"airbyte.pump", luaopen_airbyte_pump},
-  {"airbyte.jsonschema", luaopen_airbyte_jsonschema},
-  {"airbyte.sandbox", luaopen_airbyte_sandbox},
-  {"airbyte.libyaml", luaopen_airbyte_libyaml},
-  {"airbyte.http", luaopen_airbyte_http},
-  {"airbyte.pg", luaopen_airbyte_pg},
-  {"cjson", luaopen_cjson},
-  {NULL, NULL}
-};
 
 /* __gc of the state's first finalized object, so lua_close runs it last:
 ** close callbacks that libuv handles of other libraries in the state (luv
@@ -125,8 +36,6 @@ static int last_gc(lua_State *L) {
 
 static int setup_state(lua_State *L) {
   lb_runtime *rt = lua_touserdata(L, 1);
-  const lb_embedded *m;
-  const luaL_Reg *r;
   if (lua_toboolean(L, 2)) {            /* the runtime's own state */
     luaL_openlibs(L);
     lua_newuserdatauv(L, 1, 0);       /* before any other object with a finalizer */
@@ -136,34 +45,7 @@ static int setup_state(lua_State *L) {
     lua_setmetatable(L, -2);
     lua_rawsetp(L, LUA_REGISTRYINDEX, (void *)last_gc);
   }
-  lua_getglobal(L, "package");
-  lua_getfield(L, -1, "preload");
-  for (r = c_modules; r->name; r++) {
-    lua_pushcfunction(L, r->func);
-    lua_setfield(L, -2, r->name);
-  }
-  for (m = lb_embedded_modules; m->name; m++) {
-    lua_pushlightuserdata(L, (void *)m);
-    lua_pushcclosure(L, load_embedded, 1);
-    lua_setfield(L, -2, m->name);
-  }
-  lua_pop(L, 1);                          /* stack: package */
-  if (rt->lua_dir) {
-    lua_getfield(L, -1, "searchers");
-    lua_pushstring(L, rt->lua_dir);
-    lua_pushcclosure(L, dir_searcher, 1);
-    /* insert at position 1 */
-    {
-      lua_Integer i, n = (lua_Integer)luaL_len(L, -2);
-      for (i = n; i >= 1; i--) {
-        lua_rawgeti(L, -2, i);
-        lua_rawseti(L, -3, i + 1);
-      }
-      lua_rawseti(L, -2, 1);
-    }
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
+  lb__modules_install(L, rt->lua_dir);
   lb__log_install(L, rt);
   /* Coroutines that pass I/O waits through to the scheduler. */
   lua_getglobal(L, "require");
@@ -211,54 +93,6 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   return np;
 }
 
-/* The luabyte command for built-in connectors, never the host itself:
-** $LUABYTE_EXE, then bin/luabyte of the prefix this code is installed in
-** (the directory of the library or module, and its parents), then the
-** configured install prefix, then PATH. NULL when there is none. */
-static int is_exe(const char *path) {
-  struct stat st;
-  return access(path, X_OK) == 0 && stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-static char *find_luabyte(void) {
-  char dir[PATH_MAX], cand[PATH_MAX + 16];
-  const char *env = getenv("LUABYTE_EXE"), *path;
-  Dl_info info;
-  int level;
-  if (env && *env) return xstrdup(env);
-  if (dladdr((void *)lb_version, &info) && info.dli_fname &&
-      realpath(info.dli_fname, dir) != NULL) {
-    for (level = 0; level < 6; level++) {
-      char *slash = strrchr(dir, '/');
-      if (slash == NULL) break;
-      *slash = '\0';
-      snprintf(cand, sizeof cand, "%s/luabyte", dir);
-      if (is_exe(cand)) return xstrdup(cand);
-      snprintf(cand, sizeof cand, "%s/bin/luabyte", dir);
-      if (is_exe(cand)) return xstrdup(cand);
-      if (dir[0] == '\0') break;
-    }
-  }
-#ifdef LB_INSTALL_PREFIX
-  snprintf(cand, sizeof cand, "%s/bin/luabyte", LB_INSTALL_PREFIX);
-  if (is_exe(cand)) return xstrdup(cand);
-#endif
-  for (path = getenv("PATH"); path && *path; ) {
-    const char *end = strchr(path, ':');
-    size_t n = end ? (size_t)(end - path) : strlen(path);
-    if (n > 0 && n < PATH_MAX) {
-      snprintf(cand, sizeof cand, "%.*s/luabyte", (int)n, path);
-      if (is_exe(cand)) return xstrdup(cand);
-    }
-    path = end ? end + 1 : NULL;
-  }
-  return NULL;
-}
-
-const char *lb__exe_path(lb_runtime *rt) {
-  if (rt->exe_path == NULL) rt->exe_path = find_luabyte();
-  return rt->exe_path;
-}
 
 /* Everything but the Lua state: options, loop and handles. */
 static int runtime_alloc(const lb_options *opts, lb_runtime **out) {
@@ -461,8 +295,7 @@ static lb_runtime *module_runtime(lua_State *L) {
 LB_API int luaopen_airbyte(lua_State *L) {
   lb_runtime *rt = module_runtime(L);
   if (rt->lua_dir) {
-    lua_pushstring(L, rt->lua_dir);
-    lua_pushcclosure(L, dir_searcher, 1);
+    lb__push_dir_searcher(L, rt->lua_dir);
     lua_pushliteral(L, "airbyte");
     lua_call(L, 1, 2);
     if (lua_isfunction(L, -2)) {
@@ -566,49 +399,4 @@ LB_API int lb_spawn_string(lb_runtime *rt, const char *src, size_t len,
 
 LB_API struct lua_State *lb_lua(lb_runtime *rt) {
   return rt->L;
-}
-
-/* --- temporary files ------------------------------------------------------- */
-
-lb_tmpfile *lb__tmpfile_new(lb_runtime *rt, const char *content, size_t len,
-                            const char *suffix, const char **path) {
-  const char *dir = getenv("TMPDIR");
-  lb_tmpfile *f;
-  char *tmpl;
-  size_t slen = suffix ? strlen(suffix) : 0, n;
-  int fd;
-  if (dir == NULL || *dir == '\0') dir = "/tmp";
-  n = strlen(dir) + slen + 32;
-  f = calloc(1, sizeof *f);
-  tmpl = malloc(n);
-  if (f == NULL || tmpl == NULL) { free(f); free(tmpl); errno = ENOMEM; return NULL; }
-  snprintf(tmpl, n, "%s/luabyte-XXXXXX%s", dir, suffix ? suffix : "");
-  fd = mkstemps(tmpl, (int)slen);           /* mode 0600 */
-  if (fd < 0) { free(f); free(tmpl); return NULL; }
-  while (len > 0) {
-    ssize_t w = write(fd, content, len);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      close(fd); unlink(tmpl); free(f); free(tmpl);
-      return NULL;
-    }
-    content += w;
-    len -= (size_t)w;
-  }
-  close(fd);
-  f->path = tmpl;
-  f->next = rt->tmpfiles;
-  if (rt->tmpfiles) rt->tmpfiles->prev = f;
-  rt->tmpfiles = f;
-  *path = f->path;
-  return f;
-}
-
-void lb__tmpfile_remove(lb_runtime *rt, lb_tmpfile *f) {
-  unlink(f->path);
-  if (f->prev) f->prev->next = f->next;
-  else rt->tmpfiles = f->next;
-  if (f->next) f->next->prev = f->prev;
-  free(f->path);
-  free(f);
 }

@@ -2,10 +2,13 @@
 # layering.sh OBJECT... - the core's files call each other in layers, read
 # from the compiled objects (nm): which file defines each lb_/lb__ symbol
 # another one uses. Lower files never use higher ones:
-#   log, reap, rtstate  leaves: nothing else of the core
+#   hostcall, reap, rtstate, tmpfile, exepath  leaves: nothing else of the core
+#   log                 messages: runs the host's sink through hostcall
 #   sched               tasks: knows no processes, no loop, no lifecycle
 #   proc                children: tasks and the leaves, not the loop or runtime
 #   loop                loop modes: tasks and processes
+#   modules             what a state can require: the bindings' luaopen_*
+#                       (not layered here), nothing else of these
 #   runtime             lifecycle: all of them
 # Prints one line per rule and "N passed, N failed".
 set -u
@@ -25,25 +28,29 @@ uses() {
   done
 }
 pass=0; fail=0
-for f in log reap rtstate sched proc loop runtime; do   # no object, no claim
+for f in hostcall log reap rtstate tmpfile exepath sched proc loop modules runtime; do   # no object, no claim
   [ -s "$tmp/$f.def" ] || { echo "FAIL no object defines the symbols of $f.c"; fail=$((fail + 1)); }
 done
 rule() {   # rule FILE ALLOWED...: FILE uses only ALLOWED among the layered files
   file=$1; shift
   bad=""
   for g in $(uses "$file"); do
-    case " log reap rtstate sched proc loop runtime " in *" $g "*) ;; *) continue ;; esac
+    case " hostcall log reap rtstate tmpfile exepath sched proc loop modules runtime " in *" $g "*) ;; *) continue ;; esac
     case " $* " in *" $g "*) ;; *) bad="$bad $g" ;; esac
   done
   if [ -z "$bad" ]; then pass=$((pass + 1)); echo "ok   $file uses only: ${*:-nothing}"
   else fail=$((fail + 1)); echo "FAIL $file uses$bad"; fi
 }
-rule log
+rule hostcall
+rule log hostcall
 rule reap
 rule rtstate
-rule sched log rtstate
-rule proc log reap rtstate sched
-rule loop log rtstate sched proc
-rule runtime log reap rtstate sched proc loop
+rule tmpfile
+rule exepath
+rule sched hostcall log rtstate
+rule proc hostcall log reap rtstate sched
+rule loop hostcall log rtstate sched proc
+rule modules
+rule runtime hostcall log reap rtstate tmpfile exepath sched proc loop modules
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
