@@ -1175,6 +1175,23 @@ static int sq_put_delivered(lb_cache *base, const lb_cache_delivery *d, const ch
   return step_done(c, c->put_ledger);
 }
 
+/* A few statements as one, inside a transaction of the caller's or not:
+** savepoint_begin, then savepoint_end with their outcome, which releases
+** the savepoint or rolls it back (keeping the failure's message). */
+#define ATOMIC_SAVEPOINT "lb_atomic"
+
+static int savepoint_begin(sq_cache *c) { return exec_sql(c, "SAVEPOINT " ATOMIC_SAVEPOINT); }
+
+static int savepoint_end(sq_cache *c, int rc) {
+  char msg[sizeof c->base.errmsg];
+  if (rc >= 0) return exec_sql(c, "RELEASE " ATOMIC_SAVEPOINT);
+  memcpy(msg, c->base.errmsg, sizeof msg);
+  exec_sql(c, "ROLLBACK TO " ATOMIC_SAVEPOINT);
+  exec_sql(c, "RELEASE " ATOMIC_SAVEPOINT);
+  memcpy(c->base.errmsg, msg, sizeof msg);
+  return rc;
+}
+
 #define QUARANTINE_OLD "source_name, stream_name, stream_namespace, record_json, reasons," \
   " _airbyte_extracted_at, quarantined_at"
 #define QUARANTINE_COLS "source_name VARCHAR NOT NULL, stream_name VARCHAR NOT NULL," \
@@ -1198,21 +1215,13 @@ static int sq_put_quarantine(lb_cache *base, const lb_cache_quarantine *q) {
       (rc = has_column(c, "_airbyte_quarantine", "quarantine_id")) < 0)
     return rc;
   if (rc == 0) {
-    if ((rc = exec_sql(c, "SAVEPOINT lb_quarantine_order")) < 0) return rc;
+    if ((rc = savepoint_begin(c)) < 0) return rc;
     rc = exec_sql(c, "ALTER TABLE _airbyte_quarantine RENAME TO _luabyte_migrating;"
                      "CREATE TABLE _airbyte_quarantine (" QUARANTINE_COLS ");"
                      "INSERT INTO _airbyte_quarantine (" QUARANTINE_OLD ") SELECT " QUARANTINE_OLD
                      " FROM _luabyte_migrating ORDER BY rowid;"
                      "DROP TABLE _luabyte_migrating");
-    if (rc < 0) {
-      char msg[sizeof c->base.errmsg];
-      memcpy(msg, c->base.errmsg, sizeof msg);
-      exec_sql(c, "ROLLBACK TO lb_quarantine_order");
-      exec_sql(c, "RELEASE lb_quarantine_order");
-      memcpy(c->base.errmsg, msg, sizeof msg);
-      return rc;
-    }
-    if ((rc = exec_sql(c, "RELEASE lb_quarantine_order")) < 0) return rc;
+    if ((rc = savepoint_end(c, rc)) < 0) return rc;
   }
   if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) return sqlerr(c, sql);
   sqlite3_bind_text(st, 1, q->source_name, -1, SQLITE_STATIC);
@@ -1239,7 +1248,7 @@ static int sq_move_destination(lb_cache *base, const char *destination_name, con
   int rc;
   if ((rc = lb__sq_barrier(c)) != 0) return rc;
   /* both tables or neither, inside a transaction of the caller's or not */
-  if ((rc = exec_sql(c, "SAVEPOINT lb_move_destination")) < 0) return rc;
+  if ((rc = savepoint_begin(c)) < 0) return rc;
   for (i = 0; i < sizeof sql / sizeof sql[0]; i++) {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(c->db, sql[i], -1, &st, NULL) != SQLITE_OK) { rc = sqlerr(c, sql[i]); break; }
@@ -1250,15 +1259,7 @@ static int sq_move_destination(lb_cache *base, const char *destination_name, con
     sqlite3_finalize(st);
     if (rc < 0) break;
   }
-  if (rc < 0) {
-    char msg[sizeof c->base.errmsg];
-    memcpy(msg, c->base.errmsg, sizeof msg);
-    exec_sql(c, "ROLLBACK TO lb_move_destination");
-    exec_sql(c, "RELEASE lb_move_destination");
-    memcpy(c->base.errmsg, msg, sizeof msg);
-    return rc;
-  }
-  return exec_sql(c, "RELEASE lb_move_destination");
+  return savepoint_end(c, rc);
 }
 
 /* --- name lookups (the rules are cache_names.c's) ----------------------------------- */

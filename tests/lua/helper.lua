@@ -69,6 +69,22 @@ function H.rm_rf(path)
   if path and #path > 5 then os.execute("rm -rf " .. H.shell_quote(path)) end
 end
 
+-- H.capture_stderr(fn) -> fn's pcall results (table.pack) and what was
+-- written to io.stderr meanwhile.
+function H.capture_stderr(fn)
+  local dir = H.tmpdir()
+  local path = dir .. "/stderr.txt"
+  local saved = io.stderr
+  local f = assert(io.open(path, "w"))
+  io.stderr = f
+  local res = table.pack(pcall(fn))
+  io.stderr = saved
+  f:close()
+  local text = H.read_file(path)
+  H.rm_rf(dir)
+  return res, text
+end
+
 -- Runs a command line through luabyte's process layer and returns
 -- stdout (string), exit code, signal, the process object.
 function H.run(argv, opts)

@@ -3,20 +3,7 @@
 -- keeps its API over lua/airbyte/cdk/*.lua, cdk.clock included.
 local H = require "helper"
 
--- Runs fn with io.stderr sent to a file; returns fn's results and the text.
-local function capture_stderr(fn)
-  local dir = H.tmpdir()
-  local path = dir .. "/stderr.txt"
-  local saved = io.stderr
-  local f = assert(io.open(path, "w"))
-  io.stderr = f
-  local res = table.pack(pcall(fn))
-  io.stderr = saved
-  f:close()
-  local text = H.read_file(path)
-  H.rm_rf(dir)
-  return res, text
-end
+local capture_stderr = H.capture_stderr
 
 describe("airbyte.log", function()
   local log = require "airbyte.log"
