@@ -73,10 +73,15 @@ describe("luabyte command", function()
   end)
 
   it("starts fast enough to matter", function()
-    local t0 = core.now()
-    for _ = 1, 10 do luabyte("-e", "") end
-    -- generous: the benchmark checks the 10 ms target; this catches regressions
-    assert.is_true((core.now() - t0) / 10 < 200)
+    -- CPU time of 10 starts (the shell's `times`: its children's user and
+    -- system seconds), not the wall clock, which a loaded machine stretches;
+    -- generous: scripts/bench.sh checks the 10 ms target, this catches regressions
+    local out = H.run({ "bash", "-c", ("for i in 1 2 3 4 5 6 7 8 9 10; do %s -e ''; done; times"):format(
+      H.shell_quote(H.exe)) })
+    local cu_m, cu_s, cs_m, cs_s = out:match("\n(%d+)m([%d.]+)s (%d+)m([%d.]+)s%s*$")
+    assert.is_truthy(cu_m, out)
+    local cpu = (tonumber(cu_m) + tonumber(cs_m)) * 60 + tonumber(cu_s) + tonumber(cs_s)
+    assert.is_true(cpu / 10 < 0.2, ("%.3f s of CPU per start"):format(cpu / 10))
   end)
 
   it("stops a script busy in a Lua loop on Ctrl-C", function()

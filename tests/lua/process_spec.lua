@@ -59,8 +59,10 @@ describe("process", function()
   end)
 
   it("applies an overall timeout even to a chatty connector", function()
+    -- 2 s: long enough that even a loaded machine has it print before the
+    -- timeout (at 200 ms, under ASan on busy cores, it sometimes had not)
     local p = assert(proc.spawn{ argv = { "sh", "-c", "while true; do echo tick; sleep 0.01; done" },
-                                 name = "chatty", timeout = 200 })
+                                 name = "chatty", timeout = 2000 })
     local n, err, code = 0
     while true do
       local line, e, c = p:read_line()
@@ -68,7 +70,7 @@ describe("process", function()
       n = n + 1
     end
     assert.equal("timeout", code)
-    assert.matches("still running after 200 ms", err)
+    assert.matches("still running after 2000 ms", err)
     assert.is_true(n > 0)
     p:wait()
   end)
