@@ -5,8 +5,14 @@
 ** at most 2 ms that ends 1 ms before its own next tick (timerfd_gettime),
 ** so its own timer keeps its ticks while a connector runs. Build:
 **   cc examples/hosts/epoll_host.c $(pkg-config --cflags --libs luabyte) -o epoll_host
-** usage: epoll_host [LUA_CODE]   (prints the ticks and the missed ones at the end)
+** usage: epoll_host [--pin] [LUA_CODE]   (prints the ticks and the missed ones at the end)
+** --pin: as an nginx worker with worker_cpu_affinity, the host pins its
+** thread to the last CPU and gives luabyte's own work (the cache's threads,
+** the connectors) the others with lb_options.background_cpus, so nothing of
+** the sync competes with the host's ticks for its CPU.
 */
+#define _GNU_SOURCE 1      /* sched_setaffinity */
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -34,12 +40,30 @@ int main(int argc, char **argv) {
   struct itimerspec every5ms = {{0, 5000000}, {0, 5000000}};
   uint64_t ticks = 0, missed = 0;
   int ep, tfd, rc, i, n;
-  const char *script = argc > 1 ? argv[1] :
+  const char *script =
     "local p = require('airbyte.process').spawn{argv = {'echo', 'hello from a child'}}\n"
     "print(p:read_line())\n";
 
+  char others[32];
+  if (argc > 1 && strcmp(argv[1], "--pin") == 0) {
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_set_t last;
+    argc--, argv++;
+    if (ncpu < 2) {
+      fprintf(stderr, "--pin needs 2 CPUs, this machine has %ld\n", ncpu);
+      return 2;
+    }
+    CPU_ZERO(&last);
+    CPU_SET((int)ncpu - 1, &last);
+    if (sched_setaffinity(0, sizeof last, &last) != 0) { perror("sched_setaffinity"); return 2; }
+    snprintf(others, sizeof others, ncpu > 2 ? "0-%ld" : "0", ncpu - 2);
+  } else {
+    others[0] = 0;
+  }
+  if (argc > 1) script = argv[1];
   lb_options_init(&o);
   o.loop_mode = LB_LOOP_EXTERNAL;
+  if (others[0]) o.background_cpus = others;
   if ((rc = lb_runtime_new(&o, &rt)) < 0) {
     fprintf(stderr, "lb_runtime_new: %s\n", lb_strerror(rc));
     return 1;

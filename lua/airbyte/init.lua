@@ -130,11 +130,14 @@ M.spawn = core.spawn
 -- Driving from a Lua host (require "airbyte" in lua5.4, a game, a server):
 -- step(timeout_ms, budget_us) -> true while tasks remain; backend_fd() and
 -- backend_timeout() for the host's own poll; use_loop(uv[, {budget_us=}])
--- runs tasks on luv's loop while the host's uv.run() runs.
+-- runs tasks on luv's loop while the host's uv.run() runs;
+-- background_cpus("1-3") keeps the cache's threads and the connectors
+-- started from then on off a pinned host thread's CPU.
 M.step = core.step
 M.backend_fd = core.backend_fd
 M.backend_timeout = core.backend_timeout
 M.use_loop = core.use_loop
+M.background_cpus = core.background_cpus
 M.sleep = core.sleep
 
 -- Secrets: get_secret(name, {sources=, default=, allow_prompt=}); the

@@ -74,6 +74,12 @@ typedef struct lb_options {
   void             *log_ud;
   uint32_t          shared_budget_us; /* LB_LOOP_SHARED: most time tasks run after one
                                     poll of the host's loop, 0 = until none is ready */
+  const char       *background_cpus; /* CPUs for the cache's threads and the connectors,
+                                    as taskset -c takes them ("1-3"): a host that pins
+                                    its loop thread keeps them off its CPU; NULL = where
+                                    the thread that starts them runs. A list that does
+                                    not parse: lb_runtime_new fails with LB_EINVAL and
+                                    logs why */
 } lb_options;
 
 /* Error codes: negative, libuv style, one space for the whole runtime.

@@ -309,6 +309,10 @@ void lb_cache_close(lb_cache *c) {
 const char *lb_cache_kind(const lb_cache *c) { return c->ops->kind; }
 const char *lb_cache_errmsg(lb_cache *c) { return c->errmsg; }
 void lb_cache_set_nowait(lb_cache *c, int on) { c->nowait = on != 0; }
+void lb_cache_set_background(lb_cache *c, const lb_cpus *cpus) {
+  if (cpus) c->background = *cpus;
+  else memset(&c->background, 0, sizeof c->background);
+}
 void lb_cache_busy_reset(lb_cache *c) { c->busy = 0; c->exec_sql = NULL; }
 int lb_cache_was_busy(lb_cache *c) {
   int b = c->busy;

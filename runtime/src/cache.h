@@ -209,6 +209,12 @@ int  lb_cache_wait_idle(lb_cache *c, uint64_t deadline_ns);
 ** for the write lock, on the writer thread and by the binding's retries. */
 #define LB_CACHE_LOCK_TIMEOUT_MS 60000
 void lb_cache_set_nowait(lb_cache *c, int on);
+
+/* The CPUs a backend's own threads (SQLite's writer and checkpointer) run
+** on when they start (background.h), copied; NULL or an empty set: where
+** the opening thread runs. Set before the first write. */
+struct lb_cpus;
+void lb_cache_set_background(lb_cache *c, const struct lb_cpus *cpus);
 void lb_cache_busy_reset(lb_cache *c);
 int  lb_cache_was_busy(lb_cache *c);
 void lb_cache_set_lock_timeout(lb_cache *c, long ms);

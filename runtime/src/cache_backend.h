@@ -28,6 +28,7 @@
 #include "cache.h"
 #include "textbuf.h"
 #include "ids.h"
+#include "background.h"
 
 /* --- the schema -> columns mapping (cache_columns.c, shared) --------------- */
 
@@ -163,6 +164,7 @@ struct lb_cache {
   /* a stopped exec: its text and how much of it ran (cache.c) */
   const char *exec_sql;
   size_t exec_len, exec_done;
+  lb_cpus background;           /* where the backend's threads run (lb_cache_set_background) */
 };
 
 struct lb_cache_stream {

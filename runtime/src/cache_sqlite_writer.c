@@ -4,15 +4,15 @@
 ** turnstile that makes writers of one file take turns at its write lock,
 ** the busy handler, and the checkpointer (cache.h, "Async mode").
 */
-#define _GNU_SOURCE        /* syscall, O_CLOEXEC under -std=c99 */
+#define _GNU_SOURCE        /* O_CLOEXEC under -std=c99 */
+#include <sched.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/file.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
+#include "background.h"
 #include "cache_sqlite_int.h"
 
 /* --- async mode: the writer thread ------------------------------------------------ */
@@ -37,18 +37,9 @@ static void writer_failed(sq_cache *c, int code, const char *msg, size_t msglen)
   uv_mutex_unlock(&c->mu);
 }
 
-/* The cache's threads are background work: below the thread that runs the
-** loop (a host's frame, a server's requests), so on a busy machine the
-** scheduler takes the CPU from them first. Linux applies nice per thread. */
-static void background_priority(void) {
-#if defined(__linux__) && defined(SYS_gettid)
-  (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
-#endif
-}
-
 static void writer_main(void *arg) {
   sq_cache *c = arg;
-  background_priority();
+  lb__background_thread(&c->base.background);   /* below the loop thread */
   uv_mutex_lock(&c->mu);
   for (;;) {
     batch *b;
@@ -126,6 +117,10 @@ static void writer_main(void *arg) {
         off += rowsz;
         i++;
       }
+      if (getenv("LB_EXP_YIELD")) sched_yield();
+      /* a statement is a piece of at most MULTI_ROWS rows (~0.1 ms): a loop
+      ** thread that waits for this CPU gets it now, not at the next tick */
+      lb__background_yield();
       if (rc != SQLITE_OK) {
         char msg[sizeof c->async_msg];
         writer_failed(c, lb__sq_write_failed(s, rc, msg, sizeof msg), msg, sizeof msg);
@@ -352,7 +347,7 @@ static int wal_hook(void *ud, sqlite3 *db, const char *name, int frames) {
 ** committed pages from the WAL into the database file. */
 static void ckpt_main(void *arg) {
   sq_cache *c = arg;
-  background_priority();
+  lb__background_thread(&c->base.background);
   uv_mutex_lock(&c->ckpt_mu);
   for (;;) {
     while (!c->ckpt_pending && !c->ckpt_stop) uv_cond_wait(&c->ckpt_cv, &c->ckpt_mu);

@@ -24,6 +24,7 @@
 #include <lauxlib.h>
 #include <uv.h>
 #include "luabyte.h"
+#include "background.h"
 
 typedef void (*lb_cleanup_fn)(void *data);
 typedef struct lb_proc lb_proc;
@@ -117,6 +118,7 @@ struct lb_runtime {
   size_t        mem_limit, mem_used;
   char         *lua_dir;
   uint32_t      kill_grace_ms;
+  lb_cpus       background_cpus; /* lb_options.background_cpus, ab.background_cpus */
   lb_log_fn     log;
   void         *log_ud;
   char          errmsg[512];

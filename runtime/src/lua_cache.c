@@ -130,7 +130,10 @@ static db_ud *new_db(lua_State *L, int label_idx) {
 /* The db (left on the stack), or nil, msg, code when the backend could
 ** not open. */
 static int open_result(lua_State *L, db_ud *d, int rc, const char *err) {
-  if (rc == 0) lb_cache_set_nowait(d->c, 1);   /* waits for the lock yield (retrying) */
+  if (rc == 0) {
+    lb_cache_set_nowait(d->c, 1);              /* waits for the lock yield (retrying) */
+    lb_cache_set_background(d->c, &lb__rt(L)->background_cpus);
+  }
   if (rc < 0) {
     luaL_pushfail(L);
     lua_pushstring(L, err);

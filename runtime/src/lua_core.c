@@ -9,6 +9,7 @@
 **   core.yield()                      -- lets other ready tasks run
 **   core.step(timeout_ms, budget_us), core.backend_fd(), core.backend_timeout(),
 **   core.use_loop(uv)                 -- a Lua host drives the loop (loop.c)
+**   core.background_cpus(list)        -- where the cache's threads and connectors run
 */
 #define _GNU_SOURCE 1   /* dladdr */
 #include <dlfcn.h>
@@ -238,6 +239,19 @@ static int l_backend_timeout(lua_State *L) {
   return 1;
 }
 
+/* background_cpus(list): lb_options.background_cpus for a Lua host; caches
+** opened and connectors started from now on run their work there ("" or
+** nil: where the loop thread runs). A list that does not parse raises. */
+static int l_background_cpus(lua_State *L) {
+  lb_runtime *rt = lb__rt(L);
+  lb_cpus cpus;
+  char why[160];
+  if (lb__cpus_parse(luaL_optstring(L, 1, NULL), &cpus, why, sizeof why) < 0)
+    return luaL_argerror(L, 1, why);
+  rt->background_cpus = cpus;
+  return 0;
+}
+
 /* use_loop(uv[, {budget_us = n}]): run on luv's loop from now on. luv's
 ** C function luv_loop(L) is looked up in the luv module the table's
 ** functions come from, so no luv header or link is needed. */
@@ -298,6 +312,7 @@ static const luaL_Reg funcs[] = {
   {"backend_fd", l_backend_fd},
   {"backend_timeout", l_backend_timeout},
   {"use_loop", l_use_loop},
+  {"background_cpus", l_background_cpus},
   {NULL, NULL}
 };
 

@@ -570,6 +570,7 @@ int lb__proc_spawn(lb_runtime *rt, const lb_proc_opts *o, lb_proc **out,
   p->open_handles++;              /* the process handle */
   p->running = 1;
   p->pid = p->process.pid;
+  lb__background_process(p->pid, &rt->background_cpus);
   {
     /* A 1 MiB pipe instead of 64 KiB: a fast connector and we wake each
     ** other 16 times less often. Best effort: the kernel may refuse. */

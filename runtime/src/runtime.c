@@ -115,6 +115,14 @@ static int runtime_alloc(const lb_options *opts, lb_runtime **out) {
   rt->log_ud = o.log_ud;
   rt->mem_limit = o.mem_limit;
   rt->shared_budget_us = o.shared_budget_us;
+  {
+    char why[160];
+    if (lb__cpus_parse(o.background_cpus, &rt->background_cpus, why, sizeof why) < 0) {
+      lb__log(rt, LB_LOG_ERROR, "lb_runtime_new: %s", why);
+      free(rt);
+      return LB_EINVAL;
+    }
+  }
   rt->host.rt = rt;
   rt->host.state = LB_TASK_READY;
   rt->host.co_ref = rt->host.res_ref = LUA_NOREF;

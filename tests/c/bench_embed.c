@@ -2,16 +2,20 @@
 ** users) into the SQLite cache, driven by lb_step(rt, 0, budget_us) once a
 ** frame, with or without an on_record hook, against the same sync run
 ** unbudgeted (lb_run). Prints per-step wall-clock p50/p99/worst and the
-** throughput ratio. usage: bench_embed N BUDGET_US DIR  (scripts/bench.sh embed)
+** throughput ratio. usage: bench_embed N BUDGET_US DIR [pinned]  (scripts/bench.sh
+** embed); pinned: the host pins its thread to the last CPU and gives luabyte
+** the others (lb_options.background_cpus), as a game pins its frame thread.
 ** LB_BENCH_SLOW_STEPS=FILE lists the steps over budget + 0.3 ms of CPU or
 ** budget + 2.5 ms of wall time: run, step number, start and end
 ** (CLOCK_MONOTONIC seconds, the clock of `perf record -k CLOCK_MONOTONIC`,
-** to find their samples), wall and CPU ms. */
+** to find their samples), wall, CPU and run-queue wait ms. */
 #define _GNU_SOURCE        /* RUSAGE_THREAD */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <unistd.h>
 #include <sys/resource.h>
 #include "luabyte.h"
@@ -22,9 +26,30 @@ static double now_ms(void) {
   return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-/* Per step: wall ms, loop-thread CPU ms, and whether the thread was
-** switched out against its will (preempted) without ever blocking. */
-typedef struct step { double wall, cpu; int preempted; } step;
+/* Per step: wall ms, loop-thread CPU ms, ms the thread stood runnable on a
+** run queue while the guest kernel ran something else (schedstat's
+** run_delay), and whether it blocked (a voluntary switch). What is left of
+** the wall time, wall - cpu - wait, in a step that never blocked, is time
+** the thread was "running" without getting CPU: the hypervisor ran another
+** guest (steal; this kernel's task clock leaves steal out) or interrupts. */
+typedef struct step { double wall, cpu, wait; int blocked; } step;
+/* The kernel's run_delay misses some waits (seen when three threads share
+** two CPUs), so "unaccounted" is steal or such a wait; the run's steal from
+** /proc/stat, printed beside it, tells which. */
+
+/* /proc/thread-self/schedstat: "cpu_ns run_delay_ns timeslices" */
+static int schedstat_fd = -1;
+static double run_delay_ms(void) {
+  char buf[128];
+  ssize_t n;
+  unsigned long long on_cpu, delay;
+  if (schedstat_fd < 0) return 0;
+  n = pread(schedstat_fd, buf, sizeof buf - 1, 0);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  if (sscanf(buf, "%llu %llu", &on_cpu, &delay) != 2) return 0;
+  return delay / 1e6;
+}
 
 /* The loop thread's CPU time: a step far longer in wall time than in CPU
 ** time waited (or was preempted by another process: 2 shared cores). */
@@ -58,6 +83,7 @@ static const char script[] =
   "return source:read(opts).processed_records\n";
 
 static FILE *slowlog;     /* LB_BENCH_SLOW_STEPS */
+static char background[32];   /* "pinned": the CPUs left to luabyte's own work */
 
 /* One sync; budget 0 = lb_run. Returns seconds; fills steps[] with the
 ** wall time of each step (ms). */
@@ -69,6 +95,7 @@ static double run_sync(const char *n, const char *dir, const char *hook, unsigne
   lb_task *t;
   double t0, secs;
   lb_options_init(&o);
+  if (*background) o.background_cpus = background;
   if (lb_runtime_new(&o, &rt) < 0) exit(1);
   if (lb_spawn_string(rt, script, sizeof script - 1, "=bench", 3, args, &t) < 0) {
     fprintf(stderr, "%s\n", lb_last_error(rt));
@@ -80,7 +107,7 @@ static double run_sync(const char *n, const char *dir, const char *hook, unsigne
   else {
     int rc;
     do {
-      double s = now_ms(), c = cpu_ms();
+      double s = now_ms(), c = cpu_ms(), w = run_delay_ms();
       struct rusage r0, r1;
       getrusage(RUSAGE_THREAD, &r0);
       rc = lb_step(rt, 0, budget);
@@ -89,10 +116,12 @@ static double run_sync(const char *n, const char *dir, const char *hook, unsigne
         step *st = &steps[(*nsteps)++];
         st->wall = now_ms() - s;
         st->cpu = cpu_ms() - c;
-        st->preempted = r1.ru_nivcsw > r0.ru_nivcsw && r1.ru_nvcsw == r0.ru_nvcsw;
+        st->wait = run_delay_ms() - w;
+        st->blocked = r1.ru_nvcsw > r0.ru_nvcsw;
         if (slowlog && (st->cpu > budget / 1000.0 + 0.3 || st->wall > budget / 1000.0 + 2.5))
-          fprintf(slowlog, "%s step %d %.6f %.6f wall %.3f cpu %.3f\n", *hook ? hook : "nohook",
-                  *nsteps - 1, s / 1e3, (s + st->wall) / 1e3, st->wall, st->cpu);
+          fprintf(slowlog, "%s step %d %.6f %.6f wall %.3f cpu %.3f wait %.3f%s\n",
+                  *hook ? hook : "nohook", *nsteps - 1, s / 1e3, (s + st->wall) / 1e3,
+                  st->wall, st->cpu, st->wait, st->blocked ? " blocked" : "");
       }
       usleep(200);          /* the rest of the host's frame */
     } while (rc > 0);
@@ -107,6 +136,19 @@ static double run_sync(const char *n, const char *dir, const char *hook, unsigne
   return secs;
 }
 
+/* Steal time of the whole machine so far (ms), from /proc/stat: the time
+** the hypervisor ran something else while this guest had work. */
+static double steal_ms(void) {
+  FILE *f = fopen("/proc/stat", "r");
+  unsigned long long v[8] = {0};
+  long hz = sysconf(_SC_CLK_TCK);
+  if (f == NULL) return 0;
+  if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4],
+             &v[5], &v[6], &v[7]) != 8) v[7] = 0;
+  fclose(f);
+  return hz > 0 ? v[7] * 1e3 / hz : 0;
+}
+
 int main(int argc, char **argv) {
   const char *n = argc > 1 ? argv[1] : "200000";
   unsigned budget = argc > 2 ? (unsigned)atoi(argv[2]) : 2000;
@@ -115,28 +157,60 @@ int main(int argc, char **argv) {
   static double cpu[2000000];
   const char *hooks[2] = {"", "hook"};
   int h;
+  if (argc > 4 && strcmp(argv[4], "pinned") == 0) {
+    /* as a game pins its frame thread: this thread on the last CPU, the
+    ** cache's threads and the connector on the others */
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_set_t one;
+    if (ncpu < 2) { fprintf(stderr, "pinned: needs 2 CPUs, this machine has %ld\n", ncpu); return 2; }
+    CPU_ZERO(&one);
+    CPU_SET((int)ncpu - 1, &one);
+    if (sched_setaffinity(0, sizeof one, &one) != 0) { perror("sched_setaffinity"); return 2; }
+    snprintf(background, sizeof background, ncpu > 2 ? "0-%ld" : "0", ncpu - 2);
+  }
   if (getenv("LB_BENCH_SLOW_STEPS")) slowlog = fopen(getenv("LB_BENCH_SLOW_STEPS"), "w");
+  schedstat_fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
   for (h = 0; h < 2; h++) {
     int ns = 0, i, over = 0;
-    int slow = 0, preempted = 0;
+    /* of the steps over budget + 0.5 ms, by what took most of the excess:
+    ** the loop thread's own CPU, a wait on the run queue (another thread or
+    ** process of this guest ran), blocking, or neither (stolen) */
+    int slow = 0, by_cpu = 0, by_wait = 0, by_block = 0, by_unaccounted = 0;
+    double worst_own = 0;     /* worst step but the unaccounted ones */
     double base = run_sync(n, dir, hooks[h], 0, steps, &ns, 0);
+    double steal0 = steal_ms(), steal;
     double secs = run_sync(n, dir, hooks[h], budget, steps, &ns, 2000000);
+    steal = steal_ms() - steal0;
     double b = budget / 1000.0;
     /* the first step loads modules and starts the connector: not a frame of the sync */
     qsort(steps + 1, (size_t)(ns - 1), sizeof *steps, cmp_step);
     for (i = 1; i < ns; i++) {
       cpu[i] = steps[i].cpu;
       if (steps[i].wall > b) over++;
-      if (steps[i].wall > b + 0.5) { slow++; preempted += steps[i].preempted; }
+      if (steps[i].wall > b + 0.5) {
+        const step *st = &steps[i];
+        double excess_cpu = st->cpu - b, unaccounted = st->wall - st->cpu - st->wait;
+        slow++;
+        if (st->blocked) by_block++;
+        else if (unaccounted >= st->wait && unaccounted >= excess_cpu) by_unaccounted++;
+        else if (st->wait >= excess_cpu) by_wait++;
+        else by_cpu++;
+      }
+      if (!(steps[i].wall > b + 0.5) || steps[i].blocked ||
+          steps[i].wall - steps[i].cpu - steps[i].wait < 1.0)
+        worst_own = steps[i].wall > worst_own ? steps[i].wall : worst_own;
     }
     qsort(cpu + 1, (size_t)(ns - 1), sizeof *cpu, cmp);
     printf("%-9s steps %d, p50 %.2f ms, p99 %.2f ms, worst %.2f ms for a %.2f ms budget; "
            "%.1f%% over; throughput %.2f of the unbudgeted run (%.2f s vs %.2f s); "
            "loop-thread CPU per step: cpu_p99 %.2f ms, cpu_worst %.2f ms; of the %d steps over budget + 0.5 ms, "
-           "%d were preempted (switched out, never blocked)\n",
+           "%d ran long on the CPU, %d waited for it (run queue), %d blocked, %d unaccounted; "
+           "the machine's steal during the run %.0f ms; "
+           "worst_accounted %.2f ms\n",
            h ? "hook" : "no hook", ns, steps[1 + (ns - 1) / 2].wall, steps[1 + (int)((ns - 1) * 0.99)].wall,
            steps[ns - 1].wall, b, 100.0 * over / (ns > 1 ? ns - 1 : 1), base / secs, secs, base,
-           cpu[1 + (int)((ns - 1) * 0.99)], cpu[ns - 1], slow, preempted);
+           cpu[1 + (int)((ns - 1) * 0.99)], cpu[ns - 1], slow, by_cpu, by_wait, by_block, by_unaccounted, steal,
+           worst_own);
   }
   return 0;
 }

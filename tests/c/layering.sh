@@ -2,7 +2,7 @@
 # layering.sh OBJECT... - the core's files call each other in layers, read
 # from the compiled objects (nm): which file defines each lb_/lb__ symbol
 # another one uses. Lower files never use higher ones:
-#   hostcall, reap, rtstate, tmpfile, exepath  leaves: nothing else of the core
+#   hostcall, reap, rtstate, tmpfile, exepath, background  leaves: nothing else of the core
 #   log                 messages: runs the host's sink through hostcall
 #   sched               tasks: knows no processes, no loop, no lifecycle
 #   proc                children: tasks and the leaves, not the loop or runtime
@@ -28,14 +28,14 @@ uses() {
   done
 }
 pass=0; fail=0
-for f in hostcall log reap rtstate tmpfile exepath sched proc loop modules runtime; do   # no object, no claim
+for f in hostcall log reap rtstate tmpfile exepath background sched proc loop modules runtime; do   # no object, no claim
   [ -s "$tmp/$f.def" ] || { echo "FAIL no object defines the symbols of $f.c"; fail=$((fail + 1)); }
 done
 rule() {   # rule FILE ALLOWED...: FILE uses only ALLOWED among the layered files
   file=$1; shift
   bad=""
   for g in $(uses "$file"); do
-    case " hostcall log reap rtstate tmpfile exepath sched proc loop modules runtime " in *" $g "*) ;; *) continue ;; esac
+    case " hostcall log reap rtstate tmpfile exepath background sched proc loop modules runtime " in *" $g "*) ;; *) continue ;; esac
     case " $* " in *" $g "*) ;; *) bad="$bad $g" ;; esac
   done
   if [ -z "$bad" ]; then pass=$((pass + 1)); echo "ok   $file uses only: ${*:-nothing}"
@@ -47,10 +47,11 @@ rule reap
 rule rtstate
 rule tmpfile
 rule exepath
+rule background
 rule sched hostcall log rtstate
-rule proc hostcall log reap rtstate sched
+rule proc hostcall log reap rtstate sched background
 rule loop hostcall log rtstate sched proc
 rule modules
-rule runtime hostcall log reap rtstate tmpfile exepath sched proc loop modules
+rule runtime hostcall log reap rtstate tmpfile exepath background sched proc loop modules
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -1,6 +1,8 @@
 /* test_embed.c - hosts that own the loop: an epoll host driving the runtime
 ** through lb_backend_fd()/lb_backend_timeout()/lb_step(), and a game-style
 ** frame loop with a fixed budget while a connector streams records. */
+#define _GNU_SOURCE 1      /* sched_setaffinity */
+#include <sched.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
@@ -397,6 +399,59 @@ static int oom_child(const char *exe, const char *dir) {
 
 #endif
 
+/* lb_options.background_cpus: a list that does not parse fails
+** lb_runtime_new with the reason in the log; a host pinned to its last CPU
+** that names the others gets its connector there. */
+static char bg_log[512];
+static void bg_sink(void *ud, int level, const char *msg, size_t len) {
+  (void)ud;
+  (void)level;
+  snprintf(bg_log, sizeof bg_log, "%.*s", (int)len, msg);
+}
+
+static void background_cpus_keep_a_pinned_host_free(void) {
+  static const char src[] =
+    "local p = assert(require('airbyte.process').spawn{argv = {'sh', '-c',\n"
+    "  'read x; grep Cpus_allowed_list /proc/self/status'}, stdin = true})\n"
+    "assert(p:write('go\\n'))\n"   /* the child reports after the pin */
+    "p:close_stdin()\n"
+    "local line = p:read_line()\n"
+    "p:wait()\n"
+    "return line\n";
+  lb_options o;
+  lb_runtime *rt;
+  lb_task *t;
+  cpu_set_t before, last;
+  char others[32], want[64];
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  lb_options_init(&o);
+  o.background_cpus = "3-1";
+  o.log = bg_sink;
+  bg_log[0] = 0;
+  CHECK_EQ_INT(lb_runtime_new(&o, &rt), LB_EINVAL);
+  CHECK(strstr(bg_log, "background_cpus '3-1' is not a CPU list") != NULL);
+  if (ncpu < 2) {
+    printf("     skipped: needs 2 CPUs, this machine has %ld\n", ncpu);
+    return;
+  }
+  CHECK_EQ_INT(sched_getaffinity(0, sizeof before, &before), 0);
+  CPU_ZERO(&last);
+  CPU_SET((int)ncpu - 1, &last);
+  CHECK_EQ_INT(sched_setaffinity(0, sizeof last, &last), 0);
+  snprintf(others, sizeof others, ncpu > 2 ? "0-%ld" : "0", ncpu - 2);
+  lb_options_init(&o);
+  o.background_cpus = others;
+  CHECK_EQ_INT(lb_runtime_new(&o, &rt), 0);
+  CHECK_EQ_INT(lb_spawn_string(rt, src, sizeof src - 1, "=pinned", 0, NULL, &t), 0);
+  lb_run(rt);
+  if (lb_task_error(t)) fprintf(stderr, "  %s\n", lb_task_error(t));
+  snprintf(want, sizeof want, "[\"Cpus_allowed_list:\\t%s\"]", others);
+  CHECK_EQ_STR(lb_task_result(t, NULL), want);
+  lb_task_release(t);
+  lb_runtime_close(rt);
+  CHECK_EQ_INT(sched_setaffinity(0, sizeof before, &before), 0);
+}
+
 static void out_of_memory_in_a_step(void) {
 #if defined(__SANITIZE_ADDRESS__)
   /* ASan reserves its heap up front: RLIMIT_AS never makes malloc fail */
@@ -429,6 +484,7 @@ TEST_LIST {
   {"sync_with_hook_keeps_budget", sync_with_hook_keeps_budget},
   {"costly_work_waits_for_a_fresh_step", costly_work_waits_for_a_fresh_step},
   {"out_of_memory_in_a_step", out_of_memory_in_a_step},
+  {"background_cpus_keep_a_pinned_host_free", background_cpus_keep_a_pinned_host_free},
   {"teardown", teardown},
   {NULL, NULL}
 };
