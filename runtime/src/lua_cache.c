@@ -242,19 +242,25 @@ static int can_wait(lua_State *L) {
   return !rt->stepping && !rt->closing && rt->mode != LB_LOOP_SHARED;
 }
 
+/* In a step with a budget a task does not sleep on the cache: 1 is a
+** deadline already passed, so a writer without room hands the rest of the
+** step back (lb__cache_retry). Asleep inside the host's frame, the loop
+** thread's wake-up is the kernel's and the hypervisor's: traced at up to
+** 3 ms late on an idle vCPU, past the budget it was to keep. */
 uint64_t lb__cache_wait_deadline(lua_State *L) {
   lb_runtime *rt = lb__rt(L);
   if (!can_wait(L)) return 0;
-  return rt->deadline ? rt->deadline : uv_hrtime() + WAIT_SLICE_NS;
+  return rt->deadline ? 1 : uv_hrtime() + WAIT_SLICE_NS;
 }
 
-/* The retry: with a budget, the task runs again at the next step (the
-** step ends at its deadline); without one, after a 1 ms timer, so that
+/* The retry: with a budget, the task runs again at the next step (this
+** one ends now: the rest of it is the host's); without one, after a 1 ms timer, so that
 ** the loop polls meanwhile (a task that is ready at once would keep the
 ** loop from reading the pipes the other tasks wait for). */
 int lb__cache_retry(lua_State *L, lua_KContext ctx, lua_KFunction k) {
   lb_runtime *rt = lb__rt(L);
   if (rt->deadline) {
+    rt->handed_back = 1;
     lb__wake(rt->current);
     return lb__wait(L, NULL, NULL, ctx, k);
   }
