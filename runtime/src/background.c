@@ -54,24 +54,51 @@ bad:
 }
 
 #ifdef __linux__
-static void pin(pid_t tid, const lb_cpus *cpus) {
+/* 1 when tid now runs on cpus */
+static int pin(pid_t tid, const lb_cpus *cpus) {
   cpu_set_t set;
   int c;
-  if (cpus == NULL || !cpus->any) return;
+  if (cpus == NULL || !cpus->any) return 0;
   CPU_ZERO(&set);
   for (c = 0; c < LB_CPUS_MAX && c < CPU_SETSIZE; c++)
     if (cpus->bits[c / 8] & (1u << (c % 8))) CPU_SET(c, &set);
   /* best effort: CPUs outside the process's cpuset fail with EINVAL, and
   ** the work then runs where it would have */
-  (void)sched_setaffinity(tid, sizeof set, &set);
+  return sched_setaffinity(tid, sizeof set, &set) == 0;
 }
 #endif
+
+int lb__background_lend(const lb_cpus *cpus, lb_cpus *saved) {
+#ifdef __linux__
+  cpu_set_t now;
+  int i;
+  memset(saved, 0, sizeof *saved);
+  if (cpus == NULL || !cpus->any) return 0;
+  if (sched_getaffinity(0, sizeof now, &now) != 0) return 0;
+  for (i = 0; i < LB_CPUS_MAX && i < CPU_SETSIZE; i++)
+    if (CPU_ISSET(i, &now)) saved->bits[i / 8] |= (unsigned char)(1u << (i % 8));
+  saved->any = 1;
+  return pin(0, cpus);
+#else
+  (void)cpus;
+  memset(saved, 0, sizeof *saved);
+  return 0;
+#endif
+}
+
+void lb__background_restore(const lb_cpus *saved) {
+#ifdef __linux__
+  (void)pin(0, saved);
+#else
+  (void)saved;
+#endif
+}
 
 void lb__background_thread(const lb_cpus *cpus) {
 #ifdef __linux__
   pid_t tid = (pid_t)syscall(SYS_gettid);
   (void)setpriority(PRIO_PROCESS, (id_t)tid, 10);
-  pin(tid, cpus);
+  (void)pin(tid, cpus);
 #else
   (void)cpus;
 #endif
@@ -83,12 +110,12 @@ void lb__background_process(int pid, const lb_cpus *cpus) {
   DIR *d;
   struct dirent *e;
   if (cpus == NULL || !cpus->any || pid <= 0) return;
-  pin((pid_t)pid, cpus);       /* the main thread first: threads it makes from now inherit */
+  (void)pin((pid_t)pid, cpus);   /* the main thread first: threads it makes from now inherit */
   snprintf(dir, sizeof dir, "/proc/%d/task", pid);
   if ((d = opendir(dir)) == NULL) return;
   while ((e = readdir(d)) != NULL) {
     long tid = strtol(e->d_name, NULL, 10);
-    if (tid > 0 && tid != pid) pin((pid_t)tid, cpus);
+    if (tid > 0 && tid != pid) (void)pin((pid_t)tid, cpus);
   }
   closedir(d);
 #else

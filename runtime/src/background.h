@@ -25,8 +25,14 @@ int  lb__cpus_parse(const char *list, lb_cpus *out, char *why, size_t whylen);
 /* For the calling thread, first thing in a background thread: nice +10,
 ** then onto cpus (when set). */
 void lb__background_thread(const lb_cpus *cpus);
-/* For a child just started: every thread of process pid onto cpus (when
-** set); threads it makes later inherit the set. */
+/* Around starting a child: the calling thread (the loop's) moves onto cpus
+** (when set) and saves where it ran, so the child is born there (fork
+** copies the set) instead of running on the host's CPU until it execs;
+** restore moves the thread back. lend returns 1 when it moved the thread. */
+int  lb__background_lend(const lb_cpus *cpus, lb_cpus *saved);
+void lb__background_restore(const lb_cpus *saved);
+/* For a child started without lend: every thread of process pid onto cpus
+** (when set); threads it makes later inherit the set. */
 void lb__background_process(int pid, const lb_cpus *cpus);
 /* Between two pieces of background work: hands the CPU to a thread that
 ** waits for it, and returns at once when none does. */

@@ -553,7 +553,13 @@ int lb__proc_spawn(lb_runtime *rt, const lb_proc_opts *o, lb_proc **out,
   if (rt->procs) rt->procs->prev = p;
   rt->procs = p;
 
-  rc = uv_spawn(rt->loop, &p->process, &po);
+  {
+    lb_cpus host_cpus;
+    int lent = lb__background_lend(&rt->background_cpus, &host_cpus);
+    rc = uv_spawn(rt->loop, &p->process, &po);
+    if (lent) lb__background_restore(&host_cpus);
+    else if (rc == 0) lb__background_process(p->process.pid, &rt->background_cpus);
+  }
   if (rc < 0) {
     snprintf(err, errlen, "cannot start connector '%s' (%s): %s", p->name, po.file,
              uv_strerror(rc));
@@ -570,7 +576,6 @@ int lb__proc_spawn(lb_runtime *rt, const lb_proc_opts *o, lb_proc **out,
   p->open_handles++;              /* the process handle */
   p->running = 1;
   p->pid = p->process.pid;
-  lb__background_process(p->pid, &rt->background_cpus);
   {
     /* A 1 MiB pipe instead of 64 KiB: a fast connector and we wake each
     ** other 16 times less often. Best effort: the kernel may refuse. */
