@@ -16,6 +16,11 @@
 #include "background.h"
 #include "luabyte.h"
 
+static void add_cpu(lb_cpus *cpus, int c) {
+  cpus->bits[c / 8] |= (unsigned char)(1u << (c % 8));
+  cpus->any = 1;
+}
+
 static int parse_cpu(const char **p, long *out) {
   char *end;
   long v;
@@ -40,8 +45,7 @@ int lb__cpus_parse(const char *list, lb_cpus *out, char *why, size_t whylen) {
       p++;
       if (parse_cpu(&p, &hi) != 0 || hi < lo) goto bad;
     }
-    for (c = lo; c <= hi; c++) out->bits[c / 8] |= (unsigned char)(1u << (c % 8));
-    out->any = 1;
+    for (c = lo; c <= hi; c++) add_cpu(out, (int)c);
     if (*p == 0) return 0;
     if (*p++ != ',') goto bad;
   }
@@ -54,6 +58,9 @@ bad:
 }
 
 #ifdef __linux__
+/* lb_cpus <-> the kernel's cpu_set_t, one bit per CPU either way */
+static int has_cpu(const lb_cpus *cpus, int c) { return (cpus->bits[c / 8] >> (c % 8)) & 1; }
+
 /* 1 when tid now runs on cpus */
 static int pin(pid_t tid, const lb_cpus *cpus) {
   cpu_set_t set;
@@ -61,7 +68,7 @@ static int pin(pid_t tid, const lb_cpus *cpus) {
   if (cpus == NULL || !cpus->any) return 0;
   CPU_ZERO(&set);
   for (c = 0; c < LB_CPUS_MAX && c < CPU_SETSIZE; c++)
-    if (cpus->bits[c / 8] & (1u << (c % 8))) CPU_SET(c, &set);
+    if (has_cpu(cpus, c)) CPU_SET(c, &set);
   /* best effort: CPUs outside the process's cpuset fail with EINVAL, and
   ** the work then runs where it would have */
   return sched_setaffinity(tid, sizeof set, &set) == 0;
@@ -76,9 +83,8 @@ int lb__background_lend(const lb_cpus *cpus, lb_cpus *saved) {
   if (cpus == NULL || !cpus->any) return 0;
   if (sched_getaffinity(0, sizeof now, &now) != 0) return 0;
   for (i = 0; i < LB_CPUS_MAX && i < CPU_SETSIZE; i++)
-    if (CPU_ISSET(i, &now)) saved->bits[i / 8] |= (unsigned char)(1u << (i % 8));
-  saved->any = 1;
-  return pin(0, cpus);
+    if (CPU_ISSET(i, &now)) add_cpu(saved, i);
+  return saved->any && pin(0, cpus);
 #else
   (void)cpus;
   memset(saved, 0, sizeof *saved);

@@ -5,7 +5,6 @@
 ** the busy handler, and the checkpointer (cache.h, "Async mode").
 */
 #define _GNU_SOURCE        /* O_CLOEXEC under -std=c99 */
-#include <sched.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,7 +116,6 @@ static void writer_main(void *arg) {
         off += rowsz;
         i++;
       }
-      if (getenv("LB_EXP_YIELD")) sched_yield();
       /* a statement is a piece of at most MULTI_ROWS rows (~0.1 ms): a loop
       ** thread that waits for this CPU gets it now, not at the next tick */
       lb__background_yield();
