@@ -118,6 +118,18 @@ describe("process", function()
     assert.equal(0, p:wait())
   end)
 
+  -- what a connector may write before it blocks is how long it can hold the
+  -- host's CPU once a read wakes it (proc.c, OUTPUT_PIPE_BYTES)
+  it("gives a connector's output a 64 KiB pipe, not a socket with a deeper buffer", function()
+    if os.execute("command -v python3 >/dev/null") ~= true then
+      return pending("skip: python3 is not installed (it asks the kernel for the pipe's size)")
+    end
+    local out, code = H.run({ "python3", "-c",
+      "import fcntl, os; print(os.readlink('/proc/self/fd/1').split(':')[0], fcntl.fcntl(1, 1032))" })
+    assert.equal(0, code)
+    assert.equal("pipe 65536", out)   -- 1032: F_GETPIPE_SZ
+  end)
+
   it("runs two connectors at once", function()
     local function count(n)
       local p = assert(proc.spawn{ argv = H.fixture_connector("printer.lua", "repeat:" .. n .. ":line") })
