@@ -39,14 +39,19 @@ if [ "${1:-}" = embed ]; then
   modes="unpinned"; [ "$(nproc)" -ge 2 ] && modes="unpinned pinned"
   for mode in $modes; do
     echo "-- $mode"
-    build/tests/c/bench_embed "$n" "$budget" "$dir" "$mode" | while read -r line; do
-      echo "$line"
-      echo "$line" | awk -v b="$budget" '{
-        for (i = 1; i <= NF; i++) { if ($i == "p99") p99 = $(i+1); if ($i == "worst") worst = $(i+1); if ($i == "throughput") r = $(i+1) }
-        bm = b / 1000
-        printf "  p99 <= budget + 0.5 ms: %s  worst <= budget + 3 ms: %s  throughput >= 0.7: %s\n",
-          (p99 <= bm + 0.5) ? "PASS" : "FAIL", (worst <= bm + 3) ? "PASS" : "FAIL", (r >= 0.7) ? "PASS" : "FAIL" }'
-    done
+    # the control line comes first: the same frames with plain work and no
+    # luabyte; how far its worst exceeds its median is the machine's own
+    # stall (kernel, hypervisor), printed beside the absolute verdict
+    build/tests/c/bench_embed "$n" "$budget" "$dir" "$mode" | awk -v b="$budget" -v floorfile="$dir/floor" '
+      { print; p50 = p99 = worst = r = ""
+        for (i = 1; i <= NF; i++) {   # the first of each
+          if ($i == "p50" && p50 == "") p50 = $(i+1); if ($i == "p99" && p99 == "") p99 = $(i+1)
+          if ($i == "worst" && worst == "") worst = $(i+1); if ($i == "throughput" && r == "") r = $(i+1) } }
+      $1 == "control" { floor = worst - p50; print floor > floorfile; close(floorfile)
+                        printf "  the machine alone stalled a frame of plain work by up to %.2f ms\n", floor; next }
+      { bm = b / 1000
+        printf "  p99 <= budget + 0.5 ms: %s  worst <= budget + 3 ms: %s (<= budget + 3 ms + the machine'"'"'s %.2f ms: %s)  throughput >= 0.7: %s\n",
+          (p99 <= bm + 0.5) ? "PASS" : "FAIL", (worst <= bm + 3) ? "PASS" : "FAIL", floor, (worst <= bm + 3 + floor) ? "PASS" : "FAIL", (r >= 0.7) ? "PASS" : "FAIL" }'
     # the epoll host's own 5 ms timer during the same sync
     pin=""; [ "$mode" = pinned ] && pin=--pin
     build/example_epoll_host $pin "
@@ -54,7 +59,9 @@ if [ "${1:-}" = embed ]; then
       local s = ab.get_source('source-faker', {config = {count = $n, seed = 1}})
       s:select_streams({'users'})
       s:read({cache = ab.new_local_cache{cache_name = 'epoll', cache_dir = '$dir'}, quiet = true})" |
-      awk '/host timer/ {print "epoll host: " $0 "  no tick missed: " ($5 == 0 ? "PASS" : "FAIL")}'
+      awk -v floor="$(cat "$dir/floor" 2>/dev/null)" '/host timer/ {
+        printf "epoll host: %s  no tick missed: %s (a tick is missed when the host is 5 ms late; the machine alone stalled a frame by up to %s ms)\n",
+          $0, ($5 == 0 ? "PASS" : "FAIL"), floor }'
   done
   exit 0
 fi

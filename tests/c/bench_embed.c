@@ -8,7 +8,9 @@
 ** LB_BENCH_SLOW_STEPS=FILE lists the steps over budget + 0.3 ms of CPU or
 ** budget + 2.5 ms of wall time: run, step number, start and end
 ** (CLOCK_MONOTONIC seconds, the clock of `perf record -k CLOCK_MONOTONIC`,
-** to find their samples), wall, CPU and run-queue wait ms. */
+** to find their samples), wall, CPU and run-queue wait ms, page faults.
+** The first line, "control", is the machine's floor: the same frames with
+** plain work instead of luabyte (control() below). */
 #define _GNU_SOURCE        /* RUSAGE_THREAD */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <unistd.h>
+#include <pthread.h>
 #include <sys/resource.h>
 #include "luabyte.h"
 
@@ -32,7 +35,7 @@ static double now_ms(void) {
 ** the wall time, wall - cpu - wait, in a step that never blocked, is time
 ** the thread was "running" without getting CPU: the hypervisor ran another
 ** guest (steal; this kernel's task clock leaves steal out) or interrupts. */
-typedef struct step { double wall, cpu, wait; int blocked; } step;
+typedef struct step { double wall, cpu, wait; int blocked; long faults; } step;
 /* The kernel's run_delay misses some waits (seen when three threads share
 ** two CPUs), so "unaccounted" is steal or such a wait; the run's steal from
 ** /proc/stat, printed beside it, tells which. */
@@ -118,10 +121,11 @@ static double run_sync(const char *n, const char *dir, const char *hook, unsigne
         st->cpu = cpu_ms() - c;
         st->wait = run_delay_ms() - w;
         st->blocked = r1.ru_nvcsw > r0.ru_nvcsw;
+        st->faults = (r1.ru_minflt - r0.ru_minflt) + (r1.ru_majflt - r0.ru_majflt);
         if (slowlog && (st->cpu > budget / 1000.0 + 0.3 || st->wall > budget / 1000.0 + 2.5))
-          fprintf(slowlog, "%s step %d %.6f %.6f wall %.3f cpu %.3f wait %.3f%s\n",
+          fprintf(slowlog, "%s step %d %.6f %.6f wall %.3f cpu %.3f wait %.3f faults %ld%s\n",
                   *hook ? hook : "nohook", *nsteps - 1, s / 1e3, (s + st->wall) / 1e3,
-                  st->wall, st->cpu, st->wait, st->blocked ? " blocked" : "");
+                  st->wall, st->cpu, st->wait, st->faults, st->blocked ? " blocked" : "");
       }
       usleep(200);          /* the rest of the host's frame */
     } while (rc > 0);
@@ -149,6 +153,73 @@ static double steal_ms(void) {
   return hz > 0 ? v[7] * 1e3 / hz : 0;
 }
 
+/* --- the machine's floor ------------------------------------------------
+** The same frames with plain work in place of lb_step and no luabyte, one
+** CPU-bound thread beside them standing in for the sync's writer and
+** connector, pinned where those are. By how much this loop's worst frame
+** exceeds its work is what the kernel and the hypervisor do to any frame
+** here; luabyte's worst is read against it (scripts/bench.sh). */
+static volatile int burner_stop;
+static volatile unsigned char scratch[1 << 20];   /* the work touches memory, as a step does */
+
+static void work(unsigned long units) {
+  unsigned long i, x = 1;
+  for (i = 0; i < units; i++) {
+    x = x * 6364136223846793005ul + 1442695040888963407ul;
+    scratch[(x >> 33) % sizeof scratch]++;
+  }
+}
+
+static void *burner(void *arg) {
+  unsigned long x = 1;
+  if (arg) {          /* pinned mode: the background CPUs */
+    cpu_set_t set;
+    long c, ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    CPU_ZERO(&set);
+    for (c = 0; c < ncpu - 1; c++) CPU_SET((int)c, &set);
+    (void)sched_setaffinity(0, sizeof set, &set);
+  }
+  while (!burner_stop) x = x * 6364136223846793005ul + 1;
+  return (void *)(unsigned long)(x & 1);
+}
+
+/* frames of work sized to ~90% of the budget; prints p50, p99, worst */
+static void control(int frames, unsigned budget, int pinned, step *steps) {
+  unsigned long units = 1000;
+  double b = budget / 1000.0, t;
+  pthread_t th;
+  int i;
+  for (i = 0; i < (int)sizeof scratch; i += 4096) scratch[i] = 0;   /* first touches are slow here */
+  for (;;) {          /* size the work on a quiet machine: the best of 3 */
+    int k;
+    t = 1e9;
+    for (k = 0; k < 3; k++) {
+      double s = now_ms(), d;
+      work(units);
+      d = now_ms() - s;
+      t = d < t ? d : t;
+    }
+    if (t >= b * 0.2) break;
+    units *= 2;
+  }
+  units = (unsigned long)(units * (b * 0.9 / t));
+  burner_stop = 0;
+  if (pthread_create(&th, NULL, burner, pinned ? (void *)1 : NULL) != 0) return;
+  for (i = 0; i < frames; i++) {
+    double s = now_ms();
+    work(units);
+    steps[i].wall = now_ms() - s;
+    usleep(200);
+  }
+  burner_stop = 1;
+  pthread_join(th, NULL);
+  qsort(steps, (size_t)frames, sizeof *steps, cmp_step);
+  printf("control   frames %d, p50 %.2f ms, p99 %.2f ms, worst %.2f ms of plain work sized to %.2f ms, "
+         "no luabyte, one busy thread beside it: the machine's floor, worst - p50 = %.2f ms\n",
+         frames, steps[frames / 2].wall, steps[(int)(frames * 0.99)].wall, steps[frames - 1].wall, b * 0.9,
+         steps[frames - 1].wall - steps[frames / 2].wall);
+}
+
 int main(int argc, char **argv) {
   const char *n = argc > 1 ? argv[1] : "200000";
   unsigned budget = argc > 2 ? (unsigned)atoi(argv[2]) : 2000;
@@ -156,7 +227,7 @@ int main(int argc, char **argv) {
   static step steps[2000000];
   static double cpu[2000000];
   const char *hooks[2] = {"", "hook"};
-  int h;
+  int h, pinned = 0;
   if (argc > 4 && strcmp(argv[4], "pinned") == 0) {
     /* as a game pins its frame thread: this thread on the last CPU, the
     ** cache's threads and the connector on the others */
@@ -167,9 +238,11 @@ int main(int argc, char **argv) {
     CPU_SET((int)ncpu - 1, &one);
     if (sched_setaffinity(0, sizeof one, &one) != 0) { perror("sched_setaffinity"); return 2; }
     snprintf(background, sizeof background, ncpu > 2 ? "0-%ld" : "0", ncpu - 2);
+    pinned = 1;
   }
   if (getenv("LB_BENCH_SLOW_STEPS")) slowlog = fopen(getenv("LB_BENCH_SLOW_STEPS"), "w");
   schedstat_fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+  control(3000, budget, pinned, steps);   /* first: scripts/bench.sh reads the syncs against it */
   for (h = 0; h < 2; h++) {
     int ns = 0, i, over = 0;
     /* of the steps over budget + 0.5 ms, by what took most of the excess:
@@ -177,6 +250,7 @@ int main(int argc, char **argv) {
     ** process of this guest ran), blocking, or neither (stolen) */
     int slow = 0, by_cpu = 0, by_wait = 0, by_block = 0, by_unaccounted = 0;
     double worst_own = 0;     /* worst step but the unaccounted ones */
+    long faults = 0, slow_faults = 0;   /* the loop thread's page faults */
     double base = run_sync(n, dir, hooks[h], 0, steps, &ns, 0);
     double steal0 = steal_ms(), steal;
     double secs = run_sync(n, dir, hooks[h], budget, steps, &ns, 2000000);
@@ -186,11 +260,13 @@ int main(int argc, char **argv) {
     qsort(steps + 1, (size_t)(ns - 1), sizeof *steps, cmp_step);
     for (i = 1; i < ns; i++) {
       cpu[i] = steps[i].cpu;
+      faults += steps[i].faults;
       if (steps[i].wall > b) over++;
       if (steps[i].wall > b + 0.5) {
         const step *st = &steps[i];
         double excess_cpu = st->cpu - b, unaccounted = st->wall - st->cpu - st->wait;
         slow++;
+        slow_faults += st->faults;
         if (st->blocked) by_block++;
         else if (unaccounted >= st->wait && unaccounted >= excess_cpu) by_unaccounted++;
         else if (st->wait >= excess_cpu) by_wait++;
@@ -205,11 +281,11 @@ int main(int argc, char **argv) {
            "%.1f%% over; throughput %.2f of the unbudgeted run (%.2f s vs %.2f s); "
            "loop-thread CPU per step: cpu_p99 %.2f ms, cpu_worst %.2f ms; of the %d steps over budget + 0.5 ms, "
            "%d ran long on the CPU, %d waited for it (run queue), %d blocked, %d unaccounted; "
-           "the machine's steal during the run %.0f ms; "
+           "the machine's steal during the run %.0f ms; loop-thread page faults %ld (%ld in those steps); "
            "worst_accounted %.2f ms\n",
            h ? "hook" : "no hook", ns, steps[1 + (ns - 1) / 2].wall, steps[1 + (int)((ns - 1) * 0.99)].wall,
            steps[ns - 1].wall, b, 100.0 * over / (ns > 1 ? ns - 1 : 1), base / secs, secs, base,
-           cpu[1 + (int)((ns - 1) * 0.99)], cpu[ns - 1], slow, by_cpu, by_wait, by_block, by_unaccounted, steal,
+           cpu[1 + (int)((ns - 1) * 0.99)], cpu[ns - 1], slow, by_cpu, by_wait, by_block, by_unaccounted, steal, faults, slow_faults,
            worst_own);
   }
   return 0;
