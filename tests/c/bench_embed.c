@@ -2,14 +2,17 @@
 ** users) into the SQLite cache, driven by lb_step(rt, 0, budget_us) once a
 ** frame, with or without an on_record hook, against the same sync run
 ** unbudgeted (lb_run). Prints per-step wall-clock p50/p99/worst and the
-** throughput ratio. usage: bench_embed N BUDGET_US DIR [pinned]  (scripts/bench.sh
-** embed); pinned: the host pins its thread to the last CPU and gives luabyte
-** the others (lb_options.background_cpus), as a game pins its frame thread.
+** throughput ratio. usage: bench_embed N BUDGET_US DIR [unpinned|pinned [write]]
+** (scripts/bench.sh embed); pinned: the host pins its thread to the last CPU
+** and gives luabyte the others (lb_options.background_cpus), as a game pins
+** its frame thread; write: the same sync goes on through the cache to
+** destination-dev-null (Destination:write), so the destination's stdin and
+** its echoes are in the frames too.
 ** LB_BENCH_SLOW_STEPS=FILE lists the steps over budget + 0.3 ms of CPU or
 ** budget + 2.5 ms of wall time: run, step number, start and end
 ** (CLOCK_MONOTONIC seconds, the clock of `perf record -k CLOCK_MONOTONIC`,
 ** to find their samples), wall, CPU and run-queue wait ms, page faults.
-** The first line, "control", is the machine's floor: the same frames with
+** The first line (read only), "control", is the machine's floor: the same frames with
 ** plain work instead of luabyte (control() below). */
 #define _GNU_SOURCE        /* RUSAGE_THREAD */
 #include <stdio.h>
@@ -73,7 +76,7 @@ static int cmp(const void *a, const void *b) {
 }
 
 static const char script[] =
-  "local n, dir, hook = ...\n"
+  "local n, dir, hook, what = ...\n"
   "local ab = require 'airbyte'\n"
   "local source = ab.get_source('source-faker', {config = {count = tonumber(n), seed = 1}})\n"
   "source:select_streams({'users'})\n"
@@ -83,16 +86,21 @@ static const char script[] =
   "  local sum = 0\n"
   "  opts.on_record = function(r) sum = sum + r.id + #r.email end\n"
   "end\n"
+  "if what == 'write' then\n"   /* through the cache on to a destination process */
+  "  local dest = ab.get_destination('destination-dev-null', {config = {}})\n"
+  "  return dest:write(source, opts).processed_records\n"
+  "end\n"
   "return source:read(opts).processed_records\n";
 
 static FILE *slowlog;     /* LB_BENCH_SLOW_STEPS */
 static char background[32];   /* "pinned": the CPUs left to luabyte's own work */
+static const char *what = "read";   /* or "write": the sync goes on to destination-dev-null */
 
 /* One sync; budget 0 = lb_run. Returns seconds; fills steps[] with the
 ** wall time of each step (ms). */
 static double run_sync(const char *n, const char *dir, const char *hook, unsigned budget,
                    step *steps, int *nsteps, int max) {
-  const char *args[3] = {n, dir, hook};
+  const char *args[4] = {n, dir, hook, what};
   lb_options o;
   lb_runtime *rt;
   lb_task *t;
@@ -100,7 +108,7 @@ static double run_sync(const char *n, const char *dir, const char *hook, unsigne
   lb_options_init(&o);
   if (*background) o.background_cpus = background;
   if (lb_runtime_new(&o, &rt) < 0) exit(1);
-  if (lb_spawn_string(rt, script, sizeof script - 1, "=bench", 3, args, &t) < 0) {
+  if (lb_spawn_string(rt, script, sizeof script - 1, "=bench", 4, args, &t) < 0) {
     fprintf(stderr, "%s\n", lb_last_error(rt));
     exit(1);
   }
@@ -240,9 +248,11 @@ int main(int argc, char **argv) {
     snprintf(background, sizeof background, ncpu > 2 ? "0-%ld" : "0", ncpu - 2);
     pinned = 1;
   }
+  if (argc > 5 && strcmp(argv[5], "write") == 0) what = "write";
   if (getenv("LB_BENCH_SLOW_STEPS")) slowlog = fopen(getenv("LB_BENCH_SLOW_STEPS"), "w");
   schedstat_fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
-  control(3000, budget, pinned, steps);   /* first: scripts/bench.sh reads the syncs against it */
+  if (*what == 'r')   /* first: scripts/bench.sh reads the syncs against it */
+    control(3000, budget, pinned, steps);
   for (h = 0; h < 2; h++) {
     int ns = 0, i, over = 0;
     /* of the steps over budget + 0.5 ms, by what took most of the excess:
@@ -277,13 +287,13 @@ int main(int argc, char **argv) {
         worst_own = steps[i].wall > worst_own ? steps[i].wall : worst_own;
     }
     qsort(cpu + 1, (size_t)(ns - 1), sizeof *cpu, cmp);
-    printf("%-9s steps %d, p50 %.2f ms, p99 %.2f ms, worst %.2f ms for a %.2f ms budget; "
+    printf("%s%-9s steps %d, p50 %.2f ms, p99 %.2f ms, worst %.2f ms for a %.2f ms budget; "
            "%.1f%% over; throughput %.2f of the unbudgeted run (%.2f s vs %.2f s); "
            "loop-thread CPU per step: cpu_p99 %.2f ms, cpu_worst %.2f ms; of the %d steps over budget + 0.5 ms, "
            "%d ran long on the CPU, %d waited for it (run queue), %d blocked, %d unaccounted; "
            "the machine's steal during the run %.0f ms; loop-thread page faults %ld (%ld in those steps); "
            "worst_accounted %.2f ms\n",
-           h ? "hook" : "no hook", ns, steps[1 + (ns - 1) / 2].wall, steps[1 + (int)((ns - 1) * 0.99)].wall,
+           *what == 'w' ? "write " : "", h ? "hook" : "no hook", ns, steps[1 + (ns - 1) / 2].wall, steps[1 + (int)((ns - 1) * 0.99)].wall,
            steps[ns - 1].wall, b, 100.0 * over / (ns > 1 ? ns - 1 : 1), base / secs, secs, base,
            cpu[1 + (int)((ns - 1) * 0.99)], cpu[ns - 1], slow, by_cpu, by_wait, by_block, by_unaccounted, steal, faults, slow_faults,
            worst_own);
