@@ -130,6 +130,19 @@ describe("process", function()
     assert.equal("pipe 65536", out)   -- 1032: F_GETPIPE_SZ
   end)
 
+  -- out of file descriptors, a start fails at the output pipe (proc.c) or
+  -- inside uv_spawn: each says so, gives its code, and leaks nothing (the
+  -- same start fails the same way twice, and works once they are back)
+  it("says why a connector cannot start when no file descriptors are left, and recovers", function()
+    local out, code = H.run({ "sh", "-c", ("ulimit -n 64 && exec %s %s"):format(
+      H.shell_quote(H.exe), H.shell_quote(H.fixtures .. "/spawn_until_no_fds.lua")) })
+    assert.equal(0, code, out)
+    local pipe = "cannot start connector 'echoer' (echo): no pipe for its output: too many open files EMFILE"
+    local spawn = "cannot start connector 'echoer' (echo): too many open files EMFILE"
+    assert.equal(table.concat({ "first: ok 0", "one free: " .. pipe, "one free: " .. pipe,
+                                "two free: " .. spawn, "two free: " .. spawn, "all free: ok 0" }, "\n"), out)
+  end)
+
   it("runs two connectors at once", function()
     local function count(n)
       local p = assert(proc.spawn{ argv = H.fixture_connector("printer.lua", "repeat:" .. n .. ":line") })
