@@ -180,19 +180,13 @@ static void work(unsigned long units) {
 
 static void *burner(void *arg) {
   unsigned long x = 1;
-  if (arg) {          /* pinned mode: the background CPUs */
-    cpu_set_t set;
-    long c, ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    CPU_ZERO(&set);
-    for (c = 0; c < ncpu - 1; c++) CPU_SET((int)c, &set);
-    (void)sched_setaffinity(0, sizeof set, &set);
-  }
+  if (arg) (void)sched_setaffinity(0, sizeof(cpu_set_t), arg);   /* pinned: luabyte's CPUs */
   while (!burner_stop) x = x * 6364136223846793005ul + 1;
   return (void *)(unsigned long)(x & 1);
 }
 
 /* frames of work sized to ~90% of the budget; prints p50, p99, worst */
-static void control(int frames, unsigned budget, int pinned, step *steps) {
+static void control(int frames, unsigned budget, cpu_set_t *background_set, step *steps) {
   unsigned long units = 1000;
   double b = budget / 1000.0, t;
   pthread_t th;
@@ -212,7 +206,10 @@ static void control(int frames, unsigned budget, int pinned, step *steps) {
   }
   units = (unsigned long)(units * (b * 0.9 / t));
   burner_stop = 0;
-  if (pthread_create(&th, NULL, burner, pinned ? (void *)1 : NULL) != 0) return;
+  if (pthread_create(&th, NULL, burner, background_set) != 0) {
+    fprintf(stderr, "control: cannot start its busy thread\n");
+    exit(1);
+  }
   for (i = 0; i < frames; i++) {
     double s = now_ms();
     work(units);
@@ -235,18 +232,21 @@ int main(int argc, char **argv) {
   static step steps[2000000];
   static double cpu[2000000];
   const char *hooks[2] = {"", "hook"};
-  int h, pinned = 0;
+  int h;
+  cpu_set_t background_set, *pinned = NULL;   /* the CPUs in background[] */
   if (argc > 4 && strcmp(argv[4], "pinned") == 0) {
     /* as a game pins its frame thread: this thread on the last CPU, the
     ** cache's threads and the connector on the others */
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    long c, ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     cpu_set_t one;
     if (ncpu < 2) { fprintf(stderr, "pinned: needs 2 CPUs, this machine has %ld\n", ncpu); return 2; }
     CPU_ZERO(&one);
     CPU_SET((int)ncpu - 1, &one);
     if (sched_setaffinity(0, sizeof one, &one) != 0) { perror("sched_setaffinity"); return 2; }
     snprintf(background, sizeof background, ncpu > 2 ? "0-%ld" : "0", ncpu - 2);
-    pinned = 1;
+    CPU_ZERO(&background_set);
+    for (c = 0; c < ncpu - 1; c++) CPU_SET((int)c, &background_set);
+    pinned = &background_set;
   }
   if (argc > 5 && strcmp(argv[5], "write") == 0) what = "write";
   if (getenv("LB_BENCH_SLOW_STEPS")) slowlog = fopen(getenv("LB_BENCH_SLOW_STEPS"), "w");
